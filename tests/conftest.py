@@ -30,9 +30,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def gen():
-    """A fresh, differently seeded generator per test: checks must hold on any input."""
+def gen(request):
+    """A fresh, differently seeded generator per test: checks must hold on any input.
+
+    The seed is printed on failure (``g.initial_seed()``) so that a failing draw can be replayed.
+    """
     seed = int.from_bytes(os.urandom(4), "little")
-    g = torch.Generator().manual_seed(seed)
-    g.seed_value = seed
-    return g
+    request.node.user_properties.append(("seed", seed))
+    print(f"random seed: {seed}")
+    return torch.Generator().manual_seed(seed)
