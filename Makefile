@@ -1,7 +1,10 @@
 # Two commands do all set-up on a fresh machine:
-#   make book   create .venv if needed, install, build the HTML book (every notebook executed)
-#   make test   the same set-up, then the whole suite (unit tests, strict book build, checks of the built book)
-# Installs are cached in .venv: a second run only re-installs when requirements change.
+#   make book   create .venv if needed, install, fetch the book's pinned browser assets (npm),
+#               build the HTML book (every notebook executed)
+#   make test   the same set-up, then the whole suite (unit tests, strict book build, checks of the
+#               built book, including headless Chromium when it is installed)
+# Installs are cached (.venv, tools/web/node_modules): a second run only re-installs when
+# requirements.txt / pyproject.toml / tools/web/package-lock.json change.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -23,7 +26,15 @@ endif
 
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: install book test unit book-check lab clean
+# Browser assets the book serves itself (MathJax, RequireJS, ipywidgets HTML manager), pinned in
+# tools/web/package-lock.json, installed with npm and copied into book/_static_offline (not in
+# git). Redone only when the lock file changes.
+WEB      := tools/web
+OFFLINE  := book/_static_offline
+ASSETS   := $(OFFLINE)/.installed
+NPM      ?= npm
+
+.PHONY: install assets book test unit book-check lab clean
 
 install: $(STAMP)
 
@@ -35,7 +46,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	@touch $(STAMP)
 
-book: $(STAMP)
+assets: $(ASSETS)
+
+$(ASSETS): $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v $(NPM) >/dev/null || { echo "npm (Node.js) is needed once, to install the book's MathJax and widget scripts"; exit 1; }
+	cd $(WEB) && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf $(OFFLINE) && mkdir -p $(OFFLINE)/widgets $(OFFLINE)/require
+	cp -R $(WEB)/node_modules/mathjax/es5 $(OFFLINE)/mathjax
+	cp $(WEB)/node_modules/requirejs/require.js $(OFFLINE)/require/require.js
+	cd $(WEB)/node_modules/@jupyter-widgets/html-manager/dist && \
+	  cp embed-amd.js *.woff *.woff2 *.ttf *.eot *.svg $(CURDIR)/$(OFFLINE)/widgets/
+	@touch $@
+
+book: $(STAMP) $(ASSETS)
 	$(VENV)/bin/jupyter-book build $(JB_FLAGS) .
 	@echo "Book built: _build/html/index.html"
 
@@ -54,4 +77,4 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
-	rm -rf _build
+	rm -rf _build $(OFFLINE)
