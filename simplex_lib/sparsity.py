@@ -396,8 +396,10 @@ def measured_crossover(records) -> list:
 
     Returns
     -------
-    list of dicts (``w1, w2, D, heads, n_sdpa, kernel_us_per_token, sdpa_us_per_token,
-    crossover, model_crossover`` and the record's ``meta`` fields); empty when no such record exists.
+    list of dict
+        One dict per window shape with keys ``w1``, ``w2``, ``D``, ``heads``, ``n_sdpa``,
+        ``kernel_us_per_token``, ``sdpa_us_per_token``, ``crossover``, ``model_crossover`` and the
+        record's ``meta`` fields; empty when no such record exists.
 
     Examples
     --------
