@@ -1,0 +1,318 @@
+"""Triangle-attention explorer: one query's 2-simplicial attention, slice by slice.
+
+The logic is in plain functions: :func:`make_tokens` (random queries, keys and values),
+:func:`triangle_state` (the query's ``(j, k)`` weight slice, its strongest triangles and its output
+next to dot-product attention's), and :func:`render` (the three-panel figure).
+:class:`TriangleExplorer` only wires ipywidgets controls to them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import torch
+
+from .. import reference as ref
+from ..variants import reduce_values
+
+__all__ = ["make_tokens", "triangle_state", "triangle_graph", "render", "TriangleExplorer"]
+
+#: The longest sequence the explorer offers (16**3 = 4096 cells: instant on any machine).
+MAX_SEQ = 16
+#: Figure size in inches: two rows, so that it stays readable in a narrow page column.
+FIGSIZE = (10.0, 8.4)
+
+
+def _check_int(name: str, x, lo: int, hi: int | None = None) -> None:
+    if isinstance(x, bool) or not isinstance(x, int) or x < lo or (hi is not None and x > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be an int {rng}, got {x!r}")
+
+
+def make_tokens(seed: int, seq_len: int, head_dim: int) -> dict:
+    """Random ``q, k1, k2, v1, v2`` of shape ``[1, seq_len, 1, head_dim]`` (float64).
+
+    The same ``seed`` always gives the same tokens, so the other controls can be varied on a
+    fixed input.
+
+    Examples
+    --------
+    >>> t = make_tokens(0, 5, 3)
+    >>> sorted(t), tuple(t["q"].shape)
+    (['k1', 'k2', 'q', 'v1', 'v2'], (1, 5, 1, 3))
+    """
+    _check_int("seed", seed, 0)
+    _check_int("seq_len", seq_len, 1)
+    _check_int("head_dim", head_dim, 1)
+    g = torch.Generator().manual_seed(seed)
+    return {name: torch.randn(1, seq_len, 1, head_dim, generator=g, dtype=torch.float64)
+            for name in ("q", "k1", "k2", "v1", "v2")}
+
+
+def triangle_state(seq_len: int = 8, head_dim: int = 4, temperature: float = 1.0, w1=None,
+                   w2=None, query: int | None = None, reducer: str = "and", seed: int = 0,
+                   top: int = 5) -> dict:
+    """Everything the explorer shows, for one query of causal 2-simplicial attention.
+
+    The logits are ``<q_i, k1_j, k2_k> / (sqrt(head_dim) * temperature)``; windows as in
+    :func:`simplex_lib.reference.two_simplicial_weights`.
+
+    Parameters
+    ----------
+    seq_len, head_dim : int
+        Tokens and features (random, from ``seed``).
+    temperature : float > 0
+        Divides the logits: small values sharpen the softmax.
+    w1, w2 : int or None
+        Sliding windows of the two key sets (``None`` = all earlier tokens).
+    query : int, optional
+        The query token ``i`` (default: the last one).
+    reducer : ``"and"`` or ``"or"``
+        Product or sum of the two values of a triangle.
+    seed : int
+    top : int
+        How many of the strongest triangles to list.
+
+    Returns
+    -------
+    dict with
+        ``slice`` : float64 Tensor ``[seq_len, seq_len]``, the weights ``P[i, j, k]`` of the query
+        (rows ``j``, columns ``k``; masked cells exactly 0);
+        ``visible`` : bool Tensor ``[seq_len, seq_len]``, the cells the mask keeps;
+        ``triangles`` : list of ``(i, j, k, weight)``, strongest first;
+        ``output`` : Tensor ``[head_dim]``, 2-simplicial output of the query;
+        ``dot_output`` : Tensor ``[head_dim]``, dot-product attention ``(q, k1, v1)`` at the same
+        temperature; ``tokens`` (from :func:`make_tokens`), and the arguments.
+
+    Examples
+    --------
+    >>> s = triangle_state(seq_len=6, w1=2)
+    >>> tuple(s["slice"].shape), round(float(s["slice"].sum()), 12)
+    ((6, 6), 1.0)
+    """
+    _check_int("seq_len", seq_len, 1)
+    _check_int("top", top, 1)
+    if query is None:
+        query = seq_len - 1
+    _check_int("query", query, 0, seq_len - 1)
+    if reducer not in ("and", "or"):
+        raise ValueError(f"reducer must be 'and' or 'or', got {reducer!r}")
+    if not isinstance(temperature, (int, float)) or not temperature > 0 or math.isinf(temperature):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    t = make_tokens(seed, seq_len, head_dim)
+    scale = 1.0 / (math.sqrt(head_dim) * temperature)
+    p = ref.two_simplicial_weights(t["q"], t["k1"], t["k2"], w1=w1, w2=w2, scale=scale)
+    out = reduce_values(p, t["v1"], t["v2"], reducer=reducer)
+    dot = ref.dot_attention(t["q"], t["k1"], t["v1"], scale=scale)
+    sl = p[0, 0, query]
+    visible = ref.two_simplicial_mask(seq_len, w1=w1, w2=w2)[query]
+    order = torch.argsort(sl.flatten(), descending=True, stable=True)[: min(top, int(visible.sum()))]
+    triangles = [(query, int(c) // seq_len, int(c) % seq_len, float(sl.flatten()[c])) for c in order]
+    return {
+        "slice": sl, "visible": visible, "triangles": triangles,
+        "output": out[0, query, 0], "dot_output": dot[0, query, 0], "tokens": t,
+        "seq_len": seq_len, "head_dim": head_dim, "temperature": temperature, "w1": w1, "w2": w2,
+        "query": query, "reducer": reducer, "seed": seed, "scale": scale,
+    }
+
+
+def triangle_graph(state: dict):
+    """The strongest triangles of :func:`triangle_state` as a weighted networkx graph.
+
+    Nodes are the tokens ``0..seq_len-1``; each listed triangle ``(i, j, k)`` adds its weight to
+    the edges ``i-j``, ``i-k`` and ``j-k`` (a degenerate triangle, e.g. ``j == k``, adds to fewer
+    edges). Node attribute ``query`` marks the query.
+
+    Examples
+    --------
+    >>> g = triangle_graph(triangle_state(seq_len=5, top=1))
+    >>> g.number_of_nodes(), g.nodes[4]["query"]
+    (5, True)
+    """
+    import networkx as nx
+
+    g = nx.Graph()
+    for v in range(state["seq_len"]):
+        g.add_node(v, query=(v == state["query"]))
+    for i, j, k, w in state["triangles"]:
+        for a, b in {tuple(sorted(e)) for e in ((i, j), (i, k), (j, k)) if e[0] != e[1]}:
+            prev = g.edges[a, b]["weight"] if g.has_edge(a, b) else 0.0
+            g.add_edge(a, b, weight=prev + w)
+    return g
+
+
+def _draw_triangles(ax, state: dict) -> None:
+    """Tokens on a circle; the listed triangles filled with opacity proportional to weight."""
+    import networkx as nx
+    from matplotlib.patches import Polygon
+
+    from ..viz import PALETTE
+
+    g = triangle_graph(state)
+    pos = nx.circular_layout(g)
+    wmax = max((w for *_, w in state["triangles"]), default=1.0) or 1.0
+    for rank, (i, j, k, w) in enumerate(state["triangles"]):
+        pts = [pos[i], pos[j], pos[k]]
+        ax.add_patch(Polygon(pts, closed=True, facecolor=PALETTE["simplicial"],
+                             alpha=0.6 * w / wmax, edgecolor="none", zorder=1))
+    widths = [1 + 5 * d["weight"] / wmax for *_, d in g.edges(data=True)]
+    nx.draw_networkx_edges(g, pos, ax=ax, width=widths, edge_color=PALETTE["simplicial"], alpha=0.8)
+    colours = [PALETTE["accent3"] if g.nodes[v]["query"] else "#dddddd" for v in g.nodes]
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colours, node_size=300, edgecolors="black")
+    nx.draw_networkx_labels(g, pos, ax=ax, font_size=9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"{len(state['triangles'])} strongest triangles through token {state['query']}")
+
+
+def render(state: dict, fig=None):
+    """Draw a :func:`triangle_state`: the weight slice, the strongest triangles, the outputs.
+
+    Parameters
+    ----------
+    state : dict from :func:`triangle_state`
+    fig : matplotlib Figure, optional (cleared and reused)
+
+    Returns
+    -------
+    matplotlib Figure: the heatmap (with its colour bar) and the triangle drawing on top, the bar
+    chart of the output vectors below.
+
+    Examples
+    --------
+    >>> fig = render(triangle_state(seq_len=6))  # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..viz import PALETTE, heatmap, label, use_style
+
+    use_style()
+    if fig is None:
+        fig = plt.figure(figsize=FIGSIZE)
+    fig.clf()
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.25, 1.0], width_ratios=[1.2, 1.0])
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
+    sl = state["slice"].numpy().copy()
+    sl[~state["visible"].numpy()] = np.nan  # masked cells drawn blank, not as weight 0
+    win = lambda w: "all" if w is None else str(w)  # noqa: E731
+    heatmap(axes[0], sl, xlabel="second key k (token index)", ylabel="first key j (token index)",
+            colorbar_label="weight $P_{ijk}$ (probability)", vmin=0,
+            title=f"query i = {state['query']}, w1 = {win(state['w1'])}, w2 = {win(state['w2'])}")
+    axes[0].set_facecolor("#e6e6e6")  # masked cells show as grey
+    _draw_triangles(axes[1], state)
+    d = state["head_dim"]
+    idx = np.arange(d)
+    name = "AND: $v_j\\circ v'_k$" if state["reducer"] == "and" else "OR: $v_j + v'_k$"
+    axes[2].bar(idx - 0.2, state["output"].numpy(), width=0.4, color=PALETTE["simplicial"],
+                label=f"2-simplicial ({name})")
+    axes[2].bar(idx + 0.2, state["dot_output"].numpy(), width=0.4, color=PALETTE["dot"],
+                label="dot-product $(q, k, v)$")
+    axes[2].axhline(0, color="black", lw=0.8)
+    axes[2].set_xticks(idx)
+    axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+    label(axes[2], "output feature l (index)", "output $o_i[l]$ (value units)",
+          f"output of query {state['query']}")
+    fig.tight_layout()
+    return fig
+
+
+class TriangleExplorer:
+    """Controls for :func:`triangle_state` and its figure.
+
+    Sliders: sequence length (up to 16), head dimension, temperature, windows ``w1``/``w2``
+    (the largest value means no window), query token, value reducer (AND/OR) and random seed.
+    The latest state is kept in ``self.state`` (tests drive the controls and read it); the figure
+    is shown as a PNG image widget, so the page keeps its picture when rendered statically.
+
+    Parameters
+    ----------
+    seq_len, head_dim, temperature, w1, w2, query, reducer, seed
+        Initial values (see :func:`triangle_state`; ``None`` windows mean "all").
+
+    Examples
+    --------
+    >>> ex = TriangleExplorer(seq_len=6)  # doctest: +SKIP
+    >>> ex.controls["w1"].value = 2; ex.state["slice"][:3].sum() == 0  # doctest: +SKIP
+    """
+
+    def __init__(self, seq_len: int = 8, head_dim: int = 4, temperature: float = 1.0, w1=None,
+                 w2=None, query: int | None = None, reducer: str = "and", seed: int = 0):
+        import ipywidgets as w
+
+        _check_int("seq_len", seq_len, 1, MAX_SEQ)
+        query = seq_len - 1 if query is None else query
+        style = {"description_width": "initial"}
+        self.controls = {
+            "seq_len": w.IntSlider(value=seq_len, min=1, max=MAX_SEQ, description="tokens L",
+                                   style=style),
+            "head_dim": w.IntSlider(value=head_dim, min=1, max=16, description="head dim d",
+                                    style=style),
+            "temperature": w.FloatLogSlider(value=temperature, base=10, min=-1.5, max=1, step=0.05,
+                                            description="temperature", style=style),
+            "w1": w.IntSlider(value=MAX_SEQ if w1 is None else w1, min=1, max=MAX_SEQ,
+                              description="window w1 (16 = all)", style=style),
+            "w2": w.IntSlider(value=MAX_SEQ if w2 is None else w2, min=1, max=MAX_SEQ,
+                              description="window w2 (16 = all)", style=style),
+            "query": w.IntSlider(value=query, min=0, max=seq_len - 1, description="query i",
+                                 style=style),
+            "reducer": w.ToggleButtons(options=[("AND (product)", "and"), ("OR (sum)", "or")],
+                                       value=reducer, description="values", style=style),
+            "seed": w.IntSlider(value=seed, min=0, max=50, description="seed", style=style),
+        }
+        self.image = w.Image(format="png")
+        self._fig = None
+        self._holding = False
+        self.state = None
+        for c in self.controls.values():
+            c.observe(self._on_change, names="value")
+        c = self.controls
+        rows = [w.HBox([c["seq_len"], c["head_dim"], c["seed"]]),
+                w.HBox([c["temperature"], c["w1"], c["w2"]]),
+                w.HBox([c["query"], c["reducer"]])]
+        self.widget = w.VBox([*rows, self.image])
+        self.update()
+
+    def _on_change(self, change):
+        if self._holding:
+            return
+        if change["owner"] is self.controls["seq_len"]:
+            self._holding = True  # clamping the query must not trigger a second redraw
+            try:
+                self.controls["query"].max = change["new"] - 1
+            finally:
+                self._holding = False
+        self.update()
+
+    def values(self) -> dict:
+        """The control values as keyword arguments of :func:`triangle_state`."""
+        v = {name: c.value for name, c in self.controls.items()}
+        for name in ("w1", "w2"):
+            v[name] = None if v[name] >= MAX_SEQ else v[name]
+        return v
+
+    def update(self) -> dict:
+        """Recompute the state and the picture from the controls; returns the state."""
+        import matplotlib as mpl
+        from matplotlib.figure import Figure
+
+        self.state = triangle_state(**self.values())
+        if self._fig is None:  # not a pyplot figure: the notebook must not show it a second time
+            self._fig = Figure(figsize=FIGSIZE)
+        render(self.state, self._fig)
+        buf = io.BytesIO()
+        with mpl.rc_context({"savefig.bbox": "standard"}):  # tight_layout already ran: skip a pass
+            self._fig.savefig(buf, format="png", dpi=80)
+        self.image.value = buf.getvalue()
+        return self.state
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def close(self):
+        """Close the widgets."""
+        self._fig = None
+        self.widget.close()
