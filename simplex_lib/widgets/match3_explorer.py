@@ -1,0 +1,199 @@
+"""Match3 explorer: the Theorem 5.1 head on one input, one query token at a time.
+
+Controls: sequence length ``n``, modulus ``M``, the logit scale ``c`` (as a multiple of the safe
+value :func:`simplex_lib.match3.default_c`), the query token ``i``, the input (random with a
+seed, or the adversarial all-equal input). Shown: the score landscape ``A[i, j1, j2] / c`` over
+all pairs, the attention weights the head puts on them and on the blank pair, the output ``z``,
+the thresholded prediction and the brute-force label.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..match3 import (
+    adversarial_no_match,
+    c_lower_bound,
+    default_c,
+    match3_batch,
+    match3_labels,
+    theorem_5_1_details,
+)
+
+__all__ = ["make_tokens", "explorer_state", "plot_state", "Match3Explorer"]
+
+#: A pair counts as "attended" when it holds at least this share of the query's attention.
+ATTENDED_SHARE = 0.01
+
+
+def make_tokens(n: int, M: int, seed: int = 0, kind: str = "random") -> torch.Tensor:
+    """The explorer's input: a seeded Match3 sequence or the adversarial no-match input.
+
+    Parameters
+    ----------
+    n, M : sequence length and modulus
+    seed : int (for ``kind="random"``)
+    kind : ``"random"`` (:func:`simplex_lib.match3.match3_batch`) or ``"adversarial"``
+        (:func:`simplex_lib.match3.adversarial_no_match`; needs ``3`` not dividing ``M``)
+
+    Returns
+    -------
+    Long tensor ``[n]``.
+
+    Examples
+    --------
+    >>> make_tokens(4, 7, kind="adversarial").tolist()
+    [5, 5, 5, 5]
+    """
+    if kind == "random":
+        return match3_batch(1, n, M, torch.Generator().manual_seed(seed))[0][0]
+    if kind == "adversarial":
+        return adversarial_no_match(n, M)
+    raise ValueError(f"kind must be 'random' or 'adversarial', got {kind!r}")
+
+
+def explorer_state(n: int, M: int, c_factor: float = 1.0, i: int = 0, seed: int = 0,
+                   kind: str = "random") -> dict:
+    """Everything the explorer shows, as plain data.
+
+    Parameters
+    ----------
+    n, M : sequence length and modulus
+    c_factor : ``c = c_factor * default_c(n, M)``
+    i : query position in ``[0, n)``
+    seed, kind : see :func:`make_tokens`
+
+    Returns
+    -------
+    dict with ``x`` (list), ``i``, ``c``, ``c_star`` (the tight bound, :func:`c_lower_bound`),
+    ``scores`` (``[n, n]`` tensor ``A[i] / c``), ``weights`` (``[n, n]``), ``blank_weight``,
+    ``z``, ``prediction``, ``label``, ``correct``, ``matches`` (pairs with
+    ``x_i + x_j1 + x_j2 = 0 mod M``) and ``attended`` (pairs holding at least 1% of the
+    attention, heaviest first).
+
+    Examples
+    --------
+    >>> s = explorer_state(4, 7, kind="adversarial")
+    >>> s["label"], s["prediction"], s["matches"]
+    (0, 0, [])
+    """
+    if not isinstance(i, int) or not 0 <= i < n:
+        raise ValueError(f"i must be a position in [0, n) = [0, {n}), got {i!r}")
+    if not c_factor > 0:
+        raise ValueError(f"c_factor must be > 0, got {c_factor!r}")
+    x = make_tokens(n, M, seed, kind)
+    c = c_factor * default_c(n, M)
+    d = theorem_5_1_details(x, M, c)
+    w = d["weights"][i]
+    xi = x[i]
+    match = ((xi + x[:, None] + x[None, :]) % M) == 0
+    order = torch.argsort(w.flatten(), descending=True)
+    attended = [divmod(int(t), n) for t in order if float(w.flatten()[t]) >= ATTENDED_SHARE]
+    label = int(match3_labels(x, M)[i])
+    pred = int(d["prediction"][i])
+    return {
+        "x": x.tolist(), "i": i, "n": n, "M": M, "c": c,
+        "c_star": c_lower_bound(n, M) if n > 1 else 0.0,
+        "scores": d["logits"][i] / c,
+        "weights": w,
+        "blank_weight": float(d["blank_weight"][i]),
+        "z": float(d["z"][i]),
+        "prediction": pred,
+        "label": label,
+        "correct": pred == label,
+        "matches": [tuple(p) for p in match.nonzero().tolist()],
+        "attended": attended,
+    }
+
+
+def plot_state(state: dict, fig=None):
+    """Draw a state from :func:`explorer_state`: score landscape and attention weights.
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
+    from .. import viz
+
+    if fig is None:
+        fig, axes = viz.new_figure(2, width=10.5, height=4.2)
+    else:
+        fig.clear()
+        axes = fig.subplots(1, 2)
+    i, x = state["i"], state["x"]
+    viz.heatmap(axes[0], state["scores"], signed=True, xlabel="second key position $j_2$",
+                ylabel="first key position $j_1$", colorbar_label="logit / c",
+                title=f"scores of query i={i} (x_i={x[i]}, M={state['M']})")
+    viz.heatmap(axes[1], state["weights"], xlabel="second key position $j_2$", ylabel="first key position $j_1$",
+                colorbar_label="attention weight", vmin=0.0, vmax=max(float(state["weights"].max()), 1e-12),
+                title=f"weights; blank {state['blank_weight']:.2f}, z={state['z']:.2f}")
+    for (j1, j2) in state["matches"]:
+        axes[1].plot(j2, j1, marker="s", mfc="none", mec=viz.PALETTE["accent"], ms=9, mew=1.5)
+    verdict = "correct" if state["correct"] else "WRONG"
+    fig.suptitle(f"c = {state['c']:.3g} (tight bound c* = {state['c_star']:.3g}): predicted "
+                 f"{state['prediction']}, true label {state['label']} ({verdict}); green squares = matching pairs")
+    viz.finish(fig)
+    return fig
+
+
+class Match3Explorer:
+    """ipywidgets front end: sliders for ``n``, ``M``, ``c / c_safe``, ``i`` and the input.
+
+    All logic lives in :func:`explorer_state` and :func:`plot_state`; :meth:`update` is the one
+    callback and stores the last state in :attr:`state`.
+
+    Examples
+    --------
+    >>> ex = Match3Explorer(n=5, M=11)   # doctest: +SKIP
+    >>> ex.widget                       # doctest: +SKIP
+    """
+
+    def __init__(self, n: int = 8, M: int = 31, c_factor: float = 1.0, i: int = 0, seed: int = 0,
+                 kind: str = "random", show: bool = True):
+        import ipywidgets as w
+
+        self.n = w.IntSlider(value=n, min=1, max=24, description="n")
+        self.M = w.IntSlider(value=M, min=2, max=127, description="M")
+        self.c = w.FloatLogSlider(value=c_factor, base=10, min=-2, max=1, step=0.05, description="c / c_safe")
+        self.i = w.IntSlider(value=i, min=0, max=n - 1, description="query i")
+        self.seed = w.IntSlider(value=seed, min=0, max=50, description="seed")
+        self.kind = w.Dropdown(options=["random", "adversarial"], value=kind, description="input")
+        self.text = w.HTML()
+        self.out = w.Output()
+        self._show = show
+        self._fig = None
+        self.state: dict | None = None
+        for ctl in (self.n, self.M, self.c, self.i, self.seed, self.kind):
+            ctl.observe(lambda _change: self.update(), names="value")
+        self.widget = w.VBox([w.HBox([self.n, self.M, self.c]), w.HBox([self.i, self.seed, self.kind]),
+                              self.text, self.out])
+        self.update()
+
+    def update(self) -> dict:
+        """Recompute the state from the controls (and redraw when showing)."""
+        self.i.max = self.n.value - 1
+        kind = self.kind.value
+        if kind == "adversarial" and self.M.value % 3 == 0:
+            self.text.value = "<b>adversarial input needs 3 ∤ M; showing a random input</b>"
+            kind = "random"
+        else:
+            self.text.value = ""
+        self.state = explorer_state(self.n.value, self.M.value, self.c.value, min(self.i.value, self.n.value - 1),
+                                    self.seed.value, kind)
+        s = self.state
+        self.text.value += (f"x = {s['x']}<br>z = {s['z']:.4f}, prediction {s['prediction']}, "
+                            f"label {s['label']}, attended pairs (j1, j2): {s['attended'][:8]}")
+        if self._show:
+            import matplotlib.pyplot as plt
+
+            with self.out:
+                self.out.clear_output(wait=True)
+                fig = plot_state(s)
+                plt.show()
+                plt.close(fig)
+        return s
+
+    def _ipython_display_(self):  # pragma: no cover - display hook
+        from IPython.display import display
+
+        display(self.widget)

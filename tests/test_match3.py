@@ -1,0 +1,164 @@
+"""Match2/Match3 labels, the Theorem 5.1 construction and the training loop."""
+
+import math
+
+import pytest
+import torch
+
+from simplex_lib.match3 import (
+    Match3Model,
+    adversarial_no_match,
+    c_lower_bound,
+    default_c,
+    match2_labels,
+    match3_batch,
+    match3_labels,
+    match3_sweep,
+    summarize_sweep,
+    theorem_5_1_attention,
+    theorem_5_1_details,
+    theorem_5_1_embeddings,
+    theorem_5_1_logits,
+    train_match3,
+)
+
+
+def loop_match3(xs, M):
+    """Plain Python triple loop: the definition, independent of any tensor code."""
+    n = len(xs)
+    return [int(any((a + xs[j1] + xs[j2]) % M == 0 for j1 in range(n) for j2 in range(n))) for a in xs]
+
+
+def loop_match2(xs, M):
+    return [int(any((a + b) % M == 0 for b in xs)) for a in xs]
+
+
+def residue_match3(xs, M):
+    """A second independent oracle: the set of pair sums, then a membership test."""
+    sums = {(a + b) % M for a in xs for b in xs}
+    return [int((-a) % M in sums) for a in xs]
+
+
+@pytest.mark.parametrize("n,M", [(1, 2), (1, 3), (2, 7), (5, 11), (9, 97), (12, 64)])
+def test_labels_vs_loops(gen, n, M):
+    for _ in range(5):
+        x = torch.randint(0, M, (n,), generator=gen)
+        xs = x.tolist()
+        assert match3_labels(x, M).tolist() == loop_match3(xs, M) == residue_match3(xs, M)
+        assert match2_labels(x, M).tolist() == loop_match2(xs, M)
+    xb = torch.randint(0, M, (4, n), generator=gen)
+    assert match3_labels(xb, M).tolist() == [loop_match3(r, M) for r in xb.tolist()]
+
+
+def test_label_examples():
+    # x_i may pair with itself: 2 + 2 + 3 = 7.
+    assert match3_labels(torch.tensor([2, 3]), 7).tolist() == [1, 1]
+    # Match2 with j = i: 0 + 0 = 0.
+    assert match2_labels(torch.tensor([0, 1]), 5).tolist() == [1, 0]
+
+
+def test_embeddings_give_cosine_logits(gen):
+    M, c = 13, 2.5
+    x = torch.randint(0, M, (6,), generator=gen)
+    A, ab = theorem_5_1_logits(x, M, c)
+    s = x[:, None, None] + x[None, :, None] + x[None, None, :]
+    torch.testing.assert_close(A, c * torch.cos(2 * math.pi * s.double() / M))
+    torch.testing.assert_close(ab, torch.full((6,), c, dtype=torch.float64))
+    q, k1, k2, kb = theorem_5_1_embeddings(x, M, c)
+    assert q.shape == k1.shape == k2.shape == (6, 7) and kb.shape == (7,)
+    assert (k1[:, 6] == 0).all() and (k2[:, 6] == 0).all()
+
+
+def test_eq21_identity(gen):
+    t1, t2, t3 = (torch.rand(50, generator=gen, dtype=torch.float64) * 7 for _ in range(3))
+    z = torch.zeros_like(t1)
+    M1 = torch.stack([torch.stack([t1.cos(), t1.sin(), z], -1), torch.stack([t2.sin(), t2.cos(), z], -1),
+                      torch.stack([z, z, t3.cos()], -1)], -2)
+    M2n = torch.stack([torch.stack([-t1.sin(), t1.cos(), z], -1), torch.stack([-t2.sin(), -t2.cos(), z], -1),
+                       torch.stack([z, z, -t3.sin()], -1)], -2)
+    torch.testing.assert_close(torch.linalg.det(M1) + torch.linalg.det(M2n), torch.cos(t1 + t2 + t3))
+
+
+@pytest.mark.parametrize("M", [2, 3, 5, 7, 12, 31, 64, 97])
+def test_construction_exact_on_random_inputs(gen, M):
+    total = 0
+    for n in (1, 2, 3, 5, 8, 13):
+        x, y = match3_batch(16, n, M, gen)
+        assert torch.equal(theorem_5_1_attention(x, M), y), (n, M)
+        assert torch.equal(theorem_5_1_attention(x, M, c=1.01 * c_lower_bound(max(n, 2), M)), y)
+        total += y.numel()
+    assert total >= 400
+
+
+def test_construction_uniform_inputs_and_margin(gen):
+    for n, M in [(4, 97), (16, 97), (7, 50)]:
+        x = torch.randint(0, M, (8, n), generator=gen)
+        d = theorem_5_1_details(x, M)
+        y = match3_labels(x, M)
+        assert torch.equal(d["prediction"], y)
+        assert (d["z"][y == 1] >= 0.5 - 1e-12).all()
+        assert (d["z"][y == 0] <= 0.25 + 1e-12).all()  # the margin of default_c
+        torch.testing.assert_close(d["weights"].flatten(-2).sum(-1) + d["blank_weight"],
+                                   torch.ones_like(d["z"]))
+
+
+@pytest.mark.parametrize("n,M", [(4, 7), (8, 97), (16, 50)])
+def test_bound_is_tight(n, M):
+    x = adversarial_no_match(n, M)
+    assert match3_labels(x, M).sum() == 0
+    cs = c_lower_bound(n, M)
+    assert theorem_5_1_attention(x, M, c=0.99 * cs).tolist() == [1] * n  # wrong
+    assert theorem_5_1_attention(x, M, c=1.01 * cs).tolist() == [0] * n  # right
+    assert default_c(n, M) > cs
+
+
+def test_small_c_fails_on_random_inputs(gen):
+    M, n = 97, 16
+    x, y = match3_batch(32, n, M, gen)
+    wrong = (theorem_5_1_attention(x, M, c=10.0) != y).sum()
+    assert wrong > 0
+
+
+def test_batch_determinism_and_balance():
+    a = match3_batch(64, 8, 64, torch.Generator().manual_seed(3))
+    b = match3_batch(64, 8, 64, torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    rate = float(a[1].float().mean())
+    assert 0.3 < rate < 0.7, rate
+    assert torch.equal(a[1], match3_labels(a[0], 64))
+
+
+def test_training_deterministic_tiny():
+    kw = dict(n=4, M=11, width=8, heads=2, steps=4, batch=8, eval_size=16, progress=False)
+    for kind in ("dot", "simplicial"):
+        r1, r2 = train_match3(kind, seed=5, **kw), train_match3(kind, seed=5, **kw)
+        assert r1["accuracy"] == r2["accuracy"] and r1["final_loss"] == r2["final_loss"]
+        assert 0.0 <= r1["accuracy"] <= 1.0 and r1["baseline"] >= 0.5
+    assert Match3Model("simplicial", 11, 8, 2).proj.out_features == 40
+
+
+def test_sweep_and_summary():
+    rs = match3_sweep([(3, 5)], seeds=(0, 1), steps=2, batch=4, eval_size=4, width=8, progress=False)
+    s = summarize_sweep(rs)
+    assert [(r["kind"], r["seeds"]) for r in s] == [("dot", 2), ("simplicial", 2)]
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="M"):
+        match3_labels(torch.tensor([1, 2]), 1)
+    with pytest.raises(ValueError, match="x"):
+        match3_labels(torch.tensor([1.0, 2.0]), 5)
+    with pytest.raises(ValueError, match="x"):
+        match3_labels(torch.tensor([1, 7]), 5)
+    with pytest.raises(ValueError, match="x"):
+        match2_labels(torch.zeros(2, 2, 2, dtype=torch.long), 5)
+    with pytest.raises(ValueError, match="M"):
+        theorem_5_1_attention(torch.tensor([1]), True)
+    with pytest.raises(ValueError, match="M"):
+        adversarial_no_match(4, 9)
+    with pytest.raises(ValueError, match="kind"):
+        Match3Model("cubic", 5)
+    with pytest.raises(ValueError, match="width"):
+        Match3Model("dot", 5, width=10, heads=3)
+    with pytest.raises(ValueError, match="batch"):
+        match3_batch(0, 3, 5, torch.Generator())
