@@ -13,12 +13,12 @@ rendered figure as a PNG.
 
 from __future__ import annotations
 
-import io
 import math
 
 import torch
 
 from .. import reference, sparsity
+from .explorer import Explorer
 
 __all__ = ["DEMO_TEXT", "SCHEMES", "text_inputs", "slice_inputs", "coverage", "mass_by_query",
            "render", "CoverageExplorer"]
@@ -234,7 +234,7 @@ def render(state: dict, fig=None):
     Parameters
     ----------
     state : dict from :func:`coverage`
-    fig : matplotlib Figure, optional (cleared and reused)
+    fig : matplotlib Figure, optional (cleared and reused; default: a new 15 x 3.8 inch figure)
 
     Returns
     -------
@@ -283,13 +283,14 @@ def render(state: dict, fig=None):
     return fig
 
 
-class CoverageExplorer:
+class CoverageExplorer(Explorer):
     """Sliders for sequence length, windows, k, scoring rule and query, plus the figure.
 
     The controls call :func:`coverage` and :func:`render`; the latest result is kept in
     ``self.state`` (tests drive the sliders and check it) and the figure is shown as a PNG image
     widget, which keeps its picture on a static HTML page. Inputs come from :func:`text_inputs`
     (computed once for the whole text and sliced, which is exact because everything is causal).
+    The wiring is :class:`~simplex_lib.widgets.explorer.Explorer`'s.
 
     Parameters
     ----------
@@ -306,17 +307,19 @@ class CoverageExplorer:
     20
     """
 
+    figsize, dpi = (15.0, 3.8), 70
+    clamp = {"n": "query"}
+
     def __init__(self, n: int = 64, w1: int = 8, w2: int = 4, k: int = 6, rule: str = "softmax",
                  query: int | None = None, text: str = DEMO_TEXT, draw: bool = True):
         import ipywidgets as w
 
-        self.draw = draw
         self.inputs = text_inputs(text=text)
         top = self.inputs["n"]
         n = min(n, top)
         query = n - 1 if query is None else min(query, n - 1)
         style = {"description_width": "initial"}
-        self.controls = {
+        controls = {
             "n": w.IntSlider(value=n, min=1, max=top, description="tokens n", style=style),
             "w1": w.IntSlider(value=w1, min=1, max=64, description="window w1", style=style),
             "w2": w.IntSlider(value=w2, min=1, max=64, description="window w2", style=style),
@@ -325,49 +328,10 @@ class CoverageExplorer:
                                style=style),
             "query": w.IntSlider(value=query, min=0, max=n - 1, description="query i", style=style),
         }
-        self.image = w.Image(format="png")
-        self._fig = None
-        self.state = None
-        for c in self.controls.values():
-            c.observe(self._on_change, names="value")
-        c = self.controls
-        self.widget = w.VBox([w.HBox([c["n"], c["query"], c["rule"]]),
-                              w.HBox([c["w1"], c["w2"], c["k"]]), self.image])
-        self.update()
+        super().__init__(controls, [["n", "query", "rule"], ["w1", "w2", "k"]], draw=draw)
 
-    def _on_change(self, change):
-        if change["owner"] is self.controls["n"]:
-            self.controls["query"].max = change["new"] - 1  # also clamps the query's value
-        self.update()
+    def _compute(self, values: dict) -> dict:
+        return coverage(slice_inputs(self.inputs, values["n"]), w1=values["w1"], w2=values["w2"],
+                        k=values["k"], rule=values["rule"], query=values["query"])
 
-    def values(self) -> dict:
-        """The current control values."""
-        return {name: c.value for name, c in self.controls.items()}
-
-    def update(self) -> dict:
-        """Recompute the state and the picture from the controls; returns the state."""
-        from matplotlib.figure import Figure
-
-        v = self.values()
-        self.state = coverage(slice_inputs(self.inputs, v["n"]), w1=v["w1"], w2=v["w2"], k=v["k"],
-                              rule=v["rule"], query=v["query"])
-        if not self.draw:
-            return self.state
-        if self._fig is None:
-            # Not a pyplot figure: the notebook shows it only through the image widget.
-            self._fig = Figure(figsize=(15.0, 3.8))
-        render(self.state, self._fig)
-        buf = io.BytesIO()
-        self._fig.savefig(buf, format="png", dpi=70, bbox_inches=None)  # layout is already tight
-        self.image.value = buf.getvalue()
-        return self.state
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-    def close(self):
-        """Close the widgets (the figure is not registered with pyplot)."""
-        self._fig = None
-        self.widget.close()
+    _render = staticmethod(render)

@@ -7,12 +7,12 @@ rendered figure as a PNG, so the page keeps a picture of the widget's state when
 
 from __future__ import annotations
 
-import io
 import math
 
 import torch
 
 from .. import graph
+from .explorer import Explorer
 
 __all__ = ["make_tokens", "explorer_data", "render", "GraphExplorer"]
 
@@ -102,7 +102,8 @@ def render(data: dict, fig=None):
     Parameters
     ----------
     data : dict from :func:`explorer_data`
-    fig : matplotlib Figure, optional (cleared and reused)
+    fig : matplotlib Figure, optional
+        Cleared and drawn on (the explorer reuses one); default: a new 13.5 x 4 inch pyplot figure.
 
     Returns
     -------
@@ -139,12 +140,13 @@ def render(data: dict, fig=None):
     return fig
 
 
-class GraphExplorer:
+class GraphExplorer(Explorer):
     """Sliders for seed, sequence length, temperature, query token and hop count, plus the figure.
 
     The controls call :func:`explorer_data` and :func:`render`; the latest data is kept in
-    ``self.data`` (so tests can drive the sliders and check it) and the figure is shown as a PNG
-    image widget, which keeps its picture on a static HTML page.
+    ``self.data`` (also ``self.state``; tests drive the sliders and check it) and the figure is
+    shown as a PNG image widget, which keeps its picture on a static HTML page. The wiring is
+    :class:`~simplex_lib.widgets.explorer.Explorer`'s.
 
     Parameters
     ----------
@@ -157,13 +159,16 @@ class GraphExplorer:
     >>> ex.controls["temperature"].value = 0.1; ex.data["row"].max() > 0.9  # doctest: +SKIP
     """
 
+    figsize, dpi = (13.5, 4.0), 80
+    clamp = {"n": "query"}
+
     def __init__(self, seed: int = 0, n: int = 8, temperature: float = 1.0, query: int = 5,
                  hops: int = 1, causal: bool = True, sink: float = 2.0):
         import ipywidgets as w
 
         self.sink = sink
         style = {"description_width": "initial"}
-        self.controls = {
+        controls = {
             "seed": w.IntSlider(value=seed, min=0, max=20, description="seed", style=style),
             "n": w.IntSlider(value=n, min=1, max=16, description="tokens n", style=style),
             "temperature": w.FloatLogSlider(value=temperature, base=10, min=-2, max=1.3, step=0.05,
@@ -173,54 +178,14 @@ class GraphExplorer:
             "hops": w.IntSlider(value=hops, min=0, max=12, description="hops k", style=style),
             "causal": w.Checkbox(value=causal, description="causal mask"),
         }
-        self.image = w.Image(format="png")
-        self._fig = None
-        self._holding = False
-        self.data = None
-        for c in self.controls.values():
-            c.observe(self._on_change, names="value")
-        rows = [w.HBox([self.controls["seed"], self.controls["n"], self.controls["causal"]]),
-                w.HBox([self.controls["temperature"], self.controls["query"], self.controls["hops"]])]
-        self.widget = w.VBox([*rows, self.image])
-        self.update()
+        super().__init__(controls, [["seed", "n", "causal"], ["temperature", "query", "hops"]])
 
-    def _on_change(self, change):
-        if self._holding:
-            return
-        if change["owner"] is self.controls["n"]:
-            self._holding = True  # clamping the query must not trigger a second redraw
-            try:
-                self.controls["query"].max = change["new"] - 1
-            finally:
-                self._holding = False
-        self.update()
+    @property
+    def data(self) -> dict:
+        """The latest :func:`explorer_data` result (the same dict as ``state``)."""
+        return self.state
 
-    def values(self) -> dict:
-        """The current control values, as keyword arguments of :func:`explorer_data`."""
-        return {name: c.value for name, c in self.controls.items()}
+    def _compute(self, values: dict) -> dict:
+        return explorer_data(**values, sink=self.sink)
 
-    def update(self) -> dict:
-        """Recompute the data and the picture from the controls; returns the data."""
-        import matplotlib.pyplot as plt
-
-        self.data = explorer_data(**self.values(), sink=self.sink)
-        if self._fig is None:
-            self._fig = plt.figure(figsize=(13.5, 4.0))
-        render(self.data, self._fig)
-        buf = io.BytesIO()
-        self._fig.savefig(buf, format="png", dpi=80, bbox_inches=None)  # layout is already tight
-        self.image.value = buf.getvalue()
-        return self.data
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-    def close(self):
-        """Close the figure and the widgets."""
-        import matplotlib.pyplot as plt
-
-        if self._fig is not None:
-            plt.close(self._fig)
-        self.widget.close()
+    _render = staticmethod(render)

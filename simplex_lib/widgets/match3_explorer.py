@@ -19,6 +19,7 @@ from ..match3 import (
     match3_labels,
     theorem_5_1_details,
 )
+from .explorer import Explorer
 
 __all__ = ["make_tokens", "explorer_state", "plot_state", "Match3Explorer"]
 
@@ -65,7 +66,7 @@ def explorer_state(n: int, M: int, c_factor: float = 1.0, i: int = 0, seed: int 
 
     Returns
     -------
-    dict with ``x`` (list), ``i``, ``c``, ``c_star`` (the tight bound, :func:`c_lower_bound`),
+    dict with ``x`` (list), ``i``, ``c``, ``c_star`` (the tight bound, :func:`~simplex_lib.match3.c_lower_bound`),
     ``scores`` (``[n, n]`` tensor ``A[i] / c``), ``weights`` (``[n, n]``), ``blank_weight``,
     ``z``, ``prediction``, ``label``, ``correct``, ``matches`` (pairs with
     ``x_i + x_j1 + x_j2 = 0 mod M``) and ``attended`` (pairs holding at least 1% of the
@@ -136,17 +137,28 @@ def plot_state(state: dict, fig=None):
     return fig
 
 
-class Match3Explorer:
+class Match3Explorer(Explorer):
     """ipywidgets front end: sliders for ``n``, ``M``, ``c / c_safe``, ``i`` and the input.
 
-    All logic lives in :func:`explorer_state` and :func:`plot_state`; :meth:`update` is the one
-    callback and stores the last state in :attr:`state`.
+    All logic lives in :func:`explorer_state` and :func:`plot_state`; the wiring is
+    :class:`~simplex_lib.widgets.explorer.Explorer`'s, which stores the last state in ``state``.
+    The controls are also attributes (``n``, ``M``, ``c``, ``i``, ``seed``, ``kind``); ``text`` is
+    an HTML panel with the input, the output ``z`` and the attended pairs.
+
+    Parameters
+    ----------
+    n, M, c_factor, i, seed, kind : initial values (see :func:`explorer_state`)
+    show : bool
+        Draw the figure (``False``: only recompute the state, e.g. in tests).
 
     Examples
     --------
     >>> ex = Match3Explorer(n=5, M=11)   # doctest: +SKIP
     >>> ex.widget                       # doctest: +SKIP
     """
+
+    figsize, dpi = (10.5, 4.2), 80
+    clamp = {"n": "i"}
 
     def __init__(self, n: int = 8, M: int = 31, c_factor: float = 1.0, i: int = 0, seed: int = 0,
                  kind: str = "random", show: bool = True):
@@ -159,41 +171,20 @@ class Match3Explorer:
         self.seed = w.IntSlider(value=seed, min=0, max=50, description="seed")
         self.kind = w.Dropdown(options=["random", "adversarial"], value=kind, description="input")
         self.text = w.HTML()
-        self.out = w.Output()
-        self._show = show
-        self._fig = None
-        self.state: dict | None = None
-        for ctl in (self.n, self.M, self.c, self.i, self.seed, self.kind):
-            ctl.observe(lambda _change: self.update(), names="value")
-        self.widget = w.VBox([w.HBox([self.n, self.M, self.c]), w.HBox([self.i, self.seed, self.kind]),
-                              self.text, self.out])
-        self.update()
+        controls = {"n": self.n, "M": self.M, "c_factor": self.c, "i": self.i, "seed": self.seed,
+                    "kind": self.kind}
+        super().__init__(controls, [["n", "M", "c_factor"], ["i", "seed", "kind"], self.text],
+                         draw=show)
 
-    def update(self) -> dict:
-        """Recompute the state from the controls (and redraw when showing)."""
-        self.i.max = self.n.value - 1
-        kind = self.kind.value
-        if kind == "adversarial" and self.M.value % 3 == 0:
+    def _compute(self, values: dict) -> dict:
+        if values["kind"] == "adversarial" and values["M"] % 3 == 0:
             self.text.value = "<b>adversarial input needs 3 ∤ M; showing a random input</b>"
-            kind = "random"
+            values["kind"] = "random"
         else:
             self.text.value = ""
-        self.state = explorer_state(self.n.value, self.M.value, self.c.value, min(self.i.value, self.n.value - 1),
-                                    self.seed.value, kind)
-        s = self.state
+        s = explorer_state(**values)
         self.text.value += (f"x = {s['x']}<br>z = {s['z']:.4f}, prediction {s['prediction']}, "
                             f"label {s['label']}, attended pairs (j1, j2): {s['attended'][:8]}")
-        if self._show:
-            import matplotlib.pyplot as plt
-
-            with self.out:
-                self.out.clear_output(wait=True)
-                fig = plot_state(s)
-                plt.show()
-                plt.close(fig)
         return s
 
-    def _ipython_display_(self):  # pragma: no cover - display hook
-        from IPython.display import display
-
-        display(self.widget)
+    _render = staticmethod(plot_state)

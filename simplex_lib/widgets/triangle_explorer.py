@@ -8,13 +8,13 @@ next to dot-product attention's), and :func:`render` (the three-panel figure).
 
 from __future__ import annotations
 
-import io
 import math
 
 import torch
 
 from .. import reference as ref
 from ..variants import reduce_values
+from .explorer import Explorer
 
 __all__ = ["make_tokens", "triangle_state", "triangle_graph", "render", "TriangleExplorer"]
 
@@ -172,7 +172,8 @@ def render(state: dict, fig=None):
     Parameters
     ----------
     state : dict from :func:`triangle_state`
-    fig : matplotlib Figure, optional (cleared and reused)
+    fig : matplotlib Figure, optional
+        Cleared and drawn on; without one, a new pyplot figure of size ``FIGSIZE`` is made.
 
     Returns
     -------
@@ -218,13 +219,14 @@ def render(state: dict, fig=None):
     return fig
 
 
-class TriangleExplorer:
+class TriangleExplorer(Explorer):
     """Controls for :func:`triangle_state` and its figure.
 
     Sliders: sequence length (up to 16), head dimension, temperature, windows ``w1``/``w2``
     (the largest value means no window), query token, value reducer (AND/OR) and random seed.
     The latest state is kept in ``self.state`` (tests drive the controls and read it); the figure
-    is shown as a PNG image widget, so the page keeps its picture when rendered statically.
+    is shown as a PNG image widget, so the page keeps its picture when rendered statically. The
+    wiring is :class:`~simplex_lib.widgets.explorer.Explorer`'s.
 
     Parameters
     ----------
@@ -237,6 +239,9 @@ class TriangleExplorer:
     >>> ex.controls["w1"].value = 2; ex.state["slice"][:3].sum() == 0  # doctest: +SKIP
     """
 
+    figsize, dpi = FIGSIZE, 80
+    clamp = {"seq_len": "query"}
+
     def __init__(self, seq_len: int = 8, head_dim: int = 4, temperature: float = 1.0, w1=None,
                  w2=None, query: int | None = None, reducer: str = "and", seed: int = 0):
         import ipywidgets as w
@@ -244,7 +249,7 @@ class TriangleExplorer:
         _check_int("seq_len", seq_len, 1, MAX_SEQ)
         query = seq_len - 1 if query is None else query
         style = {"description_width": "initial"}
-        self.controls = {
+        controls = {
             "seq_len": w.IntSlider(value=seq_len, min=1, max=MAX_SEQ, description="tokens L",
                                    style=style),
             "head_dim": w.IntSlider(value=head_dim, min=1, max=16, description="head dim d",
@@ -261,58 +266,17 @@ class TriangleExplorer:
                                        value=reducer, description="values", style=style),
             "seed": w.IntSlider(value=seed, min=0, max=50, description="seed", style=style),
         }
-        self.image = w.Image(format="png")
-        self._fig = None
-        self._holding = False
-        self.state = None
-        for c in self.controls.values():
-            c.observe(self._on_change, names="value")
-        c = self.controls
-        rows = [w.HBox([c["seq_len"], c["head_dim"], c["seed"]]),
-                w.HBox([c["temperature"], c["w1"], c["w2"]]),
-                w.HBox([c["query"], c["reducer"]])]
-        self.widget = w.VBox([*rows, self.image])
-        self.update()
-
-    def _on_change(self, change):
-        if self._holding:
-            return
-        if change["owner"] is self.controls["seq_len"]:
-            self._holding = True  # clamping the query must not trigger a second redraw
-            try:
-                self.controls["query"].max = change["new"] - 1
-            finally:
-                self._holding = False
-        self.update()
+        super().__init__(controls, [["seq_len", "head_dim", "seed"], ["temperature", "w1", "w2"],
+                                    ["query", "reducer"]])
 
     def values(self) -> dict:
         """The control values as keyword arguments of :func:`triangle_state`."""
-        v = {name: c.value for name, c in self.controls.items()}
+        v = super().values()
         for name in ("w1", "w2"):
             v[name] = None if v[name] >= MAX_SEQ else v[name]
         return v
 
-    def update(self) -> dict:
-        """Recompute the state and the picture from the controls; returns the state."""
-        import matplotlib as mpl
-        from matplotlib.figure import Figure
+    def _compute(self, values: dict) -> dict:
+        return triangle_state(**values)
 
-        self.state = triangle_state(**self.values())
-        if self._fig is None:  # not a pyplot figure: the notebook must not show it a second time
-            self._fig = Figure(figsize=FIGSIZE)
-        render(self.state, self._fig)
-        buf = io.BytesIO()
-        with mpl.rc_context({"savefig.bbox": "standard"}):  # tight_layout already ran: skip a pass
-            self._fig.savefig(buf, format="png", dpi=80)
-        self.image.value = buf.getvalue()
-        return self.state
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-    def close(self):
-        """Close the widgets."""
-        self._fig = None
-        self.widget.close()
+    _render = staticmethod(render)
