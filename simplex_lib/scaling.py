@@ -1,0 +1,361 @@
+"""Power-law fits and the paper's published scaling data.
+
+The scaling-law argument of Roy et al. (2025, Section 8) runs in three steps:
+start from the Chinchilla form ``L(N, D) = E + A / N**alpha + B / D**beta``
+(:func:`chinchilla_loss`); hold the token budget ``D`` fixed so that the last term is a
+constant; then linearise ``-log L = alpha * log N + beta`` and fit a straight line through the
+(log N, -log L) points of each model family (:func:`fit_power_law`).
+
+This module ships the paper's numbers as plain data so that a chapter can recompute them:
+
+- :data:`TABLE2_NLL`: negative log-likelihoods of the Transformer and the 2-simplicial
+  Transformer on four benchmarks at three model sizes (:data:`ACTIVE_PARAMS`),
+- :data:`TABLE3`: the printed slopes ``alpha`` and intercepts ``beta``,
+- :data:`TABLE4`: the printed ``R^2`` and residuals of those fits.
+
+Logarithms are natural throughout and ``N`` is a raw parameter count (``1e9``, not ``1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: The four benchmarks of the paper's Tables 2-4, in the printed column order.
+BENCHMARKS = ("GSM8k", "MMLU", "MMLU-pro", "MBPP")
+
+#: The two model families, in the printed row order.
+MODELS = ("Transformer", "2-simplicial")
+
+#: Active parameters of the three mixture-of-experts sizes (Table 2, column "Active Params").
+ACTIVE_PARAMS = (1.0e9, 2.0e9, 3.5e9)
+
+#: Total parameters of the same three models (Table 2, column "Total Params").
+TOTAL_PARAMS = (57e9, 100e9, 176e9)
+
+#: Table 2: negative log-likelihood per benchmark, one value per size in ACTIVE_PARAMS order.
+TABLE2_NLL = {
+    "Transformer": {
+        "GSM8k": (0.3277, 0.2987, 0.2781),
+        "MMLU": (0.6411, 0.5932, 0.5543),
+        "MMLU-pro": (0.8718, 0.8193, 0.7858),
+        "MBPP": (0.2690, 0.2435, 0.2203),
+    },
+    "2-simplicial": {
+        "GSM8k": (0.3302, 0.2942, 0.2718),
+        "MMLU": (0.6423, 0.5862, 0.5484),
+        "MMLU-pro": (0.8718, 0.8135, 0.7689),
+        "MBPP": (0.2714, 0.2411, 0.2193),
+    },
+}
+
+#: Table 2's printed relative change ``(simplicial - transformer) / transformer`` in percent.
+TABLE2_DELTA_PERCENT = {
+    "GSM8k": (0.79, -1.51, -2.27),
+    "MMLU": (0.19, -1.19, -1.06),
+    "MMLU-pro": (-0.01, -0.71, -2.15),
+    "MBPP": (0.88, -1.0, -0.45),
+}
+
+#: Table 3 as printed: ``(alpha, beta)`` of ``-log L = alpha log N + beta`` per model and benchmark.
+TABLE3 = {
+    "Transformer": {
+        "GSM8k": (0.1420, -1.8280),
+        "MMLU": (0.1256, -2.1606),
+        "MMLU-pro": (0.0901, -1.7289),
+        "MBPP": (0.1720, -2.2569),
+    },
+    "2-simplicial": {
+        "GSM8k": (0.1683, -2.3939),
+        "MMLU": (0.1364, -2.3960),
+        "MMLU-pro": (0.1083, -2.1181),
+        "MBPP": (0.1837, -2.5201),
+    },
+}
+
+#: Table 3's printed relative increase of ``alpha`` (2-simplicial over Transformer), percent.
+TABLE3_DELTA_PERCENT = {"GSM8k": 18.5, "MMLU": 8.5, "MMLU-pro": 20.2, "MBPP": 6.8}
+
+#: Table 4 as printed: ``(R^2, residual)`` of each fit in Table 3.
+TABLE4 = {
+    "Transformer": {
+        "GSM8k": (0.9998, 2.8e-6),
+        "MMLU": (0.9995, 4.7e-6),
+        "MMLU-pro": (0.9972, 1.5e-5),
+        "MBPP": (0.9962, 7.5e-5),
+    },
+    "2-simplicial": {
+        "GSM8k": (0.9974, 4.9e-5),
+        "MMLU": (0.9989, 1.3e-5),
+        "MMLU-pro": (0.9999, 4.6e-8),
+        "MBPP": (0.9999, 1.5e-6),
+    },
+}
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """A least-squares line ``-log L = alpha * log N + beta`` through points ``(N, L)``.
+
+    Attributes
+    ----------
+    alpha : float
+        The slope: the exponent of ``L ~ N**(-alpha)``. Larger means loss falls faster with size.
+    beta : float
+        The intercept, so that ``L(N) = exp(-beta) * N**(-alpha)``.
+    r2 : float
+        Coefficient of determination of the line in (log N, -log L) space (1 for a perfect fit;
+        ``nan`` when all ``-log L`` are equal).
+    residual : float
+        Sum of squared residuals of ``-log L`` about the line (0 for a perfect fit).
+    n_points : int
+        How many points were fitted.
+
+    Examples
+    --------
+    >>> fit = fit_power_law([1e9, 2e9, 4e9], [0.5, 0.25, 0.125])
+    >>> round(fit.alpha, 6), round(fit.r2, 6)
+    (1.0, 1.0)
+    """
+
+    alpha: float
+    beta: float
+    r2: float
+    residual: float
+    n_points: int
+
+    def predict(self, N) -> np.ndarray:
+        """The fitted loss ``exp(-(alpha log N + beta))`` at parameter counts ``N`` (array-like)."""
+        logn = np.log(np.asarray(N, dtype=np.float64))
+        return np.exp(-(self.alpha * logn + self.beta))
+
+
+def _positive_1d(name: str, values) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of numbers, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+    if np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive (its logarithm is taken), got {arr.tolist()}")
+    return arr
+
+
+def fit_power_law(N, L) -> PowerLawFit:
+    """Fit ``-log L = alpha * log N + beta`` by ordinary least squares (the paper's eqs. 18-20).
+
+    Parameters
+    ----------
+    N : array-like, shape [n]
+        Parameter counts (raw numbers, e.g. ``1e9``), all positive.
+    L : array-like, shape [n]
+        Losses (negative log-likelihoods), all positive.
+
+    Returns
+    -------
+    PowerLawFit
+        ``alpha``, ``beta``, ``r2`` and ``residual`` (sum of squared residuals of ``-log L``).
+
+    Raises
+    ------
+    ValueError
+        If ``N`` and ``L`` differ in length, hold fewer than 2 points, contain a non-positive or
+        non-finite value, or if all ``N`` are equal (the slope is undefined).
+
+    Examples
+    --------
+    >>> fit = fit_power_law([1e9, 2e9, 3.5e9], [0.3277, 0.2987, 0.2781])
+    >>> round(fit.alpha, 4)
+    0.1311
+    """
+    n = _positive_1d("N", N)
+    loss = _positive_1d("L", L)
+    if n.shape != loss.shape:
+        raise ValueError(f"N and L must have the same length, got {n.size} and {loss.size}")
+    if n.size < 2:
+        raise ValueError(f"need at least 2 points to fit a line, got {n.size}")
+    x, y = np.log(n), -np.log(loss)
+    xc, yc = x - x.mean(), y - y.mean()
+    sxx = float(xc @ xc)
+    if sxx <= 0.0:
+        raise ValueError("N must contain at least two distinct values")
+    alpha = float(xc @ yc) / sxx
+    beta = float(y.mean() - alpha * x.mean())
+    resid = y - (alpha * x + beta)
+    ssr = float(resid @ resid)
+    syy = float(yc @ yc)
+    r2 = 1.0 - ssr / syy if syy > 0 else float("nan")
+    return PowerLawFit(alpha=alpha, beta=beta, r2=r2, residual=ssr, n_points=int(n.size))
+
+
+def fit_table2(params=ACTIVE_PARAMS) -> dict:
+    """Refit every row of the paper's Table 2 with :func:`fit_power_law`.
+
+    Parameters
+    ----------
+    params : sequence of 3 floats, or dict model -> sequence of 3 floats
+        The parameter counts ``N`` used for the three sizes (default: the active parameters).
+        A dict gives each model family its own counts.
+
+    Returns
+    -------
+    dict
+        ``{model: {benchmark: PowerLawFit}}`` for the models in :data:`MODELS`.
+
+    Examples
+    --------
+    >>> fits = fit_table2()
+    >>> fits["2-simplicial"]["GSM8k"].alpha > fits["Transformer"]["GSM8k"].alpha
+    True
+    """
+    out = {}
+    for model in MODELS:
+        n = params[model] if isinstance(params, dict) else params
+        out[model] = {b: fit_power_law(n, TABLE2_NLL[model][b]) for b in BENCHMARKS}
+    return out
+
+
+def table2_delta_percent() -> dict:
+    """Recompute Table 2's ``Delta(%)`` rows from the printed losses.
+
+    Returns
+    -------
+    dict
+        ``{benchmark: (d_1B, d_2B, d_3.5B)}`` with ``d = 100 (L_simplicial - L_transformer) / L_transformer``.
+
+    Examples
+    --------
+    >>> round(table2_delta_percent()["GSM8k"][2], 2)
+    -2.27
+    """
+    out = {}
+    for b in BENCHMARKS:
+        t = np.asarray(TABLE2_NLL["Transformer"][b])
+        s = np.asarray(TABLE2_NLL["2-simplicial"][b])
+        out[b] = tuple(float(v) for v in 100.0 * (s - t) / t)
+    return out
+
+
+def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float, beta: float):
+    """The Chinchilla loss ``E + A / N**alpha + B / D**beta`` (the paper's eq. 1 and eq. 17).
+
+    Parameters
+    ----------
+    N, D : float or array-like
+        Parameter count and training tokens (broadcast against each other).
+    E, A, B, alpha, beta : float
+        Irreducible loss, the two amplitudes and the two exponents.
+
+    Returns
+    -------
+    numpy.ndarray or float
+        The modelled loss.
+
+    Examples
+    --------
+    >>> float(chinchilla_loss(1e9, 1e12, E=1.7, A=400.0, B=410.0, alpha=0.34, beta=0.28)) > 1.7
+    True
+    """
+    N = np.asarray(N, dtype=np.float64)
+    D = np.asarray(D, dtype=np.float64)
+    return E + A / N**alpha + B / D**beta
+
+
+def params_reproducing(losses, printed, start=ACTIVE_PARAMS, *, scale_beta: float = 10.0,
+                       iters: int = 60) -> np.ndarray:
+    """Find parameter counts ``N`` whose fits best reproduce a set of printed ``(alpha, beta)``.
+
+    With the printed losses held fixed, the fitted slope and intercept depend only on the
+    ``log N`` used. This solves for the three ``log N`` values (Gauss-Newton with a numerical
+    Jacobian) that bring the fits of all benchmarks closest to the printed pairs, which shows
+    which parameter counts a table was (probably) computed with.
+
+    Parameters
+    ----------
+    losses : dict benchmark -> sequence of floats
+        The losses of one model family (e.g. ``TABLE2_NLL["Transformer"]``).
+    printed : dict benchmark -> (alpha, beta)
+        The printed fits of the same family (e.g. ``TABLE3["Transformer"]``).
+    start : sequence of floats
+        Initial parameter counts.
+    scale_beta : float
+        ``beta`` errors are divided by this before squaring (``beta`` is about ten times larger
+        than ``alpha``, so this weighs the two alike).
+    iters : int
+        Gauss-Newton iterations.
+
+    Returns
+    -------
+    numpy.ndarray, shape [len(start)]
+        The parameter counts.
+
+    Examples
+    --------
+    >>> n = params_reproducing(TABLE2_NLL["Transformer"], TABLE3["Transformer"])
+    >>> bool(abs(fit_power_law(n, TABLE2_NLL["Transformer"]["GSM8k"]).alpha - 0.1420) < 1e-4)
+    True
+    """
+    keys = list(printed)
+
+    def mismatch(x):
+        out = []
+        for k in keys:
+            f = fit_power_law(np.exp(x), losses[k])
+            out += [f.alpha - printed[k][0], (f.beta - printed[k][1]) / scale_beta]
+        return np.array(out)
+
+    x = np.log(np.asarray(start, dtype=np.float64))
+    for _ in range(iters):
+        r = mismatch(x)
+        jac = np.empty((r.size, x.size))
+        for j in range(x.size):
+            step = np.zeros_like(x)
+            step[j] = 1e-6
+            jac[:, j] = (mismatch(x + step) - r) / 1e-6
+        x = x - np.linalg.lstsq(jac, r, rcond=None)[0]
+    return np.exp(x)
+
+
+def plot_power_law_fits(ax, benchmark: str, fits: dict | None = None, params=ACTIVE_PARAMS,
+                        printed: bool = True) -> None:
+    """Plot Table 2's losses of one benchmark with our fitted lines (and the printed ones).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        Where to draw (log-log axes are set here).
+    benchmark : str
+        One of :data:`BENCHMARKS`.
+    fits : dict, optional
+        Output of :func:`fit_table2`; computed from ``params`` when omitted.
+    params : sequence of 3 floats
+        The parameter counts used for the points and our fits.
+    printed : bool
+        Also draw the lines of the printed Table 3 (dashed).
+    """
+    from .viz import PALETTE, label
+
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
+    fits = fit_table2(params) if fits is None else fits
+    n = np.asarray(params, dtype=np.float64)
+    grid = np.geomspace(n.min() / 1.3, n.max() * 1.3, 50)
+    for model, colour in zip(MODELS, (PALETTE["dot"], PALETTE["simplicial"])):
+        f = fits[model][benchmark]
+        ax.plot(n, TABLE2_NLL[model][benchmark], "o", color=colour, label=f"{model} (Table 2)")
+        ax.plot(grid, f.predict(grid), "-", color=colour, lw=1.5,
+                label=rf"ours: $\alpha$={f.alpha:.4f}")
+        if printed:
+            a, b = TABLE3[model][benchmark]
+            ax.plot(grid, np.exp(-(a * np.log(grid) + b)), "--", color=colour, lw=1.0,
+                    label=rf"printed: $\alpha$={a:.4f}")
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.yaxis,):  # plain decimals: the losses span less than a factor of two
+        axis.set_major_formatter(FormatStrFormatter("%.2f"))
+        axis.set_minor_formatter(FormatStrFormatter("%.2f"))
+    label(ax, "active parameters N", "negative log-likelihood (nats)", benchmark)
+    ax.legend(fontsize=7)

@@ -1,0 +1,199 @@
+"""Tests for simplex_lib.train and simplex_lib.data: corpus, schedule, resume, DDP with torchrun."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from simplex_lib import data
+from simplex_lib.models import GPT
+from simplex_lib.train import PRESETS, TrainConfig, config_from_args, load_run, lr_at, train
+
+TINY = replace(TrainConfig(), **PRESETS["tiny"], progress=False, threads=1)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """A tiny standard-library-like tree, so that tests do not read the whole library."""
+    root = tmp_path_factory.mktemp("stdlib")
+    files = {"a.py": b"import os\n" * 40, "pkg/b.py": b"def f():\n    return 1\n" * 30,
+             "pkg/test/skip.py": b"x", "site-packages/z.py": b"y", "tests/t.py": b"z",
+             "c.txt": b"not python", "d.py": b"print('hello')\n" * 50}
+    for rel, body in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(body)
+    for name in ("v%d.py" % i for i in range(40)):  # enough files that some land in validation
+        (root / name).write_bytes(b"# %s\n" % name.encode() * 30)
+    return str(root)
+
+
+def test_source_files_rule(small_corpus):
+    files = data.stdlib_source_files(small_corpus)
+    assert files == sorted(files)
+    assert "a.py" in files and "pkg/b.py" in files and "d.py" in files
+    assert not any("test" in f.split("/")[:-1] or "site-packages" in f for f in files)
+    assert "c.txt" not in files
+    with pytest.raises(ValueError, match="root"):
+        data.stdlib_source_files(os.path.join(small_corpus, "missing"))
+
+
+def test_corpus_bytes_and_split(small_corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMPLEX_CACHE", str(tmp_path))
+    c = data.stdlib_corpus(small_corpus)
+    files = data.stdlib_source_files(small_corpus)
+    val = [f for f in files if data.is_validation_file(f)]
+    assert 0 < len(val) < len(files)
+    want_val = b"".join(open(os.path.join(small_corpus, f), "rb").read() + b"\x00" for f in val)
+    want_train = b"".join(open(os.path.join(small_corpus, f), "rb").read() + b"\x00"
+                          for f in files if f not in val)
+    assert bytes(c.val.tolist()) == want_val and bytes(c.train.tolist()) == want_train
+    assert c.info["n_val_files"] == len(val) and c.info["n_files"] == len(files)
+    assert any(n.endswith(".npz") for n in os.listdir(tmp_path))  # cached outside the repository
+    again = data.stdlib_corpus(small_corpus)  # from the cache
+    assert torch.equal(again.train, c.train) and again.info == c.info
+
+
+def test_real_stdlib_corpus_is_available():
+    files = data.stdlib_source_files()
+    assert len(files) > 100 and "os.py" in files and "json/__init__.py" in files
+
+
+def test_sample_batch(gen):
+    t = torch.arange(200, dtype=torch.uint8)
+    x, y = data.sample_batch(t, 3, 16, gen)
+    assert x.shape == y.shape == (3, 16) and x.dtype == torch.int64
+    assert torch.equal(y[:, :-1], x[:, 1:]) and torch.equal(y[:, -1], x[:, -1] + 1)
+    with pytest.raises(ValueError, match="longer than block_size"):
+        data.sample_batch(t[:10], 1, 16, gen)
+    assert data.decode(torch.tensor([0x63, 0x61, 0x66, 0xC3, 0xA9])) == "café"
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(steps=110, warmup=10, lr=2.0, min_lr_ratio=0.01)
+    lrs = [lr_at(s, cfg) for s in range(120)]
+    assert lrs[0] == pytest.approx(0.2) and lrs[9] == pytest.approx(2.0)
+    assert lrs[60] == pytest.approx(0.01 * 2 + 0.99 * 2 * 0.5)  # halfway down the cosine
+    assert lrs[110] == pytest.approx(0.02) and lrs[119] == pytest.approx(0.02)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+
+
+def test_config_from_args(tmp_path):
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"steps": 7, "variant": "window", "lr": 0.5}))
+    cfg = config_from_args(["--preset", "tiny", "--config", str(cfg_file), "--lr", "0.25", "--no-amp"])
+    assert (cfg.steps, cfg.variant, cfg.lr, cfg.amp, cfg.block_size) == (7, "window", 0.25, False, 32)
+    cfg_file.write_text(json.dumps({"depth": 3}))
+    with pytest.raises(ValueError, match="unknown config keys"):
+        config_from_args(["--config", str(cfg_file)])
+
+
+def _state(path):
+    return torch.load(os.path.join(path, "ckpt.pt"), weights_only=True)
+
+
+@pytest.mark.parametrize("variant", ["window", "topk"])
+def test_resume_reproduces_uninterrupted_run(small_corpus, tmp_path, monkeypatch, variant):
+    monkeypatch.setenv("SIMPLEX_CACHE", str(tmp_path / "cache"))
+    corpus = data.stdlib_corpus(small_corpus)
+    straight = train(replace(TINY, variant=variant, out=str(tmp_path / "a")), corpus)
+    first = train(replace(TINY, variant=variant, out=str(tmp_path / "b"), stop_at=3), corpus)
+    assert first["stopped_early"] and first["steps_done"] == 3
+    resumed = train(replace(TINY, variant=variant, out=str(tmp_path / "b"), resume=True), corpus)
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    assert a["step"] == b["step"] == TINY.steps and a["tokens"] == b["tokens"]
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
+    assert [r["train_loss"] for r in straight["log"]] == [r["train_loss"] for r in resumed["log"]]
+    assert straight["final_val_loss"] == resumed["final_val_loss"]
+    on_disk = [json.loads(line) for line in open(tmp_path / "b" / "log.jsonl")]
+    assert [r["step"] for r in on_disk] == list(range(1, TINY.steps + 1))
+    assert load_run(str(tmp_path / "b"))["n_params"] == straight["n_params"]
+    with pytest.raises(ValueError, match="checkpoint"):
+        train(replace(TINY, variant=variant, out=str(tmp_path / "none"), resume=True), corpus)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one_process_emulation(small_corpus, tmp_path, monkeypatch):
+    """DDP with gloo: after training, the weights equal a one-process run on both ranks' batches."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "SIMPLEX_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": ROOT}
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
+    code = ("import sys, simplex_lib.data as d; from simplex_lib import train as t; "
+            f"c = d.stdlib_corpus({small_corpus!r}); cfg = t.config_from_args(sys.argv[1:]); t.train(cfg, c)")
+    script = tmp_path / "run.py"
+    script.write_text(code)
+    cmd = [torchrun, "--nproc_per_node=2", "--master_port", str(29500 + os.getpid() % 1000), str(script),
+           "--preset", "tiny", "--variant", "window", "--steps", "3", "--out", str(out),
+           "--no-progress", "--threads", "1"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = load_run(str(out))
+    assert summary["world_size"] == 2
+    assert summary["tokens"] == 3 * 2 * TINY.batch_size * TINY.block_size
+
+    # emulate: one process, mean of the two ranks' losses per step (what DDP's averaging gives)
+    monkeypatch.setenv("SIMPLEX_CACHE", str(tmp_path / "cache"))
+    corpus = data.stdlib_corpus(small_corpus)
+    cfg = replace(TINY, variant="window", steps=3)
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.model_config())
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        losses = []
+        for rank in range(2):
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1_009 + rank)
+            x, y = data.sample_batch(corpus.train, cfg.batch_size, cfg.block_size, g)
+            losses.append(model(x, y)[1])
+        (sum(losses) / 2).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad()
+    got = _state(out)["model"]
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(got[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_compare_runs():
+    from simplex_lib.train import compare_runs
+
+    def run(evals, n=7):
+        return {"n_params": n, "steps_done": evals[-1], "stopped_early": False, "tokens_per_s": 1.0,
+                "log": [{"step": s, "tokens": 10 * s, "val_loss": 1.0 / s} for s in evals]
+                + [{"step": 99, "tokens": 990, "train_loss": 0.1}]}
+
+    rows = compare_runs({"a": run([1, 2, 3]), "b": run([1, 2])})
+    assert [r["common_step"] for r in rows] == [2, 2] and rows[0]["val_at_common"] == 0.5
+    assert rows[1]["tokens_at_common"] == 20
+    with pytest.raises(ValueError, match="share no evaluation"):
+        compare_runs({"a": run([1]), "b": run([2])})
+
+
+def test_save_plots(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from simplex_lib.train import save_plots
+
+    for name, variant in (("dot", "dot"), ("window", "window")):
+        run = {"config": {"variant": variant, "backend": "torch"}, "n_params": 10,
+               "provenance": {"device": "CPU", "torch": "x", "date_utc": "today"},
+               "log": [{"step": s, "tokens": 8 * s, "train_time_s": 0.1 * s, "train_loss": 3.0 / s,
+                        "val_loss": 3.1 / s} for s in (1, 2, 3)]}
+        (tmp_path / f"train_{name}.json").write_text(json.dumps(run))
+    path = save_plots(str(tmp_path))
+    assert os.path.getsize(path) > 1000
+    with pytest.raises(ValueError, match="no files"):
+        save_plots(str(tmp_path / "missing"))
