@@ -1,0 +1,342 @@
+"""Reading and plotting the recorded kernel benchmarks (``benchmarks/results/*.json``).
+
+The records are written on a GPU machine by :mod:`simplex_lib.bench` (``python -m
+simplex_lib.bench``) and by the top-k benchmark. A result file is a JSON object
+``{"meta": {...}, "records": [...]}``: ``meta`` names the GPU, the torch and Triton versions and
+the date; each record is one timed configuration with at least ``group`` (``"kernel"``,
+``"sdpa"``, ``"reference"``, ...), ``mode`` (``"fwd"``, ``"bwd"``, ``"fwdbwd"``), the shape
+(``B``, ``N``, ``Hq``, ``Hkv``, ``D``, and ``w1``, ``w2`` for windowed attention), ``ms`` and
+``tflops``; a record that failed carries ``error`` instead of timings. Files of any other shape
+(correctness logs, say) are skipped.
+
+FLOP conventions are those of :mod:`simplex_lib.bench`: forward ``4 * B * Hq * N * D * w1 * w2``,
+backward 2.5x, forward+backward 3.5x; causal dot attention ``4 * B * H * N^2 * D / 2``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from . import viz
+
+__all__ = [
+    "load_results",
+    "provenance",
+    "flat_records",
+    "select",
+    "pair_sdpa",
+    "plot_tflops_vs_seqlen",
+    "plot_windows",
+    "plot_head_dims",
+    "plot_memory",
+    "plot_topk_vs_window",
+    "summary_rows",
+    "remeasure",
+]
+
+_META_KEYS = ("gpu", "torch", "triton", "date")
+
+
+def load_results(root: str = "benchmarks/results", pattern: str = "*.json", recursive: bool = False) -> list:
+    """Benchmark result files in ``root`` (sub-folders too with ``recursive``), sorted by path.
+
+    Parameters
+    ----------
+    root : str
+        Folder to search; a missing folder gives an empty list.
+    pattern : str
+        File-name pattern.
+    recursive : bool
+        Also search sub-folders (``raw/`` holds smoke tests and logs, left out by default).
+
+    Returns
+    -------
+    list of dict
+        Each ``{"path", "meta", "records", ...}`` (other top-level keys of the file, such as a
+        ``correctness`` list, are kept); files that are not JSON, have no ``records`` list of
+        dicts, or no record with ``group`` and ``mode`` (other experiments' logs) are skipped.
+
+    Examples
+    --------
+    >>> load_results("/nonexistent")
+    []
+    """
+    out = []
+    where = os.path.join(root, "**", pattern) if recursive else os.path.join(root, pattern)
+    for path in sorted(glob.glob(where, recursive=recursive)):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        recs = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
+            continue
+        if not any("group" in r and "mode" in r for r in recs):  # another kind of record file
+            continue
+        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        out.append({**data, "path": path, "meta": meta, "records": recs})
+    return out
+
+
+def provenance(result: dict) -> str:
+    """One line naming where and when a result was measured.
+
+    Examples
+    --------
+    >>> provenance({"meta": {"gpu": "NVIDIA H100", "torch": "2.11", "triton": "3.6",
+    ...                      "date": "2026-11-22T14:30:40"}})
+    'NVIDIA H100, torch 2.11, Triton 3.6, measured 2026-11-22'
+    """
+    m = result.get("meta", {})
+    date = str(m["date"])[:10] if m.get("date") else "unknown date"
+    return (f"{m.get('gpu', 'unknown GPU')}, torch {m.get('torch', '?')}, "
+            f"Triton {m.get('triton', '?')}, measured {date}")
+
+
+def flat_records(results: list, ok_only: bool = True) -> list:
+    """All records of several result files, each tagged with its file's provenance.
+
+    Each returned record is a copy with the keys ``path``, ``gpu``, ``torch``, ``triton`` and
+    ``date`` added (from the file's ``meta``). With ``ok_only`` records carrying ``error`` or no
+    ``tflops`` are dropped.
+
+    Examples
+    --------
+    >>> res = [{"path": "a.json", "meta": {"gpu": "H100"},
+    ...         "records": [{"group": "kernel", "tflops": 1.0}, {"group": "kernel", "error": "x"}]}]
+    >>> [(r["gpu"], r["tflops"]) for r in flat_records(res)]
+    [('H100', 1.0)]
+    """
+    out = []
+    for res in results:
+        meta = res.get("meta", {})
+        for r in res.get("records", []):
+            if ok_only and ("error" in r or not isinstance(r.get("tflops"), (int, float))):
+                continue
+            out.append({**r, "path": res.get("path"), **{k: meta.get(k) for k in _META_KEYS}})
+    return out
+
+
+def select(records: list, **where) -> list:
+    """Records whose fields equal every ``where`` item (a missing field never matches).
+
+    Examples
+    --------
+    >>> select([{"mode": "fwd", "D": 64}, {"mode": "bwd", "D": 64}], mode="fwd")
+    [{'mode': 'fwd', 'D': 64}]
+    """
+    return [r for r in records if all(k in r and r[k] == v for k, v in where.items())]
+
+
+def _gqa(r) -> int:
+    return r["Hq"] // r["Hkv"] if r.get("Hkv") else 1
+
+
+def pair_sdpa(records: list) -> list:
+    """Match each windowed-kernel record with the SDPA record timed at equal FLOPs.
+
+    :func:`simplex_lib.bench.run_benchmark` times causal SDPA with the same batch, query heads,
+    head dimension and mode at the context ``n = sqrt(2 N w1 w2)``, and tags it
+    ``paired_with = [w1, w2]``. Returns ``(kernel_record, sdpa_record)`` pairs.
+
+    Examples
+    --------
+    >>> k = dict(group="kernel", mode="fwd", B=2, N=8192, Hq=64, Hkv=1, D=128, w1=512, w2=32, tflops=300.0)
+    >>> s = dict(group="sdpa", mode="fwd", B=2, N=16384, Hq=64, Hkv=64, D=128, paired_with=[512, 32], tflops=320.0)
+    >>> [(a["N"], b["N"]) for a, b in pair_sdpa([k, s])]
+    [(8192, 16384)]
+    """
+    sd = [r for r in records if r.get("group") == "sdpa" and r.get("paired_with")]
+    out = []
+    for r in records:
+        if r.get("group") != "kernel":
+            continue
+        n_eq = round((2.0 * r["N"] * r["w1"] * r["w2"]) ** 0.5)
+        for s in sd:
+            if (list(s["paired_with"]) == [r["w1"], r["w2"]] and s.get("mode") == r.get("mode")
+                    and s.get("B") == r.get("B") and s.get("Hq") == r.get("Hq")
+                    and s.get("D") == r.get("D") and abs(s.get("N", -10) - n_eq) <= 1):
+                out.append((r, s))
+                break
+    return out
+
+
+_COLORS = ("simplicial", "accent", "accent2", "accent3", "dot", "reference")
+
+
+def _no_data(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no record of {what}", ha="center", va="center", transform=ax.transAxes)
+
+
+def plot_tflops_vs_seqlen(ax, records: list, mode: str = "fwd", *, w1=None, w2=None, D=None) -> int:
+    """TFLOPS of the kernel against sequence length, one line per (windows, D, GQA ratio), with
+    equal-FLOP causal SDPA dashed in the same colour. Returns the number of lines drawn.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    records : list of dict
+        From :func:`flat_records`.
+    mode : str
+        ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``.
+    w1, w2, D : int, optional
+        Keep only these windows / head dimension.
+    """
+    recs = [r for r in select(records, group="kernel", mode=mode)
+            if (w1 is None or r.get("w1") == w1) and (w2 is None or r.get("w2") == w2)
+            and (D is None or r.get("D") == D)]
+    keys = sorted({(r["w1"], r["w2"], r["D"], _gqa(r)) for r in recs})
+    pairs = pair_sdpa(records)
+    for c, key in zip([viz.PALETTE[k] for k in _COLORS] * 8, keys):
+        mine = sorted((r for r in recs if (r["w1"], r["w2"], r["D"], _gqa(r)) == key), key=lambda r: r["N"])
+        ax.plot([r["N"] for r in mine], [r["tflops"] for r in mine], "o-", color=c,
+                label=f"{key[0]}x{key[1]}, D={key[2]}, G={key[3]}")
+        sd = sorted(((a["N"], b["tflops"]) for a, b in pairs if a in mine), key=lambda t: t[0])
+        if sd:
+            ax.plot(*zip(*sd), "s--", color=c, alpha=0.6, label=f"SDPA at equal FLOPs (D={key[2]}, H={mine[0]['Hq']})")
+    ax.set_xscale("log", base=2)
+    viz.label(ax, "sequence length N (tokens)", "TFLOPS (tensor-core count)", f"{mode}, bf16")
+    if keys:
+        ax.legend(fontsize=7)
+    else:
+        _no_data(ax, f"{mode} kernel timings")
+    return len(keys)
+
+
+def plot_windows(ax, records: list, mode: str = "fwd", *, N=None, D=None) -> int:
+    """Bars of kernel TFLOPS per window shape (largest GQA ratio, given ``N`` and ``D`` or the
+    most common ones). Returns the number of bars."""
+    recs = select(records, group="kernel", mode=mode)
+    if recs:
+        N = N if N is not None else max({r["N"] for r in recs}, key=lambda n: sum(r["N"] == n for r in recs))
+        D = D if D is not None else max(r["D"] for r in recs)
+        recs = [r for r in recs if r["N"] == N and r["D"] == D]
+    if recs:
+        G = max(_gqa(r) for r in recs)
+        recs = sorted((r for r in recs if _gqa(r) == G), key=lambda r: (r["w1"] * r["w2"], r["w1"]))
+        names = [f"{r['w1']}x{r['w2']}" for r in recs]
+        ax.bar(range(len(recs)), [r["tflops"] for r in recs], color=viz.PALETTE["simplicial"])
+        ax.set_xticks(range(len(recs)), names, rotation=30)
+        viz.label(ax, "windows w1 x w2", "TFLOPS (tensor-core count)", f"{mode}, N={N}, D={D}, G={G}")
+        return len(recs)
+    viz.label(ax, "windows w1 x w2", "TFLOPS (tensor-core count)", mode)
+    _no_data(ax, f"{mode} window sweeps")
+    return 0
+
+
+def plot_head_dims(ax, records: list, mode: str = "fwd", *, w1=512, w2=32) -> int:
+    """Kernel TFLOPS against head dimension at windows ``w1 x w2``, one line per (N, GQA ratio).
+    Returns the number of lines."""
+    recs = select(records, group="kernel", mode=mode, w1=w1, w2=w2)
+    keys = sorted({(r["N"], _gqa(r)) for r in recs})
+    for c, key in zip([viz.PALETTE[k] for k in _COLORS] * 8, keys):
+        pts = sorted((r["D"], r["tflops"]) for r in recs if (r["N"], _gqa(r)) == key)
+        ax.plot(*zip(*pts), "o-", color=c, label=f"N={key[0]}, G={key[1]}")
+    viz.label(ax, "head dimension D", "TFLOPS (tensor-core count)", f"{mode}, {w1}x{w2}")
+    if keys:
+        ax.legend(fontsize=7)
+    else:
+        _no_data(ax, f"{mode} head-dimension sweeps")
+    return len(keys)
+
+
+def plot_memory(ax, records: list, mode: str = "fwd") -> int:
+    """Peak extra memory (MiB, above the inputs) against sequence length for each group.
+    Returns the number of lines."""
+    recs = [r for r in select(records, mode=mode) if isinstance(r.get("peak_extra_bytes"), (int, float))
+            and r.get("group") in ("kernel", "reference", "sdpa", "topk-kernel", "topk-reference")]
+    keys = sorted({(r["group"], r.get("w1"), r.get("w2"), r["D"], _gqa(r)) for r in recs if r["group"] != "sdpa"},
+                  key=lambda k: tuple(str(x) for x in k))
+    for c, key in zip([viz.PALETTE[k] for k in _COLORS] * 8, keys):
+        pts = sorted((r["N"], r["peak_extra_bytes"] / 2**20) for r in recs
+                     if (r["group"], r.get("w1"), r.get("w2"), r["D"], _gqa(r)) == key)
+        win = f" {key[1]}x{key[2]}" if key[1] else ""
+        ax.plot(*zip(*pts), "o-", color=c, label=f"{key[0]}{win}, D={key[3]}, G={key[4]}")
+    ax.set_xscale("log", base=2)
+    viz.label(ax, "sequence length N (tokens)", "peak extra memory (MiB)", f"{mode}")
+    if keys:
+        ax.legend(fontsize=7)
+    else:
+        _no_data(ax, f"{mode} memory")
+    return len(keys)
+
+
+def plot_topk_vs_window(ax, records: list, mode: str = "fwd") -> int:
+    """Milliseconds of the top-k kernel (``group="topk-kernel"``, field ``k``) beside the
+    sliding-window kernel at equal pair count ``k^2 = w1 * w2`` (``group="window-kernel"`` or
+    ``"kernel"``), against sequence length. Returns the number of lines."""
+    tk = select(records, group="topk-kernel", mode=mode)
+    win = [r for r in records if r.get("mode") == mode and r.get("group") in ("window-kernel",)]
+    n = 0
+    for c, kk in zip([viz.PALETTE[k] for k in _COLORS] * 8, sorted({r["k"] for r in tk})):
+        pts = sorted((r["N"], r["ms"]) for r in tk if r["k"] == kk)
+        ax.plot(*zip(*pts), "o-", color=c, label=f"top-k, k={kk} ({kk * kk} pairs)")
+        n += 1
+        same = sorted((r["N"], r["ms"]) for r in win if r["w1"] * r["w2"] == kk * kk)
+        if same:
+            w = next(r for r in win if r["w1"] * r["w2"] == kk * kk)
+            ax.plot(*zip(*same), "s--", color=c, label=f"window {w['w1']}x{w['w2']} (same pairs)")
+            n += 1
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    viz.label(ax, "sequence length N (tokens)", "time (ms, median)", f"{mode}, bf16")
+    if n:
+        ax.legend(fontsize=7, loc="best")
+    else:
+        _no_data(ax, f"{mode} top-k timings")
+    return n
+
+
+def summary_rows(records: list, groups=("kernel", "sdpa"), modes=("fwd", "bwd", "fwdbwd"), windows=None) -> list:
+    """Short table rows ``(group, mode, shape, windows, ms, TFLOPS)`` sorted for printing.
+
+    ``windows = (w1, w2)`` keeps only records of those windows (SDPA records: those paired with
+    them).
+
+    Examples
+    --------
+    >>> summary_rows([dict(group="kernel", mode="fwd", B=2, N=8192, Hq=64, Hkv=1, D=128, w1=512, w2=32,
+    ...                    ms=27.9, tflops=315.3)])
+    [('kernel', 'fwd', 'B2 N8192 Hq64 Hkv1 D128', '512x32', 27.9, 315.3)]
+    """
+    keyed = []
+    order = {m: i for i, m in enumerate(modes)}
+    for r in records:
+        if r.get("group") in groups and r.get("mode") in modes:
+            mine = r.get("paired_with") if r.get("group") == "sdpa" else [r.get("w1"), r.get("w2")]
+            if windows is not None and list(mine or []) != list(windows):
+                continue
+            win = f"{r['w1']}x{r['w2']}" if r.get("w1") else "causal"
+            shape = f"B{r['B']} N{r['N']} Hq{r['Hq']} Hkv{r['Hkv']} D{r['D']}"
+            key = (groups.index(r["group"]), order[r["mode"]], r["D"], r["N"], win)
+            keyed.append((key, (r["group"], r["mode"], shape, win, r["ms"], r["tflops"])))
+    return [row for _, row in sorted(keyed, key=lambda t: t[0])]
+
+
+def remeasure(windows=((512, 32),), dims=(128,), gqa=(64,), seqlens=(4096, 8192), modes=("fwd", "bwd"),
+              tokens=16384) -> dict:
+    """Time the kernels on the reader's GPU with :func:`simplex_lib.bench.run_benchmark`.
+
+    A small grid (a minute or two on an H100) in the same record format as the recorded files.
+
+    Returns
+    -------
+    dict ``{"path": None, "meta", "records"}`` ready for :func:`flat_records`.
+
+    Raises
+    ------
+    ValueError
+        When no CUDA GPU is available.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("remeasure needs a CUDA GPU (torch.cuda.is_available() is False)")
+    from .bench import run_benchmark
+
+    res = run_benchmark(windows=windows, dims=dims, gqa=gqa, seqlens=seqlens, modes=modes,
+                        tokens=tokens, progress=False)
+    return {"path": None, **res}

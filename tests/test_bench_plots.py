@@ -1,0 +1,114 @@
+"""simplex_lib.bench_plots on made-up records in the format simplex_lib.bench writes."""
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from simplex_lib import bench, bench_plots as bp  # noqa: E402
+from simplex_lib.viz import new_figure  # noqa: E402
+
+META = {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0", "triton": "3.6.0", "date": "2026-11-22T14:30:40"}
+
+
+def kernel(N, mode="fwd", w1=512, w2=32, D=128, Hq=64, Hkv=1, ms=10.0, **kw):
+    B = max(1, 16384 // N)
+    F = bench.simplicial_flops(B, Hq, N, D, w1, w2, mode)
+    return dict(group="kernel", impl="kernel", mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
+                ms=ms, tflops=F / ms / 1e9, flops=F, peak_extra_bytes=1 << 20, **kw)
+
+
+def sdpa_for(r, ms=5.0):
+    n_eq = int(round(math.sqrt(2.0 * r["N"] * r["w1"] * r["w2"])))
+    F = bench.dot_flops(r["B"], r["Hq"], n_eq, r["D"], r["mode"])
+    return dict(group="sdpa", impl="sdpa", mode=r["mode"], B=r["B"], N=n_eq, Hq=r["Hq"], Hkv=r["Hq"], D=r["D"],
+                ms=ms, tflops=F / ms / 1e9, flops=F, peak_extra_bytes=1 << 21, paired_with=[r["w1"], r["w2"]])
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    recs = []
+    for mode in ("fwd", "bwd"):
+        for N in (4096, 8192, 16384):
+            r = kernel(N, mode)
+            recs += [r, sdpa_for(r)]
+        recs.append(kernel(8192, mode, w1=256, w2=64))
+        recs.append(kernel(8192, mode, D=64))
+    recs.append(dict(group="kernel", mode="fwd", B=1, N=8192, Hq=64, Hkv=1, D=128, w1=64, w2=64, error="OOM"))
+    (tmp_path / "kernels_bench.json").write_text(json.dumps({"meta": META, "records": recs}))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "check.json").write_text(json.dumps({"meta": META, "correctness": []}))
+    (tmp_path / "raw" / "smoke.json").write_text(json.dumps({"meta": META, "records": [kernel(1024)]}))
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "match3.json").write_text(json.dumps({"provenance": {}, "records": [{"kind": "dot", "acc": 1.0}]}))
+    topk = [dict(group="topk-kernel", mode="fwd", N=N, k=128, B=1, Hq=64, Hkv=1, D=128, ms=N / 1000,
+                 tflops=1.0) for N in (2048, 4096)]
+    topk += [dict(group="window-kernel", mode="fwd", N=N, w1=512, w2=32, B=1, Hq=64, Hkv=1, D=128,
+                  ms=N / 2000, tflops=2.0) for N in (2048, 4096)]
+    (tmp_path / "topk_bench.json").write_text(json.dumps({"meta": META, "records": topk}))
+    return tmp_path
+
+
+def test_load_skips_other_files(results_dir):
+    res = bp.load_results(str(results_dir))
+    assert [r["path"].split("/")[-1] for r in res] == ["kernels_bench.json", "topk_bench.json"]
+    assert res[0]["meta"] == META
+    assert bp.load_results(str(results_dir / "missing")) == []
+    deep = bp.load_results(str(results_dir), recursive=True)
+    assert [r["path"].split("/")[-1] for r in deep] == ["kernels_bench.json", "smoke.json", "topk_bench.json"]
+
+
+def test_provenance_and_flat_records(results_dir):
+    res = bp.load_results(str(results_dir))
+    assert bp.provenance(res[0]) == "NVIDIA H100 80GB HBM3, torch 2.11.0, Triton 3.6.0, measured 2026-11-22"
+    assert bp.provenance({}) == "unknown GPU, torch ?, Triton ?, measured unknown date"
+    recs = bp.flat_records(res)
+    assert all("error" not in r and r["gpu"] == META["gpu"] for r in recs)
+    assert len(bp.flat_records(res, ok_only=False)) == len(recs) + 1
+
+
+def test_select_and_pair(results_dir):
+    recs = bp.flat_records(bp.load_results(str(results_dir)))
+    fwd = bp.select(recs, group="kernel", mode="fwd")
+    assert len(fwd) == 5 and all(r["mode"] == "fwd" for r in fwd)
+    pairs = bp.pair_sdpa(recs)
+    assert len(pairs) == 6
+    for k, s in pairs:
+        # equal FLOPs by construction of the pairing context
+        assert abs(s["flops"] / k["flops"] - 1) < 1e-3
+        assert (k["B"], k["Hq"], k["D"], k["mode"]) == (s["B"], s["Hq"], s["D"], s["mode"])
+
+
+def test_plots_draw_what_exists(results_dir):
+    recs = bp.flat_records(bp.load_results(str(results_dir)))
+    fig, axes = new_figure(ncols=3, nrows=2)
+    ax = axes.ravel()
+    assert bp.plot_tflops_vs_seqlen(ax[0], recs, "fwd") == 3  # (512x32 D128), (256x64), (D64)
+    assert len(ax[0].lines) == 3 + 1  # plus the paired SDPA line
+    assert bp.plot_windows(ax[1], recs, "bwd") == 2
+    assert bp.plot_head_dims(ax[2], recs, "fwd") == 3  # one line per N
+    assert bp.plot_memory(ax[3], recs, "fwd") >= 1
+    assert bp.plot_topk_vs_window(ax[4], recs, "fwd") == 2
+    assert bp.plot_tflops_vs_seqlen(ax[5], [], "fwd") == 0  # empty: a message, no crash
+    for a in ax:
+        assert a.get_xlabel() and a.get_ylabel()
+
+
+def test_summary_rows(results_dir):
+    recs = bp.flat_records(bp.load_results(str(results_dir)))
+    rows = bp.summary_rows(recs)
+    assert rows[0][0] == "kernel" and rows[-1][0] == "sdpa"
+    assert all(len(r) == 6 for r in rows)
+    only = bp.summary_rows(recs, windows=(512, 32))
+    assert len(only) == 14 and all(r[3] in ("512x32", "causal") for r in only)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_remeasure_needs_gpu():
+    with pytest.raises(ValueError, match="CUDA"):
+        bp.remeasure()
