@@ -61,6 +61,10 @@ def equal_flops_context(w1: int, w2: int, elementwise: bool = False) -> float:
 
 
 def device_meta() -> dict:
+    """Provenance of a measurement: GPU name, torch/Triton/Python versions and the date.
+
+    Every JSON record written by this module carries it under ``"meta"``.
+    """
     import triton
 
     return {
@@ -299,6 +303,10 @@ def _ints(s: str):
 
 
 def main(argv=None) -> dict:
+    """Command-line entry point of ``python -m simplex_lib.bench``; returns the written record.
+
+    Run ``python -m simplex_lib.bench --help`` for the grid options.
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", default=",".join(f"{a}x{b}" for a, b in DEFAULT_WINDOWS))
     ap.add_argument("--dims", default="64,128")

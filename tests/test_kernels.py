@@ -157,3 +157,34 @@ def test_ring_kernel_several_long_rows_per_step(gen, jp):
     want = torch.autograd.grad(reference_attention(*xr, w1=w1, w2=w2), xr, do)
     for g, w in zip(got, want):
         assert ((g.double().cpu() - w).norm() / w.norm()) < 2e-5
+
+
+def test_bench_flop_conventions_and_plots(tmp_path):
+    # The benchmark's FLOP counts (PERFORMANCE.md) and its plots, on made-up records (no GPU).
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from simplex_lib import bench
+
+    F = bench.simplicial_flops(2, 64, 8192, 128, 512, 32)
+    assert F == 4 * 2 * 64 * 8192 * 128 * 512 * 32
+    assert bench.simplicial_flops(2, 64, 8192, 128, 512, 32, "bwd") == 2.5 * F
+    assert bench.dot_flops(1, 16, 16384, 128) == 4 * 16 * 16384**2 * 128 / 2
+    # 512x32 costs what causal dot attention costs at 32k (GEMM count) or 48k (paper's count)
+    assert bench.equal_flops_context(512, 32) == 32768
+    assert bench.equal_flops_context(512, 32, elementwise=True) == 49152
+    recs = []
+    for mode in ("fwd", "bwd"):
+        for N in (4096, 8192):
+            B = 16384 // N
+            recs.append(dict(group="kernel", mode=mode, B=B, N=N, Hq=64, Hkv=1, D=128, w1=512, w2=32,
+                             ms=10.0, tflops=400.0))
+            n_eq = int(round((2 * N * 512 * 32) ** 0.5))
+            recs.append(dict(group="sdpa", mode=mode, B=B, N=n_eq, Hq=64, Hkv=64, D=128, ms=5.0,
+                             tflops=500.0, paired_with=[512, 32]))
+        recs.append(dict(group="table1", mode=mode, B=2, N=8192, Hq=64, Hkv=1, D=128, w1=256, w2=64,
+                         ms=20.0, tflops=440.0))
+    res = {"meta": {"gpu": "test"}, "records": recs}
+    paths = bench.plot_results(res, str(tmp_path))
+    assert [p.split("/")[-1] for p in paths] == ["kernel_tflops.png", "table1_latency.png"]
+    bench.print_table(res)

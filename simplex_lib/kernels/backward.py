@@ -269,10 +269,8 @@ def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
             row_ok = hg < G
             h = g * G + hg
             row_ptrs = b * stride_qb + i * stride_qn + h[:, None] * stride_qh + offs_d[None, :]
-            # q and do stay in their 16-bit dtype in registers (fp32 copies spill at 64 x 128);
-            # the scale goes on the k1 row instead.
-            qh = tl.load(Q + row_ptrs, mask=row_ok[:, None], other=0.0)
-            doh = tl.load(DO + row_ptrs, mask=row_ok[:, None], other=0.0)
+            qs = tl.load(Q + row_ptrs, mask=row_ok[:, None], other=0.0).to(tl.float32) * qk_scale
+            do = tl.load(DO + row_ptrs, mask=row_ok[:, None], other=0.0).to(tl.float32)
             lse = tl.load(LSE + (b * Hq + h) * N + i, mask=row_ok, other=float("inf"))
             delta = tl.load(DELTA + (b * Hq + h) * N + i, mask=row_ok, other=0.0)
             dq = tl.zeros([M, HEAD_DIM], tl.float32)
@@ -287,10 +285,10 @@ def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
                     k1r = tl.load(K1 + jr_ptrs, mask=(jr <= i)[:, None], other=0.0).to(tl.float32)
                     v1r = tl.load(V1 + jr_ptrs, mask=(jr <= i)[:, None], other=0.0).to(tl.float32)
                     ok = k_ok[None, :] & (jr <= i)[:, None]
-                a = (qh.to(tl.float32) * (k1r * qk_scale)).to(DT)
+                a = (qs * k1r).to(DT)
                 s = tl.dot(a, tl.trans(k2r), input_precision=PREC) - lse[:, None]  # [M, R]
                 p = tl.math.exp2(tl.where(ok, s, float("-inf")))
-                dov = (doh.to(tl.float32) * v1r).to(DT)
+                dov = (do * v1r).to(DT)
                 dp = tl.dot(dov, tl.trans(v2r), input_precision=PREC)
                 ds = (p * (dp - delta[:, None])).to(DT)
                 dq += tl.dot(ds, k2r, input_precision=PREC) * k1r
@@ -321,6 +319,7 @@ def _bwd_delta_kernel(O, DO, DELTA, n_rows, N, Hq, HEAD_DIM: tl.constexpr, BLOCK
 
     Tiling: ``BLOCK_R`` contiguous rows of the ``[B*N*Hq, D]`` view per program; reads o and do
     once and writes the ``[B, Hq, N]`` layout of the LSE, with no fp32 copy of o or do.
+    FLOPs: ``2 * B * N * Hq * D`` on CUDA cores (memory-bound: reads o and do once).
     """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     ok = rows < n_rows

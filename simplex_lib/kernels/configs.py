@@ -72,6 +72,18 @@ class BwdConfig:
 
 
 def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
+    """Block sizes, warps and pipeline depths of the backward kernels for one problem shape.
+
+    Under the interpreter every block is 16 wide (fast, and exercises the multi-block paths on
+    tiny inputs). On a GPU the long-window key tile is 128 wide (or the window, rounded up to a
+    power of two) and the short-window key tile stays near ``w2``, since each such tile is seen by
+    ``BLOCK_A2 + w2 - 1`` queries and a wider one would mostly be masked.
+
+    Examples
+    --------
+    >>> bwd_config(128, 64, 512, 32).BLOCK_M  # doctest: +SKIP
+    64
+    """
     if interpreting():
         return BwdConfig(16, 16, 16, 16, 1, 1)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
