@@ -430,8 +430,12 @@ def measured_crossover(records) -> list:
     return out
 
 
-def load_benchmark_records(root: str = "benchmarks/results", pattern: str = "*.json") -> list:
-    """Load the JSON benchmark records under ``root`` (missing folder: empty list).
+def load_benchmark_records(root: str = "benchmarks/results", pattern: str = "*.json",
+                           recursive: bool = False) -> list:
+    """Load the JSON benchmark records in ``root`` (missing folder: empty list).
+
+    Only the top level by default: ``raw/`` holds smoke tests and per-call logs, which would
+    otherwise appear twice beside the final records (``recursive=True`` includes them).
 
     Returns
     -------
@@ -443,7 +447,8 @@ def load_benchmark_records(root: str = "benchmarks/results", pattern: str = "*.j
     []
     """
     out = []
-    for path in sorted(glob.glob(os.path.join(root, "**", pattern), recursive=True)):
+    where = os.path.join(root, "**", pattern) if recursive else os.path.join(root, pattern)
+    for path in sorted(glob.glob(where, recursive=recursive)):
         try:
             with open(path) as f:
                 out.append((path, json.load(f)))
