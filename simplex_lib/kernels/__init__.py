@@ -9,3 +9,4 @@ from .op import SUPPORTED_HEAD_DIMS, TwoSimplicialFunction, two_simplicial_atten
 
 __all__ = ["two_simplicial_attention", "TwoSimplicialFunction", "SUPPORTED_HEAD_DIMS"]
 from .topk import topk_two_simplicial_attention_triton  # noqa: F401,E402
+from .determinant import determinant_attention_triton  # noqa: F401,E402
