@@ -205,8 +205,8 @@ def attention_graph(a, *, threshold: float | None = None, top_k: int | None = No
 
 def draw_attention_graph(a, ax=None, *, threshold: float | None = None, top_k: int | None = None,
                          labels=None, node_values=None, highlight=None, title: str | None = None,
-                         node_label: str = "attention received", max_width: float = 6.0,
-                         colorbar: bool = True):
+                         node_label: str = "attention received (column sum of A)",
+                         max_width: float = 6.0, colorbar: bool = True):
     """Draw an attention matrix as a graph (circular layout, edge width and shade ~ weight).
 
     Arrows point from a query to the keys it attends to; values flow the other way. Nodes are

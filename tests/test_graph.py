@@ -136,6 +136,8 @@ def test_draw_attention_graph_smoke(gen):
     fig, ax = plt.subplots()
     g = G.draw_attention_graph(a, ax, top_k=2, highlight=1, title="t")
     assert g.number_of_edges() == 10 and ax.get_title() == "t"
+    colorbar_axes = [a_ for a_ in fig.axes if a_ is not ax]
+    assert colorbar_axes and "column sum" in colorbar_axes[0].get_ylabel()  # labelled colour bar
     G.draw_attention_graph(np.ones((1, 1)), ax, colorbar=False)
     with pytest.raises(ValueError, match="node_values"):
         G.draw_attention_graph(a, ax, node_values=np.ones(3))
