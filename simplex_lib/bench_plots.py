@@ -18,6 +18,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import statistics
+
+from matplotlib.lines import Line2D
 
 from . import viz
 
@@ -33,6 +36,8 @@ __all__ = [
     "plot_memory",
     "plot_topk_vs_window",
     "summary_rows",
+    "grid_rows",
+    "markdown_table",
     "remeasure",
 ]
 
@@ -184,23 +189,32 @@ def plot_tflops_vs_seqlen(ax, records: list, mode: str = "fwd", *, w1=None, w2=N
         ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``.
     w1, w2, D : int, optional
         Keep only these windows / head dimension.
+
+    The dashed SDPA lines share one legend entry (a grey proxy): each is drawn in the colour of
+    the kernel line it is paired with.
     """
     recs = [r for r in select(records, group="kernel", mode=mode)
             if (w1 is None or r.get("w1") == w1) and (w2 is None or r.get("w2") == w2)
             and (D is None or r.get("D") == D)]
     keys = sorted({(r["w1"], r["w2"], r["D"], _gqa(r)) for r in recs})
     pairs = pair_sdpa(records)
+    any_sdpa = False
     for c, key in zip([viz.PALETTE[k] for k in _COLORS] * 8, keys):
         mine = sorted((r for r in recs if (r["w1"], r["w2"], r["D"], _gqa(r)) == key), key=lambda r: r["N"])
         ax.plot([r["N"] for r in mine], [r["tflops"] for r in mine], "o-", color=c,
                 label=f"{key[0]}x{key[1]}, D={key[2]}, G={key[3]}")
         sd = sorted(((a["N"], b["tflops"]) for a, b in pairs if a in mine), key=lambda t: t[0])
         if sd:
-            ax.plot(*zip(*sd), "s--", color=c, alpha=0.6, label=f"SDPA at equal FLOPs (D={key[2]}, H={mine[0]['Hq']})")
+            ax.plot(*zip(*sd), "s--", color=c, alpha=0.6)
+            any_sdpa = True
     ax.set_xscale("log", base=2)
     viz.label(ax, "sequence length N (tokens)", "TFLOPS (tensor-core count)", f"{mode}, bf16")
     if keys:
-        ax.legend(fontsize=7)
+        handles, labels = ax.get_legend_handles_labels()
+        if any_sdpa:  # one entry for every dashed line: each has the colour of its kernel line
+            handles.append(Line2D([], [], color="grey", ls="--", marker="s", alpha=0.6))
+            labels.append("causal SDPA at equal FLOPs (dashed)")
+        ax.legend(handles, labels, fontsize=7)
     else:
         _no_data(ax, f"{mode} kernel timings")
     return len(keys)
@@ -244,22 +258,38 @@ def plot_head_dims(ax, records: list, mode: str = "fwd", *, w1=512, w2=32) -> in
 
 
 def plot_memory(ax, records: list, mode: str = "fwd") -> int:
-    """Peak extra memory (MiB, above the inputs) against sequence length for each group.
-    Returns the number of lines."""
+    """Horizontal bars of peak extra memory per token (KiB), one per configuration.
+
+    The records' ``peak_extra_bytes`` (memory allocated above the inputs during the call) divided
+    by the tokens of the run, ``B * N``; a configuration is (group, windows or top-k ``k``, head
+    dimension, GQA ratio), and its bar is the median over its records (the value does not depend
+    on how the tokens are split into batch and length). Returns the number of bars.
+
+    Examples
+    --------
+    >>> from simplex_lib.viz import new_figure
+    >>> fig, ax = new_figure()
+    >>> r = dict(group="kernel", mode="fwd", B=2, N=512, Hq=4, Hkv=1, D=64, w1=16, w2=8,
+    ...          peak_extra_bytes=1024 * 1024)
+    >>> plot_memory(ax, [r], "fwd"), float(ax.patches[0].get_width())
+    (1, 1.0)
+    """
+    groups = ("kernel", "reference", "sdpa", "topk-kernel")
     recs = [r for r in select(records, mode=mode) if isinstance(r.get("peak_extra_bytes"), (int, float))
-            and r.get("group") in ("kernel", "reference", "sdpa", "topk-kernel", "topk-reference")]
-    keys = sorted({(r["group"], r.get("w1"), r.get("w2"), r["D"], _gqa(r)) for r in recs if r["group"] != "sdpa"},
-                  key=lambda k: tuple(str(x) for x in k))
-    for c, key in zip([viz.PALETTE[k] for k in _COLORS] * 8, keys):
-        pts = sorted((r["N"], r["peak_extra_bytes"] / 2**20) for r in recs
-                     if (r["group"], r.get("w1"), r.get("w2"), r["D"], _gqa(r)) == key)
-        win = f" {key[1]}x{key[2]}" if key[1] else ""
-        ax.plot(*zip(*pts), "o-", color=c, label=f"{key[0]}{win}, D={key[3]}, G={key[4]}")
-    ax.set_xscale("log", base=2)
-    viz.label(ax, "sequence length N (tokens)", "peak extra memory (MiB)", f"{mode}")
-    if keys:
-        ax.legend(fontsize=7)
-    else:
+            and r.get("group") in groups]
+    per_key: dict = {}
+    for r in recs:
+        what = f"{r['w1']}x{r['w2']}" if r.get("w1") else (f"k={r['k']}" if r.get("k") else "causal")
+        key = (groups.index(r["group"]), r["group"], what, r["D"], _gqa(r))
+        per_key.setdefault(key, []).append(r["peak_extra_bytes"] / (r["B"] * r["N"]) / 1024)
+    keys = sorted(per_key, key=lambda k: (k[0], k[2], k[3], k[4]))
+    colours = {g: viz.PALETTE[c] for g, c in zip(groups, _COLORS)}
+    for y, key in enumerate(keys):
+        ax.barh(y, statistics.median(per_key[key]), color=colours[key[1]])
+    ax.set_yticks(range(len(keys)), [f"{k[1]} {k[2]}, D={k[3]}, G={k[4]}" for k in keys], fontsize=7)
+    ax.invert_yaxis()
+    viz.label(ax, "peak extra memory per token (KiB)", "configuration", f"{mode}: memory above the inputs, bf16")
+    if not keys:
         _no_data(ax, f"{mode} memory")
     return len(keys)
 
@@ -314,6 +344,54 @@ def summary_rows(records: list, groups=("kernel", "sdpa"), modes=("fwd", "bwd", 
             key = (groups.index(r["group"]), order[r["mode"]], r["D"], r["N"], win)
             keyed.append((key, (r["group"], r["mode"], shape, win, r["ms"], r["tflops"])))
     return [row for _, row in sorted(keyed, key=lambda t: t[0])]
+
+
+def grid_rows(records: list, N: int = 8192, G: int = 64) -> list:
+    """One row per (windows, head dimension) of the kernel at length ``N`` and GQA ratio ``G``.
+
+    Returns
+    -------
+    list of dict
+        ``w1``, ``w2``, ``D``, then ``fwd_ms``, ``fwd_tflops``, ``bwd_ms``, ``bwd_tflops`` of the
+        kernel and ``sdpa_fwd_tflops``, ``sdpa_bwd_tflops`` of causal SDPA at equal FLOPs (``None``
+        where a record is missing), sorted by ``w1 * w2``, ``w1`` and ``D``.
+
+    Examples
+    --------
+    >>> k = dict(group="kernel", mode="fwd", B=2, N=8192, Hq=64, Hkv=1, D=128, w1=512, w2=32,
+    ...          ms=20.0, tflops=440.0)
+    >>> row = grid_rows([k])[0]
+    >>> row["fwd_tflops"], row["bwd_tflops"]
+    (440.0, None)
+    """
+    recs = [r for r in select(records, group="kernel", N=N) if _gqa(r) == G]
+    sdpa = {(a["mode"], a["w1"], a["w2"], a["D"]): b for a, b in pair_sdpa(recs + select(records, group="sdpa"))}
+    rows = []
+    for w1, w2, D in sorted({(r["w1"], r["w2"], r["D"]) for r in recs}, key=lambda t: (t[0] * t[1], t[0], t[2])):
+        row = dict(w1=w1, w2=w2, D=D)
+        for mode in ("fwd", "bwd"):
+            r = next((r for r in recs if (r["mode"], r["w1"], r["w2"], r["D"]) == (mode, w1, w2, D)), None)
+            s = sdpa.get((mode, w1, w2, D))
+            row[f"{mode}_ms"] = r["ms"] if r else None
+            row[f"{mode}_tflops"] = r["tflops"] if r else None
+            row[f"sdpa_{mode}_tflops"] = s["tflops"] if s else None
+        rows.append(row)
+    return rows
+
+
+def markdown_table(header: list, rows: list) -> str:
+    """A Markdown (MyST) table from a header and rows of cells (already formatted strings).
+
+    Examples
+    --------
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    | --- | --- |
+    | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def remeasure(windows=((512, 32),), dims=(128,), gqa=(64,), seqlens=(4096, 8192), modes=("fwd", "bwd"),

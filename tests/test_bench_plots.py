@@ -112,3 +112,23 @@ def test_summary_rows(results_dir):
 def test_remeasure_needs_gpu():
     with pytest.raises(ValueError, match="CUDA"):
         bp.remeasure()
+
+
+def test_memory_per_token_and_grid(results_dir):
+    recs = bp.flat_records(bp.load_results(str(results_dir)))
+    fig, ax = new_figure()
+    n = bp.plot_memory(ax, recs, "fwd")
+    # kernel 512x32 D128, 256x64 D128, 512x32 D64 and SDPA: 1 MiB / 16384 tokens, SDPA 2 MiB / (B n)
+    assert n == 4 and len(ax.patches) == 4
+    widths = sorted(float(p.get_width()) for p in ax.patches)
+    assert widths[:3] == [1024 / 16384] * 3
+    sd = [r for r in bp.select(recs, group="sdpa", mode="fwd")]
+    assert widths[3] == pytest.approx(sorted(2048 / (r["B"] * r["N"]) for r in sd)[1])  # median
+    rows = bp.grid_rows(recs, N=8192, G=64)
+    assert [(r["w1"], r["w2"], r["D"]) for r in rows] == [(256, 64, 128), (512, 32, 64), (512, 32, 128)]
+    head = rows[2]
+    k = bp.select(recs, group="kernel", mode="bwd", N=8192, D=128, w1=512, w2=32)[0]
+    assert head["bwd_tflops"] == k["tflops"] and head["sdpa_bwd_tflops"] is not None
+    assert rows[0]["sdpa_fwd_tflops"] is None  # no SDPA record paired with 256x64
+    assert bp.grid_rows(recs, N=8192, G=1) == []
+    assert bp.markdown_table(["x"], [[1], [2]]).splitlines() == ["| x |", "| --- |", "| 1 |", "| 2 |"]
