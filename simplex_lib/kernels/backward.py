@@ -8,10 +8,26 @@ With ``s = scale * sum_l q_l k1_jl k2_kl``, ``P = softmax_(j,k)(s)`` and ``o = s
 - ``dk1_j = scale * sum_ik dS_ijk q_i * k2_k``, ``dv1_j = sum_ik P_ijk do_i * v2_k``,
 - ``dk2_k``, ``dv2_k`` the same with the two key sets swapped.
 
-Every gradient is owned by exactly one program and written once, so the backward is
-deterministic and uses no atomics: one launch for ``dq`` (query-owned), and one launch per key
-set (key-owned: a program keeps a tile of ``dk``/``dv`` rows in registers and visits every query
-that sees it). ``P`` is recomputed from the saved base-2 log-sum-exp in each launch.
+The backward is deterministic and uses no atomics. ``Delta`` comes from a small Triton kernel
+(``_bwd_delta_kernel``), then, with the long window ``w1 >= w2`` (the wrapper swaps the two key
+sets otherwise):
+
+1. ``_bwd_kv_kernel`` for ``(dk1, dv1)``: key-owned; a program keeps a tile of ``BLOCK_N`` rows
+   of the long window in registers and visits every query (all heads of its group, so the GQA
+   sum stays in registers) and every ``k`` that sees them.
+2. ``_bwd_ring_kernel`` for ``(dq, dk2, dv2)`` when the query heads of one position fill a row
+   block (GQA ratio >= ``BLOCK_M``) and ``next_pow2(w2) * D`` fits in registers: a program owns
+   ``T`` consecutive positions and keeps the short window as a ring of ``R = next_pow2(w2)``
+   slots (the ``k2``/``v2`` rows and their ``dk2``/``dv2`` accumulators), flushing a slot when
+   its key leaves the window. Keys at a chunk edge belong to two neighbouring programs: even
+   chunks run in a first launch and odd chunks in a second, both adding into a zeroed fp32
+   buffer in a fixed order (the two-stage idea of the paper's Algorithm 2).
+3. Otherwise (small GQA ratio, or a large ``w2 * D``): ``_bwd_dq_kernel`` (query-owned, the
+   forward's tiling) and ``_bwd_kv_kernel`` once more with the two key sets swapped.
+
+``P`` is recomputed from the saved base-2 log-sum-exp in each launch; without atomics every
+owner recomputes ``S`` and ``dP``, which is why the fast path costs about ten GEMM passes where the
+2.5x FLOP convention counts five (``benchmarks/NOTES.md``).
 """
 
 from __future__ import annotations
