@@ -84,8 +84,16 @@ def _inputs(B, N, Hq, Hkv, D, dtype, device, grad):
     return [t.requires_grad_(grad) for t in [q] + kv]
 
 
-def _measure(make_fn, mode):
-    """Median ms of ``fn`` (do_bench) and peak memory above what existed before ``make_fn``."""
+def time_and_peak_memory(make_fn):
+    """Median ms of ``fn = make_fn()`` (``triton.testing.do_bench``) and its peak extra memory.
+
+    ``make_fn`` builds the callable (allocating its inputs or graph state); the peak counts
+    every byte allocated above what existed before ``make_fn`` ran, during one call of ``fn``.
+
+    Returns
+    -------
+    (ms, peak_bytes)
+    """
     from triton.testing import do_bench
 
     torch.cuda.synchronize()
@@ -120,7 +128,7 @@ def _attention_fn(impl, xs, w1, w2, mode):
 def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.bfloat16) -> dict:
     """One timing record of the kernel (or the reference) for one shape and mode."""
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
-    ms, peak = _measure(lambda: _attention_fn(impl, xs, w1, w2, mode), mode)
+    ms, peak = time_and_peak_memory(lambda: _attention_fn(impl, xs, w1, w2, mode))
     F = simplicial_flops(B, Hq, N, D, w1, w2, mode)
     return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), ms=ms, tflops=F / ms / 1e9,
@@ -144,7 +152,7 @@ def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16) -> dict:
         return lambda: torch.autograd.grad(Fn.scaled_dot_product_attention(q, k, v, is_causal=True),
                                            (q, k, v), do)
 
-    ms, peak = _measure(make, mode)
+    ms, peak = time_and_peak_memory(make)
     F = dot_flops(B, H, N, D, mode)
     return dict(impl="sdpa", mode=mode, B=B, N=N, Hq=H, Hkv=H, D=D, ms=ms, tflops=F / ms / 1e9,
                 flops=F, peak_extra_bytes=int(peak), us_per_token=1e3 * ms / (B * N))

@@ -104,6 +104,25 @@ class TwoSimplicialFunction(torch.autograd.Function):
         return _backward(ctx, do, None)
 
 
+def check_kernel_inputs(q, named: dict, *, fallback: str) -> None:
+    """Dtype and device checks shared by every kernel entry point.
+
+    ``q`` must be float16, bfloat16 or float32 and every tensor of ``named`` must have its dtype;
+    on a tensor that is not on a GPU the kernels only run under ``TRITON_INTERPRET=1``, and the
+    error names ``fallback`` (the reference path to use instead).
+    """
+    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
+    for name, t in named.items():
+        if t.dtype != q.dtype:
+            raise ValueError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
+    if q.device.type != "cuda" and not interpreting():
+        raise ValueError(
+            f"the Triton kernels need a CUDA GPU (q is on {q.device}); use {fallback} "
+            "or set TRITON_INTERPRET=1 before importing triton"
+        )
+
+
 def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None):
     """Sliding-window 2-simplicial attention with Triton kernels (forward and backward).
 
@@ -141,16 +160,7 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None)
     D = q.shape[-1]
     if D not in SUPPORTED_HEAD_DIMS:
         raise ValueError(f"head_dim must be one of {SUPPORTED_HEAD_DIMS} for the kernels, got {D}")
-    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-        raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
-    for name, t in (("k1", k1), ("k2", k2), ("v1", v1), ("v2", v2)):
-        if t.dtype != q.dtype:
-            raise ValueError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
-    if q.device.type != "cuda" and not interpreting():
-        raise ValueError(
-            f"the Triton kernels need a CUDA GPU (q is on {q.device}); use backend=\"reference\" "
-            "or set TRITON_INTERPRET=1 before importing triton"
-        )
+    check_kernel_inputs(q, {"k1": k1, "k2": k2, "v1": v1, "v2": v2}, fallback='backend="reference"')
     scale = default_scale(D, scale)
     if q.shape[1] == 0 or q.shape[0] == 0:
         return torch.zeros_like(q)

@@ -27,6 +27,7 @@ import triton.language as tl
 from .._checks import check_qkv, default_scale
 from .configs import interpreting
 from .forward import LOG2E
+from .op import check_kernel_inputs
 
 __all__ = ["topk_two_simplicial_attention_triton", "TopkTwoSimplicialFunction", "topk_flops",
            "random_causal_topk", "check_topk_gpu", "bench_topk", "main"]
@@ -303,16 +304,8 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
     group = check_qkv(q, {"k1": k1, "k2": k2, "v1": v1, "v2": v2})
     B, N, Hq, D = q.shape
     Hkv = Hq // group
-    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-        raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
-    for name, t in (("k1", k1), ("k2", k2), ("v1", v1), ("v2", v2)):
-        if t.dtype != q.dtype:
-            raise ValueError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
-    if q.device.type != "cuda" and not interpreting():
-        raise ValueError(
-            f"the Triton kernels need a CUDA GPU (q is on {q.device}); use "
-            "simplex_lib.sparsity.topk_two_simplicial_attention or set TRITON_INTERPRET=1 before importing triton"
-        )
+    check_kernel_inputs(q, {"k1": k1, "k2": k2, "v1": v1, "v2": v2},
+                        fallback="simplex_lib.sparsity.topk_two_simplicial_attention")
     if isinstance(idx, torch.Tensor) and idx.device != q.device:
         raise ValueError(f"idx is on {idx.device} but q is on {q.device}")
     if isinstance(idx2, torch.Tensor) and idx2.device != q.device:
@@ -352,20 +345,6 @@ def random_causal_topk(B: int, N: int, H: int, k: int, *, device="cuda", generat
     return idx.sort(dim=-1).values.permute(0, 2, 1, 3).contiguous()
 
 
-def _time(make_fn):
-    """Median ms (``triton.testing.do_bench``) and peak extra memory of ``make_fn()``."""
-    from triton.testing import do_bench
-
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn = make_fn()
-    fn()
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - base
-    return do_bench(fn, warmup=25, rep=100, return_mode="median"), int(peak)
-
-
 def check_topk_gpu(dtypes=(torch.bfloat16, torch.float32)) -> list:
     """Relative errors of the compiled kernels against the float64 reference (GPU)."""
     from ..sparsity import topk_two_simplicial_attention as reference
@@ -399,6 +378,7 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
     """Time the top-k kernel (random causal selections shared by all heads) beside the windowed
     kernel at the same pair count ``k^2 = w1 * w2``; records in the format of
     :mod:`simplex_lib.bench_plots` (groups ``"topk-kernel"`` and ``"window-kernel"``)."""
+    from ..bench import time_and_peak_memory
     from . import two_simplicial_attention
 
     recs = []
@@ -422,7 +402,7 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
                         do = torch.randn_like(o)
                         return lambda: torch.autograd.grad(o, leaves, do, retain_graph=True)
                     try:
-                        ms, peak = _time(make)
+                        ms, peak = time_and_peak_memory(make)
                         F = topk_flops(B, Hq, N, D, k, mode=mode)
                         recs.append(dict(group=group, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, dtype=str(dtype),
                                          selection="random" if group == "topk-kernel" else "window",
