@@ -43,3 +43,32 @@ def pick(small, full):
 def default_device() -> str:
     """``"cuda"`` when a GPU is available, else ``"cpu"``."""
     return "cuda" if _has_cuda() else "cpu"
+
+
+def results_dir():
+    """The folder of recorded results: ``benchmarks/results`` of the checkout.
+
+    Chapters read the recorded GPU runs from there. It is found beside the installed package
+    (a clone installed with ``pip install -e .``, as ``make`` does) or above the working
+    directory; a bare ``pip install`` of the package alone does not carry the records.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> results_dir().name
+    'results'
+    """
+    from pathlib import Path
+
+    candidates = [Path(__file__).resolve().parents[1], Path.cwd(), *Path.cwd().parents]
+    for root in candidates:
+        folder = root / "benchmarks" / "results"
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(
+        "benchmarks/results not found: the recorded results live in the book's repository; "
+        "clone it and install with `pip install -e .` (see the README)"
+    )
