@@ -76,7 +76,12 @@ def test_planted_sink_draws_attention(gen):
     torch.testing.assert_close(sunk["k"][1:], plain["k"][1:])
     torch.testing.assert_close(sunk["q"] - plain["q"], 4.0 * sunk["u"].expand(10, 8))
     torch.testing.assert_close(sunk["u"].norm(), torch.tensor(1.0, dtype=torch.float64))
-    rec = ge.explorer_data(seed, 10, 1.0, 0, 1, causal=False, sink=4.0)["received"]
+    # Relative to every other key, key 0's logit for query i moves by
+    # sink^2 + sink * (u.k0 + q_i.u - u.k_j): positive for every (i, j) once sink exceeds the
+    # sum of those projections' largest sizes, so every query then attends more to token 0.
+    u = plain["u"]
+    sink = 1.0 + float((plain["k"] @ u).abs().max() * 2 + (plain["q"] @ u).abs().max())
+    rec = ge.explorer_data(seed, 10, 1.0, 0, 1, causal=False, sink=sink)["received"]
     rec0 = ge.explorer_data(seed, 10, 1.0, 0, 1, causal=False, sink=0.0)["received"]
     assert rec[0] > rec0[0]
 
