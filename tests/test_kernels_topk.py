@@ -44,7 +44,11 @@ def _check(gen, x64, idx, idx2=None, scale=None, tol=2e-5):
     for name, g, w in zip(("dq", "dk1", "dk2", "dv1", "dv2"), got, want):
         assert g.shape == w.shape and torch.isfinite(g).all(), name
         e = (g.double().cpu() - w).norm() / w.norm().clamp_min(1e-12)
-        assert e < tol or (g.double().cpu() - w).abs().max() < 1e-6, f"{name} rel. error {e:.2e}"
+        # Where every query sees a single pair, P = 1 and dS = dP - Delta = 0: the exact dq, dk1,
+        # dk2 vanish and only fp32 rounding of O(1) terms that cancel is left (seen up to 1.5e-6).
+        vanishes = w.abs().max() < 1e-12
+        assert e < tol or (vanishes and (g.double().cpu() - w).abs().max() < 1e-4), \
+            f"{name} rel. error {e:.2e}"
 
 
 @pytest.mark.parametrize(
