@@ -33,6 +33,7 @@ __all__ = [
     "det_logits",
     "det_logits_sarrus",
     "determinant_attention",
+    "random_so3",
     "so3_generator",
     "so3_rotations",
     "rope_so3",
@@ -186,6 +187,34 @@ def determinant_attention(q, k1, k2, v1, v2, *, w1=None, w2=None, causal: bool =
 # --------------------------------------------------------------------------------------------
 # Rotary encodings
 # --------------------------------------------------------------------------------------------
+
+
+def random_so3(generator=None, dtype=torch.float64) -> torch.Tensor:
+    """A random rotation of R^3 (Haar-distributed on SO(3)).
+
+    QR of a Gaussian matrix with the signs of ``R``'s diagonal moved into ``Q`` (which makes the
+    draw uniform over O(3)), then one column flipped if needed so that ``det = +1``.
+
+    Parameters
+    ----------
+    generator : torch.Generator, optional
+    dtype : torch dtype
+
+    Returns
+    -------
+    Tensor ``[3, 3]``, orthogonal with determinant 1.
+
+    Examples
+    --------
+    >>> R = random_so3(torch.Generator().manual_seed(0))
+    >>> torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype)), round(float(torch.linalg.det(R)), 6)
+    (True, 1.0)
+    """
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=dtype))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
 
 
 def so3_generator(axis=(1.0, 1.0, 1.0), dtype=torch.float64) -> torch.Tensor:

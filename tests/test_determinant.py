@@ -10,6 +10,7 @@ from simplex_lib.determinant import (
     det_logits_sarrus,
     determinant_attention,
     levi_civita,
+    random_so3,
     rope,
     rope_rotations,
     rope_so3,
@@ -18,6 +19,13 @@ from simplex_lib.determinant import (
 )
 
 F64 = torch.float64
+
+
+def test_random_so3_is_a_rotation(gen):
+    for _ in range(20):
+        R = random_so3(gen)
+        torch.testing.assert_close(R @ R.T, torch.eye(3, dtype=F64))
+        torch.testing.assert_close(torch.linalg.det(R), torch.tensor(1.0, dtype=F64))
 
 
 def rand(gen, *shape):
@@ -35,16 +43,6 @@ def brute_det_logits(q, k1, k2):
             m = torch.stack([q[b, i, h, sl], k1[b, j, h // g, sl], k2[b, k, h // g, sl]])
             out[b, h, i, j, k] += torch.linalg.det(m)
     return out
-
-
-def random_rotation(gen):
-    """A random matrix in SO(3) (QR of a Gaussian, sign-fixed)."""
-    a = rand(gen, 3, 3)
-    qm, r = torch.linalg.qr(a)
-    qm = qm * torch.sign(torch.diagonal(r))
-    if torch.linalg.det(qm) < 0:
-        qm[:, 0] = -qm[:, 0]
-    return qm
 
 
 @pytest.mark.parametrize("B,N,Hq,Hkv,D", [(1, 1, 1, 1, 3), (2, 3, 2, 1, 6), (1, 4, 4, 2, 9), (1, 3, 4, 1, 3)])
@@ -68,7 +66,7 @@ def test_sarrus_equals_det_large(gen):
 
 def test_det_invariant_under_shared_rotation_per_chunk(gen):
     q, k1, k2 = (rand(gen, 1, 5, 2, 9) for _ in range(3))
-    Rs = torch.stack([random_rotation(gen) for _ in range(3)])  # one rotation per chunk
+    Rs = torch.stack([random_so3(gen) for _ in range(3)])  # one rotation per chunk
 
     def rot(t):
         c = t.reshape(*t.shape[:-1], 3, 3)
@@ -79,7 +77,7 @@ def test_det_invariant_under_shared_rotation_per_chunk(gen):
 
 def test_plain_trilinear_not_rotation_invariant(gen):
     q, k1, k2 = (rand(gen, 1, 5, 1, 3) for _ in range(3))
-    R = random_rotation(gen)
+    R = random_so3(gen)
 
     def tri(a, b, c):
         return torch.einsum("zihd,zjhd,zkhd->zhijk", a, b, c)
