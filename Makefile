@@ -34,7 +34,7 @@ OFFLINE  := book/_static_offline
 ASSETS   := $(OFFLINE)/.installed
 NPM      ?= npm
 
-.PHONY: install assets book test unit book-check lab clean
+.PHONY: install assets book test unit fuzz book-check lab clean
 
 install: $(STAMP)
 
@@ -65,12 +65,16 @@ book: $(STAMP) $(ASSETS)
 # Unit tests first (fast failure), then the strict book build, then the checks of
 # the built HTML. pytest's summary line is the last thing printed.
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not book" -n 2
+	$(PY) -m pytest -q -m "not book and not fuzz" -n 2
 	$(MAKE) --no-print-directory book
 	$(PY) -m pytest -q -m book
 
 unit: $(STAMP)
-	$(PY) -m pytest -q -m "not book" -n 2
+	$(PY) -m pytest -q -m "not book and not fuzz" -n 2
+
+# Random exploration: a fresh seed per test each run, printed; replay one with SIMPLEX_SEED=N.
+fuzz: $(STAMP)
+	$(PY) -m pytest -q -m fuzz -n 2
 
 lab: $(STAMP)
 	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PIP) install -q "jupyterlab>=4.2,<5"
