@@ -1,7 +1,8 @@
-"""simplex_lib.graph against independent brute-force versions (float64, fresh random inputs)."""
+"""simplex_lib.graph against independent brute-force versions (float64, seeded random inputs)."""
 
 import itertools
 import math
+import warnings
 
 import networkx as nx
 import numpy as np
@@ -294,16 +295,35 @@ def partition(colours):
 
 
 def naive_wl_partition(g):
-    """Independent 1-WL: string signatures, iterate until the number of classes stops growing."""
+    """Independent 1-WL: tuple signatures, iterate until the number of classes stops growing.
+
+    The signature keeps the neighbour colours as a sorted tuple, so a node with no neighbours
+    (``()``) and a node with one neighbour of the empty colour (``("",)``) differ in round one.
+    (An earlier version joined the colours into one string, where both gave ``""``.)
+    """
     col = {v: "" for v in g}
     while True:
-        new = {v: col[v] + "|" + ",".join(sorted(col[u] for u in g[v])) for v in g}
-        # rename to keep strings short; renaming keeps the partition
+        new = {v: (col[v], tuple(sorted(col[u] for u in g[v]))) for v in g}
+        # rename to keep signatures short; renaming keeps the partition
         names = {s: str(i) for i, s in enumerate(sorted(set(new.values())))}
         new = {v: names[s] for v, s in new.items()}
         if len(set(new.values())) == len(set(col.values())):
             return partition(col)
         col = new
+
+
+def networkx_wl_partition(g):
+    """The stable 1-WL partition from networkx's WL subgraph hashes (an implementation we did not write).
+
+    networkx starts from the degrees (our round one); ``n`` iterations reach the stable partition.
+    """
+    n = g.number_of_nodes()
+    if g.number_of_edges() == 0:  # networkx hashes need an edge to iterate
+        return {frozenset(g.nodes)}
+    with warnings.catch_warnings():  # networkx notes that its hash values changed in 3.5
+        warnings.simplefilter("ignore", UserWarning)
+        hashes = nx.weisfeiler_lehman_subgraph_hashes(g, iterations=n)
+    return partition({v: h[-1] for v, h in hashes.items()})
 
 
 def is_equitable(g, part):
@@ -330,17 +350,43 @@ def test_wl_hand_computed_path():
     assert len(G.wl_colours(nx.path_graph(5), rounds=6)) == 7
 
 
-@pytest.mark.parametrize("n", [1, 6, 9])
-def test_wl_random_graphs(gen, n):
-    g = rand_graph(gen, n)
+def check_wl_partitions(g):
     part = set(G.stable_partition(g))
     assert part == naive_wl_partition(g)
+    assert part == networkx_wl_partition(g)
     assert is_equitable(g, part)
     tri = set(G.stable_partition(g, method="triangle"))
     # the triangle-aware partition refines the 1-WL one and keeps triangle counts constant per class
     assert all(any(c <= p for p in part) for c in tri)
     t = nx.triangles(g)
     assert all(len({t[v] for v in c}) == 1 for c in tri)
+
+
+@pytest.mark.parametrize("n", [1, 6, 9])
+def test_wl_random_graphs(gen, n):
+    check_wl_partitions(rand_graph(gen, n))
+
+
+def test_wl_isolated_vs_degree_one_regression():
+    """The draw (seed 1630389528, n = 6) on which the old string-joining oracle failed.
+
+    Nodes 3 and 5 are isolated, 0, 4, 1, 2 have one neighbour each: 1-WL splits them in round one.
+    """
+    g = nx.Graph()
+    g.add_nodes_from(range(6))
+    g.add_edges_from([(0, 4), (1, 2)])
+    assert naive_wl_partition(g) == {frozenset({3, 5}), frozenset({0, 1, 2, 4})}
+    check_wl_partitions(g)
+    hist = G.wl_colours(g)
+    assert partition(hist[1]) == {frozenset({3, 5}), frozenset({0, 1, 2, 4})}
+
+
+@pytest.mark.fuzz
+@pytest.mark.parametrize("n", [2, 5, 8, 11])
+def test_wl_random_graphs_fuzz(gen, n):
+    for _ in range(20):
+        p = torch.rand((), generator=gen).item()
+        check_wl_partitions(rand_graph(gen, n, p=p))
 
 
 def test_wl_isomorphism_invariance(gen):
