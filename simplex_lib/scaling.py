@@ -1,4 +1,4 @@
-"""Power-law fits and the paper's published scaling data.
+"""Power-law fits: the scaling-law argument of the paper, recomputed from its published data.
 
 The scaling-law argument of Roy et al. (2025, Section 8) runs in three steps:
 start from the Chinchilla form ``L(N, D) = E + A / N**alpha + B / D**beta``
@@ -6,93 +6,36 @@ start from the Chinchilla form ``L(N, D) = E + A / N**alpha + B / D**beta``
 constant; then linearise ``-log L = alpha * log N + beta`` and fit a straight line through the
 (log N, -log L) points of each model family (:func:`fit_power_law`).
 
-This module ships the paper's numbers as plain data so that a chapter can recompute them:
-
-- :data:`TABLE2_NLL`: negative log-likelihoods of the Transformer and the 2-simplicial
-  Transformer on four benchmarks at three model sizes (:data:`ACTIVE_PARAMS`),
-- :data:`TABLE3`: the printed slopes ``alpha`` and intercepts ``beta``,
-- :data:`TABLE4`: the printed ``R^2`` and residuals of those fits.
+The paper's printed numbers (Tables 2-4) are data in :mod:`simplex_lib.published`; the functions
+here refit them (:func:`fit_table2`, :func:`table2_delta_percent`, :func:`params_reproducing`) and
+draw the fits (:func:`plot_power_law_fits`). :func:`log_log_slope` is the plain exponent of
+``y ~ x**p``, used to read scaling off measurements.
 
 Logarithms are natural throughout and ``N`` is a raw parameter count (``1e9``, not ``1``).
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.ticker import FormatStrFormatter
 
-#: The four benchmarks of the paper's Tables 2-4, in the printed column order.
-BENCHMARKS = ("GSM8k", "MMLU", "MMLU-pro", "MBPP")
+from .published import ACTIVE_PARAMS, BENCHMARKS, MODELS, TABLE2_NLL, TABLE3
+from .viz import PALETTE, label
 
-#: The two model families, in the printed row order.
-MODELS = ("Transformer", "2-simplicial")
-
-#: Active parameters of the three mixture-of-experts sizes (Table 2, column "Active Params").
-ACTIVE_PARAMS = (1.0e9, 2.0e9, 3.5e9)
-
-#: Total parameters of the same three models (Table 2, column "Total Params").
-TOTAL_PARAMS = (57e9, 100e9, 176e9)
-
-#: Table 2: negative log-likelihood per benchmark, one value per size in ACTIVE_PARAMS order.
-TABLE2_NLL = {
-    "Transformer": {
-        "GSM8k": (0.3277, 0.2987, 0.2781),
-        "MMLU": (0.6411, 0.5932, 0.5543),
-        "MMLU-pro": (0.8718, 0.8193, 0.7858),
-        "MBPP": (0.2690, 0.2435, 0.2203),
-    },
-    "2-simplicial": {
-        "GSM8k": (0.3302, 0.2942, 0.2718),
-        "MMLU": (0.6423, 0.5862, 0.5484),
-        "MMLU-pro": (0.8718, 0.8135, 0.7689),
-        "MBPP": (0.2714, 0.2411, 0.2193),
-    },
-}
-
-#: Table 2's printed relative change ``(simplicial - transformer) / transformer`` in percent.
-TABLE2_DELTA_PERCENT = {
-    "GSM8k": (0.79, -1.51, -2.27),
-    "MMLU": (0.19, -1.19, -1.06),
-    "MMLU-pro": (-0.01, -0.71, -2.15),
-    "MBPP": (0.88, -1.0, -0.45),
-}
-
-#: Table 3 as printed: ``(alpha, beta)`` of ``-log L = alpha log N + beta`` per model and benchmark.
-TABLE3 = {
-    "Transformer": {
-        "GSM8k": (0.1420, -1.8280),
-        "MMLU": (0.1256, -2.1606),
-        "MMLU-pro": (0.0901, -1.7289),
-        "MBPP": (0.1720, -2.2569),
-    },
-    "2-simplicial": {
-        "GSM8k": (0.1683, -2.3939),
-        "MMLU": (0.1364, -2.3960),
-        "MMLU-pro": (0.1083, -2.1181),
-        "MBPP": (0.1837, -2.5201),
-    },
-}
-
-#: Table 3's printed relative increase of ``alpha`` (2-simplicial over Transformer), percent.
-TABLE3_DELTA_PERCENT = {"GSM8k": 18.5, "MMLU": 8.5, "MMLU-pro": 20.2, "MBPP": 6.8}
-
-#: Table 4 as printed: ``(R^2, residual)`` of each fit in Table 3.
-TABLE4 = {
-    "Transformer": {
-        "GSM8k": (0.9998, 2.8e-6),
-        "MMLU": (0.9995, 4.7e-6),
-        "MMLU-pro": (0.9972, 1.5e-5),
-        "MBPP": (0.9962, 7.5e-5),
-    },
-    "2-simplicial": {
-        "GSM8k": (0.9974, 4.9e-5),
-        "MMLU": (0.9989, 1.3e-5),
-        "MMLU-pro": (0.9999, 4.6e-8),
-        "MBPP": (0.9999, 1.5e-6),
-    },
-}
-
+__all__ = [
+    "PowerLawFit",
+    "fit_power_law",
+    "log_log_slope",
+    "fit_table2",
+    "table2_delta_percent",
+    "chinchilla_loss",
+    "params_reproducing",
+    "plot_power_law_fits",
+]
 
 @dataclass(frozen=True)
 class PowerLawFit:
@@ -189,6 +132,37 @@ def fit_power_law(N, L) -> PowerLawFit:
     return PowerLawFit(alpha=alpha, beta=beta, r2=r2, residual=ssr, n_points=int(n.size))
 
 
+
+def log_log_slope(x, y) -> float:
+    """Least-squares slope of ``log y`` against ``log x``: the exponent ``p`` of ``y ~ x**p``.
+
+    Parameters
+    ----------
+    x, y : sequences of positive numbers, same length >= 2
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(log_log_slope([2, 4, 8], [12, 48, 192]), 6)
+    2.0
+    """
+    xs = [float(a) for a in x]
+    ys = [float(b) for b in y]
+    if len(xs) != len(ys) or len(xs) < 2:
+        raise ValueError("x and y must have the same length, at least 2")
+    if min(xs) <= 0 or min(ys) <= 0 or not all(map(math.isfinite, xs + ys)):
+        raise ValueError("x and y must be positive and finite (their logarithms are taken)")
+    lx, ly = [math.log(a) for a in xs], [math.log(b) for b in ys]
+    mx, my = statistics.fmean(lx), statistics.fmean(ly)
+    sxx = sum((a - mx) ** 2 for a in lx)
+    if sxx == 0:
+        raise ValueError("x must contain at least two distinct values")
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sxx
+
+
 def fit_table2(params=ACTIVE_PARAMS) -> dict:
     """Refit every row of the paper's Table 2 with :func:`fit_power_law`.
 
@@ -201,7 +175,7 @@ def fit_table2(params=ACTIVE_PARAMS) -> dict:
     Returns
     -------
     dict
-        ``{model: {benchmark: PowerLawFit}}`` for the models in :data:`MODELS`.
+        ``{model: {benchmark: PowerLawFit}}`` for the models in :data:`~simplex_lib.published.MODELS`.
 
     Examples
     --------
@@ -292,6 +266,7 @@ def params_reproducing(losses, printed, start=ACTIVE_PARAMS, *, scale_beta: floa
 
     Examples
     --------
+    >>> from simplex_lib.published import TABLE2_NLL, TABLE3
     >>> n = params_reproducing(TABLE2_NLL["Transformer"], TABLE3["Transformer"])
     >>> bool(abs(fit_power_law(n, TABLE2_NLL["Transformer"]["GSM8k"]).alpha - 0.1420) < 1e-4)
     True
@@ -326,7 +301,7 @@ def plot_power_law_fits(ax, benchmark: str, fits: dict | None = None, params=ACT
     ax : matplotlib Axes
         Where to draw (log-log axes are set here).
     benchmark : str
-        One of :data:`BENCHMARKS`.
+        One of :data:`~simplex_lib.published.BENCHMARKS`.
     fits : dict, optional
         Output of :func:`fit_table2`; computed from ``params`` when omitted.
     params : sequence of 3 floats
@@ -334,8 +309,6 @@ def plot_power_law_fits(ax, benchmark: str, fits: dict | None = None, params=ACT
     printed : bool
         Also draw the lines of the printed Table 3 (dashed).
     """
-    from .viz import PALETTE, label
-
     if benchmark not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
     fits = fit_table2(params) if fits is None else fits
@@ -350,8 +323,6 @@ def plot_power_law_fits(ax, benchmark: str, fits: dict | None = None, params=ACT
             a, b = TABLE3[model][benchmark]
             ax.plot(grid, np.exp(-(a * np.log(grid) + b)), "--", color=colour, lw=1.0,
                     label=rf"printed: $\alpha$={a:.4f}")
-    from matplotlib.ticker import FormatStrFormatter
-
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.yaxis,):  # plain decimals: the losses span less than a factor of two
