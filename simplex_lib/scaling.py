@@ -85,6 +85,13 @@ def _positive_1d(name: str, values) -> np.ndarray:
     return arr
 
 
+def _positive_nd(name: str, values) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive and finite, got {values!r}")
+    return arr
+
+
 def fit_power_law(N, L) -> PowerLawFit:
     """Fit ``-log L = alpha * log N + beta`` by ordinary least squares (the paper's eqs. 18-20).
 
@@ -184,8 +191,12 @@ def fit_table2(params=ACTIVE_PARAMS) -> dict:
     True
     """
     out = {}
+    if isinstance(params, dict) and set(params) != set(MODELS):
+        raise ValueError(f"params must have one entry per model {MODELS}, got {sorted(params)}")
     for model in MODELS:
         n = params[model] if isinstance(params, dict) else params
+        if _positive_1d("params", n).size != len(ACTIVE_PARAMS):
+            raise ValueError(f"params must hold {len(ACTIVE_PARAMS)} parameter counts per model, got {n!r}")
         out[model] = {b: fit_power_law(n, TABLE2_NLL[model][b]) for b in BENCHMARKS}
     return out
 
@@ -231,8 +242,11 @@ def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float, beta: f
     >>> float(chinchilla_loss(1e9, 1e12, E=1.7, A=400.0, B=410.0, alpha=0.34, beta=0.28)) > 1.7
     True
     """
-    N = np.asarray(N, dtype=np.float64)
-    D = np.asarray(D, dtype=np.float64)
+    for name, v in (("E", E), ("A", A), ("B", B), ("alpha", alpha), ("beta", beta)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+    N = _positive_nd("N", N)
+    D = _positive_nd("D", D)
     return E + A / N**alpha + B / D**beta
 
 
@@ -271,6 +285,15 @@ def params_reproducing(losses, printed, start=ACTIVE_PARAMS, *, scale_beta: floa
     >>> bool(abs(fit_power_law(n, TABLE2_NLL["Transformer"]["GSM8k"]).alpha - 0.1420) < 1e-4)
     True
     """
+    if not isinstance(printed, dict) or not printed:
+        raise ValueError("printed must be a non-empty dict benchmark -> (alpha, beta)")
+    if not isinstance(losses, dict) or not set(printed) <= set(losses):
+        raise ValueError(f"losses must be a dict with an entry for every benchmark of printed {sorted(printed)}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"iters must be an int >= 1, got {iters!r}")
+    if isinstance(scale_beta, bool) or not isinstance(scale_beta, (int, float)) or not scale_beta > 0:
+        raise ValueError(f"scale_beta must be a number > 0, got {scale_beta!r}")
+    _positive_1d("start", start)
     keys = list(printed)
 
     def mismatch(x):
