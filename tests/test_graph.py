@@ -579,3 +579,34 @@ def test_draw_coloured_graph():
     assert G.draw_coloured_graph(g, G.wl_colours(g)[0], ax, pos=pos) is pos
     G.draw_coloured_graph(nx.empty_graph(1), {0: 0}, ax)
     plt.close(fig)
+
+
+def test_argument_errors():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    g = nx.path_graph(3)
+    d = 2
+    cases = [
+        (lambda: G.colour_histogram([0, 1]), "colours"),
+        (lambda: G.draw_coloured_graph(np.eye(3), {0: 0}, ax), "g must"),
+        (lambda: G.draw_coloured_graph(g, {0: 0, 1: 1}, ax), "colours"),
+        (lambda: G.draw_coloured_graph(g, {0: 0, 1: 1, 2: "red"}, ax), "colours"),
+        (lambda: G.draw_coloured_graph(g, {0: 0, 1: 1, 2: 0}, ax, pos={0: (0, 0)}), "pos"),
+        (lambda: G.draw_attention_graph(np.eye(3), ax, highlight=3), "highlight"),
+        (lambda: G.draw_attention_graph(np.eye(3), ax, max_width=0), "max_width"),
+        (lambda: G.message_passing(g, torch.ones(3, d), [(torch.eye(d),)]), "weights\\[0\\]"),
+        (lambda: G.message_passing(g, torch.ones(3, d), [(torch.eye(d), torch.eye(d + 1))]), "weights\\[0\\]"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(ValueError, match=match):
+            fn()
+    plt.close(fig)
+
+
+def test_package_exports_every_public_name():
+    """``from simplex_lib import graph; graph.<name>`` works for every public name of every sub-module."""
+    for mod in (G.attention, G.walks, G.weisfeiler_lehman, G.complexes, G.drawing):
+        for name in mod.__all__:
+            if name != "CLASS_CMAP":
+                assert getattr(G, name) is getattr(mod, name) and name in G.__all__

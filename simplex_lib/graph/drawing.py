@@ -50,6 +50,11 @@ def draw_attention_graph(a, ax=None, *, threshold: float | None = None, top_k: i
     """
     g = attention_graph(a, threshold=threshold, top_k=top_k, labels=labels)
     n = g.number_of_nodes()
+    if highlight is not None and (isinstance(highlight, bool) or not isinstance(highlight, int)
+                                  or not 0 <= highlight < n):
+        raise ValueError(f"highlight must be a node index in [0, {n}), got {highlight!r}")
+    if not (isinstance(max_width, (int, float)) and max_width > 0):
+        raise ValueError(f"max_width must be a number > 0, got {max_width!r}")
     if ax is None:
         _, ax = new_figure()
     vals = as_numpy(attention_received(a) if node_values is None else node_values).astype(float)
@@ -143,6 +148,14 @@ def draw_coloured_graph(g, colours: dict, ax=None, *, title: str | None = None, 
     --------
     >>> pos = draw_coloured_graph(nx.path_graph(3), {0: 0, 1: 1, 2: 0})  # doctest: +SKIP
     """
+    if not isinstance(g, nx.Graph):
+        raise ValueError(f"g must be a networkx graph, got {type(g).__name__}")
+    if not isinstance(colours, dict) or any(v not in colours for v in g):
+        raise ValueError("colours must be a dict with an int colour for every node of g")
+    if any(isinstance(colours[v], bool) or not isinstance(colours[v], int) for v in g):
+        raise ValueError("colours must map every node to an int colour class")
+    if pos is not None and (not isinstance(pos, dict) or any(v not in pos for v in g)):
+        raise ValueError("pos must be a dict with a position for every node of g")
     if ax is None:
         _, ax = new_figure()
     if pos is None:

@@ -200,6 +200,8 @@ def colour_histogram(colours: dict) -> Counter:
     >>> colour_histogram({"a": 0, "b": 1, "c": 0})
     Counter({0: 2, 1: 1})
     """
+    if not isinstance(colours, dict):
+        raise ValueError(f"colours must be a dict {{node: colour}}, got {type(colours).__name__}")
     return Counter(colours.values())
 
 
@@ -296,6 +298,13 @@ def message_passing(g, x, weights, *, attention: bool = False):
         raise ValueError("g must have nodes 0..n-1")
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] != n:
         raise ValueError(f"x must be a Tensor [{n}, d], got {getattr(x, 'shape', type(x).__name__)}")
+    weights = list(weights)
+    d = x.shape[1]
+    for idx, pair in enumerate(weights):
+        ok = (isinstance(pair, (tuple, list)) and len(pair) == 2
+              and all(isinstance(m, torch.Tensor) and tuple(m.shape) == (d, d) for m in pair))
+        if not ok:
+            raise ValueError(f"weights[{idx}] must be a pair (W_self, W_nbr) of Tensors [{d}, {d}]")
     adj = torch.zeros(n, n, dtype=x.dtype)
     for u, v in g.edges:
         adj[u, v] = adj[v, u] = 1.0
