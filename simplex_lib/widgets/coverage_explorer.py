@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from .. import reference, sparsity
+from .. import masks, reference, selection
 from .explorer import Explorer
 
 __all__ = ["DEMO_TEXT", "SCHEMES", "text_inputs", "slice_inputs", "coverage", "mass_by_query",
@@ -117,17 +117,17 @@ def slice_inputs(inputs: dict, n: int) -> dict:
 
 def _selections(inputs: dict, k: int, rule: str) -> dict:
     """Top-k index tensors ``[1, n, 1, k]``: per key set (indexers) and shared (previous layer)."""
-    idx1 = sparsity.topk_indices(sparsity.indexer_scores(inputs["qi1"], inputs["ki1"], inputs["wi"], rule=rule), k)
-    idx2 = sparsity.topk_indices(sparsity.indexer_scores(inputs["qi2"], inputs["ki2"], inputs["wi"], rule=rule), k)
-    shared = sparsity.previous_layer_topk(inputs["q_prev"], inputs["k_prev"], k)
+    idx1 = selection.topk_indices(selection.indexer_scores(inputs["qi1"], inputs["ki1"], inputs["wi"], rule=rule), k)
+    idx2 = selection.topk_indices(selection.indexer_scores(inputs["qi2"], inputs["ki2"], inputs["wi"], rule=rule), k)
+    shared = selection.previous_layer_topk(inputs["q_prev"], inputs["k_prev"], k)
     return {"idx1": idx1, "idx2": idx2, "shared": shared}
 
 
 def _masks(inputs: dict, sel: dict, w1: int, w2: int, query: int) -> dict:
     n = inputs["n"]
-    pm = sparsity.topk_pair_mask
+    pm = masks.topk_pair_mask
     return {
-        "window": sparsity.window_pair_mask(n, w1, w2, query=query),
+        "window": masks.window_pair_mask(n, w1, w2, query=query),
         "topk_per_key": pm(sel["idx1"], sel["idx2"])[0, 0, query],
         "topk_shared": pm(sel["shared"])[0, 0, query],
     }
@@ -221,9 +221,9 @@ def mass_by_query(inputs: dict, *, w1: int = 8, w2: int = 4, k: int = 6, rule: s
     p = reference.two_simplicial_weights(inputs["q"], inputs["k1"], inputs["k2"])[0, 0]  # [i, j, k]
     sel = _selections(inputs, k, rule)
     full = {
-        "window": sparsity.window_pair_mask(n, w1, w2),
-        "topk_per_key": sparsity.topk_pair_mask(sel["idx1"], sel["idx2"])[0, 0],
-        "topk_shared": sparsity.topk_pair_mask(sel["shared"])[0, 0],
+        "window": masks.window_pair_mask(n, w1, w2),
+        "topk_per_key": masks.topk_pair_mask(sel["idx1"], sel["idx2"])[0, 0],
+        "topk_shared": masks.topk_pair_mask(sel["shared"])[0, 0],
     }
     return {s: (p * full[s]).sum((-1, -2)) for s in SCHEMES}
 
