@@ -87,8 +87,8 @@ def _positive_1d(name: str, values) -> np.ndarray:
 
 def _positive_nd(name: str, values) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{name} must be positive and finite, got {values!r}")
+    if np.any(np.isnan(arr)) or np.any(arr <= 0):  # +inf is the limit of an infinite N or D
+        raise ValueError(f"{name} must be positive (inf allowed), got {values!r}")
     return arr
 
 

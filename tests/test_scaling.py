@@ -153,6 +153,7 @@ def test_params_reproducing_transformer_row():
 def test_chinchilla_loss_limits():
     kw = dict(E=1.7, A=400.0, B=410.0, alpha=0.34, beta=0.28)
     assert scaling.chinchilla_loss(1e60, 1e60, **kw) == pytest.approx(1.7, abs=1e-6)
+    assert scaling.chinchilla_loss(np.inf, np.inf, **kw) == 1.7
     got = scaling.chinchilla_loss(np.array([1e8, 1e9]), 1e11, **kw)
     want = [1.7 + 400 / n**0.34 + 410 / 1e11**0.28 for n in (1e8, 1e9)]
     np.testing.assert_allclose(got, want, rtol=1e-12)
@@ -197,6 +198,7 @@ def test_scaling_errors():
         (lambda: scaling.chinchilla_loss(1e9, 1e12, **{**kw, "E": float("nan")}), "E"),
         (lambda: scaling.chinchilla_loss(-1.0, 1e12, **kw), "N"),
         (lambda: scaling.chinchilla_loss(1e9, 0.0, **kw), "D"),
+        (lambda: scaling.chinchilla_loss(float("nan"), 1e12, **kw), "N"),
         (lambda: scaling.params_reproducing(published.TABLE2_NLL["Transformer"], {}), "printed"),
         (lambda: scaling.params_reproducing({}, published.TABLE3["Transformer"]), "losses"),
         (lambda: scaling.params_reproducing(published.TABLE2_NLL["Transformer"], published.TABLE3["Transformer"],
