@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..reference import dot_attention_weights
-from ._checks import check_int, check_square, as_numpy
+from ._checks import as_numpy, check_int, check_square
 
 __all__ = ["attention_matrix", "attention_graph", "effective_neighbours", "attention_received"]
 

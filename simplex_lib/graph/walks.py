@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._checks import check_int, check_square, as_numpy
+from ._checks import as_numpy, check_int, check_square
 
 __all__ = ["k_hop", "reach", "diffuse", "diffusion_trajectory", "compose_layers"]
 
