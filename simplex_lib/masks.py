@@ -10,14 +10,15 @@ Conventions used everywhere in the library:
   ``-1`` marks an empty slot. Query ``i`` has only ``i + 1`` past keys, so early rows hold
   ``min(k, i + 1)`` positions followed by ``-1`` padding; validity is ``idx >= 0``. Positions are
   causal (``<= i``) and appear at most once per row (:func:`check_topk_index`). The selected key
-  pairs of each query form :func:`topk_pair_mask`.
+  pairs of each query form :func:`topk_pair_mask`; a sliding window written as such a selection
+  is :func:`window_indices`.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["sliding_window_mask", "window_pair_mask", "check_topk_index", "topk_pair_mask"]
+__all__ = ["sliding_window_mask", "window_pair_mask", "window_indices", "check_topk_index", "topk_pair_mask"]
 
 
 def _check_int(name: str, x, minimum: int = 1) -> None:
@@ -99,6 +100,38 @@ def window_pair_mask(n: int, w1: int | None = None, w2: int | None = None, *, qu
     if query is None:
         return m1[:, :, None] & m2[:, None, :]
     return m1[query][:, None] & m2[query][None, :]
+
+
+
+def window_indices(n: int, w: int, *, device=None) -> torch.Tensor:
+    """The key positions of each query's causal sliding window, as a top-k selection (``-1`` padded).
+
+    Row ``i`` holds ``i - w + 1, ..., i``; positions before the start of the sequence are ``-1``.
+    Add batch and head axes (``idx[None, :, None, :]``) for the ``[batch, seq, heads, k]`` layout.
+
+    Parameters
+    ----------
+    n : int
+        Sequence length.
+    w : int
+        Window length (``>= 1``); a window longer than ``n`` is clipped to ``n``.
+
+    Returns
+    -------
+    int64 Tensor ``[n, min(w, n)]``
+
+    Examples
+    --------
+    >>> window_indices(3, 2).tolist()
+    [[-1, 0], [0, 1], [1, 2]]
+    """
+    _check_int("n", n)
+    if w is None:
+        raise ValueError("w must be an int >= 1 here (use w = n for a full causal window)")
+    _check_int("w", w)
+    w = min(w, n)
+    idx = torch.arange(n, device=device)[:, None] - (w - 1) + torch.arange(w, device=device)
+    return torch.where(idx >= 0, idx, torch.full_like(idx, -1))
 
 
 def check_topk_index(name: str, idx, *, batch: int, seq: int, heads: int,

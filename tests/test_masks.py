@@ -76,16 +76,19 @@ def test_topk_pair_mask_brute(gen, B, N, Hq, h1, h2, k1, k2):
     assert torch.equal(shared, brute_mask(a, a, B, h1, N))
 
 
+@pytest.mark.parametrize("n,w", [(1, 1), (1, 4), (6, 1), (6, 3), (5, 9)])
+def test_window_indices_brute(n, w):
+    idx = masks.window_indices(n, w)
+    assert idx.shape == (n, min(w, n)) and idx.dtype == torch.int64
+    for i in range(n):
+        assert sorted(int(j) for j in idx[i] if j >= 0) == [j for j in range(n) if brute_window(n, w)[i][j]]
+        assert int((idx[i] < 0).sum()) == min(w, n) - min(w, i + 1)
+
+
 def test_topk_pair_mask_of_a_window_is_the_window_mask():
     n, w1, w2 = 9, 4, 2
-
-    def window_idx(w):
-        i = torch.arange(n)[:, None]
-        j = i - torch.arange(w)[None, :]
-        return torch.where(j >= 0, j, torch.full_like(j, -1))[None, :, None, :]
-
-    assert torch.equal(masks.topk_pair_mask(window_idx(w1), window_idx(w2))[0, 0],
-                       masks.window_pair_mask(n, w1, w2))
+    a, b = (masks.window_indices(n, w)[None, :, None, :] for w in (w1, w2))
+    assert torch.equal(masks.topk_pair_mask(a, b)[0, 0], masks.window_pair_mask(n, w1, w2))
 
 
 def test_check_topk_index_broadcasts():
@@ -158,6 +161,12 @@ def test_window_errors():
         masks.window_pair_mask(4, 2, -1)
     with pytest.raises(ValueError, match="n"):
         masks.window_pair_mask(0)
+    with pytest.raises(ValueError, match="w"):
+        masks.window_indices(4, 0)
+    with pytest.raises(ValueError, match="w"):
+        masks.window_indices(4, None)
+    with pytest.raises(ValueError, match="n"):
+        masks.window_indices(0, 2)
 
 
 @pytest.mark.fuzz

@@ -46,9 +46,7 @@ def test_topk_with_window_positions_equals_windowed_reference(gen):
     k1, k2, v1, v2 = (rand(gen, B, N, Hkv, D) for _ in range(4))
 
     def window_idx(w):
-        i = torch.arange(N)[:, None]
-        j = i - torch.arange(w)[None, :]
-        return torch.where(j >= 0, j, torch.full_like(j, -1))[None, :, None, :]
+        return masks.window_indices(N, w)[None, :, None, :]
 
     out = topk_two_simplicial_attention(q, k1, k2, v1, v2, window_idx(w1), idx2=window_idx(w2))
     assert_close("window positions", ref.two_simplicial_attention(q, k1, k2, v1, v2, w1=w1, w2=w2), out, 1e-12)
