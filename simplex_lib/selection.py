@@ -160,6 +160,8 @@ def previous_layer_topk(q, k, topk: int, *, per_head: bool = False, scale=None) 
     >>> previous_layer_topk(q, q, 3).shape
     torch.Size([1, 6, 1, 3])
     """
+    if not isinstance(per_head, bool):
+        raise ValueError(f"per_head must be True or False, got {per_head!r}")
     group = check_qkv(q, {"k": k})
     s = default_scale(q.shape[-1], scale)
     logits = torch.einsum("bihd,bjhd->bhij", q, expand_kv(k, group)) * s

@@ -87,6 +87,11 @@ def test_attention_matrix_errors():
     for t in (0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="temperature"):
             G.attention_matrix(q, q, temperature=t)
+    with pytest.raises(ValueError, match="causal"):
+        G.attention_matrix(q, q, causal="no")
+    for s in (float("nan"), float("inf"), "1", True):
+        with pytest.raises(ValueError, match="scale"):
+            G.attention_matrix(q, q, scale=s)
 
 
 # ------------------------------------------------------------------------ attention graph

@@ -119,6 +119,8 @@ def test_errors(gen):
         selection.indexer_scores(q, kv, torch.ones(B, N, 3))
     with pytest.raises(ValueError, match="k"):
         selection.previous_layer_topk(q, kv, 0)
+    with pytest.raises(ValueError, match="per_head"):
+        selection.previous_layer_topk(q, kv, 2, per_head="yes")
     with pytest.raises(ValueError, match="k"):
         selection.previous_layer_topk(q, rand(gen, B, N, 2, D + 1), 2)
     p = rand(gen, 1, 1, 3, 3, 3)

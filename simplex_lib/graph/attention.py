@@ -59,6 +59,11 @@ def attention_matrix(q, k, *, temperature: float = 1.0, causal: bool = True, sca
         raise ValueError(f"k has shape {tuple(k.shape)} but q has shape {tuple(q.shape)}")
     if isinstance(temperature, bool) or not (float(temperature) > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if not isinstance(causal, bool):
+        raise ValueError(f"causal must be True or False, got {causal!r}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not math.isfinite(scale)):
+        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
     s = (1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)) / float(temperature)
     return dot_attention_weights(q[None, :, None], k[None, :, None], causal=causal, scale=s)[0, 0]
 
