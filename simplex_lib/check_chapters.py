@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 import torch
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -106,7 +106,7 @@ def default_out() -> Path:
     return folder / f"chapters_{device_slug(gpu)}.json"
 
 
-def _kernel_manager(spec_root: Path, env: dict[str, str]) -> KernelManager:
+def _kernel_manager(spec_root: Path, env: dict[str, str]) -> AsyncKernelManager:
     """A kernel manager whose only kernel is this interpreter's ipykernel, with ``env`` added."""
     spec = spec_root / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
@@ -116,7 +116,7 @@ def _kernel_manager(spec_root: Path, env: dict[str, str]) -> KernelManager:
         "language": "python",
         "env": env,
     }))
-    return KernelManager(kernel_name=KERNEL_NAME,
+    return AsyncKernelManager(kernel_name=KERNEL_NAME,
                          kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_root)]))
 
 
@@ -145,7 +145,7 @@ def run_chapter(path: Path, *, full: bool = False, timeout: float = 600.0) -> di
     nb = nbformat.read(path, as_version=4)
     current = {"index": None, "code_cells": 0}
 
-    def on_cell_start(cell, cell_index):
+    def on_cell_execute(cell, cell_index):
         current["index"] = cell_index
         current["code_cells"] += 1
 
@@ -158,16 +158,22 @@ def run_chapter(path: Path, *, full: bool = False, timeout: float = 600.0) -> di
             nb, km=km, allow_errors=False, startup_timeout=max(1, int(timeout)),
             timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
             resources={"metadata": {"path": str(path.parent.resolve())}},
-            on_cell_start=on_cell_start)
+            on_cell_execute=on_cell_execute)
+        stderr_path = Path(spec_root) / "kernel-stderr.txt"
         try:
-            client.execute()
+            with open(stderr_path, "w") as stderr:  # the kernel's own chatter, read if it dies
+                client.execute(stderr=stderr)
         except CellExecutionError as exc:
             status, error = "failed", {"name": exc.ename, "message": str(exc.evalue)}
         except CellTimeoutError:
             status = "timeout"
             error = {"name": "CellTimeoutError", "message": f"chapter ran past {timeout:g} s"}
         except (DeadKernelError, RuntimeError, OSError) as exc:  # kernel died or never started
-            status, error = "failed", {"name": type(exc).__name__, "message": str(exc)}
+            tail = stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
+            status = "failed"
+            error = {"name": type(exc).__name__, "message": "\n".join([str(exc), *tail])}
+    if status == "failed" and time.monotonic() >= deadline:  # e.g. the kernel did not start in time
+        status = "timeout"
     if error is not None:
         error = {"cell": current["index"], "name": error["name"],
                  "message": error["message"][:MESSAGE_CHARS]}
