@@ -181,3 +181,12 @@ def test_launch_buttons_open_the_chapter():
     for f in toc_files():
         if f.startswith("notebooks/"):
             assert (book_root / f"{f}.ipynb").is_file(), f
+
+
+def test_readme_landing_page_and_first_cell_describe_the_same_three_ways():
+    texts = {"README.md": (ROOT / "README.md").read_text(), "book/intro.md": (ROOT / "book/intro.md").read_text(),
+             "first cell": FIRST_CELL}
+    for name, text in texts.items():
+        for way in ("Colab", "Binder", "make lab"):
+            assert way in text, f"{name} does not mention {way}"
+        assert "pip install -e" not in text, f"{name}: an editable install needs a kernel restart"
