@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import tempfile
@@ -237,8 +236,14 @@ def _writable(out: Path) -> str | None:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return f"--out {out}: cannot create its folder ({exc.strerror})"
-    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        return f"--out {out} is not writable"
+    existed = out.exists()
+    try:  # try it: permission bits say nothing for root, nor for /proc-like folders
+        with open(out, "a"):
+            pass
+    except OSError as exc:
+        return f"--out {out} is not writable ({exc.strerror})"
+    if not existed:
+        out.unlink()
     return None
 
 

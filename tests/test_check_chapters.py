@@ -60,6 +60,7 @@ def test_unknown_chapter_is_a_usage_error(chapters, tmp_path, capsys, monkeypatc
 @pytest.mark.parametrize("args, message", [
     (["--out", "{file}/r.json"], "cannot create its folder"),
     (["--out", "{tmp}"], "is a folder"),
+    (["--out", "/proc/chapters.json"], "is not writable"),
     (["--timeout", "0"], "--timeout must be positive"),
     (["--notebooks", "{tmp}/none"], "no chapters folder"),
 ])
