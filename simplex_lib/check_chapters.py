@@ -248,6 +248,7 @@ def _writable(out: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docstring); returns the exit status, 1 if a chapter failed."""
     parser = argparse.ArgumentParser(
         prog="python -m simplex_lib.check_chapters",
         description="Execute the book's chapters in a plain Jupyter kernel (no jupyter-book needed) "
