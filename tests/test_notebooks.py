@@ -190,3 +190,56 @@ def test_readme_landing_page_and_first_cell_describe_the_same_three_ways():
         for way in ("Colab", "Binder", "make lab"):
             assert way in text, f"{name} does not mention {way}"
         assert "pip install -e" not in text, f"{name}: an editable install needs a kernel restart"
+
+
+def _chapter_imports():
+    names = set()
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                             for line in cell.source.splitlines())
+            for node in ast.walk(ast.parse(code)):
+                if isinstance(node, ast.Import):
+                    names |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names.add(node.module.split(".")[0])
+    return names
+
+
+def test_chapters_import_only_declared_dependencies():
+    """What a chapter imports is in `pip install ".[notebooks]"` (torch and triton come first)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    declared = set()
+    for req in project["dependencies"] + extras["notebooks"] + extras["widgets"]:
+        declared.add(re.split(r"[\[<>=!~; ]", req, maxsplit=1)[0].lower().replace("_", "-"))
+    provided_elsewhere = {"simplex_lib", "torch", "triton", "IPython"}  # IPython: with ipykernel
+    dists = packages_distributions()
+    for name in sorted(_chapter_imports() - set(sys.stdlib_module_names) - provided_elsewhere):
+        owners = {d.lower().replace("_", "-") for d in dists.get(name, [name])}
+        assert owners & declared, f"chapters import {name} ({owners}), not a declared dependency"
+
+
+def test_notebooks_extra_has_a_kernel_and_no_book_build():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    notebooks = " ".join(extras["notebooks"])
+    for needed in ("ipykernel", "nbclient", "[widgets]"):
+        assert needed in notebooks
+    for build in ("jupyter-book", "myst", "sphinx"):
+        assert build not in notebooks
+
+
+def test_binder_installs_cpu_torch_triton_and_the_package():
+    reqs = (ROOT / "binder" / "requirements.txt").read_text()
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in reqs
+    assert re.search(r"^torch==[\d.]+\+cpu$", reqs, re.M) and re.search(r"^triton==", reqs, re.M)
+    post = ROOT / "binder" / "postBuild"
+    assert os.access(post, os.X_OK), "binder/postBuild must be executable"
+    assert 'pip install --no-cache-dir ".[notebooks]"' in post.read_text()
