@@ -116,7 +116,7 @@ def _kernel_manager(spec_root: Path, env: dict[str, str]) -> AsyncKernelManager:
         "env": env,
     }))
     return AsyncKernelManager(kernel_name=KERNEL_NAME,
-                         kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_root)]))
+                              kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_root)]))
 
 
 def run_chapter(path: Path, *, full: bool = False, timeout: float = 600.0) -> dict:
