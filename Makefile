@@ -1,10 +1,11 @@
 # Two commands do all set-up on a fresh machine:
 #   make book   create .venv if needed, install, fetch the book's pinned browser assets (npm),
 #               build the HTML book (every notebook executed)
-#   make test   the same set-up, then the whole suite (unit tests, strict book build, checks of the
-#               built book, including headless Chromium when it is installed)
-# Installs are cached (.venv, tools/web/node_modules): a second run only re-installs when
-# requirements.txt / pyproject.toml / tools/web/package-lock.json change.
+#   make test   the same set-up, then the whole suite (unit tests, every chapter run in a minimal
+#               environment, strict book build, checks of the built book, including headless
+#               Chromium when it is installed)
+# Installs are cached (.venv, .venv-min, tools/web/node_modules): a second run only re-installs
+# when requirements.txt / pyproject.toml / tools/web/package-lock.json change.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -34,7 +35,17 @@ OFFLINE  := book/_static_offline
 ASSETS   := $(OFFLINE)/.installed
 NPM      ?= npm
 
-.PHONY: install assets book test unit fuzz book-check lab clean
+# The chapters as a reader runs them (Colab, Binder, a plain Jupyter): a separate environment with
+# only torch, triton, the package installed from this checkout as a wheel (not editable) with its
+# `notebooks` extra (kernel, widgets, nbclient), and no book-build package. It catches an import
+# that only the book's build environment satisfies.
+VENV_MIN  := .venv-min
+PY_MIN    := $(VENV_MIN)/bin/python
+STAMP_MIN := $(VENV_MIN)/.installed
+# the record of that run: scratch, kept beside the environment (benchmarks/results holds GPU runs)
+CHAPTERS_RECORD ?= $(CURDIR)/$(VENV_MIN)/chapters.json
+
+.PHONY: install assets book test unit fuzz book-check lab clean chapters-min
 
 install: $(STAMP)
 
@@ -43,8 +54,23 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)" $(TRITON_SPEC)
 	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps -e .
 	@touch $(STAMP)
+
+$(STAMP_MIN): pyproject.toml
+	@test -x $(PY_MIN) || $(PYTHON) -m venv $(VENV_MIN)
+	$(PY_MIN) -m pip install -q "$(TORCH_SPEC)" $(TRITON_SPEC)
+	$(PY_MIN) -m pip install -q ".[notebooks]"
+	@touch $(STAMP_MIN)
+
+# Every chapter at small sizes in a kernel of .venv-min. The package is re-installed from this
+# checkout each time (a clean wheel: no stale modules); the check runs outside the checkout so
+# that Python imports the installed copy, not ./simplex_lib.
+chapters-min: $(STAMP_MIN)
+	rm -rf build
+	$(PY_MIN) -m pip install -q --no-deps --force-reinstall .
+	rm -rf build
+	cd $(VENV_MIN) && bin/python -m simplex_lib.check_chapters --notebooks "$(CURDIR)/notebooks" \
+	  --out "$(CHAPTERS_RECORD)"
 
 assets: $(ASSETS)
 
@@ -62,10 +88,11 @@ book: $(STAMP) $(ASSETS)
 	$(VENV)/bin/jupyter-book build $(JB_FLAGS) .
 	@echo "Book built: _build/html/index.html"
 
-# Unit tests first (fast failure), then the strict book build, then the checks of
-# the built HTML. pytest's summary line is the last thing printed.
+# Unit tests first (fast failure), then every chapter in the minimal environment, then the strict
+# book build, then the checks of the built HTML. pytest's summary line is the last thing printed.
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not book and not fuzz" -n 2
+	$(MAKE) --no-print-directory chapters-min
 	$(MAKE) --no-print-directory book
 	$(PY) -m pytest -q -m book
 
@@ -76,6 +103,8 @@ unit: $(STAMP)
 fuzz: $(STAMP)
 	$(PY) -m pytest -q -m fuzz -n 2
 
+# Chapters in JupyterLab, in .venv's kernel: small sizes on a CPU, full sizes where CUDA is
+# available (simplex_lib.full_size(); SIMPLEX_FULL=0/1 overrides).
 lab: $(STAMP)
 	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PIP) install -q "jupyterlab>=4.2,<5"
 	$(VENV)/bin/jupyter lab notebooks/

@@ -3,11 +3,15 @@
 Notebooks default to small sizes that run in seconds on a 2-core CPU. Full sizes switch on
 automatically when a CUDA GPU is present, or on any machine with the one documented
 environment variable ``SIMPLEX_FULL=1`` (``SIMPLEX_FULL=0`` forces small sizes on a GPU).
+Recorded GPU results are found by :func:`results_dir` (``SIMPLEX_RESULTS`` names them explicitly).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+__all__ = ["FULL", "full_size", "pick", "default_device", "results_dir"]
 
 
 def _has_cuda() -> bool:
@@ -46,29 +50,41 @@ def default_device() -> str:
 
 
 def results_dir():
-    """The folder of recorded results: ``benchmarks/results`` of the checkout.
+    """The folder of recorded results (``benchmarks/results`` of the book's repository).
 
-    Chapters read the recorded GPU runs from there. It is found beside the installed package
-    (a clone installed with ``pip install -e .``, as ``make`` does) or above the working
-    directory; a bare ``pip install`` of the package alone does not carry the records.
+    Chapters read the recorded GPU runs from there. Looked up, in order: the folder named by the
+    environment variable ``SIMPLEX_RESULTS`` (set by a chapter's first cell after it cloned the
+    repository, e.g. on Colab); beside the imported package (an editable install of a checkout,
+    as ``make`` does); the working directory and its parents (a chapter opened from a checkout's
+    ``notebooks/``, e.g. on Binder). A bare ``pip install`` of the package does not carry them.
 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``SIMPLEX_RESULTS`` names no folder, or none of the places holds the records.
 
     Examples
     --------
     >>> results_dir().name
     'results'
     """
-    from pathlib import Path
-
+    named = os.environ.get("SIMPLEX_RESULTS", "").strip()
+    if named:
+        folder = Path(named).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"SIMPLEX_RESULTS={named!r} is not a folder")
+        return folder
     candidates = [Path(__file__).resolve().parents[1], Path.cwd(), *Path.cwd().parents]
     for root in candidates:
         folder = root / "benchmarks" / "results"
         if folder.is_dir():
             return folder
     raise FileNotFoundError(
-        "benchmarks/results not found: the recorded results live in the book's repository; "
-        "clone it and install with `pip install -e .` (see the README)"
+        "benchmarks/results not found: the recorded results live in the book's repository. Run the "
+        "chapter's first cell (it clones the repository), open the chapter from a clone, or set "
+        "SIMPLEX_RESULTS to a clone's benchmarks/results (see the README)"
     )
