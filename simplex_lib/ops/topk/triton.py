@@ -85,6 +85,7 @@ def _topk_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
         b_k2, b_v2, m_b, _ = _gather(K2, V2, IB, i_row * KB + b0, tl.arange(0, BLOCK_B), KB - b0,
                                      o_kv, stride_kn, o_d, m_d)
         b_a = (b_k2.to(tl.float32) * b_qs[None, :]).to(DT)  # [BLOCK_B, BLOCK_D]
+        b_v2 = b_v2.to(tl.float32)
         for a0 in range(0, KA, BLOCK_A):
             b_k1, b_v1, m_a, _ = _gather(K1, V1, IA, i_row * KA + a0, tl.arange(0, BLOCK_A), KA - a0,
                                          o_kv, stride_kn, o_d, m_d)
@@ -97,7 +98,7 @@ def _topk_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
             b_p = tl.math.exp2(b_s - b_ref)
             b_l = b_l * b_alpha + tl.sum(tl.sum(b_p, 1), 0)
             b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)  # [BLOCK_B, BLOCK_D]
-            b_acc = b_acc * b_alpha + tl.sum(b_pv * b_v2.to(tl.float32), 0)
+            b_acc = b_acc * b_alpha + tl.sum(b_pv * b_v2, 0)
             b_m = b_m_new
     b_l = tl.where(b_l > 0, b_l, 1.0)
     tl.store(O + o_q + o_d, (b_acc / b_l).to(O.dtype.element_ty), mask=m_d)

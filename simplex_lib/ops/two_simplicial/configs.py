@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import triton
+from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
@@ -62,8 +63,6 @@ def row_tiling(group: int, block_m: int) -> RowTiling:
 @functools.lru_cache(maxsize=None)
 def _device_smem(index: int) -> int:
     try:
-        from triton.runtime import driver
-
         return int(driver.active.utils.get_device_properties(index)["max_shared_mem"])
     except Exception:  # an older Triton or another driver: ask torch
         props = torch.cuda.get_device_properties(index)

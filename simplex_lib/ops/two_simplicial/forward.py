@@ -167,7 +167,7 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
             m_nf = tl.min(m_fin.to(tl.int32), 1) == 0  # [BLOCK_N]
             m_sees = (o_j[None, :] > o_pos[:, None] - W1) & (o_j[None, :] <= o_pos[:, None])
             b_bad = b_bad | (tl.max((m_sees & m_nf[None, :]).to(tl.int32), 1) > 0)
-            b_v1 = tl.where(m_fin, b_v1, 0.0)
+            b_v1 = tl.where(m_fin, b_v1, tl.zeros_like(b_v1))
         if t < n_full:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
