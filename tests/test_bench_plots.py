@@ -188,3 +188,15 @@ def test_cli_checks_out_before_any_work(tmp_path, capsys, monkeypatch):
         bench.main(["--out", str(blocker / "sub")])
     assert e.value.code == 2
     assert "argument --out" in capsys.readouterr().err
+
+
+def test_the_library_never_imports_the_cli():
+    # bench.py is only the command line: the modules it drives must not import it back.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, simplex_lib.timing, simplex_lib.bench_plots, simplex_lib.ops.topk, "
+            "simplex_lib.ops.determinant.triton, simplex_lib.ops.two_simplicial.interface; "
+            "assert 'simplex_lib.bench' not in sys.modules, 'simplex_lib.bench imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TRITON_INTERPRET": "1"})

@@ -204,8 +204,8 @@ def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, sm
 
     The first is :func:`bwd_config` with each kernel's block halved until that kernel's
     estimate fits ``smem`` (``BLOCK_A``/``BLOCK_A2`` for the key-tile kernel, ``BLOCK_N`` for
-    the dq kernel); each next one halves every block once more (for
-    :func:`launch_with_fallback`).
+    the dq kernel). The next ones, for :func:`launch_with_fallback`, leave out the ring kernel
+    and then halve every block once more each.
     """
     cfg = bwd_config(head_dim, group, w1, w2)
 
@@ -220,11 +220,13 @@ def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, sm
     cfg = shrink(cfg, "BLOCK_A", kv_fits)
     cfg = shrink(cfg, "BLOCK_A2", kv_fits)
     cfg = shrink(cfg, "BLOCK_N", lambda n: dq_smem_bytes(n, cfg.BLOCK_M, head_dim, elem_bytes) <= smem)
-    out = [cfg]
+    # Next: the same blocks without the ring kernel (its [R, D] tiles are not estimated), then
+    # every block halved in turn.
+    out = [cfg, dataclasses.replace(cfg, RING_MAX=0)]
     while max(cfg.BLOCK_A, cfg.BLOCK_A2, cfg.BLOCK_N) > 16:
         cfg = dataclasses.replace(cfg, BLOCK_A=max(16, cfg.BLOCK_A // 2),
                                   BLOCK_A2=max(16, cfg.BLOCK_A2 // 2),
-                                  BLOCK_N=max(16, cfg.BLOCK_N // 2))
+                                  BLOCK_N=max(16, cfg.BLOCK_N // 2), RING_MAX=0)
         out.append(cfg)
     return out
 
