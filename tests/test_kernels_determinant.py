@@ -73,3 +73,25 @@ def test_gpu_bf16_large():
     out = determinant_attention_triton(*(t.cuda().bfloat16() for t in x64), w1=128, w2=16)
     ref = determinant_attention(*(t[:, :256] for t in x64), w1=128, w2=16)  # the first 256 queries
     assert_close("o", ref, out[:, :256], 2e-2)
+
+
+@pytest.mark.fuzz
+def test_fuzz_bad_inputs(gen):
+    """Random shapes, windows and scales: a ValueError naming an argument, or the reference."""
+    def draw(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+
+    for _ in range(5):
+        B, N, Hkv, D = draw(1, 2), draw(1, 7), draw(1, 2), (3, 6, 4, 66)[draw(0, 3)]
+        Hq = Hkv * draw(1, 2) + (draw(0, 3) == 0)
+        x64 = [torch.randn(B, N, Hq, D, generator=gen, dtype=torch.float64)]
+        x64 += [torch.randn(B, N, Hkv, D, generator=gen, dtype=torch.float64) for _ in range(4)]
+        w1, w2 = draw(0, 8), draw(1, 8)
+        scale = (None, 0.5, float("inf"))[draw(0, 2)]
+        try:
+            out = determinant_attention_triton(*(t.float().to(DEV) for t in x64), w1=w1, w2=w2,
+                                               scale=scale)
+        except ValueError as e:
+            assert any(n in str(e) for n in ("head_dim", "w1", "scale", "q", "multiple")), str(e)
+            continue
+        assert_close("o", determinant_attention(*x64, w1=w1, w2=w2, scale=scale), out, 1e-4)
