@@ -10,21 +10,19 @@ Writes ``$OUT/gpu_check.json`` (or ``/tmp``) and prints a short table last.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import traceback
 
 import torch
-import triton
 from triton.testing import do_bench
 
-from simplex_lib.kernels import backward as K_bwd
-from simplex_lib.kernels import forward as K_fwd
-from simplex_lib.kernels import two_simplicial_attention as tsa
-from simplex_lib.kernels.configs import BwdConfig, FwdConfig, bwd_config, fwd_config
+from simplex_lib.ops.two_simplicial import backward as K_bwd
+from simplex_lib.ops.two_simplicial import forward as K_fwd
+from simplex_lib.ops.two_simplicial.configs import BwdConfig, FwdConfig, bwd_config, fwd_config
+from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as tsa
+from simplex_lib.timing import record_meta
 from simplex_lib.reference import two_simplicial_attention as ref_attention
 
 OUT = os.environ.get("OUT", "/tmp")
@@ -151,9 +149,7 @@ def main():
     ap.add_argument("--compile", action="store_true", help="torch.compile fullgraph check")
     ap.add_argument("--no-check", action="store_true")
     args = ap.parse_args()
-    REC["meta"] = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__,
-                       triton=triton.__version__, python=platform.python_version(),
-                       date=datetime.datetime.now().isoformat(timespec="seconds"))
+    REC["meta"] = record_meta()
     log(REC["meta"])
     summary = []
     try:

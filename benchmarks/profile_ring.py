@@ -1,5 +1,5 @@
-"""Ring-kernel variants (long-window rows per step, warps) timed at the headline shape, and one
-small launch of each backward kernel for Nsight Compute.
+"""Ring-kernel variants (warps) timed at the headline shape, and one small launch of each
+backward kernel for Nsight Compute.
 
     python3 -m benchmarks.profile_ring            # timings
     python3 -m benchmarks.profile_ring --small    # one small launch of each kernel (for ncu)
@@ -11,9 +11,9 @@ import sys
 import torch
 from triton.testing import do_bench
 
-from simplex_lib.kernels import backward as K_bwd
-from simplex_lib.kernels import forward as K_fwd
-from simplex_lib.kernels.configs import bwd_config
+from simplex_lib.ops.two_simplicial import backward as K_bwd
+from simplex_lib.ops.two_simplicial import forward as K_fwd
+from simplex_lib.ops.two_simplicial.configs import bwd_config
 
 
 def setup(B, N, Hq=64, Hkv=1, D=128, w1=512, w2=32):
@@ -32,9 +32,8 @@ def main():
     q, (k1, k2, v1, v2), o, lse, do, delta = setup(B, N)
     base = bwd_config(D, 64, w1, w2)
     F = 4.0 * B * 64 * N * D * w1 * w2
-    variants = [("jp1_w8", dataclasses.replace(base, ring_jp=1, ring_warps=8)),
-                ("jp1_w4", dataclasses.replace(base, ring_jp=1, ring_warps=4)),
-                ("jp2_w8", dataclasses.replace(base, ring_jp=2, ring_warps=8))]
+    variants = [("w8", dataclasses.replace(base, ring_warps=8)),
+                ("w4", dataclasses.replace(base, ring_warps=4))]
     ref = None
     for name, cfg in variants:
         try:
@@ -48,7 +47,7 @@ def main():
                 continue
             ms = do_bench(f, warmup=50, rep=300, return_mode="median")
             print(f"ring {name:8s} {ms:8.2f} ms  (5 passes = {2.5 * F / ms / 1e9:6.1f} TFLOPS-eq)  "
-                  f"max rel diff vs jp1 {err:.1e}", flush=True)
+                  f"max rel diff vs w8 {err:.1e}", flush=True)
         except Exception as e:
             print("ring", name, "failed", repr(e)[:300], flush=True)
     K_bwd.launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2, D ** -0.5, base)

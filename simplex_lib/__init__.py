@@ -7,7 +7,8 @@ Modules, by concept:
 - :mod:`simplex_lib.graph`       attention as a graph: walks, diffusion, Weisfeiler-Lehman, simplices
 - :mod:`simplex_lib.match3`      Match2/Match3 tasks and the Theorem 5.1 construction
 - :mod:`simplex_lib.sparsity`    sliding windows, the cost model, top-k selection
-- :mod:`simplex_lib.kernels`     Triton kernels (forward and backward) checked against the reference
+- :mod:`simplex_lib.ops`         per operation: Triton kernels (forward and backward) beside their references
+- :mod:`simplex_lib.timing`      kernel timings and FLOP conventions (``python -m simplex_lib.bench`` drives them)
 - :mod:`simplex_lib.layers`      ``nn.Module`` wrappers; :mod:`simplex_lib.models` small GPTs
 - :mod:`simplex_lib.scaling`     power-law fits and the paper's published data
 - :mod:`simplex_lib.viz`, :mod:`simplex_lib.widgets` one plotting style; interactive explorers

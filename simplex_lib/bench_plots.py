@@ -3,13 +3,14 @@
 The records are written on a GPU machine by :mod:`simplex_lib.bench` (``python -m
 simplex_lib.bench``) and by the top-k benchmark. A result file is a JSON object
 ``{"meta": {...}, "records": [...]}``: ``meta`` names the GPU, the torch and Triton versions and
-the date; each record is one timed configuration with at least ``group`` (``"kernel"``,
+the date (older files as ``gpu``/``date``, newer ones in the schema of
+:func:`simplex_lib.provenance.provenance`, ``device``/``date_utc``; both are read); each record is one timed configuration with at least ``group`` (``"kernel"``,
 ``"sdpa"``, ``"reference"``, ...), ``mode`` (``"fwd"``, ``"bwd"``, ``"fwdbwd"``), the shape
 (``B``, ``N``, ``Hq``, ``Hkv``, ``D``, and ``w1``, ``w2`` for windowed attention), ``ms`` and
 ``tflops``; a record that failed carries ``error`` instead of timings. Files of any other shape
 (correctness logs, say) are skipped.
 
-FLOP conventions are those of :mod:`simplex_lib.bench`: forward ``4 * B * Hq * N * D * w1 * w2``,
+FLOP conventions are those of :mod:`simplex_lib.timing`: forward ``4 * B * Hq * N * D * w1 * w2``,
 backward 2.5x, forward+backward 3.5x; causal dot attention ``4 * B * H * N^2 * D / 2``.
 """
 
@@ -20,9 +21,10 @@ import json
 import os
 import statistics
 
+import torch
 from matplotlib.lines import Line2D
 
-from . import viz
+from . import timing, viz
 
 __all__ = [
     "load_results",
@@ -42,6 +44,19 @@ __all__ = [
 ]
 
 _META_KEYS = ("gpu", "torch", "triton", "date")
+
+
+def _meta_view(meta: dict) -> dict:
+    """``meta`` with ``gpu`` and ``date`` filled in from the provenance schema's ``device`` and
+    ``date_utc`` when only those are present.
+
+    >>> _meta_view({"device": "NVIDIA H200", "date_utc": "2026-12-01T00:00:00Z"})["gpu"]
+    'NVIDIA H200'
+    """
+    out = dict(meta)
+    out.setdefault("gpu", meta.get("device"))
+    out.setdefault("date", meta.get("date_utc"))
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def load_results(root: str = "benchmarks/results", pattern: str = "*.json", recursive: bool = False) -> list:
@@ -81,7 +96,7 @@ def load_results(root: str = "benchmarks/results", pattern: str = "*.json", recu
             continue
         if not any("group" in r and "mode" in r for r in recs):  # another kind of record file
             continue
-        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        meta = _meta_view(data.get("meta") if isinstance(data.get("meta"), dict) else {})
         out.append({**data, "path": path, "meta": meta, "records": recs})
     return out
 
@@ -396,7 +411,7 @@ def markdown_table(header: list, rows: list) -> str:
 
 def remeasure(windows=((512, 32),), dims=(128,), gqa=(64,), seqlens=(4096, 8192), modes=("fwd", "bwd"),
               tokens=16384) -> dict:
-    """Time the kernels on the reader's GPU with :func:`simplex_lib.bench.run_benchmark`.
+    """Time the kernels on the reader's GPU with :func:`simplex_lib.timing.run_benchmark`.
 
     A small grid (a minute or two on an H100) in the same record format as the recorded files.
 
@@ -409,12 +424,8 @@ def remeasure(windows=((512, 32),), dims=(128,), gqa=(64,), seqlens=(4096, 8192)
     ValueError
         When no CUDA GPU is available.
     """
-    import torch
-
     if not torch.cuda.is_available():
         raise ValueError("remeasure needs a CUDA GPU (torch.cuda.is_available() is False)")
-    from .bench import run_benchmark
-
-    res = run_benchmark(windows=windows, dims=dims, gqa=gqa, seqlens=seqlens, modes=modes,
+    res = timing.run_benchmark(windows=windows, dims=dims, gqa=gqa, seqlens=seqlens, modes=modes,
                         tokens=tokens, progress=False)
-    return {"path": None, **res}
+    return {"path": None, **res, "meta": _meta_view(res["meta"])}

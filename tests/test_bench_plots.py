@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from simplex_lib import bench, bench_plots as bp  # noqa: E402
+from simplex_lib import bench, bench_plots as bp, timing  # noqa: E402
 from simplex_lib.viz import new_figure  # noqa: E402
 
 META = {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0", "triton": "3.6.0", "date": "2026-11-22T14:30:40"}
@@ -18,14 +18,14 @@ META = {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0", "triton": "3.6.0", "d
 
 def kernel(N, mode="fwd", w1=512, w2=32, D=128, Hq=64, Hkv=1, ms=10.0, **kw):
     B = max(1, 16384 // N)
-    F = bench.simplicial_flops(B, Hq, N, D, w1, w2, mode)
+    F = timing.simplicial_flops(B, Hq, N, D, w1, w2, mode)
     return dict(group="kernel", impl="kernel", mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 ms=ms, tflops=F / ms / 1e9, flops=F, peak_extra_bytes=1 << 20, **kw)
 
 
 def sdpa_for(r, ms=5.0):
     n_eq = int(round(math.sqrt(2.0 * r["N"] * r["w1"] * r["w2"])))
-    F = bench.dot_flops(r["B"], r["Hq"], n_eq, r["D"], r["mode"])
+    F = timing.dot_flops(r["B"], r["Hq"], n_eq, r["D"], r["mode"])
     return dict(group="sdpa", impl="sdpa", mode=r["mode"], B=r["B"], N=n_eq, Hq=r["Hq"], Hkv=r["Hq"], D=r["D"],
                 ms=ms, tflops=F / ms / 1e9, flops=F, peak_extra_bytes=1 << 21, paired_with=[r["w1"], r["w2"]])
 
@@ -132,3 +132,71 @@ def test_memory_per_token_and_grid(results_dir):
     assert rows[0]["sdpa_fwd_tflops"] is None  # no SDPA record paired with 256x64
     assert bp.grid_rows(recs, N=8192, G=1) == []
     assert bp.markdown_table(["x"], [[1], [2]]).splitlines() == ["| x |", "| --- |", "| 1 |", "| 2 |"]
+
+
+def test_flop_conventions():
+    F = timing.simplicial_flops(2, 64, 8192, 128, 512, 32)
+    assert F == 4 * 2 * 64 * 8192 * 128 * 512 * 32
+    assert timing.simplicial_flops(2, 64, 8192, 128, 512, 32, "bwd") == 2.5 * F
+    assert timing.dot_flops(1, 16, 16384, 128) == 4 * 16 * 16384**2 * 128 / 2
+    # 512x32 costs what causal dot attention costs at 32k (GEMM count) or 48k (paper's count)
+    assert timing.equal_flops_context(512, 32) == 32768
+    assert timing.equal_flops_context(512, 32, elementwise=True) == 49152
+    assert timing.topk_flops(1, 1, 1, 1, 4, 2, mode="bwd") == 2.5 * 4 * 8
+    meta = timing.record_meta("cpu")
+    assert meta["flops_convention"] == timing.FLOPS_CONVENTION and "git_commit" in meta
+
+
+def test_cli_plots_and_table(tmp_path):
+    recs = []
+    for mode in ("fwd", "bwd"):
+        for N in (4096, 8192):
+            r = kernel(N, mode)
+            recs += [r, sdpa_for(r)]
+        recs.append(dict(kernel(8192, mode, w1=256, w2=64), group="table1"))
+    res = {"meta": timing.record_meta("cpu"), "records": recs}
+    paths = bench.plot_results(res, str(tmp_path))
+    assert [p.split("/")[-1] for p in paths] == ["kernel_tflops.png", "table1_latency.png"]
+    bench.print_table(res)
+    # the provenance schema (device, date_utc) reads like the older one (gpu, date)
+    assert bp.load_results(str(tmp_path)) == []
+    (tmp_path / "new.json").write_text(json.dumps(res))
+    assert bp.flat_records(bp.load_results(str(tmp_path)))[0]["gpu"] == res["meta"]["device"]
+
+
+def test_cli_usage_and_argument_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--help"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: python -m simplex_lib.bench")
+    for bad in (["--windows", "512x"], ["--dims", "0"], ["--modes", "fast"], ["--gqa", "a"],
+                ["--tokens", "1,2"], ["--reference-max-n", "-1"], ["--name", "a/b"]):
+        with pytest.raises(SystemExit) as e:
+            bench.main(bad)
+        assert e.value.code == 2, bad
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("python -m simplex_lib.bench: error: "), err
+
+
+def test_cli_checks_out_before_any_work(tmp_path, capsys, monkeypatch):
+    # --out is checked before the GPU grid: a file where the folder should be is an error
+    # even on a machine without a GPU, and nothing is timed.
+    monkeypatch.setattr(timing, "run_benchmark", lambda *a, **k: pytest.fail("ran the grid"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--out", str(blocker / "sub")])
+    assert e.value.code == 2
+    assert "argument --out" in capsys.readouterr().err
+
+
+def test_the_library_never_imports_the_cli():
+    # bench.py is only the command line: the modules it drives must not import it back.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, simplex_lib.timing, simplex_lib.bench_plots, simplex_lib.ops.topk, "
+            "simplex_lib.ops.determinant.triton, simplex_lib.ops.two_simplicial.interface; "
+            "assert 'simplex_lib.bench' not in sys.modules, 'simplex_lib.bench imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TRITON_INTERPRET": "1"})

@@ -1,16 +1,20 @@
 """Triton kernels for sliding-window 2-simplicial attention, checked under TRITON_INTERPRET=1.
 
-Every check compares the kernel's output and all five gradients with the float64 reference
-(``simplex_lib.reference``) on fresh random inputs. Shapes are tiny: the interpreter runs each
+Every check compares the kernel's output and all five gradients with the float64 reference on
+seeded random inputs (``simplex_lib.testing``). Shapes are tiny: the interpreter runs each
 program step in NumPy. On a GPU machine these same tests run the compiled kernels.
 """
+
+import math
 
 import pytest
 import torch
 
-from simplex_lib.kernels import two_simplicial_attention as kernel_attention
-from simplex_lib.kernels.configs import interpreting
+from simplex_lib.ops.two_simplicial import configs as C
+from simplex_lib.ops.two_simplicial.interface import SUPPORTED_HEAD_DIMS
+from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel_attention
 from simplex_lib.reference import two_simplicial_attention as reference_attention
+from simplex_lib.testing import assert_close, assert_gradients_close
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -21,28 +25,13 @@ def _inputs(gen, B, N, Hq, Hkv, D, scale_q=1.0):
     return [q] + kv
 
 
-def _check(gen, B, N, Hq, Hkv, D, w1, w2, *, scale=None, scale_q=1.0, grads=True, tol=2e-5):
+def _check(gen, B, N, Hq, Hkv, D, w1, w2, *, scale=None, scale_q=1.0, tol=2e-5):
     """Kernel (fp32) vs float64 reference: output and the five gradients, relative L2 error."""
-    x64 = _inputs(gen, B, N, Hq, Hkv, D, scale_q)
-    xs = [t.to(DEV, torch.float32).requires_grad_(grads) for t in x64]
-    out = kernel_attention(*xs, w1=w1, w2=w2, scale=scale)
-    xr = [t.clone().requires_grad_(grads) for t in x64]
-    ref = reference_attention(*xr, w1=w1, w2=w2, causal=True, scale=scale)
-    assert out.shape == ref.shape and out.dtype == torch.float32
-    assert torch.isfinite(out).all()
-    err = (out.double().cpu() - ref).norm() / ref.norm()
-    assert err < tol, f"output rel. error {err:.2e}"
-    if not grads:
-        return
-    do = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
-    got = torch.autograd.grad(out, xs, do.to(DEV, torch.float32))
-    want = torch.autograd.grad(ref, xr, do)
-    for name, g, w in zip(("dq", "dk1", "dk2", "dv1", "dv2"), got, want):
-        assert g.shape == w.shape and torch.isfinite(g).all(), name
-        e = (g.double().cpu() - w).norm() / w.norm().clamp_min(1e-12)
-        # With N = 1 the exact dq, dk1, dk2 are 0 and only rounding is left: absolute check.
-        vanishes = w.abs().max() < 1e-12
-        assert e < tol or (vanishes and (g.double().cpu() - w).abs().max() < 1e-4), f"{name} rel. error {e:.2e}"
+    assert_gradients_close(
+        lambda *x: kernel_attention(*x, w1=w1, w2=w2, scale=scale),
+        lambda *x: reference_attention(*x, w1=w1, w2=w2, causal=True, scale=scale),
+        _inputs(gen, B, N, Hq, Hkv, D, scale_q), names=("q", "k1", "k2", "v1", "v2"),
+        tol=tol, device=DEV, generator=gen)
 
 
 @pytest.mark.parametrize(
@@ -53,6 +42,8 @@ def _check(gen, B, N, Hq, Hkv, D, w1, w2, *, scale=None, scale_q=1.0, grads=True
         (1, 9, 8, 2, 20, 30),  # GQA 4, both windows longer than the sequence
         (1, 11, 2, 2, 2, 7),  # w2 > w1: the wrapper swaps the two key/value sets
         (1, 1, 4, 1, 3, 3),  # a single position
+        (2, 10, 3, 1, 4, 2),  # GQA 3 (not a power of two), batch 2
+        (1, 12, 8, 1, 5, 3),  # GQA 8
     ],
 )
 def test_forward_and_gradients_match_reference(gen, B, N, Hq, Hkv, w1, w2):
@@ -73,25 +64,69 @@ def test_ring_chunks_and_batches(gen):
 
 def test_custom_scale_and_large_logits_stay_finite(gen):
     # Logits of order 1e3: the online softmax must not overflow.
-    _check(gen, 1, 10, 2, 1, 16, 4, 3, scale=2.0, scale_q=30.0, grads=False, tol=1e-4)
+    x = _inputs(gen, 1, 10, 2, 1, 16, scale_q=30.0)
+    out = kernel_attention(*(t.to(DEV, torch.float32) for t in x), w1=4, w2=3, scale=2.0)
+    assert_close("o", reference_attention(*x, w1=4, w2=3, scale=2.0), out, 1e-4)
+
+
+def test_extreme_logits_give_the_softmax_not_zeros(gen):
+    # Every logit near -1e30 (a huge negative scale): the softmax is still well defined.
+    x = _inputs(gen, 1, 6, 2, 1, 16)
+    x[0] = x[0].abs()
+    x[1], x[2] = x[1].abs(), -x[2].abs()  # every q.k1.k2 < 0
+    out = kernel_attention(*(t.to(DEV, torch.float32) for t in x), w1=3, w2=2, scale=1e29)
+    ref = reference_attention(*x, w1=3, w2=2, scale=1e29)
+    assert_close("o", ref, out, 1e-4)
+
+
+@pytest.mark.parametrize("Hq,Hkv,which", [(4, 2, 0), (4, 2, 1), (4, 2, 4), (1, 1, 3), (1, 1, 2),
+                                          (32, 1, 3)])
+def test_nan_reaches_only_the_windows_that_contain_it(gen, Hq, Hkv, which):
+    # A NaN at position p: outputs whose windows contain p are NaN (as in the reference), every
+    # other output is exact; never 0 * NaN from a masked entry.
+    N, p, w1, w2 = 13, 6, 4, 3
+    x = [t.float() for t in _inputs(gen, 1, N, Hq, Hkv, 16)]
+    x[which][0, p, 0, 5] = float("nan")
+    out = kernel_attention(*(t.to(DEV) for t in x), w1=w1, w2=w2).cpu()
+    ref = reference_attention(*(t.double() for t in x), w1=w1, w2=w2)
+    sees = torch.isnan(ref).any(-1)
+    assert torch.equal(torch.isnan(out).any(-1), sees)
+    assert sees.any() and not sees[:, :p].any()
+    assert_close("o (rows that do not see p)", ref[~sees], out[~sees], 2e-5)
 
 
 def test_non_contiguous_inputs(gen):
-    q, k1, k2, v1, v2 = _inputs(gen, 1, 12, 4, 2, 16)
+    x = _inputs(gen, 1, 12, 4, 2, 16)
     # Heads and sequence swapped in memory, then viewed back: same values, other strides.
-    qt, k1t, k2t, v1t, v2t = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k1, k2, v1, v2))
-    assert not qt.is_contiguous()
-    out = kernel_attention(*(t.to(DEV, torch.float32) for t in (qt, k1t, k2t, v1t, v2t)), w1=5, w2=3)
-    ref = reference_attention(q, k1, k2, v1, v2, w1=5, w2=3)
-    torch.testing.assert_close(out.double().cpu(), ref, rtol=1e-4, atol=1e-5)
+    xt = [t.transpose(1, 2).contiguous().transpose(1, 2) for t in x]
+    assert not xt[0].is_contiguous()
+    out = kernel_attention(*(t.to(DEV, torch.float32) for t in xt), w1=5, w2=3)
+    assert_close("o", reference_attention(*x, w1=5, w2=3), out, 2e-5)
 
 
 def test_output_dtype_follows_q(gen):
-    q, k1, k2, v1, v2 = (t.to(DEV, torch.bfloat16) for t in _inputs(gen, 1, 6, 2, 1, 16))
-    out = kernel_attention(q, k1, k2, v1, v2, w1=3, w2=2)
+    x = [t.to(DEV, torch.bfloat16) for t in _inputs(gen, 1, 6, 2, 1, 16)]
+    out = kernel_attention(*x, w1=3, w2=2)
     assert out.dtype == torch.bfloat16
-    ref = reference_attention(*(t.double().cpu() for t in (q, k1, k2, v1, v2)), w1=3, w2=2)
-    assert ((out.double().cpu() - ref).norm() / ref.norm()) < 2e-2
+    assert_close("o", reference_attention(*(t.double().cpu() for t in x), w1=3, w2=2), out, 2e-2)
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 2, 16), (1, 0, 2, 16)])
+def test_empty_batch_or_sequence_gives_an_empty_result(shape):
+    q = torch.randn(shape, device=DEV, requires_grad=True)
+    kv = [torch.randn(shape[0], shape[1], 1, 16, device=DEV, requires_grad=True) for _ in range(4)]
+    out = kernel_attention(q, *kv, w1=2, w2=2)
+    assert out.shape == q.shape
+    grads = torch.autograd.grad(out.sum(), [q, *kv])
+    assert [g.shape for g in grads] == [q.shape] + [kv[0].shape] * 4
+
+
+def test_second_derivative_is_refused(gen):
+    x = [t.float().to(DEV).requires_grad_() for t in _inputs(gen, 1, 5, 2, 1, 16)]
+    out = kernel_attention(*x, w1=3, w2=2)
+    (g,) = torch.autograd.grad(out.square().sum(), x[0], create_graph=True)
+    with pytest.raises(RuntimeError, match="(?i)derivative|autograd|differentiate"):
+        torch.autograd.grad(g.sum(), x[1])
 
 
 @pytest.mark.parametrize("D", [8, 24, 256])
@@ -102,22 +137,43 @@ def test_unsupported_head_dim_is_a_value_error(D):
 
 
 def test_bad_arguments_are_value_errors():
-    q = torch.randn(1, 4, 3, 16, device=DEV)
-    kv = torch.randn(1, 4, 2, 16, device=DEV)
-    with pytest.raises(ValueError, match="multiple"):
-        kernel_attention(q, kv, kv, kv, kv, w1=2, w2=2)
+    q = torch.randn(1, 4, 4, 16, device=DEV)
+    kv3 = torch.randn(1, 4, 3, 16, device=DEV)
+    with pytest.raises(ValueError, match="multiple"):  # Hq = 4, Hkv = 3
+        kernel_attention(q, kv3, kv3, kv3, kv3, w1=2, w2=2)
+    with pytest.raises(ValueError, match="k1"):
+        kernel_attention(q, q[:, :3], q, q, q, w1=2, w2=2)
     with pytest.raises(ValueError, match="w1"):
         kernel_attention(q, q, q, q, q, w1=0, w2=2)
     with pytest.raises(ValueError, match="w2"):
         kernel_attention(q, q, q, q, q, w1=2, w2=None)
+    with pytest.raises(ValueError, match="w1"):
+        kernel_attention(q, q, q, q, q, w1=2.5, w2=2)
     with pytest.raises(ValueError, match="dtype"):
         kernel_attention(q, q.double(), q, q, q, w1=2, w2=2)
+    with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
+        kernel_attention(*(q.double(),) * 5, w1=2, w2=2)
+    for bad in (float("nan"), float("inf"), "0.5"):
+        with pytest.raises(ValueError, match="scale"):
+            kernel_attention(q, q, q, q, q, w1=2, w2=2, scale=bad)
+    with pytest.raises(ValueError, match="q"):
+        kernel_attention(q[0], q, q, q, q, w1=2, w2=2)
+
+
+def test_custom_ops_check_their_inputs():
+    # torch.ops makes the ops reachable without the public function: they check shapes too.
+    q = torch.randn(1, 4, 4, 16, device=DEV)
+    kv3 = torch.randn(1, 4, 3, 16, device=DEV)
+    with pytest.raises(ValueError, match="multiple"):
+        torch.ops.simplex_lib.two_simplicial_fwd(q, kv3, kv3, kv3, kv3, 2, 2, 0.25)
+    with pytest.raises(ValueError, match="lse"):
+        torch.ops.simplex_lib.two_simplicial_bwd(q, q, q, q, q, q, q, q[..., :3], 2, 2, 0.25)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU path")
 def test_cpu_without_interpreter_says_what_to_do(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    assert not interpreting()
+    assert not C.interpreting()
     x = torch.randn(1, 4, 1, 16)
     with pytest.raises(ValueError, match='backend="reference"'):
         kernel_attention(x, x, x, x, x, w1=2, w2=2)
@@ -136,56 +192,79 @@ def test_custom_op_has_fake_implementations():
     assert [g.shape for g in grads] == [q.shape] + [kv.shape] * 4
 
 
-@pytest.mark.parametrize("jp", [2])
-def test_ring_kernel_several_long_rows_per_step(gen, jp):
-    # The ring kernel can stack `jp` long-window rows per step; the gradients must not change.
-    import dataclasses
-
-    from simplex_lib.kernels import backward as K_bwd
-    from simplex_lib.kernels import forward as K_fwd
-    from simplex_lib.kernels.configs import bwd_config
-
-    B, N, Hq, Hkv, D, w1, w2 = 1, 20, 32, 2, 16, 5, 3
-    x64 = _inputs(gen, B, N, Hq, Hkv, D)
-    xs = [t.to(DEV, torch.float32) for t in x64]
-    scale = D ** -0.5
-    o, lse = K_fwd.forward(*xs, w1, w2, scale)
-    do = torch.randn(o.shape, generator=gen, dtype=torch.float64)
-    cfg = dataclasses.replace(bwd_config(D, Hq // Hkv, w1, w2), ring_jp=jp)
-    assert K_bwd.use_ring(xs[0], xs[1], w2, cfg)
-    got = K_bwd.backward(do.to(DEV, torch.float32), *xs, o, lse, w1, w2, scale, cfg)
-    xr = [t.clone().requires_grad_() for t in x64]
-    want = torch.autograd.grad(reference_attention(*xr, w1=w1, w2=w2), xr, do)
-    for g, w in zip(got, want):
-        assert ((g.double().cpu() - w).norm() / w.norm()) < 2e-5
+def test_configs_fit_the_shared_memory(monkeypatch):
+    # Configurations as on a GPU (not the interpreter's 16-wide blocks).
+    monkeypatch.setattr(C, "interpreting", lambda: False)
+    h200 = 232448
+    # Chapter 9's failure: fp32, D = 128, the key tile of 128 rows needed 264192 bytes.
+    assert C.kv_smem_bytes(128, 64, 128, 4) > h200
+    for D in SUPPORTED_HEAD_DIMS:
+        for elem in (2, 4):
+            for G in (1, 4, 64):
+                for w1, w2 in ((512, 32), (128, 128), (16, 16), (3, 40)):
+                    b = C.bwd_configs(D, G, w1, w2, elem, h200)[0]
+                    assert C.bwd_smem_bytes(b, D, elem) <= h200, (D, elem, G, w1, w2, b)
+                    f = C.fwd_configs(D, G, w1, elem, h200)[0]
+                    assert C.fwd_smem_bytes(f, D, elem) <= h200, (D, elem, G, w1, f)
+    # bf16 at the headline shape keeps the fastest configuration; fp32 shrinks only the key tile
+    assert C.bwd_configs(128, 64, 512, 32, 2, h200)[0] == C.bwd_config(128, 64, 512, 32)
+    fp32 = C.bwd_configs(128, 64, 512, 32, 4, h200)[0]
+    assert (fp32.BLOCK_A, fp32.BLOCK_M) == (64, 64)
+    # a device with 100 KB still gets a configuration
+    assert C.bwd_smem_bytes(C.bwd_configs(128, 1, 512, 32, 4, 100 * 1024)[0], 128, 4) <= 100 * 1024
 
 
-def test_bench_flop_conventions_and_plots(tmp_path):
-    # The benchmark's FLOP counts (PERFORMANCE.md) and its plots, on made-up records (no GPU).
-    import matplotlib
+def test_out_of_resources_steps_down_and_remembers(monkeypatch):
+    from triton.runtime.errors import OutOfResources
 
-    matplotlib.use("Agg")
-    from simplex_lib import bench
+    tried = []
 
-    F = bench.simplicial_flops(2, 64, 8192, 128, 512, 32)
-    assert F == 4 * 2 * 64 * 8192 * 128 * 512 * 32
-    assert bench.simplicial_flops(2, 64, 8192, 128, 512, 32, "bwd") == 2.5 * F
-    assert bench.dot_flops(1, 16, 16384, 128) == 4 * 16 * 16384**2 * 128 / 2
-    # 512x32 costs what causal dot attention costs at 32k (GEMM count) or 48k (paper's count)
-    assert bench.equal_flops_context(512, 32) == 32768
-    assert bench.equal_flops_context(512, 32, elementwise=True) == 49152
-    recs = []
-    for mode in ("fwd", "bwd"):
-        for N in (4096, 8192):
-            B = 16384 // N
-            recs.append(dict(group="kernel", mode=mode, B=B, N=N, Hq=64, Hkv=1, D=128, w1=512, w2=32,
-                             ms=10.0, tflops=400.0))
-            n_eq = int(round((2 * N * 512 * 32) ** 0.5))
-            recs.append(dict(group="sdpa", mode=mode, B=B, N=n_eq, Hq=64, Hkv=64, D=128, ms=5.0,
-                             tflops=500.0, paired_with=[512, 32]))
-        recs.append(dict(group="table1", mode=mode, B=2, N=8192, Hq=64, Hkv=1, D=128, w1=256, w2=64,
-                         ms=20.0, tflops=440.0))
-    res = {"meta": {"gpu": "test"}, "records": recs}
-    paths = bench.plot_results(res, str(tmp_path))
-    assert [p.split("/")[-1] for p in paths] == ["kernel_tflops.png", "table1_latency.png"]
-    bench.print_table(res)
+    def launch(cfg):
+        tried.append(cfg)
+        if cfg > 16:
+            raise OutOfResources(cfg * 1000, 16000, "shared memory")
+        return cfg
+
+    monkeypatch.setattr(C, "_CHOSEN", {})
+    assert C.launch_with_fallback("k", [64, 32, 16], launch) == 16
+    assert tried == [64, 32, 16]
+    tried.clear()
+    assert C.launch_with_fallback("k", [64, 32, 16], launch) == 16 and tried == [16]
+    with pytest.raises(OutOfResources):
+        C.launch_with_fallback("other", [64, 32], launch)
+
+
+@pytest.mark.fuzz
+def test_fuzz_bad_inputs(gen):
+    """Random shapes and values: a ValueError naming an argument, or the reference's result."""
+    names = ("q", "k1", "k2", "v1", "v2", "w1", "w2", "scale", "head_dim", "multiple", "heads")
+
+    def draw(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+
+    for _ in range(6):
+        B, N, Hkv, D = draw(0, 2), draw(0, 9), draw(1, 3), (16, 8, 32, 0)[draw(0, 3)]
+        Hq = Hkv * draw(1, 3) + (draw(0, 4) == 0)
+        shapes = [[B, N, Hq, D]] + [[B, N, Hkv, D] for _ in range(4)]
+        if draw(0, 3) == 0:  # one tensor with a wrong size somewhere
+            shapes[draw(0, 4)][draw(0, 3)] += 1
+        x = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+        w1 = (draw(-1, 12), None)[draw(0, 5) == 0]
+        w2 = draw(-1, 12)
+        scale = (None, 0.3, float("nan"), -2.0)[draw(0, 3)]
+        try:
+            out = kernel_attention(*(t.float().to(DEV) for t in x), w1=w1, w2=w2, scale=scale)
+        except ValueError as e:
+            assert any(n in str(e) for n in names), str(e)
+            continue
+        if out.numel() == 0:  # empty batch or sequence: an empty result
+            assert out.shape == x[0].shape
+            continue
+        assert_close("o", reference_attention(*x, w1=w1, w2=w2, scale=scale), out, 1e-4)
+
+
+def test_scale_default_is_inverse_sqrt_head_dim():
+    from simplex_lib.ops.two_simplicial.interface import check_scale
+
+    assert check_scale(None, 64) == 1 / math.sqrt(64)
+    assert check_scale(2, 64) == 2.0

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from simplex_lib.determinant import det_logits, determinant_attention
-from simplex_lib.kernels.determinant import det_trilinear_operands, determinant_attention_triton
+from simplex_lib.ops.determinant.triton import det_trilinear_operands, determinant_attention_triton
 from simplex_lib.reference import two_simplicial_logits
+from simplex_lib.testing import assert_close, assert_gradients_close
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -34,20 +35,17 @@ def test_operands_reproduce_det_logits(gen, Hq, Hkv, D):
 def test_matches_determinant_reference(gen, N, Hq, Hkv, D, w1, w2):
     x64 = [torch.randn(1, N, Hq, D, generator=gen, dtype=torch.float64)]
     x64 += [torch.randn(1, N, Hkv, D, generator=gen, dtype=torch.float64) for _ in range(4)]
-    xs = [t.to(DEV, torch.float32).requires_grad_(True) for t in x64]
-    xr = [t.clone().requires_grad_(True) for t in x64]
-    out = determinant_attention_triton(*xs, w1=w1, w2=w2)
-    ref = determinant_attention(*xr, w1=w1, w2=w2)
-    assert out.shape == ref.shape and out.dtype == torch.float32
-    assert (out.double().cpu() - ref).norm() / ref.norm() < 2e-5
-    do = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
-    got = torch.autograd.grad(out, xs, do.to(DEV, torch.float32))
-    want = torch.autograd.grad(ref, xr, do)
-    for name, g, w in zip(("dq", "dk1", "dk2", "dv1", "dv2"), got, want):
-        diff = g.double().cpu() - w
-        # With N = 1 the exact dq, dk1, dk2 vanish and only fp32 rounding is left: absolute check.
-        vanishes = w.abs().max() < 1e-12
-        assert diff.norm() / w.norm().clamp_min(1e-12) < 2e-5 or (vanishes and diff.abs().max() < 1e-4), name
+    assert_gradients_close(lambda *x: determinant_attention_triton(*x, w1=w1, w2=w2),
+                           lambda *x: determinant_attention(*x, w1=w1, w2=w2), x64,
+                           names=("q", "k1", "k2", "v1", "v2"), tol=2e-5, device=DEV, generator=gen)
+
+
+def test_second_derivative_is_refused(gen):
+    x = [torch.randn(1, 5, 2, 6, generator=gen, device=DEV).requires_grad_() for _ in range(5)]
+    out = determinant_attention_triton(*x, w1=3, w2=2)
+    (g,) = torch.autograd.grad(out.square().sum(), x[0], create_graph=True)
+    with pytest.raises(RuntimeError, match="(?i)derivative|autograd|differentiate"):
+        torch.autograd.grad(g.sum(), x[1])
 
 
 def test_errors():
@@ -60,6 +58,10 @@ def test_errors():
     q = torch.randn(1, 4, 1, 6)
     with pytest.raises(ValueError, match="w1"):
         determinant_attention_triton(q, q, q, q, q, w1=0, w2=2)
+    with pytest.raises(ValueError, match="scale"):
+        determinant_attention_triton(q, q, q, q, q, w1=2, w2=2, scale=float("nan"))
+    with pytest.raises(ValueError, match="dtype"):
+        determinant_attention_triton(q, q.double(), q, q, q, w1=2, w2=2)
 
 
 @pytest.mark.gpu
@@ -70,5 +72,26 @@ def test_gpu_bf16_large():
     x64 += [torch.randn(B, N, Hkv, D, generator=g, dtype=torch.float64) * 0.5 for _ in range(4)]
     out = determinant_attention_triton(*(t.cuda().bfloat16() for t in x64), w1=128, w2=16)
     ref = determinant_attention(*(t[:, :256] for t in x64), w1=128, w2=16)  # the first 256 queries
-    err = (out[:, :256].double().cpu() - ref).norm() / ref.norm()
-    assert err < 2e-2, err
+    assert_close("o", ref, out[:, :256], 2e-2)
+
+
+@pytest.mark.fuzz
+def test_fuzz_bad_inputs(gen):
+    """Random shapes, windows and scales: a ValueError naming an argument, or the reference."""
+    def draw(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+
+    for _ in range(5):
+        B, N, Hkv, D = draw(1, 2), draw(1, 7), draw(1, 2), (3, 6, 4, 66)[draw(0, 3)]
+        Hq = Hkv * draw(1, 2) + (draw(0, 3) == 0)
+        x64 = [torch.randn(B, N, Hq, D, generator=gen, dtype=torch.float64)]
+        x64 += [torch.randn(B, N, Hkv, D, generator=gen, dtype=torch.float64) for _ in range(4)]
+        w1, w2 = draw(0, 8), draw(1, 8)
+        scale = (None, 0.5, float("inf"))[draw(0, 2)]
+        try:
+            out = determinant_attention_triton(*(t.float().to(DEV) for t in x64), w1=w1, w2=w2,
+                                               scale=scale)
+        except ValueError as e:
+            assert any(n in str(e) for n in ("head_dim", "w1", "scale", "q", "multiple")), str(e)
+            continue
+        assert_close("o", determinant_attention(*x64, w1=w1, w2=w2, scale=scale), out, 1e-4)

@@ -1,4 +1,4 @@
-"""Top-k Triton kernels (simplex_lib.kernels.topk) against the float64 reference.
+"""Top-k Triton kernels (simplex_lib.ops.topk) against the float64 reference.
 
 Under TRITON_INTERPRET=1 (set by conftest without CUDA), fp32, tiny shapes; on a GPU machine the
 same tests run the compiled kernels. Every check compares the output and all five gradients
@@ -8,8 +8,11 @@ with :func:`simplex_lib.sparsity.topk_two_simplicial_attention` in float64.
 import pytest
 import torch
 
-from simplex_lib.kernels.topk import topk_flops, topk_two_simplicial_attention_triton as topk_kernel
+from simplex_lib.ops.topk import topk_two_simplicial_attention_triton as topk_kernel
+from simplex_lib.sparsity import previous_layer_topk
 from simplex_lib.sparsity import topk_two_simplicial_attention as topk_reference
+from simplex_lib.testing import assert_close, assert_gradients_close
+from simplex_lib.timing import topk_flops
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -31,24 +34,12 @@ def _inputs(gen, B, N, Hq, Hkv, D):
 
 
 def _check(gen, x64, idx, idx2=None, scale=None, tol=2e-5):
-    xs = [t.to(DEV, torch.float32).requires_grad_() for t in x64]
-    xr = [t.clone().requires_grad_() for t in x64]
-    out = topk_kernel(*xs, idx.to(DEV), idx2=None if idx2 is None else idx2.to(DEV), scale=scale)
-    ref = topk_reference(*xr, idx, idx2=idx2, scale=scale)
-    assert out.shape == ref.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
-    err = (out.double().cpu() - ref).norm() / ref.norm().clamp_min(1e-12)
-    assert err < tol or (out.double().cpu() - ref).abs().max() < 1e-6, f"output rel. error {err:.2e}"
-    do = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
-    got = torch.autograd.grad(out, xs, do.to(DEV, torch.float32))
-    want = torch.autograd.grad(ref, xr, do)
-    for name, g, w in zip(("dq", "dk1", "dk2", "dv1", "dv2"), got, want):
-        assert g.shape == w.shape and torch.isfinite(g).all(), name
-        e = (g.double().cpu() - w).norm() / w.norm().clamp_min(1e-12)
-        # Where every query sees a single pair, P = 1 and dS = dP - Delta = 0: the exact dq, dk1,
-        # dk2 vanish and only fp32 rounding of O(1) terms that cancel is left (seen up to 1.5e-6).
-        vanishes = w.abs().max() < 1e-12
-        assert e < tol or (vanishes and (g.double().cpu() - w).abs().max() < 1e-4), \
-            f"{name} rel. error {e:.2e}"
+    """Kernel (fp32) vs the float64 reference: output and the five gradients."""
+    i1, i2 = idx.to(DEV), None if idx2 is None else idx2.to(DEV)
+    assert_gradients_close(
+        lambda *x: topk_kernel(*x, i1, idx2=i2, scale=scale),
+        lambda *x: topk_reference(*x, idx, idx2=idx2, scale=scale),
+        x64, names=("q", "k1", "k2", "v1", "v2"), tol=tol, device=DEV, generator=gen)
 
 
 @pytest.mark.parametrize(
@@ -100,16 +91,81 @@ def test_flops_convention():
 def test_errors(gen):
     x = _inputs(gen, 1, 5, 2, 1, 16)
     xf = [t.float().to(DEV) for t in x]
-    idx = random_idx(gen, 1, 5, 1, 2)
+    idx = random_idx(gen, 1, 5, 1, 2).to(DEV)
     with pytest.raises(ValueError, match="dtype"):
-        topk_kernel(xf[0], xf[1].double(), *xf[2:], idx.to(DEV))
+        topk_kernel(xf[0], xf[1].double(), *xf[2:], idx)
     with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
-        topk_kernel(*[t.double().to(DEV) for t in x], idx.to(DEV))
+        topk_kernel(*[t.double().to(DEV) for t in x], idx)
     bad = idx.clone()
     bad[0, 1, 0, 0] = 4                     # a future key
     with pytest.raises(ValueError, match="future"):
-        topk_kernel(*xf, bad.to(DEV))
+        topk_kernel(*xf, bad)
     with pytest.raises(ValueError, match="idx2"):
-        topk_kernel(*xf, idx.to(DEV), idx2=idx[:, :4].to(DEV))
+        topk_kernel(*xf, idx, idx2=idx[:, :4])
     with pytest.raises(ValueError, match="heads"):
-        topk_kernel(xf[0], xf[1][:, :, :0], *xf[2:], idx.to(DEV))
+        topk_kernel(xf[0], xf[1][:, :, :0], *xf[2:], idx)
+    with pytest.raises(ValueError, match="multiple"):  # Hq = 2, Hkv = 3
+        topk_kernel(xf[0], *(t.expand(1, 5, 3, 16) for t in xf[1:]), idx)
+    with pytest.raises(ValueError, match="idx .*integer"):
+        topk_kernel(*xf, idx.float())
+    with pytest.raises(ValueError, match="idx .*outside"):
+        topk_kernel(*xf, idx - 2)
+    with pytest.raises(ValueError, match="idx .*twice"):
+        topk_kernel(*xf, torch.zeros_like(idx))
+    with pytest.raises(ValueError, match="idx .*heads"):
+        topk_kernel(*xf, idx.expand(1, 5, 3, 2))
+    with pytest.raises(ValueError, match="idx"):
+        topk_kernel(*xf, idx[0])
+    with pytest.raises(ValueError, match="scale"):
+        topk_kernel(*xf, idx, scale=float("inf"))
+
+
+def test_index_exactly_as_previous_layer_topk_returns_it(gen):
+    # int64, one head for all, [B, N, 1, k], as issue 12's segfault used it: a correct result.
+    x64 = _inputs(gen, 2, 9, 4, 2, 16)
+    idx = previous_layer_topk(x64[0], x64[1], 3)
+    assert idx.dtype == torch.int64 and idx.shape == (2, 9, 1, 3)
+    _check(gen, x64, idx)
+    # a non-contiguous view and a narrower integer type give the same result
+    xs = [t.float().to(DEV) for t in x64]
+    want = topk_kernel(*xs, idx.to(DEV))
+    odd = idx.to(torch.int16).transpose(0, 1).contiguous().transpose(0, 1)
+    assert not odd.is_contiguous()
+    assert torch.equal(topk_kernel(*xs, odd.to(DEV)), want)
+
+
+def test_second_derivative_is_refused(gen):
+    x = [t.float().to(DEV).requires_grad_() for t in _inputs(gen, 1, 5, 2, 1, 16)]
+    idx = random_idx(gen, 1, 5, 1, 3).to(DEV)
+    out = topk_kernel(*x, idx)
+    (g,) = torch.autograd.grad(out.square().sum(), x[0], create_graph=True)
+    with pytest.raises(RuntimeError, match="(?i)differentiate|derivative"):
+        torch.autograd.grad(g.sum(), x[1])
+
+
+@pytest.mark.parametrize("B,N", [(0, 4), (1, 0)])
+def test_empty_batch_or_sequence(B, N):
+    q = torch.randn(B, N, 2, 16, device=DEV, requires_grad=True)
+    kv = [torch.randn(B, N, 1, 16, device=DEV, requires_grad=True) for _ in range(4)]
+    idx = torch.zeros(B, N, 1, 2, dtype=torch.int64, device=DEV) - 1
+    out = topk_kernel(q, *kv, idx)
+    assert out.shape == q.shape
+    grads = torch.autograd.grad(out.sum(), [q, *kv])
+    assert [g.shape for g in grads] == [q.shape] + [kv[0].shape] * 4
+
+
+@pytest.mark.fuzz
+def test_fuzz_bad_indices(gen):
+    """Random index tensors: a ValueError naming idx, or the reference's result."""
+    x64 = _inputs(gen, 1, 7, 2, 1, 16)
+    xs = [t.float().to(DEV) for t in x64]
+    for _ in range(8):
+        k = int(torch.randint(1, 5, (1,), generator=gen))
+        h = (1, 2, 3)[int(torch.randint(0, 3, (1,), generator=gen))]
+        idx = torch.randint(-2, 8, (1, 7, h, k), generator=gen)
+        try:
+            out = topk_kernel(*xs, idx.to(DEV))
+        except ValueError as e:
+            assert "idx" in str(e), str(e)
+            continue
+        assert_close("o", topk_reference(*x64, idx), out, 2e-5)

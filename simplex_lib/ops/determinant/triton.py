@@ -28,11 +28,17 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_qkv, default_scale
-from ..determinant import _check_head_dim3
-from .op import SUPPORTED_HEAD_DIMS, two_simplicial_attention
+from simplex_lib._checks import check_qkv
+from simplex_lib.ops.two_simplicial.interface import (SUPPORTED_HEAD_DIMS, check_scale,
+                                                      two_simplicial_attention)
 
 __all__ = ["det_trilinear_operands", "determinant_attention_triton"]
+
+
+def _check_chunks(head_dim: int) -> None:
+    if head_dim % 3 != 0:
+        raise ValueError(f"head_dim must be a multiple of 3 for determinant logits (3-chunks), "
+                         f"got head_dim={head_dim}")
 
 
 def _rotate_chunks(t: torch.Tensor, s: int) -> torch.Tensor:
@@ -64,7 +70,7 @@ def det_trilinear_operands(q, k1, k2):
     True
     """
     check_qkv(q, {"k1": k1, "k2": k2})
-    _check_head_dim3(q.shape[-1])
+    _check_chunks(q.shape[-1])
     q2 = torch.cat([q, q], dim=-1)
     k1_2 = torch.cat([_rotate_chunks(k1, 1), _rotate_chunks(k1, 2)], dim=-1)
     k2_2 = torch.cat([_rotate_chunks(k2, 2), -_rotate_chunks(k2, 1)], dim=-1)
@@ -92,7 +98,14 @@ def determinant_attention_triton(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=N
 
     Returns
     -------
-    Tensor ``[batch, seq, Hq, head_dim]`` in ``q``'s dtype.
+    Tensor ``[batch, seq, Hq, head_dim]`` in ``q``'s dtype, differentiable once (a second
+    derivative raises, as for the trilinear kernels).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, as :func:`two_simplicial_attention` does, and for a head_dim that is
+        not a multiple of 3 or above half the largest kernel head dimension.
 
     Examples
     --------
@@ -102,14 +115,14 @@ def determinant_attention_triton(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=N
     """
     check_qkv(q, {"k1": k1, "k2": k2, "v1": v1, "v2": v2})
     D = q.shape[-1]
-    _check_head_dim3(D)
+    _check_chunks(D)
     width = next((d for d in SUPPORTED_HEAD_DIMS if d >= 2 * D), None)
     if width is None:
         raise ValueError(
             f"head_dim must be at most {max(SUPPORTED_HEAD_DIMS) // 2} for the determinant kernels "
             f"(they run at twice the head dimension), got {D}"
         )
-    s = default_scale(D, scale)
+    s = check_scale(scale, D)
     q2, k1_2, k2_2 = (_pad_last(t, width) for t in det_trilinear_operands(q, k1, k2))
     o = two_simplicial_attention(q2, k1_2, k2_2, _pad_last(v1, width), _pad_last(v2, width),
                                  w1=w1, w2=w2, scale=s)

@@ -15,9 +15,7 @@ Windows follow the book's convention: query ``i`` sees key ``j`` iff ``i - w < j
 
 from __future__ import annotations
 
-import inspect
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +31,6 @@ __all__ = [
     "online_softmax",
     "chunk_key_range",
     "key_writers",
-    "source_between",
 ]
 
 
@@ -361,23 +358,3 @@ def key_writers(n: int, chunk: int, w: int) -> dict:
         for k in chunk_key_range(c0, chunk, w, n):
             out[f"stage{c % 2}"][k] += 1
     return out
-
-
-def source_between(obj, start: str | None = None, end: str | None = None) -> str:
-    """Source of ``obj`` from the first line matching ``start`` up to the line before ``end``.
-
-    Chapters show library code in pieces with prose between them. The markers are regular
-    expressions; a marker that no longer matches (the code changed) falls back to the start or
-    end of the source, so the chapter keeps building and still shows the real code. A Triton
-    ``@jit`` function is unwrapped to its Python function.
-
-    Examples
-    --------
-    >>> print(source_between(chunk_key_range, r"return", None).strip())
-    return range(max(c0 - w + 1, 0), min(c0 + chunk, n))
-    """
-    fn = getattr(obj, "fn", obj)
-    lines = inspect.getsource(fn).splitlines()
-    a = next((i for i, s in enumerate(lines) if start and re.search(start, s)), 0)
-    b = next((i for i, s in enumerate(lines) if end and i > a and re.search(end, s)), len(lines))
-    return "\n".join(lines[a:b])

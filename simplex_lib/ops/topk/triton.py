@@ -1,0 +1,377 @@
+"""Triton kernels for top-k 2-simplicial attention with gathered key indices.
+
+Each query row ``(b, i, h)`` attends to the ``kA x kB`` pairs formed by its selected rows
+``idx[b, i, h]`` of K1/V1 and ``idx2[b, i, h]`` of K2/V2 (``-1`` = empty slot); same semantics as
+the masked float64 reference ``simplex_lib.sparsity.topk_two_simplicial_attention``.
+
+For one query the trilinear logits are a *bilinear* form with ``diag(q)`` in the middle,
+``S[k, j] = sum_d (k2_k,d * q_d) * k1_j,d``, i.e. ``S = (K2 * q) @ K1^T``: a matrix product
+between the two gathered key tiles. So one program per query row runs ordinary GEMMs on its own
+gathered tiles, with an online softmax over the ``(k, j)`` blocks. Queries do not share their
+selections, so nothing is masked away except empty slots.
+
+The backward recomputes ``P`` from the saved base-2 log-sum-exp. ``dq`` is owned by the query's
+program; the key/value gradients of a position are sums over every query that selected it (an
+arbitrary set), so they are accumulated with fp32 atomic adds into per-KV-head buffers (this
+also sums the GQA group). Unlike the windowed backward, the result is therefore not bitwise
+deterministic on a GPU.
+
+Names follow the windowed kernels' convention (``b_`` blocks, ``p_`` pointers, ``o_`` offsets,
+``m_`` masks, ``i_`` program ids).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from simplex_lib._checks import check_qkv
+from simplex_lib.ops.two_simplicial.configs import (interpreting, launch_with_fallback,
+                                                    max_shared_memory)
+from simplex_lib.ops.two_simplicial.forward import LOG2E, precision
+from simplex_lib.ops.two_simplicial.interface import check_kernel_inputs, check_scale
+
+__all__ = ["topk_two_simplicial_attention_triton", "check_topk_index"]
+
+
+@triton.jit
+def _gather(X1, X2, IDX, o_idx, o_slot, K, o_kv, stride_kn, o_d, m_d):
+    """Gather the selected rows ``IDX[o_idx + o_slot]`` of two tensors sharing one selection.
+
+    Returns ``(b_x1, b_x2, m_sel, o_rows)``: the rows ``[BLOCK, BLOCK_D]`` (zeros for empty
+    slots), which slots hold a key, and the rows' offsets (for atomic adds into gradients).
+    """
+    b_idx = tl.load(IDX + o_idx + o_slot, mask=o_slot < K, other=-1)  # [BLOCK]
+    m_sel = b_idx >= 0
+    o_rows = o_kv + b_idx[:, None] * stride_kn + o_d[None, :]  # [BLOCK, BLOCK_D]
+    m_rows = m_sel[:, None] & m_d[None, :]
+    b_x1 = tl.load(X1 + o_rows, mask=m_rows, other=0.0)
+    b_x2 = tl.load(X2 + o_rows, mask=m_rows, other=0.0)
+    return b_x1, b_x2, m_sel, o_rows
+
+
+@triton.jit
+def _topk_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
+                     stride_qb, stride_qn, stride_qh,
+                     stride_kb, stride_kn, stride_kh,
+                     N, Hq, G, D, KA, KB, qk_scale,
+                     BLOCK_D: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr,
+                     PREC: tl.constexpr):
+    """Forward of top-k 2-simplicial attention; saves the base-2 log-sum-exp.
+
+    Grid: ``(N, B * Hq)``. One program owns one query row ``(b, i, h)`` and writes its ``O`` and
+    ``LSE``. It walks the ``kB`` selected K2/V2 rows in blocks of ``BLOCK_B`` (outer loop) and
+    the ``kA`` selected K1/V1 rows in blocks of ``BLOCK_A`` (inner loop). Per step:
+    ``a = K2_blk * q`` (CUDA cores), ``S = a @ K1_blk^T`` ``[BLOCK_B, BLOCK_A]`` (tensor cores),
+    the online softmax over all entries, and ``acc += sum_k ((P @ V1_blk) * V2_blk)[k]``.
+    FLOPs (tensor cores): ``4 * B * Hq * N * D * kA * kB``, plus
+    ``B * Hq * N * D * kB * kA / BLOCK_A`` elementwise multiplies.
+    """
+    i_n, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // Hq, i_bh % Hq
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    o_q = i_b * stride_qb + i_n * stride_qn + i_h * stride_qh
+    b_qs = tl.load(Q + o_q + o_d, mask=m_d, other=0.0).to(tl.float32) * qk_scale  # [BLOCK_D]
+    o_kv = i_b * stride_kb + (i_h // G) * stride_kh
+    i_row = (i_b * N + i_n) * Hq + i_h
+    DT = K1.dtype.element_ty
+
+    b_m = tl.zeros([], tl.float32) + float("-inf")  # running maximum of the whole row
+    b_l = tl.zeros([], tl.float32)
+    b_acc = tl.zeros([BLOCK_D], tl.float32)
+    for b0 in range(0, KB, BLOCK_B):
+        b_k2, b_v2, m_b, _ = _gather(K2, V2, IB, i_row * KB + b0, tl.arange(0, BLOCK_B), KB - b0,
+                                     o_kv, stride_kn, o_d, m_d)
+        b_a = (b_k2.to(tl.float32) * b_qs[None, :]).to(DT)  # [BLOCK_B, BLOCK_D]
+        b_v2 = b_v2.to(tl.float32)
+        for a0 in range(0, KA, BLOCK_A):
+            b_k1, b_v1, m_a, _ = _gather(K1, V1, IA, i_row * KA + a0, tl.arange(0, BLOCK_A), KA - a0,
+                                         o_kv, stride_kn, o_d, m_d)
+            b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)  # [BLOCK_B, BLOCK_A]
+            b_s = tl.where(m_b[:, None] & m_a[None, :], b_s, float("-inf"))
+            # -- online softmax with one (scalar) maximum and normaliser for the row
+            b_m_new = tl.maximum(b_m, tl.max(tl.max(b_s, 1), 0))
+            b_ref = tl.where(b_m_new == float("-inf"), 0.0, b_m_new)  # all masked so far: zeros
+            b_alpha = tl.math.exp2(b_m - b_ref)
+            b_p = tl.math.exp2(b_s - b_ref)
+            b_l = b_l * b_alpha + tl.sum(tl.sum(b_p, 1), 0)
+            b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)  # [BLOCK_B, BLOCK_D]
+            b_acc = b_acc * b_alpha + tl.sum(b_pv * b_v2, 0)
+            b_m = b_m_new
+    b_l = tl.where(b_l > 0, b_l, 1.0)
+    tl.store(O + o_q + o_d, (b_acc / b_l).to(O.dtype.element_ty), mask=m_d)
+    tl.store(LSE + i_row, b_m + tl.math.log2(b_l))
+
+
+@triton.jit
+def _topk_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV1, DV2,
+                     stride_qb, stride_qn, stride_qh,
+                     stride_kb, stride_kn, stride_kh,
+                     N, Hq, G, D, KA, KB, qk_scale, scale,
+                     BLOCK_D: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr,
+                     PREC: tl.constexpr):
+    """Backward of top-k 2-simplicial attention: all five gradients.
+
+    Grid: ``(N, B * Hq)``, as the forward. One program owns ``dq`` of its query row; key/value
+    gradients are fp32 buffers ``[B, N, Hkv, D]`` shared by all programs (atomic adds, which also
+    sum the GQA groups). Per step it recomputes ``P = exp2(S - LSE)`` (one GEMM) and
+    ``dP = (V2 * do) @ V1^T`` (one GEMM), forms ``dS = P * (dP - Delta)``, and computes
+    ``dq += sum_k ((dS @ K1) * K2)[k]``, ``dK1 += dS^T @ (K2 * q)``, ``dV1 += P^T @ (V2 * do)``,
+    ``dK2 += dS @ (K1 * q)``, ``dV2 += (P @ V1) * do`` (the last two kept in registers over the
+    inner loop). FLOPs (tensor cores): ``12 * B * Hq * N * D * kA * kB`` (six GEMMs per step).
+    """
+    i_n, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // Hq, i_bh % Hq
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    o_q = i_b * stride_qb + i_n * stride_qn + i_h * stride_qh
+    b_qs = tl.load(Q + o_q + o_d, mask=m_d, other=0.0).to(tl.float32) * qk_scale  # [BLOCK_D]
+    b_do = tl.load(DO + o_q + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BLOCK_D]
+    i_row = (i_b * N + i_n) * Hq + i_h
+    b_lse = tl.load(LSE + i_row)
+    b_delta = tl.load(DELTA + i_row)
+    o_kv = i_b * stride_kb + (i_h // G) * stride_kh
+    DT = K1.dtype.element_ty
+
+    b_dq = tl.zeros([BLOCK_D], tl.float32)
+    for b0 in range(0, KB, BLOCK_B):
+        b_k2, b_v2, m_b, o_rb = _gather(K2, V2, IB, i_row * KB + b0, tl.arange(0, BLOCK_B),
+                                        KB - b0, o_kv, stride_kn, o_d, m_d)
+        m_rb = m_b[:, None] & m_d[None, :]
+        b_k2 = b_k2.to(tl.float32)
+        b_a = (b_k2 * b_qs[None, :]).to(DT)  # [BLOCK_B, BLOCK_D]
+        b_dov2 = (b_v2.to(tl.float32) * b_do[None, :]).to(DT)  # [BLOCK_B, BLOCK_D]
+        b_dk2 = tl.zeros([BLOCK_B, BLOCK_D], tl.float32)
+        b_dv2 = tl.zeros([BLOCK_B, BLOCK_D], tl.float32)
+        for a0 in range(0, KA, BLOCK_A):
+            b_k1, b_v1, m_a, o_ra = _gather(K1, V1, IA, i_row * KA + a0, tl.arange(0, BLOCK_A),
+                                            KA - a0, o_kv, stride_kn, o_d, m_d)
+            m_ra = m_a[:, None] & m_d[None, :]
+            # -- recompute P and dP
+            b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC) - b_lse  # [BLOCK_B, BLOCK_A]
+            b_p = tl.math.exp2(tl.where(m_b[:, None] & m_a[None, :], b_s, float("-inf")))
+            b_dp = tl.dot(b_dov2, tl.trans(b_v1), input_precision=PREC)  # [BLOCK_B, BLOCK_A]
+            b_ds = (b_p * (b_dp - b_delta)).to(DT)
+            # -- dq in registers; dK1, dV1 of the gathered rows by atomic adds
+            b_dq += tl.sum(tl.dot(b_ds, b_k1, input_precision=PREC) * b_k2, 0)
+            b_dk1 = tl.dot(tl.trans(b_ds), b_a, input_precision=PREC)  # [BLOCK_A, BLOCK_D]
+            b_dv1 = tl.dot(tl.trans(b_p.to(DT)), b_dov2, input_precision=PREC)  # [BLOCK_A, BLOCK_D]
+            # `b_a` carried scale * log2(e); the key gradients want scale alone (x ln 2)
+            tl.atomic_add(DK1 + o_ra, b_dk1 * 0.6931471805599453, mask=m_ra)
+            tl.atomic_add(DV1 + o_ra, b_dv1, mask=m_ra)
+            b_qk1 = (b_k1.to(tl.float32) * b_qs[None, :]).to(DT)  # [BLOCK_A, BLOCK_D]
+            b_dk2 += tl.dot(b_ds, b_qk1, input_precision=PREC)
+            b_dv2 += tl.dot(b_p.to(DT), b_v1, input_precision=PREC) * b_do[None, :]
+        tl.atomic_add(DK2 + o_rb, b_dk2 * 0.6931471805599453, mask=m_rb)
+        tl.atomic_add(DV2 + o_rb, b_dv2, mask=m_rb)
+    tl.store(DQ + o_q + o_d, (b_dq * scale).to(DQ.dtype.element_ty), mask=m_d)
+
+
+def _blocks(ka: int, kb: int, d: int) -> list:
+    """Block sizes ``(BLOCK_D, BLOCK_A, BLOCK_B)``, fastest first: powers of two >= 16 (for
+    ``tl.dot``), at most 64 keys per block; smaller key blocks follow as fallbacks."""
+    bd = max(16, triton.next_power_of_2(d))
+    ba = min(64, max(16, triton.next_power_of_2(ka)))
+    bb = min(64 if bd <= 64 else 32, max(16, triton.next_power_of_2(kb)))
+    out = [(bd, ba, bb)]
+    while ba > 16 or bb > 16:
+        ba, bb = max(16, ba // 2), max(16, bb // 2)
+        out.append((bd, ba, bb))
+    return out
+
+
+def _smem_bytes(blocks, elem: int) -> int:
+    """Shared memory of the backward (the larger kernel): the gathered K1/V1 rows and ``K1 * q``
+    ``[BLOCK_A, BLOCK_D]``, the K2-side operands ``[BLOCK_B, BLOCK_D]`` and ``P``, ``dS``."""
+    bd, ba, bb = blocks
+    return elem * (3 * ba * bd + 2 * bb * bd + 2 * ba * bb) + 4096
+
+
+def _candidates(q, ka: int, kb: int) -> list:
+    cands = _blocks(ka, kb, q.shape[-1])
+    smem = max_shared_memory(q.device)
+    return [c for c in cands if _smem_bytes(c, q.element_size()) <= smem] or cands[-1:]
+
+
+def _forward(q, k1, k2, v1, v2, ia, ib, scale):
+    B, N, Hq, D = q.shape
+    G = Hq // k1.shape[2]
+    KA, KB = ia.shape[-1], ib.shape[-1]
+    o = torch.empty_like(q)
+    lse = torch.empty((B, N, Hq), device=q.device, dtype=torch.float32)
+
+    def launch(blocks):
+        bd, ba, bb = blocks
+        _topk_fwd_kernel[(N, B * Hq)](
+            q, k1, k2, v1, v2, ia, ib, o, lse,
+            q.stride(0), q.stride(1), q.stride(2), k1.stride(0), k1.stride(1), k1.stride(2),
+            N, Hq, G, D, KA, KB, scale * LOG2E,
+            BLOCK_D=bd, BLOCK_A=ba, BLOCK_B=bb, PREC=precision(q),
+            num_warps=4 if bd <= 64 else 8, num_stages=1,
+        )
+        return o, lse
+
+    key = ("topk_fwd", q.device, q.dtype, D, min(KA, 64), min(KB, 64))
+    return launch_with_fallback(key, _candidates(q, KA, KB), launch)
+
+
+def _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
+    B, N, Hq, D = q.shape
+    G = Hq // k1.shape[2]
+    KA, KB = ia.shape[-1], ib.shape[-1]
+    delta = (do.float() * o.float()).sum(-1).contiguous()  # [B, N, Hq]
+    dq = torch.empty_like(q)
+
+    def launch(blocks):
+        bd, ba, bb = blocks
+        grads = [torch.zeros(k1.shape, device=q.device, dtype=torch.float32) for _ in range(4)]
+        _topk_bwd_kernel[(N, B * Hq)](
+            q, k1, k2, v1, v2, ia, ib, do, lse, delta, dq, *grads,
+            q.stride(0), q.stride(1), q.stride(2), k1.stride(0), k1.stride(1), k1.stride(2),
+            N, Hq, G, D, KA, KB, scale * LOG2E, scale,
+            BLOCK_D=bd, BLOCK_A=ba, BLOCK_B=bb, PREC=precision(q),
+            num_warps=4 if bd <= 64 else 8, num_stages=1,
+        )
+        return (dq, *grads)
+
+    key = ("topk_bwd", q.device, q.dtype, D, min(KA, 64), min(KB, 64))
+    return launch_with_fallback(key, _candidates(q, KA, KB), launch)
+
+
+class _TopkFunction(torch.autograd.Function):
+    """Autograd of the top-k kernels; reached only through the checked public function.
+
+    ``apply(q, k1, k2, v1, v2, ia, ib, scale)`` with int32 contiguous indices ``[B, N, Hq, k]``
+    already validated by :func:`check_topk_index`.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k1, k2, v1, v2, ia, ib, scale):
+        dtype = q.dtype
+        xs = [t.contiguous() for t in (q, k1, k2, v1, v2)]
+        if interpreting():
+            xs = [t.float() for t in xs]  # the interpreter miscomputes bf16 dots
+        o, lse = _forward(*xs, ia, ib, scale)
+        ctx.save_for_backward(*xs, ia, ib, o, lse)
+        ctx.scale, ctx.dtypes = scale, [t.dtype for t in (q, k1, k2, v1, v2)]
+        return o.to(dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do):
+        # once_differentiable: a second derivative raises instead of silently returning 0.
+        q, k1, k2, v1, v2, ia, ib, o, lse = ctx.saved_tensors
+        do = do.contiguous().to(q.dtype)
+        grads = _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, ctx.scale)
+        grads = [g.to(dt) for g, dt in zip(grads, ctx.dtypes)]
+        return (*grads, None, None, None)
+
+
+def check_topk_index(name: str, idx, B: int, N: int, Hq: int, Hkv: int, device) -> torch.Tensor:
+    """Validate a top-k selection and return it as the kernels read it.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    idx : integer Tensor ``[B or 1, N, H, k]``
+        ``H`` in (1, ``Hkv``, ``Hq``); positions ``j <= i`` (causal), each at most once per row,
+        ``-1`` for empty slots. Any integer dtype and memory layout (as ``previous_layer_topk``
+        returns it: int64 ``[B, N, 1, k]``).
+    B, N, Hq, Hkv : int
+        The shapes of ``q`` and the key/value heads.
+    device : torch.device
+        ``q``'s device; ``idx`` must be on it.
+
+    Returns
+    -------
+    int32 contiguous Tensor ``[B, N, Hq, k]``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not an integer tensor, wrong shape, other device, positions outside
+        ``[-1, N)``, a future key, or a key selected twice.
+    """
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 4:
+        raise ValueError(f"{name} must be an integer Tensor [batch, seq, heads, k]")
+    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer positions, got {idx.dtype}")
+    if idx.device != torch.device(device):
+        raise ValueError(f"{name} is on {idx.device} but q is on {device}")
+    b, n, h, k = idx.shape
+    if b not in (1, B):
+        raise ValueError(f"{name} has batch {b} but q has batch {B}")
+    if n != N:
+        raise ValueError(f"{name} has seq {n} but q has seq {N}")
+    if h not in (1, Hkv, Hq):
+        raise ValueError(f"{name} has {h} heads; expected 1, the {Hkv} key/value heads or the "
+                         f"{Hq} query heads")
+    if k < 1:
+        raise ValueError(f"{name} must select k >= 1 keys per query, got k = {k}")
+    idx = idx.to(torch.int64)
+    if idx.numel() and ((idx < -1).any() or (idx >= N).any()):
+        raise ValueError(f"{name} holds positions outside [-1, {N}) (-1 marks an empty slot)")
+    if (idx > torch.arange(N, device=idx.device)[None, :, None, None]).any():
+        raise ValueError(f"{name} selects a future key (j > i): top-k selection must be causal")
+    srt = idx.sort(dim=-1).values
+    if ((srt[..., 1:] == srt[..., :-1]) & (srt[..., 1:] >= 0)).any():
+        raise ValueError(f"{name} selects the same key twice for one query")
+    if h != Hq and h != 1:
+        idx = idx.repeat_interleave(Hq // h, dim=2)
+    return idx.expand(B, N, Hq, k).to(torch.int32).contiguous()
+
+
+def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, scale=None):
+    """Top-k 2-simplicial attention with Triton kernels (forward and backward).
+
+    Query ``(b, i, h)`` attends to the pairs of its selected rows ``idx[b, i, h]`` of K1/V1 and
+    ``idx2[b, i, h]`` of K2/V2 (default: the same selection); ``-1`` marks an empty slot and a
+    query with no pair outputs zeros. Same semantics as the masked reference
+    ``simplex_lib.sparsity.topk_two_simplicial_attention``.
+
+    Parameters
+    ----------
+    q : Tensor ``[B, N, Hq, D]``, float16, bfloat16 or float32
+    k1, k2, v1, v2 : Tensor ``[B, N, Hkv, D]`` with ``Hq % Hkv == 0``, ``q``'s dtype and device
+    idx : integer Tensor ``[B or 1, N, H, kA]``
+        Selected positions for K1/V1 (see :func:`check_topk_index`).
+    idx2 : integer Tensor ``[B or 1, N, H, kB]``, optional
+        Selection for K2/V2; default ``idx``.
+    scale : float, optional
+        Logit scale, ``1/sqrt(D)`` by default; must be finite.
+
+    Returns
+    -------
+    Tensor ``[B, N, Hq, D]`` in ``q``'s dtype, differentiable once in ``q, k1, k2, v1, v2`` (a
+    second derivative raises). Extra memory: ``O(B * N * Hq)`` (the log-sum-exp) plus fp32
+    key/value gradient buffers. An empty batch or sequence gives an empty result.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: shapes, heads, dtypes, devices, scale or the index tensors.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from simplex_lib.sparsity import previous_layer_topk
+    >>> x = torch.randn(1, 6, 2, 16)
+    >>> idx = previous_layer_topk(x, x, 3)
+    >>> topk_two_simplicial_attention_triton(x, x, x, x, x, idx).shape  # doctest: +SKIP
+    torch.Size([1, 6, 2, 16])
+    """
+    named = {"k1": k1, "k2": k2, "v1": v1, "v2": v2}
+    group = check_qkv(q, named)
+    B, N, Hq, D = q.shape
+    Hkv = Hq // group
+    check_kernel_inputs(q, named, fallback="simplex_lib.sparsity.topk_two_simplicial_attention")
+    ia = check_topk_index("idx", idx, B, N, Hq, Hkv, q.device)
+    ib = ia if idx2 is None else check_topk_index("idx2", idx2, B, N, Hq, Hkv, q.device)
+    s = check_scale(scale, D)
+    if q.numel() == 0:
+        # keep the graph: gradients of an empty result are empty zeros
+        return q * 0.0 + sum(t.sum() for t in named.values()) * 0.0
+    return _TopkFunction.apply(q, k1, k2, v1, v2, ia, ib, s)

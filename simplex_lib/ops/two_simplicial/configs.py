@@ -1,0 +1,278 @@
+"""Launch configurations (tile shapes, warps, pipeline depth) of the 2-simplicial kernels.
+
+A tile's rows are ``(position, head)`` pairs: ``GH`` query heads of one KV group times ``POS``
+consecutive positions. With a large GQA ratio (``G >= BLOCK_M``) a tile holds one position and
+``BLOCK_M`` heads, so every row shares one window and nothing is masked away; with ``G = 1`` it
+holds ``BLOCK_M`` consecutive positions (sequence tiling, as in FlashAttention).
+
+Every configuration must fit the device's shared memory. :func:`fwd_configs` and
+:func:`bwd_configs` list candidates from the fastest down, keep those whose estimate
+(:func:`fwd_smem_bytes`, :func:`bwd_smem_bytes`) fits :func:`max_shared_memory`, and
+:func:`launch_with_fallback` steps further down if the compiler still refuses one
+(``OutOfResources``), remembering the choice per problem key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+from triton.runtime import driver
+from triton.runtime.errors import OutOfResources
+
+__all__ = [
+    "interpreting", "RowTiling", "row_tiling", "FwdConfig", "fwd_config", "fwd_configs",
+    "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
+    "dq_smem_bytes", "bwd_smem_bytes",
+    "max_shared_memory", "launch_with_fallback", "patch_interpreter_index",
+]
+
+# Shared memory the compiler adds beyond the operand tiles (barriers, reduction scratch):
+# chapter 9's fp32 D=128 failure needed 264192 bytes for tiles estimated at 262144.
+SMEM_SLACK = 4096
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels on the CPU (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@dataclass(frozen=True)
+class RowTiling:
+    """How a tile's ``BLOCK_M = GH * POS`` rows map to (position, head) pairs."""
+
+    GH: int  # query heads of one KV group per tile (a power of two)
+    POS: int  # consecutive positions per tile
+    n_hblocks: int  # head blocks needed to cover the group
+
+    @property
+    def BLOCK_M(self) -> int:
+        return self.GH * self.POS
+
+
+def row_tiling(group: int, block_m: int) -> RowTiling:
+    """Pack the ``group`` query heads that share a KV head into tiles of ``block_m`` rows."""
+    gh = min(triton.next_power_of_2(group), block_m)
+    return RowTiling(GH=gh, POS=block_m // gh, n_hblocks=triton.cdiv(group, gh))
+
+
+@functools.lru_cache(maxsize=None)
+def _device_smem(index: int) -> int:
+    try:
+        return int(driver.active.utils.get_device_properties(index)["max_shared_mem"])
+    except Exception:  # an older Triton or another driver: ask torch
+        props = torch.cuda.get_device_properties(index)
+        return int(getattr(props, "shared_memory_per_block_optin", 48 * 1024))
+
+
+def max_shared_memory(device=None) -> int:
+    """Shared memory one program may use on ``device`` (bytes), as the driver reports it.
+
+    Under the interpreter there is no limit (returns a large number).
+    """
+    if interpreting() or not torch.cuda.is_available():
+        return 1 << 30
+    device = torch.device("cuda" if device is None else device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _device_smem(index)
+
+
+@dataclass(frozen=True)
+class FwdConfig:
+    BLOCK_M: int
+    BLOCK_N: int
+    num_warps: int
+    num_stages: int
+
+
+def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
+    """Shared memory of the forward kernel (bytes, estimated).
+
+    The ``K1``/``V1`` tiles ``[BLOCK_N, D]`` are loaded in a loop that holds another loop, so
+    they are not multi-buffered; the GEMM operands ``q * k2`` ``[BLOCK_M, D]`` and ``P``
+    ``[BLOCK_M, BLOCK_N]`` are staged through shared memory.
+
+    Examples
+    --------
+    >>> fwd_smem_bytes(FwdConfig(64, 128, 4, 2), 128, 4)
+    200704
+    """
+    m, n, d = cfg.BLOCK_M, cfg.BLOCK_N, head_dim
+    return elem_bytes * (2 * n * d + m * d + m * n) + SMEM_SLACK
+
+
+def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
+    """The fastest forward tile shape: ``BLOCK_N`` positions of the long window per GEMM."""
+    if interpreting():
+        return FwdConfig(16, 16, 1, 1)
+    block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
+    if head_dim <= 64:
+        return FwdConfig(64, block_n, 4, 3)
+    return FwdConfig(64, block_n, 4, 2)
+
+
+def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) -> list:
+    """Forward candidates, fastest first: :func:`fwd_config` with ``BLOCK_N`` (then ``BLOCK_M``)
+    halved until the estimate fits ``smem``, then smaller ones for :func:`launch_with_fallback`."""
+    cfg = fwd_config(head_dim, group, w1)
+    out = [cfg]
+    while cfg.BLOCK_N > 16 or cfg.BLOCK_M > 16:
+        if cfg.BLOCK_N > 16:
+            cfg = dataclasses.replace(cfg, BLOCK_N=cfg.BLOCK_N // 2)
+        else:
+            cfg = dataclasses.replace(cfg, BLOCK_M=cfg.BLOCK_M // 2)
+        out.append(cfg)
+    fits = [c for c in out if fwd_smem_bytes(c, head_dim, elem_bytes) <= smem]
+    return fits or out[-1:]
+
+
+@dataclass(frozen=True)
+class BwdConfig:
+    BLOCK_M: int  # rows (position, head) per query block
+    BLOCK_A: int  # key positions owned by one program of the key-tile kernel
+    BLOCK_N: int  # long-window tile of the dq kernel
+    BLOCK_A2: int  # key positions per program for the short-window set
+    num_warps: int
+    num_stages: int
+    RING_MAX: int = 4096  # largest ring (slots x head_dim) kept in registers
+    kv_warps: int = 0  # warps/stages of the key-tile kernel (0: as num_warps/num_stages)
+    kv_stages: int = 0
+    ring_warps: int = 0  # warps of the ring kernel (0: as num_warps)
+
+
+def kv_smem_bytes(block_a: int, block_m: int, head_dim: int, elem_bytes: int) -> int:
+    """Shared memory of the key-tile kernel (bytes, estimated).
+
+    The owned ``kA``/``vA`` tiles ``[BLOCK_A, D]``, the operands ``q * kB`` and ``do * vB``
+    ``[BLOCK_M, D]``, and ``P^T``, ``dS^T`` ``[BLOCK_A, BLOCK_M]``.
+
+    Examples
+    --------
+    >>> kv_smem_bytes(128, 64, 128, 4)  # chapter 9 on an H200 needed 264192 of 232448
+    266240
+    """
+    a, m, d = block_a, block_m, head_dim
+    return elem_bytes * (2 * a * d + 2 * m * d + 2 * a * m) + SMEM_SLACK
+
+
+def dq_smem_bytes(block_n: int, block_m: int, head_dim: int, elem_bytes: int) -> int:
+    """Shared memory of the query-owned dq kernel: the forward's tiles plus ``do * v2``.
+
+    Examples
+    --------
+    >>> dq_smem_bytes(128, 64, 128, 2)
+    118784
+    """
+    n, m, d = block_n, block_m, head_dim
+    return elem_bytes * (2 * n * d + 2 * m * d + m * n) + SMEM_SLACK
+
+
+def bwd_smem_bytes(cfg, head_dim: int, elem_bytes: int) -> int:
+    """Largest estimate over the kernels one backward configuration launches (the ring
+    kernel's tiles hold at most ``RING_MAX`` elements each and are never the largest)."""
+    return max(kv_smem_bytes(max(cfg.BLOCK_A, cfg.BLOCK_A2), cfg.BLOCK_M, head_dim, elem_bytes),
+               dq_smem_bytes(cfg.BLOCK_N, cfg.BLOCK_M, head_dim, elem_bytes))
+
+
+def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:  # noqa: ARG001
+    """The fastest block sizes, warps and pipeline depths of the backward for one shape.
+
+    Under the interpreter every block is 16 wide (fast, and exercises the multi-block paths on
+    tiny inputs). On a GPU the long-window key tile is 128 wide (or the window, rounded up to a
+    power of two) and the short-window key tile stays near ``w2``, since each such tile is seen by
+    ``BLOCK_A2 + w2 - 1`` queries and a wider one would mostly be masked.
+
+    Examples
+    --------
+    >>> bwd_config(128, 64, 512, 32).BLOCK_M  # doctest: +SKIP
+    64
+    """
+    if interpreting():
+        return BwdConfig(16, 16, 16, 16, 1, 1)
+    block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
+    # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
+    block_a2 = min(64, max(16, triton.next_power_of_2(w2)))
+    return BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, ring_warps=8)
+
+
+def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, smem: int) -> list:
+    """Backward candidates, fastest first.
+
+    The first is :func:`bwd_config` with each kernel's block halved until that kernel's
+    estimate fits ``smem`` (``BLOCK_A``/``BLOCK_A2`` for the key-tile kernel, ``BLOCK_N`` for
+    the dq kernel). The next ones, for :func:`launch_with_fallback`, leave out the ring kernel
+    and then halve every block once more each.
+    """
+    cfg = bwd_config(head_dim, group, w1, w2)
+
+    def shrink(c, name, fits):
+        while getattr(c, name) > 16 and not fits(getattr(c, name)):
+            c = dataclasses.replace(c, **{name: getattr(c, name) // 2})
+        return c
+
+    def kv_fits(a):
+        return kv_smem_bytes(a, cfg.BLOCK_M, head_dim, elem_bytes) <= smem
+
+    cfg = shrink(cfg, "BLOCK_A", kv_fits)
+    cfg = shrink(cfg, "BLOCK_A2", kv_fits)
+    cfg = shrink(cfg, "BLOCK_N", lambda n: dq_smem_bytes(n, cfg.BLOCK_M, head_dim, elem_bytes) <= smem)
+    # Next: the same blocks without the ring kernel (its [R, D] tiles are not estimated), then
+    # every block halved in turn.
+    out = [cfg, dataclasses.replace(cfg, RING_MAX=0)]
+    while max(cfg.BLOCK_A, cfg.BLOCK_A2, cfg.BLOCK_N) > 16:
+        cfg = dataclasses.replace(cfg, BLOCK_A=max(16, cfg.BLOCK_A // 2),
+                                  BLOCK_A2=max(16, cfg.BLOCK_A2 // 2),
+                                  BLOCK_N=max(16, cfg.BLOCK_N // 2), RING_MAX=0)
+        out.append(cfg)
+    return out
+
+
+_CHOSEN: dict = {}
+
+
+def launch_with_fallback(key, candidates: list, launch):
+    """Run ``launch(cfg)`` with the first candidate the compiler accepts; remember it per ``key``.
+
+    A config that fails with ``OutOfResources`` (the estimate was too low for this compiler or
+    device) is skipped and the next, smaller one tried; the last failure is re-raised.
+    """
+    start = _CHOSEN.get(key, 0)
+    for i in range(min(start, len(candidates) - 1), len(candidates)):
+        try:
+            result = launch(candidates[i])
+        except OutOfResources:
+            if i == len(candidates) - 1:
+                raise
+            continue
+        _CHOSEN[key] = i
+        return result
+    raise AssertionError("unreachable: no candidate configurations")
+
+
+def patch_interpreter_index() -> None:
+    """Let the interpreter use tensors derived from ``program_id`` as loop bounds.
+
+    The interpreter holds scalars as 1-element arrays and turns them into Python ints with
+    ``int(array)``, which NumPy >= 2.4 refuses for arrays of one dimension. We wrap its patcher
+    so ``__index__`` reads the single element instead. Only active under ``TRITON_INTERPRET=1``.
+    """
+    from triton.runtime import interpreter as _it  # only importable for the interpreter's use
+
+    orig = _it._patch_lang_tensor
+    if getattr(orig, "_simplex_patched", False):
+        return
+
+    def patched(tensor, scope):
+        orig(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched._simplex_patched = True
+    _it._patch_lang_tensor = patched
+
+
+if interpreting():
+    patch_interpreter_index()

@@ -1,0 +1,205 @@
+"""The interface of the sliding-window kernels: argument checks, torch custom ops, autograd.
+
+``torch.ops.simplex_lib.two_simplicial_fwd`` and ``two_simplicial_bwd`` are ``torch.library``
+custom ops with fake implementations, so ``torch.compile`` traces a model through them without a
+graph break; the backward is attached with ``register_autograd`` and refuses to be
+differentiated again. The public entry point is :func:`two_simplicial_attention`, which checks
+every argument; the ops check shapes as well, since ``torch.ops`` makes them reachable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from simplex_lib._checks import check_qkv, check_window
+
+from . import backward as _bwd
+from . import forward as _fwd
+from .configs import interpreting
+
+__all__ = ["SUPPORTED_HEAD_DIMS", "two_simplicial_attention", "check_kernel_inputs", "check_scale"]
+
+SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
+
+
+def check_kernel_inputs(q: torch.Tensor, named: dict, *, fallback: str) -> None:
+    """Dtype and device checks shared by every kernel entry point.
+
+    ``q`` must be float16, bfloat16 or float32 and every tensor of ``named`` must have its dtype
+    and device. On a tensor that is not on a GPU the kernels only run under
+    ``TRITON_INTERPRET=1``, and the error names ``fallback`` (the reference path to use instead).
+    """
+    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
+    for name, t in named.items():
+        if t.dtype != q.dtype:
+            raise ValueError(f"{name} has dtype {t.dtype} but q has {q.dtype}")
+        if t.device != q.device:
+            raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
+    if q.device.type != "cuda" and not interpreting():
+        raise ValueError(
+            f"the Triton kernels need a CUDA GPU (q is on {q.device}); use {fallback} "
+            "or set TRITON_INTERPRET=1 before importing triton"
+        )
+
+
+def check_scale(scale, head_dim: int) -> float:
+    """``1/sqrt(head_dim)`` for ``None``, else ``scale`` as a float; it must be finite."""
+    if scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
+    return float(scale)
+
+
+def _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale) -> None:
+    """What the custom ops need to run safely (they are reachable through ``torch.ops``)."""
+    named = {"k1": k1, "k2": k2, "v1": v1, "v2": v2}
+    check_qkv(q, named)
+    check_kernel_inputs(q, named, fallback='backend="reference"')
+    if q.shape[-1] not in SUPPORTED_HEAD_DIMS:
+        raise ValueError(f"head_dim must be one of {SUPPORTED_HEAD_DIMS} for the kernels, "
+                         f"got {q.shape[-1]}")
+    for name, w in (("w1", w1), ("w2", w2)):
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            raise ValueError(f"{name} must be an int >= 1 for the kernels, got {w!r}")
+    check_scale(scale, q.shape[-1])
+
+
+def _prepare(q, k1, k2, v1, v2, w1, w2):
+    """Contiguous inputs (fp32 under the interpreter), windows clipped to the sequence and
+    ordered long-first. Returns the tensors, the windows and whether the sets were swapped."""
+    N = q.shape[1]
+    w1, w2 = min(w1, N), min(w2, N)  # a window longer than the sequence shows every key
+    swap = w2 > w1  # the kernels walk the longer window in tiles, the shorter row by row
+    if swap:
+        k1, k2, v1, v2, w1, w2 = k2, k1, v2, v1, w2, w1
+    ts = [t.contiguous() for t in (q, k1, k2, v1, v2)]
+    if interpreting():
+        ts = [t.float() for t in ts]  # the interpreter miscomputes bf16 dots (Triton #11584)
+    return ts, w1, w2, swap
+
+
+@torch.library.custom_op("simplex_lib::two_simplicial_fwd", mutates_args=())
+def two_simplicial_fwd(q: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor, v1: torch.Tensor,
+                       v2: torch.Tensor, w1: int, w2: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward custom op: ``(o, lse)`` with ``lse`` ``[B, Hq, N]`` float32 (base 2)."""
+    _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale)
+    if q.numel() == 0:
+        return torch.zeros_like(q), q.new_zeros((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32)
+    (q_, k1_, k2_, v1_, v2_), w1_, w2_, _ = _prepare(q, k1, k2, v1, v2, w1, w2)
+    o, lse = _fwd.forward(q_, k1_, k2_, v1_, v2_, w1_, w2_, scale)
+    return o.to(q.dtype), lse
+
+
+@two_simplicial_fwd.register_fake
+def _(q, k1, k2, v1, v2, w1, w2, scale):
+    B, N, Hq, _ = q.shape
+    return torch.empty_like(q), q.new_empty((B, Hq, N), dtype=torch.float32)
+
+
+@torch.library.custom_op("simplex_lib::two_simplicial_bwd", mutates_args=())
+def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
+                       v1: torch.Tensor, v2: torch.Tensor, o: torch.Tensor, lse: torch.Tensor,
+                       w1: int, w2: int, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward custom op: ``(dq, dk1, dk2, dv1, dv2)`` in the inputs' dtypes."""
+    _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale)
+    B, N, Hq, _ = q.shape
+    for name, t, shape in (("do", do, q.shape), ("o", o, q.shape), ("lse", lse, (B, Hq, N))):
+        if tuple(t.shape) != tuple(shape) or t.device != q.device:
+            raise ValueError(f"{name} must have shape {tuple(shape)} on {q.device}, "
+                             f"got {tuple(t.shape)} on {t.device}")
+    if q.numel() == 0:
+        return tuple(torch.zeros_like(t) for t in (q, k1, k2, v1, v2))
+    (q_, k1_, k2_, v1_, v2_), w1_, w2_, swap = _prepare(q, k1, k2, v1, v2, w1, w2)
+    do_, o_ = do.contiguous(), o.contiguous()
+    if interpreting():
+        do_, o_ = do_.float(), o_.float()
+    dq, dk1, dk2, dv1, dv2 = _bwd.backward(do_, q_, k1_, k2_, v1_, v2_, o_, lse.float().contiguous(),
+                                           w1_, w2_, scale)
+    if swap:
+        dk1, dk2, dv1, dv2 = dk2, dk1, dv2, dv1
+    return dq.to(q.dtype), dk1.to(k1.dtype), dk2.to(k2.dtype), dv1.to(v1.dtype), dv2.to(v2.dtype)
+
+
+@two_simplicial_bwd.register_fake
+def _(do, q, k1, k2, v1, v2, o, lse, w1, w2, scale):
+    return (torch.empty_like(q), torch.empty_like(k1), torch.empty_like(k2),
+            torch.empty_like(v1), torch.empty_like(v2))
+
+
+def _setup_context(ctx, inputs, output):
+    q, k1, k2, v1, v2, w1, w2, scale = inputs
+    o, lse = output
+    ctx.save_for_backward(q, k1, k2, v1, v2, o, lse)
+    ctx.w1, ctx.w2, ctx.scale = w1, w2, scale
+
+
+def _backward(ctx, do, dlse):
+    # dlse is never used: the public function returns only o.
+    q, k1, k2, v1, v2, o, lse = ctx.saved_tensors
+    grads = torch.ops.simplex_lib.two_simplicial_bwd(do, q, k1, k2, v1, v2, o, lse,
+                                                      ctx.w1, ctx.w2, ctx.scale)
+    return (*grads, None, None, None)
+
+
+# The backward op has no derivative of its own: a second derivative raises
+# "derivative for simplex_lib::two_simplicial_bwd is not implemented".
+two_simplicial_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None):
+    """Sliding-window 2-simplicial attention with Triton kernels (forward and backward).
+
+    Computes ``o[b,i,h] = sum_{j,k} P[i,j,k] * v1[b,j,g] * v2[b,k,g]`` where ``g = h // (Hq // Hkv)``,
+    ``P`` is the softmax over the pairs ``(j, k)`` with ``i - w1 < j <= i`` and ``i - w2 < k <= i``
+    of the logits ``scale * sum_l q[b,i,h,l] k1[b,j,g,l] k2[b,k,g,l]``. Same semantics as the
+    float64 reference ``two_simplicial_attention(..., w1=w1, w2=w2, causal=True)``.
+
+    Parameters
+    ----------
+    q : Tensor ``[B, N, Hq, D]``, float16, bfloat16 or float32, on a CUDA GPU (or any device
+        under ``TRITON_INTERPRET=1``)
+    k1, k2, v1, v2 : Tensor ``[B, N, Hkv, D]`` with ``Hq % Hkv == 0``; ``D`` in 16, 32, 64, 128;
+        same dtype and device as ``q``.
+    w1, w2 : int >= 1
+        Window lengths (longer than ``N`` means the whole causal prefix).
+    scale : float, optional
+        Logit scale, ``1/sqrt(D)`` by default; must be finite.
+
+    Returns
+    -------
+    Tensor ``[B, N, Hq, D]`` in ``q``'s dtype, differentiable once in all five inputs (a second
+    derivative raises). Extra memory is ``O(B * N * Hq)`` (the log-sum-exp); nothing of size
+    ``N * w1 * w2``. An empty batch or sequence gives an empty result.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: a shape, head count (``Hq % Hkv``), dtype, device, window, scale or
+        head_dim the kernels do not support.
+
+    Examples
+    --------
+    >>> import torch
+    >>> q = torch.randn(1, 8, 4, 16); k = torch.randn(1, 8, 1, 16)
+    >>> two_simplicial_attention(q, k, k, k, k, w1=4, w2=2).shape  # doctest: +SKIP
+    torch.Size([1, 8, 4, 16])
+    """
+    named = {"k1": k1, "k2": k2, "v1": v1, "v2": v2}
+    check_qkv(q, named)
+    for name, w in (("w1", w1), ("w2", w2)):
+        check_window(name, w)
+        if w is None:
+            raise ValueError(f"{name} must be an int >= 1 for the kernels (use N for no window)")
+    D = q.shape[-1]
+    if D not in SUPPORTED_HEAD_DIMS:
+        raise ValueError(f"head_dim must be one of {SUPPORTED_HEAD_DIMS} for the kernels, got {D}")
+    check_kernel_inputs(q, named, fallback='backend="reference"')
+    scale = check_scale(scale, D)
+    o, _ = torch.ops.simplex_lib.two_simplicial_fwd(q, k1, k2, v1, v2, int(w1), int(w2), scale)
+    return o

@@ -1,0 +1,263 @@
+"""Timing the kernels: FLOP conventions, one timed measurement, and the benchmark grids.
+
+The command line ``python -m simplex_lib.bench`` drives these functions and writes the JSON
+records; chapters re-measure through them too. Nothing here imports the command line.
+
+Conventions (``FLOPS_CONVENTION``, stored in every record):
+
+- forward FLOPs ``4 * B * Hq * N * D * w1 * w2`` (the two tensor-core GEMMs; the ramp at the
+  start of the sequence is ignored), backward ``2.5x`` that, forward+backward ``3.5x``;
+- top-k attention the same with ``w1 * w2 = kA * kB``;
+- causal dot-product attention ``4 * B * H * N^2 * D / 2`` (and ``2.5x`` for its backward);
+- times are medians of ``triton.testing.do_bench``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+from triton.testing import do_bench
+
+from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton
+from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
+from simplex_lib.provenance import provenance
+from simplex_lib.reference import two_simplicial_attention as reference_attention
+
+__all__ = [
+    "FLOPS_CONVENTION", "MODES", "DEFAULT_WINDOWS", "TABLE1_WINDOWS", "simplicial_flops",
+    "dot_flops", "equal_flops_context", "topk_flops", "record_meta", "time_and_peak_memory",
+    "random_causal_topk", "bench_simplicial", "bench_sdpa", "run_benchmark", "bench_topk",
+]
+
+FLOPS_CONVENTION = ("fwd 4*B*Hq*N*D*w1*w2 (top-k: w1*w2 = kA*kB); bwd 2.5x; fwdbwd 3.5x; "
+                    "dot causal 4*B*H*N^2*D/2")
+DEFAULT_WINDOWS = ((512, 32), (256, 64), (1024, 16), (128, 128))
+TABLE1_WINDOWS = ((1024, 32), (512, 64), (128, 128), (256, 64), (512, 32), (1024, 16), (256, 32))
+MODES = ("fwd", "bwd", "fwdbwd")
+MODE_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwdbwd": 3.5}
+
+
+def simplicial_flops(B, Hq, N, D, w1, w2, mode="fwd") -> float:
+    """Tensor-core FLOPs of windowed 2-simplicial attention in the project's convention.
+
+    >>> simplicial_flops(2, 64, 8192, 128, 512, 32) / 1e12  # the headline shape, TFLOP
+    8.796093022208
+    """
+    return MODE_FACTOR[mode] * 4.0 * B * Hq * N * D * w1 * w2
+
+
+def dot_flops(B, H, N, D, mode="fwd") -> float:
+    """FLOPs of causal dot-product attention: ``4 * B * H * N^2 * D / 2`` for the forward.
+
+    >>> dot_flops(1, 16, 16384, 128) / 1e12
+    1.099511627776
+    """
+    return MODE_FACTOR[mode] * 4.0 * B * H * N * N * D / 2
+
+
+def equal_flops_context(w1: int, w2: int, elementwise: bool = False) -> float:
+    """Context length at which causal dot attention costs what windows ``w1 x w2`` cost.
+
+    Per query and head-dim unit, dot attention does ``2 n`` FLOPs (causal average), the
+    2-simplicial GEMMs ``4 w1 w2``; the paper's count adds the elementwise product (``6 w1 w2``).
+
+    >>> equal_flops_context(512, 32), equal_flops_context(512, 32, elementwise=True)
+    (32768.0, 49152.0)
+    """
+    return (6.0 if elementwise else 4.0) * w1 * w2 / 2.0
+
+
+def topk_flops(B: int, Hq: int, N: int, D: int, ka: int, kb: int | None = None, mode: str = "fwd") -> float:
+    """Tensor-core FLOPs of top-k 2-simplicial attention: the windowed count with
+    ``w1 * w2 = kA * kB``.
+
+    >>> topk_flops(1, 64, 8192, 128, 128) == 4 * 64 * 8192 * 128 * 512 * 32
+    True
+    """
+    kb = ka if kb is None else kb
+    return MODE_FACTOR[mode] * 4.0 * B * Hq * N * D * ka * kb
+
+
+def record_meta(device=None) -> dict:
+    """The ``"meta"`` of a benchmark record: :func:`simplex_lib.provenance.provenance` plus the
+    FLOP convention the TFLOPS were computed with."""
+    return {**provenance(device), "flops_convention": FLOPS_CONVENTION}
+
+
+def time_and_peak_memory(make_fn):
+    """Median ms of ``fn = make_fn()`` (``triton.testing.do_bench``) and its peak extra memory.
+
+    ``make_fn`` builds the callable (allocating its inputs or graph state); the peak counts
+    every byte allocated above what existed before ``make_fn`` ran, during one call of ``fn``.
+
+    Returns
+    -------
+    (ms, peak_bytes)
+    """
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn = make_fn()
+    fn()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    ms = do_bench(fn, warmup=25, rep=100, return_mode="median")
+    return ms, peak
+
+
+def random_causal_topk(B: int, N: int, H: int, k: int, *, device="cuda", generator=None) -> torch.Tensor:
+    """Random causal selections ``[B, N, H, k]``: ``min(k, i + 1)`` distinct positions ``<= i``
+    per query, sorted ascending, the rest ``-1`` (a worst case for memory locality).
+
+    Examples
+    --------
+    >>> idx = random_causal_topk(1, 5, 1, 3, device="cpu")
+    >>> idx[0, 0, 0].tolist(), bool((idx[0, :, 0] <= torch.arange(5)[:, None]).all())
+    ([-1, -1, 0], True)
+    """
+    scores = torch.rand(B, H, N, N, device=device, generator=generator)
+    causal = torch.ones(N, N, dtype=torch.bool, device=device).tril()
+    scores = scores.masked_fill(~causal, -1.0)
+    val, idx = scores.topk(min(k, N), dim=-1)
+    idx = torch.where(val >= 0, idx, torch.full_like(idx, -1))
+    if k > N:
+        idx = torch.cat([idx, idx.new_full((B, H, N, k - N), -1)], dim=-1)
+    return idx.sort(dim=-1).values.permute(0, 2, 1, 3).contiguous()
+
+
+def _inputs(B, N, Hq, Hkv, D, dtype, device, grad):
+    g = torch.Generator(device=device).manual_seed(0)
+    q = torch.randn(B, N, Hq, D, device=device, dtype=dtype, generator=g)
+    kv = [torch.randn(B, N, Hkv, D, device=device, dtype=dtype, generator=g) for _ in range(4)]
+    return [t.requires_grad_(grad) for t in [q] + kv]
+
+
+def _mode_fn(f, xs, mode):
+    """A zero-argument callable running ``mode`` (``fwd``, ``bwd``, ``fwdbwd``) of ``f(xs)``."""
+    if mode == "fwd":
+        def fn():
+            with torch.no_grad():
+                return f(xs)
+        return fn
+    out = f(xs)
+    do = torch.randn_like(out)
+    if mode == "bwd":
+        return lambda: torch.autograd.grad(out, xs, do, retain_graph=True)
+    return lambda: torch.autograd.grad(f(xs), xs, do)
+
+
+def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.bfloat16) -> dict:
+    """One timing record of the kernel (or the reference) for one shape and mode."""
+    attn = two_simplicial_attention if impl == "kernel" else reference_attention
+    xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
+    ms, peak = time_and_peak_memory(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode))
+    F = simplicial_flops(B, Hq, N, D, w1, w2, mode)
+    return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
+                dtype=str(dtype).replace("torch.", ""), ms=ms, tflops=F / ms / 1e9,
+                flops=F, peak_extra_bytes=int(peak), us_per_token=1e3 * ms / (B * N))
+
+
+def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16) -> dict:
+    """Causal torch SDPA (flash) for comparison."""
+    g = mode != "fwd"
+    xs = [torch.randn(B, H, N, D, device="cuda", dtype=dtype, requires_grad=g) for _ in range(3)]
+
+    def sdpa(x):
+        return torch.nn.functional.scaled_dot_product_attention(*x, is_causal=True)
+
+    ms, peak = time_and_peak_memory(lambda: _mode_fn(sdpa, xs, mode))
+    F = dot_flops(B, H, N, D, mode)
+    return dict(impl="sdpa", mode=mode, B=B, N=N, Hq=H, Hkv=H, D=D, ms=ms, tflops=F / ms / 1e9,
+                flops=F, peak_extra_bytes=int(peak), us_per_token=1e3 * ms / (B * N))
+
+
+def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=(4096, 8192, 16384),
+                  modes=MODES, tokens=16384, heads_gqa=64, heads_mha=16, table1=False,
+                  compare_sdpa=True, reference_max_n=0, claim48k=False, progress=True) -> dict:
+    """Time the kernels over a grid; return ``{"meta", "records"}``.
+
+    ``B = max(1, tokens // N)`` keeps the token count fixed across lengths. A GQA ratio of 1 uses
+    ``heads_mha`` query heads (each with its own KV head), a larger ratio ``heads_gqa`` query
+    heads sharing ``heads_gqa // ratio`` KV heads. With ``compare_sdpa`` each shape is paired with
+    causal SDPA at the context of equal FLOPs (same B, heads, D; ``n = sqrt(2 N w1 w2)``).
+    ``reference_max_n > 0`` also times the einsum reference up to that length (forward only).
+    A shape that fails is recorded with its ``error`` and the run goes on.
+    """
+    jobs = []
+    for (w1, w2) in windows:
+        for D in dims:
+            for ratio in gqa:
+                Hq = heads_mha if ratio == 1 else heads_gqa
+                Hkv = Hq // ratio
+                for N in seqlens:
+                    B = max(1, tokens // N)
+                    for mode in modes:
+                        jobs.append(("kernel", B, N, Hq, Hkv, D, w1, w2, mode))
+                        if compare_sdpa:
+                            n_eq = int(round(math.sqrt(2.0 * N * w1 * w2)))
+                            jobs.append(("sdpa", B, n_eq, Hq, Hq, D, w1, w2, mode))
+                        if mode == "fwd" and N <= reference_max_n:
+                            jobs.append(("reference", B, N, Hq, Hkv, D, w1, w2, mode))
+    if table1:
+        for (w1, w2) in TABLE1_WINDOWS:
+            for mode in ("fwd", "fwdbwd"):
+                jobs.append(("table1", 2, 8192, 64, 1, 128, w1, w2, mode))
+    if claim48k:
+        jobs.append(("claim-kernel", 1, 8192, 64, 1, 128, 512, 32, "fwd"))
+        for n in (32768, 49152):
+            jobs.append(("claim-sdpa", 1, n, 64, 64, 128, 0, 0, "fwd"))
+
+    records = []
+    it = tqdm(jobs, desc="bench", disable=not progress)
+    for impl, B, N, Hq, Hkv, D, w1, w2, mode in it:
+        it.set_postfix_str(f"{impl} {mode} N{N} D{D} {w1}x{w2} G{Hq // Hkv}")
+        try:
+            if impl in ("sdpa", "claim-sdpa"):
+                rec = bench_sdpa(B, N, Hq, D, mode)
+                rec["paired_with"] = [w1, w2]
+                if impl == "sdpa":
+                    rec["paired_N"] = int(round(N ** 2 / (2 * w1 * w2) / 256)) * 256
+            else:
+                rec = bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode,
+                                       impl="reference" if impl == "reference" else "kernel")
+            rec["group"] = impl
+        except Exception as e:  # record and continue: one failing shape must not lose the run
+            rec = dict(group=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
+                       error=repr(e)[:400])
+        records.append(rec)
+        torch.cuda.empty_cache()
+    return {"meta": record_meta(), "records": records}
+
+
+def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 32))), tokens=8192,
+               Hq=64, Hkv=1, D=128, modes=("fwd", "bwd"), dtype=torch.bfloat16) -> list:
+    """Time the top-k kernel (random causal selections shared by all heads) beside the windowed
+    kernel at the same pair count ``k^2 = w1 * w2``; records in the format of
+    :mod:`simplex_lib.bench_plots` (groups ``"topk-kernel"`` and ``"window-kernel"``)."""
+    recs = []
+    for N in seqlens:
+        B = max(1, tokens // N)
+        xs = [torch.randn(B, N, h, D, device="cuda", dtype=dtype) for h in (Hq, Hkv, Hkv, Hkv, Hkv)]
+        for k, (w1, w2) in pairs:
+            idx = random_causal_topk(B, N, 1, k)
+            runs = (("topk-kernel", lambda x: topk_two_simplicial_attention_triton(*x, idx), dict(k=k)),
+                    ("window-kernel", lambda x: two_simplicial_attention(*x, w1=w1, w2=w2),
+                     dict(w1=w1, w2=w2)))
+            for group, f, extra in runs:
+                for mode in modes:
+                    leaves = [t.detach().requires_grad_(mode != "fwd") for t in xs]
+                    try:
+                        ms, peak = time_and_peak_memory(lambda: _mode_fn(f, leaves, mode))
+                        F = topk_flops(B, Hq, N, D, k, mode=mode)
+                        recs.append(dict(group=group, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D,
+                                         dtype=str(dtype), ms=ms, tflops=F / ms / 1e9, flops=F,
+                                         selection="random" if group == "topk-kernel" else "window",
+                                         peak_extra_bytes=peak, **extra))
+                    except Exception as e:  # keep the run going; the record says what failed
+                        recs.append(dict(group=group, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D,
+                                         error=repr(e)[:300], **extra))
+                    print(recs[-1], flush=True)
+                    torch.cuda.empty_cache()
+    return recs
