@@ -5,7 +5,8 @@ bibliography's labels come from the pybtex formatting style (``alpha`` by defaul
 This extension registers
 
 - ``book_author_year`` (pybtex formatting style, ``bibtex_default_style``): the ``unsrt`` entry
-  format, sorted by author, year and title, labelled "Roy et al., 2025";
+  format, sorted by author, year and title (pybtex sorting style of the same name), labelled
+  "Roy et al., 2025";
 - ``book_author_year`` (pybtex label style): that label, with "a", "b", ... when two works
   would share one;
 - ``book_author_year`` (sphinxcontrib-bibtex referencing style, ``bibtex_reference_style``):
@@ -22,6 +23,7 @@ import pybtex.plugin
 from pybtex.richtext import Text
 from pybtex.style.formatting.unsrt import Style as UnsrtStyle
 from pybtex.style.labels import BaseLabelStyle
+from pybtex.style.sorting import BaseSortingStyle
 from sphinxcontrib.bibtex.plugin import register_plugin as register_referencing
 from sphinxcontrib.bibtex.style.referencing import BracketStyle, PersonStyle
 from sphinxcontrib.bibtex.style.referencing.author_year import AuthorYearReferenceStyle
@@ -59,11 +61,18 @@ class LabelStyle(BaseLabelStyle):
                 seen[label] += 1
 
 
+class SortingStyle(BaseSortingStyle):
+    """By the label's author text, then year and title (so "{DeepSeek-AI}" sorts under D)."""
+
+    def sorting_key(self, entry):
+        return (author_text(entry).lower(), entry.fields.get("year", ""), entry.fields.get("title", "").lower())
+
+
 class Style(UnsrtStyle):
-    """``unsrt`` entries, sorted by author, year and title, with author–year labels."""
+    """``unsrt`` entries, sorted like their labels, with author–year labels."""
 
     default_label_style = NAME
-    default_sorting_style = "author_year_title"
+    default_sorting_style = NAME
 
 
 def _round() -> BracketStyle:
@@ -84,6 +93,7 @@ class ReferenceStyle(AuthorYearReferenceStyle):
 
 def register() -> None:
     pybtex.plugin.register_plugin("pybtex.style.labels", NAME, LabelStyle, force=True)
+    pybtex.plugin.register_plugin("pybtex.style.sorting", NAME, SortingStyle, force=True)
     pybtex.plugin.register_plugin("pybtex.style.formatting", NAME, Style, force=True)
     register_referencing("sphinxcontrib.bibtex.style.referencing", NAME, ReferenceStyle, force=True)
 

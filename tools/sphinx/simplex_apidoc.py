@@ -19,6 +19,7 @@ Two directives:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import importlib
@@ -393,6 +394,16 @@ def cli_help(modname: str) -> str:
     argv0, columns = sys.argv[0], os.environ.get("COLUMNS")
     sys.argv[0] = f"python -m {modname}"
     os.environ["COLUMNS"] = "96"
+    doc = inspect.getdoc(module) or ""
+    format_help = argparse.ArgumentParser.format_help
+
+    def plain_help(parser):
+        # the page shows the module docstring already; other prose loses its reST markup
+        parser.description = _plain(parser.description, doc)
+        parser.epilog = _plain(parser.epilog, doc)
+        return format_help(parser)
+
+    argparse.ArgumentParser.format_help = plain_help
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             main(["--help"])
@@ -402,12 +413,21 @@ def cli_help(modname: str) -> str:
         logger.info("simplex_apidoc: no --help for %s (%s)", modname, exc)
         return ""
     finally:
+        argparse.ArgumentParser.format_help = format_help
         sys.argv[0] = argv0
         if columns is None:
             os.environ.pop("COLUMNS", None)
         else:
             os.environ["COLUMNS"] = columns
     return out.getvalue().rstrip()
+
+
+def _plain(text, doc: str):
+    """``text`` without reST roles and double backquotes; None when the docstring holds it."""
+    if not text or " ".join(text.split()) in " ".join(doc.split()):
+        return None
+    text = re.sub(r":(?:\w+:)?\w+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
 
 
 _INLINE_VALUE = 90  # a longer value is shown below the name, pretty-printed
