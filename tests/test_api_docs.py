@@ -61,6 +61,19 @@ def test_reading_order_degrades_gracefully():
     ]
 
 
+def test_pages_follow_the_modules(tmp_path):
+    """One page per module; a page whose module is gone is deleted; unchanged pages are kept."""
+    folder = tmp_path / simplex_apidoc.API_DIR
+    folder.mkdir(parents=True)
+    (folder / "simplex_lib.vanished.md").write_text("old")
+    pages = simplex_apidoc.write_pages_in(tmp_path)
+    assert sorted(p.stem for p in folder.glob("*.md")) == sorted(MODULES)
+    assert [p.stem for p in pages] == MODULES
+    mtime = pages[0].stat().st_mtime_ns
+    simplex_apidoc.write_pages_in(tmp_path)
+    assert pages[0].stat().st_mtime_ns == mtime
+
+
 def test_api_pages_are_in_the_book():
     assert "simplex-api" in (ROOT / "book" / "api.md").read_text()
     toc = (ROOT / "_toc.yml").read_text()
