@@ -134,6 +134,18 @@ def test_parameter_check_sees_sections():
     assert not simplex_apidoc._takes_parameters(no_args, skip_first=False)
 
 
+def test_field_comments_survive_napoleon():
+    """A ``#:`` comment with a colon is put back as written after napoleon's pass."""
+    lines = ["Peak learning rate: warmup then cosine."]
+    simplex_apidoc.keep_attribute_docs(None, "attribute", "m.C.lr", None, {}, lines)
+    lines[:] = ["warmup then cosine.", "", ":type: Peak learning rate"]  # what napoleon makes
+    simplex_apidoc.keep_attribute_docs(None, "attribute", "m.C.lr", None, {}, lines)
+    assert lines == ["Peak learning rate: warmup then cosine."]
+    other = ["A function."]
+    simplex_apidoc.keep_attribute_docs(None, "function", "m.f", None, {}, other)
+    assert other == ["A function."] and not simplex_apidoc._ATTRIBUTE_DOCS
+
+
 def test_reexports_resolve_to_documented_objects():
     for modname in MODULES:
         for name, home in simplex_apidoc.reexports(modname):

@@ -540,6 +540,25 @@ class OrderApiToctree(SphinxTransform):
             toctree["includefiles"] = sorted(toctree["includefiles"], key=key)
 
 
+_ATTRIBUTE_DOCS: dict[str, list[str]] = {}
+
+
+def keep_attribute_docs(app, what, name, obj, options, lines):
+    """Keep a ``#:`` comment of a field or constant as written (connected around napoleon).
+
+    napoleon reads the first line of an attribute's docstring as ``type: description``, so
+    ``#: Peak learning rate: ...`` would render "Peak learning rate" as the type. This handler
+    runs before napoleon (priority 400) to remember the lines and after it (priority 600) to
+    put them back; the field's type comes from its annotation.
+    """
+    if what not in ("attribute", "data"):
+        return
+    if name not in _ATTRIBUTE_DOCS:
+        _ATTRIBUTE_DOCS[name] = list(lines)
+    else:
+        lines[:] = _ATTRIBUTE_DOCS.pop(name)
+
+
 def _always_reread_index(app, env, added, changed, removed):
     # the table of modules and the glob of pages change when a module is added or removed
     return [INDEX_DOC] if INDEX_DOC in env.found_docs else []
@@ -552,4 +571,6 @@ def setup(app):
     app.connect("builder-inited", write_pages)
     app.connect("env-get-outdated", _always_reread_index)
     app.connect("missing-reference", resolve_reexport)
+    app.connect("autodoc-process-docstring", keep_attribute_docs, priority=400)  # before napoleon
+    app.connect("autodoc-process-docstring", keep_attribute_docs, priority=600)  # and after it
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "2.0"}
