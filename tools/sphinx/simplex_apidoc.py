@@ -13,8 +13,8 @@ Two directives:
   and constant the module defines; constants with their values, a command-line module with its
   ``--help``.
 
-``public_modules``, ``public_names``, ``page_docname`` and ``missing_parameters`` are also used by
-``tests/test_api_docs.py``.
+``public_modules``, ``public_names``, ``page_docname``, ``missing_parameters`` and
+``empty_entries`` are also used by ``tests/test_api_docs.py``.
 """
 
 from __future__ import annotations
@@ -236,7 +236,8 @@ def _takes_parameters(fn, *, skip_first: bool) -> bool:
 
 
 def _has_section(obj) -> bool:
-    return bool(_SECTION.search(inspect.getdoc(obj) or ""))
+    # the object's own docstring: the book does not show inherited ones
+    return bool(_SECTION.search(inspect.cleandoc(obj.__doc__ or "")))
 
 
 def public_callables(modname: str) -> list[tuple[str, object, bool]]:
@@ -286,6 +287,12 @@ def missing_parameters(modname: str) -> list[str]:
         elif _takes_parameters(obj, skip_first=is_method) and not _has_section(obj):
             missing.append(qualname)
     return missing
+
+
+def empty_entries(modname: str) -> list[str]:
+    """Public callables of ``modname`` (methods included) whose docstring is empty."""
+    # __doc__, not inspect.getdoc: the book does not inherit docstrings (autodoc_inherit_docstrings)
+    return [q for q, obj, _ in public_callables(modname) if not (obj.__doc__ or "").strip()]
 
 
 def _fields_documented(cls) -> bool:
