@@ -46,6 +46,20 @@ def test_every_module_is_listed():
     assert not missing, f"modules missing from the API reference (is __init__.py there?): {missing}"
 
 
+def test_namespace_packages_are_walked(tmp_path, monkeypatch):
+    """A folder without __init__.py (e.g. ops/ before its __init__ exists) still has its modules."""
+    pkg = tmp_path / "fakepkg_apidoc"
+    (pkg / "ops" / "dot").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('"""Fake."""')
+    (pkg / "ops" / "dot" / "reference.py").write_text('"""Dot."""')
+    (pkg / "ops" / "_private.py").write_text('"""Private."""')
+    (pkg / "masks.py").write_text('"""Masks."""')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert simplex_apidoc.public_modules("fakepkg_apidoc") == [
+        "fakepkg_apidoc.ops.dot.reference", "fakepkg_apidoc.masks",
+    ]
+
+
 def test_reading_order_degrades_gracefully():
     key = simplex_apidoc._order_key
     order = sorted(

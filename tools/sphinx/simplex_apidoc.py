@@ -90,11 +90,17 @@ def public_modules(package: str = PACKAGE) -> list[str]:
     An import error is not swallowed: a broken module must fail the build, not vanish.
     """
     pkg = importlib.import_module(package)
-    names = []
-    for info in pkgutil.walk_packages(pkg.__path__, package + ".", onerror=_raise):
-        if not _is_private(info.name):
-            names.append(info.name)
-    return sorted(names, key=_order_key)
+    names = {info.name for info in pkgutil.walk_packages(pkg.__path__, package + ".", onerror=_raise)}
+    # pkgutil does not descend into namespace packages (a folder without __init__.py): the
+    # files say which modules exist
+    for root in pkg.__path__:
+        for path in Path(root).rglob("*.py"):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            if parts and all(part.isidentifier() for part in parts):
+                names.add(".".join([package, *parts]))
+    return sorted((n for n in names if not _is_private(n)), key=_order_key)
 
 
 def _raise(name):
