@@ -418,7 +418,7 @@ def cli_help(modname: str) -> str:
     out = io.StringIO()
     argv0, columns = sys.argv[0], os.environ.get("COLUMNS")
     sys.argv[0] = f"python -m {modname}"
-    os.environ["COLUMNS"] = "96"
+    os.environ["COLUMNS"] = "80"  # fits the page's code block
     doc = inspect.getdoc(module) or ""
     format_help = argparse.ArgumentParser.format_help
 
