@@ -228,7 +228,8 @@ def myst_roles(text: str) -> str:
 # Docstring check used by the tests: a callable that takes parameters documents them
 
 
-_SECTION = re.compile(r"^(Parameters|Other Parameters|Attributes)\s*\n-{3,}\s*$", re.MULTILINE)
+_PARAMETERS = re.compile(r"^(Other )?Parameters\s*\n-{3,}\s*$", re.MULTILINE)
+_FIELDS = re.compile(r"^(Parameters|Attributes)\s*\n-{3,}\s*$", re.MULTILINE)  # of a dataclass
 
 
 def _takes_parameters(fn, *, skip_first: bool) -> bool:
@@ -241,9 +242,9 @@ def _takes_parameters(fn, *, skip_first: bool) -> bool:
     return bool(params)
 
 
-def _has_section(obj) -> bool:
+def _has_section(obj, section=_PARAMETERS) -> bool:
     # the object's own docstring: the book does not show inherited ones
-    return bool(_SECTION.search(inspect.cleandoc(obj.__doc__ or "")))
+    return bool(section.search(inspect.cleandoc(obj.__doc__ or "")))
 
 
 def public_callables(modname: str) -> list[tuple[str, object, bool]]:
@@ -283,7 +284,7 @@ def missing_parameters(modname: str) -> list[str]:
             if dataclasses.is_dataclass(obj):
                 if not dataclasses.fields(obj):
                     continue
-                if _has_section(obj) or _fields_documented(obj):
+                if _has_section(obj, _FIELDS) or _fields_documented(obj):
                     continue
             elif init is None or not _takes_parameters(init, skip_first=True):
                 continue
