@@ -143,6 +143,11 @@ class ModelConfig:
             _check_positive(name, getattr(self, name))
         for name in ("block_size", "head_dim", "simplicial_kv_heads"):
             _check_positive(name, getattr(self, name), allow_none=True)
+        if self.head_dim is None and self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) is not divisible by n_heads ({self.n_heads}); give head_dim")
+        if self.n_heads % self.kv_heads_simplicial:
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of simplicial_kv_heads "
+                             f"({self.kv_heads_simplicial})")
         if self.head != "lm":
             _check_positive("n_classes", self.n_classes)
         if not self.causal and set(self.layers) - {"dot", "simplicial"}:

@@ -160,6 +160,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.out, str):
             raise ValueError(f"out must be a path string, got {self.out!r}")
+        if self.resume and not self.out:
+            raise ValueError("resume needs out (the folder of the run to continue)")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite contradict each other: give one")
         if self.variant != "dot" and not any(k != "dot" for k in self.layers()):

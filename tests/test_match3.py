@@ -2,9 +2,6 @@
 
 import math
 import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -27,6 +24,7 @@ from simplex_lib.tasks.match3 import (
     load_recorded,
     train_match3,
 )
+from simplex_lib.tasks.match3 import main as match3_main
 
 
 def loop_match3(xs, M):
@@ -187,33 +185,34 @@ def test_errors():
         match3_batch(0, 3, 5, torch.Generator())
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "simplex_lib.tasks.match3", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd)
+def _cli(capsys, *args):
+    with pytest.raises(SystemExit) as exc:
+        match3_main(list(args))
+    return exc.value.code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [(["--steps", "0"], "--steps"), (["--lr", "inf"], "--lr"),
                                            (["--lengths", "4", "-1"], "--lengths"),
                                            (["--width", "10", "--heads", "3"], "divisible")])
-def test_sweep_cli_rejects_bad_flags(tmp_path, args, message):
-    res = _cli("--out", str(tmp_path / "r.json"), *args)
-    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+def test_sweep_cli_rejects_bad_flags(tmp_path, capsys, args, message):
+    code, err = _cli(capsys, "--out", str(tmp_path / "r.json"), *args)
+    assert code == 2 and message in err and err.strip().splitlines()[-1].count("error:") == 1
     assert not (tmp_path / "r.json").exists()
 
 
-def test_sweep_cli_checks_out_before_work(tmp_path):
-    res = _cli("--out", str(tmp_path / "missing" / "r.json"), "--steps", "1")
-    assert res.returncode == 2 and "not writable" in res.stderr and "Traceback" not in res.stderr
-    res = _cli("--out", str(tmp_path), "--steps", "1")
-    assert res.returncode == 2 and "folder" in res.stderr
+def test_sweep_cli_checks_out_before_work(tmp_path, capsys):
+    code, err = _cli(capsys, "--out", str(tmp_path / "missing" / "r.json"), "--steps", "1")
+    assert code == 2 and "not writable" in err
+    code, err = _cli(capsys, "--out", str(tmp_path), "--steps", "1")
+    assert code == 2 and "folder" in err
 
 
 def test_sweep_cli_tiny_run(tmp_path):
     out = tmp_path / "r.json"
-    res = _cli("--out", str(out), "--workers", "1", "--steps", "2", "--batch", "4", "--width", "8",
-               "--eval-size", "4", "--seeds", "1", "--lengths", "3", "--moduli", "5", "--moduli-n", "3",
-               "--lengths-M", "5", "--device", "cpu")
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert match3_main(["--out", str(out), "--workers", "1", "--steps", "2", "--batch", "4", "--width", "8",
+                        "--eval-size", "4", "--seeds", "1", "--lengths", "3", "--moduli", "5", "--moduli-n", "3",
+                        "--lengths-M", "5", "--device", "cpu"]) == 0
     rec = load_recorded(str(out))
-    assert len(rec["records"]) == 2 and rec["provenance"]["git_commit"] is None or len(rec["provenance"]["git_commit"]) >= 40
-    assert {"device", "date_utc", "torch"} <= set(rec["provenance"]) and not os.path.exists(f"{out}.tmp")
+    assert sorted(r["kind"] for r in rec["records"]) == ["dot", "simplicial"]
+    assert {"device", "date_utc", "torch", "git_commit"} <= set(rec["provenance"])
+    assert rec["config"]["command"] == "python -m simplex_lib.tasks.match3" and not os.path.exists(f"{out}.tmp")
