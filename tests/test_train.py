@@ -241,11 +241,12 @@ def test_help_documents_every_flag_with_its_default():
 
 def test_without_out_nothing_is_saved(corpus, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(train_module, "CorpusTask", lambda: data.CorpusTask(corpus))
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     assert main(["--preset", "tiny", "--steps", "2", "--no-progress", "--threads", "1"]) == 0
     captured = capsys.readouterr()
     assert "nothing is saved" in captured.err and json.loads(captured.out)["steps_done"] == 2
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path / "cwd") == []
 
 
 _RUN = """
