@@ -29,13 +29,15 @@ from .layers import (Block, DotProductAttention, TopKTwoSimplicialAttention, Two
                      init_weights)
 from .reference import dot_attention, two_simplicial_attention
 
-__all__ = ["ATTENTION_KINDS", "HEADS", "ModelConfig", "Model", "interleave", "simplicial_layer_ids",
+__all__ = ["ATTENTION_KINDS", "HEADS", "INITS", "ModelConfig", "Model", "interleave", "simplicial_layer_ids",
            "count_parameters", "parameter_counts"]
 
 #: Attention kinds a layer can have.
 ATTENTION_KINDS = ("dot", "window", "topk", "simplicial")
 #: Heads: language model, sequence classification (last position), per-token labels.
 HEADS = ("lm", "classify", "tokens")
+#: Initialisations (see :class:`ModelConfig`).
+INITS = ("gpt2", "torch")
 
 
 def simplicial_layer_ids(n_layer: int, every: int = 4) -> tuple:
@@ -107,6 +109,10 @@ class ModelConfig:
     backend : str
         Backend of ``"window"`` blocks (``"torch"``, ``"reference"``, ``"triton"``) and of
         ``"topk"`` blocks (``"torch"`` or ``"reference"``; ``"triton"`` is refused).
+    init : str
+        ``"gpt2"``: N(0, 0.02), output projections scaled by ``1/sqrt(2 n_layer)``
+        (:func:`simplex_lib.layers.init_weights`); ``"torch"``: PyTorch's default initialisation
+        of each module, larger weights that tiny task models learn faster from.
 
     Examples
     --------
@@ -129,6 +135,7 @@ class ModelConfig:
     topk: int = 32
     simplicial_kv_heads: int | None = None
     backend: str = "torch"
+    init: str = "gpt2"
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))  # lists from JSON
@@ -137,6 +144,8 @@ class ModelConfig:
         bad = [k for k in self.layers if k not in ATTENTION_KINDS]
         if bad:
             raise ValueError(f"layers must be kinds from {ATTENTION_KINDS}, got {bad}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         for name in ("vocab_size", "d_model", "n_heads", "mlp_ratio", "w1", "w2", "topk"):
@@ -250,7 +259,8 @@ class Model(nn.Module):
             self.head.weight = self.tok_emb.weight  # tied, as in GPT-2
         else:
             self.head = nn.Linear(c.d_model, c.n_classes)
-        init_weights(self, c.n_layer)
+        if c.init == "gpt2":
+            init_weights(self, c.n_layer)
 
     def forward(self, idx, targets=None):
         N = idx.shape[1]

@@ -51,7 +51,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .model import ATTENTION_KINDS, Model, ModelConfig, count_parameters, interleave
+from .model import ATTENTION_KINDS, INITS, Model, ModelConfig, count_parameters, interleave
 from .provenance import provenance
 from .tasks.corpus import Corpus, CorpusTask
 
@@ -99,6 +99,8 @@ class TrainConfig:
     topk: int = _doc("keys kept per query by the topk variant", default=32)
     backend: str = _doc("backend of the 2-simplicial blocks: torch, reference or triton (window only)",
                         default="torch")
+    init: str = _doc("initial weights: gpt2 (N(0, 0.02), scaled output projections) or torch (PyTorch's "
+                     "defaults, which tiny task models learn faster from)", default="gpt2")
     block_size: int = _doc("context length of language-model batches (tokens)", default=128)
     # optimisation
     batch_size: int = _doc("sequences per step and process (a step sees batch_size * world_size)", default=16)
@@ -151,6 +153,8 @@ class TrainConfig:
                                  + (f" and <= {high}" if math.isfinite(high) else "") + f", got {v!r}")
         if self.variant not in ATTENTION_KINDS:
             raise ValueError(f"variant must be one of {ATTENTION_KINDS}, got {self.variant!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
@@ -178,7 +182,8 @@ class TrainConfig:
         return ModelConfig(layers=self.layers(), head=task.head, vocab_size=task.vocab_size,
                            n_classes=task.n_classes, block_size=self.block_size if task.positions else None,
                            causal=task.causal, d_model=self.d_model, n_heads=self.n_heads,
-                           mlp_ratio=self.mlp_ratio, w1=self.w, w2=self.w, topk=self.topk, backend=self.backend)
+                           mlp_ratio=self.mlp_ratio, w1=self.w, w2=self.w, topk=self.topk, backend=self.backend,
+                           init=self.init)
 
 
 #: Fields that may differ between a run and its resumption: they change how a run is carried
@@ -683,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="named starting configuration: " + "; ".join(
                        f"{k}: {', '.join(f'{a}={b}' for a, b in v.items())}" for k, v in PRESETS.items())
                    + " (default: none)")
-    choices = {"variant": ATTENTION_KINDS, "backend": _BACKENDS}
+    choices = {"variant": ATTENTION_KINDS, "backend": _BACKENDS, "init": INITS}
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         text = f"{f.metadata['help']} (default: {f.default!r})".replace("%", "%%")
