@@ -451,7 +451,8 @@ def match3_config(kind: str, *, width: int = 32, heads: int = 2, layers: int = 1
     ``kind`` ``"dot"`` or ``"simplicial"`` (every block 2-simplicial over the whole sequence,
     with ``heads // 2`` key/value heads: both kinds have the same parameter count), PyTorch's
     default initialisation. AdamW with weight decay 0.01, 10% warm-up, cosine to 0; ``eval_size``
-    held-out sequences (rounded up to whole batches).
+    held-out sequences (rounded up to whole batches). ``device=None`` trains on the GPU when
+    there is one.
 
     Examples
     --------
@@ -463,7 +464,7 @@ def match3_config(kind: str, *, width: int = 32, heads: int = 2, layers: int = 1
     return TrainConfig(variant=kind, n_layer=layers, simplicial_every=1, d_model=width, n_heads=heads, init="torch",
                        batch_size=batch, steps=steps, lr=lr, warmup=steps // 10, min_lr_ratio=0.0,
                        weight_decay=0.01, eval_every=steps, eval_batches=-(-eval_size // batch),
-                       log_every=steps, seed=seed, device=str(device or "cpu"), progress=progress)
+                       log_every=steps, seed=seed, device=str(device or "auto"), progress=progress)
 
 
 def train_match3(kind: str, n: int, M: int, **kw) -> dict:
