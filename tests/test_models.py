@@ -181,3 +181,15 @@ def test_config_errors_and_roundtrip():
     assert ModelConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="block_size"):
         Model(ModelConfig(layers=("dot",), block_size=4, d_model=8, n_heads=2))(torch.zeros(1, 5, dtype=torch.long))
+
+
+def test_init_options(gen):
+    torch.manual_seed(0)
+    gpt2 = Model(lm("window"))
+    torch.manual_seed(0)
+    default = Model(lm("window", init="torch"))
+    assert count_parameters(gpt2) == count_parameters(default)
+    assert abs(float(gpt2.tok_emb.weight.std()) - 0.02) < 0.002  # N(0, 0.02)
+    assert abs(float(default.tok_emb.weight.std()) - 1.0) < 0.05  # nn.Embedding's N(0, 1)
+    with pytest.raises(ValueError, match="init"):
+        ModelConfig(init="xavier")

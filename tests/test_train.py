@@ -370,3 +370,22 @@ def test_save_plots(tmp_path):
     assert os.path.getsize(path) > 1000
     with pytest.raises(ValueError, match="no files"):
         save_plots(str(tmp_path / "missing"))
+
+
+def test_full_size_chapter_cells_build(corpus):
+    """The configurations of the cells that run only at full size (or on a GPU), at tiny sizes."""
+    from simplex_lib.model import parameter_counts
+    from simplex_lib.tasks.match3 import match3_config, train_match3
+
+    # chapter 12's live cell: the gpu preset, shortened
+    live_cfg = replace(TrainConfig(), **{**PRESETS["gpu"], "steps": 300, "eval_every": 100}, progress=False)
+    assert (live_cfg.steps, live_cfg.eval_every, live_cfg.ckpt_every) == (300, 100, 500)
+    counts = parameter_counts({v: replace(live_cfg, variant=v).model_config() for v in ("dot", "window", "topk")})
+    assert set(counts.values()) == {14_365_440}
+    tiny = replace(live_cfg, **{**PRESETS["tiny"], "steps": 2, "eval_every": 1, "threads": 1})
+    assert train(replace(tiny, variant="topk"), corpus)["steps_done"] == 2
+    # chapter 5's live cell at full size: these keywords, on the default device
+    full = dict(n=8, M=61, steps=3000, batch=256)
+    assert match3_config("simplicial", **{k: v for k, v in full.items() if k not in ("n", "M")}).device == "auto"
+    r = train_match3("simplicial", seed=0, progress=False, **{**full, "steps": 2, "batch": 4, "eval_size": 4})
+    assert (r["n"], r["M"], r["steps"]) == (8, 61, 2)
