@@ -461,7 +461,8 @@ def match3_config(kind: str, *, width: int = 32, heads: int = 2, layers: int = 1
     """
     if kind not in ("dot", "simplicial"):
         raise ValueError(f"kind must be 'dot' or 'simplicial', got {kind!r}")
-    return TrainConfig(variant=kind, n_layer=layers, simplicial_every=1, d_model=width, n_heads=heads, init="torch",
+    return TrainConfig(variant=kind, n_layer=layers, simplicial_every=1, d_model=width, n_heads=heads,
+                       init="torch",
                        batch_size=batch, steps=steps, lr=lr, warmup=steps // 10, min_lr_ratio=0.0,
                        weight_decay=0.01, eval_every=steps, eval_batches=-(-eval_size // batch),
                        log_every=steps, seed=seed, device=str(device or "auto"), progress=progress)
@@ -724,10 +725,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     ap.add_argument("--lengths", type=_int_at_least(1), nargs="*", default=RECORDED_LENGTHS["n"],
                     help="sequence lengths at the modulus --lengths-M")
-    ap.add_argument("--lengths-M", type=_int_at_least(2), default=RECORDED_LENGTHS["M"], help="modulus of the length sweep")
+    ap.add_argument("--lengths-M", type=_int_at_least(2), default=RECORDED_LENGTHS["M"],
+                    help="modulus of the length sweep")
     ap.add_argument("--moduli", type=_int_at_least(2), nargs="*", default=RECORDED_MODULI["M"],
                     help="moduli at the length --moduli-n")
-    ap.add_argument("--moduli-n", type=_int_at_least(1), default=RECORDED_MODULI["n"], help="length of the modulus sweep")
+    ap.add_argument("--moduli-n", type=_int_at_least(1), default=RECORDED_MODULI["n"],
+                    help="length of the modulus sweep")
     return ap
 
 
