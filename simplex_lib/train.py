@@ -231,17 +231,26 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 _RUN_FILES = ("ckpt.pt", "log.jsonl", "summary.json")
 
 
-def _atomic_write_text(path: str, text: str) -> None:
+def _write_atomic(path: str, write) -> None:
+    """``write(tmp)`` then rename over ``path``: a reader sees the old file or the new one, never half."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(text)
+    _write_atomic(path, write)
 
 
 def _save_atomic(obj, path: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    _write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def config_changes(saved: dict, cfg: TrainConfig) -> list:

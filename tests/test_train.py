@@ -16,6 +16,7 @@ import torch
 from simplex_lib import train as train_module
 from simplex_lib.model import Model
 from simplex_lib.tasks import corpus as data
+from simplex_lib.testing import assert_close
 from simplex_lib.train import (PRESETS, RunError, TrainConfig, build_parser, config_from_args, load_run, lr_at,
                                main, train)
 
@@ -137,6 +138,25 @@ def test_periodic_checkpoints_by_default(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "_save_atomic", lambda obj, path: (saved.append(obj["step"]), real(obj, path)))
     train(replace(TINY, out=str(tmp_path / "run")), corpus)
     assert saved == [3, 6]
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(corpus, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    train(replace(TINY, out=out, stop_at=3), corpus)
+    before = _state(out)
+
+    def dies_midway(obj, path):
+        with open(path, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(OSError, match="disk full"):
+        train(replace(TINY, out=out, resume=True), corpus)
+    after = _state(out)
+    assert after["step"] == before["step"] == 3
+    assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
+    assert not [f for f in os.listdir(out) if ".tmp" in f]  # no temporary file left behind
 
 
 def test_existing_run_needs_resume_or_overwrite(corpus, tmp_path):
@@ -336,7 +356,7 @@ def test_torchrun_two_processes_match_one_process_emulation(small_corpus, tmp_pa
         opt.zero_grad()
     got = _state(out)["model"]
     for k, v in model.state_dict().items():
-        torch.testing.assert_close(got[k], v, rtol=1e-4, atol=1e-5)
+        assert_close(k, v, got[k], 1e-4)
 
 
 def test_compare_runs():
