@@ -71,11 +71,14 @@ def _doc(text: str, **kw):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on, model shape included; every field is documented
-    by its ``metadata["help"]`` (also the ``--help`` of the command line).
+    """Everything a training run depends on, model shape included.
 
+    Each field's ``metadata["help"]`` documents it, here and in the command line's ``--help``.
     Invalid values raise ``ValueError`` naming the field.
 
+    Attributes
+    ----------
+<attributes>
     Examples
     --------
     >>> TrainConfig(variant="topk").model_config().layers
@@ -185,6 +188,11 @@ class TrainConfig:
                            mlp_ratio=self.mlp_ratio, w1=self.w, w2=self.w, topk=self.topk, backend=self.backend,
                            init=self.init)
 
+
+if TrainConfig.__doc__:  # absent under python -OO
+    TrainConfig.__doc__ = TrainConfig.__doc__.replace("<attributes>\n", "".join(
+        f"    {f.name} : {f.type}, default {f.default!r}\n        {f.metadata['help']}\n"
+        for f in fields(TrainConfig)))
 
 #: Fields that may differ between a run and its resumption: they change how a run is carried
 #: out, not what it computes.
@@ -638,7 +646,7 @@ def plot_runs(ax, runs: dict, x: str = "tokens", y: str = "val_loss") -> None:
     x : ``"tokens"``, ``"train_time_s"`` or ``"step"``
     y : ``"val_loss"`` or ``"train_loss"``
     """
-    from .viz import PALETTE, label
+    from .viz import PALETTE, label  # plotting only: the training CLI does not import matplotlib
 
     colours = {"dot": PALETTE["dot"], "window": PALETTE["simplicial"], "topk": PALETTE["accent"],
                "simplicial": PALETTE["simplicial"]}
@@ -688,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m simplex_lib.train``: one flag per :class:`TrainConfig` field."""
     p = argparse.ArgumentParser(
         prog="python -m simplex_lib.train", usage="%(prog)s [--preset NAME] [--config FILE] [options]",
-        description=__doc__.split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0],
         epilog="Precedence: a preset, then the --config file, then explicit flags. "
                "Exit status: 0 when done, 2 on a usage error, 128 + the signal's number when "
                "SIGINT or SIGTERM stopped the run (after writing a checkpoint to --out).")
