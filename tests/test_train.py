@@ -409,3 +409,18 @@ def test_full_size_chapter_cells_build(corpus):
     assert match3_config("simplicial", **{k: v for k, v in full.items() if k not in ("n", "M")}).device == "auto"
     r = train_match3("simplicial", seed=0, progress=False, **{**full, "steps": 2, "batch": 4, "eval_size": 4})
     assert (r["n"], r["M"], r["steps"]) == (8, 61, 2)
+
+
+@pytest.mark.gpu
+def test_full_size_chapter_cells_on_a_gpu(corpus):
+    """Chapter 12's live cell and chapter 5's full-size live run, shortened, on the GPU (bf16 autocast)."""
+    from simplex_lib.tasks.match3 import train_match3
+
+    live_cfg = replace(TrainConfig(), **{**PRESETS["gpu"], "steps": 4, "eval_every": 2, "eval_batches": 2},
+                       progress=False)
+    for v in ("dot", "window", "topk"):
+        s = train(replace(live_cfg, variant=v), corpus)
+        assert s["steps_done"] == 4 and s["n_params"] == 14_365_440
+        assert s["final_val_loss"] < 6 and not s["provenance"]["device"].startswith("CPU")
+    r = train_match3("simplicial", n=8, M=61, steps=20, batch=256, seed=0, progress=False)
+    assert 0.0 <= r["accuracy"] <= 1.0
