@@ -1,105 +1,203 @@
-"""Train the small GPTs of :mod:`simplex_lib.models` on the standard-library byte corpus.
+"""One training loop for every model of the book: language modelling, Match3, pointer chasing.
+
+:func:`train` takes a :class:`TrainConfig` and a *task* (:mod:`simplex_lib.tasks`: the byte
+corpus by default, or :class:`~simplex_lib.tasks.match3.Match3Task`,
+:class:`~simplex_lib.tasks.hops.HopTask`), builds a :class:`~simplex_lib.model.Model` whose head
+and vocabulary come from the task, and trains it with AdamW, a warm-up + cosine schedule, bf16
+autocast on a GPU, DistributedDataParallel when started by ``torchrun``, periodic atomic
+checkpoints, a JSON-lines log and a progress bar.
 
 Command line (flags override a JSON config file, which overrides a preset)::
 
     python -m simplex_lib.train --preset tiny --variant window --out /tmp/run
-    python -m simplex_lib.train --config my.json --resume
+    python -m simplex_lib.train --preset tiny --variant window --out /tmp/run --resume
     torchrun --nproc_per_node=2 -m simplex_lib.train --preset tiny --out /tmp/ddp   # DDP
 
-What a run writes to ``--out``:
+What a run writes to ``--out`` (nothing is saved without it):
 
-- ``log.jsonl``: one JSON record per logging step (step, tokens, train/val loss in nats per
-  byte, learning rate, training seconds, tokens per second);
-- ``summary.json``: the configuration, parameter count, provenance (device, versions, date,
-  corpus) and the final numbers;
-- ``ckpt.pt``: model, optimizer and counters, loaded back with ``torch.load(weights_only=True)``.
+- ``log.jsonl``: one JSON record per logging step (step, tokens, train/val loss in nats,
+  learning rate, training seconds, tokens per second; accuracy for classification tasks);
+- ``summary.json``: the configuration, parameter count, provenance and the final numbers;
+- ``ckpt.pt``: model, optimizer and counters, every ``ckpt_every`` steps (default: at every
+  evaluation), at the end, and when SIGINT or SIGTERM stops the run. Loaded back with
+  ``torch.load(weights_only=True)``; written to a temporary file and renamed, so a kill during a
+  write never damages the previous checkpoint.
+
+Resuming (``resume``) continues the same schedule and refuses a configuration that differs from
+the checkpoint's (each change is named) unless ``allow_config_change``. An ``out`` folder that
+already holds a run is refused unless ``resume`` or ``overwrite``.
 
 Determinism: weights are initialised from ``seed``; the batch of step ``s`` on rank ``r`` is drawn
-from a generator seeded by ``(seed, s, r)``, so a resumed run sees exactly the batches of an
-uninterrupted one. On a GPU the forward pass runs under bf16 autocast; several processes
-started by ``torchrun`` train with DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
+from a generator seeded by ``(seed, s, r)``, so a resumed run is bitwise equal to an
+uninterrupted one (on the same device).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
+import glob
 import json
 import math
 import os
-import platform
-import subprocess
+import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
-from .data import sample_batch, stdlib_corpus
-from .models import GPT, GPTConfig, count_parameters
+from .model import ATTENTION_KINDS, INITS, Model, ModelConfig, count_parameters, interleave
+from .provenance import provenance
+from .tasks.corpus import Corpus, CorpusTask
 
-__all__ = ["TrainConfig", "PRESETS", "lr_at", "provenance", "train", "load_run", "plot_runs", "save_plots",
-           "compare_runs", "config_from_args", "main"]
+__all__ = ["TrainConfig", "PRESETS", "VARIANTS", "RUN_CONTROL_FIELDS", "RunError", "lr_at", "config_changes",
+           "read_log", "open_run",
+           "train", "load_run", "compare_runs", "plot_runs", "save_plots", "build_parser",
+           "config_from_args", "main"]
+
+#: The language-model variants the book compares (every fourth block 2-simplicial or not).
+VARIANTS = ("dot", "window", "topk")
+_BACKENDS = ("torch", "reference", "triton")
+
+
+def _doc(text: str, **kw):
+    return field(metadata={"help": text}, **kw)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on (model shape included).
+    """Everything a training run depends on, model shape included.
 
-    The model fields mirror :class:`simplex_lib.models.GPTConfig`; ``w`` sets both windows of the
-    ``"window"`` variant. ``threads > 0`` sets torch's CPU thread count; ``stop_at > 0``
-    ends this invocation after that step (with a checkpoint), as a pre-emption would, so that a
-    later ``resume`` continues the same schedule. ``batch_size`` is per process: a step sees ``batch_size * block_size *
-    world_size`` tokens. The learning rate warms up linearly for ``warmup`` steps, then follows a
-    cosine down to ``min_lr_ratio * lr`` at ``steps``.
+    Each field's ``metadata["help"]`` documents it, here and in the command line's ``--help``.
+    Invalid values raise ``ValueError`` naming the field.
 
+    Attributes
+    ----------
+<attributes>
     Examples
     --------
-    >>> TrainConfig(variant="topk").model_config().variant
-    'topk'
+    >>> TrainConfig(variant="topk").model_config().layers
+    ('dot', 'dot', 'dot', 'topk')
+    >>> TrainConfig(steps=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: steps must be an int >= 1, got 0
     """
 
-    variant: str = "dot"
-    block_size: int = 128
-    n_layer: int = 4
-    d_model: int = 128
-    n_heads: int = 4
-    mlp_ratio: int = 4
-    simplicial_every: int = 4
-    w: int = 32
-    topk: int = 32
-    backend: str = "torch"
-    batch_size: int = 16
-    steps: int = 200
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup: int = 20
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    eval_every: int = 50
-    eval_batches: int = 8
-    log_every: int = 10
-    ckpt_every: int = 0
-    seed: int = 0
-    out: str = ""
-    device: str = "auto"
-    amp: bool = True
-    compile: bool = False
-    max_minutes: float = 0.0
-    threads: int = 0
-    stop_at: int = 0
-    progress: bool = True
-    resume: bool = False
+    # model
+    variant: str = _doc("attention of the 2-simplicial blocks: dot (none), window, topk or simplicial "
+                        "(whole prefix); the other blocks use dot-product attention", default="dot")
+    n_layer: int = _doc("number of blocks", default=4)
+    simplicial_every: int = _doc("block l (0-based) is 2-simplicial iff (l + 1) mod simplicial_every = 0: "
+                                 "4 gives the 3:1 interleaving, 1 makes every block 2-simplicial", default=4)
+    d_model: int = _doc("width of the residual stream", default=128)
+    n_heads: int = _doc("query heads (2-simplicial blocks use n_heads // 2 key/value heads)", default=4)
+    mlp_ratio: int = _doc("MLP hidden width is mlp_ratio * d_model", default=4)
+    w: int = _doc("both windows (w1 = w2) of the window variant", default=32)
+    topk: int = _doc("keys kept per query by the topk variant", default=32)
+    backend: str = _doc("backend of the 2-simplicial blocks: torch, reference or triton (window only)",
+                        default="torch")
+    init: str = _doc("initial weights: gpt2 (N(0, 0.02), scaled output projections) or torch (PyTorch's "
+                     "defaults, which tiny task models learn faster from)", default="gpt2")
+    block_size: int = _doc("context length of language-model batches (tokens)", default=128)
+    # optimisation
+    batch_size: int = _doc("sequences per step and process (a step sees batch_size * world_size)", default=16)
+    steps: int = _doc("optimizer steps of the whole run", default=200)
+    lr: float = _doc("peak learning rate (AdamW)", default=3e-3)
+    min_lr_ratio: float = _doc("the cosine ends at min_lr_ratio * lr, in [0, 1]", default=0.1)
+    warmup: int = _doc("steps of linear learning-rate warm-up", default=20)
+    weight_decay: float = _doc("AdamW weight decay of the matrices (not of biases and norms)", default=0.1)
+    grad_clip: float = _doc("gradient-norm clipping; 0 turns it off", default=1.0)
+    seed: int = _doc("seed of the initial weights and of every batch", default=0)
+    # evaluation and logging
+    eval_every: int = _doc("steps between evaluations on held-out batches", default=50)
+    eval_batches: int = _doc("held-out batches per evaluation (per run, spread over processes)", default=8)
+    log_every: int = _doc("steps between log records", default=10)
+    progress: bool = _doc("show a progress bar", default=True)
+    # run control (may change when resuming)
+    out: str = _doc("folder of the log, summary and checkpoints; empty: nothing is saved", default="")
+    ckpt_every: int = _doc("steps between checkpoints; 0: at every evaluation", default=0)
+    resume: bool = _doc("continue the run saved in out", default=False)
+    overwrite: bool = _doc("replace a run already saved in out", default=False)
+    allow_config_change: bool = _doc("let resume continue with a configuration that differs from the "
+                                     "checkpoint's (the changes are recorded in the summary)", default=False)
+    device: str = _doc("auto (the process's GPU if any, else CPU), cpu, cuda or cuda:N", default="auto")
+    amp: bool = _doc("bf16 autocast on a GPU", default=True)
+    compile: bool = _doc("torch.compile the model", default=False)
+    max_minutes: float = _doc("stop (with a checkpoint) after this many minutes of training; 0: no limit",
+                              default=0.0)
+    stop_at: int = _doc("stop this invocation after this step (with a checkpoint), as a pre-emption "
+                        "would; 0: run to the end", default=0)
+    threads: int = _doc("torch CPU threads; 0 leaves the default", default=0)
 
-    def model_config(self) -> GPTConfig:
-        """The :class:`GPTConfig` of this run."""
-        return GPTConfig(variant=self.variant, block_size=self.block_size, n_layer=self.n_layer,
-                         d_model=self.d_model, n_heads=self.n_heads, mlp_ratio=self.mlp_ratio,
-                         simplicial_every=self.simplicial_every, w1=self.w, w2=self.w,
-                         topk=self.topk, backend=self.backend)
+    def __post_init__(self):
+        for name, low in (("n_layer", 1), ("simplicial_every", 1), ("d_model", 1), ("n_heads", 1),
+                          ("mlp_ratio", 1), ("w", 1), ("topk", 1), ("block_size", 1), ("batch_size", 1),
+                          ("steps", 1), ("warmup", 0), ("seed", 0), ("eval_every", 1), ("eval_batches", 1),
+                          ("log_every", 1), ("ckpt_every", 0), ("stop_at", 0), ("threads", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        for name, low, high, open_low in (("lr", 0.0, math.inf, True), ("min_lr_ratio", 0.0, 1.0, False),
+                                          ("weight_decay", 0.0, math.inf, False),
+                                          ("grad_clip", 0.0, math.inf, False),
+                                          ("max_minutes", 0.0, math.inf, False)):
+            v = getattr(self, name)
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and (v > low if open_low else v >= low) and v <= high)
+            if not ok:
+                bound = f"> {low}" if open_low else f">= {low}"
+                raise ValueError(f"{name} must be a finite number {bound}"
+                                 + (f" and <= {high}" if math.isfinite(high) else "") + f", got {v!r}")
+        if self.variant not in ATTENTION_KINDS:
+            raise ValueError(f"variant must be one of {ATTENTION_KINDS}, got {self.variant!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
+        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for name in ("progress", "resume", "overwrite", "allow_config_change", "amp", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.out, str):
+            raise ValueError(f"out must be a path string, got {self.out!r}")
+        if self.resume and not self.out:
+            raise ValueError("resume needs out (the folder of the run to continue)")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite contradict each other: give one")
+        if self.variant != "dot" and not any(k != "dot" for k in self.layers()):
+            raise ValueError(f"variant {self.variant!r} with n_layer={self.n_layer} and simplicial_every="
+                             f"{self.simplicial_every} has no 2-simplicial block; raise n_layer or lower "
+                             "simplicial_every")
 
+    def layers(self) -> tuple:
+        """Attention kind of each block."""
+        return interleave(self.variant, self.n_layer, self.simplicial_every)
+
+    def model_config(self, task=CorpusTask) -> ModelConfig:
+        """The :class:`~simplex_lib.model.ModelConfig` of this run on ``task`` (default: the corpus)."""
+        return ModelConfig(layers=self.layers(), head=task.head, vocab_size=task.vocab_size,
+                           n_classes=task.n_classes, block_size=self.block_size if task.positions else None,
+                           causal=task.causal, d_model=self.d_model, n_heads=self.n_heads,
+                           mlp_ratio=self.mlp_ratio, w1=self.w, w2=self.w, topk=self.topk, backend=self.backend,
+                           init=self.init)
+
+
+if TrainConfig.__doc__:  # absent under python -OO
+    TrainConfig.__doc__ = TrainConfig.__doc__.replace("<attributes>\n", "".join(
+        f"    {f.name} : {f.type}, default {f.default!r}\n        {f.metadata['help']}\n"
+        for f in fields(TrainConfig)))
+
+#: Fields that may differ between a run and its resumption: they change how a run is carried
+#: out, not what it computes.
+RUN_CONTROL_FIELDS = frozenset({"out", "ckpt_every", "resume", "overwrite", "allow_config_change", "device",
+                                "compile", "max_minutes", "stop_at", "threads", "progress", "log_every"})
 
 #: Named starting points. ``tiny``: seconds on a CPU (tests); ``book``: the CPU chapter run;
 #: ``gpu``: the scaled-down version of the blog's Fig. 8 set-up used on one H100.
@@ -112,6 +210,10 @@ PRESETS = {
                 steps=1500, warmup=100, eval_every=250, eval_batches=20, log_every=25, lr=2e-3,
                 ckpt_every=500),
 }
+
+
+class RunError(ValueError):
+    """A run cannot start as configured (its ``out`` folder, its checkpoint or its log)."""
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -130,45 +232,123 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def _version(dist_name: str):
+# --------------------------------------------------------------------------------------------
+# The run folder: checks before any work, atomic writes, checkpoints and the log
+# --------------------------------------------------------------------------------------------
+
+_RUN_FILES = ("ckpt.pt", "log.jsonl", "summary.json")
+
+
+def _write_atomic(path: str, write) -> None:
+    """``write(tmp)`` then rename over ``path``: a reader sees the old file or the new one, never half."""
+    tmp = f"{path}.tmp{os.getpid()}"
     try:
-        from importlib.metadata import version
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
 
-        return version(dist_name)
-    except Exception:  # noqa: BLE001 - absent packages are simply not reported
-        return None
+
+def _atomic_write_text(path: str, text: str) -> None:
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(text)
+    _write_atomic(path, write)
 
 
-def provenance(device: str = "cpu") -> dict:
-    """Where and with what a result was produced: device, versions, date, git commit.
+def _save_atomic(obj, path: str) -> None:
+    _write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def config_changes(saved: dict, cfg: TrainConfig) -> list:
+    """``"name: old -> new"`` for every field (outside :data:`RUN_CONTROL_FIELDS`) that differs.
 
     Examples
     --------
-    >>> {"device", "torch", "date_utc"} <= set(provenance())
-    True
+    >>> config_changes(asdict(TrainConfig()), TrainConfig(lr=0.5, out="x"))
+    ['lr: 0.003 -> 0.5']
     """
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        name = f"CPU ({platform.processor() or platform.machine()})"
+    now = asdict(cfg)
+    return [f"{k}: {saved.get(k, '(absent)')!r} -> {now[k]!r}" for k in now
+            if k not in RUN_CONTROL_FIELDS and saved.get(k, "(absent)") != now[k]]
+
+
+def _load_checkpoint(path: str) -> dict:
     try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=5).stdout.strip()
-    except Exception:  # noqa: BLE001 - not a git checkout
-        commit = ""
-    if len(commit) != 40:  # a copy without history answers "HEAD" or nothing
-        commit = None
-    return {
-        "device": name,
-        "cpu_count": os.cpu_count(),
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "triton": _version("triton"),
-        "cuda": torch.version.cuda,
-        "git_commit": commit,
-    }
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing here
+        raise RunError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    if not isinstance(ck, dict) or not {"model", "optimizer", "step", "config"} <= set(ck):
+        raise RunError(f"checkpoint {path} is not a checkpoint of simplex_lib.train")
+    return ck
+
+
+def read_log(path: str, upto_step: int) -> list:
+    """The records of ``log.jsonl`` up to ``upto_step``; a truncated last line is skipped with a warning."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                warnings.warn(f"{path}: skipping a truncated last line ({line[:40]!r}...)", stacklevel=2)
+                continue
+            raise RunError(f"{path}: line {i + 1} is not JSON; the log is damaged")
+    return [r for r in records if r.get("step", math.inf) <= upto_step]
+
+
+def open_run(cfg: TrainConfig):
+    """Check ``cfg.out`` before any work; return the checkpoint to resume from, or ``None``.
+
+    Raises :class:`RunError` (a ``ValueError``) when ``out`` is a file or not writable, holds a
+    run while neither ``resume`` nor ``overwrite`` is set, has no readable checkpoint to resume,
+    or when the checkpoint's configuration differs from ``cfg`` (each change named) without
+    ``allow_config_change``. With ``overwrite`` the old run's files are removed.
+    """
+    out = cfg.out
+    if not out:
+        if cfg.resume:
+            raise RunError("resume needs out (the folder of the run to continue)")
+        return None
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunError(f"out {out!r} is a file, not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, f".write-test-{os.getpid()}")
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as exc:
+        raise RunError(f"out {out!r} is not writable: {exc.strerror or exc}")
+    present = [f for f in _RUN_FILES if os.path.exists(os.path.join(out, f))]
+    ckpt_path = os.path.join(out, "ckpt.pt")
+    if not cfg.resume:
+        if present and not cfg.overwrite:
+            raise RunError(f"out {out!r} already holds a run ({', '.join(present)}); "
+                           "resume it or overwrite it")
+        for f in present:
+            with contextlib.suppress(FileNotFoundError):  # another rank may have removed it
+                os.remove(os.path.join(out, f))
+        return None
+    if not os.path.exists(ckpt_path):
+        raise RunError(f"resume: there is no checkpoint at {ckpt_path}")
+    ck = _load_checkpoint(ckpt_path)
+    changes = config_changes(ck["config"], cfg)
+    if changes and not cfg.allow_config_change:
+        raise RunError(f"resume: the configuration differs from the checkpoint's ({'; '.join(changes)}); "
+                       "restore it, or allow the change explicitly")
+    ck["changes"] = changes
+    return ck
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed helpers and signals
+# --------------------------------------------------------------------------------------------
 
 
 def _setup_distributed():
@@ -177,8 +357,7 @@ def _setup_distributed():
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     return rank, world, device
 
@@ -191,27 +370,95 @@ def _all_mean(values: list, world: int, device) -> list:
     return t.tolist()
 
 
-def _save_atomic(obj, path: str) -> None:
-    tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+class _Stop:
+    """Signal handler that asks the loop to stop after the current step (a second signal aborts)."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
 
 
-def train(cfg: TrainConfig, corpus=None) -> dict:
-    """Train one model; return the summary dict (also written to ``cfg.out/summary.json``).
+@contextlib.contextmanager
+def _stop_on_signals(stop: _Stop):
+    old = {}
+    try:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            old[s] = signal.signal(s, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+def _evaluate(model, task, cfg, rank, world, device, amp):
+    """Mean held-out loss (and accuracy and majority-class rate for classification heads)."""
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64)  # loss, batches, correct, majority count
+    labels = []
+    with torch.no_grad(), amp:
+        for i in range(rank, cfg.eval_batches, world):
+            g = torch.Generator().manual_seed(10_000_019 + 7919 * i + cfg.seed)
+            x, y = task.batch("val", cfg.batch_size, cfg.block_size, g)
+            x, y = x.to(device), y.to(device)
+            logits, loss = model(x, y)
+            sums[0] += float(loss)
+            sums[1] += 1
+            if task.head != "lm":
+                sums[2] += float((logits.argmax(-1) == y).double().mean())
+                labels.append(y.flatten().cpu())
+    model.train()
+    if labels:
+        counts = torch.bincount(torch.cat(labels), minlength=task.n_classes).double()
+        sums[3] = float(counts.max() / counts.sum()) * sums[1]
+    total = _all_mean((sums * world).tolist(), world, device)  # sums over ranks
+    rec = {"val_loss": total[0] / total[1]}
+    if task.head != "lm":
+        rec["val_accuracy"] = total[2] / total[1]
+        rec["val_majority"] = total[3] / total[1]
+    return rec
+
+
+def train(cfg: TrainConfig, task=None) -> dict:
+    """Train one model on ``task``; return the summary (also written to ``cfg.out/summary.json``).
 
     Parameters
     ----------
     cfg : TrainConfig
-    corpus : simplex_lib.data.Corpus, optional
-        Default :func:`simplex_lib.data.stdlib_corpus`.
+    task : task object of :mod:`simplex_lib.tasks`, or a :class:`~simplex_lib.tasks.corpus.Corpus`
+        Default: the standard-library byte corpus.
 
     Returns
     -------
     dict
-        ``config``, ``model``, ``n_params``, ``provenance``, ``corpus``, ``log`` (the records) and
-        final numbers (``final_val_loss``, ``tokens``, ``train_time_s``, ``tokens_per_s``).
+        ``config``, ``model`` (the ModelConfig), ``n_params``, ``provenance``, ``task`` (its info),
+        ``log`` (the records), ``steps_done``, ``stopped_early``, ``interrupted`` (the signal's
+        name or ``None``), ``tokens``, ``train_time_s``, ``tokens_per_s``, ``final_val_loss`` and,
+        for classification tasks, ``final_val_accuracy`` and ``final_val_majority``.
+
+    Examples
+    --------
+    >>> from simplex_lib.tasks.hops import HopTask
+    >>> s = train(TrainConfig(variant="simplicial", simplicial_every=1, n_layer=1, d_model=16, n_heads=2,
+    ...                       steps=2, warmup=0, eval_every=2, eval_batches=1, batch_size=4, progress=False),
+    ...           HopTask(M=3, hops=1))
+    >>> 0.0 <= s["final_val_accuracy"] <= 1.0
+    True
     """
+    task = CorpusTask(task) if isinstance(task, Corpus) else (CorpusTask() if task is None else task)
+    ck = open_run(cfg)  # before any work: a bad out folder or checkpoint fails at once
+    mcfg = cfg.model_config(task)
     if cfg.threads > 0:  # small CPU runs are faster on one thread than fighting for shared cores
         torch.set_num_threads(cfg.threads)
     rank, world, device = _setup_distributed()
@@ -222,11 +469,9 @@ def train(cfg: TrainConfig, corpus=None) -> dict:
         torch.cuda.set_device(torch.device(device))
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    corpus = stdlib_corpus() if corpus is None else corpus
-    mcfg = cfg.model_config()
 
     torch.manual_seed(cfg.seed)
-    model = GPT(mcfg).to(device)
+    model = Model(mcfg).to(device)
     n_params = count_parameters(model)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -235,114 +480,85 @@ def train(cfg: TrainConfig, corpus=None) -> dict:
                             lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
 
     out = cfg.out
-    if out and rank == 0:
-        os.makedirs(out, exist_ok=True)
     ckpt_path = os.path.join(out, "ckpt.pt") if out else None
     log_path = os.path.join(out, "log.jsonl") if out else None
-    step0, tokens, train_time, records = 0, 0, 0.0, []
-    if cfg.resume:
-        if not ckpt_path or not os.path.exists(ckpt_path):
-            raise ValueError(f"resume=True but there is no checkpoint at {ckpt_path!r}")
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ck["config"]["variant"] != cfg.variant:
-            raise ValueError("the checkpoint was written by a run of another variant")
+    step0, tokens, train_time, records, changes = 0, 0, 0.0, [], []
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step0, tokens, train_time = int(ck["step"]), int(ck["tokens"]), float(ck["train_time_s"])
-        if log_path and os.path.exists(log_path):
-            with open(log_path) as fh:
-                records = [r for r in map(json.loads, fh) if r["step"] <= step0]
+        changes = list(ck.get("history", [])) + ck["changes"]
+        records = read_log(log_path, step0)
+    if rank == 0 and log_path:  # rewrite: drops records past the checkpoint on resume
+        _atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
 
     net = model
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        net = DDP(model, device_ids=[torch.device(device).index] if on_gpu else None)
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if on_gpu else None)
     if cfg.compile:
         net = torch.compile(net)
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if (on_gpu and cfg.amp)
            else contextlib.nullcontext())
 
-    def evaluate():
-        model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad(), amp:
-            for i in range(rank, cfg.eval_batches, world):
-                g = torch.Generator().manual_seed(10_000_019 + 7919 * i + cfg.seed)
-                x, y = sample_batch(corpus.val, cfg.batch_size, cfg.block_size, g, device)
-                total += float(model(x, y)[1])
-                count += 1
-        model.train()
-        s, c = _all_mean([total, count], world, device)
-        return s / max(c, 1e-12)
-
-    if rank == 0 and log_path:
-        with open(log_path, "w") as fh:  # rewrite: drops records past the checkpoint on resume
-            fh.writelines(json.dumps(r) + "\n" for r in records)
-
-    bar = None
-    if cfg.progress and rank == 0:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=cfg.steps, initial=step0, desc=cfg.variant, unit="step")
-        except ImportError:  # pragma: no cover - tqdm is a dependency, but keep runs alive
-            bar = None
-
-    tokens_per_step = cfg.batch_size * cfg.block_size * world
-    running, n_running = 0.0, 0
-    stopped_early = False
-    step = step0
-    for step in range(step0, cfg.steps):
-        t0 = time.perf_counter()
-        lr = lr_at(step, cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1_009 + rank)
-        x, y = sample_batch(corpus.train, cfg.batch_size, cfg.block_size, g, device)
-        with amp:
-            _, loss = net(x, y)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        running += float(loss.detach())  # syncs, so the timing below is honest
-        n_running += 1
-        train_time += time.perf_counter() - t0
-        tokens += tokens_per_step
-        done = step + 1
-        last = done == cfg.steps
-        over_time = cfg.max_minutes > 0 and train_time > 60 * cfg.max_minutes
-        if cfg.max_minutes > 0 and world > 1:  # every rank must stop at the same step
-            over_time = _all_mean([float(over_time)], world, device)[0] > 0
-        over_time = over_time or done == cfg.stop_at
-        if done % cfg.log_every == 0 or last or over_time or done % cfg.eval_every == 0:
-            (train_loss,) = _all_mean([running / n_running], world, device)
-            running, n_running = 0.0, 0
-            rec = {"step": done, "tokens": tokens, "train_loss": train_loss, "lr": lr,
-                   "train_time_s": train_time, "tokens_per_s": tokens / max(train_time, 1e-9)}
-            if done % cfg.eval_every == 0 or last or over_time:
-                rec["val_loss"] = evaluate()
-            records.append(rec)
-            if rank == 0 and log_path:
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-            if bar is not None:
-                bar.set_postfix(loss=f"{train_loss:.3f}", **({"val": f"{rec['val_loss']:.3f}"} if "val_loss" in rec else {}))
-        if ckpt_path and rank == 0 and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or last or over_time):
+    def checkpoint(done):
+        if ckpt_path and rank == 0:
             _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
-                          "tokens": tokens, "train_time_s": train_time,
-                          "config": asdict(cfg), "format": 1}, ckpt_path)
-        if bar is not None:
-            bar.update(1)
-        if over_time and not last:
-            stopped_early = True
-            break
-    if bar is not None:
-        bar.close()
+                          "tokens": tokens, "train_time_s": train_time, "config": asdict(cfg),
+                          "model_config": mcfg.to_dict(), "history": changes, "format": 2}, ckpt_path)
 
-    final_val = next((r["val_loss"] for r in reversed(records) if "val_loss" in r), None)
+    bar = tqdm(total=cfg.steps, initial=step0, desc=cfg.variant, unit="step",
+               disable=not (cfg.progress and rank == 0))
+    ckpt_every = cfg.ckpt_every or cfg.eval_every
+    running, n_running = 0.0, 0
+    stopped_early, stop = False, _Stop()
+    with _stop_on_signals(stop):
+        for step in range(step0, cfg.steps):
+            t0 = time.perf_counter()
+            lr = lr_at(step, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1_009 + rank)
+            x, y = task.batch("train", cfg.batch_size, cfg.block_size, g)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with amp:
+                _, loss = net(x, y)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            running += float(loss.detach())  # syncs, so the timing below is honest
+            n_running += 1
+            train_time += time.perf_counter() - t0
+            tokens += x.numel() * world
+            done = step + 1
+            last = done == cfg.steps
+            halt = (cfg.max_minutes > 0 and train_time > 60 * cfg.max_minutes) or stop.signum is not None
+            if world > 1:  # every rank must stop at the same step
+                halt = _all_mean([float(halt)], world, device)[0] > 0
+            halt = (halt or done == cfg.stop_at) and not last
+            if done % cfg.log_every == 0 or done % cfg.eval_every == 0 or last or halt:
+                (train_loss,) = _all_mean([running / n_running], world, device)
+                running, n_running = 0.0, 0
+                rec = {"step": done, "tokens": tokens, "train_loss": train_loss, "lr": lr,
+                       "train_time_s": train_time, "tokens_per_s": tokens / max(train_time, 1e-9)}
+                if done % cfg.eval_every == 0 or last or halt:
+                    rec.update(_evaluate(model, task, cfg, rank, world, device, amp))
+                records.append(rec)
+                if rank == 0 and log_path:
+                    with open(log_path, "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+                bar.set_postfix({k[:7]: f"{rec[k]:.3f}" for k in ("train_loss", "val_loss", "val_accuracy")
+                                 if k in rec})
+            if done % ckpt_every == 0 or last or halt:
+                checkpoint(done)
+            bar.update(1)
+            if halt:
+                stopped_early = True
+                break
+    bar.close()
+
+    final = next((r for r in reversed(records) if "val_loss" in r), {})
     summary = {
         "config": asdict(cfg),
         "model": mcfg.to_dict(),
@@ -350,18 +566,23 @@ def train(cfg: TrainConfig, corpus=None) -> dict:
         "n_params": n_params,
         "world_size": world,
         "provenance": provenance(device),
-        "corpus": corpus.info,
+        "task": task.info,
+        "config_changes": changes,
         "steps_done": records[-1]["step"] if records else step0,
         "stopped_early": stopped_early,
+        "interrupted": signal.Signals(stop.signum).name if stop.signum is not None else None,
         "tokens": tokens,
         "train_time_s": train_time,
         "tokens_per_s": tokens / max(train_time, 1e-9),
-        "final_val_loss": final_val,
+        "final_val_loss": final.get("val_loss"),
+        "final_val_accuracy": final.get("val_accuracy"),
+        "final_val_majority": final.get("val_majority"),
         "log": records,
     }
+    if task.name == "corpus":
+        summary["corpus"] = task.info  # the name the recorded runs use
     if rank == 0 and out:
-        with open(os.path.join(out, "summary.json"), "w") as fh:
-            json.dump(summary, fh, indent=1)
+        _atomic_write_text(os.path.join(out, "summary.json"), json.dumps(summary, indent=1))
     if world > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
@@ -425,9 +646,10 @@ def plot_runs(ax, runs: dict, x: str = "tokens", y: str = "val_loss") -> None:
     x : ``"tokens"``, ``"train_time_s"`` or ``"step"``
     y : ``"val_loss"`` or ``"train_loss"``
     """
-    from .viz import PALETTE, label
+    from .viz import PALETTE, label  # plotting only: the training CLI does not import matplotlib
 
-    colours = {"dot": PALETTE["dot"], "window": PALETTE["simplicial"], "topk": PALETTE["accent"]}
+    colours = {"dot": PALETTE["dot"], "window": PALETTE["simplicial"], "topk": PALETTE["accent"],
+               "simplicial": PALETTE["simplicial"]}
     xlabels = {"tokens": "training tokens (bytes)", "train_time_s": "training wall-clock (s)",
                "step": "optimizer step"}
     if x not in xlabels or y not in ("val_loss", "train_loss"):
@@ -450,9 +672,7 @@ def save_plots(folder: str, pattern: str = "train_*.json", filename: str = "trai
     The figure's footer states the provenance (device, torch version, date) of the first run.
     Returns the path written.
     """
-    import glob
-
-    import matplotlib
+    import matplotlib  # plotting only: the training CLI does not need matplotlib
 
     matplotlib.use("Agg")
     from .viz import new_figure
@@ -471,45 +691,93 @@ def save_plots(folder: str, pattern: str = "train_*.json", filename: str = "trai
     return path
 
 
-def _parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m simplex_lib.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="JSON file of TrainConfig fields")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="named starting configuration")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m simplex_lib.train``: one flag per :class:`TrainConfig` field."""
+    p = argparse.ArgumentParser(
+        prog="python -m simplex_lib.train", usage="%(prog)s [--preset NAME] [--config FILE] [options]",
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="Precedence: a preset, then the --config file, then explicit flags. "
+               "Exit status: 0 when done, 2 on a usage error, 128 + the signal's number when "
+               "SIGINT or SIGTERM stopped the run (after writing a checkpoint to --out).")
+    p.add_argument("--config", metavar="FILE", help="JSON object of TrainConfig fields (default: none)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="named starting configuration: " + "; ".join(
+                       f"{k}: {', '.join(f'{a}={b}' for a, b in v.items())}" for k, v in PRESETS.items())
+                   + " (default: none)")
+    choices = {"variant": ATTENTION_KINDS, "backend": _BACKENDS, "init": INITS}
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} (default: {f.default!r})".replace("%", "%%")
         if f.type in ("bool", bool):
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            p.add_argument(flag, dest=f.name, type=kind, default=None)
-    return p.parse_args(argv)
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(flag, dest=f.name, type=kind, default=None, choices=choices.get(f.name),
+                           metavar=None if f.name in choices else f.name.upper(), help=text)
+    return p
 
 
-def config_from_args(argv=None) -> TrainConfig:
-    """Preset, then the ``--config`` file, then explicit flags (later wins)."""
-    args = _parse_args(argv)
+def _config(parser: argparse.ArgumentParser, args) -> TrainConfig:
     values = {}
     if args.preset:
         values.update(PRESETS[args.preset])
     if args.config:
-        with open(args.config) as fh:
-            values.update(json.load(fh))
+        try:
+            with open(args.config) as fh:
+                loaded = json.load(fh)
+        except OSError as exc:
+            parser.error(f"--config {args.config}: {exc.strerror or exc}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            parser.error(f"--config {args.config}: not valid JSON ({exc})")
+        if not isinstance(loaded, dict):
+            parser.error(f"--config {args.config}: must hold a JSON object of TrainConfig fields")
+        unknown = set(loaded) - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            parser.error(f"--config {args.config}: unknown config keys {sorted(unknown)}")
+        values.update(loaded)
     names = {f.name for f in fields(TrainConfig)}
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(f"unknown config keys: {sorted(unknown)}")
     values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
-    return replace(TrainConfig(), **values)
+    try:
+        cfg = replace(TrainConfig(), **values)
+        cfg.model_config()  # the model's own checks (head_dim, windows, backends), without building it
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    return cfg
+
+
+def config_from_args(argv=None) -> TrainConfig:
+    """Preset, then the ``--config`` file, then explicit flags (later wins); usage errors exit 2.
+
+    Examples
+    --------
+    >>> config_from_args(["--preset", "tiny", "--lr", "0.01"]).lr
+    0.01
+    """
+    parser = build_parser()
+    return _config(parser, parser.parse_args(argv))
 
 
 def main(argv=None) -> int:
     """Entry point of ``python -m simplex_lib.train``."""
-    cfg = config_from_args(argv)
-    summary = train(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: summary[k] for k in ("n_params", "tokens", "train_time_s",
-                                                   "tokens_per_s", "final_val_loss", "stopped_early")}))
+    parser = build_parser()
+    cfg = _config(parser, parser.parse_args(argv))
+    lead = int(os.environ.get("RANK", "0")) == 0
+    if not cfg.out and lead:
+        print("note: no --out given, so nothing is saved (no checkpoint, log or summary)", file=sys.stderr)
+    try:
+        summary = train(cfg)
+    except RunError as exc:
+        parser.error(str(exc))
+    if lead:
+        print(json.dumps({k: summary[k] for k in ("n_params", "steps_done", "tokens", "train_time_s",
+                                                  "tokens_per_s", "final_val_loss", "stopped_early")}))
+    if summary["interrupted"]:
+        if lead:
+            where = f"checkpoint written to {cfg.out}; continue with --resume" if cfg.out else "nothing saved"
+            print(f"stopped by {summary['interrupted']} after step {summary['steps_done']}: {where}",
+                  file=sys.stderr)
+        return 128 + int(getattr(signal, summary["interrupted"]))
     return 0
 
 

@@ -1,17 +1,19 @@
-"""Match2/Match3 labels, the Theorem 5.1 construction and the training loop."""
+"""Match2/Match3 labels, the Theorem 5.1 construction, the task, training and the sweep CLI."""
 
 import math
-
+import os
 import pytest
 import torch
 
-from simplex_lib.match3 import (
-    Match3Model,
+from simplex_lib.model import Model, count_parameters
+from simplex_lib.tasks.match3 import (
+    Match3Task,
     adversarial_no_match,
     c_lower_bound,
     default_c,
     match2_labels,
     match3_batch,
+    match3_config,
     match3_labels,
     match3_sweep,
     summarize_sweep,
@@ -19,8 +21,10 @@ from simplex_lib.match3 import (
     theorem_5_1_details,
     theorem_5_1_embeddings,
     theorem_5_1_logits,
+    load_recorded,
     train_match3,
 )
+from simplex_lib.tasks.match3 import main as match3_main
 
 
 def loop_match3(xs, M):
@@ -134,7 +138,24 @@ def test_training_deterministic_tiny():
         r1, r2 = train_match3(kind, seed=5, **kw), train_match3(kind, seed=5, **kw)
         assert r1["accuracy"] == r2["accuracy"] and r1["final_loss"] == r2["final_loss"]
         assert 0.0 <= r1["accuracy"] <= 1.0 and r1["baseline"] >= 0.5
-    assert Match3Model("simplicial", 11, 8, 2).proj.out_features == 40
+    task = Match3Task(4, 11)
+    dot, simp = (Model(match3_config(k, width=8, heads=2).model_config(task)) for k in ("dot", "simplicial"))
+    assert count_parameters(dot) == count_parameters(simp)  # K2, V2 paid for by grouped key/value heads
+    assert not simp.config.causal and simp.config.head == "tokens" and simp.pos_emb is None
+
+
+def test_task_batches(gen):
+    x, y = Match3Task(5, 7).batch("train", 6, 0, gen)
+    assert x.shape == y.shape == (6, 5) and torch.equal(y, match3_labels(x, 7))
+    x, y = Match3Task(5, 7, head="classify").batch("val", 20, 0, gen)
+    assert y.shape == (20,)
+    for b in range(20):
+        s = [int(v) for v in x[b]]
+        assert int(y[b]) == int(any((s[-1] + s[i] + s[j]) % 7 == 0 for i in range(5) for j in range(5)))
+    with pytest.raises(ValueError, match="head"):
+        Match3Task(5, 7, head="pairs")
+    with pytest.raises(ValueError, match="M"):
+        Match3Task(5, 1)
 
 
 def test_sweep_and_summary():
@@ -157,8 +178,41 @@ def test_errors():
     with pytest.raises(ValueError, match="M"):
         adversarial_no_match(4, 9)
     with pytest.raises(ValueError, match="kind"):
-        Match3Model("cubic", 5)
-    with pytest.raises(ValueError, match="width"):
-        Match3Model("dot", 5, width=10, heads=3)
+        match3_config("cubic")
+    with pytest.raises(ValueError, match="d_model"):
+        train_match3("dot", 4, 5, width=10, heads=3, steps=1)
     with pytest.raises(ValueError, match="batch"):
         match3_batch(0, 3, 5, torch.Generator())
+
+
+def _cli(capsys, *args):
+    with pytest.raises(SystemExit) as exc:
+        match3_main(list(args))
+    return exc.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [(["--steps", "0"], "--steps"), (["--lr", "inf"], "--lr"),
+                                           (["--lengths", "4", "-1"], "--lengths"),
+                                           (["--width", "10", "--heads", "3"], "divisible")])
+def test_sweep_cli_rejects_bad_flags(tmp_path, capsys, args, message):
+    code, err = _cli(capsys, "--out", str(tmp_path / "r.json"), *args)
+    assert code == 2 and message in err and err.strip().splitlines()[-1].count("error:") == 1
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_sweep_cli_checks_out_before_work(tmp_path, capsys):
+    code, err = _cli(capsys, "--out", str(tmp_path / "missing" / "r.json"), "--steps", "1")
+    assert code == 2 and "not writable" in err
+    code, err = _cli(capsys, "--out", str(tmp_path), "--steps", "1")
+    assert code == 2 and "folder" in err
+
+
+def test_sweep_cli_tiny_run(tmp_path):
+    out = tmp_path / "r.json"
+    assert match3_main(["--out", str(out), "--workers", "1", "--steps", "2", "--batch", "4", "--width", "8",
+                        "--eval-size", "4", "--seeds", "1", "--lengths", "3", "--moduli", "5", "--moduli-n", "3",
+                        "--lengths-M", "5", "--device", "cpu"]) == 0
+    rec = load_recorded(str(out))
+    assert sorted(r["kind"] for r in rec["records"]) == ["dot", "simplicial"]
+    assert {"device", "date_utc", "torch", "git_commit"} <= set(rec["provenance"])
+    assert rec["config"]["command"] == "python -m simplex_lib.tasks.match3" and not os.path.exists(f"{out}.tmp")

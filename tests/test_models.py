@@ -1,87 +1,153 @@
-"""Tests for simplex_lib.models: layout, parameter parity, causality, and the forward pass."""
+"""Tests for simplex_lib.model: layouts, parameter parity, heads, causality, and the forward pass."""
+
+import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from simplex_lib import models
 from simplex_lib.layers import DotProductAttention, TopKTwoSimplicialAttention, TwoSimplicialAttention
-from simplex_lib.models import GPT, GPTConfig, count_parameters, parameter_counts, variant_configs
+from simplex_lib.model import (ATTENTION_KINDS, Model, ModelConfig, count_parameters, interleave,
+                               parameter_counts, simplicial_layer_ids)
+from simplex_lib.testing import assert_close
 
-SMALL = dict(block_size=12, n_layer=4, d_model=16, n_heads=2, w1=4, w2=3, topk=4)
+SMALL = dict(block_size=12, d_model=16, n_heads=2, w1=4, w2=3, topk=4)
 
 
-def test_simplicial_layer_ids():
-    assert models.simplicial_layer_ids(8) == (3, 7)
-    assert models.simplicial_layer_ids(12, 4) == (3, 7, 11)  # 3:1 interleaving
-    assert models.simplicial_layer_ids(3) == ()
-    assert models.simplicial_layer_ids(2, 1) == (0, 1)
+def lm(kind, n_layer=4, **kw):
+    return ModelConfig(layers=interleave(kind, n_layer), **{**SMALL, **kw})
+
+
+def brute_cross_entropy(logits, targets):
+    """Mean of -log softmax at the target, in float64, one row at a time."""
+    rows = logits.detach().double().reshape(-1, logits.shape[-1])
+    t = targets.reshape(-1).tolist()
+    return sum(math.log(float(r.exp().sum())) - float(r[k]) for r, k in zip(rows, t)) / len(t)
+
+
+def test_simplicial_layer_ids_and_interleave():
+    assert simplicial_layer_ids(8) == (3, 7)
+    assert simplicial_layer_ids(12, 4) == (3, 7, 11)  # 3:1 interleaving
+    assert simplicial_layer_ids(3) == ()
+    assert simplicial_layer_ids(2, 1) == (0, 1)
     with pytest.raises(ValueError, match="every"):
-        models.simplicial_layer_ids(4, 0)
+        simplicial_layer_ids(4, 0)
+    assert interleave("topk", 8) == ("dot",) * 3 + ("topk",) + ("dot",) * 3 + ("topk",)
+    with pytest.raises(ValueError, match="kind"):
+        interleave("sparse", 4)
 
 
-@pytest.mark.parametrize("variant, kind", [("dot", DotProductAttention), ("window", TwoSimplicialAttention),
-                                           ("topk", TopKTwoSimplicialAttention)])
-def test_layout_is_three_to_one(variant, kind):
-    m = GPT(GPTConfig(variant=variant, **{**SMALL, "n_layer": 8}))
-    kinds = [type(b.attn) for b in m.blocks]
-    for l, k in enumerate(kinds):
-        if variant != "dot" and l in (3, 7):
-            assert k is kind
-        else:
-            assert k is DotProductAttention
-    if variant == "window":
+@pytest.mark.parametrize("kind, cls", [("dot", DotProductAttention), ("window", TwoSimplicialAttention),
+                                       ("topk", TopKTwoSimplicialAttention),
+                                       ("simplicial", TwoSimplicialAttention)])
+def test_layout_is_three_to_one(kind, cls):
+    m = Model(lm(kind, 8))
+    for l, blk in enumerate(m.blocks):
+        assert type(blk.attn) is (cls if l in (3, 7) else DotProductAttention)
+    if kind == "window":
         assert (m.blocks[3].attn.w1, m.blocks[3].attn.w2) == (4, 3)
+    if kind == "simplicial":
+        assert (m.blocks[3].attn.w1, m.blocks[3].attn.backend) == (None, "reference")
+    assert m.config.simplicial_layers == (() if kind == "dot" else (3, 7))
 
 
 @pytest.mark.parametrize("n_layer,d_model,n_heads", [(4, 16, 2), (8, 48, 6), (12, 64, 4)])
 def test_equal_parameter_counts(n_layer, d_model, n_heads):
-    base = GPTConfig(n_layer=n_layer, d_model=d_model, n_heads=n_heads, block_size=32)
-    counts = parameter_counts(variant_configs(base))
+    configs = {k: ModelConfig(layers=interleave(k, n_layer), d_model=d_model, n_heads=n_heads, block_size=32)
+               for k in ATTENTION_KINDS}
+    counts = parameter_counts(configs)
     assert len(set(counts.values())) == 1, counts
     # independent count: embeddings (tied head) + per block 2 LayerNorms, attention, MLP + final norm
     d, L = d_model, n_layer
     want = 256 * d + 32 * d + L * (2 * 2 * d + 4 * d * d + 2 * 4 * d * d) + 2 * d
-    assert counts["dot"] == want
-    built = GPT(base)
-    assert count_parameters(built) == want
+    assert counts["dot"] == want == count_parameters(Model(configs["window"]))
 
 
 def test_parity_breaks_without_gqa():
-    base = GPTConfig(variant="window", simplicial_kv_heads=4, n_heads=4, d_model=32)
-    dot = parameter_counts({"d": GPTConfig(n_heads=4, d_model=32)})["d"]
-    assert parameter_counts({"w": base})["w"] == dot + 2 * 32 * 32  # K2 and V2 of one block, full width
+    full = ModelConfig(layers=interleave("window", 4), simplicial_kv_heads=4, n_heads=4, d_model=32)
+    dot = ModelConfig(layers=("dot",) * 4, n_heads=4, d_model=32)
+    counts = parameter_counts({"w": full, "d": dot})
+    assert counts["w"] == counts["d"] + 2 * 32 * 32  # K2 and V2 of one block, full width
 
 
-@pytest.mark.parametrize("variant", models.VARIANTS)
-def test_forward_loss_and_causality(gen, variant):
+def test_classification_heads_count():
+    c = ModelConfig(layers=("simplicial", "dot"), head="classify", vocab_size=30, n_classes=5, block_size=None,
+                    d_model=16, n_heads=2)
+    d = 16
+    want = 30 * d + 2 * (2 * 2 * d + 4 * d * d + 2 * 4 * d * d) + 2 * d + (d * 5 + 5)
+    assert count_parameters(Model(c)) == want
+
+
+@pytest.mark.parametrize("kind", ATTENTION_KINDS)
+def test_forward_loss_and_causality(gen, kind):
     torch.manual_seed(int(torch.randint(0, 2**30, (1,), generator=gen)))
-    m = GPT(GPTConfig(variant=variant, **SMALL)).double()
+    m = Model(lm(kind)).double()
     idx = torch.randint(0, 256, (2, 10), generator=gen)
     tgt = torch.randint(0, 256, (2, 10), generator=gen)
     logits, loss = m(idx, tgt)
     assert logits.shape == (2, 10, 256)
-    torch.testing.assert_close(loss, F.cross_entropy(logits.reshape(-1, 256), tgt.reshape(-1)))
+    assert abs(float(loss.detach()) - brute_cross_entropy(logits, tgt)) < 1e-10
     assert m(idx)[1] is None
-    # changing the future does not change the past
-    idx2 = idx.clone()
+    idx2 = idx.clone()  # changing the future does not change the past
     idx2[:, 6:] = torch.randint(0, 256, (2, 4), generator=gen)
-    torch.testing.assert_close(m(idx2)[0][:, :6], logits[:, :6])
+    assert_close("past logits", logits[:, :6], m(idx2)[0][:, :6], 1e-12)
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
 
 
+@pytest.mark.parametrize("head, shape", [("classify", (3, 4)), ("tokens", (3, 7, 4))])
+@pytest.mark.parametrize("kind", ["dot", "simplicial"])
+def test_classification_heads(gen, head, shape, kind):
+    torch.manual_seed(int(torch.randint(0, 2**30, (1,), generator=gen)))
+    m = Model(ModelConfig(layers=(kind, kind), head=head, vocab_size=11, n_classes=4, block_size=None,
+                          causal=head == "classify", d_model=16, n_heads=2)).double()
+    x = torch.randint(0, 11, (3, 7), generator=gen)
+    y = torch.randint(0, 4, shape[:-1], generator=gen)
+    logits, loss = m(x, y)
+    assert logits.shape == shape
+    assert abs(float(loss.detach()) - brute_cross_entropy(logits, y)) < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["dot", "simplicial"])
+def test_non_causal_set_model_is_permutation_equivariant(gen, kind):
+    """Without positions and masks, permuting the tokens permutes the per-token outputs."""
+    torch.manual_seed(int(torch.randint(0, 2**30, (1,), generator=gen)))
+    m = Model(ModelConfig(layers=(kind,), head="tokens", vocab_size=13, n_classes=2, block_size=None,
+                          causal=False, d_model=16, n_heads=2)).double()
+    x = torch.randint(0, 13, (2, 6), generator=gen)
+    perm = torch.randperm(6, generator=gen)
+    out = m(x)[0]
+    assert_close("permuted outputs", out[:, perm], m(x[:, perm])[0], 1e-12)
+    x2 = x.clone()  # the first token sees the last one
+    x2[:, -1] = (x2[:, -1] + 1) % 13
+    assert (m(x2)[0][:, 0] - out[:, 0]).abs().max() > 1e-9
+
+
+def test_non_causal_dot_matches_brute_force(gen):
+    torch.manual_seed(int(torch.randint(0, 2**30, (1,), generator=gen)))
+    m = Model(ModelConfig(layers=("dot",), head="tokens", vocab_size=5, n_classes=2, block_size=None,
+                          causal=False, d_model=8, n_heads=2)).double()
+    att = m.blocks[0].attn
+    h = torch.randn(1, 5, 8, generator=gen, dtype=torch.float64)
+    q, k, v = att.project(h)
+    want = torch.zeros(1, 5, 2, 4, dtype=torch.float64)
+    for i in range(5):
+        for hd in range(2):
+            s = torch.stack([q[0, i, hd] @ k[0, j, hd] / 2.0 for j in range(5)])
+            want[0, i, hd] = (torch.softmax(s, 0)[:, None] * v[0, :, hd]).sum(0)
+    assert_close("non-causal dot", att.o_proj(want.reshape(1, 5, 8)), att(h), 1e-12)
+
+
 def test_window_model_reference_backend_agrees(gen):
     torch.manual_seed(int(torch.randint(0, 2**30, (1,), generator=gen)))
-    fast = GPT(GPTConfig(variant="window", **SMALL)).double()
-    ref = GPT(GPTConfig(variant="window", backend="reference", **SMALL)).double()
+    fast = Model(lm("window")).double()
+    ref = Model(lm("window", backend="reference")).double()
     ref.load_state_dict(fast.state_dict())
     idx = torch.randint(0, 256, (2, 12), generator=gen)
-    torch.testing.assert_close(fast(idx)[0], ref(idx)[0], rtol=1e-10, atol=1e-10)
+    assert_close("window torch vs reference", ref(idx)[0], fast(idx)[0], 1e-10)
 
 
 def test_topk_block_ranks_with_previous_dot_block(gen, monkeypatch):
-    m = GPT(GPTConfig(variant="topk", **SMALL)).double()
+    m = Model(lm("topk")).double()
     seen = {}
     orig = TopKTwoSimplicialAttention.select
 
@@ -95,74 +161,35 @@ def test_topk_block_ranks_with_previous_dot_block(gen, monkeypatch):
 
 
 def test_config_errors_and_roundtrip():
-    with pytest.raises(ValueError, match="variant"):
-        GPTConfig(variant="sparse")
-    with pytest.raises(ValueError, match="no 2-simplicial block"):
-        GPTConfig(variant="window", n_layer=3)
+    with pytest.raises(ValueError, match="layers"):
+        ModelConfig(layers=("sparse",))
+    with pytest.raises(ValueError, match="layers"):
+        ModelConfig(layers=())
     with pytest.raises(ValueError, match="d_model"):
-        GPTConfig(d_model=0)
+        ModelConfig(d_model=0)
+    with pytest.raises(ValueError, match="head"):
+        ModelConfig(head="regress")
+    with pytest.raises(ValueError, match="n_classes"):
+        ModelConfig(head="classify")
+    with pytest.raises(ValueError, match="causal"):
+        ModelConfig(layers=("window",), causal=False)
+    with pytest.raises(ValueError, match="backend 'triton'.*topk"):  # no silent fallback
+        ModelConfig(layers=("dot", "topk"), backend="triton")
     with pytest.raises(ValueError, match="unknown"):
-        GPTConfig.from_dict({"variant": "dot", "depth": 3})
-    c = GPTConfig(variant="topk", topk=5)
-    assert GPTConfig.from_dict(c.to_dict()) == c
+        ModelConfig.from_dict({"layers": ["dot"], "depth": 3})
+    c = lm("topk", topk=5)
+    assert ModelConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="block_size"):
-        GPT(GPTConfig(block_size=4, d_model=8, n_heads=2))(torch.zeros(1, 5, dtype=torch.long))
+        Model(ModelConfig(layers=("dot",), block_size=4, d_model=8, n_heads=2))(torch.zeros(1, 5, dtype=torch.long))
 
 
-# ---- depth probes ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("M,hops", [(2, 1), (5, 2), (7, 3)])
-def test_hop_batch_brute_force(gen, M, hops):
-    tokens, y = models.hop_batch(16, M, hops, gen)
-    assert tokens.shape == (16, M + 1) and tokens.max() < M * M + M
-    for b in range(16):
-        f = {int(t) // M: int(t) % M for t in tokens[b, :-1]}
-        assert sorted(f) == list(range(M)) and sorted(f.values()) == list(range(M))  # a permutation
-        x = int(tokens[b, -1]) - M * M
-        for _ in range(hops):
-            x = f[x]
-        assert x == int(y[b])
-    with pytest.raises(ValueError, match="hops"):
-        models.hop_batch(2, 4, 0, gen)
-
-
-def test_match3_last_batch_brute_force(gen):
-    x, y = models.match3_last_batch(20, 5, 7, gen)
-    for b in range(20):
-        s = [int(v) for v in x[b]]
-        want = any((s[-1] + s[i] + s[j]) % 7 == 0 for i in range(5) for j in range(5))
-        assert int(y[b]) == int(want)
-    with pytest.raises(ValueError, match="task"):
-        models.task_batch("sort", 2, gen)
-
-
-def test_task_net_parity_and_training(gen):
-    dot = models.TaskNet(30, 5, "dot", 2, d_model=16, n_heads=2)
-    simp = models.TaskNet(30, 5, "simplicial", 2, d_model=16, n_heads=2)
-    assert count_parameters(dot) == count_parameters(simp)
-    r = models.train_task("hop", "simplicial", 1, steps=3, batch=4, eval_size=16, M=4, hops=2)
-    assert r["baseline"] == 0.25 and 0 <= r["accuracy"] <= 1 and r["params"] > 0
-    r = models.train_task("match3", "dot", 1, steps=2, batch=4, eval_size=32, n=4, M=7)
-    assert 0.5 <= r["baseline"] <= 1
-    rs = models.depth_sweep("hop", depths=(1, 2), seeds=(0,), steps=1, batch=2, eval_size=4, M=3, hops=1)
-    assert [(r["kind"], r["n_layer"]) for r in rs] == [("dot", 1), ("dot", 2), ("simplicial", 1), ("simplicial", 2)]
-    with pytest.raises(ValueError, match="kind"):
-        models.TaskNet(10, 2, "graph", 1)
-    with pytest.raises(ValueError, match="n_layer"):
-        models.TaskNet(10, 2, "dot", 0)
-    with pytest.raises(ValueError, match="task"):
-        models.train_task("sort", "dot", 1)
-
-
-@pytest.mark.parametrize("M", [3, 6])
-def test_two_hop_construction(gen, M):
-    tokens, y = models.hop_batch(64, M, 2, gen)
-    out, logits = models.two_hop_construction(tokens, M, c=20.0)
-    assert torch.equal(out.argmax(-1), y)
-    # exactly one pair at 2c (the chained edges), 2(M - 1) pairs at c, the rest at 0
-    flat = logits.flatten(1)
-    assert torch.all((flat == 40).sum(-1) == 1) and torch.all((flat == 20).sum(-1) == 2 * (M - 1))
-    assert torch.all((flat == 0).sum(-1) == (M + 1) ** 2 - 1 - 2 * (M - 1))
-    with pytest.raises(ValueError, match="positions"):
-        models.two_hop_construction(tokens[:, 1:], M)
+def test_init_options(gen):
+    torch.manual_seed(0)
+    gpt2 = Model(lm("window"))
+    torch.manual_seed(0)
+    default = Model(lm("window", init="torch"))
+    assert count_parameters(gpt2) == count_parameters(default)
+    assert abs(float(gpt2.tok_emb.weight.detach().std()) - 0.02) < 0.002  # N(0, 0.02)
+    assert abs(float(default.tok_emb.weight.detach().std()) - 1.0) < 0.05  # nn.Embedding's N(0, 1)
+    with pytest.raises(ValueError, match="init"):
+        ModelConfig(init="xavier")

@@ -1,18 +1,24 @@
-"""Tests for simplex_lib.train and simplex_lib.data: corpus, schedule, resume, DDP with torchrun."""
+"""Tests for simplex_lib.train and simplex_lib.tasks.corpus: corpus, schedule, resume, the CLI's
+validation, interruption by signals, DDP with torchrun."""
 
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import pytest
 import torch
 
-from simplex_lib import data
-from simplex_lib.models import GPT
-from simplex_lib.train import PRESETS, TrainConfig, config_from_args, load_run, lr_at, train
+from simplex_lib import train as train_module
+from simplex_lib.model import Model
+from simplex_lib.tasks import corpus as data
+from simplex_lib.testing import assert_close
+from simplex_lib.train import (PRESETS, RunError, TrainConfig, build_parser, config_from_args, load_run, lr_at,
+                               main, train)
 
 TINY = replace(TrainConfig(), **PRESETS["tiny"], progress=False, threads=1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,34 +95,221 @@ def test_config_from_args(tmp_path):
     cfg_file.write_text(json.dumps({"steps": 7, "variant": "window", "lr": 0.5}))
     cfg = config_from_args(["--preset", "tiny", "--config", str(cfg_file), "--lr", "0.25", "--no-amp"])
     assert (cfg.steps, cfg.variant, cfg.lr, cfg.amp, cfg.block_size) == (7, "window", 0.25, False, 32)
-    cfg_file.write_text(json.dumps({"depth": 3}))
-    with pytest.raises(ValueError, match="unknown config keys"):
-        config_from_args(["--config", str(cfg_file)])
 
 
 def _state(path):
     return torch.load(os.path.join(path, "ckpt.pt"), weights_only=True)
 
 
-@pytest.mark.parametrize("variant", ["window", "topk"])
-def test_resume_reproduces_uninterrupted_run(small_corpus, tmp_path, monkeypatch, variant):
+@pytest.fixture
+def corpus(small_corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("SIMPLEX_CACHE", str(tmp_path / "cache"))
-    corpus = data.stdlib_corpus(small_corpus)
+    return data.stdlib_corpus(small_corpus)
+
+
+@pytest.mark.parametrize("variant", ["window", "topk"])
+def test_resume_reproduces_uninterrupted_run(corpus, tmp_path, variant):
     straight = train(replace(TINY, variant=variant, out=str(tmp_path / "a")), corpus)
-    first = train(replace(TINY, variant=variant, out=str(tmp_path / "b"), stop_at=3), corpus)
-    assert first["stopped_early"] and first["steps_done"] == 3
-    resumed = train(replace(TINY, variant=variant, out=str(tmp_path / "b"), resume=True), corpus)
+    first = train(replace(TINY, variant=variant, out=str(tmp_path / "b"), stop_at=4), corpus)
+    assert first["stopped_early"] and first["steps_done"] == 4
+    log = tmp_path / "b" / "log.jsonl"  # a kill while appending leaves half a line
+    log.write_text(log.read_text() + '{"step": 5, "tokens": 6')
+    with pytest.warns(UserWarning, match="truncated last line"):
+        resumed = train(replace(TINY, variant=variant, out=str(tmp_path / "b"), resume=True), corpus)
     a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
     assert a["step"] == b["step"] == TINY.steps and a["tokens"] == b["tokens"]
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
     assert [r["train_loss"] for r in straight["log"]] == [r["train_loss"] for r in resumed["log"]]
     assert straight["final_val_loss"] == resumed["final_val_loss"]
-    on_disk = [json.loads(line) for line in open(tmp_path / "b" / "log.jsonl")]
+    on_disk = [json.loads(line) for line in open(log)]
     assert [r["step"] for r in on_disk] == list(range(1, TINY.steps + 1))
     assert load_run(str(tmp_path / "b"))["n_params"] == straight["n_params"]
-    with pytest.raises(ValueError, match="checkpoint"):
+    with pytest.raises(RunError, match="no checkpoint"):
         train(replace(TINY, variant=variant, out=str(tmp_path / "none"), resume=True), corpus)
+
+
+def test_periodic_checkpoints_by_default(corpus, tmp_path, monkeypatch):
+    for name, preset in PRESETS.items():  # every preset checkpoints before its last step
+        cfg = replace(TrainConfig(), **preset)
+        assert (cfg.ckpt_every or cfg.eval_every) < cfg.steps, name
+    saved = []
+    real = train_module._save_atomic
+    monkeypatch.setattr(train_module, "_save_atomic", lambda obj, path: (saved.append(obj["step"]), real(obj, path)))
+    train(replace(TINY, out=str(tmp_path / "run")), corpus)
+    assert saved == [3, 6]
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(corpus, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    train(replace(TINY, out=out, stop_at=3), corpus)
+    before = _state(out)
+
+    def dies_midway(obj, path):
+        with open(path, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(OSError, match="disk full"):
+        train(replace(TINY, out=out, resume=True), corpus)
+    after = _state(out)
+    assert after["step"] == before["step"] == 3
+    assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
+    assert not [f for f in os.listdir(out) if ".tmp" in f]  # no temporary file left behind
+
+
+def test_existing_run_needs_resume_or_overwrite(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    train(replace(TINY, out=out, steps=2), corpus)
+    with pytest.raises(RunError, match="already holds a run"):
+        train(replace(TINY, out=out, steps=2), corpus)
+    again = train(replace(TINY, out=out, steps=2, seed=1, overwrite=True), corpus)
+    assert [r["step"] for r in map(json.loads, open(os.path.join(out, "log.jsonl")))] == [1, 2]
+    assert _state(out)["config"]["seed"] == 1 and again["config_changes"] == []
+    with pytest.raises(ValueError, match="resume and overwrite"):
+        replace(TINY, out=out, resume=True, overwrite=True)
+
+
+def test_resume_refuses_a_changed_configuration(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    train(replace(TINY, out=out, stop_at=2), corpus)
+    changed = replace(TINY, out=out, resume=True, lr=0.01, w=4, steps=8)
+    with pytest.raises(RunError) as err:
+        train(changed, corpus)
+    msg = str(err.value)
+    assert "lr: 0.003 -> 0.01" in msg and "w: 8 -> 4" in msg and "steps: 6 -> 8" in msg and "seed" not in msg
+    # run-control fields may change; an explicit override allows the rest, and it is recorded
+    assert train(replace(TINY, out=out, resume=True, stop_at=3, threads=1), corpus)["steps_done"] == 3
+    s = train(replace(changed, allow_config_change=True), corpus)
+    assert s["steps_done"] == 8 and any(c.startswith("lr:") for c in s["config_changes"])
+    assert load_run(out)["config_changes"] == s["config_changes"]
+
+
+def test_corrupt_checkpoint_is_one_line_error(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(replace(TINY, out=str(out), stop_at=2), corpus)
+    (out / "ckpt.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError, match=f"cannot read checkpoint {out / 'ckpt.pt'}"):
+        train(replace(TINY, out=str(out), resume=True), corpus)
+    with pytest.raises(SystemExit) as exc:
+        main(["--preset", "tiny", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and "ckpt.pt" in err[-1] and len(err) == 2  # usage line + one error line
+
+
+def _bad_cases(tmp_path):
+    (tmp_path / "bad.json").write_text("{steps: 3")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "keys.json").write_text('{"depth": 3}')
+    (tmp_path / "type.json").write_text('{"steps": "many"}')
+    (tmp_path / "file").write_text("x")
+    return {
+        "steps -5": (["--steps", "-5"], "steps must be an int >= 1"),
+        "lr inf": (["--lr", "inf"], "lr must be a finite number > 0"),
+        "lr nan": (["--lr", "nan"], "lr must be a finite number"),
+        "lr 0": (["--lr", "0"], "lr must be"),
+        "eval-every 0": (["--eval-every", "0"], "eval_every must be an int >= 1"),
+        "eval-batches 0": (["--eval-batches", "0"], "eval_batches must be an int >= 1"),
+        "log-every 0": (["--log-every", "0"], "log_every"),
+        "min-lr-ratio 2": (["--min-lr-ratio", "2"], "min_lr_ratio"),
+        "steps abc": (["--steps", "abc"], "invalid int value"),
+        "variant": (["--variant", "sparse"], "invalid choice"),
+        "device": (["--device", "tpu"], "device"),
+        "head_dim": (["--d-model", "30", "--n-heads", "4"], "divisible"),
+        "topk triton": (["--variant", "topk", "--backend", "triton"], "triton"),
+        "no simplicial block": (["--variant", "window", "--n-layer", "3"], "no 2-simplicial block"),
+        "config missing": (["--config", str(tmp_path / "nope.json")], "nope.json"),
+        "config malformed": (["--config", str(tmp_path / "bad.json")], "not valid JSON"),
+        "config list": (["--config", str(tmp_path / "list.json")], "JSON object"),
+        "config keys": (["--config", str(tmp_path / "keys.json")], "unknown config keys"),
+        "config type": (["--config", str(tmp_path / "type.json")], "steps must be an int"),
+        "out file": (["--out", str(tmp_path / "file")], "is a file"),
+        "out unwritable": (["--out", "/proc/simplex-run"], "not writable"),
+        "resume no out": (["--resume"], "resume needs out"),
+        "resume overwrite": (["--out", str(tmp_path / "o"), "--resume", "--overwrite"], "contradict"),
+    }
+
+
+def test_bad_values_are_usage_errors_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train_module, "Model", lambda *a: pytest.fail("built a model for a bad configuration"))
+    for name, (argv, message) in _bad_cases(tmp_path).items():
+        with pytest.raises(SystemExit) as exc:
+            main(["--preset", "tiny", *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2, name
+        assert err[-1].startswith("python -m simplex_lib.train: error: ") and message in err[-1], (name, err)
+        assert len(err) == 2, (name, err)  # one usage line, one error line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_is_refused(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    with pytest.raises(SystemExit):
+        main(["--preset", "tiny", "--out", str(ro / "run")])
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_help_documents_every_flag_with_its_default():
+    text = " ".join(build_parser().format_help().split())
+    for f in train_module.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in text, flag
+        assert f"{f.metadata['help']} (default: {f.default!r})" in text, flag
+
+
+def test_without_out_nothing_is_saved(corpus, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(train_module, "CorpusTask", lambda: data.CorpusTask(corpus))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert main(["--preset", "tiny", "--steps", "2", "--no-progress", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "nothing is saved" in captured.err and json.loads(captured.out)["steps_done"] == 2
+    assert os.listdir(tmp_path / "cwd") == []
+
+
+_RUN = """
+import sys
+from simplex_lib import train as t
+from simplex_lib.tasks import corpus as d
+c = d.stdlib_corpus(sys.argv[1])
+t.CorpusTask = lambda: d.CorpusTask(c)
+sys.exit(t.main(sys.argv[2:]))
+"""
+
+
+def _run_cli(small_corpus, tmp_path, *argv, **kw):
+    env = {**os.environ, "SIMPLEX_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    return subprocess.Popen([sys.executable, "-c", _RUN, small_corpus, *argv], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_writes_a_checkpoint_and_exits_cleanly(small_corpus, tmp_path, sig):
+    out = tmp_path / "run"
+    argv = ["--preset", "tiny", "--steps", "100000", "--out", str(out), "--no-progress", "--threads", "1",
+            "--log-every", "1"]
+    proc = _run_cli(small_corpus, tmp_path, *argv)
+    log = out / "log.jsonl"
+    deadline = time.time() + 90
+    while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 3):
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, stderr[-2000:]
+    assert "Traceback" not in stderr and f"stopped by {sig.name}" in stderr
+    ck = _state(out)
+    records = [json.loads(line) for line in open(log)]
+    assert ck["step"] == records[-1]["step"] >= 3 and "val_loss" in records[-1]
+    summary = load_run(str(out))
+    assert summary["interrupted"] == sig.name and summary["stopped_early"]
+    if sig == signal.SIGTERM:  # the run continues from there
+        again = _run_cli(small_corpus, tmp_path, *argv, "--resume", "--stop-at", str(ck["step"] + 2))
+        stdout, stderr = again.communicate(timeout=120)
+        assert again.returncode == 0, stderr[-2000:]
+        assert _state(out)["step"] == ck["step"] + 2
 
 
 @pytest.mark.slow
@@ -126,7 +319,7 @@ def test_torchrun_two_processes_match_one_process_emulation(small_corpus, tmp_pa
     env = {**os.environ, "SIMPLEX_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": ROOT}
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-    code = ("import sys, simplex_lib.data as d; from simplex_lib import train as t; "
+    code = ("import sys, simplex_lib.tasks.corpus as d; from simplex_lib import train as t; "
             f"c = d.stdlib_corpus({small_corpus!r}); cfg = t.config_from_args(sys.argv[1:]); t.train(cfg, c)")
     script = tmp_path / "run.py"
     script.write_text(code)
@@ -144,7 +337,7 @@ def test_torchrun_two_processes_match_one_process_emulation(small_corpus, tmp_pa
     corpus = data.stdlib_corpus(small_corpus)
     cfg = replace(TINY, variant="window", steps=3)
     torch.manual_seed(cfg.seed)
-    model = GPT(cfg.model_config())
+    model = Model(cfg.model_config())
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -163,7 +356,7 @@ def test_torchrun_two_processes_match_one_process_emulation(small_corpus, tmp_pa
         opt.zero_grad()
     got = _state(out)["model"]
     for k, v in model.state_dict().items():
-        torch.testing.assert_close(got[k], v, rtol=1e-4, atol=1e-5)
+        assert_close(k, v, got[k], 1e-4)
 
 
 def test_compare_runs():
@@ -197,3 +390,37 @@ def test_save_plots(tmp_path):
     assert os.path.getsize(path) > 1000
     with pytest.raises(ValueError, match="no files"):
         save_plots(str(tmp_path / "missing"))
+
+
+def test_full_size_chapter_cells_build(corpus):
+    """The configurations of the cells that run only at full size (or on a GPU), at tiny sizes."""
+    from simplex_lib.model import parameter_counts
+    from simplex_lib.tasks.match3 import match3_config, train_match3
+
+    # chapter 12's live cell: the gpu preset, shortened
+    live_cfg = replace(TrainConfig(), **{**PRESETS["gpu"], "steps": 300, "eval_every": 100}, progress=False)
+    assert (live_cfg.steps, live_cfg.eval_every, live_cfg.ckpt_every) == (300, 100, 500)
+    counts = parameter_counts({v: replace(live_cfg, variant=v).model_config() for v in ("dot", "window", "topk")})
+    assert set(counts.values()) == {14_365_440}
+    tiny = replace(live_cfg, **{**PRESETS["tiny"], "steps": 2, "eval_every": 1, "threads": 1})
+    assert train(replace(tiny, variant="topk"), corpus)["steps_done"] == 2
+    # chapter 5's live cell at full size: these keywords, on the default device
+    full = dict(n=8, M=61, steps=3000, batch=256)
+    assert match3_config("simplicial", **{k: v for k, v in full.items() if k not in ("n", "M")}).device == "auto"
+    r = train_match3("simplicial", seed=0, progress=False, **{**full, "steps": 2, "batch": 4, "eval_size": 4})
+    assert (r["n"], r["M"], r["steps"]) == (8, 61, 2)
+
+
+@pytest.mark.gpu
+def test_full_size_chapter_cells_on_a_gpu(corpus):
+    """Chapter 12's live cell and chapter 5's full-size live run, shortened, on the GPU (bf16 autocast)."""
+    from simplex_lib.tasks.match3 import train_match3
+
+    live_cfg = replace(TrainConfig(), **{**PRESETS["gpu"], "steps": 4, "eval_every": 2, "eval_batches": 2},
+                       progress=False)
+    for v in ("dot", "window", "topk"):
+        s = train(replace(live_cfg, variant=v), corpus)
+        assert s["steps_done"] == 4 and s["n_params"] == 14_365_440
+        assert s["final_val_loss"] < 6 and not s["provenance"]["device"].startswith("CPU")
+    r = train_match3("simplicial", n=8, M=61, steps=20, batch=256, seed=0, progress=False)
+    assert 0.0 <= r["accuracy"] <= 1.0

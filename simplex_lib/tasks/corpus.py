@@ -39,6 +39,7 @@ __all__ = [
     "stdlib_corpus",
     "sample_batch",
     "decode",
+    "CorpusTask",
 ]
 
 #: A file goes to validation iff ``sha256(relpath)[0] < VAL_THRESHOLD``.
@@ -219,3 +220,48 @@ def decode(tokens) -> str:
     'hi'
     """
     return bytes(int(t) for t in tokens).decode("utf-8", errors="replace")
+
+
+class CorpusTask:
+    """Next-byte prediction on a :class:`Corpus` (the language-model task of :mod:`simplex_lib.train`).
+
+    Parameters
+    ----------
+    corpus : Corpus, optional
+        Default :func:`stdlib_corpus` (loaded on first use of :meth:`batch`).
+
+    Examples
+    --------
+    >>> task = CorpusTask(Corpus(torch.arange(64, dtype=torch.uint8), torch.arange(64, dtype=torch.uint8)))
+    >>> x, y = task.batch("val", 2, 8, torch.Generator().manual_seed(0))
+    >>> x.shape, task.head
+    (torch.Size([2, 8]), 'lm')
+    """
+
+    name = "corpus"
+    vocab_size = 256
+    head = "lm"
+    n_classes = 0
+    causal = True
+    positions = True
+
+    def __init__(self, corpus: Corpus | None = None):
+        self._corpus = corpus
+
+    @property
+    def corpus(self) -> Corpus:
+        """The corpus (loaded when first needed)."""
+        if self._corpus is None:
+            self._corpus = stdlib_corpus()
+        return self._corpus
+
+    @property
+    def info(self) -> dict:
+        """The corpus's ``info`` (Python version, file counts, hashes)."""
+        return self.corpus.info
+
+    def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator):
+        """``(x, y)`` int64 ``[batch_size, block_size]`` windows of the ``"train"`` or ``"val"`` split."""
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        return sample_batch(getattr(self.corpus, split), batch_size, block_size, generator)

@@ -37,13 +37,21 @@ assumes.
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
-import time
+import multiprocessing as mp
+import os
+import sys
 
 import torch
-from torch import nn
+from tqdm.auto import tqdm
 
-from .determinant import det_logits
+from .. import viz
+from ..determinant import det_logits
+from ..provenance import provenance
+from ..runtime import default_device
+from ..train import TrainConfig, train
 
 __all__ = [
     "match2_labels",
@@ -57,15 +65,18 @@ __all__ = [
     "default_c",
     "adversarial_no_match",
     "PSI_TOLERANCE",
-    "Match3Model",
+    "Match3Task",
+    "match3_config",
     "train_match3",
     "match3_sweep",
     "summarize_sweep",
     "plot_theorem_head",
     "plot_sweep",
-    "provenance",
+    "RECORDED_LENGTHS",
+    "RECORDED_MODULI",
     "run_recorded_sweep",
     "load_recorded",
+    "main",
 ]
 
 #: ``psi(z) = 1`` iff ``z >= 1/2 - PSI_TOLERANCE``. In exact arithmetic a token with exactly one
@@ -388,123 +399,104 @@ def theorem_5_1_attention(x, M: int, c=None) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-class Match3Model(nn.Module):
-    """Token embedding, ONE attention layer (no positions: Match3 ignores order), an MLP readout.
+class Match3Task:
+    """Match3 as a training task for :func:`simplex_lib.train.train` (vocabulary: the ``M`` residues).
 
-    ``kind="dot"`` uses :func:`simplex_lib.reference.dot_attention` (q, k, v projections);
-    ``kind="simplicial"`` uses :func:`simplex_lib.reference.two_simplicial_attention`
-    (q, k1, k2, v1, v2). Both are non-causal, with the same width and number of heads.
+    Parameters
+    ----------
+    n, M : sequence length and modulus
+    head : ``"tokens"`` (default) labels every token, with non-causal attention over the whole
+        sequence and data from :func:`match3_batch`; ``"classify"`` asks only about the last
+        token, with causal attention (the last position sees everything) and uniform tokens.
+    balance : bool
+        Passed to :func:`match3_batch` (``"tokens"`` only).
+
+    No position embedding: Match3 ignores order.
+
+    Examples
+    --------
+    >>> x, y = Match3Task(5, 11).batch("train", 3, 0, torch.Generator().manual_seed(0))
+    >>> x.shape, y.shape
+    (torch.Size([3, 5]), torch.Size([3, 5]))
+    """
+
+    name = "match3"
+    n_classes = 2
+    positions = False
+
+    def __init__(self, n: int, M: int, head: str = "tokens", balance: bool = True):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        if isinstance(M, bool) or not isinstance(M, int) or M < 2:
+            raise ValueError(f"M must be an int >= 2, got {M!r}")
+        if head not in ("tokens", "classify"):
+            raise ValueError(f"head must be 'tokens' or 'classify', got {head!r}")
+        self.n, self.M, self.head, self.balance = n, M, head, balance
+        self.vocab_size, self.causal = M, head == "classify"
+        self.info = {"task": "match3", "n": n, "M": M, "head": head, "balance": balance}
+
+    def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator):
+        """A fresh batch (``split`` and ``block_size`` do not matter: every batch is new)."""
+        if self.head == "classify":
+            x = torch.randint(0, self.M, (batch_size, self.n), generator=generator)
+            return x, match3_labels(x, self.M)[:, -1]
+        return match3_batch(batch_size, self.n, self.M, generator, balance=self.balance)
+
+
+def match3_config(kind: str, *, width: int = 32, heads: int = 2, layers: int = 1, steps: int = 300,
+                  batch: int = 64, lr: float = 1e-2, seed: int = 0, eval_size: int = 512,
+                  device=None, progress: bool = False) -> TrainConfig:
+    """The :class:`~simplex_lib.train.TrainConfig` of a Match3 run.
+
+    ``kind`` ``"dot"`` or ``"simplicial"`` (every block 2-simplicial over the whole sequence,
+    with ``heads // 2`` key/value heads: both kinds have the same parameter count), PyTorch's
+    default initialisation. AdamW with weight decay 0.01, 10% warm-up, cosine to 0; ``eval_size``
+    held-out sequences (rounded up to whole batches). ``device=None`` trains on the GPU when
+    there is one.
+
+    Examples
+    --------
+    >>> match3_config("simplicial", steps=10).variant
+    'simplicial'
+    """
+    if kind not in ("dot", "simplicial"):
+        raise ValueError(f"kind must be 'dot' or 'simplicial', got {kind!r}")
+    return TrainConfig(variant=kind, n_layer=layers, simplicial_every=1, d_model=width, n_heads=heads,
+                       init="torch",
+                       batch_size=batch, steps=steps, lr=lr, warmup=steps // 10, min_lr_ratio=0.0,
+                       weight_decay=0.01, eval_every=steps, eval_batches=-(-eval_size // batch),
+                       log_every=steps, seed=seed, device=str(device or "auto"), progress=progress)
+
+
+def train_match3(kind: str, n: int, M: int, **kw) -> dict:
+    """Train on Match3 with fresh data every step; report held-out per-token accuracy.
+
+    Deterministic for a given ``seed`` on a given device.
 
     Parameters
     ----------
     kind : ``"dot"`` or ``"simplicial"``
-    M : vocabulary size (the modulus)
-    width : model width, divisible by ``heads``
-    heads : attention heads
-
-    Examples
-    --------
-    >>> m = Match3Model("simplicial", M=11, width=16, heads=2)
-    >>> m(torch.randint(0, 11, (3, 5))).shape
-    torch.Size([3, 5])
-    """
-
-    def __init__(self, kind: str, M: int, width: int = 32, heads: int = 2):
-        super().__init__()
-        if kind not in ("dot", "simplicial"):
-            raise ValueError(f"kind must be 'dot' or 'simplicial', got {kind!r}")
-        if width % heads:
-            raise ValueError(f"width ({width}) must be divisible by heads ({heads})")
-        self.kind, self.heads = kind, heads
-        self.embed = nn.Embedding(M, width)
-        n_proj = 3 if kind == "dot" else 5
-        self.proj = nn.Linear(width, n_proj * width, bias=False)
-        self.out = nn.Linear(width, width, bias=False)
-        self.readout = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .reference import dot_attention, two_simplicial_attention
-
-        h = self.embed(x)
-        B, N, W = h.shape
-        parts = self.proj(h).view(B, N, -1, self.heads, W // self.heads).unbind(2)
-        if self.kind == "dot":
-            a = dot_attention(*parts, causal=False)
-        else:
-            a = two_simplicial_attention(*parts, causal=False)
-        h = h + self.out(a.reshape(B, N, W))
-        return self.readout(h).squeeze(-1)
-
-
-def train_match3(kind: str, n: int, M: int, *, width: int = 32, heads: int = 2, steps: int = 300,
-                 batch: int = 64, lr: float = 1e-2, seed: int = 0, eval_size: int = 512,
-                 device=None, progress: bool = True) -> dict:
-    """Train a one-layer model on Match3 with fresh data every step; report held-out accuracy.
-
-    Deterministic for a given ``seed`` on a given device (model init, data and evaluation set
-    all come from seeded generators).
-
-    Parameters
-    ----------
-    kind : ``"dot"`` or ``"simplicial"`` (see :class:`Match3Model`)
-    n : sequence length
-    M : modulus
-    width, heads : model size
-    steps, batch, lr : AdamW optimisation
-    seed : int
-    eval_size : number of held-out sequences
-    device : torch device (default CPU)
-    progress : show a tqdm progress bar
+    n, M : sequence length and modulus
+    **kw : keywords of :func:`match3_config` (``width``, ``heads``, ``layers``, ``steps``,
+        ``batch``, ``lr``, ``seed``, ``eval_size``, ``device``, ``progress``)
 
     Returns
     -------
-    dict with ``accuracy`` (token accuracy on the held-out set), ``baseline`` (majority-class
-    accuracy there), ``positive_rate``, ``final_loss``, ``params``, ``seconds`` and the config.
+    dict with ``accuracy`` (held-out token accuracy), ``baseline`` (majority-class rate there),
+    ``final_loss``, ``params``, ``seconds`` and the configuration.
 
     Examples
     --------
-    >>> r = train_match3("dot", n=4, M=7, width=8, steps=3, batch=4, eval_size=8, progress=False)
+    >>> r = train_match3("dot", n=4, M=7, width=8, steps=3, batch=4, eval_size=8)
     >>> 0.0 <= r["accuracy"] <= 1.0
     True
     """
-    from tqdm.auto import tqdm
-
-    device = torch.device(device or "cpu")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Match3Model(kind, M, width, heads).to(device)
-    g_train = torch.Generator().manual_seed(10_000 + seed)
-    g_eval = torch.Generator().manual_seed(20_000 + seed)
-    x_eval, y_eval = match3_batch(eval_size, n, M, g_eval)
-    x_eval, y_eval = x_eval.to(device), y_eval.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    loss_fn = nn.BCEWithLogitsLoss()
-    t0 = time.perf_counter()
-    loss = torch.tensor(float("nan"))
-    bar = tqdm(range(steps), desc=f"{kind} n={n} M={M} seed={seed}", disable=not progress, leave=False)
-    for _ in bar:
-        x, y = match3_batch(batch, n, M, g_train)
-        x, y = x.to(device), y.to(device)
-        loss = loss_fn(model(x), y.float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    model.eval()
-    with torch.no_grad():
-        pred = (model(x_eval) > 0).long()
-    pos = float(y_eval.float().mean())
-    return {
-        "kind": kind, "n": n, "M": M, "width": width, "heads": heads, "steps": steps,
-        "batch": batch, "lr": lr, "seed": seed,
-        "accuracy": float((pred == y_eval).float().mean()),
-        "baseline": max(pos, 1.0 - pos),
-        "positive_rate": pos,
-        "final_loss": float(loss.detach()),
-        "params": sum(p.numel() for p in model.parameters()),
-        "seconds": time.perf_counter() - t0,
-    }
+    cfg = match3_config(kind, **kw)
+    s = train(cfg, Match3Task(n, M))
+    return {"kind": kind, "n": n, "M": M, "width": cfg.d_model, "heads": cfg.n_heads, "layers": cfg.n_layer,
+            "steps": cfg.steps, "batch": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+            "accuracy": s["final_val_accuracy"], "baseline": s["final_val_majority"],
+            "final_loss": s["log"][-1]["train_loss"], "params": s["n_params"], "seconds": s["train_time_s"]}
 
 
 def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), progress: bool = True, **kw) -> list:
@@ -528,8 +520,6 @@ def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), progress
     >>> sorted(r["kind"] for r in rs)
     ['dot', 'simplicial']
     """
-    from tqdm.auto import tqdm
-
     jobs = [(n, M, k, s) for (n, M) in configs for k in kinds for s in seeds]
     return [train_match3(k, n, M, seed=s, progress=False, **kw)
             for (n, M, k, s) in tqdm(jobs, desc="Match3 sweep", disable=not progress)]
@@ -575,8 +565,6 @@ def plot_theorem_head(x, M: int, i: int, c=None):
     -------
     ``(fig, details)`` with ``details`` from :func:`theorem_5_1_details`.
     """
-    from . import viz
-
     x = _check_tokens(x, M)
     d = theorem_5_1_details(x, M, c)
     fig, axes = viz.new_figure(2)
@@ -598,8 +586,6 @@ def plot_sweep(summary, x_key: str = "n", title: str | None = None, ax=None):
     summary : output of :func:`summarize_sweep`
     x_key : ``"n"`` or ``"M"``
     """
-    from . import viz
-
     if ax is None:
         fig, ax = viz.new_figure()
     else:
@@ -618,7 +604,7 @@ def plot_sweep(summary, x_key: str = "n", title: str | None = None, ax=None):
 
 
 # --------------------------------------------------------------------------------------------
-# Recorded runs (GPU): ``python -m simplex_lib.match3 --out results.json``
+# Recorded runs (GPU): ``python -m simplex_lib.tasks.match3 --out results.json``
 # --------------------------------------------------------------------------------------------
 
 #: The recorded sweep: sequence lengths at a fixed modulus, and moduli at a fixed length.
@@ -634,28 +620,18 @@ def _job(args):
     return train_match3(kind, n, M, seed=seed, progress=False, **kw)
 
 
-def provenance(device: str) -> dict:
-    """Where and with what a recorded result was produced (device, versions, date).
-
-    Examples
-    --------
-    >>> sorted(provenance("cpu"))[:3]
-    ['date', 'device', 'device_name']
-    """
-    import datetime
-    import platform
-
-    import os
-
-    if device.startswith("cuda"):
-        name = torch.cuda.get_device_name(0)
-    else:
-        name = f"{platform.machine()} CPU, {os.cpu_count()} cores"
-    return {
-        "device": device, "device_name": name, "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+def _check_writable(path: str) -> None:
+    """Raise ``ValueError`` unless ``path`` can be written (without leaving a file behind)."""
+    if os.path.isdir(path):
+        raise ValueError(f"out {path!r} is a folder; give a JSON file name")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"out {path!r} is not writable: {exc.strerror or exc}") from None
+    if not existed:
+        os.remove(path)
 
 
 def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2), workers: int = 4, threads: int = 1,
@@ -664,7 +640,8 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2), workers: int = 4, thre
 
     Parameters
     ----------
-    out_path : JSON file to write (rewritten as runs finish, so a cut-off run keeps its results)
+    out_path : JSON file to write (checked before the first job; rewritten as runs finish, so a
+        cut-off run keeps its results)
     seeds : seeds per configuration
     workers : parallel worker processes (small models are launch-bound; processes overlap)
     threads : torch intra-op threads per worker
@@ -676,11 +653,7 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2), workers: int = 4, thre
     -------
     The record written: ``{"provenance", "config", "records"}``.
     """
-    import json
-    import multiprocessing as mp
-
-    from .runtime import default_device
-
+    _check_writable(out_path)
     device = device or default_device()
     lengths = lengths or RECORDED_LENGTHS
     moduli = moduli or RECORDED_MODULI
@@ -691,15 +664,16 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2), workers: int = 4, thre
         "provenance": provenance(device),
         "config": {"lengths": lengths, "moduli": moduli, "seeds": list(seeds), "train": {**kw},
                    "workers": workers, "threads_per_worker": threads,
-                   "command": "python -m simplex_lib.match3"},
+                   "command": "python -m simplex_lib.tasks.match3"},
         "records": [],
     }
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers) as pool:
+    with mp.get_context("spawn").Pool(workers) as pool:
         for r in pool.imap_unordered(_job, jobs):
             record["records"].append(r)
-            with open(out_path, "w") as f:
+            tmp = f"{out_path}.tmp"
+            with open(tmp, "w") as f:
                 json.dump(record, f, indent=1)
+            os.replace(tmp, out_path)
             print(f"{len(record['records'])}/{len(jobs)} {r['kind']} n={r['n']} M={r['M']} seed={r['seed']} "
                   f"acc={r['accuracy']:.3f} ({r['seconds']:.1f}s)", flush=True)
     return record
@@ -707,32 +681,77 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2), workers: int = 4, thre
 
 def load_recorded(path: str) -> dict:
     """Load a JSON written by :func:`run_recorded_sweep` (provenance, config and records)."""
-    import json
-
     with open(path) as f:
         return json.load(f)
 
 
-if __name__ == "__main__":  # pragma: no cover - entry point of the recorded GPU run
-    import argparse
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        return v
+    return parse
 
-    ap = argparse.ArgumentParser(description="Recorded Match3 sweep (dot vs 2-simplicial, one layer)")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--workers", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--heads", type=int, default=2)
-    ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--eval-size", type=int, default=2048)
-    ap.add_argument("--lengths", type=int, nargs="*", help="sequence lengths at the modulus --lengths-M")
-    ap.add_argument("--lengths-M", type=int, default=RECORDED_LENGTHS["M"])
-    ap.add_argument("--moduli", type=int, nargs="*", help="moduli at the length --moduli-n")
-    ap.add_argument("--moduli-n", type=int, default=RECORDED_MODULI["n"])
-    a = ap.parse_args()
-    run_recorded_sweep(a.out, seeds=tuple(range(a.seeds)), workers=a.workers, threads=a.threads,
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m simplex_lib.tasks.match3``."""
+    ap = argparse.ArgumentParser(prog="python -m simplex_lib.tasks.match3",
+                                 description="Recorded Match3 sweep (dot vs 2-simplicial, one layer).",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--out", required=True, help="JSON file to write (checked before any work)")
+    ap.add_argument("--workers", type=_int_at_least(1), default=4, help="parallel worker processes")
+    ap.add_argument("--steps", type=_int_at_least(1), default=4000, help="optimizer steps per run")
+    ap.add_argument("--batch", type=_int_at_least(1), default=256, help="sequences per step")
+    ap.add_argument("--width", type=_int_at_least(1), default=32, help="model width")
+    ap.add_argument("--heads", type=_int_at_least(1), default=2, help="attention heads (divide --width)")
+    ap.add_argument("--lr", type=_positive_float, default=1e-2, help="peak learning rate")
+    ap.add_argument("--seeds", type=_int_at_least(1), default=3, help="seeds 0..SEEDS-1 per configuration")
+    ap.add_argument("--threads", type=_int_at_least(1), default=1, help="torch threads per worker")
+    ap.add_argument("--eval-size", type=_int_at_least(1), default=2048, help="held-out sequences per run")
+    ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    ap.add_argument("--lengths", type=_int_at_least(1), nargs="*", default=RECORDED_LENGTHS["n"],
+                    help="sequence lengths at the modulus --lengths-M")
+    ap.add_argument("--lengths-M", type=_int_at_least(2), default=RECORDED_LENGTHS["M"],
+                    help="modulus of the length sweep")
+    ap.add_argument("--moduli", type=_int_at_least(2), nargs="*", default=RECORDED_MODULI["M"],
+                    help="moduli at the length --moduli-n")
+    ap.add_argument("--moduli-n", type=_int_at_least(1), default=RECORDED_MODULI["n"],
+                    help="length of the modulus sweep")
+    return ap
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m simplex_lib.tasks.match3``."""
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.width % a.heads:
+        ap.error(f"--width ({a.width}) must be divisible by --heads ({a.heads})")
+    if a.device is not None and not (a.device in ("cpu", "cuda") or a.device.startswith("cuda:")):
+        ap.error(f"--device must be cpu, cuda or cuda:N, got {a.device!r}")
+    try:
+        _check_writable(a.out)
+    except ValueError as exc:
+        ap.error(str(exc))
+    run_recorded_sweep(a.out, seeds=tuple(range(a.seeds)), workers=a.workers, threads=a.threads, device=a.device,
                        lengths={"M": a.lengths_M, "n": a.lengths or RECORDED_LENGTHS["n"]},
                        moduli={"n": a.moduli_n, "M": a.moduli or RECORDED_MODULI["M"]},
                        steps=a.steps, batch=a.batch, width=a.width, heads=a.heads, lr=a.lr, eval_size=a.eval_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

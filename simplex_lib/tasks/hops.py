@@ -1,0 +1,126 @@
+"""Multi-hop pointer chasing, and one hand-built 2-simplicial head that solves two hops.
+
+Each sequence lists the ``M`` edges ``u -> f(u)`` of a fresh random permutation ``f`` of
+``{0..M-1}`` in random order, then a query symbol ``x``; the answer is ``f^hops(x)``.
+Dot-product attention follows one edge per layer; a 2-simplicial layer can score a *pair* of
+edges ``(x -> a, a -> b)`` at once (:func:`two_hop_construction`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..reference import two_simplicial_attention, two_simplicial_logits
+
+__all__ = ["hop_batch", "HopTask", "two_hop_construction"]
+
+
+def hop_batch(batch: int, M: int, hops: int, generator: torch.Generator):
+    """Pointer chasing: follow a random permutation ``hops`` times from a query symbol.
+
+    One token per edge ``u -> f(u)`` (id ``u * M + f(u)``), in random order, then one query
+    token (id ``M * M + x``). The target is ``f^hops(x)``.
+
+    Returns
+    -------
+    tokens : int64 ``[batch, M + 1]`` (vocabulary ``M * M + M``); target : int64 ``[batch]`` in ``[0, M)``
+
+    Examples
+    --------
+    >>> t, y = hop_batch(2, 4, 2, torch.Generator().manual_seed(0))
+    >>> t.shape, bool((y < 4).all())
+    (torch.Size([2, 5]), True)
+    """
+    if M < 2 or hops < 1 or batch < 1:
+        raise ValueError(f"need M >= 2, hops >= 1 and batch >= 1, got M={M}, hops={hops}, batch={batch}")
+    perm = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)  # f(u) = perm[u]
+    u = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)     # edge order
+    x = torch.randint(0, M, (batch,), generator=generator)
+    y = x.clone()
+    for _ in range(hops):
+        y = perm.gather(1, y[:, None])[:, 0]
+    tokens = torch.cat([u * M + perm.gather(1, u), (M * M + x)[:, None]], dim=1)
+    return tokens, y
+
+
+class HopTask:
+    """:func:`hop_batch` as a training task: classify the query's ``hops``-th successor.
+
+    No position embedding (the edges are a set); causal attention, read at the query (the last
+    position), which sees every edge.
+
+    Examples
+    --------
+    >>> task = HopTask(M=4, hops=2)
+    >>> x, y = task.batch("train", 3, 0, torch.Generator().manual_seed(0))
+    >>> x.shape, task.vocab_size, task.n_classes
+    (torch.Size([3, 5]), 20, 4)
+    """
+
+    name = "hops"
+    head = "classify"
+    causal = True
+    positions = False
+
+    def __init__(self, M: int, hops: int):
+        if M < 2 or hops < 1:
+            raise ValueError(f"need M >= 2 and hops >= 1, got M={M}, hops={hops}")
+        self.M, self.hops = M, hops
+        self.vocab_size, self.n_classes = M * M + M, M
+        self.info = {"task": "hops", "M": M, "hops": hops}
+
+    def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator):
+        """A fresh batch (``split`` and ``block_size`` do not matter: every batch is new)."""
+        return hop_batch(batch_size, self.M, self.hops, generator)
+
+
+def two_hop_construction(tokens: torch.Tensor, M: int, c: float = 20.0):
+    """One hand-built 2-simplicial head that answers :func:`hop_batch` with ``hops=2``.
+
+    With head dimension ``2M`` and ``onehot`` vectors of length ``M``:
+
+    * query token: ``q = c * [onehot(x), ones]``;
+    * edge token ``u -> v`` as first key: ``k1 = [onehot(u), onehot(v)]``, value ``v1 = 1``;
+    * edge token ``u -> v`` as second key: ``k2 = [ones, onehot(u)]``, value ``v2 = onehot(v)``;
+    * the query token as a key: all zeros.
+
+    The trilinear logit of the pair (edge ``j``, edge ``k``) is then
+    ``c * ([u_j = x] + [v_j = u_k])``: ``2c`` for exactly one pair, the two chained edges
+    ``x -> f(x) -> f(f(x))``, at most ``c`` for every other pair. The output at the query
+    position is close to ``onehot(f(f(x)))``.
+
+    Parameters
+    ----------
+    tokens : int64 ``[batch, M + 1]`` from :func:`hop_batch`
+    M : int
+    c : float
+        Logit gap; larger is sharper.
+
+    Returns
+    -------
+    (output ``[batch, M]`` at the query position, logits ``[batch, M + 1, M + 1]`` of the query)
+
+    Examples
+    --------
+    >>> t, y = hop_batch(4, 5, 2, torch.Generator().manual_seed(0))
+    >>> out, _ = two_hop_construction(t, 5)
+    >>> bool((out.argmax(-1) == y).all())
+    True
+    """
+    B, n = tokens.shape
+    if n != M + 1:
+        raise ValueError(f"tokens must have M + 1 = {M + 1} positions, got {n}")
+    eye = torch.eye(M, dtype=torch.float64)
+    src, dst = tokens[:, :-1] // M, tokens[:, :-1] % M
+    x = tokens[:, -1] - M * M
+    ones = torch.ones(B, M, M, dtype=torch.float64)
+    q = torch.zeros(B, n, 1, 2 * M, dtype=torch.float64)
+    q[:, -1, 0] = c * torch.cat([eye[x], torch.ones(B, M, dtype=torch.float64)], dim=-1)
+    k1, k2, v1, v2 = (torch.zeros(B, n, 1, 2 * M, dtype=torch.float64) for _ in range(4))
+    k1[:, :-1, 0] = torch.cat([eye[src], eye[dst]], dim=-1)
+    k2[:, :-1, 0] = torch.cat([ones, eye[src]], dim=-1)
+    v1[:, :-1, 0] = 1.0
+    v2[:, :-1, 0, :M] = eye[dst]
+    out = two_simplicial_attention(q, k1, k2, v1, v2, scale=1.0)[:, -1, 0, :M]
+    logits = two_simplicial_logits(q, k1, k2, scale=1.0)[:, 0, -1]
+    return out, logits
