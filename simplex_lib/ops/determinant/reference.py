@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_bshd, check_qkv, check_window, default_scale, expand_kv
-from .reference import two_simplicial_mask
+from ..checks import check_bshd, check_head_dim3, check_qkv, default_scale, expand_kv
+from ..two_simplicial.reference import masked_softmax_pairs, reduce_values, two_simplicial_mask
 
 __all__ = [
     "levi_civita",
@@ -40,13 +40,6 @@ __all__ = [
     "rope_rotations",
     "rope",
 ]
-
-
-def _check_head_dim3(d: int) -> None:
-    if d % 3 != 0:
-        raise ValueError(
-            f"head_dim must be a multiple of 3 for determinant logits (3-chunks), got head_dim={d}"
-        )
 
 
 def levi_civita(dtype=torch.float64, device=None) -> torch.Tensor:
@@ -92,7 +85,7 @@ def det_logits(q, k1, k2) -> torch.Tensor:
     Raises
     ------
     ValueError
-        Bad shapes (see :func:`simplex_lib._checks.check_qkv`) or ``head_dim % 3 != 0``.
+        Bad shapes (see :func:`simplex_lib.ops.checks.check_qkv`) or ``head_dim % 3 != 0``.
 
     Examples
     --------
@@ -101,7 +94,7 @@ def det_logits(q, k1, k2) -> torch.Tensor:
     1.0
     """
     group = check_qkv(q, {"k1": k1, "k2": k2})
-    _check_head_dim3(q.shape[-1])
+    check_head_dim3(q.shape[-1])
     k1, k2 = expand_kv(k1, group), expand_kv(k2, group)
     eps = levi_civita(q.dtype, q.device)
     # Contract step by step so that each einsum is one batched product (a single three-operand
@@ -134,7 +127,7 @@ def det_logits_sarrus(q, k1, k2) -> torch.Tensor:
     True
     """
     group = check_qkv(q, {"k1": k1, "k2": k2})
-    _check_head_dim3(q.shape[-1])
+    check_head_dim3(q.shape[-1])
     k1, k2 = expand_kv(k1, group), expand_kv(k2, group)
 
     def shift(t, s):  # cyclic shift inside every 3-chunk, then back to [b, n, h, d]
@@ -148,7 +141,7 @@ def determinant_attention(q, k1, k2, v1, v2, *, w1=None, w2=None, causal: bool =
     """2-simplicial attention scored by the sum-of-determinants form (eq. 9).
 
     ``o_i = sum_{j,k} softmax_{(j,k)}(s * A^det_{ijk}) * (v1_j * v2_k)``, with the same windows,
-    GQA and masking conventions as :func:`simplex_lib.reference.two_simplicial_attention`:
+    GQA and masking conventions as :func:`simplex_lib.ops.two_simplicial.reference.two_simplicial_attention`:
     ``j`` is visible iff ``i - w1 < j <= i`` and ``k`` iff ``i - w2 < k <= i``.
 
     Parameters
@@ -170,18 +163,12 @@ def determinant_attention(q, k1, k2, v1, v2, *, w1=None, w2=None, causal: bool =
     >>> determinant_attention(q, *kv, w1=3, w2=2).shape
     torch.Size([1, 5, 4, 6])
     """
-    group = check_qkv(q, {"k1": k1, "k2": k2, "v1": v1, "v2": v2})
-    _check_head_dim3(q.shape[-1])
-    check_window("w1", w1)
-    check_window("w2", w2)
+    check_qkv(q, {"k1": k1, "k2": k2, "v1": v1, "v2": v2})
+    check_head_dim3(q.shape[-1])
     s = default_scale(q.shape[-1], scale)
-    N = q.shape[1]
-    mask = two_simplicial_mask(N, w1=w1, w2=w2, causal=causal, device=q.device)
-    logits = det_logits(q, k1, k2) * s
-    # Causal rows always see (i, i); non-causal rows see everything: no row is empty.
-    flat = logits.masked_fill(~mask, float("-inf")).flatten(-2)
-    p = torch.softmax(flat, dim=-1).view_as(logits)
-    return torch.einsum("bhijk,bjhd,bkhd->bihd", p, expand_kv(v1, group), expand_kv(v2, group))
+    mask = two_simplicial_mask(q.shape[1], w1=w1, w2=w2, causal=causal, device=q.device)
+    p = masked_softmax_pairs(det_logits(q, k1, k2) * s, mask)
+    return reduce_values(p, v1, v2, mask=mask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,7 +264,7 @@ def so3_rotations(positions, head_dim: int, *, base: float = 10000.0, axis=(1.0,
     """
     if not isinstance(head_dim, int) or head_dim < 3:
         raise ValueError(f"head_dim must be an int multiple of 3, got head_dim={head_dim!r}")
-    _check_head_dim3(head_dim)
+    check_head_dim3(head_dim)
     pos = torch.as_tensor(positions).to(dtype).flatten()
     G = so3_generator(axis, dtype=dtype).to(pos.device)
     theta = _frequencies(head_dim // 3, base, dtype, pos.device)
@@ -312,7 +299,7 @@ def rope_so3(x, positions=None, *, base: float = 10000.0, axis=(1.0, 1.0, 1.0)) 
     """
     check_bshd("x", x)
     N, D = x.shape[1], x.shape[-1]
-    _check_head_dim3(D)
+    check_head_dim3(D)
     if positions is None:
         positions = torch.arange(N, device=x.device)
     positions = torch.as_tensor(positions, device=x.device)
