@@ -197,6 +197,9 @@ def random_so3(generator=None, dtype=torch.float64) -> torch.Tensor:
     >>> torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype)), round(float(torch.linalg.det(R)), 6)
     (True, 1.0)
     """
+    _check_float_dtype(dtype)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=dtype))
     q = q * torch.sign(torch.diagonal(r))
     if torch.linalg.det(q) < 0:
@@ -223,7 +226,11 @@ def so3_generator(axis=(1.0, 1.0, 1.0), dtype=torch.float64) -> torch.Tensor:
     >>> (G + 0.0).tolist()   # + 0.0 turns -0.0 into 0.0
     [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
     """
-    u = torch.as_tensor(axis, dtype=dtype).flatten()
+    _check_float_dtype(dtype)
+    try:
+        u = torch.as_tensor(axis, dtype=dtype).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"axis must be 3 finite numbers, not all zero; got {axis!r}") from None
     if u.numel() != 3 or not torch.isfinite(u).all() or float(u.norm()) == 0.0:
         raise ValueError(f"axis must be 3 finite numbers, not all zero; got {axis!r}")
     u = u / u.norm()
@@ -231,8 +238,28 @@ def so3_generator(axis=(1.0, 1.0, 1.0), dtype=torch.float64) -> torch.Tensor:
     return torch.tensor([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]], dtype=dtype)
 
 
+def _check_float_dtype(dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
+
+
+def _positions(positions, dtype, device=None, n=None) -> torch.Tensor:
+    """``positions`` as a finite 1-D tensor of ``dtype`` (``n`` entries if given)."""
+    try:
+        pos = torch.as_tensor(positions, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"positions must be a 1-D tensor of numbers, got {positions!r}") from None
+    if pos.dim() != 1 or (n is not None and pos.numel() != n) or pos.is_complex() or pos.dtype == torch.bool:
+        want = f"with seq={n} entries" if n is not None else "of numbers"
+        raise ValueError(f"positions must be 1-D {want}, got shape {tuple(pos.shape)} ({pos.dtype})")
+    pos = pos.to(dtype)
+    if not torch.isfinite(pos).all():
+        raise ValueError("positions must be finite")
+    return pos
+
+
 def _frequencies(n_pairs: int, base: float, dtype, device) -> torch.Tensor:
-    if not (isinstance(base, (int, float)) and base > 0):
+    if isinstance(base, bool) or not (isinstance(base, (int, float)) and 0 < base < float("inf")):
         raise ValueError(f"base must be a positive number, got {base!r}")
     return base ** (-torch.arange(n_pairs, dtype=dtype, device=device) / max(n_pairs, 1))
 
@@ -265,7 +292,8 @@ def so3_rotations(positions, head_dim: int, *, base: float = 10000.0, axis=(1.0,
     if not isinstance(head_dim, int) or head_dim < 3:
         raise ValueError(f"head_dim must be an int multiple of 3, got head_dim={head_dim!r}")
     check_head_dim3(head_dim)
-    pos = torch.as_tensor(positions).to(dtype).flatten()
+    _check_float_dtype(dtype)
+    pos = _positions(positions, dtype)
     G = so3_generator(axis, dtype=dtype).to(pos.device)
     theta = _frequencies(head_dim // 3, base, dtype, pos.device)
     phi = pos[:, None] * theta[None, :]  # [n, p]
@@ -302,9 +330,7 @@ def rope_so3(x, positions=None, *, base: float = 10000.0, axis=(1.0, 1.0, 1.0)) 
     check_head_dim3(D)
     if positions is None:
         positions = torch.arange(N, device=x.device)
-    positions = torch.as_tensor(positions, device=x.device)
-    if positions.dim() != 1 or positions.numel() != N:
-        raise ValueError(f"positions must be 1-D with seq={N} entries, got shape {tuple(positions.shape)}")
+    positions = _positions(positions, torch.float64, x.device, N)
     R = so3_rotations(positions, D, base=base, axis=axis).to(x.dtype)  # [N, p, 3, 3]
     return torch.einsum("nlac,znhlc->znhla", R, _chunks(x)).flatten(-2)
 
@@ -329,7 +355,8 @@ def rope_rotations(positions, head_dim: int, *, base: float = 10000.0, dtype=tor
     """
     if not isinstance(head_dim, int) or head_dim < 2 or head_dim % 2:
         raise ValueError(f"head_dim must be an even int for RoPE, got head_dim={head_dim!r}")
-    pos = torch.as_tensor(positions).to(dtype).flatten()
+    _check_float_dtype(dtype)
+    pos = _positions(positions, dtype)
     phi = pos[:, None] * _frequencies(head_dim // 2, base, dtype, pos.device)[None, :]
     c, s = torch.cos(phi), torch.sin(phi)
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
@@ -362,9 +389,7 @@ def rope(x, positions=None, *, base: float = 10000.0) -> torch.Tensor:
         raise ValueError(f"head_dim must be even for RoPE, got head_dim={D}")
     if positions is None:
         positions = torch.arange(N, device=x.device)
-    positions = torch.as_tensor(positions, device=x.device)
-    if positions.dim() != 1 or positions.numel() != N:
-        raise ValueError(f"positions must be 1-D with seq={N} entries, got shape {tuple(positions.shape)}")
+    positions = _positions(positions, torch.float64, x.device, N)
     R = rope_rotations(positions, D, base=base).to(x.dtype)
     pairs = x.reshape(*x.shape[:-1], D // 2, 2)
     return torch.einsum("nlac,znhlc->znhla", R, pairs).flatten(-2)

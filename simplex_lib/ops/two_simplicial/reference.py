@@ -109,8 +109,8 @@ def masked_softmax_pairs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tens
             [0.5000, 0.0000]])
     """
     shape = logits.shape
-    flat = logits.reshape(*shape[:-2], -1)
-    m = mask.reshape(*mask.shape[:-2], -1).expand_as(flat)
+    flat = logits.flatten(-2)
+    m = mask.flatten(-2).expand_as(flat)
     row_ok = m.any(dim=-1, keepdim=True)
     flat = torch.where(m, flat, torch.full_like(flat, float("-inf")))
     # Keep empty rows finite so that neither the values nor the gradients become NaN.
