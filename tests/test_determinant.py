@@ -40,8 +40,8 @@ def brute_det_logits(q, k1, k2):
     g = Hq // k1.shape[2]
     out = torch.zeros(B, Hq, N, N, N, dtype=q.dtype)
     for b, h, i, j, k in itertools.product(range(B), range(Hq), range(N), range(N), range(N)):
-        for l in range(D // 3):
-            sl = slice(3 * l, 3 * l + 3)
+        for c in range(D // 3):
+            sl = slice(3 * c, 3 * c + 3)
             m = torch.stack([q[b, i, h, sl], k1[b, j, h // g, sl], k2[b, k, h // g, sl]])
             out[b, h, i, j, k] += torch.linalg.det(m)
     return out
@@ -97,10 +97,10 @@ def test_so3_generator_and_rotations(gen):
     R = so3_rotations(pos, 6, base=100.0, axis=(0.3, -1.0, 2.0))
     theta = 100.0 ** (-torch.arange(2, dtype=F64) / 2)
     for a, t in enumerate(pos.tolist()):
-        for l in range(2):
-            assert_close("R", torch.linalg.matrix_exp(t * theta[l] * G), R[a, l], TOL)
-            assert_close("R^T R", torch.eye(3, dtype=F64), R[a, l].T @ R[a, l], TOL)
-            assert_close("det", torch.tensor(1.0, dtype=F64), torch.linalg.det(R[a, l]), TOL)
+        for c in range(2):
+            assert_close("R", torch.linalg.matrix_exp(t * theta[c] * G), R[a, c], TOL)
+            assert_close("R^T R", torch.eye(3, dtype=F64), R[a, c].T @ R[a, c], TOL)
+            assert_close("det", torch.tensor(1.0, dtype=F64), torch.linalg.det(R[a, c]), TOL)
 
 
 @pytest.mark.parametrize("shift", [1, 7, -4])
@@ -161,8 +161,8 @@ def brute_attention(q, k1, k2, v1, v2, w1, w2, causal, scale):
         logits = []
         for j, k in pairs:
             s = 0.0
-            for l in range(D // 3):
-                sl = slice(3 * l, 3 * l + 3)
+            for c in range(D // 3):
+                sl = slice(3 * c, 3 * c + 3)
                 s = s + torch.linalg.det(torch.stack([q[b, i, h, sl], k1[b, j, h // g, sl], k2[b, k, h // g, sl]]))
             logits.append(s * scale)
         p = torch.softmax(torch.stack(logits), 0)

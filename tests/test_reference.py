@@ -13,7 +13,7 @@ import torch
 from simplex_lib.ops.dot import reference as dot_ref
 from simplex_lib.ops.n_simplicial import reference as n_ref
 from simplex_lib.ops.two_simplicial import reference as two_ref
-from simplex_lib.testing import assert_close, assert_gradients_close
+from simplex_lib.testing import assert_close
 
 # One namespace over the three reference modules keeps the tests short.
 ref = SimpleNamespace(**{name: getattr(m, name) for m in (dot_ref, two_ref, n_ref) for name in m.__all__})
