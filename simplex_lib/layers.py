@@ -109,7 +109,7 @@ class DotProductAttention(nn.Module):
                 q.transpose(1, 2), expand_kv(k, group).transpose(1, 2),
                 expand_kv(v, group).transpose(1, 2), is_causal=True,
             ).transpose(1, 2)
-        out = self.o_proj(o.reshape(x.shape[0], x.shape[1], -1))
+        out = self.o_proj(o.reshape(x.shape[0], x.shape[1], self.n_heads * self.head_dim))
         return (out, (q.detach(), k.detach())) if return_qk else out
 
 
@@ -216,7 +216,7 @@ class TwoSimplicialAttention(nn.Module):
     def forward(self, x, prev_qk=None):
         """``x [batch, seq, d_model]`` -> ``[batch, seq, d_model]`` (``prev_qk`` is ignored)."""
         o = self.attend(*self.project(x))
-        return self.o_proj(o.reshape(x.shape[0], x.shape[1], -1))
+        return self.o_proj(o.reshape(x.shape[0], x.shape[1], self.n_heads * self.head_dim))
 
 
 class TopKTwoSimplicialAttention(TwoSimplicialAttention):
@@ -276,7 +276,7 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
     def forward(self, x, prev_qk=None):
         """``x [batch, seq, d_model]`` -> ``[batch, seq, d_model]``."""
         o = self.attend(*self.project(x), prev_qk=prev_qk)
-        return self.o_proj(o.reshape(x.shape[0], x.shape[1], -1))
+        return self.o_proj(o.reshape(x.shape[0], x.shape[1], self.n_heads * self.head_dim))
 
 
 class MLP(nn.Module):

@@ -62,10 +62,10 @@ def brute_two(q, k1, k2, v1, v2, w1=None, w2=None, causal=True, scale=None):
     return out
 
 
-def brute_n(q, keys, values, causal=True, reducer="and"):
+def brute_n(q, keys, values, causal=True, reducer="and", scale=None):
     B, N, Hq, D = q.shape
     g = Hq // keys[0].shape[2]
-    s = 1 / math.sqrt(D)
+    s = 1 / math.sqrt(D) if scale is None else scale
     n = len(keys)
     out = torch.zeros_like(q)
     for b, h, i in itertools.product(range(B), range(Hq), range(N)):

@@ -55,6 +55,8 @@ def brute_reduce(P, v1, v2, reducer):
     g = Hq // v1.shape[2]
     out = torch.zeros(B, N, Hq, v1.shape[3], dtype=f64)
     for b, h, i, j, k in itertools.product(range(B), range(Hq), range(N), range(N), range(N)):
+        if P[b, h, i, j, k] == 0:
+            continue  # a pair outside the query's faces contributes nothing (not 0 * value)
         f = v1[b, j, h // g] * v2[b, k, h // g] if reducer == "and" else v1[b, j, h // g] + v2[b, k, h // g]
         out[b, i, h] += P[b, h, i, j, k] * f
     return out

@@ -110,11 +110,12 @@ def check_causal(causal) -> None:
         raise ValueError(f"causal must be True or False, got {causal!r}")
 
 
-def check_head_dim3(head_dim: int) -> None:
-    """Determinant logits cut the head dimension into 3-chunks: ``head_dim % 3 == 0``."""
+def check_head_dim3(head_dim: int, name: str = "q") -> None:
+    """Determinant logits cut the head dimension of ``name`` into 3-chunks: ``head_dim % 3 == 0``."""
     if head_dim % 3 != 0:
         raise ValueError(
-            f"head_dim must be a multiple of 3 for determinant logits (3-chunks), got head_dim={head_dim}"
+            f"head_dim of {name} must be a multiple of 3 for determinant logits (3-chunks), "
+            f"got head_dim={head_dim}"
         )
 
 

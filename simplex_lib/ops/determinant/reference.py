@@ -55,6 +55,7 @@ def levi_civita(dtype=torch.float64, device=None) -> torch.Tensor:
     >>> float(eps[0, 1, 2]), float(eps[1, 0, 2]), float(eps[0, 0, 2])
     (1.0, -1.0, 0.0)
     """
+    _check_float_dtype(dtype)
     eps = torch.zeros(3, 3, 3, dtype=dtype, device=device)
     for a, b, c in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
         eps[a, b, c] = 1.0  # even permutations
@@ -289,9 +290,8 @@ def so3_rotations(positions, head_dim: int, *, base: float = 10000.0, axis=(1.0,
     >>> R.shape, torch.allclose(R[2] @ R[1], R[3])   # R(2) R(1) = R(3)
     (torch.Size([4, 2, 3, 3]), True)
     """
-    if not isinstance(head_dim, int) or head_dim < 3:
+    if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim < 3 or head_dim % 3:
         raise ValueError(f"head_dim must be an int multiple of 3, got head_dim={head_dim!r}")
-    check_head_dim3(head_dim)
     _check_float_dtype(dtype)
     pos = _positions(positions, dtype)
     G = so3_generator(axis, dtype=dtype).to(pos.device)
@@ -327,7 +327,7 @@ def rope_so3(x, positions=None, *, base: float = 10000.0, axis=(1.0, 1.0, 1.0)) 
     """
     check_bshd("x", x)
     N, D = x.shape[1], x.shape[-1]
-    check_head_dim3(D)
+    check_head_dim3(D, "x")
     if positions is None:
         positions = torch.arange(N, device=x.device)
     positions = _positions(positions, torch.float64, x.device, N)
@@ -386,7 +386,7 @@ def rope(x, positions=None, *, base: float = 10000.0) -> torch.Tensor:
     check_bshd("x", x)
     N, D = x.shape[1], x.shape[-1]
     if D % 2:
-        raise ValueError(f"head_dim must be even for RoPE, got head_dim={D}")
+        raise ValueError(f"head_dim of x must be even for RoPE, got head_dim={D}")
     if positions is None:
         positions = torch.arange(N, device=x.device)
     positions = _positions(positions, torch.float64, x.device, N)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_causal, check_qkv, default_scale, expand_kv
+from ..checks import check_causal, check_qkv, check_window, default_scale, expand_kv
 
 __all__ = ["causal_window_mask", "per_query", "dot_attention_weights", "dot_attention"]
 
@@ -23,6 +23,10 @@ def causal_window_mask(n: int, w=None, *, causal: bool = True, device=None) -> t
     >>> causal_window_mask(3, 2).int().tolist()
     [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    w = check_window("w", w)
+    check_causal(causal)
     i = torch.arange(n, device=device)[:, None]
     j = torch.arange(n, device=device)[None, :]
     if not causal:
@@ -47,6 +51,12 @@ def per_query(t: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     tensor([[1., 0.],
             [1., nan]])
     """
+    if not isinstance(t, torch.Tensor) or t.dim() != 4:
+        raise ValueError("t must be a Tensor [batch, seq, heads, d]")
+    n = t.shape[1]
+    if (not isinstance(visible, torch.Tensor) or visible.dtype != torch.bool or visible.dim() < 2
+            or visible.shape[-1] != n):
+        raise ValueError(f"visible must be a bool Tensor [..., i, j] with j = seq = {n}")
     t = t.permute(0, 2, 1, 3)[:, :, None]  # [B, H, 1, j, d]
     return torch.where(visible[..., None], t, torch.zeros((), dtype=t.dtype, device=t.device))
 
@@ -78,7 +88,8 @@ def dot_attention_weights(q, k, *, causal: bool = True, scale=None) -> torch.Ten
     s = default_scale(q.shape[-1], scale)
     vis = causal_window_mask(q.shape[1], causal=causal, device=q.device)
     logits = torch.einsum("bihd,bhijd->bhij", q, per_query(expand_kv(k, group), vis)) * s
-    return torch.softmax(logits.masked_fill(~vis, float("-inf")), dim=-1)
+    p = torch.softmax(logits.masked_fill(~vis, float("-inf")), dim=-1)
+    return torch.where(vis, p, torch.zeros_like(p))  # exact zeros, even in a row made NaN
 
 
 def dot_attention(q, k, v, *, causal: bool = True, scale=None) -> torch.Tensor:

@@ -40,6 +40,14 @@ __all__ = [
 ]
 
 
+def _broadcasts_to(shape, target) -> bool:
+    """True when a tensor of ``shape`` broadcasts to exactly ``target``."""
+    try:
+        return tuple(torch.broadcast_shapes(shape, target)) == tuple(target)
+    except RuntimeError:
+        return False
+
+
 def _check_windows(w1, w2, causal) -> tuple:
     check_causal(causal)
     w1, w2 = check_window("w1", w1), check_window("w2", w2)
@@ -108,6 +116,12 @@ def masked_softmax_pairs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     tensor([[0.0000, 0.5000],
             [0.5000, 0.0000]])
     """
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() < 2:
+        raise ValueError("logits must be a floating Tensor [..., j, k]")
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() < 2:
+        raise ValueError("mask must be a bool Tensor [..., j, k]")
+    if not _broadcasts_to(mask.shape, logits.shape):
+        raise ValueError(f"mask {tuple(mask.shape)} does not broadcast to logits {tuple(logits.shape)}")
     shape = logits.shape
     flat = logits.flatten(-2)
     m = mask.flatten(-2).expand_as(flat)
@@ -115,7 +129,8 @@ def masked_softmax_pairs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     flat = torch.where(m, flat, torch.full_like(flat, float("-inf")))
     # Keep empty rows finite so that neither the values nor the gradients become NaN.
     flat = torch.where(row_ok, flat, torch.zeros_like(flat))
-    p = torch.where(row_ok, torch.softmax(flat, dim=-1), torch.zeros_like(flat))
+    # Masked entries are exact zeros even in a row that a visible NaN turns into NaN.
+    p = torch.where(m, torch.softmax(flat, dim=-1), torch.zeros_like(flat))
     return p.reshape(shape)
 
 
@@ -181,11 +196,9 @@ def reduce_values(weights, v1, v2, *, reducer: str = "and", mask=None) -> torch.
         raise ValueError("mask must be a bool Tensor broadcastable to weights [b, h, i, j, k]")
     if mask.device != weights.device:
         raise ValueError(f"mask is on {mask.device} but weights are on {weights.device}")
-    try:
-        torch.broadcast_shapes(mask.shape, weights.shape)
-    except RuntimeError:
-        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to weights "
-                         f"{tuple(weights.shape)}") from None
+    if not _broadcasts_to(mask.shape, weights.shape):
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to weights {tuple(weights.shape)}")
+    mask = mask.expand_as(weights)
     V1, V2 = per_query(v1, mask.any(-1)), per_query(v2, mask.any(-2))  # [b, h, i, j, d]
     if reducer == "and":
         return torch.einsum("bhijk,bhijd,bhikd->bihd", weights, V1, V2)
@@ -256,15 +269,12 @@ def two_simplicial_attention_masked(q, k1, k2, v1, v2, mask, *, scale=None) -> t
     if mask.device != q.device:
         raise ValueError(f"mask is on {mask.device} but q is on {q.device}")
     B, N, H, _ = q.shape
-    try:
-        if mask.dim() < 3:
-            raise RuntimeError
-        torch.broadcast_shapes(mask.shape, (B, H, N, N, N))
-    except RuntimeError:
+    if mask.dim() < 3 or not _broadcasts_to(mask.shape, (B, H, N, N, N)):
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} does not broadcast to [batch, heads, i, j, k] = "
             f"{(B, H, N, N, N)}"
-        ) from None
+        )
+    mask = mask.expand(B, H, N, N, N)  # a view: every query's own slice, for the per-query keys
     s = default_scale(q.shape[-1], scale)
     p = masked_softmax_pairs(_pair_logits(q, k1, k2, mask, s, group), mask)
     return reduce_values(p, v1, v2, mask=mask)
