@@ -223,7 +223,7 @@ def test_layer_nan_in_a_later_token_stays_later(gen, backend):
     y = x.clone()
     y[0, 4] = float("nan")
     out = att(y)
-    assert torch.equal(out[0, :4], att(x)[0, :4])
+    assert_close("clean rows", att(x)[0, :4], out[0, :4], TOL)  # finite: another einsum path
     assert torch.isnan(out[0, 4:]).all()
 
 

@@ -39,7 +39,7 @@ def causal_window_mask(n: int, w=None, *, causal: bool = True, device=None) -> t
 
 def per_query(t: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """``t [batch, seq, heads, d]`` seen from each query: ``[batch, heads, i, j, d]``, zero where
-    ``visible[..., i, j]`` is False.
+    ``visible[..., i, j]`` is False (``[batch, heads, 1, j, d]``, a view, when ``t`` is finite).
 
     Zeroing by ``where`` before any arithmetic is what keeps a NaN or inf at a masked key out of
     the queries that cannot see it (a masked weight of 0 times NaN would still be NaN).
@@ -58,6 +58,10 @@ def per_query(t: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
             or visible.shape[-1] != n):
         raise ValueError(f"visible must be a bool Tensor [..., i, j] with j = seq = {n}")
     t = t.permute(0, 2, 1, 3)[:, :, None]  # [B, H, 1, j, d]
+    if bool(torch.isfinite(t).all()):
+        # A masked weight (exactly 0) times a finite value is exactly 0: the view broadcasts over
+        # the queries without a copy, and the dense einsums keep their memory.
+        return t
     return torch.where(visible[..., None], t, torch.zeros((), dtype=t.dtype, device=t.device))
 
 

@@ -82,8 +82,9 @@ def n_simplicial_attention(q, keys, values, *, causal: bool = True, scale=None, 
         shape = [N] + [1] * n
         shape[m + 1] = N
         mask = mask & vis.view(shape)
-    flat = torch.where(mask, logits, torch.full_like(logits, float("-inf"))).flatten(3)
-    p = torch.softmax(flat, dim=-1).view_as(logits)
+    # masked_fill drops a NaN at a masked entry too; no name for the filled copy, so that it is
+    # freed before the values are contracted (peak memory stays two copies of the logits).
+    p = torch.softmax(logits.masked_fill(~mask, float("-inf")).flatten(3), dim=-1).view_as(logits)
 
     if reducer == "and":
         spec = ",".join([f"bhi{idx}"] + [f"bhi{c}d" for c in idx]) + "->bihd"

@@ -126,12 +126,11 @@ def masked_softmax_pairs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     flat = logits.flatten(-2)
     m = mask.flatten(-2).expand_as(flat)
     row_ok = m.any(dim=-1, keepdim=True)
-    flat = torch.where(m, flat, torch.full_like(flat, float("-inf")))
+    flat = flat.masked_fill(~m, float("-inf"))  # replaces a NaN at a masked entry too
     # Keep empty rows finite so that neither the values nor the gradients become NaN.
-    flat = torch.where(row_ok, flat, torch.zeros_like(flat))
+    flat = flat.masked_fill(~row_ok, 0.0)
     # Masked entries are exact zeros even in a row that a visible NaN turns into NaN.
-    p = torch.where(m, torch.softmax(flat, dim=-1), torch.zeros_like(flat))
-    return p.reshape(shape)
+    return torch.softmax(flat, dim=-1).masked_fill(~m, 0.0).reshape(shape)
 
 
 def _pair_logits(q, k1, k2, mask, s, group) -> torch.Tensor:
