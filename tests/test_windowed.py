@@ -199,3 +199,18 @@ def test_errors(gen):
         windowed_two_simplicial_attention(q, *kv, w1=0, w2=2)
     with pytest.raises(ValueError, match="v2 has dtype"):
         windowed_two_simplicial_attention(q, *kv[:3], kv[3].float(), w1=2, w2=2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_windowed_on_gpu_against_the_reference(gen, dtype, tol):
+    # Output and gradients on CUDA against the float64 reference on the CPU; peak memory stays
+    # O(seq * w1 * w2) (a dense seq^3 path would need about 2 GiB here).
+    B, N, Hq, Hkv, D, w1, w2 = 1, 257, 4, 2, 32, 32, 8
+    inputs = [_rand(gen, B, N, h, D) for h in (Hq, Hkv, Hkv, Hkv, Hkv)]
+    torch.cuda.reset_peak_memory_stats()
+    assert_gradients_close(
+        lambda *x: windowed_two_simplicial_attention(*x, w1=w1, w2=w2),
+        lambda *x: reference.two_simplicial_attention(*x, w1=w1, w2=w2),
+        inputs, names=["q", "k1", "k2", "v1", "v2"], tol=tol, dtype=dtype, device="cuda", generator=gen)
+    assert torch.cuda.max_memory_allocated() < 2**28
