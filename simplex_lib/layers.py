@@ -262,6 +262,11 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
 
     def select(self, q, k1, prev_qk=None) -> torch.Tensor:
         """Top-k positions ``[batch, seq, 1, topk]`` (``-1`` padded) from ``prev_qk`` or ``(q, k1)``."""
+        if prev_qk is not None and (
+                not isinstance(prev_qk, (tuple, list)) or len(prev_qk) != 2
+                or not all(isinstance(t, torch.Tensor) and t.shape[:2] == q.shape[:2] for t in prev_qk)):
+            raise ValueError(f"prev_qk must be a pair (q, k) of [batch, seq, heads, head_dim] tensors with "
+                             f"batch and seq {tuple(q.shape[:2])}")
         qs, ks = (q, k1) if prev_qk is None else prev_qk
         with torch.no_grad():
             return previous_layer_topk(qs.detach().float(), ks.detach().float(), self.topk)

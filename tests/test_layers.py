@@ -198,6 +198,15 @@ def test_module_errors():
         DotProductAttention(16, 4)(torch.ones(2, 3, 16, dtype=torch.long))
 
 
+def test_topk_checks_prev_qk(gen):
+    att = TopKTwoSimplicialAttention(8, 2, topk=2).double()
+    x = _rand(gen, 1, 6, 8)
+    with pytest.raises(ValueError, match="prev_qk"):
+        att(x, (_rand(gen, 1, 5, 2, 4), _rand(gen, 1, 5, 2, 4)))
+    with pytest.raises(ValueError, match="prev_qk"):
+        att(x, _rand(gen, 1, 6, 2, 4))
+
+
 def test_torch_backend_refuses_future_keys(gen, monkeypatch):
     att = TopKTwoSimplicialAttention(8, 2, topk=2).double()
     x = _rand(gen, 1, 5, 8)
