@@ -1,17 +1,22 @@
 """simplex_lib: the library the book on higher-order attention is written from.
 
-Modules, by concept:
+Modules, by concept; dependencies run one way, ops <- layers <- model <- train:
 
-- :mod:`simplex_lib.reference`   dot, 2-simplicial and n-simplicial attention in einsum (the ground truth)
-- :mod:`simplex_lib.determinant` determinant (rotation-invariant) trilinear forms and their rotary encoding
-- :mod:`simplex_lib.graph`       attention as a graph: walks, diffusion, Weisfeiler-Lehman, simplices
-- :mod:`simplex_lib.match3`      Match2/Match3 tasks and the Theorem 5.1 construction
-- :mod:`simplex_lib.sparsity`    sliding windows, the cost model, top-k selection
-- :mod:`simplex_lib.ops`         per operation: Triton kernels (forward and backward) beside their references
-- :mod:`simplex_lib.timing`      kernel timings and FLOP conventions (``python -m simplex_lib.bench`` drives them)
-- :mod:`simplex_lib.layers`      ``nn.Module`` wrappers; :mod:`simplex_lib.models` small GPTs
-- :mod:`simplex_lib.scaling`     power-law fits and the paper's published data
+- :mod:`simplex_lib.ops`         one package per operation (dot, two_simplicial, n_simplicial,
+  determinant, topk): the float64 reference beside the PyTorch and Triton fast paths
+- :mod:`simplex_lib.masks`       which keys a query sees: sliding windows, top-k pair masks
+- :mod:`simplex_lib.selection`   top-k selection: indexers, previous-layer top-k, coverage
+- :mod:`simplex_lib.cost`        the one cost model: FLOPs and memory of every form of attention
+- :mod:`simplex_lib.graph`       attention as a graph: walks, Weisfeiler-Lehman, complexes, drawing
+- :mod:`simplex_lib.tasks`       Match3 (with the Theorem 5.1 construction), hops, the byte corpus
+- :mod:`simplex_lib.layers`      ``nn.Module`` attention layers; :mod:`simplex_lib.model` the one
+  model skeleton; :mod:`simplex_lib.train` the one training loop and its command line
+- :mod:`simplex_lib.scaling`     power-law fits; :mod:`simplex_lib.published` the paper's tables
+- :mod:`simplex_lib.timing`      kernel timings (``python -m simplex_lib.bench`` drives them);
+  :mod:`simplex_lib.bench_plots` reading and plotting the recorded benchmarks
 - :mod:`simplex_lib.viz`, :mod:`simplex_lib.widgets` one plotting style; interactive explorers
+- :mod:`simplex_lib.testing`, :mod:`simplex_lib.provenance`, :mod:`simplex_lib.book`,
+  :mod:`simplex_lib.runtime`  the comparison helper, the record schema, chapter helpers, sizes
 
 Tensors are ``[batch, seq, heads, head_dim]`` everywhere.
 """

@@ -6,10 +6,14 @@ import os
 import pytest
 import torch
 
-from simplex_lib import layers, reference
-from simplex_lib.layers import (DotProductAttention, TopKTwoSimplicialAttention,
-                                TwoSimplicialAttention, gathered_two_simplicial_attention,
-                                window_indices)
+from simplex_lib import layers
+from simplex_lib.layers import DotProductAttention, TopKTwoSimplicialAttention, TwoSimplicialAttention
+from simplex_lib.ops.two_simplicial import reference
+from simplex_lib.ops.two_simplicial.windowed import gathered_two_simplicial_attention
+from simplex_lib.sparsity import previous_layer_topk
+from simplex_lib.testing import assert_close
+
+TOL = 1e-10
 
 
 def _rand(gen, *shape):
@@ -38,69 +42,6 @@ def _window(i, w):
     return list(range(max(0, i - w + 1), i + 1))
 
 
-def test_window_indices():
-    assert window_indices(4, 2).tolist() == [[-1, 0], [0, 1], [1, 2], [2, 3]]
-    assert window_indices(1, 5).tolist() == [[0]]  # window longer than the sequence is clipped
-    with pytest.raises(ValueError, match="w"):
-        window_indices(4, 0)
-    with pytest.raises(ValueError, match="n"):
-        window_indices(0, 2)
-
-
-@pytest.mark.parametrize("B,N,Hq,Hkv,D,w1,w2", [(1, 1, 1, 1, 4, 3, 2), (2, 7, 4, 2, 5, 3, 2),
-                                               (1, 6, 3, 1, 4, 10, 4), (1, 5, 2, 2, 3, 1, 1)])
-def test_gathered_windows_match_brute_force(gen, B, N, Hq, Hkv, D, w1, w2):
-    q = _rand(gen, B, N, Hq, D)
-    k1, k2, v1, v2 = (_rand(gen, B, N, Hkv, D) for _ in range(4))
-    got = gathered_two_simplicial_attention(q, k1, k2, v1, v2, window_indices(N, w1), window_indices(N, w2))
-    want = _brute(q, k1, k2, v1, v2, lambda b, i: (_window(i, w1), _window(i, w2)))
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    ref = reference.two_simplicial_attention(q, k1, k2, v1, v2, w1=w1, w2=w2)
-    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
-
-
-def test_gathered_per_batch_selection_matches_brute_force(gen):
-    B, N, Hq, Hkv, D, m = 2, 6, 4, 2, 3, 3
-    q = _rand(gen, B, N, Hq, D)
-    k1, k2, v1, v2 = (_rand(gen, B, N, Hkv, D) for _ in range(4))
-    idx = torch.full((B, N, m), -1, dtype=torch.long)
-    chosen = {}
-    for b in range(B):
-        for i in range(N):
-            pick = torch.randperm(i + 1, generator=gen)[:m].sort().values
-            idx[b, i, : pick.numel()] = pick
-            chosen[b, i] = pick.tolist()
-    got = gathered_two_simplicial_attention(q, k1, k2, v1, v2, idx)
-    want = _brute(q, k1, k2, v1, v2, lambda b, i: (chosen[b, i], chosen[b, i]))
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    from simplex_lib.sparsity import topk_two_simplicial_attention
-
-    torch.testing.assert_close(got, topk_two_simplicial_attention(q, k1, k2, v1, v2, idx[:, :, None]))
-
-
-def test_gathered_empty_rows_and_gradients(gen):
-    q = _rand(gen, 1, 3, 2, 4).requires_grad_()
-    kv = [_rand(gen, 1, 3, 2, 4) for _ in range(4)]
-    idx = torch.tensor([[-1, -1], [0, 1], [-1, 2]])
-    out = gathered_two_simplicial_attention(q, *kv, idx)
-    assert torch.all(out[0, 0] == 0)
-    out.sum().backward()
-    assert torch.isfinite(q.grad).all()
-
-
-def test_gathered_errors(gen):
-    q = _rand(gen, 1, 4, 2, 4)
-    kv = [_rand(gen, 1, 4, 2, 4) for _ in range(4)]
-    with pytest.raises(ValueError, match="idx1"):
-        gathered_two_simplicial_attention(q, *kv, torch.zeros(4, 2))  # float positions
-    with pytest.raises(ValueError, match="idx1"):
-        gathered_two_simplicial_attention(q, *kv, torch.zeros(5, 2, dtype=torch.long))
-    with pytest.raises(ValueError, match="idx2"):
-        gathered_two_simplicial_attention(q, *kv, window_indices(4, 2), torch.zeros(4, 0, dtype=torch.long))
-    with pytest.raises(ValueError, match="heads"):
-        gathered_two_simplicial_attention(_rand(gen, 1, 4, 3, 4), *kv, window_indices(4, 2))
-
-
 @pytest.mark.parametrize("backend", ["reference", "torch"])
 @pytest.mark.parametrize("Hq,Hkv,w1,w2", [(4, 2, 3, 2), (2, 2, 8, 1), (3, 1, 2, 5)])
 def test_module_equals_reference_on_its_projections(gen, backend, Hq, Hkv, w1, w2):
@@ -110,10 +51,10 @@ def test_module_equals_reference_on_its_projections(gen, backend, Hq, Hkv, w1, w
     q, k1, k2, v1, v2 = att.project(x)
     assert q.shape == (2, 6, Hq, 5) and k1.shape == (2, 6, Hkv, 5)
     # projections are the plain linear maps
-    torch.testing.assert_close(k2, (x @ att.k2_proj.weight.T).view(2, 6, Hkv, 5))
+    assert_close("k2", (x @ att.k2_proj.weight.T).view(2, 6, Hkv, 5), k2, TOL)
     o = reference.two_simplicial_attention(q, k1, k2, v1, v2, w1=w1, w2=w2, causal=True)
     want = o.reshape(2, 6, -1) @ att.o_proj.weight.T
-    torch.testing.assert_close(att(x), want, rtol=1e-10, atol=1e-10)
+    assert_close("y", want, att(x), TOL)
 
 
 def test_module_without_windows_is_full_causal(gen):
@@ -121,7 +62,7 @@ def test_module_without_windows_is_full_causal(gen):
     x = _rand(gen, 1, 5, 8)
     q, k1, k2, v1, v2 = att.project(x)
     want = _brute(q, k1, k2, v1, v2, lambda b, i: (range(i + 1), range(i + 1)))
-    torch.testing.assert_close(att.attend(q, k1, k2, v1, v2), want, rtol=1e-10, atol=1e-10)
+    assert_close("o", want, att.attend(q, k1, k2, v1, v2), TOL)
 
 
 def test_module_is_causal(gen):
@@ -129,7 +70,7 @@ def test_module_is_causal(gen):
     x = _rand(gen, 1, 6, 8)
     y = _rand(gen, 1, 6, 8)
     y[:, :4] = x[:, :4]  # same prefix, different future
-    torch.testing.assert_close(att(x)[:, :4], att(y)[:, :4])
+    assert_close("att", att(y)[:, :4], att(x)[:, :4], TOL)
 
 
 def _triton_available():
@@ -153,12 +94,12 @@ def test_backends_agree_triton(gen):
     tri.load_state_dict(ref.state_dict())
     x = torch.randn(1, 20, 32, generator=gen).to(dev)  # fp32: the interpreter miscomputes bf16
     y_tri, y_ref = tri(x), ref(x)
-    torch.testing.assert_close(y_tri, y_ref, rtol=2e-3, atol=2e-3)
+    assert_close("y", y_ref, y_tri, 2e-3)
     # the gradients of every projection agree too (the kernels have a backward)
     (y_tri ** 2).sum().backward()
     (y_ref ** 2).sum().backward()
     for (name, a), b in zip(tri.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(a.grad, b.grad, rtol=5e-3, atol=5e-3, msg=name)
+        assert_close(f"d{name}", b.grad, a.grad, 5e-3)
 
 
 def test_topk_module_matches_brute_force(gen):
@@ -175,21 +116,19 @@ def test_topk_module_matches_brute_force(gen):
     chosen = {(b, i): p[b, i, : i + 1].topk(min(3, i + 1)).indices.tolist() for b in range(2) for i in range(7)}
     o = _brute(q, k1, k2, v1, v2, lambda b, i: (chosen[b, i], chosen[b, i]))
     want = o.reshape(2, 7, -1) @ att.o_proj.weight.T
-    torch.testing.assert_close(att(x), want, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(ref(x), want, rtol=1e-9, atol=1e-9)
+    assert_close("torch", want, att(x), TOL)
+    assert_close("reference", want, ref(x), TOL)
 
 
 def test_topk_uses_previous_layer_scores(gen):
     att = TopKTwoSimplicialAttention(8, 2, topk=2).double()
     x = _rand(gen, 1, 6, 8)
     prev_q, prev_k = _rand(gen, 1, 6, 2, 4), _rand(gen, 1, 6, 2, 4)
-    from simplex_lib.sparsity import previous_layer_topk
-
     idx = att.select(*att.project(x)[:2], prev_qk=(prev_q, prev_k))
     assert torch.equal(idx, previous_layer_topk(prev_q, prev_k, 2))
     q, k1, k2, v1, v2 = att.project(x)
     o = gathered_two_simplicial_attention(q, k1, k2, v1, v2, idx[:, :, 0])
-    torch.testing.assert_close(att(x, (prev_q, prev_k)), att.o_proj(o.reshape(1, 6, -1)))
+    assert_close("att", att.o_proj(o.reshape(1, 6, -1)), att(x, (prev_q, prev_k)), TOL)
 
 
 def test_topk_at_least_seq_is_full_causal(gen):
@@ -197,7 +136,7 @@ def test_topk_at_least_seq_is_full_causal(gen):
     full = TwoSimplicialAttention(8, 2, backend="reference").double()
     full.load_state_dict(att.state_dict())
     x = _rand(gen, 2, 5, 8)
-    torch.testing.assert_close(att(x), full(x), rtol=1e-10, atol=1e-10)
+    assert_close("y", full(x), att(x), TOL)
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "reference"])
@@ -213,7 +152,7 @@ def test_dot_attention_module(gen, backend):
                 w = torch.softmax(torch.stack([q[b, i, h] @ k[b, j, h // 2] for j in range(i + 1)]) / 3**0.5, 0)
                 o[b, i, h] = sum(w[j] * v[b, j, h // 2] for j in range(i + 1))
     out, (qd, kd) = att(x, return_qk=True)
-    torch.testing.assert_close(out, o.reshape(2, 5, -1) @ att.o_proj.weight.T)
+    assert_close("out", o.reshape(2, 5, -1) @ att.o_proj.weight.T, out, TOL)
     assert not qd.requires_grad and torch.equal(qd, q.detach()) and torch.equal(kd, k.detach())
 
 
@@ -225,7 +164,7 @@ def test_blocks_and_mlp(gen):
     assert y.shape == x.shape and qk is marker and blk.is_simplicial
     want = x + blk.attn(blk.norm1(x))
     want = want + blk.mlp.down(torch.nn.functional.gelu(blk.mlp.up(blk.norm2(want))))
-    torch.testing.assert_close(y, want)
+    assert_close("y", want, y, TOL)
     dot = layers.Block(DotProductAttention(8, 2), 8, 16)
     assert not dot.is_simplicial
 
@@ -243,16 +182,58 @@ def test_module_errors():
         TwoSimplicialAttention(16, 4, w1=2, w2=1.5)
     with pytest.raises(ValueError, match="backend"):
         TwoSimplicialAttention(16, 4, backend="cuda")
-    with pytest.raises(ValueError, match="both w1 and w2"):
-        TwoSimplicialAttention(16, 4, w1=4, backend="torch")
     with pytest.raises(ValueError, match="topk"):
         TopKTwoSimplicialAttention(16, 4, topk=0)
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(ValueError, match="backend 'triton'.*top-k"):
         TopKTwoSimplicialAttention(16, 4, topk=2, backend="triton")
+    with pytest.raises(ValueError, match="backend"):
+        TopKTwoSimplicialAttention(16, 4, topk=2, backend="cuda")
     with pytest.raises(ValueError, match="backend"):
         DotProductAttention(16, 4, backend="flash")
     with pytest.raises(ValueError, match="x must have shape"):
         TwoSimplicialAttention(16, 4, w1=2, w2=2)(torch.randn(2, 3, 8))
+    with pytest.raises(ValueError, match="x must have shape"):
+        DotProductAttention(16, 4)(torch.randn(2, 3, 8))
+    with pytest.raises(ValueError, match="x must be a floating"):
+        DotProductAttention(16, 4)(torch.ones(2, 3, 16, dtype=torch.long))
+
+
+def test_topk_checks_prev_qk(gen):
+    att = TopKTwoSimplicialAttention(8, 2, topk=2).double()
+    x = _rand(gen, 1, 6, 8)
+    with pytest.raises(ValueError, match="prev_qk"):
+        att(x, (_rand(gen, 1, 5, 2, 4), _rand(gen, 1, 5, 2, 4)))
+    with pytest.raises(ValueError, match="prev_qk"):
+        att(x, _rand(gen, 1, 6, 2, 4))
+
+
+def test_torch_backend_refuses_future_keys(gen, monkeypatch):
+    att = TopKTwoSimplicialAttention(8, 2, topk=2).double()
+    x = _rand(gen, 1, 5, 8)
+    future = torch.tensor([[-1, 0], [0, 1], [1, 4], [2, 3], [3, 4]]).view(1, 5, 1, 2)
+    monkeypatch.setattr(att, "select", lambda *a, **k: future)
+    with pytest.raises(ValueError, match="future key"):
+        att(x)
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_windowless_layer_is_full_causal(gen, backend):
+    att = TwoSimplicialAttention(8, 2, 1, w1=None, w2=3, backend=backend).double()
+    x = _rand(gen, 1, 6, 8)
+    q, k1, k2, v1, v2 = att.project(x)
+    want = _brute(q, k1, k2, v1, v2, lambda b, i: (range(i + 1), _window(i, 3)))
+    assert_close("o", want, att.attend(q, k1, k2, v1, v2), TOL)
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_layer_nan_in_a_later_token_stays_later(gen, backend):
+    att = TwoSimplicialAttention(8, 2, 1, w1=3, w2=2, backend=backend).double()
+    x = _rand(gen, 1, 7, 8)
+    y = x.clone()
+    y[0, 4] = float("nan")
+    out = att(y)
+    assert_close("clean rows", att(x)[0, :4], out[0, :4], TOL)  # finite: another einsum path
+    assert torch.isnan(out[0, 4:]).all()
 
 
 def test_package_level_export():

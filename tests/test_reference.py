@@ -1,12 +1,23 @@
-"""The reference against independent brute force: explicit loops over queries and key tuples."""
+"""The references against independent brute force: explicit loops over queries and key tuples.
+
+Also: NaN stays where it belongs, extreme logits, empty batch/sequence, and argument checks.
+"""
 
 import itertools
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from simplex_lib import reference as ref
+from simplex_lib.ops.dot import reference as dot_ref
+from simplex_lib.ops.n_simplicial import reference as n_ref
+from simplex_lib.ops.two_simplicial import reference as two_ref
+from simplex_lib.testing import assert_close
+
+# One namespace over the three reference modules keeps the tests short.
+ref = SimpleNamespace(**{name: getattr(m, name) for m in (dot_ref, two_ref, n_ref) for name in m.__all__})
+TOL = 1e-10  # float64 against float64 loops: rounding only
 
 f64 = torch.float64
 
@@ -51,10 +62,10 @@ def brute_two(q, k1, k2, v1, v2, w1=None, w2=None, causal=True, scale=None):
     return out
 
 
-def brute_n(q, keys, values, causal=True, reducer="and"):
+def brute_n(q, keys, values, causal=True, reducer="and", scale=None):
     B, N, Hq, D = q.shape
     g = Hq // keys[0].shape[2]
-    s = 1 / math.sqrt(D)
+    s = 1 / math.sqrt(D) if scale is None else scale
     n = len(keys)
     out = torch.zeros_like(q)
     for b, h, i in itertools.product(range(B), range(Hq), range(N)):
@@ -93,12 +104,12 @@ SHAPES = [  # (B, N, Hq, Hkv, D)
 @pytest.mark.parametrize("causal", [True, False])
 def test_dot_attention_matches_loops(gen, B, N, Hq, Hkv, D, causal):
     q, k, v = rand(gen, B, N, Hq, D), rand(gen, B, N, Hkv, D), rand(gen, B, N, Hkv, D)
-    torch.testing.assert_close(ref.dot_attention(q, k, v, causal=causal), brute_dot(q, k, v, causal))
+    assert_close("o", brute_dot(q, k, v, causal), ref.dot_attention(q, k, v, causal=causal), TOL)
 
 
 def test_dot_attention_scale(gen):
     q, k, v = (rand(gen, 1, 4, 2, 4) for _ in range(3))
-    torch.testing.assert_close(ref.dot_attention(q, k, v, scale=0.7), brute_dot(q, k, v, scale=0.7))
+    assert_close("o", brute_dot(q, k, v, scale=0.7), ref.dot_attention(q, k, v, scale=0.7), TOL)
 
 
 @pytest.mark.parametrize("B,N,Hq,Hkv,D", SHAPES)
@@ -107,7 +118,7 @@ def test_two_simplicial_matches_loops(gen, B, N, Hq, Hkv, D, w1, w2):
     q = rand(gen, B, N, Hq, D)
     k1, k2, v1, v2 = (rand(gen, B, N, Hkv, D) for _ in range(4))
     got = ref.two_simplicial_attention(q, k1, k2, v1, v2, w1=w1, w2=w2)
-    torch.testing.assert_close(got, brute_two(q, k1, k2, v1, v2, w1, w2))
+    assert_close("o", brute_two(q, k1, k2, v1, v2, w1, w2), got, TOL)
 
 
 @pytest.mark.parametrize("N", [1, 4])
@@ -115,41 +126,14 @@ def test_two_simplicial_non_causal(gen, N):
     q = rand(gen, 1, N, 2, 3)
     k1, k2, v1, v2 = (rand(gen, 1, N, 1, 3) for _ in range(4))
     got = ref.two_simplicial_attention(q, k1, k2, v1, v2, causal=False, scale=0.3)
-    torch.testing.assert_close(got, brute_two(q, k1, k2, v1, v2, causal=False, scale=0.3))
-
-
-def test_windowed_path_is_chunked_and_exact(gen, monkeypatch):
-    # Force many small chunks: the chunked path must agree with the dense masked softmax.
-    monkeypatch.setattr(ref, "_CHUNK_ELEMENTS", 7)
-    q = rand(gen, 1, 13, 2, 4)
-    k1, k2, v1, v2 = (rand(gen, 1, 13, 1, 4) for _ in range(4))
-    got = ref.two_simplicial_attention(q, k1, k2, v1, v2, w1=5, w2=3)
-    mask = ref.two_simplicial_mask(13, w1=5, w2=3)
-    torch.testing.assert_close(got, ref.two_simplicial_attention_masked(q, k1, k2, v1, v2, mask))
-
-
-def test_windowed_long_sequence_runs_on_cpu():
-    # N = 4096 with 64x16 windows must not materialise N^3 (that would be 5e10 floats).
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(1, 4096, 1, 16, generator=g)
-    k1, k2, v1, v2 = (torch.randn(1, 4096, 1, 16, generator=g) for _ in range(4))
-    out = ref.two_simplicial_attention(q, k1, k2, v1, v2, w1=64, w2=16)
-    assert out.shape == q.shape and torch.isfinite(out).all()
-    # Spot-check a late query against loops restricted to its window.
-    i = 4000
-    sl = slice(i - 63, i + 1)
-    qq = q[:, i : i + 1]
-    a = torch.einsum("d,jd,kd->jk", qq[0, 0, 0], k1[0, sl, 0], k2[0, i - 15 : i + 1, 0]) / 4.0
-    p = torch.softmax(a.flatten(), 0).view_as(a)
-    expect = torch.einsum("jk,jd,kd->d", p, v1[0, sl, 0], v2[0, i - 15 : i + 1, 0])
-    torch.testing.assert_close(out[0, i, 0], expect, rtol=1e-4, atol=1e-5)
+    assert_close("o", brute_two(q, k1, k2, v1, v2, causal=False, scale=0.3), got, TOL)
 
 
 def test_weights_are_a_distribution_with_exact_zeros(gen):
     q = rand(gen, 2, 6, 2, 3)
     k1, k2 = rand(gen, 2, 6, 1, 3), rand(gen, 2, 6, 1, 3)
     p = ref.two_simplicial_weights(q, k1, k2, w1=2, w2=4)
-    torch.testing.assert_close(p.sum((-1, -2)), torch.ones(2, 2, 6, dtype=f64))
+    assert_close("sum", torch.ones(2, 2, 6, dtype=f64), p.sum((-1, -2)), TOL)
     mask = ref.two_simplicial_mask(6, w1=2, w2=4)
     assert (p[..., ~mask] == 0).all()
     assert (p[..., mask] > 0).all()
@@ -182,31 +166,27 @@ def test_n_simplicial_matches_loops(gen, N, Hq, Hkv, n, reducer):
     keys = [rand(gen, 1, N, Hkv, D) for _ in range(n)]
     values = [rand(gen, 1, N, Hkv, D) for _ in range(n)]
     got = ref.n_simplicial_attention(q, keys, values, reducer=reducer)
-    torch.testing.assert_close(got, brute_n(q, keys, values, reducer=reducer))
+    assert_close("o", brute_n(q, keys, values, reducer=reducer), got, TOL)
 
 
 def test_n_simplicial_non_causal(gen):
     q = rand(gen, 1, 3, 1, 2)
     keys = [rand(gen, 1, 3, 1, 2) for _ in range(2)]
     values = [rand(gen, 1, 3, 1, 2) for _ in range(2)]
-    torch.testing.assert_close(
-        ref.n_simplicial_attention(q, keys, values, causal=False),
-        brute_n(q, keys, values, causal=False),
-    )
+    assert_close("o", brute_n(q, keys, values, causal=False),
+                 ref.n_simplicial_attention(q, keys, values, causal=False), TOL)
 
 
 def test_n_equals_one_and_two_identities(gen):
     q = rand(gen, 2, 5, 4, 6)
     k1, k2, v1, v2 = (rand(gen, 2, 5, 2, 6) for _ in range(4))
-    torch.testing.assert_close(ref.n_simplicial_attention(q, [k1], [v1]), ref.dot_attention(q, k1, v1))
-    torch.testing.assert_close(
-        ref.n_simplicial_attention(q, [k1, k2], [v1, v2]),
-        ref.two_simplicial_attention(q, k1, k2, v1, v2),
-    )
+    assert_close("n=1", ref.dot_attention(q, k1, v1), ref.n_simplicial_attention(q, [k1], [v1]), TOL)
+    assert_close("n=2", ref.two_simplicial_attention(q, k1, k2, v1, v2),
+                 ref.n_simplicial_attention(q, [k1, k2], [v1, v2]), TOL)
 
 
-def test_gradcheck_references():
-    g = torch.Generator().manual_seed(1)
+def test_gradcheck_references(gen):
+    g = gen
     mk = lambda *s: torch.randn(*s, generator=g, dtype=f64, requires_grad=True)  # noqa: E731
     q = mk(1, 4, 2, 3)
     k1, k2, v1, v2 = (mk(1, 4, 1, 3) for _ in range(4))
@@ -285,3 +265,182 @@ def test_masked_form_errors():
         ref.two_simplicial_attention_masked(q, *kv, torch.ones(4, 4, 4))
     with pytest.raises(ValueError, match="mask"):
         ref.two_simplicial_attention_masked(q, *kv, torch.ones(3, 3, 3, dtype=torch.bool))
+
+
+def test_masked_form_matches_loops_for_a_random_mask(gen):
+    N = 5
+    q = rand(gen, 2, N, 2, 3)
+    k1, k2, v1, v2 = (rand(gen, 2, N, 1, 3) for _ in range(4))
+    mask = torch.rand(N, N, N, generator=gen) < 0.4
+    mask[:, 0, 0] = True  # no empty row here (empty rows are checked above)
+    got = ref.two_simplicial_attention_masked(q, k1, k2, v1, v2, mask)
+    want = torch.zeros_like(q)
+    for b, h, i in itertools.product(range(2), range(2), range(N)):
+        pairs = mask[i].nonzero().tolist()
+        a = torch.stack([(q[b, i, h] * k1[b, j, 0] * k2[b, k, 0]).sum() / math.sqrt(3) for j, k in pairs])
+        p = torch.softmax(a, 0)
+        want[b, i, h] = sum(p[t] * v1[b, j, 0] * v2[b, k, 0] for t, (j, k) in enumerate(pairs))
+    assert_close("o", want, got, TOL)
+
+
+def test_reduce_values_with_mask_drops_nan_values(gen):
+    q = rand(gen, 1, 4, 1, 2)
+    k1, k2, v1, v2 = (rand(gen, 1, 4, 1, 2) for _ in range(4))
+    p = ref.two_simplicial_weights(q, k1, k2)
+    v1[0, 3] = float("nan")  # only query 3 sees position 3
+    out = ref.reduce_values(p, v1, v2, mask=ref.two_simplicial_mask(4))
+    assert torch.isfinite(out[:, :3]).all() and torch.isnan(out[:, 3]).all()
+    assert torch.isnan(ref.reduce_values(p, v1, v2)[:, :3]).any()  # without the mask: 0 * nan
+
+
+# ---- NaN stays where it belongs -----------------------------------------------------------
+
+
+def _sees(i, p, w, causal=True):
+    return visible(i, p, w, causal)
+
+
+NAN_CASES = [  # (w1, w2, causal)
+    (None, None, True), (3, 2, True), (1, 4, True), (None, None, False),
+]
+
+
+@pytest.mark.parametrize("w1,w2,causal", NAN_CASES)
+@pytest.mark.parametrize("which", ["q", "k1", "k2", "v1", "v2"])
+def test_two_simplicial_nan_reaches_only_rows_that_see_it(gen, w1, w2, causal, which):
+    N, p = 7, 2
+    names = ["q", "k1", "k2", "v1", "v2"]
+    x = dict(zip(names, [rand(gen, 1, N, 2, 3)] + [rand(gen, 1, N, 1, 3) for _ in range(4)]))
+    clean = ref.two_simplicial_attention(*x.values(), w1=w1, w2=w2, causal=causal)
+    x[which] = x[which].clone()
+    x[which][0, p] = float("nan")
+    out = ref.two_simplicial_attention(*x.values(), w1=w1, w2=w2, causal=causal)
+    for i in range(N):
+        if which == "q":
+            hit = i == p
+        else:
+            hit = _sees(i, p, w1 if which in ("k1", "v1") else w2, causal)
+        if hit:
+            assert torch.isnan(out[0, i]).all(), i
+        else:
+            assert_close(f"row {i}", clean[0, i], out[0, i], TOL)
+
+
+@pytest.mark.parametrize("which", ["k", "v"])
+def test_dot_and_n_simplicial_nan_locality(gen, which):
+    N, p = 6, 3
+    q, k, v = rand(gen, 1, N, 2, 3), rand(gen, 1, N, 1, 3), rand(gen, 1, N, 1, 3)
+    bad = {"k": k.clone(), "v": v.clone()}
+    bad[which][0, p] = float("nan")
+    for out in (ref.dot_attention(q, bad["k"], bad["v"]),
+                ref.n_simplicial_attention(q, [bad["k"], k], [bad["v"], v]),
+                ref.n_simplicial_attention(q, [k, bad["k"], k], [v, bad["v"], v], reducer="or")):
+        assert torch.isfinite(out[0, :p]).all()
+        assert torch.isnan(out[0, p:]).all()
+    w = ref.dot_attention_weights(q, bad["k"])
+    assert torch.isfinite(w[..., :p, :]).all() and (w[..., :p, p:] == 0).all()
+
+
+def test_gradients_stay_finite_before_a_nan_key(gen):
+    N, p = 5, 3
+    q = rand(gen, 1, N, 1, 2).requires_grad_()
+    k1, k2, v1, v2 = (rand(gen, 1, N, 1, 2) for _ in range(4))
+    k1[0, p] = float("nan")
+    out = ref.two_simplicial_attention(q, k1, k2, v1, v2, w1=2, w2=2)
+    out[:, :p].sum().backward()
+    assert torch.isfinite(q.grad[:, :p]).all()  # queries 3 and 4 see the NaN themselves
+
+
+# ---- extreme finite logits ----------------------------------------------------------------
+
+
+def test_logits_near_minus_1e30_give_the_right_answer(gen):
+    # Every visible logit is exactly -1e30: the softmax is uniform over the visible pairs
+    # (an implementation that fills masked entries with -1e30 would return zeros instead).
+    N, D = 5, 4
+    q = torch.full((1, N, 1, D), -1.0, dtype=f64)
+    ones = torch.ones(1, N, 1, D, dtype=f64)
+    v1, v2 = rand(gen, 1, N, 1, D), rand(gen, 1, N, 1, D)
+    s = 1e30 / D
+    out = ref.two_simplicial_attention(q, ones, ones, v1, v2, w1=3, w2=2, scale=s)
+    assert_close("o", brute_two(q, ones, ones, v1, v2, 3, 2, scale=s), out, TOL)
+    want = torch.stack([(v1[0, max(0, i - 2): i + 1, None] * v2[0, None, max(0, i - 1): i + 1]).mean((0, 1))
+                        for i in range(N)])
+    assert_close("uniform", want, out[0], TOL)
+    assert_close("dot", brute_dot(q, ones, v1, scale=s), ref.dot_attention(q, ones, v1, scale=s), TOL)
+
+
+def test_huge_scale_matches_loops(gen):
+    q = rand(gen, 1, 6, 2, 3)
+    k1, k2, v1, v2 = (rand(gen, 1, 6, 1, 3) for _ in range(4))
+    got = ref.two_simplicial_attention(q, k1, k2, v1, v2, w1=4, w2=3, scale=1e28)
+    assert_close("o", brute_two(q, k1, k2, v1, v2, 4, 3, scale=1e28), got, TOL)
+
+
+# ---- empty batch or sequence --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("B,N", [(0, 4), (2, 0), (0, 0)])
+def test_empty_batch_or_sequence_gives_empty_results(B, N):
+    q = torch.randn(B, N, 2, 3, dtype=f64)
+    kv = [torch.randn(B, N, 1, 3, dtype=f64) for _ in range(4)]
+    assert ref.dot_attention(q, kv[0], kv[1]).shape == (B, N, 2, 3)
+    assert ref.dot_attention_weights(q, kv[0]).shape == (B, 2, N, N)
+    for w in (None, 2):
+        assert ref.two_simplicial_attention(q, *kv, w1=w, w2=w).shape == (B, N, 2, 3)
+    assert ref.two_simplicial_weights(q, kv[0], kv[1]).shape == (B, 2, N, N, N)
+    assert ref.two_simplicial_mask(N).shape == (N, N, N)
+    mask = ref.two_simplicial_mask(N)
+    assert ref.two_simplicial_attention_masked(q, *kv, mask).shape == (B, N, 2, 3)
+    assert ref.n_simplicial_attention(q, kv[:3], kv[1:4]).shape == (B, N, 2, 3)
+
+
+# ---- argument checks ----------------------------------------------------------------------
+
+
+def test_mixed_dtypes_are_refused():
+    q, kv = _inputs()
+    with pytest.raises(ValueError, match="k2 has dtype"):
+        ref.two_simplicial_attention(q, kv[0], kv[1].double(), kv[2], kv[3])
+    with pytest.raises(ValueError, match="v has dtype"):
+        ref.dot_attention(q, kv[0], kv[1].half())
+    with pytest.raises(ValueError, match=r"values\[1\] has dtype"):
+        ref.n_simplicial_attention(q, kv[:2], [kv[2], kv[3].double()])
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -float("inf"), "0.5", True, [1.0]])
+def test_bad_scale(scale):
+    q, kv = _inputs()
+    for call in (lambda: ref.two_simplicial_attention(q, *kv, scale=scale),
+                 lambda: ref.dot_attention(q, kv[0], kv[1], scale=scale),
+                 lambda: ref.two_simplicial_logits(q, kv[0], kv[1], scale=scale),
+                 lambda: ref.n_simplicial_attention(q, kv[:1], kv[1:2], scale=scale)):
+        with pytest.raises(ValueError, match="scale"):
+            call()
+
+
+@pytest.mark.parametrize("causal", ["no", 0, 1, None, "False"])
+def test_causal_must_be_a_bool(causal):
+    q, kv = _inputs()
+    for call in (lambda: ref.two_simplicial_attention(q, *kv, causal=causal),
+                 lambda: ref.two_simplicial_weights(q, kv[0], kv[1], causal=causal),
+                 lambda: ref.two_simplicial_mask(4, causal=causal),
+                 lambda: ref.dot_attention(q, kv[0], kv[1], causal=causal),
+                 lambda: ref.n_simplicial_attention(q, kv[:1], kv[1:2], causal=causal)):
+        with pytest.raises(ValueError, match="causal"):
+            call()
+
+
+def test_degenerate_heads_and_head_dim():
+    with pytest.raises(ValueError, match="head_dim"):
+        ref.dot_attention(torch.randn(1, 3, 2, 0), torch.randn(1, 3, 1, 0), torch.randn(1, 3, 1, 0))
+    with pytest.raises(ValueError, match="heads"):
+        ref.two_simplicial_attention(*(torch.randn(1, 3, 0, 4) for _ in range(5)))
+
+
+def test_numpy_integer_windows_are_accepted(gen):
+    np = pytest.importorskip("numpy")
+    q = rand(gen, 1, 5, 1, 2)
+    kv = [rand(gen, 1, 5, 1, 2) for _ in range(4)]
+    assert_close("o", ref.two_simplicial_attention(q, *kv, w1=3, w2=2),
+                 ref.two_simplicial_attention(q, *kv, w1=np.int64(3), w2=np.int32(2)), TOL)

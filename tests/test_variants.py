@@ -6,8 +6,12 @@ import math
 import pytest
 import torch
 
-from simplex_lib import reference as ref
-from simplex_lib import variants as var
+from simplex_lib.ops.n_simplicial import n_simplicial_attention
+from simplex_lib.ops.two_simplicial import reference as ref
+from simplex_lib.ops.two_simplicial import variants as var
+from simplex_lib.testing import assert_close
+
+TOL = 1e-10
 
 f64 = torch.float64
 
@@ -51,6 +55,8 @@ def brute_reduce(P, v1, v2, reducer):
     g = Hq // v1.shape[2]
     out = torch.zeros(B, N, Hq, v1.shape[3], dtype=f64)
     for b, h, i, j, k in itertools.product(range(B), range(Hq), range(N), range(N), range(N)):
+        if P[b, h, i, j, k] == 0:
+            continue  # a pair outside the query's faces contributes nothing (not 0 * value)
         f = v1[b, j, h // g] * v2[b, k, h // g] if reducer == "and" else v1[b, j, h // g] + v2[b, k, h // g]
         out[b, i, h] += P[b, h, i, j, k] * f
     return out
@@ -72,8 +78,8 @@ def test_face_weights_match_loops(gen, case, face):
     q, k1, k2 = rand(gen, B, N, Hq, D), rand(gen, B, N, Hkv, D), rand(gen, B, N, Hkv, D)
     got = var.face_normalised_weights(q, k1, k2, face=face, w1=w1, w2=w2, causal=causal)
     want = brute_face_weights(q, k1, k2, face, w1, w2, causal)
-    torch.testing.assert_close(got, want)
-    torch.testing.assert_close(got.sum((-1, -2)), torch.ones(B, Hq, N, dtype=f64))
+    assert_close("P", want, got, TOL)
+    assert_close("sum", torch.ones(B, Hq, N, dtype=f64), got.sum((-1, -2)), TOL)
 
 
 @pytest.mark.parametrize("face", ["ij", "ik"])
@@ -84,7 +90,7 @@ def test_marginal_edges_recover_the_reference(gen, case, face):
     got = var.face_normalised_weights(q, k1, k2, face=face, edges="marginal", w1=w1, w2=w2,
                                       causal=causal, scale=0.7)
     want = ref.two_simplicial_weights(q, k1, k2, w1=w1, w2=w2, causal=causal, scale=0.7)
-    torch.testing.assert_close(got, want)
+    assert_close("out", want, got, TOL)
 
 
 def test_each_face_carries_an_equal_share(gen):
@@ -107,7 +113,7 @@ def test_face_attention_matches_loops(gen, case, reducer):
     got = var.face_normalised_attention(q, k1, k2, v1, v2, face="ik", w1=w1, w2=w2,
                                         causal=causal, reducer=reducer)
     want = brute_reduce(brute_face_weights(q, k1, k2, "ik", w1, w2, causal), v1, v2, reducer)
-    torch.testing.assert_close(got, want)
+    assert_close("out", want, got, TOL)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -117,15 +123,12 @@ def test_reduce_values_against_loops_and_reference(gen, case):
     k1, k2, v1, v2 = (rand(gen, B, N, Hkv, D) for _ in range(4))
     p = ref.two_simplicial_weights(q, k1, k2, w1=w1, w2=w2, causal=causal)
     for reducer in ("and", "or"):
-        torch.testing.assert_close(var.reduce_values(p, v1, v2, reducer=reducer),
-                                   brute_reduce(p, v1, v2, reducer))
-    torch.testing.assert_close(var.reduce_values(p, v1, v2),
-                               ref.two_simplicial_attention(q, k1, k2, v1, v2, w1=w1, w2=w2,
-                                                            causal=causal))
+        assert_close(reducer, brute_reduce(p, v1, v2, reducer), ref.reduce_values(p, v1, v2, reducer=reducer), TOL)
+    assert_close("and", ref.two_simplicial_attention(q, k1, k2, v1, v2, w1=w1, w2=w2, causal=causal),
+                 ref.reduce_values(p, v1, v2), TOL)
     if w1 is None and w2 is None:
-        torch.testing.assert_close(
-            var.reduce_values(p, v1, v2, reducer="or"),
-            ref.n_simplicial_attention(q, [k1, k2], [v1, v2], causal=causal, reducer="or"))
+        assert_close("or", n_simplicial_attention(q, [k1, k2], [v1, v2], causal=causal, reducer="or"),
+                     ref.reduce_values(p, v1, v2, reducer="or"), TOL)
 
 
 def test_errors(gen):
@@ -142,12 +145,42 @@ def test_errors(gen):
         var.face_normalised_attention(x, x, x, x[:, :3], x)
     p = ref.two_simplicial_weights(x, x, x)
     with pytest.raises(ValueError, match="reducer"):
-        var.reduce_values(p, x, x, reducer="xor")
+        ref.reduce_values(p, x, x, reducer="xor")
     with pytest.raises(ValueError, match="weights"):
-        var.reduce_values(p[0], x, x)
+        ref.reduce_values(p[0], x, x)
     with pytest.raises(ValueError, match="weights"):
-        var.reduce_values(p, x[:, :3], x[:, :3])
+        ref.reduce_values(p, x[:, :3], x[:, :3])
     with pytest.raises(ValueError, match="heads"):
-        var.reduce_values(p, rand(gen, 1, 4, 3, 3), rand(gen, 1, 4, 3, 3))
+        ref.reduce_values(p, rand(gen, 1, 4, 3, 3), rand(gen, 1, 4, 3, 3))
     with pytest.raises(ValueError, match="v2"):
-        var.reduce_values(p, x, x[..., 0])
+        ref.reduce_values(p, x, x[..., 0])
+
+
+@pytest.mark.parametrize("which", ["k1", "v2"])
+def test_face_attention_nan_stays_local(gen, which):
+    N, p = 6, 4
+    x = {"q": rand(gen, 1, N, 2, 3), **{n: rand(gen, 1, N, 1, 3) for n in ("k1", "k2", "v1", "v2")}}
+    x[which][0, p] = float("nan")
+    for edges in ("uniform", "marginal"):
+        out = var.face_normalised_attention(*x.values(), edges=edges, w1=3, w2=2)
+        assert torch.isfinite(out[0, :p]).all()
+        assert torch.isnan(out[0, p]).all()
+
+
+def test_face_errors_dtype_scale_causal(gen):
+    x = rand(gen, 1, 4, 2, 3)
+    with pytest.raises(ValueError, match="k2 has dtype"):
+        var.face_normalised_weights(x, x, x.float())
+    with pytest.raises(ValueError, match="scale"):
+        var.face_normalised_attention(x, x, x, x, x, scale=float("nan"))
+    with pytest.raises(ValueError, match="causal"):
+        var.face_normalised_weights(x, x, x, causal="no")
+    with pytest.raises(ValueError, match="mask"):
+        ref.reduce_values(ref.two_simplicial_weights(x, x, x), x, x, mask=torch.ones(4, 4))
+
+
+@pytest.mark.parametrize("B,N", [(0, 3), (2, 0)])
+def test_face_empty(B, N):
+    x = torch.randn(B, N, 2, 3, dtype=f64)
+    assert var.face_normalised_attention(x, x, x, x, x).shape == (B, N, 2, 3)
+    assert var.face_normalised_weights(x, x, x, face="ik").shape == (B, 2, N, N, N)

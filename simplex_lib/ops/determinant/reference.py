@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_bshd, check_qkv, check_window, default_scale, expand_kv
-from .reference import two_simplicial_mask
+from ..checks import check_bshd, check_head_dim3, check_qkv, default_scale, expand_kv
+from ..two_simplicial.reference import masked_softmax_pairs, reduce_values, two_simplicial_mask
 
 __all__ = [
     "levi_civita",
@@ -42,13 +42,6 @@ __all__ = [
 ]
 
 
-def _check_head_dim3(d: int) -> None:
-    if d % 3 != 0:
-        raise ValueError(
-            f"head_dim must be a multiple of 3 for determinant logits (3-chunks), got head_dim={d}"
-        )
-
-
 def levi_civita(dtype=torch.float64, device=None) -> torch.Tensor:
     """The 3x3x3 Levi-Civita symbol ``eps[a, b, c]``: ``det[x, y, z] = eps_abc x_a y_b z_c``.
 
@@ -62,6 +55,7 @@ def levi_civita(dtype=torch.float64, device=None) -> torch.Tensor:
     >>> float(eps[0, 1, 2]), float(eps[1, 0, 2]), float(eps[0, 0, 2])
     (1.0, -1.0, 0.0)
     """
+    _check_float_dtype(dtype)
     eps = torch.zeros(3, 3, 3, dtype=dtype, device=device)
     for a, b, c in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
         eps[a, b, c] = 1.0  # even permutations
@@ -92,7 +86,7 @@ def det_logits(q, k1, k2) -> torch.Tensor:
     Raises
     ------
     ValueError
-        Bad shapes (see :func:`simplex_lib._checks.check_qkv`) or ``head_dim % 3 != 0``.
+        Bad shapes (see :func:`simplex_lib.ops.checks.check_qkv`) or ``head_dim % 3 != 0``.
 
     Examples
     --------
@@ -101,7 +95,7 @@ def det_logits(q, k1, k2) -> torch.Tensor:
     1.0
     """
     group = check_qkv(q, {"k1": k1, "k2": k2})
-    _check_head_dim3(q.shape[-1])
+    check_head_dim3(q.shape[-1])
     k1, k2 = expand_kv(k1, group), expand_kv(k2, group)
     eps = levi_civita(q.dtype, q.device)
     # Contract step by step so that each einsum is one batched product (a single three-operand
@@ -134,7 +128,7 @@ def det_logits_sarrus(q, k1, k2) -> torch.Tensor:
     True
     """
     group = check_qkv(q, {"k1": k1, "k2": k2})
-    _check_head_dim3(q.shape[-1])
+    check_head_dim3(q.shape[-1])
     k1, k2 = expand_kv(k1, group), expand_kv(k2, group)
 
     def shift(t, s):  # cyclic shift inside every 3-chunk, then back to [b, n, h, d]
@@ -148,7 +142,7 @@ def determinant_attention(q, k1, k2, v1, v2, *, w1=None, w2=None, causal: bool =
     """2-simplicial attention scored by the sum-of-determinants form (eq. 9).
 
     ``o_i = sum_{j,k} softmax_{(j,k)}(s * A^det_{ijk}) * (v1_j * v2_k)``, with the same windows,
-    GQA and masking conventions as :func:`simplex_lib.reference.two_simplicial_attention`:
+    GQA and masking conventions as :func:`simplex_lib.ops.two_simplicial.reference.two_simplicial_attention`:
     ``j`` is visible iff ``i - w1 < j <= i`` and ``k`` iff ``i - w2 < k <= i``.
 
     Parameters
@@ -170,18 +164,12 @@ def determinant_attention(q, k1, k2, v1, v2, *, w1=None, w2=None, causal: bool =
     >>> determinant_attention(q, *kv, w1=3, w2=2).shape
     torch.Size([1, 5, 4, 6])
     """
-    group = check_qkv(q, {"k1": k1, "k2": k2, "v1": v1, "v2": v2})
-    _check_head_dim3(q.shape[-1])
-    check_window("w1", w1)
-    check_window("w2", w2)
+    check_qkv(q, {"k1": k1, "k2": k2, "v1": v1, "v2": v2})
+    check_head_dim3(q.shape[-1])
     s = default_scale(q.shape[-1], scale)
-    N = q.shape[1]
-    mask = two_simplicial_mask(N, w1=w1, w2=w2, causal=causal, device=q.device)
-    logits = det_logits(q, k1, k2) * s
-    # Causal rows always see (i, i); non-causal rows see everything: no row is empty.
-    flat = logits.masked_fill(~mask, float("-inf")).flatten(-2)
-    p = torch.softmax(flat, dim=-1).view_as(logits)
-    return torch.einsum("bhijk,bjhd,bkhd->bihd", p, expand_kv(v1, group), expand_kv(v2, group))
+    mask = two_simplicial_mask(q.shape[1], w1=w1, w2=w2, causal=causal, device=q.device)
+    p = masked_softmax_pairs(det_logits(q, k1, k2) * s, mask)
+    return reduce_values(p, v1, v2, mask=mask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,6 +198,9 @@ def random_so3(generator=None, dtype=torch.float64) -> torch.Tensor:
     >>> torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype)), round(float(torch.linalg.det(R)), 6)
     (True, 1.0)
     """
+    _check_float_dtype(dtype)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=dtype))
     q = q * torch.sign(torch.diagonal(r))
     if torch.linalg.det(q) < 0:
@@ -236,7 +227,11 @@ def so3_generator(axis=(1.0, 1.0, 1.0), dtype=torch.float64) -> torch.Tensor:
     >>> (G + 0.0).tolist()   # + 0.0 turns -0.0 into 0.0
     [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
     """
-    u = torch.as_tensor(axis, dtype=dtype).flatten()
+    _check_float_dtype(dtype)
+    try:
+        u = torch.as_tensor(axis, dtype=dtype).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"axis must be 3 finite numbers, not all zero; got {axis!r}") from None
     if u.numel() != 3 or not torch.isfinite(u).all() or float(u.norm()) == 0.0:
         raise ValueError(f"axis must be 3 finite numbers, not all zero; got {axis!r}")
     u = u / u.norm()
@@ -244,8 +239,28 @@ def so3_generator(axis=(1.0, 1.0, 1.0), dtype=torch.float64) -> torch.Tensor:
     return torch.tensor([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]], dtype=dtype)
 
 
+def _check_float_dtype(dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
+
+
+def _positions(positions, dtype, device=None, n=None) -> torch.Tensor:
+    """``positions`` as a finite 1-D tensor of ``dtype`` (``n`` entries if given)."""
+    try:
+        pos = torch.as_tensor(positions, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"positions must be a 1-D tensor of numbers, got {positions!r}") from None
+    if pos.dim() != 1 or (n is not None and pos.numel() != n) or pos.is_complex() or pos.dtype == torch.bool:
+        want = f"with seq={n} entries" if n is not None else "of numbers"
+        raise ValueError(f"positions must be 1-D {want}, got shape {tuple(pos.shape)} ({pos.dtype})")
+    pos = pos.to(dtype)
+    if not torch.isfinite(pos).all():
+        raise ValueError("positions must be finite")
+    return pos
+
+
 def _frequencies(n_pairs: int, base: float, dtype, device) -> torch.Tensor:
-    if not (isinstance(base, (int, float)) and base > 0):
+    if isinstance(base, bool) or not (isinstance(base, (int, float)) and 0 < base < float("inf")):
         raise ValueError(f"base must be a positive number, got {base!r}")
     return base ** (-torch.arange(n_pairs, dtype=dtype, device=device) / max(n_pairs, 1))
 
@@ -275,10 +290,10 @@ def so3_rotations(positions, head_dim: int, *, base: float = 10000.0, axis=(1.0,
     >>> R.shape, torch.allclose(R[2] @ R[1], R[3])   # R(2) R(1) = R(3)
     (torch.Size([4, 2, 3, 3]), True)
     """
-    if not isinstance(head_dim, int) or head_dim < 3:
+    if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim < 3 or head_dim % 3:
         raise ValueError(f"head_dim must be an int multiple of 3, got head_dim={head_dim!r}")
-    _check_head_dim3(head_dim)
-    pos = torch.as_tensor(positions).to(dtype).flatten()
+    _check_float_dtype(dtype)
+    pos = _positions(positions, dtype)
     G = so3_generator(axis, dtype=dtype).to(pos.device)
     theta = _frequencies(head_dim // 3, base, dtype, pos.device)
     phi = pos[:, None] * theta[None, :]  # [n, p]
@@ -312,12 +327,10 @@ def rope_so3(x, positions=None, *, base: float = 10000.0, axis=(1.0, 1.0, 1.0)) 
     """
     check_bshd("x", x)
     N, D = x.shape[1], x.shape[-1]
-    _check_head_dim3(D)
+    check_head_dim3(D, "x")
     if positions is None:
         positions = torch.arange(N, device=x.device)
-    positions = torch.as_tensor(positions, device=x.device)
-    if positions.dim() != 1 or positions.numel() != N:
-        raise ValueError(f"positions must be 1-D with seq={N} entries, got shape {tuple(positions.shape)}")
+    positions = _positions(positions, torch.float64, x.device, N)
     R = so3_rotations(positions, D, base=base, axis=axis).to(x.dtype)  # [N, p, 3, 3]
     return torch.einsum("nlac,znhlc->znhla", R, _chunks(x)).flatten(-2)
 
@@ -342,7 +355,8 @@ def rope_rotations(positions, head_dim: int, *, base: float = 10000.0, dtype=tor
     """
     if not isinstance(head_dim, int) or head_dim < 2 or head_dim % 2:
         raise ValueError(f"head_dim must be an even int for RoPE, got head_dim={head_dim!r}")
-    pos = torch.as_tensor(positions).to(dtype).flatten()
+    _check_float_dtype(dtype)
+    pos = _positions(positions, dtype)
     phi = pos[:, None] * _frequencies(head_dim // 2, base, dtype, pos.device)[None, :]
     c, s = torch.cos(phi), torch.sin(phi)
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
@@ -372,12 +386,10 @@ def rope(x, positions=None, *, base: float = 10000.0) -> torch.Tensor:
     check_bshd("x", x)
     N, D = x.shape[1], x.shape[-1]
     if D % 2:
-        raise ValueError(f"head_dim must be even for RoPE, got head_dim={D}")
+        raise ValueError(f"head_dim of x must be even for RoPE, got head_dim={D}")
     if positions is None:
         positions = torch.arange(N, device=x.device)
-    positions = torch.as_tensor(positions, device=x.device)
-    if positions.dim() != 1 or positions.numel() != N:
-        raise ValueError(f"positions must be 1-D with seq={N} entries, got shape {tuple(positions.shape)}")
+    positions = _positions(positions, torch.float64, x.device, N)
     R = rope_rotations(positions, D, base=base).to(x.dtype)
     pairs = x.reshape(*x.shape[:-1], D // 2, 2)
     return torch.einsum("nlac,znhlc->znhla", R, pairs).flatten(-2)

@@ -1,0 +1,173 @@
+"""Argument checks shared by every operation (references, PyTorch paths and kernels).
+
+Every user mistake becomes a ``ValueError`` that names the argument, never a silent wrong answer.
+Batch and sequence may be empty (the operations then return empty results); heads and head_dim
+may not.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+__all__ = [
+    "check_bshd",
+    "check_qkv",
+    "check_window",
+    "check_causal",
+    "check_head_dim3",
+    "check_selection",
+    "default_scale",
+    "expand_kv",
+]
+
+
+def check_bshd(name: str, t) -> None:
+    """``t`` must be a 4-D ``[batch, seq, heads, head_dim]`` floating tensor with ``heads, head_dim >= 1``.
+
+    Examples
+    --------
+    >>> check_bshd("q", torch.zeros(2, 3, 4))
+    Traceback (most recent call last):
+    ...
+    ValueError: q must have shape [batch, seq, heads, head_dim], got (2, 3, 4)
+    """
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 4:
+        raise ValueError(
+            f"{name} must have shape [batch, seq, heads, head_dim], got {tuple(t.shape)}"
+        )
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    if t.shape[2] < 1 or t.shape[3] < 1:
+        raise ValueError(f"{name} needs heads >= 1 and head_dim >= 1, got shape {tuple(t.shape)}")
+
+
+def check_qkv(q, named: dict) -> int:
+    """Check a query against key/value tensors; return the GQA group size ``Hq // Hkv``.
+
+    All of ``named`` must share batch, seq, heads and head_dim with each other, and batch, seq,
+    head_dim, dtype and device with ``q``; their head count must divide ``q``'s.
+
+    Examples
+    --------
+    >>> check_qkv(torch.zeros(1, 5, 4, 8), {"k": torch.zeros(1, 5, 2, 8)})
+    2
+    """
+    check_bshd("q", q)
+    B, N, Hq, D = q.shape
+    ref_name, ref = None, None
+    for name, t in named.items():
+        check_bshd(name, t)
+        if t.shape[0] != B:
+            raise ValueError(f"{name} has batch {t.shape[0]} but q has batch {B}")
+        if t.shape[1] != N:
+            raise ValueError(f"{name} has seq {t.shape[1]} but q has seq {N}")
+        if t.shape[3] != D:
+            raise ValueError(f"{name} has head_dim {t.shape[3]} but q has head_dim {D}")
+        if t.device != q.device:
+            raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
+        if t.dtype != q.dtype:
+            raise ValueError(f"{name} has dtype {t.dtype} but q has {q.dtype}; cast them to one dtype")
+        if ref is None:
+            ref_name, ref = name, t
+        elif t.shape[2] != ref.shape[2]:
+            raise ValueError(
+                f"{name} has {t.shape[2]} heads but {ref_name} has {ref.shape[2]}; "
+                "all key/value tensors must share one head count"
+            )
+    Hkv = ref.shape[2]
+    if Hq % Hkv != 0:
+        raise ValueError(
+            f"q has {Hq} heads, which is not a multiple of the {Hkv} key/value heads of {ref_name}"
+        )
+    return Hq // Hkv
+
+
+def check_window(name: str, w):
+    """A window is ``None`` (no window) or an integer >= 1; returns it as a Python int (or None).
+
+    Examples
+    --------
+    >>> check_window("w1", 4), check_window("w2", None)
+    (4, None)
+    """
+    if w is None:
+        return None
+    if isinstance(w, bool) or not isinstance(w, numbers.Integral):
+        raise ValueError(f"{name} must be an int >= 1 or None, got {w!r}")
+    if w < 1:
+        raise ValueError(f"{name} must be >= 1 (a window of {w} shows no keys), got {w}")
+    return int(w)
+
+
+def check_causal(causal) -> None:
+    """``causal`` must be a real bool: a string such as ``"no"`` is truthy and would run causal."""
+    if not isinstance(causal, bool):
+        raise ValueError(f"causal must be True or False, got {causal!r}")
+
+
+def check_head_dim3(head_dim: int, name: str = "q") -> None:
+    """Determinant logits cut the head dimension of ``name`` into 3-chunks: ``head_dim % 3 == 0``."""
+    if head_dim % 3 != 0:
+        raise ValueError(
+            f"head_dim of {name} must be a multiple of 3 for determinant logits (3-chunks), "
+            f"got head_dim={head_dim}"
+        )
+
+
+def check_selection(name: str, idx, batch: int, seq: int) -> torch.Tensor:
+    """Validate per-query key positions; return them as int64 ``[batch, seq, m]``.
+
+    ``idx`` is ``[seq, m]`` (one selection for every batch row) or ``[batch or 1, seq, m]``.
+    Every entry ``j`` of row ``i`` must satisfy ``-1 <= j <= i`` (``-1`` marks an empty slot; a
+    future key would break causality) and no key may appear twice in a row.
+
+    Examples
+    --------
+    >>> check_selection("idx1", torch.tensor([[0, -1], [0, 2]]), 1, 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: idx1 selects a future key (j > i) for query 1: selections must be causal
+    """
+    if (not isinstance(idx, torch.Tensor) or idx.dim() not in (2, 3) or idx.is_floating_point()
+            or idx.is_complex() or idx.dtype == torch.bool):
+        raise ValueError(f"{name} must be an integer Tensor [seq, m] or [batch, seq, m]")
+    if idx.dim() == 2:
+        idx = idx[None]
+    if idx.shape[0] not in (1, batch) or idx.shape[1] != seq or (idx.shape[2] < 1 and seq > 0):
+        raise ValueError(f"{name} has shape {tuple(idx.shape)}; expected [1 or {batch}, {seq}, m >= 1]")
+    idx = idx.to(torch.int64)
+    if (idx < -1).any():
+        raise ValueError(f"{name} holds positions below -1 (-1 marks an empty slot)")
+    future = idx > torch.arange(seq, device=idx.device)[None, :, None]
+    if future.any():
+        i = int(future.any(-1).any(0).nonzero()[0])
+        raise ValueError(f"{name} selects a future key (j > i) for query {i}: selections must be causal")
+    srt = idx.sort(dim=-1).values
+    if ((srt[..., 1:] == srt[..., :-1]) & (srt[..., 1:] >= 0)).any():
+        raise ValueError(f"{name} selects the same key twice for one query")
+    return idx.expand(batch, seq, idx.shape[2])
+
+
+def default_scale(head_dim: int, scale) -> float:
+    """``1/sqrt(head_dim)`` unless a finite real ``scale`` is given.
+
+    Examples
+    --------
+    >>> default_scale(16, None), default_scale(16, 2)
+    (0.25, 2.0)
+    """
+    if scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite real number or None, got {scale!r}")
+    return float(scale)
+
+
+def expand_kv(t: torch.Tensor, group: int) -> torch.Tensor:
+    """Repeat each KV head ``group`` times so that query head ``h`` reads KV head ``h // group``."""
+    return t if group == 1 else t.repeat_interleave(group, dim=2)

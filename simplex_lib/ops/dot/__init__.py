@@ -1,0 +1,5 @@
+"""Dot-product attention (the 1-simplex): the einsum reference in :mod:`.reference`."""
+
+from .reference import dot_attention, dot_attention_weights
+
+__all__ = ["dot_attention", "dot_attention_weights"]
