@@ -22,8 +22,9 @@ from simplex_lib.ops.two_simplicial import backward as K_bwd
 from simplex_lib.ops.two_simplicial import forward as K_fwd
 from simplex_lib.ops.two_simplicial.configs import BwdConfig, FwdConfig, bwd_config, fwd_config
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as tsa
+from simplex_lib.cost import windowed_flops
 from simplex_lib.timing import record_meta
-from simplex_lib.reference import two_simplicial_attention as ref_attention
+from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention as ref_attention
 
 OUT = os.environ.get("OUT", "/tmp")
 REC: dict = {"meta": {}, "correctness": [], "timings": [], "sweep": [], "notes": []}
@@ -76,7 +77,7 @@ def check_case(B, N, Hq, Hkv, D, w1, w2, dtype, seed, noncontig=False):
 
 
 def flops_fwd(B, Hq, N, D, w1, w2):
-    return 4.0 * B * Hq * N * D * w1 * w2
+    return windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D)
 
 
 def time_fwd(B, N, Hq, Hkv, D, w1, w2, cfg=None, dtype=torch.bfloat16, rep=200):

@@ -13,6 +13,7 @@ from triton.testing import do_bench
 
 from simplex_lib.ops.two_simplicial import backward as K_bwd
 from simplex_lib.ops.two_simplicial import forward as K_fwd
+from simplex_lib.cost import windowed_flops
 from simplex_lib.ops.two_simplicial.configs import bwd_config
 
 
@@ -31,7 +32,7 @@ def main():
     w1, w2, D = 512, 32, 128
     q, (k1, k2, v1, v2), o, lse, do, delta = setup(B, N)
     base = bwd_config(D, 64, w1, w2)
-    F = 4.0 * B * 64 * N * D * w1 * w2
+    F = windowed_flops(N, w1, w2, batch=B, heads=64, head_dim=D)
     variants = [("w8", dataclasses.replace(base, ring_warps=8)),
                 ("w4", dataclasses.replace(base, ring_warps=4))]
     ref = None

@@ -23,7 +23,7 @@ import torch
 
 from simplex_lib import timing, viz
 from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton
-from simplex_lib.sparsity import topk_two_simplicial_attention as topk_reference
+from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
 from simplex_lib.testing import rel_error
 
 PROG = "python -m simplex_lib.bench"

@@ -42,7 +42,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from .published import TABLE1
-from .reference import n_simplicial_attention
+from .ops.n_simplicial.reference import n_simplicial_attention
 
 __all__ = [
     "GIB",
@@ -696,7 +696,7 @@ def measure_dense(n: int, lengths, *, head_dim: int = 8, batch: int = 1, heads: 
         CPU threads for the measurement (restored afterwards); ``None`` leaves torch's setting.
     attention : callable, optional
         ``attention(q, keys, values, reducer=...)``; default
-        :func:`simplex_lib.reference.n_simplicial_attention`.
+        :func:`simplex_lib.ops.n_simplicial.reference.n_simplicial_attention`.
 
     Returns
     -------

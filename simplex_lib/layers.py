@@ -7,7 +7,7 @@ The modules own the projections; the attention arithmetic is delegated to a *bac
 - ``"torch"``: :func:`simplex_lib.ops.two_simplicial.windowed.windowed_two_simplicial_attention`,
   which gathers each query's window (or top-k selection) of keys and runs one batched einsum.
   Memory ``O(seq * w1 * w2)`` per head; the default for training the small models on a GPU or CPU;
-- ``"triton"``: the fused kernel ``simplex_lib.kernels.two_simplicial_attention`` (imported
+- ``"triton"``: the fused kernel ``simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`` (imported
   lazily; on a CPU it needs ``TRITON_INTERPRET=1``). Windowed layers only: the top-k layer
   refuses it (the top-k kernel is not wired in yet).
 
@@ -27,7 +27,8 @@ from .ops.checks import check_window, expand_kv
 from .ops.dot.reference import dot_attention
 from .ops.two_simplicial.reference import two_simplicial_attention as reference_two_simplicial
 from .ops.two_simplicial.windowed import gathered_two_simplicial_attention, windowed_two_simplicial_attention
-from .sparsity import previous_layer_topk, topk_two_simplicial_attention
+from .ops.topk.reference import topk_two_simplicial_attention
+from .selection import previous_layer_topk
 
 __all__ = [
     "BACKENDS",
@@ -208,7 +209,7 @@ class TwoSimplicialAttention(nn.Module):
             return reference_two_simplicial(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2, causal=True)
         if self.backend == "triton":
             # Imported here: Triton is an optional, heavy dependency that the other backends never need.
-            from .kernels import two_simplicial_attention
+            from .ops.two_simplicial.interface import two_simplicial_attention
 
             return two_simplicial_attention(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2, scale=None)
         return windowed_two_simplicial_attention(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2)

@@ -112,7 +112,7 @@ def window_indices(n: int, w: int, *, device=None) -> torch.Tensor:
     Parameters
     ----------
     n : int
-        Sequence length.
+        Sequence length (``>= 0``; an empty sequence gives an empty ``[0, 0]`` selection).
     w : int
         Window length (``>= 1``); a window longer than ``n`` is clipped to ``n``.
 
@@ -124,8 +124,10 @@ def window_indices(n: int, w: int, *, device=None) -> torch.Tensor:
     --------
     >>> window_indices(3, 2).tolist()
     [[-1, 0], [0, 1], [1, 2]]
+    >>> tuple(window_indices(0, 3).shape)
+    (0, 0)
     """
-    _check_int("n", n)
+    _check_int("n", n, minimum=0)
     if w is None:
         raise ValueError("w must be an int >= 1 here (use w = n for a full causal window)")
     _check_int("w", w)
@@ -167,8 +169,8 @@ def check_topk_index(name: str, idx, *, batch: int, seq: int, heads: int,
     >>> check_topk_index("idx", idx, batch=3, seq=2, heads=4).shape
     torch.Size([3, 2, 4, 2])
     """
-    for arg, v in (("batch", batch), ("seq", seq), ("heads", heads)):
-        _check_int(arg, v)
+    for arg, v, least in (("batch", batch, 0), ("seq", seq, 0), ("heads", heads, 1)):
+        _check_int(arg, v, minimum=least)
     if kv_heads is not None:
         _check_int("kv_heads", kv_heads)
     if not isinstance(idx, torch.Tensor) or idx.dim() != 4:

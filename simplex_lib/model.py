@@ -27,7 +27,8 @@ from torch import nn
 
 from .layers import (Block, DotProductAttention, TopKTwoSimplicialAttention, TwoSimplicialAttention,
                      init_weights)
-from .reference import dot_attention, two_simplicial_attention
+from .ops.dot.reference import dot_attention
+from .ops.two_simplicial.reference import two_simplicial_attention
 
 __all__ = ["ATTENTION_KINDS", "HEADS", "INITS", "ModelConfig", "Model", "interleave", "simplicial_layer_ids",
            "count_parameters", "parameter_counts"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_qkv, default_scale, expand_kv
+from .ops.checks import check_qkv, default_scale, expand_kv
 from .masks import sliding_window_mask
 
 __all__ = ["indexer_scores", "topk_indices", "previous_layer_topk", "kept_mass"]
@@ -181,7 +181,7 @@ def kept_mass(weights, mask) -> torch.Tensor:
     Parameters
     ----------
     weights : float Tensor ``[..., seq, seq, seq]`` indexed ``[..., i, j, k]``
-        E.g. :func:`simplex_lib.reference.two_simplicial_weights` (``[batch, heads, i, j, k]``).
+        E.g. :func:`simplex_lib.ops.two_simplicial.reference.two_simplicial_weights` (``[batch, heads, i, j, k]``).
     mask : bool Tensor broadcastable to ``weights``
         E.g. :func:`simplex_lib.masks.window_pair_mask` ``[i, j, k]`` or
         :func:`simplex_lib.masks.topk_pair_mask` ``[batch, heads, i, j, k]``.

@@ -3,7 +3,8 @@
 The command line ``python -m simplex_lib.bench`` drives these functions and writes the JSON
 records; chapters re-measure through them too. Nothing here imports the command line.
 
-Conventions (``FLOPS_CONVENTION``, stored in every record):
+FLOPs come from the one cost model, :mod:`simplex_lib.cost`; the convention
+(``FLOPS_CONVENTION``, stored in every record) is:
 
 - forward FLOPs ``4 * B * Hq * N * D * w1 * w2`` (the two tensor-core GEMMs; the ramp at the
   start of the sequence is ignored), backward ``2.5x`` that, forward+backward ``3.5x``;
@@ -14,7 +15,6 @@ Conventions (``FLOPS_CONVENTION``, stored in every record):
 
 from __future__ import annotations
 
-import math
 
 import torch
 from tqdm.auto import tqdm
@@ -22,12 +22,13 @@ from triton.testing import do_bench
 
 from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
+from simplex_lib.cost import dot_flops, equal_cost_dot_length, topk_flops, windowed_flops
 from simplex_lib.provenance import provenance
-from simplex_lib.reference import two_simplicial_attention as reference_attention
+from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention as reference_attention
 
 __all__ = [
-    "FLOPS_CONVENTION", "MODES", "DEFAULT_WINDOWS", "TABLE1_WINDOWS", "simplicial_flops",
-    "dot_flops", "equal_flops_context", "topk_flops", "record_meta", "time_and_peak_memory",
+    "FLOPS_CONVENTION", "MODES", "DEFAULT_WINDOWS", "TABLE1_WINDOWS", "record_meta",
+    "time_and_peak_memory",
     "random_causal_topk", "bench_simplicial", "bench_sdpa", "run_benchmark", "bench_topk",
 ]
 
@@ -36,48 +37,6 @@ FLOPS_CONVENTION = ("fwd 4*B*Hq*N*D*w1*w2 (top-k: w1*w2 = kA*kB); bwd 2.5x; fwdb
 DEFAULT_WINDOWS = ((512, 32), (256, 64), (1024, 16), (128, 128))
 TABLE1_WINDOWS = ((1024, 32), (512, 64), (128, 128), (256, 64), (512, 32), (1024, 16), (256, 32))
 MODES = ("fwd", "bwd", "fwdbwd")
-MODE_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwdbwd": 3.5}
-
-
-def simplicial_flops(B, Hq, N, D, w1, w2, mode="fwd") -> float:
-    """Tensor-core FLOPs of windowed 2-simplicial attention in the project's convention.
-
-    >>> simplicial_flops(2, 64, 8192, 128, 512, 32) / 1e12  # the headline shape, TFLOP
-    8.796093022208
-    """
-    return MODE_FACTOR[mode] * 4.0 * B * Hq * N * D * w1 * w2
-
-
-def dot_flops(B, H, N, D, mode="fwd") -> float:
-    """FLOPs of causal dot-product attention: ``4 * B * H * N^2 * D / 2`` for the forward.
-
-    >>> dot_flops(1, 16, 16384, 128) / 1e12
-    1.099511627776
-    """
-    return MODE_FACTOR[mode] * 4.0 * B * H * N * N * D / 2
-
-
-def equal_flops_context(w1: int, w2: int, elementwise: bool = False) -> float:
-    """Context length at which causal dot attention costs what windows ``w1 x w2`` cost.
-
-    Per query and head-dim unit, dot attention does ``2 n`` FLOPs (causal average), the
-    2-simplicial GEMMs ``4 w1 w2``; the paper's count adds the elementwise product (``6 w1 w2``).
-
-    >>> equal_flops_context(512, 32), equal_flops_context(512, 32, elementwise=True)
-    (32768.0, 49152.0)
-    """
-    return (6.0 if elementwise else 4.0) * w1 * w2 / 2.0
-
-
-def topk_flops(B: int, Hq: int, N: int, D: int, ka: int, kb: int | None = None, mode: str = "fwd") -> float:
-    """Tensor-core FLOPs of top-k 2-simplicial attention: the windowed count with
-    ``w1 * w2 = kA * kB``.
-
-    >>> topk_flops(1, 64, 8192, 128, 128) == 4 * 64 * 8192 * 128 * 512 * 32
-    True
-    """
-    kb = ka if kb is None else kb
-    return MODE_FACTOR[mode] * 4.0 * B * Hq * N * D * ka * kb
 
 
 def record_meta(device=None) -> dict:
@@ -153,7 +112,7 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     attn = two_simplicial_attention if impl == "kernel" else reference_attention
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
     ms, peak = time_and_peak_memory(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode))
-    F = simplicial_flops(B, Hq, N, D, w1, w2, mode)
+    F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), ms=ms, tflops=F / ms / 1e9,
                 flops=F, peak_extra_bytes=int(peak), us_per_token=1e3 * ms / (B * N))
@@ -168,7 +127,7 @@ def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16) -> dict:
         return torch.nn.functional.scaled_dot_product_attention(*x, is_causal=True)
 
     ms, peak = time_and_peak_memory(lambda: _mode_fn(sdpa, xs, mode))
-    F = dot_flops(B, H, N, D, mode)
+    F = dot_flops(N, batch=B, heads=H, head_dim=D, mode=mode)
     return dict(impl="sdpa", mode=mode, B=B, N=N, Hq=H, Hkv=H, D=D, ms=ms, tflops=F / ms / 1e9,
                 flops=F, peak_extra_bytes=int(peak), us_per_token=1e3 * ms / (B * N))
 
@@ -196,7 +155,7 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
                     for mode in modes:
                         jobs.append(("kernel", B, N, Hq, Hkv, D, w1, w2, mode))
                         if compare_sdpa:
-                            n_eq = int(round(math.sqrt(2.0 * N * w1 * w2)))
+                            n_eq = int(round(equal_cost_dot_length(N, w1, w2)))
                             jobs.append(("sdpa", B, n_eq, Hq, Hq, D, w1, w2, mode))
                         if mode == "fwd" and N <= reference_max_n:
                             jobs.append(("reference", B, N, Hq, Hkv, D, w1, w2, mode))
@@ -250,7 +209,7 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
                     leaves = [t.detach().requires_grad_(mode != "fwd") for t in xs]
                     try:
                         ms, peak = time_and_peak_memory(lambda: _mode_fn(f, leaves, mode))
-                        F = topk_flops(B, Hq, N, D, k, mode=mode)
+                        F = topk_flops(N, k, batch=B, heads=Hq, head_dim=D, mode=mode)
                         recs.append(dict(group=group, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D,
                                          dtype=str(dtype), ms=ms, tflops=F / ms / 1e9, flops=F,
                                          selection="random" if group == "topk-kernel" else "window",

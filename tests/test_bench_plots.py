@@ -1,7 +1,6 @@
 """simplex_lib.bench_plots on made-up records in the format simplex_lib.bench writes."""
 
 import json
-import math
 
 import matplotlib
 
@@ -10,7 +9,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from simplex_lib import bench, bench_plots as bp, timing  # noqa: E402
+from simplex_lib import bench, bench_plots as bp, cost, timing  # noqa: E402
 from simplex_lib.viz import new_figure  # noqa: E402
 
 META = {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0", "triton": "3.6.0", "date": "2026-11-22T14:30:40"}
@@ -18,14 +17,14 @@ META = {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0", "triton": "3.6.0", "d
 
 def kernel(N, mode="fwd", w1=512, w2=32, D=128, Hq=64, Hkv=1, ms=10.0, **kw):
     B = max(1, 16384 // N)
-    F = timing.simplicial_flops(B, Hq, N, D, w1, w2, mode)
+    F = cost.windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     return dict(group="kernel", impl="kernel", mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 ms=ms, tflops=F / ms / 1e9, flops=F, peak_extra_bytes=1 << 20, **kw)
 
 
 def sdpa_for(r, ms=5.0):
-    n_eq = int(round(math.sqrt(2.0 * r["N"] * r["w1"] * r["w2"])))
-    F = timing.dot_flops(r["B"], r["Hq"], n_eq, r["D"], r["mode"])
+    n_eq = int(round(cost.equal_cost_dot_length(r["N"], r["w1"], r["w2"])))
+    F = cost.dot_flops(n_eq, batch=r["B"], heads=r["Hq"], head_dim=r["D"], mode=r["mode"])
     return dict(group="sdpa", impl="sdpa", mode=r["mode"], B=r["B"], N=n_eq, Hq=r["Hq"], Hkv=r["Hq"], D=r["D"],
                 ms=ms, tflops=F / ms / 1e9, flops=F, peak_extra_bytes=1 << 21, paired_with=[r["w1"], r["w2"]])
 
@@ -134,15 +133,7 @@ def test_memory_per_token_and_grid(results_dir):
     assert bp.markdown_table(["x"], [[1], [2]]).splitlines() == ["| x |", "| --- |", "| 1 |", "| 2 |"]
 
 
-def test_flop_conventions():
-    F = timing.simplicial_flops(2, 64, 8192, 128, 512, 32)
-    assert F == 4 * 2 * 64 * 8192 * 128 * 512 * 32
-    assert timing.simplicial_flops(2, 64, 8192, 128, 512, 32, "bwd") == 2.5 * F
-    assert timing.dot_flops(1, 16, 16384, 128) == 4 * 16 * 16384**2 * 128 / 2
-    # 512x32 costs what causal dot attention costs at 32k (GEMM count) or 48k (paper's count)
-    assert timing.equal_flops_context(512, 32) == 32768
-    assert timing.equal_flops_context(512, 32, elementwise=True) == 49152
-    assert timing.topk_flops(1, 1, 1, 1, 4, 2, mode="bwd") == 2.5 * 4 * 8
+def test_record_meta():
     meta = timing.record_meta("cpu")
     assert meta["flops_convention"] == timing.FLOPS_CONVENTION and "git_commit" in meta
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from simplex_lib import graph as G
-from simplex_lib.reference import dot_attention
+from simplex_lib.ops.dot.reference import dot_attention
 
 
 def rand_graph(gen, n, p=0.4):

@@ -13,7 +13,7 @@ import torch
 from simplex_lib.ops.two_simplicial import configs as C
 from simplex_lib.ops.two_simplicial.interface import SUPPORTED_HEAD_DIMS
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel_attention
-from simplex_lib.reference import two_simplicial_attention as reference_attention
+from simplex_lib.ops.two_simplicial.reference import two_simplicial_attention as reference_attention
 from simplex_lib.testing import assert_close, assert_gradients_close
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,15 +1,15 @@
 """Determinant-form attention on the trilinear kernels, under TRITON_INTERPRET=1 on a CPU.
 
-Checked against the float64 determinant reference (``simplex_lib.determinant``): output and all
+Checked against the float64 determinant reference (``simplex_lib.ops.determinant.reference``): output and all
 five gradients, GQA, odd lengths, windows longer than the sequence, a single position.
 """
 
 import pytest
 import torch
 
-from simplex_lib.determinant import det_logits, determinant_attention
+from simplex_lib.ops.determinant.reference import det_logits, determinant_attention
 from simplex_lib.ops.determinant.triton import det_trilinear_operands, determinant_attention_triton
-from simplex_lib.reference import two_simplicial_logits
+from simplex_lib.ops.two_simplicial.reference import two_simplicial_logits
 from simplex_lib.testing import assert_close, assert_gradients_close
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"

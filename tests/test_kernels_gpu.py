@@ -12,7 +12,7 @@ import torch
 
 from simplex_lib.ops.two_simplicial.configs import bwd_configs, bwd_smem_bytes, max_shared_memory
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel_attention
-from simplex_lib.reference import two_simplicial_attention as reference_attention
+from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention as reference_attention
 from simplex_lib.testing import assert_close
 
 pytestmark = pytest.mark.gpu

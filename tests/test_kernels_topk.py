@@ -2,17 +2,17 @@
 
 Under TRITON_INTERPRET=1 (set by conftest without CUDA), fp32, tiny shapes; on a GPU machine the
 same tests run the compiled kernels. Every check compares the output and all five gradients
-with :func:`simplex_lib.sparsity.topk_two_simplicial_attention` in float64.
+with :func:`simplex_lib.ops.topk.reference.topk_two_simplicial_attention` in float64.
 """
 
 import pytest
 import torch
 
 from simplex_lib.ops.topk import topk_two_simplicial_attention_triton as topk_kernel
-from simplex_lib.sparsity import previous_layer_topk
-from simplex_lib.sparsity import topk_two_simplicial_attention as topk_reference
+from simplex_lib.selection import previous_layer_topk
+from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
 from simplex_lib.testing import assert_close, assert_gradients_close
-from simplex_lib.timing import topk_flops
+from simplex_lib.cost import topk_flops
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -84,8 +84,8 @@ def test_several_blocks_of_keys(gen):
 
 
 def test_flops_convention():
-    assert topk_flops(2, 64, 8192, 128, 128) == 4 * 2 * 64 * 8192 * 128 * 128 * 128
-    assert topk_flops(1, 1, 1, 1, 4, 2, mode="bwd") == 2.5 * 4 * 8
+    assert topk_flops(8192, 128, batch=2, heads=64, head_dim=128) == 4 * 2 * 64 * 8192 * 128 * 128 * 128
+    assert topk_flops(1, 4, 2, mode="bwd") == 2.5 * 4 * 8
 
 
 def test_errors(gen):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from simplex_lib import masks
-from simplex_lib import reference as ref
+from simplex_lib.ops.two_simplicial import reference as ref
 
 
 def brute_window(n, w):
@@ -126,6 +126,9 @@ def test_topk_index_errors(gen):
         masks.check_topk_index("idx", good.expand(-1, -1, 3, -1), batch=1, seq=5, heads=4)
     with pytest.raises(ValueError, match="seq"):
         masks.check_topk_index("idx", good, batch=1, seq=0, heads=1)
+    # empty batch or sequence: an empty selection, not an error
+    assert masks.check_topk_index("idx", good[:, :0], batch=1, seq=0, heads=1).shape == (1, 0, 1, 2)
+    assert masks.check_topk_index("idx", good, batch=0, seq=5, heads=1).shape == (0, 5, 1, 2)
 
 
 def test_topk_pair_mask_errors(gen):
@@ -165,8 +168,9 @@ def test_window_errors():
         masks.window_indices(4, 0)
     with pytest.raises(ValueError, match="w"):
         masks.window_indices(4, None)
+    assert masks.window_indices(0, 2).shape == (0, 0)  # an empty sequence: an empty selection
     with pytest.raises(ValueError, match="n"):
-        masks.window_indices(0, 2)
+        masks.window_indices(-1, 2)
 
 
 @pytest.mark.fuzz

@@ -249,7 +249,7 @@ def test_fuzz_selections(seed, gen):
             _same(out, want, f"gathered {bad}")
         n = rng.choice([0, 1, 3, -1, 2.0])
         w = rng.choice([1, 2, 0, None, 5])
-        out = _outcome(windowed.window_indices, n, w)
+        out = _outcome(masks.window_indices, n, w)
         if out is not None:
             assert out.shape == (n, min(w, n))
 

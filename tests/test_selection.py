@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from simplex_lib import masks, selection
-from simplex_lib import reference as ref
+from simplex_lib.ops.dot import reference as dot_ref
+from simplex_lib.ops.two_simplicial import reference as ref
 from simplex_lib.testing import assert_close
 
 F64 = torch.float64
@@ -69,7 +70,7 @@ def test_topk_indices_picks_past_minus_inf():
 def test_previous_layer_topk_brute(gen):
     B, N, Hq, Hkv, D, k = 2, 8, 4, 2, 6, 3
     q, kk = rand(gen, B, N, Hq, D), rand(gen, B, N, Hkv, D)
-    p = ref.dot_attention_weights(q, kk)  # [B, H, i, j]
+    p = dot_ref.dot_attention_weights(q, kk)  # [B, H, i, j]
     idx = selection.previous_layer_topk(q, kk, k)
     idx_h = selection.previous_layer_topk(q, kk, k, per_head=True)
     assert idx.shape == (B, N, 1, k) and idx_h.shape == (B, N, Hq, k)

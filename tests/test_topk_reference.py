@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from simplex_lib import masks, selection
-from simplex_lib import reference as ref
+from simplex_lib.ops.two_simplicial import reference as ref
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention
 from simplex_lib.testing import assert_close
 from test_masks import brute_mask, random_idx

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from simplex_lib.ops.two_simplicial import reference, windowed
-from simplex_lib.ops.two_simplicial.windowed import (gathered_two_simplicial_attention, window_indices,
+from simplex_lib.masks import window_indices
+from simplex_lib.ops.two_simplicial.windowed import (gathered_two_simplicial_attention,
                                                      windowed_two_simplicial_attention)
-from simplex_lib.sparsity import topk_two_simplicial_attention
+from simplex_lib.ops.topk.reference import topk_two_simplicial_attention
 from simplex_lib.testing import assert_close, assert_gradients_close
 
 f64 = torch.float64

@@ -18,7 +18,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from ..reference import dot_attention_weights
+from ..ops.dot.reference import dot_attention_weights
 from ._checks import as_numpy, check_int, check_square
 
 __all__ = ["attention_matrix", "attention_graph", "effective_neighbours", "attention_received"]
@@ -27,7 +27,7 @@ __all__ = ["attention_matrix", "attention_graph", "effective_neighbours", "atten
 def attention_matrix(q, k, *, temperature: float = 1.0, causal: bool = True, scale=None):
     """Attention weights of one head, ``softmax(scale * q k^T / temperature)``, as an ``[n, n]`` matrix.
 
-    A thin wrapper over :func:`simplex_lib.reference.dot_attention_weights` for a single head:
+    A thin wrapper over :func:`simplex_lib.ops.dot.reference.dot_attention_weights` for a single head:
     the temperature divides the logits (``temperature -> 0`` makes each row one-hot on its
     largest logit, ``temperature -> inf`` makes it uniform over the visible keys).
 
@@ -37,7 +37,7 @@ def attention_matrix(q, k, *, temperature: float = 1.0, causal: bool = True, sca
         Queries and keys of one head (rows are tokens).
     temperature : float > 0
     causal : bool
-        Query ``i`` sees keys ``j <= i`` only (as in :func:`~simplex_lib.reference.dot_attention`).
+        Query ``i`` sees keys ``j <= i`` only (as in :func:`~simplex_lib.ops.dot.reference.dot_attention`).
     scale : float, optional
         Logit scale, default ``1/sqrt(head_dim)``.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..reference import two_simplicial_attention, two_simplicial_logits
+from ..ops.two_simplicial.reference import two_simplicial_attention, two_simplicial_logits
 
 __all__ = ["hop_batch", "HopTask", "two_hop_construction"]
 

@@ -48,7 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import viz
-from ..determinant import det_logits
+from ..ops.determinant.reference import det_logits
 from ..provenance import provenance
 from ..runtime import default_device
 from ..train import TrainConfig, train

@@ -1,7 +1,7 @@
 """Determinant-form 2-simplicial attention on the trilinear Triton kernels.
 
 The sum-of-determinants logits (the paper's eq. 9) are, chunk by chunk, a difference of two plain
-trilinear forms (Sarrus' rule, :func:`simplex_lib.determinant.det_logits_sarrus`):
+trilinear forms (Sarrus' rule, :func:`simplex_lib.ops.determinant.reference.det_logits_sarrus`):
 
 .. math::
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from simplex_lib._checks import check_qkv
+from simplex_lib.ops.checks import check_qkv
 from simplex_lib.ops.two_simplicial.interface import (SUPPORTED_HEAD_DIMS, check_scale,
                                                       two_simplicial_attention)
 
@@ -62,8 +62,8 @@ def det_trilinear_operands(q, k1, k2):
 
     Examples
     --------
-    >>> from simplex_lib.determinant import det_logits
-    >>> from simplex_lib.reference import two_simplicial_logits
+    >>> from simplex_lib.ops.determinant.reference import det_logits
+    >>> from simplex_lib.ops.two_simplicial.reference import two_simplicial_logits
     >>> q, a, b = (torch.randn(1, 4, 1, 6, dtype=torch.float64) for _ in range(3))
     >>> ops = det_trilinear_operands(q, a, b)
     >>> torch.allclose(two_simplicial_logits(*ops, scale=1.0), det_logits(q, a, b))
@@ -84,7 +84,7 @@ def _pad_last(t: torch.Tensor, size: int) -> torch.Tensor:
 def determinant_attention_triton(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None):
     """Sliding-window determinant-form 2-simplicial attention with the Triton kernels.
 
-    Same semantics as :func:`simplex_lib.determinant.determinant_attention` with windows
+    Same semantics as :func:`simplex_lib.ops.determinant.reference.determinant_attention` with windows
     (``j`` visible iff ``i - w1 < j <= i``, ``k`` iff ``i - w2 < k <= i``), differentiable in all
     five inputs through the trilinear kernels' backward.
 

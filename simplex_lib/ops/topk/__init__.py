@@ -1,9 +1,23 @@
 """Top-k 2-simplicial attention: each query attends to the pairs of its selected key rows.
 
-:func:`topk_two_simplicial_attention_triton` runs the Triton kernels (forward and backward);
-:func:`check_topk_index` validates a selection as the kernels read it.
+- :mod:`.reference`  the masked float64 reference, :func:`topk_two_simplicial_attention`;
+- :mod:`.triton`     the Triton kernels (forward and backward) behind
+  :func:`topk_two_simplicial_attention_triton`, loaded on first use so that importing the
+  reference never imports Triton.
+
+Selections (which keys each query keeps) come from :mod:`simplex_lib.selection`; they are
+validated by :func:`simplex_lib.masks.check_topk_index`.
 """
 
-from .triton import check_topk_index, topk_two_simplicial_attention_triton
+from .reference import topk_two_simplicial_attention
 
-__all__ = ["topk_two_simplicial_attention_triton", "check_topk_index"]
+__all__ = ["topk_two_simplicial_attention", "topk_two_simplicial_attention_triton"]
+
+
+def __getattr__(name):
+    # Lazy: Triton is heavy and optional for everything but the kernels.
+    if name == "topk_two_simplicial_attention_triton":
+        from .triton import topk_two_simplicial_attention_triton
+
+        return topk_two_simplicial_attention_triton
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 Each query row ``(b, i, h)`` attends to the ``kA x kB`` pairs formed by its selected rows
 ``idx[b, i, h]`` of K1/V1 and ``idx2[b, i, h]`` of K2/V2 (``-1`` = empty slot); same semantics as
-the masked float64 reference ``simplex_lib.sparsity.topk_two_simplicial_attention``.
+the masked float64 reference ``simplex_lib.ops.topk.reference.topk_two_simplicial_attention``.
 
 For one query the trilinear logits are a *bilinear* form with ``diag(q)`` in the middle,
 ``S[k, j] = sum_d (k2_k,d * q_d) * k1_j,d``, i.e. ``S = (K2 * q) @ K1^T``: a matrix product
@@ -26,13 +26,14 @@ import torch
 import triton
 import triton.language as tl
 
-from simplex_lib._checks import check_qkv
+from simplex_lib.masks import check_topk_index
+from simplex_lib.ops.checks import check_qkv
 from simplex_lib.ops.two_simplicial.configs import (interpreting, launch_with_fallback,
                                                     max_shared_memory)
 from simplex_lib.ops.two_simplicial.forward import LOG2E, precision
 from simplex_lib.ops.two_simplicial.interface import check_kernel_inputs, check_scale
 
-__all__ = ["topk_two_simplicial_attention_triton", "check_topk_index"]
+__all__ = ["topk_two_simplicial_attention_triton"]
 
 
 @triton.jit
@@ -244,7 +245,7 @@ class _TopkFunction(torch.autograd.Function):
     """Autograd of the top-k kernels; reached only through the checked public function.
 
     ``apply(q, k1, k2, v1, v2, ia, ib, scale)`` with int32 contiguous indices ``[B, N, Hq, k]``
-    already validated by :func:`check_topk_index`.
+    already validated by :func:`kernel_index`.
     """
 
     @staticmethod
@@ -269,59 +270,15 @@ class _TopkFunction(torch.autograd.Function):
         return (*grads, None, None, None)
 
 
-def check_topk_index(name: str, idx, B: int, N: int, Hq: int, Hkv: int, device) -> torch.Tensor:
-    """Validate a top-k selection and return it as the kernels read it.
-
-    Parameters
-    ----------
-    name : str
-        The argument's name, for the error message.
-    idx : integer Tensor ``[B or 1, N, H, k]``
-        ``H`` in (1, ``Hkv``, ``Hq``); positions ``j <= i`` (causal), each at most once per row,
-        ``-1`` for empty slots. Any integer dtype and memory layout (as ``previous_layer_topk``
-        returns it: int64 ``[B, N, 1, k]``).
-    B, N, Hq, Hkv : int
-        The shapes of ``q`` and the key/value heads.
-    device : torch.device
-        ``q``'s device; ``idx`` must be on it.
-
-    Returns
-    -------
-    int32 contiguous Tensor ``[B, N, Hq, k]``.
-
-    Raises
-    ------
-    ValueError
-        Naming ``name``: not an integer tensor, wrong shape, other device, positions outside
-        ``[-1, N)``, a future key, or a key selected twice.
+def kernel_index(name: str, idx, B: int, N: int, Hq: int, Hkv: int, device) -> torch.Tensor:
+    """A selection as the kernels read it: validated by :func:`simplex_lib.masks.check_topk_index`
+    (any integer dtype and layout, as ``previous_layer_topk`` returns it), on ``q``'s device,
+    as an int32 contiguous ``[B, N, Hq, k]`` tensor.
     """
-    if not isinstance(idx, torch.Tensor) or idx.dim() != 4:
-        raise ValueError(f"{name} must be an integer Tensor [batch, seq, heads, k]")
-    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer positions, got {idx.dtype}")
-    if idx.device != torch.device(device):
+    if isinstance(idx, torch.Tensor) and idx.device != torch.device(device):
         raise ValueError(f"{name} is on {idx.device} but q is on {device}")
-    b, n, h, k = idx.shape
-    if b not in (1, B):
-        raise ValueError(f"{name} has batch {b} but q has batch {B}")
-    if n != N:
-        raise ValueError(f"{name} has seq {n} but q has seq {N}")
-    if h not in (1, Hkv, Hq):
-        raise ValueError(f"{name} has {h} heads; expected 1, the {Hkv} key/value heads or the "
-                         f"{Hq} query heads")
-    if k < 1:
-        raise ValueError(f"{name} must select k >= 1 keys per query, got k = {k}")
-    idx = idx.to(torch.int64)
-    if idx.numel() and ((idx < -1).any() or (idx >= N).any()):
-        raise ValueError(f"{name} holds positions outside [-1, {N}) (-1 marks an empty slot)")
-    if (idx > torch.arange(N, device=idx.device)[None, :, None, None]).any():
-        raise ValueError(f"{name} selects a future key (j > i): top-k selection must be causal")
-    srt = idx.sort(dim=-1).values
-    if ((srt[..., 1:] == srt[..., :-1]) & (srt[..., 1:] >= 0)).any():
-        raise ValueError(f"{name} selects the same key twice for one query")
-    if h != Hq and h != 1:
-        idx = idx.repeat_interleave(Hq // h, dim=2)
-    return idx.expand(B, N, Hq, k).to(torch.int32).contiguous()
+    full = check_topk_index(name, idx, batch=B, seq=N, heads=Hq, kv_heads=Hkv)
+    return full.to(torch.int32).contiguous()
 
 
 def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, scale=None):
@@ -330,14 +287,14 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
     Query ``(b, i, h)`` attends to the pairs of its selected rows ``idx[b, i, h]`` of K1/V1 and
     ``idx2[b, i, h]`` of K2/V2 (default: the same selection); ``-1`` marks an empty slot and a
     query with no pair outputs zeros. Same semantics as the masked reference
-    ``simplex_lib.sparsity.topk_two_simplicial_attention``.
+    ``simplex_lib.ops.topk.reference.topk_two_simplicial_attention``.
 
     Parameters
     ----------
     q : Tensor ``[B, N, Hq, D]``, float16, bfloat16 or float32
     k1, k2, v1, v2 : Tensor ``[B, N, Hkv, D]`` with ``Hq % Hkv == 0``, ``q``'s dtype and device
     idx : integer Tensor ``[B or 1, N, H, kA]``
-        Selected positions for K1/V1 (see :func:`check_topk_index`).
+        Selected positions for K1/V1 (see :func:`simplex_lib.masks.check_topk_index`).
     idx2 : integer Tensor ``[B or 1, N, H, kB]``, optional
         Selection for K2/V2; default ``idx``.
     scale : float, optional
@@ -357,7 +314,7 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
     Examples
     --------
     >>> import torch
-    >>> from simplex_lib.sparsity import previous_layer_topk
+    >>> from simplex_lib.selection import previous_layer_topk
     >>> x = torch.randn(1, 6, 2, 16)
     >>> idx = previous_layer_topk(x, x, 3)
     >>> topk_two_simplicial_attention_triton(x, x, x, x, x, idx).shape  # doctest: +SKIP
@@ -367,9 +324,9 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
     group = check_qkv(q, named)
     B, N, Hq, D = q.shape
     Hkv = Hq // group
-    check_kernel_inputs(q, named, fallback="simplex_lib.sparsity.topk_two_simplicial_attention")
-    ia = check_topk_index("idx", idx, B, N, Hq, Hkv, q.device)
-    ib = ia if idx2 is None else check_topk_index("idx2", idx2, B, N, Hq, Hkv, q.device)
+    check_kernel_inputs(q, named, fallback="simplex_lib.ops.topk.reference.topk_two_simplicial_attention")
+    ia = kernel_index("idx", idx, B, N, Hq, Hkv, q.device)
+    ib = ia if idx2 is None else kernel_index("idx2", idx2, B, N, Hq, Hkv, q.device)
     s = check_scale(scale, D)
     if q.numel() == 0:
         # keep the graph: gradients of an empty result are empty zeros

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from simplex_lib._checks import check_qkv, check_window
+from simplex_lib.ops.checks import check_qkv, check_window
 
 from . import backward as _bwd
 from . import forward as _fwd

@@ -16,44 +16,14 @@ from __future__ import annotations
 import torch
 
 from ..checks import check_qkv, check_selection, check_window, default_scale
+from ...masks import window_indices
 from .reference import masked_softmax_pairs
 
-__all__ = ["window_indices", "gathered_two_simplicial_attention", "windowed_two_simplicial_attention"]
+__all__ = ["gathered_two_simplicial_attention", "windowed_two_simplicial_attention"]
 
 # Elements of one chunk's logit tensor [batch, chunk, heads, m1, m2]; bounds the memory of one
 # step (N = 4096 with 64x16 windows runs on a laptop).
 _CHUNK_ELEMENTS = 1 << 22
-
-
-def window_indices(n: int, w: int, *, device=None) -> torch.Tensor:
-    """The key positions of each query's causal sliding window, ``-1`` padded.
-
-    Row ``i`` holds ``i - w + 1, ..., i``; positions before the start of the sequence are ``-1``.
-
-    Parameters
-    ----------
-    n : int
-        Sequence length (``>= 0``).
-    w : int
-        Window length (``>= 1``); a window longer than ``n`` is clipped to ``n``.
-
-    Returns
-    -------
-    int64 Tensor ``[n, min(w, n)]``
-
-    Examples
-    --------
-    >>> window_indices(3, 2).tolist()
-    [[-1, 0], [0, 1], [1, 2]]
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an int >= 0, got {n!r}")
-    w = check_window("w", w)
-    if w is None:
-        raise ValueError("w must be an int >= 1 here (use w = n for a full causal window)")
-    w = min(w, n)
-    idx = torch.arange(n, device=device)[:, None] - (w - 1) + torch.arange(w, device=device)
-    return torch.where(idx >= 0, idx, torch.full_like(idx, -1))
 
 
 def _gathered(q, k1, k2, v1, v2, sel1, sel2, s: float) -> torch.Tensor:
@@ -92,7 +62,7 @@ def gathered_two_simplicial_attention(q, k1, k2, v1, v2, idx1, idx2=None, *, sca
 
     Query ``i`` attends to the pairs ``(j, k)`` with ``j`` in ``idx1[..., i, :]`` and ``k`` in
     ``idx2[..., i, :]``; ``-1`` marks an empty slot. One selection serves all heads. With
-    :func:`window_indices` this is causal sliding-window attention; with a top-k selection
+    :func:`simplex_lib.masks.window_indices` this is causal sliding-window attention; with a top-k selection
     (``-1`` padded, as the selection module returns it) it is top-k 2-simplicial attention.
 
     Parameters
