@@ -137,21 +137,21 @@ def test_render_labels_every_axis():
     plt.close(fig)
 
 
-def test_explorer_controls_drive_the_state():
+def test_explorer_settings_drive_the_state():
     ex = TriangleExplorer(seq_len=8, seed=3)
-    assert ex.state["query"] == 7 and ex.state["w1"] is None and ex.image.value
-    ex.controls["w1"].value = 2
-    assert ex.state["w1"] == 2
-    assert (ex.state["slice"][:6] == 0).all() and ex.state["slice"][6:].sum() > 0.999
-    ex.controls["reducer"].value = "or"
-    torch.testing.assert_close(ex.state["output"],
+    assert ex.state["query"] == 7 and ex.state["w1"] is None
+    s = ex.set(w1=2)
+    assert s["w1"] == 2
+    assert (s["slice"][:6] == 0).all() and s["slice"][6:].sum() > 0.999
+    s = ex.set(reducer="or")
+    torch.testing.assert_close(s["output"],
                                tx.triangle_state(seq_len=8, seed=3, w1=2, reducer="or")["output"])
-    ex.controls["seq_len"].value = 4  # the query is clamped into the shorter sequence
-    assert ex.controls["query"].max == 3 and ex.state["query"] == 3
-    assert ex.state["slice"].shape == (4, 4)
-    ex.controls["w1"].value = 16  # the top of the slider means "no window"
-    assert ex.values()["w1"] is None and ex.state["w1"] is None
-    ex.close()
+    s = ex.set(seq_len=4)  # the query is clamped into the shorter sequence
+    assert ex.values["query"] == 3 and s["query"] == 3 and s["slice"].shape == (4, 4)
+    s = ex.set(w1=16)  # the top of the slider means "no window"
+    assert ex.values["w1"] == 16 and s["w1"] is None
+    with pytest.raises(ValueError, match="reducer"):
+        ex.set(reducer="xor")
 
 
 def test_errors():
