@@ -41,6 +41,18 @@ export function css([r, g, b], alpha = 1) {
   return alpha === 1 ? `rgb(${r},${g},${b})` : `rgba(${r},${g},${b},${alpha})`;
 }
 
+const luts = new Map();
+/** 256 colours of a list of stops, as a flat RGB Uint8Array (for per-pixel drawing). */
+export function lut(stops) {
+  let out = luts.get(stops);
+  if (!out) {
+    out = new Uint8Array(256 * 3);
+    for (let t = 0; t < 256; t++) out.set(colourAt(stops, t / 255), 3 * t);
+    luts.set(stops, out);
+  }
+  return out;
+}
+
 const decoded = new Map();
 /** A base64 string of little-endian float64 values (numpy's tobytes) as a Float64Array. */
 export function f64(b64) {
@@ -124,13 +136,13 @@ function controlMax(spec, values) {
 
 /**
  * Build the controls described by `specs` into `parent`. Every change writes the new settings
- * to the model (`values`) and calls `onChange`. Returns a function that syncs the inputs with
- * the model (after the kernel or a dependent control changed them).
+ * to the model (`values`); the model's change:values event redraws. Returns a function that
+ * syncs the inputs with the model (after the kernel or a dependent control changed them).
  *
  * Control types: "int" (min, max or max_from, step), "log" (base-10 exponents min, max, step),
  * "values" (a slider over a list), "choice" (a select of [label, value] options), "bool".
  */
-export function buildControls(parent, model, specs, onChange) {
+export function buildControls(parent, model, specs) {
   const inputs = {};
   const box = document.createElement("div");
   box.className = "sx-controls";
@@ -140,10 +152,8 @@ export function buildControls(parent, model, specs, onChange) {
     for (const s of specs) {  // a dependent maximum (query <= n - 1) clamps its control
       if (s.max_from && values[s.name] > values[s.max_from] - 1) values[s.name] = values[s.max_from] - 1;
     }
-    model.set("values", values);
+    model.set("values", values);  // fires change:values: the explorer resyncs and redraws
     model.save_changes();
-    sync();
-    onChange();
   };
   for (const spec of specs) {
     const wrap = document.createElement("div");
@@ -244,9 +254,11 @@ export function mount({ model, el, name, draw }) {
   stateNode.type = "application/json";
   stateNode.className = "sx-state";
   let renders = 0;
+  let measured = 0;  // the frame's width, kept by the resize observer (no layout per redraw)
   const redraw = () => {
     const t0 = performance.now();
-    const width = Math.max(320, Math.floor(root.clientWidth || 720));
+    if (!measured) measured = Math.floor(root.clientWidth);
+    const width = Math.max(320, measured || 720);
     const result = draw(canvas, width);
     canvas.setAttribute("aria-label", result.alt);
     note.textContent = result.note || "";
@@ -255,15 +267,14 @@ export function mount({ model, el, name, draw }) {
     root.dataset.renders = String(renders);
     root.dataset.renderMs = (performance.now() - t0).toFixed(2);
   };
-  const sync = buildControls(root, model, spec.controls, redraw);
+  const sync = buildControls(root, model, spec.controls);
   root.append(canvas, note, stateNode);
   const onValues = () => { sync(); redraw(); };
   model.on("change:values", onValues);
   model.on("change:data", redraw);
-  let lastWidth = 0;
-  const observer = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => {
-    const w = Math.floor(root.clientWidth);
-    if (w && Math.abs(w - lastWidth) > 4) { lastWidth = w; redraw(); }
+  const observer = typeof ResizeObserver === "undefined" ? null : new ResizeObserver((entries) => {
+    const w = Math.floor(entries[entries.length - 1].contentRect.width);
+    if (w && Math.abs(w - measured) > 4) { measured = w; redraw(); }
   });
   observer?.observe(root);
   redraw();
@@ -280,10 +291,13 @@ export function mount({ model, el, name, draw }) {
 
 export function setupCanvas(canvas, width, height) {
   const dpr = window.devicePixelRatio || 1;
-  canvas.width = Math.round(width * dpr);
-  canvas.height = Math.round(height * dpr);
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
+  const [w, h] = [Math.round(width * dpr), Math.round(height * dpr)];
+  if (canvas.width !== w || canvas.height !== h) {  // resizing reallocates: only when needed
+    canvas.width = w;
+    canvas.height = h;
+    canvas.style.width = `${width}px`;
+    canvas.style.height = `${height}px`;
+  }
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.fillStyle = "#ffffff";
@@ -325,6 +339,20 @@ function tickStep(count, maxTicks = 7) {
   return 100;
 }
 
+const scratches = new Map();
+function scratch(rows, cols) {  // one offscreen canvas per image size, reused
+  const key = `${rows}x${cols}`;
+  let c = scratches.get(key);
+  if (!c) {
+    if (scratches.size > 16) scratches.clear();
+    c = document.createElement("canvas");
+    c.width = cols;
+    c.height = rows;
+    scratches.set(key, c);
+  }
+  return c;
+}
+
 /**
  * A heatmap of rows x cols cells in the square box (x, y, size, size) or (x, y, w, h).
  * `value(r, c)` returns a number, or null for a masked cell (drawn grey). `norm(v)` maps a
@@ -333,18 +361,24 @@ function tickStep(count, maxTicks = 7) {
 export function heatmap(ctx, box, rows, cols, value, { stops = VIRIDIS, norm, xlabel, ylabel,
   title, masked = PALETTE.masked } = {}) {
   const { x, y, w, h } = box;
-  const off = document.createElement("canvas");
-  off.width = cols;
-  off.height = rows;
+  const off = scratch(rows, cols);
   const octx = off.getContext("2d");
   const img = octx.createImageData(cols, rows);
   const grey = rgb(masked);
+  const table = lut(stops);
+  const px = img.data;
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
       const v = value(r, c);
-      const col = v === null ? grey : colourAt(stops, norm(v));
       const p = 4 * (r * cols + c);
-      img.data[p] = col[0]; img.data[p + 1] = col[1]; img.data[p + 2] = col[2]; img.data[p + 3] = 255;
+      if (v === null) {
+        px[p] = grey[0]; px[p + 1] = grey[1]; px[p + 2] = grey[2];
+      } else {
+        const t = norm(v);
+        const q = 3 * (t > 0 ? (t < 1 ? Math.round(t * 255) : 255) : 0);  // NaN -> 0
+        px[p] = table[q]; px[p + 1] = table[q + 1]; px[p + 2] = table[q + 2];
+      }
+      px[p + 3] = 255;
     }
   }
   octx.putImageData(img, 0, 0);
@@ -352,6 +386,12 @@ export function heatmap(ctx, box, rows, cols, value, { stops = VIRIDIS, norm, xl
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(off, x, y, w, h);
   ctx.restore();
+  return frame(ctx, box, rows, cols, { xlabel, ylabel, title });
+}
+
+/** Border, index ticks and labels of a rows x cols grid drawn in `box`; returns the cell size. */
+export function frame(ctx, box, rows, cols, { xlabel, ylabel, title } = {}) {
+  const { x, y, w, h } = box;
   ctx.strokeStyle = "#555";
   ctx.lineWidth = 1;
   ctx.strokeRect(x + 0.5, y + 0.5, w - 1, h - 1);

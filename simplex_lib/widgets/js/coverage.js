@@ -2,7 +2,7 @@
 // 2-simplicial attention see, at what cost, and how much of the dense attention it keeps.
 // Reproduces simplex_lib.widgets.coverage_explorer.coverage in the browser.
 import {
-  VIRIDIS, argsortDesc, colourbar, columns, f64, fit, heatmap, mount, setupCanvas, softmax, text,
+  argsortDesc, colourbar, columns, f64, fit, frame, heatmap, mount, setupCanvas, softmax, text,
 } from "./common.js";
 
 export const SCHEMES = ["window", "topk_per_key", "topk_shared"];
@@ -52,14 +52,15 @@ function topk(scores, k) {
   return argsortDesc(scores).slice(0, k).sort((a, b) => a - b);
 }
 
-export function coverageState(values, p) {
-  const { n, w1, w2, k, rule, query: i } = values;
+let lastDense = null;
+/** Dense causal 2-simplicial weights of query i over (j, k) <= i (the last one is cached). */
+function denseWeights(p, i) {
+  if (lastDense && lastDense.p === p && lastDense.i === i) return lastDense.dense;
   const d = p.head_dim;
   const m = i + 1;
   const q = f64(p.q);
   const k1 = f64(p.k1);
   const k2 = f64(p.k2);
-  // Dense causal 2-simplicial weights of query i over (j, k) <= i.
   const logits = new Float64Array(m * m);
   const s = 1 / Math.sqrt(d);
   const qk = new Float64Array(d);
@@ -72,37 +73,44 @@ export function coverageState(values, p) {
     }
   }
   const dense = softmax(logits);
+  lastDense = { p, i, dense };
+  return dense;
+}
+
+export function coverageState(values, p) {
+  const { n, w1, w2, k, rule, query: i } = values;
+  const d = p.head_dim;
+  const m = i + 1;
+  const dense = denseWeights(p, i);
   const sel = {
     idx1: topk(indexerScores(p, 1, i, rule), k),
     idx2: topk(indexerScores(p, 2, i, rule), k),
     shared: topk(previousLayer(p, i), k),
   };
-  const inSet = (list) => { const a = new Uint8Array(m); for (const j of list) a[j] = 1; return a; };
-  const [a1, a2, as] = [inSet(sel.idx1), inSet(sel.idx2), inSet(sel.shared)];
-  const keep = {
-    window: (j, kk) => j > i - w1 && kk > i - w2,
-    topk_per_key: (j, kk) => a1[j] && a2[kk],
-    topk_shared: (j, kk) => as[j] && as[kk],
+  // The pairs each scheme keeps, as lists of rows and columns (a window is a rectangle).
+  const range = (lo, hi) => Array.from({ length: hi - lo + 1 }, (_, t) => lo + t);
+  const kept = {
+    window: [range(Math.max(0, i - w1 + 1), i), range(Math.max(0, i - w2 + 1), i)],
+    topk_per_key: [sel.idx1, sel.idx2],
+    topk_shared: [sel.shared, sel.shared],
   };
   const masks = {};
   const counts = {};
   const mass = {};
   for (const scheme of SCHEMES) {
     const mask = new Uint8Array(m * m);
-    let count = 0;
+    const [rows, cols] = kept[scheme];
     let total = 0;
-    for (let j = 0; j < m; j++) {
-      for (let kk = 0; kk < m; kk++) {
-        if (keep[scheme](j, kk)) { mask[j * m + kk] = 1; count += 1; total += dense[j * m + kk]; }
-      }
+    for (const j of rows) {
+      for (const kk of cols) { mask[j * m + kk] = 1; total += dense[j * m + kk]; }
     }
-    masks[scheme] = mask; counts[scheme] = count; mass[scheme] = total;
+    masks[scheme] = mask; counts[scheme] = rows.length * cols.length; mass[scheme] = total;
   }
   let overlap = 0;
   for (let t = 0; t < m * m; t++) overlap += masks.window[t] & masks.topk_shared[t];
   const perSet = 2 * p.HI * p.DI * (i + 1);
   return {
-    n, m, i, dense, masks, counts, mass, overlap, selections: sel,
+    n, m, i, dense, kept, counts, mass, overlap, selections: sel,
     flops: Object.fromEntries(SCHEMES.map((sc) => [sc, 4 * d * counts[sc]])),
     indexer_flops: { window: 0, topk_per_key: 2 * perSet, topk_shared: 0 },
     token: p.tokens[i],
@@ -120,7 +128,7 @@ function drawDense(ctx, s, box) {
     norm, xlabel: "K2 position k", ylabel: "K1 position j",
     title: `dense weights, query ${s.i} (${JSON.stringify(s.token)})`,
   });
-  const ticks = [0, vmax / 16, vmax / 4, vmax].map((v) => Number(v.toPrecision(2)));
+  const ticks = [0, vmax / 16, vmax / 4, vmax].map((v) => Number(v.toPrecision(1)));
   colourbar(ctx, { x: x + side + 12, y, w: 12, h: side }, {
     norm, ticks, label: "probability", format: (v) => (v === 0 ? "0" : v.toExponential(0)),
   });
@@ -130,10 +138,20 @@ function drawScheme(ctx, s, box, scheme) {
   const side = Math.max(60, Math.min(box.w - 70, box.h - 84));
   const x = box.x + 52;
   const y = box.y + 40;
-  const mask = s.masks[scheme];
-  heatmap(ctx, { x, y, w: side, h: side }, s.m, s.m, (r, c) => (mask[r * s.m + c] ? 1 : 0), {
-    stops: ["#e0e0e0", "#111111"], norm: (v) => v, xlabel: "K2 position k", ylabel: "K1 position j",
-  });
+  const cell = side / s.m;
+  ctx.fillStyle = "#e0e0e0";  // every causal pair, skipped unless drawn black below
+  ctx.fillRect(x, y, side, side);
+  ctx.fillStyle = "#111111";
+  const [rows, cols] = s.kept[scheme];
+  const at = (t) => Math.round(t * cell);  // whole pixels: no seams between neighbouring cells
+  const fill = (j0, j1, k0, k1) => ctx.fillRect(x + at(k0), y + at(j0),
+    Math.max(1, at(k1) - at(k0)), Math.max(1, at(j1) - at(j0)));
+  if (scheme === "window") {  // a rectangle at the diagonal
+    fill(rows[0], rows[rows.length - 1] + 1, cols[0], cols[cols.length - 1] + 1);
+  } else {
+    for (const j of rows) for (const kk of cols) fill(j, j + 1, kk, kk + 1);
+  }
+  frame(ctx, { x, y, w: side, h: side }, s.m, s.m, { xlabel: "K2 position k", ylabel: "K1 position j" });
   text(ctx, fit(ctx, TITLES[scheme], box.w - 10, 13), x + side / 2, box.y + 14, { size: 13, weight: "bold" });
   text(ctx, `${s.counts[scheme]} pairs, ${(100 * s.mass[scheme]).toFixed(1)}% of the mass`,
     x + side / 2, box.y + 31, { size: 13 });
@@ -162,12 +180,16 @@ export function render({ model, el }) {
         return { state: { values, pending: true }, alt: "waiting for the kernel", note: "Preparing the text…" };
       }
       const s = coverageState(values, payload);
-      const cols = columns(width, 4, 250);
+      const cols = columns(width, 4, 340);
       const pw = width / cols;
       const ph = 330;
-      const ctx = setupCanvas(canvas, width, ph * Math.ceil(4 / cols));
+      const head = 26;
+      const ctx = setupCanvas(canvas, width, head + ph * Math.ceil(4 / cols));
+      text(ctx, fit(ctx, `n = ${values.n} tokens, windows ${values.w1} × ${values.w2}, ` +
+        `k = ${values.k} (${values.rule} indexer); black = pair seen, grey = skipped`, width - 8, 13),
+      width / 2, 17, { size: 13 });
       const panels = [(c, b) => drawDense(c, s, b), ...SCHEMES.map((sc) => (c, b) => drawScheme(c, s, b, sc))];
-      panels.forEach((f, p) => f(ctx, { x: (p % cols) * pw, y: Math.floor(p / cols) * ph, w: pw, h: ph }));
+      panels.forEach((f, p) => f(ctx, { x: (p % cols) * pw, y: head + Math.floor(p / cols) * ph, w: pw, h: ph }));
       const pct = (sc) => `${(100 * s.mass[sc]).toFixed(1)}%`;
       return {
         state: jsonState(values, s),
@@ -175,7 +197,7 @@ export function render({ model, el }) {
           `pairs, and the pairs each scheme keeps: windows ${s.counts.window} pairs (${pct("window")} ` +
           `of the mass), per-key-set top-k ${s.counts.topk_per_key} (${pct("topk_per_key")}), shared ` +
           `top-k ${s.counts.topk_shared} (${pct("topk_shared")}).`,
-        note: `Black = pair seen, grey = causal pair skipped. Window and shared selection have ` +
+        note: `The window and the shared selection have ` +
           `${s.overlap} pairs in common; the per-key-set indexers cost ` +
           `${s.indexer_flops.topk_per_key.toLocaleString("en")} FLOPs to choose their keys.`,
       };

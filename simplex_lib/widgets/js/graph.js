@@ -75,15 +75,19 @@ export function explorerState(values, payload) {
   };
 }
 
+const SUPERSCRIPT = "⁰¹²³⁴⁵⁶⁷⁸⁹";
+const power = (k) => `A${String(k).split("").map((c) => SUPERSCRIPT[Number(c)]).join("")}`;
+const hopsText = (k) => `${k} hop${k === 1 ? "" : "s"}`;
+
 function drawHeatmap(ctx, s, values, box) {
   const { n } = s;
-  const side = Math.max(60, Math.min(box.w - 130, box.h - 80));
+  const side = Math.max(60, Math.min(box.w - 150, box.h - 80));
   const x = box.x + 52;
   const y = box.y + 34;
   const norm = (t) => t;  // fixed scale 0..1: shades compare across settings
   const { ch } = heatmap(ctx, { x, y, w: side, h: side }, n, n, (r, c) => s.Ak[r * n + c], {
     norm, xlabel: "key token j", ylabel: "query token i",
-    title: `A^${values.hops}: weight of ${values.hops}-step walks i → j`,
+    title: `${power(values.hops)}: weight of ${values.hops}-step walks i → j`,
   });
   ctx.strokeStyle = PALETTE.simplicial;
   ctx.lineWidth = 2;
@@ -96,7 +100,7 @@ function drawHeatmap(ctx, s, values, box) {
 function drawRow(ctx, s, values, box) {
   bars(ctx, { x: box.x + 56, y: box.y + 52, w: box.w - 72, h: box.h - 100 }, [
     { values: s.row, colour: PALETTE.dot, label: "A (one hop)" },
-    { values: s.row_k, colour: PALETTE.simplicial, label: `A^${values.hops} (${values.hops} hops)` },
+    { values: s.row_k, colour: PALETTE.simplicial, label: `${power(values.hops)} (${hopsText(values.hops)})` },
   ], {
     lo: 0, hi: 1.05, yticks: [0, 0.25, 0.5, 0.75, 1], xlabel: "key token j",
     ylabel: "attention weight", title: `row of query ${values.query}`,
@@ -174,9 +178,9 @@ export function render({ model, el }) {
         state: jsonState(values, s),
         alt: `Attention of ${values.n} tokens at temperature ${values.temperature}: query ` +
           `${values.query} puts its largest one-hop weight (${s.row[best].toFixed(2)}) on token ${best}, ` +
-          `and after ${values.hops} hops ${sink.toFixed(2)} of its weight is on token 0.`,
+          `and after ${hopsText(values.hops)} ${sink.toFixed(2)} of its weight is on token 0.`,
         note: `Query ${values.query}: largest one-hop weight ${s.row[best].toFixed(3)} on token ${best}; ` +
-          `after ${values.hops} hop${values.hops === 1 ? "" : "s"}, weight ${sink.toFixed(3)} on the sink (token 0).`,
+          `after ${hopsText(values.hops)}, weight ${sink.toFixed(3)} on the sink (token 0).`,
       };
     },
   });

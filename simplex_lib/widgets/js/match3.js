@@ -77,7 +77,7 @@ export function stateOf(values, spec, data) {
 }
 
 function drawPanel(ctx, s, box, which) {
-  const side = Math.max(60, Math.min(box.w - 140, box.h - 80));
+  const side = Math.max(60, Math.min(box.w - 150, box.h - 80));
   const x = box.x + 56;
   const y = box.y + 34;
   const n = s.n;

@@ -62,7 +62,7 @@ export function triangleState(values, payload, maxSeq) {
 const norm = (v) => Math.sqrt(Math.max(0, v));  // fixed 0..1 scale, square-root shading
 
 function drawSlice(ctx, s, box) {
-  const side = Math.max(60, Math.min(box.w - 130, box.h - 80));
+  const side = Math.max(60, Math.min(box.w - 150, box.h - 80));
   const x = box.x + 52;
   const y = box.y + 34;
   const win = (w) => (w === null ? "all" : String(w));
@@ -81,7 +81,8 @@ function drawTriangles(ctx, s, box) {
   const cx = box.x + box.w / 2;
   const cy = box.y + 30 + (box.h - 60) / 2;
   const pts = circle(s.L, cx, cy, r);
-  text(ctx, `${s.triangles.length} strongest triangles through token ${s.i}`, cx, box.y + 16,
+  const count = s.triangles.length;
+  text(ctx, `${count === 1 ? "the strongest triangle" : `${count} strongest triangles`} through token ${s.i}`, cx, box.y + 16,
     { size: 13, weight: "bold" });
   const wmax = Math.max(...s.triangles.map((t) => t[3]), 1e-300);
   const edges = new Map();
@@ -158,10 +159,11 @@ export function render({ model, el }) {
       const pw = width / cols;
       const ph = 360;
       const rows = cols === 2 ? 2 : 3;
-      const ctx = setupCanvas(canvas, width, ph * rows);
+      const oh = 290;  // the output bars
+      const ctx = setupCanvas(canvas, width, ph * (rows - 1) + oh);
       drawSlice(ctx, s, { x: 0, y: 0, w: pw, h: ph });
       drawTriangles(ctx, s, { x: cols === 2 ? pw : 0, y: cols === 2 ? 0 : ph, w: pw, h: ph });
-      drawOutputs(ctx, s, values, { x: 0, y: (rows - 1) * ph, w: width, h: ph * 0.85 });
+      drawOutputs(ctx, s, values, { x: 0, y: (rows - 1) * ph, w: width, h: oh });
       const [, j, k, w] = s.triangles[0];
       const cos = (() => {
         let ab = 0; let aa = 0; let bb = 0;
