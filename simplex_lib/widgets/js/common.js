@@ -405,7 +405,7 @@ export function frame(ctx, box, rows, cols, { xlabel, ylabel, title } = {}) {
   }
   if (xlabel) text(ctx, xlabel, x + w / 2, y + h + 31, { size: 13 });
   if (ylabel) text(ctx, ylabel, x - 30, y + h / 2, { size: 13, rotate: -Math.PI / 2 });
-  if (title) text(ctx, fit(ctx, title, w + 60, 13), x + w / 2, y - 8, { size: 13, weight: "bold" });
+  if (title) text(ctx, fit(ctx, title, w + 96, 13), x + w / 2, y - 8, { size: 13, weight: "bold" });
   return { cw, ch };
 }
 

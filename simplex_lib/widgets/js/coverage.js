@@ -180,7 +180,7 @@ export function render({ model, el }) {
         return { state: { values, pending: true }, alt: "waiting for the kernel", note: "Preparing the text…" };
       }
       const s = coverageState(values, payload);
-      const cols = columns(width, 4, 340);
+      const cols = columns(width, 4, 320);
       const pw = width / cols;
       const ph = 330;
       const head = 26;

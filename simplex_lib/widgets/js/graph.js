@@ -2,7 +2,7 @@
 // directed graph, its k-th power (k-step walks) and one query's row. Reproduces
 // simplex_lib.widgets.graph_explorer.explorer_data in the browser.
 import {
-  PALETTE, VIRIDIS, arrow, bars, circle, colourAt, colourbar, columns, css, f64, heatmap, mount,
+  PALETTE, VIRIDIS, arrow, bars, circle, colourAt, colourbar, columns, css, f64, fit, heatmap, mount,
   setupCanvas, softmax, text,
 } from "./common.js";
 
@@ -137,7 +137,7 @@ function drawGraph(ctx, s, values, box) {
     const light = col[0] * 0.3 + col[1] * 0.6 + col[2] * 0.1 > 150;
     text(ctx, String(i), x, y + 0.5, { size: 12, baseline: "middle", colour: light ? "#000" : "#fff" });
   }
-  text(ctx, `node shade: attention received (max ${rmax.toFixed(2)}); red ring: query`,
+  text(ctx, fit(ctx, `shade: attention received (max ${rmax.toFixed(2)}); ring: query`, box.w - 8, 12),
     cx, box.y + box.h - 6, { size: 12 });
 }
 

@@ -117,7 +117,7 @@ export function render({ model, el }) {
         return { state: { values, pending: true }, alt: "waiting for the kernel", note: "Drawing this input…" };
       }
       const s = explorerState(values, x);
-      const cols = columns(width, 2, 330);
+      const cols = columns(width, 2, 320);
       const pw = width / cols;
       const ph = 350;
       const head = 48;

@@ -2,7 +2,7 @@
 // slice, its strongest triangles and its output next to dot-product attention's. Reproduces
 // simplex_lib.widgets.triangle_explorer.triangle_state in the browser.
 import {
-  PALETTE, argsortDesc, bars, circle, colourbar, columns, f64, heatmap, mount, niceTicks,
+  PALETTE, argsortDesc, bars, circle, colourbar, columns, f64, fit, heatmap, mount, niceTicks,
   setupCanvas, softmax, text,
 } from "./common.js";
 
@@ -69,7 +69,7 @@ function drawSlice(ctx, s, box) {
   heatmap(ctx, { x, y, w: side, h: side }, s.L, s.L,
     (r, c) => (s.visible[r * s.L + c] ? s.slice[r * s.L + c] : null), {
       norm, xlabel: "second key k (token)", ylabel: "first key j (token)",
-      title: `query i = ${s.i}: weights P[i, j, k]; w1 = ${win(s.w1)}, w2 = ${win(s.w2)}`,
+      title: `weights P[${s.i}, j, k]; w1 = ${win(s.w1)}, w2 = ${win(s.w2)}`,
     });
   colourbar(ctx, { x: x + side + 12, y, w: 12, h: side }, {
     norm, ticks: [0, 0.01, 0.05, 0.25, 0.5, 1], label: "weight (grey: masked)",
@@ -82,7 +82,7 @@ function drawTriangles(ctx, s, box) {
   const cy = box.y + 30 + (box.h - 60) / 2;
   const pts = circle(s.L, cx, cy, r);
   const count = s.triangles.length;
-  text(ctx, `${count === 1 ? "the strongest triangle" : `${count} strongest triangles`} through token ${s.i}`, cx, box.y + 16,
+  text(ctx, fit(ctx, `${count === 1 ? "the strongest triangle" : `${count} strongest triangles`} through token ${s.i}`, box.w - 8, 13), cx, box.y + 16,
     { size: 13, weight: "bold" });
   const wmax = Math.max(...s.triangles.map((t) => t[3]), 1e-300);
   const edges = new Map();
@@ -111,7 +111,7 @@ function drawTriangles(ctx, s, box) {
     text(ctx, String(t), x, y + 0.5, { size: 12, baseline: "middle" });
   }
   const [, j, k, w] = s.triangles[0];
-  text(ctx, `strongest: (i, j, k) = (${s.i}, ${j}, ${k}), weight ${w.toFixed(3)}`, cx,
+  text(ctx, fit(ctx, `strongest: (i, j, k) = (${s.i}, ${j}, ${k}), weight ${w.toFixed(3)}`, box.w - 8, 12), cx,
     box.y + box.h - 6, { size: 12 });
 }
 
@@ -155,7 +155,7 @@ export function render({ model, el }) {
         return { state: { values, pending: true }, alt: "waiting for the kernel", note: "Computing the tokens for this setting…" };
       }
       const s = triangleState(values, payload, spec.max_seq);
-      const cols = columns(width, 2, 340);
+      const cols = columns(width, 2, 320);
       const pw = width / cols;
       const ph = 360;
       const rows = cols === 2 ? 2 : 3;
