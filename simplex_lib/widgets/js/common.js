@@ -92,7 +92,8 @@ export function staticModel(state) {
 }
 
 const STYLE = `
-.sx-explorer { font-family: ${FONT}; font-size: 14px; color: #222; margin: 0.5em 0 1em; }
+.sx-explorer { font-family: ${FONT}; font-size: 14px; color: #222; background: #fff; margin: 0.5em 0 1em;
+  padding: 0.4em 0.5em; border-radius: 4px; color-scheme: light; }
 .sx-explorer .sx-caption { margin: 0 0 0.5em; font-style: italic; }
 .sx-explorer .sx-controls { display: flex; flex-wrap: wrap; gap: 0.35em 1.4em; margin-bottom: 0.5em; }
 .sx-explorer .sx-control { display: flex; align-items: center; gap: 0.5em; min-width: 15em; }
@@ -257,7 +258,10 @@ export function mount({ model, el, name, draw }) {
   let measured = 0;  // the frame's width, kept by the resize observer (no layout per redraw)
   const redraw = () => {
     const t0 = performance.now();
-    if (!measured) measured = Math.floor(root.clientWidth);
+    if (!measured) {  // the content width (the frame has padding)
+      const style = getComputedStyle(root);
+      measured = Math.floor(root.clientWidth - parseFloat(style.paddingLeft || 0) - parseFloat(style.paddingRight || 0));
+    }
     const width = Math.max(320, measured || 720);
     const result = draw(canvas, width);
     canvas.setAttribute("aria-label", result.alt);
