@@ -29,7 +29,9 @@ JB_FLAGS := -W -n --keep-going
 
 # Browser assets the book serves itself (MathJax, RequireJS, ipywidgets HTML manager), pinned in
 # tools/web/package-lock.json, installed with npm and copied into book/_static_offline (not in
-# git). Redone only when the lock file changes.
+# git). Redone only when the lock file changes. The live explorers need no npm package: their ES
+# modules are package data of simplex_lib (simplex_lib/widgets/js), copied into _static/explorers
+# by tools/sphinx/book_html.py at every build.
 WEB      := tools/web
 OFFLINE  := book/_static_offline
 ASSETS   := $(OFFLINE)/.installed

@@ -22,8 +22,12 @@ def git_commit() -> str | None:
     """The 40-hex commit of the checkout this package was imported from, or ``None``.
 
     ``None`` when the package is not in a git checkout (a wheel install, a copy without history).
-    A checkout with uncommitted changes gets ``"+dirty"`` appended.
+    A checkout with uncommitted changes gets ``"+dirty"`` appended. ``SIMPLEX_GIT_COMMIT``, when
+    set, is taken as it is: for a copy of a checkout whose ``.git`` is not the source's (a run on
+    a remote GPU machine, say).
     """
+    if os.environ.get("SIMPLEX_GIT_COMMIT"):
+        return os.environ["SIMPLEX_GIT_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,

@@ -82,8 +82,11 @@ def topk_indices(scores, k: int) -> torch.Tensor:
     """Per query, the positions of the ``k`` best-scoring past keys (``-1`` padded).
 
     Query ``i`` has only ``i + 1`` past keys (``j <= i``); when ``i + 1 < k`` its row holds all of
-    them followed by ``-1``. Future keys are never chosen, whatever their score. Positions in a
-    row are sorted in increasing order (the order does not matter to attention).
+    them followed by ``-1``. Future keys are never chosen, whatever their score. Equal scores go
+    to the earlier key (``torch.topk`` leaves ties to the implementation; the ReLU indexer scores
+    many keys exactly 0), so the selection is the same on every machine and in the browser's
+    explorer. Positions in a row are sorted in increasing order (the order does not matter to
+    attention).
 
     Parameters
     ----------
@@ -101,6 +104,8 @@ def topk_indices(scores, k: int) -> torch.Tensor:
     >>> s = torch.tensor([[[5., 0, 0], [1, 2, 0], [3, 1, 2]]])
     >>> topk_indices(s, 2)[0, :, 0].tolist()
     [[0, -1], [0, 1], [0, 2]]
+    >>> topk_indices(torch.zeros(1, 3, 3), 2)[0, 2, 0].tolist()  # a tie: the earlier keys
+    [0, 1]
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an int >= 1, got {k!r}")
@@ -119,7 +124,7 @@ def topk_indices(scores, k: int) -> torch.Tensor:
     lowest = torch.finfo(torch.float64).min
     key = torch.where(vis, past.clamp(min=lowest), torch.full_like(past, float("-inf")))
     kk = min(k, N)
-    top = key.topk(kk, dim=-1).indices  # [B, H, N, kk]
+    top = torch.sort(key, dim=-1, descending=True, stable=True).indices[..., :kk]  # [B, H, N, kk]
     i = torch.arange(N, device=scores.device)[None, None, :, None]
     rank = torch.arange(kk, device=scores.device)
     valid = rank <= i  # query i has i + 1 past keys

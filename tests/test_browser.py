@@ -6,6 +6,10 @@ maths typeset (no raw ``$$``/``\\begin``, no MathJax errors), every image loaded
 view rendered, no JavaScript console errors, every internal link (and #anchor) resolves.
 Screenshots go to artifacts/screenshots/. Skipped when Chromium or chromedriver is absent
 (``.ci/run`` installs both).
+
+The live explorers (chapters 1, 3, 5, 7) are driven on the static page: every control moved to
+several values, the numbers the page computes compared with the Python state functions
+(``explorer_parity``), the picture checked to change and the redraw timed.
 """
 
 from __future__ import annotations
@@ -204,3 +208,160 @@ def test_page_in_browser(server, browser, name):
             problems.append(f"link to a missing anchor: {href}")
 
     assert not problems, f"{name}:\n  " + "\n  ".join(dict.fromkeys(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# Live explorers on the static page: each control moved to several values, the numbers the page
+# computes compared with the Python state function, the picture checked to change, and the time
+# from input to redraw measured.
+# ---------------------------------------------------------------------------------------------
+
+EXPLORER_PAGES = {
+    "graph": "notebooks/01-attention-as-graph.html",
+    "triangle": "notebooks/03-two-simplicial.html",
+    "match3": "notebooks/05-match3.html",
+    "coverage": "notebooks/07-windows-topk.html",
+}
+REDRAW_MS = 50  # input to redrawn picture, per change
+
+_EXPLORER_READY = r"""
+const [name, seconds] = [arguments[0], arguments[1]];
+const done = arguments[arguments.length - 1];
+const deadline = Date.now() + seconds * 1000;
+(async () => {
+  let root = null;
+  while (Date.now() < deadline) {
+    root = document.querySelector(`.sx-explorer[data-explorer="${name}"]`);
+    if (root && Number(root.dataset.renders) > 0) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!root) { done({ error: "no explorer on the page" }); return; }
+  root.scrollIntoView({ block: "start" });
+  const canvas = root.querySelector("canvas");
+  const box = canvas.getBoundingClientRect();
+  const controls = Array.from(root.querySelectorAll("[data-control]")).map((input) => {
+    const label = root.querySelector(`label[for="${input.id}"]`);
+    const style = getComputedStyle(input);
+    return {
+      name: input.dataset.control, type: input.type, label: label ? label.textContent.trim() : "",
+      trackHeight: input.getBoundingClientRect().height, background: style.backgroundColor,
+      focusable: input.tabIndex >= 0 && !input.disabled,
+    };
+  });
+  done({
+    controls, alt: canvas.getAttribute("aria-label") || "", role: canvas.getAttribute("role"),
+    caption: (root.querySelector(".sx-caption") || {}).textContent || "",
+    scale: box.width / parseFloat(canvas.style.width),
+    state: JSON.parse(root.querySelector(".sx-state").textContent),
+  });
+})();
+"""
+
+# Moves one control the way a reader does (the input's value, then its input/change event) and
+# reports the time the synchronous recompute-and-redraw took, the new state and whether the
+# picture's pixels changed.
+_EXPLORER_MOVE = r"""
+const [name, control, value] = arguments;
+const root = document.querySelector(`.sx-explorer[data-explorer="${name}"]`);
+const input = root.querySelector(`[data-control="${control}"]`);
+const canvas = root.querySelector("canvas");
+const before = canvas.toDataURL();
+let event = "input";
+if (input.tagName === "SELECT") { input.value = JSON.stringify(value); event = "change"; }
+else if (input.type === "checkbox") { input.checked = value; event = "change"; }
+else input.value = String(value);
+const t0 = performance.now();
+input.dispatchEvent(new Event(event, { bubbles: true }));
+const ms = performance.now() - t0;
+return {
+  ms, changed: canvas.toDataURL() !== before, alt: canvas.getAttribute("aria-label"),
+  state: JSON.parse(root.querySelector(".sx-state").textContent),
+};
+"""
+
+
+# The same change again (the input keeps its value): a redraw timed once more, so that a busy
+# machine's scheduling hiccup is not counted as the explorer's latency.
+_EXPLORER_RETIME = r"""
+const [name, control] = arguments;
+const input = document.querySelector(`.sx-explorer[data-explorer="${name}"] [data-control="${control}"]`);
+const event = input.tagName === "SELECT" || input.type === "checkbox" ? "change" : "input";
+const t0 = performance.now();
+input.dispatchEvent(new Event(event, { bubbles: true }));
+return performance.now() - t0;
+"""
+
+
+def _raw_value(spec: dict, value):
+    """What the input element holds for a setting: log10 for log sliders, an index for lists."""
+    import math
+
+    if spec["type"] == "log":
+        return round(math.log10(value), 6)
+    if spec["type"] == "values":
+        return spec["values"].index(value)
+    return value
+
+
+@pytest.mark.parametrize("name", list(EXPLORER_PAGES))
+def test_explorer_live_on_static_page(server, browser, name):
+    from explorer_parity import EXPLORERS, MOVES, problems
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(f"{server}/{EXPLORER_PAGES[name]}")
+    info = browser.execute_async_script(_EXPLORER_READY, name, PAGE_TIMEOUT - 5)
+    assert "error" not in info, info
+    root = browser.find_element(By.CSS_SELECTOR, f'.sx-explorer[data-explorer="{name}"]')
+    root.screenshot(str(SHOTS / f"explorer-{name}-initial.png"))
+    report = []
+    # reader experience: labelled controls with visible tracks, a caption, a text alternative,
+    # text in the picture at least 11 px as displayed (drawn at 12-14 px, shown at `scale`)
+    for c in info["controls"]:
+        if not c["label"]:
+            report.append(f"control {c['name']} has no label")
+        if not c["focusable"]:
+            report.append(f"control {c['name']} is not keyboard-focusable")
+        if c["type"] == "range" and (c["trackHeight"] < 4 or c["background"] in ("", "rgba(0, 0, 0, 0)")):
+            report.append(f"slider {c['name']} has no visible track: {c}")
+    assert info["role"] == "img" and len(info["alt"]) > 40, info["alt"]
+    assert info["caption"].startswith("Try"), info["caption"]
+    assert 12 * info["scale"] >= 11, f"picture shown at {info['scale']:.2f} of its size"
+    report += [f"initial state: {p}" for p in problems(name, info["state"])]
+
+    ex = EXPLORERS[name]()
+    specs = {s["name"]: s for s in ex.model(static=True)["spec"]["controls"]}
+    times = []
+    for control, value in MOVES[name]:
+        out = browser.execute_script(_EXPLORER_MOVE, name, control, _raw_value(specs[control], value))
+        ms = out["ms"]
+        for _ in range(3):
+            if ms < REDRAW_MS:
+                break
+            ms = min(ms, browser.execute_script(_EXPLORER_RETIME, name, control))
+        times.append(ms)
+        got = out["state"]["values"][control]
+        if not (got == value or (isinstance(value, float) and abs(got / value - 1) < 1e-9)):
+            report.append(f"{control} -> {value}: the page's setting is {got}")
+        if not out["changed"]:
+            report.append(f"{control} -> {value}: the picture did not change")
+        report += [f"{control} -> {value}: {p}" for p in problems(name, out["state"])]
+    root.screenshot(str(SHOTS / f"explorer-{name}-moved.png"))
+    print(f"{name}: input to redraw, ms: {[round(t, 1) for t in times]}")
+    slow = [f"{ms:.1f}" for ms in times if ms >= REDRAW_MS]
+    if slow:
+        report.append(f"redraws slower than {REDRAW_MS} ms: {slow} (all: {[round(t, 1) for t in times]})")
+
+    # the keyboard moves a slider too
+    first = next(c["name"] for c in info["controls"] if c["type"] == "range")
+    slider = root.find_element(By.CSS_SELECTOR, f'[data-control="{first}"]')
+    before = browser.execute_script(
+        "return arguments[0].closest('.sx-explorer').querySelector('.sx-state').textContent", slider)
+    slider.send_keys(Keys.ARROW_LEFT if slider.get_attribute("value") != slider.get_attribute("min")
+                     else Keys.ARROW_RIGHT)
+    after = browser.execute_script(
+        "return arguments[0].closest('.sx-explorer').querySelector('.sx-state').textContent", slider)
+    if before == after:
+        report.append(f"the arrow keys do not move the {first} slider")
+    report += [f"console error: {m}" for m in _console_errors(browser)]
+    assert not report, f"{name}:\n  " + "\n  ".join(report)

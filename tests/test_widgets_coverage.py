@@ -5,7 +5,8 @@ import random
 import pytest
 import torch
 
-from simplex_lib import reference as ref
+from simplex_lib import selection
+from simplex_lib.ops.two_simplicial import reference as ref
 from simplex_lib.widgets import CoverageExplorer
 from simplex_lib.widgets import coverage_explorer as ce
 
@@ -104,28 +105,32 @@ def test_errors(inputs):
         ce.slice_inputs(inputs, 0)
 
 
-def test_widget_callbacks():
-    pytest.importorskip("ipywidgets")
-    # The state is what we check; drawing each step would only cost time, so draw once at the end.
-    ex = CoverageExplorer(n=24, w1=4, w2=2, k=3, draw=False)
-    try:
-        assert ex.state["query"] == 23 and ex.state["counts"]["window"] == 8
-        first = ex.image.value
-        ex.controls["w1"].value = 7
-        assert ex.state["counts"]["window"] == 14
-        ex.controls["query"].value = 1  # early query: the ramp
-        assert ex.state["counts"]["window"] == 2 * 2 == ex.state["counts"]["topk_shared"]
-        ex.controls["rule"].value = "relu"
-        assert ex.state["rule"] == "relu" and ex.state["counts"]["topk_per_key"] == 4
-        ex.controls["n"].value = 10  # shrinking the text clamps the query
-        assert ex.controls["query"].value == 1 and ex.controls["query"].max == 9
-        ex.controls["k"].value = 9
-        ex.controls["query"].value = 9
-        assert ex.state["n"] == 10 and ex.state["counts"]["topk_per_key"] == 81
-        assert ex.image.value == first
-        ex.draw = True
-        ex.controls["w2"].value = 3
-        assert ex.state["counts"]["window"] == 7 * 3
-        assert ex.image.value[:4] == b"\x89PNG" and not first
-    finally:
-        ex.close()
+def test_explorer_settings_drive_the_state():
+    ex = CoverageExplorer(n=24, w1=4, w2=2, k=3)
+    assert ex.state["query"] == 23 and ex.state["counts"]["window"] == 8
+    assert ex.set(w1=7)["counts"]["window"] == 14
+    s = ex.set(query=1)  # early query: the ramp
+    assert s["counts"]["window"] == 2 * 2 == s["counts"]["topk_shared"]
+    s = ex.set(rule="relu")
+    assert s["rule"] == "relu" and s["counts"]["topk_per_key"] == 4
+    ex.set(n=10, query=20)  # a query past the text is clamped to its last token
+    assert ex.values["query"] == 9
+    s = ex.set(k=9)
+    assert s["n"] == 10 and s["counts"]["topk_per_key"] == 81
+    assert ex.set(w2=3)["counts"]["window"] == 7 * 3
+    with pytest.raises(ValueError, match="rule"):
+        ex.set(rule="max")
+
+
+def test_selections_are_the_library_selection(inputs):
+    """The explorer selects keys with :mod:`simplex_lib.selection`, which the browser reproduces."""
+    for k in (1, 3, 7, 40):
+        scores = selection.indexer_scores(inputs["qi1"], inputs["ki1"], inputs["wi"], rule="relu")
+        sel = ce._selections(inputs, k, "relu")
+        assert torch.equal(sel["idx1"], selection.topk_indices(scores, k))
+        assert torch.equal(sel["shared"], selection.previous_layer_topk(inputs["q_prev"], inputs["k_prev"], k))
+
+
+def test_selection_breaks_ties_to_the_earlier_key():
+    scores = torch.tensor([[[0.0, -1, -1], [0.0, 0.0, -1], [0.0, 0.0, 0.0]]])
+    assert selection.topk_indices(scores, 2)[0, :, 0].tolist() == [[0, -1], [0, 1], [0, 1]]

@@ -8,7 +8,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from simplex_lib.reference import dot_attention, dot_attention_weights  # noqa: E402
+from simplex_lib.ops.dot.reference import dot_attention, dot_attention_weights  # noqa: E402
 from simplex_lib.widgets import GraphExplorer  # noqa: E402
 from simplex_lib.widgets import graph_explorer as ge  # noqa: E402
 
@@ -112,26 +112,25 @@ def test_render_axes():
     plt.close(fig)
 
 
-def test_widget_callbacks_drive_the_data(gen):
+def test_explorer_settings_drive_the_data():
     ex = GraphExplorer(seed=3, n=6, temperature=1.0, query=5, hops=1)
-    png = ex.image.value
-    assert png[:4] == b"\x89PNG"
-    ex.controls["hops"].value = 3
+    ex.set(hops=3)
     torch.testing.assert_close(ex.data["Ak"], torch.linalg.matrix_power(ex.data["A"], 3))
-    assert ex.image.value != png
-    ex.controls["temperature"].value = 0.01
-    expect = ge.explorer_data(3, 6, ex.controls["temperature"].value, 5, 3, causal=True, sink=ex.sink)
+    ex.set(temperature=0.01)
+    expect = ge.explorer_data(3, 6, 0.01, 5, 3, causal=True, sink=ex.sink)
     torch.testing.assert_close(ex.data["A"], expect["A"])
-    ex.close()
+    with pytest.raises(ValueError, match="hops"):
+        ex.set(hops=13)
+    with pytest.raises(ValueError, match="temperature"):
+        ex.set(temperature=0)
 
 
-def test_widget_sequence_length_and_mask():
+def test_explorer_sequence_length_and_mask():
     ex = GraphExplorer(seed=1, n=4, query=3, hops=2, causal=True)
-    ex.controls["n"].value = 3  # shrinking the sequence clamps the query
-    assert ex.controls["query"].value == 2 and ex.data["A"].shape == (3, 3)
+    ex.set(n=3)  # shrinking the sequence clamps the query
+    assert ex.values["query"] == 2 and ex.data["A"].shape == (3, 3)
     assert ex.data["query"] == 2
-    ex.controls["causal"].value = False
+    ex.set(causal=False)
     assert ex.data["causal"] is False and bool((ex.data["A"] > 0).all())
-    ex.controls["n"].value = 1
+    ex.set(n=1)
     assert ex.data["A"].shape == (1, 1) and ex.data["A"].item() == 1.0
-    ex.close()

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from simplex_lib.match3 import match3_labels, theorem_5_1_attention  # noqa: E402
+from simplex_lib.tasks.match3 import match3_labels, theorem_5_1_attention  # noqa: E402
 from simplex_lib.widgets.match3_explorer import Match3Explorer, explorer_state, make_tokens, plot_state  # noqa: E402
 
 
@@ -51,20 +51,17 @@ def test_scores_are_cosines():
     torch.testing.assert_close(s["scores"], want)
 
 
-def test_widget_callbacks_drive_state():
-    ex = Match3Explorer(n=6, M=11, show=False)
+def test_explorer_settings_drive_state():
+    ex = Match3Explorer(n=6, M=11)
     assert ex.state["n"] == 6
-    ex.n.value = 4
-    assert ex.i.max == 3 and len(ex.state["x"]) == 4
-    ex.i.value = 3
-    assert ex.state["i"] == 3
-    ex.kind.value = "adversarial"
-    assert ex.state["x"] == [4, 4, 4, 4]  # 3 * 4 = 12 = 1 (mod 11)
-    ex.c.value = 0.3
-    assert ex.state["prediction"] == 1 and not ex.state["correct"]
-    ex.M.value = 9  # 3 | 9: falls back to a random input
-    assert "random" in ex.text.value and ex.state["M"] == 9
-    x = torch.tensor(ex.state["x"])
+    ex.set(n=4, i=5)  # the query is clamped into the shorter input
+    assert ex.values["i"] == 3 and len(ex.state["x"]) == 4 and ex.state["i"] == 3
+    assert ex.set(kind="adversarial")["x"] == [4, 4, 4, 4]  # 3 * 4 = 12 = 1 (mod 11)
+    s = ex.set(c_factor=0.3)
+    assert s["prediction"] == 1 and not s["correct"]
+    s = ex.set(M=9)  # 3 | 9: no adversarial input, the random one is shown
+    assert s["M"] == 9 and s["x"] == make_tokens(4, 9, 0).tolist()
+    x = torch.tensor(s["x"])
     assert theorem_5_1_attention(x, 9).tolist() == match3_labels(x, 9).tolist()
 
 

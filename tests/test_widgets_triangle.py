@@ -6,7 +6,9 @@ import math
 import pytest
 import torch
 
-from simplex_lib import reference as ref
+from simplex_lib.ops.dot.reference import dot_attention
+from simplex_lib.ops.n_simplicial.reference import n_simplicial_attention
+from simplex_lib.ops.two_simplicial import reference as ref
 from simplex_lib.widgets import TriangleExplorer
 from simplex_lib.widgets import triangle_explorer as tx
 
@@ -76,11 +78,11 @@ def test_outputs_equal_the_reference(w1, w2):
             want = sum(P[j, k] * (t["v1"][0, j, 0] + t["v2"][0, k, 0])
                        for j in range(L) for k in range(L))
             if w1 is None and w2 is None:
-                other = ref.n_simplicial_attention(t["q"], [t["k1"], t["k2"]], [t["v1"], t["v2"]],
+                other = n_simplicial_attention(t["q"], [t["k1"], t["k2"]], [t["v1"], t["v2"]],
                                                    scale=scale, reducer="or")[0, i, 0]
                 torch.testing.assert_close(s["output"], other)
         torch.testing.assert_close(s["output"], want)
-        dot = ref.dot_attention(t["q"], t["k1"], t["v1"], scale=scale)[0, i, 0]
+        dot = dot_attention(t["q"], t["k1"], t["v1"], scale=scale)[0, i, 0]
         torch.testing.assert_close(s["dot_output"], dot)
 
 
@@ -137,21 +139,21 @@ def test_render_labels_every_axis():
     plt.close(fig)
 
 
-def test_explorer_controls_drive_the_state():
+def test_explorer_settings_drive_the_state():
     ex = TriangleExplorer(seq_len=8, seed=3)
-    assert ex.state["query"] == 7 and ex.state["w1"] is None and ex.image.value
-    ex.controls["w1"].value = 2
-    assert ex.state["w1"] == 2
-    assert (ex.state["slice"][:6] == 0).all() and ex.state["slice"][6:].sum() > 0.999
-    ex.controls["reducer"].value = "or"
-    torch.testing.assert_close(ex.state["output"],
+    assert ex.state["query"] == 7 and ex.state["w1"] is None
+    s = ex.set(w1=2)
+    assert s["w1"] == 2
+    assert (s["slice"][:6] == 0).all() and s["slice"][6:].sum() > 0.999
+    s = ex.set(reducer="or")
+    torch.testing.assert_close(s["output"],
                                tx.triangle_state(seq_len=8, seed=3, w1=2, reducer="or")["output"])
-    ex.controls["seq_len"].value = 4  # the query is clamped into the shorter sequence
-    assert ex.controls["query"].max == 3 and ex.state["query"] == 3
-    assert ex.state["slice"].shape == (4, 4)
-    ex.controls["w1"].value = 16  # the top of the slider means "no window"
-    assert ex.values()["w1"] is None and ex.state["w1"] is None
-    ex.close()
+    s = ex.set(seq_len=4)  # the query is clamped into the shorter sequence
+    assert ex.values["query"] == 3 and s["query"] == 3 and s["slice"].shape == (4, 4)
+    s = ex.set(w1=16)  # the top of the slider means "no window"
+    assert ex.values["w1"] == 16 and s["w1"] is None
+    with pytest.raises(ValueError, match="reducer"):
+        ex.set(reducer="xor")
 
 
 def test_errors():

@@ -7,8 +7,8 @@ Three schemes restrict the ``(j, k)`` pairs that query ``i`` of 2-simplicial att
 - ``"topk_shared"``: one set of ``k`` keys, ranked by the previous dot-product layer, used for both.
 
 The logic is in plain functions (:func:`text_inputs`, :func:`coverage`, :func:`mass_by_query`,
-:func:`render`); :class:`CoverageExplorer` only wires ipywidgets controls to them and shows the
-rendered figure as a PNG.
+:func:`render`, the matplotlib picture); :class:`CoverageExplorer` is the interactive version,
+drawn in the browser by ``js/coverage.js``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import math
 
 import torch
 
-from .. import masks, reference, selection
-from .explorer import Explorer
+from .. import masks, selection
+from ..ops.two_simplicial import reference
+from .explorer import Explorer, f64_base64
 
 __all__ = ["DEMO_TEXT", "SCHEMES", "text_inputs", "slice_inputs", "coverage", "mass_by_query",
            "render", "CoverageExplorer"]
@@ -117,6 +118,8 @@ def slice_inputs(inputs: dict, n: int) -> dict:
 
 def _selections(inputs: dict, k: int, rule: str) -> dict:
     """Top-k index tensors ``[1, n, 1, k]``: per key set (indexers) and shared (previous layer)."""
+    if rule not in ("relu", "softmax"):
+        raise ValueError(f"rule must be 'relu' or 'softmax', got {rule!r}")
     idx1 = selection.topk_indices(selection.indexer_scores(inputs["qi1"], inputs["ki1"], inputs["wi"], rule=rule), k)
     idx2 = selection.topk_indices(selection.indexer_scores(inputs["qi2"], inputs["ki2"], inputs["wi"], rule=rule), k)
     shared = selection.previous_layer_topk(inputs["q_prev"], inputs["k_prev"], k)
@@ -161,7 +164,7 @@ def coverage(inputs: dict, *, w1: int = 8, w2: int = 4, k: int = 6, rule: str = 
     - ``indexer_flops[scheme]``: FLOPs spent choosing the keys (``2 * H_I * D_I * (i+1)`` per key
       set scored by an indexer; 0 for windows and for the shared shortcut, whose scores exist);
     - ``mass[scheme]``: the share of the *dense* causal 2-simplicial attention of this query (its
-      probabilities over all ``(i+1)^2`` pairs, from :mod:`simplex_lib.reference`) that falls on
+      probabilities over all ``(i+1)^2`` pairs, from :mod:`simplex_lib.ops.two_simplicial.reference`) that falls on
       the pairs the scheme keeps;
 
     plus ``dense`` ``[n, n]`` (those dense probabilities), ``selections`` (the index tensors),
@@ -284,54 +287,67 @@ def render(state: dict, fig=None):
 
 
 class CoverageExplorer(Explorer):
-    """Sliders for sequence length, windows, k, scoring rule and query, plus the figure.
+    """Sliders for sequence length, windows, k, scoring rule and query, plus the picture.
 
-    The controls call :func:`coverage` and :func:`render`; the latest result is kept in
-    ``self.state`` (tests drive the sliders and check it) and the figure is shown as a PNG image
-    widget, which keeps its picture on a static HTML page. Inputs come from :func:`text_inputs`
-    (computed once for the whole text and sliced, which is exact because everything is causal).
-    The wiring is :class:`~simplex_lib.widgets.explorer.Explorer`'s.
+    The front end (``js/coverage.js``) recomputes the dense weights of the query, the three
+    schemes' selections, pair counts, FLOPs and kept mass from the projections of
+    :func:`text_inputs` (the whole text, sent once; slicing is exact because everything is
+    causal); ``state`` is :func:`coverage` at the current settings. The wiring is
+    :class:`~simplex_lib.widgets.explorer.Explorer`'s.
 
     Parameters
     ----------
     n, w1, w2, k, rule, query : initial control values (``query=None``: the last token)
     text : str, the text whose bytes are the tokens
-    draw : bool
-        Redraw the picture on every change (``False`` only recomputes ``self.state``: for tests
-        and batch use; set ``self.draw`` back to ``True`` to resume drawing).
 
     Examples
     --------
-    >>> ex = CoverageExplorer(n=32)   # doctest: +SKIP
-    >>> ex.controls["w1"].value = 5; ex.state["counts"]["window"]  # doctest: +SKIP
+    >>> ex = CoverageExplorer(n=32)
+    >>> ex.set(w1=5)["counts"]["window"]
     20
     """
 
-    figsize, dpi = (15.0, 3.8), 70
-    clamp = {"n": "query"}
+    name = "coverage"
+    caption = ("Try: move the query i: the windows keep a square at the diagonal while top-k "
+               "picks pairs far back; raise k and compare the share of the mass each keeps.")
 
     def __init__(self, n: int = 64, w1: int = 8, w2: int = 4, k: int = 6, rule: str = "softmax",
-                 query: int | None = None, text: str = DEMO_TEXT, draw: bool = True):
-        import ipywidgets as w
-
+                 query: int | None = None, text: str = DEMO_TEXT):
         self.inputs = text_inputs(text=text)
-        top = self.inputs["n"]
-        n = min(n, top)
+        n = min(n, self.inputs["n"])
         query = n - 1 if query is None else min(query, n - 1)
-        style = {"description_width": "initial"}
-        controls = {
-            "n": w.IntSlider(value=n, min=1, max=top, description="tokens n", style=style),
-            "w1": w.IntSlider(value=w1, min=1, max=64, description="window w1", style=style),
-            "w2": w.IntSlider(value=w2, min=1, max=64, description="window w2", style=style),
-            "k": w.IntSlider(value=k, min=1, max=64, description="top-k k", style=style),
-            "rule": w.Dropdown(value=rule, options=["softmax", "relu"], description="indexer rule",
-                               style=style),
-            "query": w.IntSlider(value=query, min=0, max=n - 1, description="query i", style=style),
-        }
-        super().__init__(controls, [["n", "query", "rule"], ["w1", "w2", "k"]], draw=draw)
+        super().__init__({"n": n, "w1": w1, "w2": w2, "k": k, "rule": rule, "query": query})
 
-    def _compute(self, values: dict) -> dict:
+    def controls(self, static: bool) -> list:
+        return [
+            {"name": "n", "label": "tokens n", "type": "int", "min": 1, "max": self.inputs["n"]},
+            {"name": "query", "label": "query i", "type": "int", "min": 0, "max_from": "n"},
+            {"name": "w1", "label": "window w1", "type": "int", "min": 1, "max": 64},
+            {"name": "w2", "label": "window w2", "type": "int", "min": 1, "max": 64},
+            {"name": "k", "label": "top-k k", "type": "int", "min": 1, "max": 64},
+            {"name": "rule", "label": "indexer rule", "type": "choice",
+             "options": [["softmax", "softmax"], ["relu", "relu"]]},
+        ]
+
+    def payload_key(self, values: dict) -> str:
+        return "text"
+
+    def payload(self, values: dict) -> dict:
+        x = self.inputs
+        _, n, hi, di = x["qi1"].shape
+        out = {"tokens": x["tokens"], "head_dim": x["q"].shape[-1], "HI": hi, "DI": di}
+        for name in ("q", "k1", "k2", "q_prev", "qi1", "ki1", "qi2", "ki2", "wi"):
+            out[name] = f64_base64(x[name][0])
+        return out
+
+    def static_values(self) -> list:
+        return [self.values]
+
+    def compute(self, values: dict) -> dict:
         return coverage(slice_inputs(self.inputs, values["n"]), w1=values["w1"], w2=values["w2"],
                         k=values["k"], rule=values["rule"], query=values["query"])
 
-    _render = staticmethod(render)
+    def figure(self, state: dict):
+        from matplotlib.figure import Figure
+
+        return render(state, Figure(figsize=(15.0, 3.8)))

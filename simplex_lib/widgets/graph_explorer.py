@@ -1,8 +1,8 @@
 """Graph-attention explorer (chapter 1): temperature, query token and k-hop power.
 
 The logic is in plain functions that return data (:func:`make_tokens`, :func:`explorer_data`,
-:func:`render`); :class:`GraphExplorer` only wires ipywidgets controls to them and shows the
-rendered figure as a PNG, so the page keeps a picture of the widget's state when it is static.
+:func:`render`, the matplotlib picture used in the chapter); :class:`GraphExplorer` is the
+interactive version, drawn in the browser by ``js/graph.js`` from the same tokens.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import torch
 
 from .. import graph
-from .explorer import Explorer
+from .explorer import Explorer, f64_base64
 
 __all__ = ["make_tokens", "explorer_data", "render", "GraphExplorer"]
 
@@ -141,51 +141,73 @@ def render(data: dict, fig=None):
 
 
 class GraphExplorer(Explorer):
-    """Sliders for seed, sequence length, temperature, query token and hop count, plus the figure.
+    """Seed, sequence length, temperature, query token, hop count and causal mask, plus the picture.
 
-    The controls call :func:`explorer_data` and :func:`render`; the latest data is kept in
-    ``self.data`` (also ``self.state``; tests drive the sliders and check it) and the figure is
-    shown as a PNG image widget, which keeps its picture on a static HTML page. The wiring is
+    The picture and its numbers are computed by the front end (``js/graph.js``) from the tokens
+    of :func:`make_tokens`, which Python sends; ``state`` (also ``data``) is
+    :func:`explorer_data` at the current settings, the numbers the front end reproduces. The
+    static book page ships the tokens of seeds 0-4; a kernel offers seeds 0-20. The wiring is
     :class:`~simplex_lib.widgets.explorer.Explorer`'s.
 
     Parameters
     ----------
-    seed, n, temperature, query, hops, causal, sink : initial control values (see
-        :func:`explorer_data`)
+    seed, n, temperature, query, hops, causal, sink : initial settings (see
+        :func:`explorer_data`; ``sink`` is fixed for the explorer's lifetime)
 
     Examples
     --------
-    >>> ex = GraphExplorer(n=6)   # doctest: +SKIP
-    >>> ex.controls["temperature"].value = 0.1; ex.data["row"].max() > 0.9  # doctest: +SKIP
+    >>> ex = GraphExplorer(n=6)
+    >>> float(ex.set(temperature=0.01)["row"].max()) > 0.9
+    True
     """
 
-    figsize, dpi = (13.5, 4.0), 80
-    clamp = {"n": "query"}
+    name = "graph"
+    caption = ("Try: drag the temperature toward 0.01 and each row keeps one key; raise the hops k "
+               "and watch the walks drain into the sink, token 0.")
+    #: Head dimension of the explorer's tokens.
+    d = 8
+    #: Seeds whose tokens the static page ships.
+    static_seeds = range(5)
 
     def __init__(self, seed: int = 0, n: int = 8, temperature: float = 1.0, query: int = 5,
                  hops: int = 1, causal: bool = True, sink: float = 2.0):
-        import ipywidgets as w
-
         self.sink = sink
-        style = {"description_width": "initial"}
-        controls = {
-            "seed": w.IntSlider(value=seed, min=0, max=20, description="seed", style=style),
-            "n": w.IntSlider(value=n, min=1, max=16, description="tokens n", style=style),
-            "temperature": w.FloatLogSlider(value=temperature, base=10, min=-2, max=1.3, step=0.05,
-                                            description="temperature", style=style),
-            "query": w.IntSlider(value=min(query, n - 1), min=0, max=n - 1, description="query i",
-                                 style=style),
-            "hops": w.IntSlider(value=hops, min=0, max=12, description="hops k", style=style),
-            "causal": w.Checkbox(value=causal, description="causal mask"),
-        }
-        super().__init__(controls, [["seed", "n", "causal"], ["temperature", "query", "hops"]])
+        super().__init__({"seed": seed, "n": n, "temperature": temperature,
+                          "query": min(query, n - 1), "hops": hops, "causal": causal})
+
+    def controls(self, static: bool) -> list:
+        seeds = sorted({*self.static_seeds, self.values.get("seed", 0)}) if static else None
+        return [
+            {"name": "seed", "label": "seed", "type": "values", "values": seeds} if static
+            else {"name": "seed", "label": "seed", "type": "int", "min": 0, "max": 20},
+            {"name": "n", "label": "tokens n", "type": "int", "min": 1, "max": 16},
+            {"name": "temperature", "label": "temperature", "type": "log", "min": -2, "max": 1.3,
+             "step": 0.05},
+            {"name": "query", "label": "query i", "type": "int", "min": 0, "max_from": "n"},
+            {"name": "hops", "label": "hops k", "type": "int", "min": 0, "max": 12},
+            {"name": "causal", "label": "causal mask", "type": "bool"},
+        ]
+
+    def payload_key(self, values: dict) -> str:
+        return f"{values['seed']}/{values['n']}"
+
+    def payload(self, values: dict) -> dict:
+        t = make_tokens(values["seed"], values["n"], self.d, sink=self.sink)
+        return {"d": self.d, **{name: f64_base64(t[name]) for name in ("q", "k", "v")}}
+
+    def static_values(self) -> list:
+        seeds = sorted({*self.static_seeds, self.values["seed"]})
+        return [{"seed": s, "n": n} for s in seeds for n in range(1, 17)]
+
+    def compute(self, values: dict) -> dict:
+        return explorer_data(**values, sink=self.sink, d=self.d)
+
+    def figure(self, state: dict):
+        from matplotlib.figure import Figure
+
+        return render(state, Figure(figsize=(13.5, 4.0)))
 
     @property
     def data(self) -> dict:
         """The latest :func:`explorer_data` result (the same dict as ``state``)."""
         return self.state
-
-    def _compute(self, values: dict) -> dict:
-        return explorer_data(**values, sink=self.sink)
-
-    _render = staticmethod(render)

@@ -1,7 +1,7 @@
 """Match3 explorer: the Theorem 5.1 head on one input, one query token at a time.
 
 Controls: sequence length ``n``, modulus ``M``, the logit scale ``c`` (as a multiple of the safe
-value :func:`simplex_lib.match3.default_c`), the query token ``i``, the input (random with a
+value :func:`simplex_lib.tasks.match3.default_c`), the query token ``i``, the input (random with a
 seed, or the adversarial all-equal input). Shown: the score landscape ``A[i, j1, j2] / c`` over
 all pairs, the attention weights the head puts on them and on the blank pair, the output ``z``,
 the thresholded prediction and the brute-force label.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..match3 import (
+from ..tasks.match3 import (
     adversarial_no_match,
     c_lower_bound,
     default_c,
@@ -34,8 +34,8 @@ def make_tokens(n: int, M: int, seed: int = 0, kind: str = "random") -> torch.Te
     ----------
     n, M : sequence length and modulus
     seed : int (for ``kind="random"``)
-    kind : ``"random"`` (:func:`simplex_lib.match3.match3_batch`) or ``"adversarial"``
-        (:func:`simplex_lib.match3.adversarial_no_match`; needs ``3`` not dividing ``M``)
+    kind : ``"random"`` (:func:`simplex_lib.tasks.match3.match3_batch`) or ``"adversarial"``
+        (:func:`simplex_lib.tasks.match3.adversarial_no_match`; needs ``3`` not dividing ``M``)
 
     Returns
     -------
@@ -66,7 +66,7 @@ def explorer_state(n: int, M: int, c_factor: float = 1.0, i: int = 0, seed: int 
 
     Returns
     -------
-    dict with ``x`` (list), ``i``, ``c``, ``c_star`` (the tight bound, :func:`~simplex_lib.match3.c_lower_bound`),
+    dict with ``x`` (list), ``i``, ``c``, ``c_star`` (the tight bound, :func:`~simplex_lib.tasks.match3.c_lower_bound`),
     ``scores`` (``[n, n]`` tensor ``A[i] / c``), ``weights`` (``[n, n]``), ``blank_weight``,
     ``z``, ``prediction``, ``label``, ``correct``, ``matches`` (pairs with
     ``x_i + x_j1 + x_j2 = 0 mod M``) and ``attended`` (pairs holding at least 1% of the
@@ -138,53 +138,81 @@ def plot_state(state: dict, fig=None):
 
 
 class Match3Explorer(Explorer):
-    """ipywidgets front end: sliders for ``n``, ``M``, ``c / c_safe``, ``i`` and the input.
+    """Controls for ``n``, ``M``, ``c / c_safe``, the query ``i``, the seed and the input kind.
 
-    All logic lives in :func:`explorer_state` and :func:`plot_state`; the wiring is
-    :class:`~simplex_lib.widgets.explorer.Explorer`'s, which stores the last state in ``state``.
-    The controls are also attributes (``n``, ``M``, ``c``, ``i``, ``seed``, ``kind``); ``text`` is
-    an HTML panel with the input, the output ``z`` and the attended pairs.
+    The front end (``js/match3.js``) recomputes the head's scores and weights, ``z``, the
+    prediction and the brute-force label from the input tokens (random inputs come from Python,
+    the adversarial one is computed in the browser); ``state`` is :func:`explorer_state` at the
+    current settings. An adversarial input with ``3 | M`` does not exist: the explorer then
+    shows the random input, and says so. The static book page ships seeds 0-3 for ``M`` in
+    2-31, 61 and 127; a kernel offers seeds 0-50 and every ``M`` up to 127. The wiring is
+    :class:`~simplex_lib.widgets.explorer.Explorer`'s.
 
     Parameters
     ----------
     n, M, c_factor, i, seed, kind : initial values (see :func:`explorer_state`)
-    show : bool
-        Draw the figure (``False``: only recompute the state, e.g. in tests).
 
     Examples
     --------
-    >>> ex = Match3Explorer(n=5, M=11)   # doctest: +SKIP
-    >>> ex.widget                       # doctest: +SKIP
+    >>> ex = Match3Explorer(n=5, M=11)
+    >>> ex.set(kind="adversarial")["label"]
+    0
     """
 
-    figsize, dpi = (10.5, 4.2), 80
-    clamp = {"n": "i"}
+    name = "match3"
+    caption = ("Try: switch the input to adversarial, then drag c / c_safe below the tight bound "
+               "c* (about 0.8 of it) and watch the blank pair lose and the answer turn wrong.")
+    #: Seeds and moduli whose random inputs the static page ships.
+    static_seeds = range(4)
+    static_moduli = (*range(2, 32), 61, 127)
 
     def __init__(self, n: int = 8, M: int = 31, c_factor: float = 1.0, i: int = 0, seed: int = 0,
-                 kind: str = "random", show: bool = True):
-        import ipywidgets as w
+                 kind: str = "random"):
+        super().__init__({"n": n, "M": M, "c_factor": c_factor, "i": i, "seed": seed, "kind": kind})
 
-        self.n = w.IntSlider(value=n, min=1, max=24, description="n")
-        self.M = w.IntSlider(value=M, min=2, max=127, description="M")
-        self.c = w.FloatLogSlider(value=c_factor, base=10, min=-2, max=1, step=0.05, description="c / c_safe")
-        self.i = w.IntSlider(value=i, min=0, max=n - 1, description="query i")
-        self.seed = w.IntSlider(value=seed, min=0, max=50, description="seed")
-        self.kind = w.Dropdown(options=["random", "adversarial"], value=kind, description="input")
-        self.text = w.HTML()
-        controls = {"n": self.n, "M": self.M, "c_factor": self.c, "i": self.i, "seed": self.seed,
-                    "kind": self.kind}
-        super().__init__(controls, [["n", "M", "c_factor"], ["i", "seed", "kind"], self.text],
-                         draw=show)
+    def controls(self, static: bool) -> list:
+        def offered(name, kernel, values):
+            if static:
+                return {"name": name, "label": kernel["label"], "type": "values",
+                        "values": sorted({*values, self.values.get(name, 0)})}
+            return kernel
 
-    def _compute(self, values: dict) -> dict:
-        if values["kind"] == "adversarial" and values["M"] % 3 == 0:
-            self.text.value = "<b>adversarial input needs 3 ∤ M; showing a random input</b>"
-            values["kind"] = "random"
-        else:
-            self.text.value = ""
-        s = explorer_state(**values)
-        self.text.value += (f"x = {s['x']}<br>z = {s['z']:.4f}, prediction {s['prediction']}, "
-                            f"label {s['label']}, attended pairs (j1, j2): {s['attended'][:8]}")
-        return s
+        return [
+            {"name": "n", "label": "length n", "type": "int", "min": 1, "max": 24},
+            offered("M", {"name": "M", "label": "modulus M", "type": "int", "min": 2, "max": 127},
+                    self.static_moduli),
+            {"name": "c_factor", "label": "c / c_safe", "type": "log", "min": -2, "max": 1,
+             "step": 0.05},
+            {"name": "i", "label": "query i", "type": "int", "min": 0, "max_from": "n"},
+            offered("seed", {"name": "seed", "label": "seed", "type": "int", "min": 0, "max": 50},
+                    self.static_seeds),
+            {"name": "kind", "label": "input", "type": "choice",
+             "options": [["random", "random"], ["adversarial", "adversarial"]]},
+        ]
 
-    _render = staticmethod(plot_state)
+    @staticmethod
+    def arguments(values: dict) -> dict:
+        """Settings as keyword arguments of :func:`explorer_state` (adversarial needs 3 not dividing M)."""
+        v = dict(values)
+        if v["kind"] == "adversarial" and v["M"] % 3 == 0:
+            v["kind"] = "random"
+        return v
+
+    def payload_key(self, values: dict) -> str:
+        return f"random/{values['seed']}/{values['n']}/{values['M']}"
+
+    def payload(self, values: dict) -> dict:
+        return {"x": make_tokens(values["n"], values["M"], values["seed"]).tolist()}
+
+    def static_values(self) -> list:
+        seeds = sorted({*self.static_seeds, self.values["seed"]})
+        moduli = sorted({*self.static_moduli, self.values["M"]})
+        return [{"seed": s, "n": n, "M": m} for s in seeds for m in moduli for n in range(1, 25)]
+
+    def compute(self, values: dict) -> dict:
+        return explorer_state(**self.arguments(values))
+
+    def figure(self, state: dict):
+        from matplotlib.figure import Figure
+
+        return plot_state(state, Figure(figsize=(10.5, 4.2)))

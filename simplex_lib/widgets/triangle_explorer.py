@@ -2,8 +2,8 @@
 
 The logic is in plain functions: :func:`make_tokens` (random queries, keys and values),
 :func:`triangle_state` (the query's ``(j, k)`` weight slice, its strongest triangles and its output
-next to dot-product attention's), and :func:`render` (the three-panel figure).
-:class:`TriangleExplorer` only wires ipywidgets controls to them.
+next to dot-product attention's), and :func:`render` (the three-panel matplotlib figure).
+:class:`TriangleExplorer` is the interactive version, drawn in the browser by ``js/triangle.js``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import math
 
 import torch
 
-from .. import reference as ref
-from ..variants import reduce_values
-from .explorer import Explorer
+from ..ops.dot.reference import dot_attention
+from ..ops.two_simplicial import reference as ref
+from ..ops.two_simplicial.reference import reduce_values
+from .explorer import Explorer, f64_base64
 
 __all__ = ["make_tokens", "triangle_state", "triangle_graph", "render", "TriangleExplorer"]
 
@@ -56,7 +57,7 @@ def triangle_state(seq_len: int = 8, head_dim: int = 4, temperature: float = 1.0
     """Everything the explorer shows, for one query of causal 2-simplicial attention.
 
     The logits are ``<q_i, k1_j, k2_k> / (sqrt(head_dim) * temperature)``; windows as in
-    :func:`simplex_lib.reference.two_simplicial_weights`.
+    :func:`simplex_lib.ops.two_simplicial.reference.two_simplicial_weights`.
 
     Parameters
     ----------
@@ -104,7 +105,7 @@ def triangle_state(seq_len: int = 8, head_dim: int = 4, temperature: float = 1.0
     scale = 1.0 / (math.sqrt(head_dim) * temperature)
     p = ref.two_simplicial_weights(t["q"], t["k1"], t["k2"], w1=w1, w2=w2, scale=scale)
     out = reduce_values(p, t["v1"], t["v2"], reducer=reducer)
-    dot = ref.dot_attention(t["q"], t["k1"], t["v1"], scale=scale)
+    dot = dot_attention(t["q"], t["k1"], t["v1"], scale=scale)
     sl = p[0, 0, query]
     visible = ref.two_simplicial_mask(seq_len, w1=w1, w2=w2)[query]
     order = torch.argsort(sl.flatten(), descending=True, stable=True)[: min(top, int(visible.sum()))]
@@ -220,13 +221,15 @@ def render(state: dict, fig=None):
 
 
 class TriangleExplorer(Explorer):
-    """Controls for :func:`triangle_state` and its figure.
+    """Controls for :func:`triangle_state` and its picture, drawn in the browser.
 
     Sliders: sequence length (up to 16), head dimension, temperature, windows ``w1``/``w2``
     (the largest value means no window), query token, value reducer (AND/OR) and random seed.
-    The latest state is kept in ``self.state`` (tests drive the controls and read it); the figure
-    is shown as a PNG image widget, so the page keeps its picture when rendered statically. The
-    wiring is :class:`~simplex_lib.widgets.explorer.Explorer`'s.
+    The front end (``js/triangle.js``) recomputes the slice, the triangles and both outputs from
+    the tokens of :func:`make_tokens`, which Python sends; ``state`` is :func:`triangle_state` at
+    the current settings. The static book page ships the tokens of seeds 0-2 at head dimensions
+    2, 4 and 8; a kernel offers seeds 0-50 and every head dimension up to 16. The wiring is
+    :class:`~simplex_lib.widgets.explorer.Explorer`'s.
 
     Parameters
     ----------
@@ -235,48 +238,77 @@ class TriangleExplorer(Explorer):
 
     Examples
     --------
-    >>> ex = TriangleExplorer(seq_len=6)  # doctest: +SKIP
-    >>> ex.controls["w1"].value = 2; ex.state["slice"][:3].sum() == 0  # doctest: +SKIP
+    >>> ex = TriangleExplorer(seq_len=6)
+    >>> bool((ex.set(w1=2)["slice"][:4] == 0).all())
+    True
     """
 
-    figsize, dpi = FIGSIZE, 80
-    clamp = {"seq_len": "query"}
+    name = "triangle"
+    caption = ("Try: drag the temperature toward 0.03 and watch one triangle take the weight; "
+               "shrink w1 and rows of the slice turn grey.")
+    #: Seeds and head dimensions whose tokens the static page ships.
+    static_seeds = range(3)
+    static_head_dims = (2, 4, 8)
 
     def __init__(self, seq_len: int = 8, head_dim: int = 4, temperature: float = 1.0, w1=None,
                  w2=None, query: int | None = None, reducer: str = "and", seed: int = 0):
-        import ipywidgets as w
-
         _check_int("seq_len", seq_len, 1, MAX_SEQ)
         query = seq_len - 1 if query is None else query
-        style = {"description_width": "initial"}
-        controls = {
-            "seq_len": w.IntSlider(value=seq_len, min=1, max=MAX_SEQ, description="tokens L",
-                                   style=style),
-            "head_dim": w.IntSlider(value=head_dim, min=1, max=16, description="head dim d",
-                                    style=style),
-            "temperature": w.FloatLogSlider(value=temperature, base=10, min=-1.5, max=1, step=0.05,
-                                            description="temperature", style=style),
-            "w1": w.IntSlider(value=MAX_SEQ if w1 is None else w1, min=1, max=MAX_SEQ,
-                              description="window w1 (16 = all)", style=style),
-            "w2": w.IntSlider(value=MAX_SEQ if w2 is None else w2, min=1, max=MAX_SEQ,
-                              description="window w2 (16 = all)", style=style),
-            "query": w.IntSlider(value=query, min=0, max=seq_len - 1, description="query i",
-                                 style=style),
-            "reducer": w.ToggleButtons(options=[("AND (product)", "and"), ("OR (sum)", "or")],
-                                       value=reducer, description="values", style=style),
-            "seed": w.IntSlider(value=seed, min=0, max=50, description="seed", style=style),
-        }
-        super().__init__(controls, [["seq_len", "head_dim", "seed"], ["temperature", "w1", "w2"],
-                                    ["query", "reducer"]])
+        super().__init__({"seq_len": seq_len, "head_dim": head_dim, "temperature": temperature,
+                          "w1": MAX_SEQ if w1 is None else w1, "w2": MAX_SEQ if w2 is None else w2,
+                          "query": query, "reducer": reducer, "seed": seed})
 
-    def values(self) -> dict:
-        """The control values as keyword arguments of :func:`triangle_state`."""
-        v = super().values()
+    def controls(self, static: bool) -> list:
+        def choice(name, label, kernel_max, offered):
+            if static:
+                return {"name": name, "label": label, "type": "values",
+                        "values": sorted({*offered, self.values.get(name, 0)})}
+            return {"name": name, "label": label, "type": "int", "min": 0 if name == "seed" else 1,
+                    "max": kernel_max}
+
+        return [
+            {"name": "seq_len", "label": "tokens L", "type": "int", "min": 1, "max": MAX_SEQ},
+            choice("head_dim", "head dim d", 16, self.static_head_dims),
+            choice("seed", "seed", 50, self.static_seeds),
+            {"name": "temperature", "label": "temperature", "type": "log", "min": -1.5, "max": 1,
+             "step": 0.05},
+            {"name": "w1", "label": "window w1", "type": "int", "min": 1, "max": MAX_SEQ,
+             "all_at_max": True},
+            {"name": "w2", "label": "window w2", "type": "int", "min": 1, "max": MAX_SEQ,
+             "all_at_max": True},
+            {"name": "query", "label": "query i", "type": "int", "min": 0, "max_from": "seq_len"},
+            {"name": "reducer", "label": "values", "type": "choice",
+             "options": [["AND (product)", "and"], ["OR (sum)", "or"]]},
+        ]
+
+    def spec_extra(self) -> dict:
+        return {"max_seq": MAX_SEQ}
+
+    def payload_key(self, values: dict) -> str:
+        return f"{values['seed']}/{values['seq_len']}/{values['head_dim']}"
+
+    def payload(self, values: dict) -> dict:
+        t = make_tokens(values["seed"], values["seq_len"], values["head_dim"])
+        return {name: f64_base64(x[0, :, 0]) for name, x in t.items()}
+
+    def static_values(self) -> list:
+        seeds = sorted({*self.static_seeds, self.values["seed"]})
+        dims = sorted({*self.static_head_dims, self.values["head_dim"]})
+        return [{"seed": s, "seq_len": n, "head_dim": d} for s in seeds for d in dims
+                for n in range(1, MAX_SEQ + 1)]
+
+    @staticmethod
+    def arguments(values: dict) -> dict:
+        """Settings as keyword arguments of :func:`triangle_state` (window ``MAX_SEQ`` = none)."""
+        v = dict(values)
         for name in ("w1", "w2"):
             v[name] = None if v[name] >= MAX_SEQ else v[name]
         return v
 
-    def _compute(self, values: dict) -> dict:
-        return triangle_state(**values)
+    def compute(self, values: dict) -> dict:
+        return triangle_state(**self.arguments(values))
 
-    _render = staticmethod(render)
+    def figure(self, state: dict):
+        from matplotlib.figure import Figure
+
+        return render(state, Figure(figsize=FIGSIZE))

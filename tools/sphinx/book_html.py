@@ -9,13 +9,33 @@
   under Jupyter Book 1.0, which redeclares a ``const`` and raises a SyntaxError).
 - Sets the theme's default colour mode (left empty, the theme logs a console error on a
   reader's first visit).
+- Live explorers: sets ``SIMPLEX_EXPLORERS=static`` before the chapters execute (their kernels
+  inherit it), so that each explorer displays as static HTML with its inputs, and copies the
+  explorers' ES modules (package data of ``simplex_lib.widgets``) into ``_static/explorers``.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 STATIC = Path(__file__).resolve().parent / "static"
+
+
+def _explorer_modules() -> Path:
+    from simplex_lib.widgets.explorer import JS_DIR
+
+    return JS_DIR
+
+
+def _copy_explorers(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    target = Path(app.outdir) / "_static" / "explorers"
+    target.mkdir(parents=True, exist_ok=True)
+    for src in sorted(_explorer_modules().glob("*.js")):
+        shutil.copyfile(src, target / src.name)
 
 
 def _add_static(app):
@@ -44,7 +64,11 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
+    from simplex_lib.widgets.explorer import STATIC_ENV
+
+    os.environ[STATIC_ENV] = "static"  # read by the kernels that execute the chapters
     app.connect("config-inited", _config)
+    app.connect("build-finished", _copy_explorers)
     app.connect("builder-inited", _add_static)
     # after MathJax (priority 500 by default): the shim patches the MathJax 3 object
     app.add_js_file("mathjax2-hub-compat.js", defer="defer", priority=800)
