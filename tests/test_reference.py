@@ -444,3 +444,15 @@ def test_numpy_integer_windows_are_accepted(gen):
     kv = [rand(gen, 1, 5, 1, 2) for _ in range(4)]
     assert_close("o", ref.two_simplicial_attention(q, *kv, w1=3, w2=2),
                  ref.two_simplicial_attention(q, *kv, w1=np.int64(3), w2=np.int32(2)), TOL)
+
+
+def test_autocast_mixed_dtypes_are_accepted(gen):
+    """Under ``torch.autocast`` the operands of one call differ in dtype by design."""
+    q = torch.randn(1, 5, 2, 4, generator=gen)
+    kv = [torch.randn(1, 5, 2, 4, generator=gen) for _ in range(4)]
+    want = two_ref.two_simplicial_attention(q, *kv, w1=3, w2=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = two_ref.two_simplicial_attention(q, *[t.bfloat16() for t in kv], w1=3, w2=2)
+    assert got.shape == want.shape and (got.float() - want).abs().max() < 0.1
+    with pytest.raises(ValueError, match="dtype"):  # outside autocast: refused
+        two_ref.two_simplicial_attention(q, *[t.bfloat16() for t in kv], w1=3, w2=2)

@@ -13,6 +13,7 @@ import numbers
 import torch
 
 __all__ = [
+    "autocasting",
     "check_bshd",
     "check_qkv",
     "check_window",
@@ -46,6 +47,12 @@ def check_bshd(name: str, t) -> None:
         raise ValueError(f"{name} needs heads >= 1 and head_dim >= 1, got shape {tuple(t.shape)}")
 
 
+def autocasting(t: torch.Tensor) -> bool:
+    """True under ``torch.autocast`` for ``t``'s device: there mixed dtypes are intended (the
+    autocast casts each op's operands), so the dtype checks stand aside."""
+    return torch.is_autocast_enabled(t.device.type)
+
+
 def check_qkv(q, named: dict) -> int:
     """Check a query against key/value tensors; return the GQA group size ``Hq // Hkv``.
 
@@ -70,7 +77,7 @@ def check_qkv(q, named: dict) -> int:
             raise ValueError(f"{name} has head_dim {t.shape[3]} but q has head_dim {D}")
         if t.device != q.device:
             raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
-        if t.dtype != q.dtype:
+        if t.dtype != q.dtype and not autocasting(q):
             raise ValueError(f"{name} has dtype {t.dtype} but q has {q.dtype}; cast them to one dtype")
         if ref is None:
             ref_name, ref = name, t

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_bshd, check_causal, check_qkv, check_window, default_scale, expand_kv
+from ..checks import (autocasting, check_bshd, check_causal, check_qkv, check_window, default_scale,
+                      expand_kv)
 from ..dot.reference import causal_window_mask, per_query
 
 __all__ = [
@@ -182,7 +183,7 @@ def reduce_values(weights, v1, v2, *, reducer: str = "and", mask=None) -> torch.
             f"v1 {tuple(v1.shape)} and v2 {tuple(v2.shape)} [batch, seq, heads, head_dim]"
         )
     for name, v in (("v1", v1), ("v2", v2)):
-        if v.dtype != weights.dtype or v.device != weights.device:
+        if (v.dtype != weights.dtype and not autocasting(v)) or v.device != weights.device:
             raise ValueError(f"{name} is {v.dtype} on {v.device} but weights are "
                              f"{weights.dtype} on {weights.device}")
     if Hq % v1.shape[2] != 0:
