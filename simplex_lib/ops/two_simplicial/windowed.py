@@ -24,6 +24,7 @@ __all__ = ["gathered_two_simplicial_attention", "windowed_two_simplicial_attenti
 # Elements of one chunk's logit tensor [batch, chunk, heads, m1, m2]; bounds the memory of one
 # step (N = 4096 with 64x16 windows runs on a laptop).
 _CHUNK_ELEMENTS = 1 << 22
+_CHUNK_ELEMENTS_GPU = 1 << 26  # 256 MiB of float32 logits
 
 
 def _gathered(q, k1, k2, v1, v2, sel1, sel2, s: float) -> torch.Tensor:
@@ -34,7 +35,9 @@ def _gathered(q, k1, k2, v1, v2, sel1, sel2, s: float) -> torch.Tensor:
     if B == 0 or N == 0:
         return q * 0  # empty, and still part of the autograd graph
     m1, m2 = sel1.shape[-1], sel2.shape[-1]
-    chunk = max(1, min(N, _CHUNK_ELEMENTS // max(1, B * Hq * m1 * m2)))
+    # A GPU is launch-bound long before it runs out of memory: larger chunks there.
+    budget = _CHUNK_ELEMENTS if q.device.type == "cpu" else _CHUNK_ELEMENTS_GPU
+    chunk = max(1, min(N, budget // max(1, B * Hq * m1 * m2)))
     b = torch.arange(B, device=q.device)[:, None, None]
     zero = torch.zeros((), dtype=q.dtype, device=q.device)
     outs = []
