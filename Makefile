@@ -47,7 +47,7 @@ STAMP_MIN := $(VENV_MIN)/.installed
 # the record of that run: scratch, kept beside the environment (benchmarks/results holds GPU runs)
 CHAPTERS_RECORD ?= $(CURDIR)/$(VENV_MIN)/chapters.json
 
-.PHONY: install assets book test unit fuzz book-check lab clean chapters-min
+.PHONY: install assets book test unit lint fuzz book-check lab clean chapters-min
 
 install: $(STAMP)
 
@@ -93,13 +93,18 @@ book: $(STAMP) $(ASSETS)
 # Unit tests first (fast failure), then every chapter in the minimal environment, then the strict
 # book build, then the checks of the built HTML. pytest's summary line is the last thing printed.
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not book and not fuzz" -n 2
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest -q -m "not book and not fuzz" -n 2 tests simplex_lib --doctest-modules
 	$(MAKE) --no-print-directory chapters-min
 	$(MAKE) --no-print-directory book
 	$(PY) -m pytest -q -m book
 
 unit: $(STAMP)
-	$(PY) -m pytest -q -m "not book and not fuzz" -n 2
+	$(PY) -m pytest -q -m "not book and not fuzz" -n 2 tests simplex_lib --doctest-modules
+
+# ruff over the library, the tests, the benchmarks, the Sphinx extensions and the chapters
+lint: $(STAMP)
+	$(VENV)/bin/ruff check simplex_lib tests benchmarks tools notebooks
 
 # Random exploration: a fresh seed per test each run, printed; replay one with SIMPLEX_SEED=N.
 fuzz: $(STAMP)

@@ -91,7 +91,8 @@ def plot_results(result: dict, out_dir: str) -> list:
                            if r["group"] == "kernel" and r["mode"] == mode})
             for (w1, w2, D, G) in keys:
                 pts = sorted((r["N"], r["tflops"]) for r in main if r["group"] == "kernel"
-                             and r["mode"] == mode and (r["w1"], r["w2"], r["D"], r["Hq"] // r["Hkv"]) == (w1, w2, D, G))
+                             and r["mode"] == mode
+                             and (r["w1"], r["w2"], r["D"], r["Hq"] // r["Hkv"]) == (w1, w2, D, G))
                 ls, mk = dstyle[D]
                 ax.plot(*zip(*pts), linestyle=ls, marker=mk, color=wcolor[(w1, w2)],
                         label=f"{w1}x{w2} D{D} G{G}")
@@ -127,7 +128,8 @@ def plot_results(result: dict, out_dir: str) -> list:
                 names.append(name)
         xs = range(len(names))
         for k, (mode, c) in enumerate((("fwd", viz.PALETTE["simplicial"]), ("fwdbwd", viz.PALETTE["accent2"]))):
-            ms = [next((r["ms"] for r in t1 if f"{r['w1']}x{r['w2']}" == n and r["mode"] == mode), float("nan")) for n in names]
+            ms = [next((r["ms"] for r in t1 if f"{r['w1']}x{r['w2']}" == n and r["mode"] == mode), float("nan"))
+                  for n in names]
             ax.bar([x + 0.4 * k - 0.2 for x in xs], ms, width=0.4, color=c, label=mode)
         ax.set_xticks(list(xs), names, rotation=30)
         viz.label(ax, "windows w1 x w2", "latency (ms), B2 N8192 Hq64 Hkv1 D128", "Table 1 sweep")

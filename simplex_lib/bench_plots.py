@@ -4,7 +4,8 @@ The records are written on a GPU machine by :mod:`simplex_lib.bench` (``python -
 simplex_lib.bench``) and by the top-k benchmark. A result file is a JSON object
 ``{"meta": {...}, "records": [...]}``: ``meta`` names the GPU, the torch and Triton versions and
 the date (older files as ``gpu``/``date``, newer ones in the schema of
-:func:`simplex_lib.provenance.provenance`, ``device``/``date_utc``; both are read); each record is one timed configuration with at least ``group`` (``"kernel"``,
+:func:`simplex_lib.provenance.provenance`, ``device``/``date_utc``; both are read); each record is
+one timed configuration with at least ``group`` (``"kernel"``,
 ``"sdpa"``, ``"reference"``, ...), ``mode`` (``"fwd"``, ``"bwd"``, ``"fwdbwd"``), the shape
 (``B``, ``N``, ``Hq``, ``Hkv``, ``D``, and ``w1``, ``w2`` for windowed attention), ``ms`` and
 ``tflops``; a record that failed carries ``error`` instead of timings. Files of any other shape

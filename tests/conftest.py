@@ -9,16 +9,7 @@ import zlib
 
 import pytest
 
-if os.environ.get("TRITON_INTERPRET") is None:
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            os.environ["TRITON_INTERPRET"] = "1"
-    except ImportError:  # pragma: no cover
-        pass
-
-import torch  # noqa: E402
+import torch  # noqa: E402  (TRITON_INTERPRET is set by the root conftest.py)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -242,7 +242,8 @@ def test_one_formula_for_every_order():
 @pytest.mark.parametrize("mode,factor", [("fwd", 1.0), ("bwd", 2.5), ("fwdbwd", 3.5)])
 def test_pass_factors(mode, factor):
     B, H, N, D, w1, w2 = 2, 64, 8192, 128, 512, 32
-    assert cost.windowed_flops(N, w1, w2, batch=B, heads=H, head_dim=D, mode=mode) == factor * 4 * B * H * N * D * w1 * w2
+    want = factor * 4 * B * H * N * D * w1 * w2
+    assert cost.windowed_flops(N, w1, w2, batch=B, heads=H, head_dim=D, mode=mode) == want
     assert cost.topk_flops(N, 128, batch=B, heads=H, head_dim=D, mode=mode) == factor * 4 * B * H * N * D * 128 * 128
     assert cost.topk_flops(N, 64, 32, mode=mode) == factor * 4 * N * 64 * 32
     assert cost.dot_flops(16384, heads=16, head_dim=128, mode=mode) == factor * 4 * 16 * 16384**2 * 128 / 2

@@ -23,7 +23,8 @@ def random_idx(gen, B, N, H, k, fill=0.7):
     for b in range(B):
         for i in range(N):
             for h in range(H):
-                n_sel = min(k, i + 1, int(torch.binomial(torch.tensor(float(k)), torch.tensor(fill), generator=gen)) + 1)
+                drawn = int(torch.binomial(torch.tensor(float(k)), torch.tensor(fill), generator=gen))
+                n_sel = min(k, i + 1, drawn + 1)
                 sel = torch.randperm(i + 1, generator=gen)[:n_sel].sort().values
                 idx[b, i, h, :n_sel] = sel
     return idx

@@ -20,7 +20,7 @@ from test_reference import brute_dot, brute_n, brute_two
 from test_variants import brute_face_weights, brute_reduce
 from test_windowed import _brute as brute_selected
 
-from simplex_lib import layers
+from simplex_lib import layers, masks
 from simplex_lib.ops import checks
 from simplex_lib.ops.determinant import reference as det
 from simplex_lib.ops.dot import reference as dot

@@ -44,7 +44,8 @@ def test_fit_matches_closed_form_and_polyfit(gen, m):
     assert fit.alpha == pytest.approx(slope, rel=0, abs=tol_a)
     assert fit.beta == pytest.approx(icpt, rel=1e-9, abs=1e-9 + tol_a * abs(x.mean()))
     # ... and the residuals they leave: slope error times the spread, plus rounding of each term
-    r_err = tol_a * float(np.abs(x - x.mean()).max()) + 100 * np.finfo(float).eps * float(np.abs(slope * x).max() + abs(icpt))
+    rounding = 100 * np.finfo(float).eps * float(np.abs(slope * x).max() + abs(icpt))
+    r_err = tol_a * float(np.abs(x - x.mean()).max()) + rounding
     assert fit.residual == pytest.approx(ssr, rel=1e-7, abs=1e-15 + m * r_err**2 + 2 * r_err * ssr**0.5)
     if m > 2:
         assert fit.r2 == pytest.approx(r2, rel=1e-9, abs=1e-12)

@@ -3,7 +3,8 @@
 Each query attends to the ``k1 x k2`` pairs of its selected keys (the index convention is that of
 :mod:`simplex_lib.masks`; selections come from :mod:`simplex_lib.selection`). Memory and time are
 ``O(seq * k1 * k2)`` per head, never ``seq^3``; the dense equivalent is
-:func:`simplex_lib.ops.two_simplicial.reference.two_simplicial_attention` under :func:`simplex_lib.masks.topk_pair_mask`.
+:func:`simplex_lib.ops.two_simplicial.reference.two_simplicial_attention` under
+:func:`simplex_lib.masks.topk_pair_mask`.
 """
 
 from __future__ import annotations

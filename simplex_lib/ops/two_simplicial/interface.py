@@ -105,7 +105,8 @@ def _(q, k1, k2, v1, v2, w1, w2, scale):
 @torch.library.custom_op("simplex_lib::two_simplicial_bwd", mutates_args=())
 def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
                        v1: torch.Tensor, v2: torch.Tensor, o: torch.Tensor, lse: torch.Tensor,
-                       w1: int, w2: int, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                       w1: int, w2: int, scale: float
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward custom op: ``(dq, dk1, dk2, dv1, dv2)`` in the inputs' dtypes."""
     _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale)
     B, N, Hq, _ = q.shape
