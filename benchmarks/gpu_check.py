@@ -23,6 +23,7 @@ from simplex_lib.ops.two_simplicial import forward as K_fwd
 from simplex_lib.ops.two_simplicial.configs import BwdConfig, FwdConfig, bwd_config, fwd_config
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as tsa
 from simplex_lib.cost import windowed_flops
+from simplex_lib.testing import rel_error as rel
 from simplex_lib.timing import record_meta
 from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention as ref_attention
 
@@ -32,11 +33,6 @@ REC: dict = {"meta": {}, "correctness": [], "timings": [], "sweep": [], "notes":
 
 def log(*a):
     print(*a, flush=True)
-
-
-def rel(a, b):
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
 def rand_inputs(B, N, Hq, Hkv, D, dtype, seed):
