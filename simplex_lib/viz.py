@@ -20,13 +20,17 @@ PALETTE = {
     "accent3": "#ff7f0e",
 }
 
+#: Width in inches of the book's text column at the style's dpi (about 675 px on the page). A
+#: figure drawn wider is shrunk to fit, and its text with it: draw at most this wide.
+COLUMN_WIDTH = 6.0
+
 #: The colour map for attention weights and logits.
 CMAP = "viridis"
 #: A diverging map for signed quantities (logits, differences).
 CMAP_SIGNED = "RdBu_r"
 
 _STYLE = {
-    "figure.figsize": (6.4, 4.0),
+    "figure.figsize": (6.0, 3.8),
     "figure.dpi": 110,
     "savefig.dpi": 150,
     "savefig.bbox": "tight",
@@ -52,9 +56,14 @@ def use_style() -> None:
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, height: float | None = None, **kw):
-    """A figure and axes in the book's style; size scales with the grid unless given."""
+    """A figure and axes in the book's style, drawn for the text column.
+
+    Without ``width`` the figure is as wide as the column allows (:data:`COLUMN_WIDTH`), so
+    text keeps the size it is drawn with; a grid of more than two columns is better split into
+    several figures.
+    """
     use_style()
-    w = width if width is not None else 4.2 * ncols + 0.8
+    w = width if width is not None else min(4.2 * ncols + 0.8, COLUMN_WIDTH)
     h = height if height is not None else 3.6 * nrows + 0.4
     fig, axes = plt.subplots(nrows, ncols, figsize=(w, h), **kw)
     return fig, axes
