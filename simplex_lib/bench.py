@@ -22,6 +22,7 @@ import tempfile
 import torch
 
 from simplex_lib import timing, viz
+from simplex_lib.cli import int_at_least, int_list
 from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
 from simplex_lib.testing import rel_error
@@ -141,16 +142,6 @@ def plot_results(result: dict, out_dir: str) -> list:
     return paths
 
 
-def _positive_ints(s: str) -> tuple:
-    try:
-        vals = tuple(int(x) for x in s.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
-    if not vals or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {s!r}")
-    return vals
-
-
 def _windows(s: str) -> tuple:
     try:
         wins = tuple(tuple(int(x) for x in w.split("x")) for w in s.split(","))
@@ -169,14 +160,6 @@ def _modes(s: str) -> tuple:
     return modes
 
 
-def _nonnegative_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
-    return v
 
 
 def _check_writable(ap: argparse.ArgumentParser, out: str, name: str) -> str:
@@ -198,17 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=_windows, default=timing.DEFAULT_WINDOWS,
                     help="comma-separated w1xw2 pairs (default: 512x32,256x64,1024x16,128x128)")
-    ap.add_argument("--dims", type=_positive_ints, default=(64, 128), help="head dims, e.g. 64,128")
-    ap.add_argument("--gqa", type=_positive_ints, default=(64, 1), help="GQA ratios Hq/Hkv")
-    ap.add_argument("--seqlens", type=_positive_ints, default=None,
+    ap.add_argument("--dims", type=int_list(1), default=(64, 128), help="head dims, e.g. 64,128")
+    ap.add_argument("--gqa", type=int_list(1), default=(64, 1), help="GQA ratios Hq/Hkv")
+    ap.add_argument("--seqlens", type=int_list(1), default=None,
                     help="sequence lengths (default 4096,8192,16384; --topk: 2048,4096,8192)")
     ap.add_argument("--modes", type=_modes, default=timing.MODES, help="fwd,bwd,fwdbwd")
-    ap.add_argument("--tokens", type=_positive_ints, default=None,
+    ap.add_argument("--tokens", type=int_list(1), default=None,
                     help="B = tokens // N (default 16384; --topk: 8192)")
     ap.add_argument("--table1", action="store_true", help="the paper's Table 1 window sweep")
     ap.add_argument("--claim48k", action="store_true", help="512x32 vs dot attention at 32k/48k")
     ap.add_argument("--no-sdpa", action="store_true")
-    ap.add_argument("--reference-max-n", type=_nonnegative_int, default=0)
+    ap.add_argument("--reference-max-n", type=int_at_least(0), default=0)
     ap.add_argument("--topk", action="store_true",
                     help="check and time the top-k kernels instead of the windowed grid")
     ap.add_argument("--out", default="benchmarks/results", help="folder for the JSON and plots")

@@ -53,6 +53,26 @@ def _gather(X1, X2, IDX, o_idx, o_slot, K, o_kv, stride_kn, o_d, m_d):
 
 
 @triton.jit
+def _query_row(Q, stride_qb, stride_qn, stride_qh, stride_kb, stride_kh, N, Hq, G, D, qk_scale,
+               BLOCK_D: tl.constexpr):
+    """The query row ``(b, i, h)`` this program owns (grid ``(N, B * Hq)``).
+
+    Returns ``(o_d, m_d, o_q, o_kv, i_row, b_qs)``: the head-dimension offsets and mask, the
+    offset of the row in Q/O/dO, the offset of its KV head in K1/K2/V1/V2, its flat index in the
+    selections and the log-sum-exp, and ``q * qk_scale`` in fp32 ``[BLOCK_D]``.
+    """
+    i_n, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // Hq, i_bh % Hq
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    o_q = i_b * stride_qb + i_n * stride_qn + i_h * stride_qh
+    b_qs = tl.load(Q + o_q + o_d, mask=m_d, other=0.0).to(tl.float32) * qk_scale  # [BLOCK_D]
+    o_kv = i_b * stride_kb + (i_h // G) * stride_kh  # the KV head of query head i_h
+    i_row = (i_b * N + i_n) * Hq + i_h
+    return o_d, m_d, o_q, o_kv, i_row, b_qs
+
+
+@triton.jit
 def _topk_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
                      stride_qb, stride_qn, stride_qh,
                      stride_kb, stride_kn, stride_kh,
@@ -69,14 +89,8 @@ def _topk_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
     FLOPs (tensor cores): ``4 * B * Hq * N * D * kA * kB``, plus
     ``B * Hq * N * D * kB * kA / BLOCK_A`` elementwise multiplies.
     """
-    i_n, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // Hq, i_bh % Hq
-    o_d = tl.arange(0, BLOCK_D)
-    m_d = o_d < D
-    o_q = i_b * stride_qb + i_n * stride_qn + i_h * stride_qh
-    b_qs = tl.load(Q + o_q + o_d, mask=m_d, other=0.0).to(tl.float32) * qk_scale  # [BLOCK_D]
-    o_kv = i_b * stride_kb + (i_h // G) * stride_kh
-    i_row = (i_b * N + i_n) * Hq + i_h
+    o_d, m_d, o_q, o_kv, i_row, b_qs = _query_row(Q, stride_qb, stride_qn, stride_qh, stride_kb, stride_kh,
+                                                  N, Hq, G, D, qk_scale, BLOCK_D)
     DT = K1.dtype.element_ty
 
     b_m = tl.zeros([], tl.float32) + float("-inf")  # running maximum of the whole row
@@ -123,17 +137,11 @@ def _topk_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV
     ``dK2 += dS @ (K1 * q)``, ``dV2 += (P @ V1) * do`` (the last two kept in registers over the
     inner loop). FLOPs (tensor cores): ``12 * B * Hq * N * D * kA * kB`` (six GEMMs per step).
     """
-    i_n, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // Hq, i_bh % Hq
-    o_d = tl.arange(0, BLOCK_D)
-    m_d = o_d < D
-    o_q = i_b * stride_qb + i_n * stride_qn + i_h * stride_qh
-    b_qs = tl.load(Q + o_q + o_d, mask=m_d, other=0.0).to(tl.float32) * qk_scale  # [BLOCK_D]
+    o_d, m_d, o_q, o_kv, i_row, b_qs = _query_row(Q, stride_qb, stride_qn, stride_qh, stride_kb, stride_kh,
+                                                  N, Hq, G, D, qk_scale, BLOCK_D)
     b_do = tl.load(DO + o_q + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BLOCK_D]
-    i_row = (i_b * N + i_n) * Hq + i_h
     b_lse = tl.load(LSE + i_row)
     b_delta = tl.load(DELTA + i_row)
-    o_kv = i_b * stride_kb + (i_h // G) * stride_kh
     DT = K1.dtype.element_ty
 
     b_dq = tl.zeros([BLOCK_D], tl.float32)
