@@ -116,6 +116,9 @@ def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: 
                              f"got {tuple(t.shape)} on {t.device}")
     if q.numel() == 0:
         return tuple(torch.zeros_like(t) for t in (q, k1, k2, v1, v2))
+    rows = _nonfinite_rows(do, q, k1, k2, v1, v2)
+    if rows is not None:  # rare: run on zeroed rows, then put NaN back where it belongs
+        return _backward_nonfinite(rows, do, q, k1, k2, v1, v2, o, lse, w1, w2, scale)
     (q_, k1_, k2_, v1_, v2_), w1_, w2_, swap = _prepare(q, k1, k2, v1, v2, w1, w2)
     do_, o_ = do.contiguous(), o.contiguous()
     if interpreting():
@@ -125,6 +128,54 @@ def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: 
     if swap:
         dk1, dk2, dv1, dv2 = dk2, dk1, dv2, dv1
     return dq.to(q.dtype), dk1.to(k1.dtype), dk2.to(k2.dtype), dv1.to(v1.dtype), dv2.to(v2.dtype)
+
+
+def _nonfinite_rows(*tensors):
+    """Per tensor, which rows ``[B, N, H]`` hold a NaN or an infinity; ``None`` when none does
+    (one device-to-host sync per backward)."""
+    rows = [~torch.isfinite(t).all(-1) for t in tensors]
+    return rows if bool(torch.stack([r.any() for r in rows]).any()) else None
+
+
+def _any_in_window(x: torch.Tensor, w: int, *, ahead: bool = False) -> torch.Tensor:
+    """``out[:, i] = any(x[:, i - w + 1 : i + 1])`` over the sequence dim of ``x`` ``[B, N, H]``
+    (``x[:, i : i + w]`` when ``ahead``): which queries see a row, or which rows a query reads."""
+    if ahead:
+        return _any_in_window(x.flip(1), w).flip(1)
+    c = x.int().cumsum(1)
+    before = torch.nn.functional.pad(c, (0, 0, w, 0))[:, : x.shape[1]]  # c[i - w]
+    return (c - before) > 0
+
+
+def _backward_nonfinite(rows, do, q, k1, k2, v1, v2, o, lse, w1, w2, scale):
+    """The backward when some input row is not finite, with NaN kept where it belongs.
+
+    A query is poisoned when its own ``q`` or ``do`` row, or a K1/V1 row in its ``w1`` window, or
+    a K2/V2 row in its ``w2`` window is not finite (its output is then NaN). Its ``dq`` is NaN, and
+    so is the gradient of every key/value row it reads. Every other gradient only sums over
+    clean queries, so it is computed exactly from the inputs with the bad rows zeroed (the
+    kernels multiply whole tiles, where a masked ``0 * NaN`` would otherwise spread); a poisoned
+    query gets ``lse = +inf``, so its weights are exact zeros.
+    """
+    bad_do, bad_q, bad_k1, bad_k2, bad_v1, bad_v2 = rows
+    B, N, Hq, _ = q.shape
+    G = Hq // k1.shape[2]
+    w1, w2 = min(w1, N), min(w2, N)
+    seen1 = _any_in_window(bad_k1 | bad_v1, w1).repeat_interleave(G, dim=2)
+    seen2 = _any_in_window(bad_k2 | bad_v2, w2).repeat_interleave(G, dim=2)
+    poisoned = bad_q | bad_do | seen1 | seen2  # [B, N, Hq]
+    by_kv = poisoned.view(B, N, -1, G).any(-1)  # [B, N, Hkv]: a poisoned query of the group
+    read1, read2 = _any_in_window(by_kv, w1, ahead=True), _any_in_window(by_kv, w2, ahead=True)
+
+    def clean(t, bad):
+        return t.masked_fill(bad[..., None], 0)
+
+    grads = two_simplicial_bwd(clean(do, poisoned), clean(q, bad_q), clean(k1, bad_k1), clean(k2, bad_k2),
+                               clean(v1, bad_v1), clean(v2, bad_v2), clean(o, poisoned),
+                               lse.masked_fill(poisoned.transpose(1, 2), float("inf")), w1, w2, scale)
+    nan = float("nan")
+    return tuple(g.masked_fill(m[..., None], nan)
+                 for g, m in zip(grads, (poisoned, read1, read2, read1, read2)))
 
 
 @two_simplicial_bwd.register_fake

@@ -1,0 +1,77 @@
+"""NaN and infinity stay where they belong in the kernels' backward.
+
+A non-finite entry in row ``p`` of an input poisons the queries that read it (their outputs are
+NaN). The gradient rows that are NaN are exactly: ``dq`` of the poisoned queries, and the key
+and value rows that a poisoned query reads. Every other gradient row is exact: it equals the
+float64 reference's gradient with the bad row replaced by zeros (no clean query reads it).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel_attention
+from simplex_lib.ops.two_simplicial.reference import two_simplicial_attention as reference_attention
+from simplex_lib.testing import assert_close
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+NAMES = ("q", "k1", "k2", "v1", "v2")
+
+
+def _expected_nan_rows(N, Hq, Hkv, w1, w2, p, which, head):
+    """Brute force over (query, key) pairs: which gradient rows a bad row at ``p`` poisons."""
+    G = Hq // Hkv
+    poisoned = torch.zeros(N, Hq, dtype=torch.bool)
+    for i in range(N):
+        for h in range(Hq):
+            if which == "q":
+                poisoned[i, h] = i == p and h == head
+            elif which == "do":
+                poisoned[i, h] = i == p and h == head
+            else:
+                w = w1 if which in ("k1", "v1") else w2
+                poisoned[i, h] = h // G == head and i - w < p <= i
+    read = {}
+    for name, w in (("1", w1), ("2", w2)):
+        r = torch.zeros(N, Hkv, dtype=torch.bool)
+        for j in range(N):
+            for g in range(Hkv):
+                r[j, g] = any(poisoned[i, h] for i in range(N) for h in range(Hq)
+                              if h // G == g and i - w < j <= i)
+        read[name] = r
+    return {"q": poisoned, "k1": read["1"], "v1": read["1"], "k2": read["2"], "v2": read["2"]}
+
+
+CASES = [(hq, hkv, which, float("nan")) for hq, hkv in ((4, 2), (1, 1), (32, 1))  # (32, 1): ring
+         for which in ("q", "k1", "k2", "v1", "v2", "do")]
+CASES += [(4, 2, which, float("inf")) for which in ("q", "k1", "v2", "do")]
+
+
+@pytest.mark.parametrize("Hq,Hkv,which,bad", CASES)
+def test_backward_keeps_nonfinite_local(gen, Hq, Hkv, which, bad):
+    N, p, w1, w2, D = 13, 6, 4, 3, 16
+    x = {n: torch.randn(1, N, Hq if n == "q" else Hkv, D, generator=gen, dtype=torch.float64)
+         for n in NAMES}
+    do = torch.randn(1, N, Hq, D, generator=gen, dtype=torch.float64)
+    head = 0
+    clean = {n: t.clone() for n, t in x.items()}
+    clean_do = do.clone()
+    if which == "do":
+        do[0, p, head, 5] = bad
+        clean_do[0, p, head] = 0
+    else:
+        x[which][0, p, head, 5] = bad
+        clean[which][0, p, head] = 0
+
+    ins = {n: t.float().to(DEV).requires_grad_() for n, t in x.items()}
+    kernel_attention(*ins.values(), w1=w1, w2=w2).backward(do.float().to(DEV))
+    ref = {n: t.clone().requires_grad_() for n, t in clean.items()}
+    reference_attention(*ref.values(), w1=w1, w2=w2).backward(clean_do)
+
+    expected = _expected_nan_rows(N, Hq, Hkv, w1, w2, p, which, head)
+    for n in NAMES:
+        got = ins[n].grad.cpu()[0]
+        assert torch.equal(torch.isnan(got).any(-1), expected[n]), f"d{n}: NaN rows"
+        keep = ~expected[n]
+        assert_close(f"d{n} (clean rows)", ref[n].grad[0][keep], got[keep], 2e-5)
