@@ -159,7 +159,7 @@ def _gqa(r) -> int:
 def pair_sdpa(records: list) -> list:
     """Match each windowed-kernel record with the SDPA record timed at equal FLOPs.
 
-    :func:`simplex_lib.bench.run_benchmark` times causal SDPA with the same batch, query heads,
+    :func:`simplex_lib.timing.run_benchmark` times causal SDPA with the same batch, query heads,
     head dimension and mode at the context ``n = sqrt(2 N w1 w2)``, and tags it
     ``paired_with = [w1, w2]``. Returns ``(kernel_record, sdpa_record)`` pairs.
 

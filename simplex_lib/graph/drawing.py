@@ -135,7 +135,7 @@ def draw_coloured_graph(g, colours: dict, ax=None, *, title: str | None = None, 
     Parameters
     ----------
     g : networkx.Graph
-    colours : dict ``{node: int}`` (e.g. one entry of :func:`wl_colours`)
+    colours : dict ``{node: int}`` (e.g. one entry of :func:`simplex_lib.graph.weisfeiler_lehman.wl_colours`)
     ax : matplotlib Axes, optional
     title : str, optional
     pos : dict, optional (default: a spring layout with a fixed seed)

@@ -1,4 +1,4 @@
-"""Dot-product attention (the 1-simplex): the einsum reference in :mod:`.reference`."""
+"""Dot-product attention (the 1-simplex): the einsum reference in :mod:`simplex_lib.ops.dot.reference`."""
 
 from .reference import dot_attention, dot_attention_weights
 

@@ -1,4 +1,4 @@
-"""n-simplicial attention (a query against n-tuples of keys): the einsum reference in :mod:`.reference`."""
+"""n-simplicial attention (a query against n-tuples of keys): :mod:`simplex_lib.ops.n_simplicial.reference`."""
 
 from .reference import n_simplicial_attention
 
