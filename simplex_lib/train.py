@@ -60,6 +60,8 @@ __all__ = ["TrainConfig", "PRESETS", "VARIANTS", "RUN_CONTROL_FIELDS", "RunError
            "train", "load_run", "compare_runs", "plot_runs", "save_plots", "build_parser",
            "config_from_args", "main"]
 
+PROG = "python -m simplex_lib.train"  # the name in usage lines and messages
+
 #: The language-model variants the book compares (every fourth block 2-simplicial or not).
 VARIANTS = ("dot", "window", "topk")
 _BACKENDS = ("torch", "reference", "triton")
@@ -695,7 +697,7 @@ def save_plots(folder: str, pattern: str = "train_*.json", filename: str = "trai
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m simplex_lib.train``: one flag per :class:`TrainConfig` field."""
     p = argparse.ArgumentParser(
-        prog="python -m simplex_lib.train", usage="%(prog)s [--preset NAME] [--config FILE] [options]",
+        prog=PROG, usage="%(prog)s [--preset NAME] [--config FILE] [options]",
         description=(__doc__ or "").split("\n\n")[0],
         epilog="Precedence: a preset, then the --config file, then explicit flags. "
                "Exit status: 0 when done, 2 on a usage error, 128 + the signal's number when "
@@ -758,6 +760,11 @@ def config_from_args(argv=None) -> TrainConfig:
     return _config(parser, parser.parse_args(argv))
 
 
+def _cli_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line of the CLI's output, without the source line that raised it."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None) -> int:
     """Entry point of ``python -m simplex_lib.train``."""
     parser = build_parser()
@@ -765,10 +772,12 @@ def main(argv=None) -> int:
     lead = int(os.environ.get("RANK", "0")) == 0
     if not cfg.out and lead:
         print("note: no --out given, so nothing is saved (no checkpoint, log or summary)", file=sys.stderr)
-    try:
-        summary = train(cfg)
-    except RunError as exc:
-        parser.error(str(exc))
+    with warnings.catch_warnings():  # restores showwarning when main returns
+        warnings.showwarning = _cli_warning
+        try:
+            summary = train(cfg)
+        except RunError as exc:
+            parser.error(str(exc))
     if lead:
         print(json.dumps({k: summary[k] for k in ("n_params", "steps_done", "tokens", "train_time_s",
                                                   "tokens_per_s", "final_val_loss", "stopped_early")}))

@@ -268,9 +268,12 @@ class _TopkFunction(torch.autograd.Function):
         return o.to(dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, do):
-        # once_differentiable: a second derivative raises instead of silently returning 0.
+        if torch.is_grad_enabled():
+            # create_graph=True: the gradients would carry no graph back to q, k, v, and a second
+            # derivative (a gradient penalty, say) would silently miss this term. Refuse instead.
+            raise RuntimeError("the top-k Triton kernels have no second derivative (create_graph=True); "
+                               "use simplex_lib.ops.topk.reference.topk_two_simplicial_attention")
         q, k1, k2, v1, v2, ia, ib, o, lse = ctx.saved_tensors
         do = do.contiguous().to(q.dtype)
         grads = _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, ctx.scale)
