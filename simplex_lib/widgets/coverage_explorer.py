@@ -103,6 +103,21 @@ def text_inputs(n: int | None = None, *, text: str = DEMO_TEXT, head_dim: int = 
 def slice_inputs(inputs: dict, n: int) -> dict:
     """The first ``n`` tokens of :func:`text_inputs`'s output (exact: everything is causal).
 
+    Parameters
+    ----------
+    inputs : dict from :func:`text_inputs`
+        Tensors ``[1, N, ...]`` with the tokens on dimension 1, ``tokens`` and ``n`` (= ``N``).
+    n : int in ``[1, inputs["n"]]``
+
+    Returns
+    -------
+    dict of the same keys, every tensor cut to ``[1, n, ...]`` (views, not copies).
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an int in ``[1, inputs["n"]]``.
+
     Examples
     --------
     >>> slice_inputs(text_inputs(20), 5)["k1"].shape[1]
@@ -210,9 +225,24 @@ def coverage(inputs: dict, *, w1: int = 8, w2: int = 4, k: int = 6, rule: str = 
 def mass_by_query(inputs: dict, *, w1: int = 8, w2: int = 4, k: int = 6, rule: str = "softmax") -> dict:
     """For every query, the share of its dense 2-simplicial attention that each scheme keeps.
 
+    Parameters
+    ----------
+    inputs : dict from :func:`text_inputs` (or :func:`slice_inputs`), ``n`` tokens
+    w1, w2 : int >= 1, default 8 and 4
+        Sliding windows of the two key sets.
+    k : int >= 1, default 6
+        Keys kept per query by the top-k schemes.
+    rule : ``"relu"`` or ``"softmax"`` (default)
+        Scoring rule of the per-key-set indexers, as in :func:`coverage`.
+
     Returns
     -------
     dict scheme -> float64 Tensor ``[n]`` (1 wherever the scheme covers all ``(i+1)^2`` pairs).
+
+    Raises
+    ------
+    ValueError
+        If ``rule`` is neither ``"relu"`` nor ``"softmax"``.
 
     Examples
     --------
