@@ -117,37 +117,9 @@ def _check_positive(name, value, allow_none=False):
 class ModelConfig:
     """Hyper-parameters of :class:`Model`.
 
-    Attributes
-    ----------
-    layers : tuple of str
-        Attention kind of each block (:data:`ATTENTION_KINDS`); ``len(layers)`` is the depth.
-    head : str
-        ``"lm"`` (logits ``[batch, seq, vocab_size]``), ``"classify"`` (``[batch, n_classes]``
-        from the last position) or ``"tokens"`` (``[batch, seq, n_classes]``).
-    vocab_size : int
-        Input token ids are in ``[0, vocab_size)``.
-    n_classes : int
-        Outputs of the ``"classify"`` and ``"tokens"`` heads (ignored by ``"lm"``).
-    block_size : int or None
-        Longest sequence, with a learned position embedding; ``None``: no positions (set tasks).
-    causal : bool
-        Causal masks. Non-causal blocks exist for ``"dot"`` and ``"simplicial"`` only.
-    d_model, n_heads, head_dim, mlp_ratio : int
-        Width, query heads, head width (default ``d_model // n_heads``), MLP width ratio.
-    w1, w2 : int
-        Windows of ``"window"`` blocks.
-    topk : int
-        Keys per query of ``"topk"`` blocks.
-    simplicial_kv_heads : int or None
-        Key/value heads of 2-simplicial blocks; default ``n_heads // 2`` when ``n_heads`` is
-        even (parameter parity), else ``n_heads``.
-    backend : str
-        Backend of ``"window"`` blocks (``"torch"``, ``"reference"``, ``"triton"``) and of
-        ``"topk"`` blocks (``"torch"`` or ``"reference"``; ``"triton"`` is refused).
-    init : str
-        ``"gpt2"``: N(0, 0.02), output projections scaled by ``1/sqrt(2 n_layer)``
-        (:func:`simplex_lib.layers.init_weights`); ``"torch"``: PyTorch's default initialisation
-        of each module, larger weights that tiny task models learn faster from.
+    Each field is documented below; invalid values raise ``ValueError`` naming the field (also
+    ``n_heads`` not a multiple of the simplicial key/value heads, ``causal=False`` with windowed or
+    top-k blocks, and ``"topk"`` blocks with ``backend="triton"``).
 
     Examples
     --------
@@ -155,21 +127,42 @@ class ModelConfig:
     (3, 7)
     """
 
+    #: Attention kind of each block (:data:`ATTENTION_KINDS`); ``len(layers)`` is the depth.
     layers: tuple = ("dot", "dot", "dot", "window")
+    #: ``"lm"`` (logits ``[batch, seq, vocab_size]``), ``"classify"`` (``[batch, n_classes]``
+    #: from the last position) or ``"tokens"`` (``[batch, seq, n_classes]``).
     head: str = "lm"
+    #: Input token ids are in ``[0, vocab_size)``.
     vocab_size: int = 256
+    #: Outputs of the ``"classify"`` and ``"tokens"`` heads (>= 1 there; ignored by ``"lm"``).
     n_classes: int = 0
+    #: Longest sequence, with a learned position embedding; ``None``: no positions (set tasks).
     block_size: int | None = 128
+    #: Causal masks. Non-causal blocks exist for ``"dot"`` and ``"simplicial"`` only.
     causal: bool = True
+    #: Width of the residual stream.
     d_model: int = 128
+    #: Query heads of every block.
     n_heads: int = 4
+    #: Width of a head; ``None``: ``d_model // n_heads`` (which must then divide evenly).
     head_dim: int | None = None
+    #: The MLP's hidden width is ``mlp_ratio * d_model``.
     mlp_ratio: int = 4
+    #: Window of the first key set of ``"window"`` blocks.
     w1: int = 32
+    #: Window of the second key set of ``"window"`` blocks.
     w2: int = 32
+    #: Keys per query of ``"topk"`` blocks.
     topk: int = 32
+    #: Key/value heads of 2-simplicial blocks; ``None``: ``n_heads // 2`` when ``n_heads`` is
+    #: even (parameter parity), else ``n_heads``.
     simplicial_kv_heads: int | None = None
+    #: Backend of ``"window"`` blocks (``"torch"``, ``"reference"``, ``"triton"``) and of
+    #: ``"topk"`` blocks (``"torch"`` or ``"reference"``); ``"simplicial"`` blocks use the reference.
     backend: str = "torch"
+    #: ``"gpt2"``: N(0, 0.02), output projections scaled by ``1/sqrt(2 n_layer)``
+    #: (:func:`simplex_lib.layers.init_weights`); ``"torch"``: PyTorch's default initialisation
+    #: of each module, larger weights that tiny task models learn faster from.
     init: str = "gpt2"
 
     def __post_init__(self):
