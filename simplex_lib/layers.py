@@ -426,7 +426,7 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
         Raises
         ------
         ValueError
-            As :meth:`project` and :meth:`select`.
+            As :meth:`TwoSimplicialAttention.project` and :meth:`select`.
         """
         o = self.attend(*self.project(x), prev_qk=prev_qk)
         return self.o_proj(o.reshape(x.shape[0], x.shape[1], self.n_heads * self.head_dim))

@@ -191,7 +191,7 @@ class Explorer:
         ----------
         static : bool
             True: the controls of the static page (e.g. a seed limited to the values it ships);
-            False: the kernel's, which :meth:`check` validates settings against.
+            False: the kernel's, which :meth:`~simplex_lib.widgets.explorer.Explorer.check` validates settings against.
 
         Returns
         -------
@@ -211,7 +211,8 @@ class Explorer:
 
         Returns
         -------
-        str, e.g. ``"seed/n"``: settings with equal keys share one :meth:`payload`.
+        str, e.g. ``"seed/n"``: settings with equal keys share one
+        :meth:`~simplex_lib.widgets.explorer.Explorer.payload`.
         """
         raise NotImplementedError
 
@@ -226,8 +227,8 @@ class Explorer:
         Returns
         -------
         dict or None
-            JSON-ready inputs (tensors as :func:`f64_base64` strings), stored under
-            ``payload_key(values)`` in the model's ``data``.
+            JSON-ready inputs (tensors as :func:`~simplex_lib.widgets.explorer.f64_base64` strings),
+            stored under ``payload_key(values)`` in the model's ``data``.
         """
         raise NotImplementedError
 
@@ -241,11 +242,12 @@ class Explorer:
         Parameters
         ----------
         values : dict
-            Checked settings, by control name (see :meth:`check`).
+            Checked settings, by control name (see :meth:`~simplex_lib.widgets.explorer.Explorer.check`).
 
         Returns
         -------
-        dict, the state the picture and the front end show (what :attr:`state` holds).
+        dict, the state the picture and the front end show (what
+        :attr:`~simplex_lib.widgets.explorer.Explorer.state` holds).
         """
         raise NotImplementedError
 
@@ -255,7 +257,7 @@ class Explorer:
         Parameters
         ----------
         state : dict
-            A result of :meth:`compute`.
+            A result of :meth:`~simplex_lib.widgets.explorer.Explorer.compute`.
 
         Returns
         -------
