@@ -43,9 +43,10 @@ def check_topk_gpu(dtypes=(torch.bfloat16, torch.float32)) -> list:
 
     Returns
     -------
-    list of dict, one per dtype and shape: ``shape`` ``[B, N, Hq, Hkv, D]``, ``k``, ``k2``,
-    ``idx_heads``, ``dtype``, ``errs`` (``o``, ``dq``, ``dk1``, ``dk2``, ``dv1``, ``dv2``) and
-    ``ok`` (every error below 3e-2, or 1e-4 for float32).
+    list of dict
+        One per dtype and shape, with ``shape`` ``[B, N, Hq, Hkv, D]``, ``k``, ``k2``,
+        ``idx_heads``, ``dtype``, ``errs`` (``o``, ``dq``, ``dk1``, ``dk2``, ``dv1``, ``dv2``) and
+        ``ok`` (every error below 3e-2, or 1e-4 for float32).
     """
     out = []
     shapes = [(1, 300, 8, 2, 64, 32, 2, None), (2, 257, 4, 1, 128, 16, 4, 8), (1, 130, 64, 1, 128, 64, 1, None)]
@@ -266,8 +267,9 @@ def main(argv=None) -> dict:
 
     Returns
     -------
-    dict, the JSON written to ``<out>/<name>.json``: ``meta`` and ``records`` (with ``--topk``
-    also ``correctness``, :func:`check_topk_gpu`).
+    dict
+        The JSON written to ``<out>/<name>.json``, with ``meta`` and ``records`` (with ``--topk``
+        also ``correctness``, :func:`check_topk_gpu`).
 
     Raises
     ------

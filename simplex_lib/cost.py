@@ -675,8 +675,9 @@ def table1_model(anchor=(512, 32), rows=TABLE1, measured=None) -> list:
 
     Returns
     -------
-    list of dicts: the row's fields plus ``model_ms``, ``ratio`` (paper / model) and, when a
-    measurement of that shape exists, ``measured_ms``.
+    list of dict
+        The row's fields plus ``model_ms``, ``ratio`` (paper / model) and, when a measurement of
+        that shape exists, ``measured_ms``.
 
     Examples
     --------

@@ -52,6 +52,8 @@ def _check_positive(name: str, value) -> None:
 class DotProductAttention(nn.Module):
     """Causal multi-head (optionally grouped-query) dot-product attention with projections.
 
+    Shapes: input and output ``[batch, seq, d_model]``.
+
     Parameters
     ----------
     d_model : int
@@ -66,7 +68,11 @@ class DotProductAttention(nn.Module):
         ``torch.nn.functional.scaled_dot_product_attention`` or
         :func:`simplex_lib.ops.dot.reference.dot_attention`.
 
-    Shapes: input and output ``[batch, seq, d_model]``.
+    Raises
+    ------
+    ValueError
+        If a size is not a positive int, ``n_kv_heads`` does not divide ``n_heads``,
+        ``d_model`` is not divisible by ``n_heads`` without a ``head_dim``, or the backend is unknown.
 
     Examples
     --------
@@ -182,6 +188,8 @@ class TwoSimplicialAttention(nn.Module):
     sliding windows). No position encoding is applied here (the trilinear form is not rotation
     invariant); in the models, position enters through embeddings and the causal windows.
 
+    Shapes: input and output ``[batch, seq, d_model]``.
+
     Parameters
     ----------
     d_model : int
@@ -198,7 +206,10 @@ class TwoSimplicialAttention(nn.Module):
     backend : ``"reference"``, ``"torch"`` or ``"triton"``
         See the module docstring.
 
-    Shapes: input and output ``[batch, seq, d_model]``.
+    Raises
+    ------
+    ValueError
+        As :class:`DotProductAttention`, or if a window is not None or an int >= 1.
 
     Examples
     --------

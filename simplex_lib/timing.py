@@ -310,9 +310,10 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
 
     Returns
     -------
-    list of dict: shape, ``group``, ``mode``, ``ms``, ``tflops``, ``flops`` (both groups counted
-    with :func:`simplex_lib.cost.topk_flops` at ``k``), ``peak_extra_bytes`` and ``k`` or
-    ``w1, w2``; a failed measurement has ``error`` instead of the numbers.
+    list of dict
+        Shape, ``group``, ``mode``, ``ms``, ``tflops``, ``flops`` (both groups counted with
+        :func:`simplex_lib.cost.topk_flops` at ``k``), ``peak_extra_bytes`` and ``k`` or
+        ``w1, w2``; a failed measurement has ``error`` instead of the numbers.
     """
     recs = []
     for N in seqlens:

@@ -889,8 +889,9 @@ def main(argv=None) -> int:
 
     Returns
     -------
-    int, the exit status: 0 when done, ``128 + signal number`` when SIGINT or SIGTERM stopped
-    the run.
+    int
+        The exit status, 0 when done, ``128 + signal number`` when SIGINT or SIGTERM stopped the
+        run.
 
     Raises
     ------

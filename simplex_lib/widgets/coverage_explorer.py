@@ -170,20 +170,23 @@ def coverage(inputs: dict, *, w1: int = 8, w2: int = 4, k: int = 6, rule: str = 
 
     Returns
     -------
-    dict with, per scheme name in :data:`SCHEMES`:
+    dict
+        Per scheme name in :data:`SCHEMES`:
 
-    - ``masks[scheme]``: bool ``[n, n]`` indexed ``[j, k]``, the pairs the query sees;
-    - ``counts[scheme]``: number of those pairs (``min(w1, i+1) * min(w2, i+1)`` for windows,
-      ``min(k, i+1)^2`` for top-k);
-    - ``flops[scheme]``: this query's attention FLOPs in our convention (``4 * head_dim`` per pair);
-    - ``indexer_flops[scheme]``: FLOPs spent choosing the keys (``2 * H_I * D_I * (i+1)`` per key
-      set scored by an indexer; 0 for windows and for the shared shortcut, whose scores exist);
-    - ``mass[scheme]``: the share of the *dense* causal 2-simplicial attention of this query (its
-      probabilities over all ``(i+1)^2`` pairs, from :mod:`simplex_lib.ops.two_simplicial.reference`) that falls on
-      the pairs the scheme keeps;
+        - ``masks[scheme]``: bool ``[n, n]`` indexed ``[j, k]``, the pairs the query sees;
+        - ``counts[scheme]``: number of those pairs (``min(w1, i+1) * min(w2, i+1)`` for windows,
+          ``min(k, i+1)^2`` for top-k);
+        - ``flops[scheme]``: this query's attention FLOPs in our convention (``4 * head_dim`` per
+          pair);
+        - ``indexer_flops[scheme]``: FLOPs spent choosing the keys (``2 * H_I * D_I * (i+1)`` per
+          key set scored by an indexer; 0 for windows and for the shared shortcut, whose scores
+          exist);
+        - ``mass[scheme]``: the share of the *dense* causal 2-simplicial attention of this query
+          (its probabilities over all ``(i+1)^2`` pairs, from
+          :mod:`simplex_lib.ops.two_simplicial.reference`) that falls on the pairs the scheme keeps;
 
-    plus ``dense`` ``[n, n]`` (those dense probabilities), ``selections`` (the index tensors),
-    ``overlap`` (pairs common to the window and the shared selection) and the control values.
+        plus ``dense`` ``[n, n]`` (those dense probabilities), ``selections`` (the index tensors),
+        ``overlap`` (pairs common to the window and the shared selection) and the control values.
 
     Examples
     --------

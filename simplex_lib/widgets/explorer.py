@@ -195,9 +195,10 @@ class Explorer:
 
         Returns
         -------
-        list of dict, one per control: ``name``, ``label``, ``type`` (``"int"`` with ``min`` and
-        ``max`` or ``max_from``, ``"log"``, ``"bool"``, ``"choice"`` with ``options``, ``"values"``)
-        and the type's fields.
+        list of dict
+            One per control, with ``name``, ``label``, ``type`` (``"int"`` with ``min`` and
+            ``max`` or ``max_from``, ``"log"``, ``"bool"``, ``"choice"`` with ``options``,
+            ``"values"``) and the type's fields.
         """
         raise NotImplementedError
 
@@ -211,8 +212,9 @@ class Explorer:
 
         Returns
         -------
-        str, e.g. ``"seed/n"``: settings with equal keys share one
-        :meth:`~simplex_lib.widgets.explorer.Explorer.payload`.
+        str
+            E.g. ``"seed/n"``; settings with equal keys share one
+            :meth:`~simplex_lib.widgets.explorer.Explorer.payload`.
         """
         raise NotImplementedError
 

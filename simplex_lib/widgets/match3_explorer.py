@@ -119,8 +119,8 @@ def plot_state(state: dict, fig=None):
 
     Returns
     -------
-    The matplotlib figure: the scores ``A[i] / c`` and the weights, both ``[j1, j2]``, with the
-    matching pairs marked.
+    matplotlib Figure
+        The scores ``A[i] / c`` and the weights, both ``[j1, j2]``, with the matching pairs marked.
     """
     from .. import viz
 

@@ -202,8 +202,9 @@ def render(state: dict, fig=None):
 
     Returns
     -------
-    matplotlib Figure: the heatmap (with its colour bar) and the triangle drawing on top, the bar
-    chart of the output vectors below.
+    matplotlib Figure
+        The heatmap (with its colour bar) and the triangle drawing on top, the bar chart of the
+        output vectors below.
 
     Examples
     --------
