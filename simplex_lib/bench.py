@@ -275,7 +275,7 @@ def main(argv=None) -> dict:
     ------
     SystemExit
         Status 2 on a usage error (including an unwritable ``--out`` or a bad ``--name``), checked
-        before any GPU work; with an error message when no CUDA GPU is available.
+        before any GPU work; status 1, with an error message, when no CUDA GPU is available.
     """
     ap = build_parser()
     a = ap.parse_args(argv)
