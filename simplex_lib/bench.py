@@ -31,7 +31,24 @@ PROG = "python -m simplex_lib.bench"
 
 
 def check_topk_gpu(dtypes=(torch.bfloat16, torch.float32)) -> list:
-    """Relative errors of the compiled top-k kernels against the float64 reference (GPU)."""
+    """Relative errors of the compiled top-k kernels against the float64 reference (GPU).
+
+    Three fixed shapes (one with a second selection ``idx2``, several selection heads, long
+    sequences with ``Hq=64, Hkv=1``), random causal selections, seed 0; the output and all five
+    input gradients are compared with :func:`simplex_lib.testing.rel_error`.
+
+    Parameters
+    ----------
+    dtypes : sequence of torch.dtype, default ``(torch.bfloat16, torch.float32)``
+        Input dtypes of the kernel; the reference runs in float64 on the same rounded inputs.
+
+    Returns
+    -------
+    list of dict
+        One per dtype and shape, with ``shape`` ``[B, N, Hq, Hkv, D]``, ``k``, ``k2``,
+        ``idx_heads``, ``dtype``, ``errs`` (``o``, ``dq``, ``dk1``, ``dk2``, ``dv1``, ``dv2``) and
+        ``ok`` (every error below 3e-2, or 1e-4 for float32).
+    """
     out = []
     shapes = [(1, 300, 8, 2, 64, 32, 2, None), (2, 257, 4, 1, 128, 16, 4, 8), (1, 130, 64, 1, 128, 64, 1, None)]
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -57,7 +74,15 @@ def check_topk_gpu(dtypes=(torch.bfloat16, torch.float32)) -> list:
 
 
 def print_table(result: dict) -> None:
-    """A plain-text table of the records."""
+    """A plain-text table of the records.
+
+    Parameters
+    ----------
+    result : dict
+        ``{"records": [...]}`` as :func:`simplex_lib.timing.run_benchmark` returns; printed one
+        line per record (ms to 3 decimals, TFLOPS to 1, peak memory in MiB, a failed record's
+        error at the end of its line).
+    """
     cols = ("group", "mode", "B", "N", "Hq", "Hkv", "D", "w1", "w2", "ms", "tflops", "peak_extra_bytes")
     print(" ".join(f"{c:>9s}" for c in cols))
     for r in result["records"]:
@@ -73,7 +98,21 @@ def print_table(result: dict) -> None:
 
 
 def plot_results(result: dict, out_dir: str) -> list:
-    """Save the plots (TFLOPS vs length per window; Table 1 latencies); return their paths."""
+    """Save the plots (TFLOPS vs length per window; Table 1 latencies); return their paths.
+
+    Parameters
+    ----------
+    result : dict
+        ``{"meta", "records"}`` from :func:`simplex_lib.timing.run_benchmark`; failed records
+        are left out.
+    out_dir : str
+        Existing folder for ``kernel_tflops.png`` (when there are ``kernel``/``sdpa`` records)
+        and ``table1_latency.png`` (when there are ``table1`` records).
+
+    Returns
+    -------
+    list of str, the paths written (possibly empty).
+    """
     paths = []
     recs = [r for r in result["records"] if "error" not in r]
     main = [r for r in recs if r["group"] in ("kernel", "sdpa")]
@@ -202,7 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict:
-    """Command-line entry point of ``python -m simplex_lib.bench``; returns the written record."""
+    """Command-line entry point of ``python -m simplex_lib.bench``; returns the written record.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``); see ``--help``.
+
+    Returns
+    -------
+    dict
+        The JSON written to ``<out>/<name>.json``, with ``meta`` and ``records`` (with ``--topk``
+        also ``correctness``, :func:`check_topk_gpu`).
+
+    Raises
+    ------
+    SystemExit
+        Status 2 on a usage error (including an unwritable ``--out`` or a bad ``--name``), checked
+        before any GPU work; status 1, with an error message, when no CUDA GPU is available.
+    """
     ap = build_parser()
     a = ap.parse_args(argv)
     if a.tokens is not None and len(a.tokens) != 1:

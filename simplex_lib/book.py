@@ -23,6 +23,21 @@ def show_source(*objects: Any):
 
     Returns an ``IPython.display.Markdown`` with one fenced code block (the build renders it
     with the book's highlighting); outside IPython, the source text.
+
+    Parameters
+    ----------
+    *objects : function or class
+        One or more; decorated functions are unwrapped, a ``@triton.jit`` kernel shows its
+        Python function. Their sources are joined by a blank line, each dedented.
+
+    Returns
+    -------
+    IPython.display.Markdown, or str without IPython.
+
+    Raises
+    ------
+    ValueError
+        If no object is given, or one is not a function or class.
     """
     if not objects:
         raise ValueError("show_source needs at least one function or class")
@@ -46,6 +61,20 @@ def record(name: str, value: Any, display: bool = False):
     Under the book's build this is myst-nb's ``glue`` (the text refers to ``{glue}`name```).
     Elsewhere nothing is stored: the value is displayed when asked.  Returns ``None``, as
     ``glue`` does, so that a cell ending in ``record(...)`` prints nothing twice.
+
+    Parameters
+    ----------
+    name : str
+        Non-empty key, as the text's ``{glue}`` role names it.
+    value : object
+        A number, string, figure, DataFrame, ...: whatever ``glue`` can display.
+    display : bool, default False
+        Also show the value in the cell's output.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a non-empty string.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")

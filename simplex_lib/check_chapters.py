@@ -54,12 +54,33 @@ def find_notebooks_dir() -> Path | None:
 
 
 def list_chapters(folder: Path) -> list[Path]:
-    """The chapter notebooks of ``folder`` (names starting with their number), in order."""
+    """The chapter notebooks of ``folder`` (names starting with their number), in order.
+
+    Parameters
+    ----------
+    folder : pathlib.Path or str
+        Searched without descending (``[0-9]*.ipynb``).
+
+    Returns
+    -------
+    list of pathlib.Path, sorted by name (empty when there is none).
+    """
     return sorted(Path(folder).glob("[0-9]*.ipynb"))
 
 
 def resolve_chapters(names: list[str], chapters: list[Path]) -> list[Path]:
     """Map names (``"3"``, ``"03"``, ``"03-two-simplicial"``, with or without ``.ipynb``) to chapters.
+
+    Parameters
+    ----------
+    names : list of str
+        Chapter numbers or file names (a leading folder is ignored); empty: every chapter.
+    chapters : list of pathlib.Path
+        The notebooks to choose from (:func:`list_chapters`).
+
+    Returns
+    -------
+    list of pathlib.Path, in the order of ``names``, each chapter once.
 
     Raises
     ------
@@ -86,6 +107,18 @@ def resolve_chapters(names: list[str], chapters: list[Path]) -> list[Path]:
 def device_slug(name: str | None) -> str:
     """A file-name word for a device: ``"NVIDIA H200"`` -> ``"h200"``, ``None`` (no GPU) -> ``"cpu"``.
 
+    Parameters
+    ----------
+    name : str or None
+        A device name as ``torch.cuda.get_device_name`` gives it; a leading ``NVIDIA`` is dropped,
+        and every run of other characters than letters and digits becomes one ``_``.
+
+    Returns
+    -------
+    str, lower case (``"gpu"`` if nothing is left).
+
+    Examples
+    --------
     >>> device_slug("NVIDIA H100 80GB HBM3"), device_slug(None)
     ('h100_80gb_hbm3', 'cpu')
     """
@@ -195,6 +228,29 @@ def check(chapters: list[Path], out: Path, *, full: bool = False, timeout: float
 
     With ``update``, chapters already in the record at ``out`` and not run now are kept.
     Prints one progress line per chapter. Returns the record (see the module docstring).
+
+    Parameters
+    ----------
+    chapters : list of pathlib.Path
+        Notebooks to run, in this order.
+    out : pathlib.Path
+        The JSON record, rewritten after each chapter (its folder must exist).
+    full : bool, default False
+        Full sizes (``SIMPLEX_FULL=1`` in the kernel).
+    timeout : float, default 600
+        Seconds per chapter, kernel start included.
+    update : bool, default False
+
+    Returns
+    -------
+    dict with ``what``, ``full_size``, ``timeout_s``, ``kernel_python``, ``provenance``,
+    ``passed``, ``total``, ``seconds`` and ``chapters`` (:func:`run_chapter`'s results plus
+    ``date_utc``, sorted by chapter); empty when ``chapters`` is.
+
+    Raises
+    ------
+    ValueError
+        If ``timeout`` is not positive.
     """
     kept = []
     if update and out.is_file():
@@ -248,7 +304,23 @@ def _writable(out: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line (see the module docstring); returns the exit status, 1 if a chapter failed."""
+    """The command line (see the module docstring); returns the exit status, 1 if a chapter failed.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``); see ``--help``.
+
+    Returns
+    -------
+    int, 0 when every chapter in the record passed, else 1.
+
+    Raises
+    ------
+    SystemExit
+        Status 2 on bad arguments (unknown chapter, no chapters folder, a non-positive
+        ``--timeout``, an unwritable ``--out``), before any chapter runs.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m simplex_lib.check_chapters",
         description="Execute the book's chapters in a plain Jupyter kernel (no jupyter-book needed) "

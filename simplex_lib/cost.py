@@ -118,6 +118,23 @@ def _scaled(flops: int, mode: str) -> int:
 def flops_per_tuple(order: int, head_dim: int = 1, *, convention: str = "ours") -> int:
     """FLOPs one scored tuple ``(i, j_1, ..., j_order)`` costs: ``4 d`` (ours) or ``2 (order+1) d`` (paper).
 
+    Parameters
+    ----------
+    order : int >= 1
+        Keys per tuple: 1 = dot-product attention, 2 = 2-simplicial, ...
+    head_dim : int >= 1, default 1
+    convention : ``"ours"`` (default) or ``"paper"``
+        FLOPs per tuple, see the module docstring.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If ``order`` or ``head_dim`` is not an int >= 1, or the convention is unknown.
+
     Examples
     --------
     >>> flops_per_tuple(2), flops_per_tuple(2, convention="paper"), flops_per_tuple(1, convention="paper")
@@ -136,6 +153,22 @@ def visible_triples(n: int, w1: int | None = None, w2: int | None = None) -> int
     ``sum_i min(w1, i+1) * min(w2, i+1)``: unlike the ``n * w1 * w2`` model it counts the ramp at
     the start of the sequence, where a query has fewer past keys than its window. ``None`` means
     no window (plain causal).
+
+    Parameters
+    ----------
+    n : int >= 1
+        Sequence length.
+    w1, w2 : int >= 1, optional
+        Windows of the two key sets (default None: no window).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an int >= 1 or a window is neither None nor an int >= 1.
 
     Examples
     --------
@@ -255,6 +288,26 @@ def topk_flops(n: int, k1: int, k2: int | None = None, *, batch: int = 1, heads:
     early queries score only ``min(k, i+1)`` keys per set. The indexer that picks the keys is
     counted separately by :func:`indexer_flops`.
 
+    Parameters
+    ----------
+    n : int >= 1
+        Sequence length.
+    k1 : int >= 1
+        Keys selected per query from the first key set.
+    k2 : int >= 1, optional
+        From the second set (default: ``k1``, one shared selection).
+    batch, heads, head_dim, convention, mode, exact
+        As in :func:`windowed_flops` (defaults 1, 1, 1, ``"ours"``, ``"fwd"``, False).
+
+    Returns
+    -------
+    int, ``windowed_flops(n, k1, k2, ...)``.
+
+    Raises
+    ------
+    ValueError
+        If a count is not an int >= 1, or ``convention``/``mode`` is unknown.
+
     Examples
     --------
     >>> topk_flops(512, 128) == windowed_flops(512, 128, 128)
@@ -275,6 +328,25 @@ def dot_flops(n: int, *, batch: int = 1, heads: int = 1, head_dim: int = 1, mode
 
     The same in both conventions (the paper writes ``2 n^2`` per head-dim unit). ``exact=True``
     counts the ``n (n + 1) / 2`` visible pairs (diagonal included) instead of ``n^2 / 2``.
+
+    Parameters
+    ----------
+    n : int >= 1
+        Sequence length.
+    batch, heads, head_dim : int >= 1, default 1
+        Multipliers.
+    mode : ``"fwd"`` (default), ``"bwd"`` or ``"fwdbwd"``
+        Scales by :data:`MODE_FACTOR`.
+    exact : bool, default False
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If a count is not an int >= 1 or ``mode`` is unknown.
 
     Examples
     --------
@@ -332,6 +404,25 @@ def indexer_flops(n: int, *, batch: int = 1, indexer_heads: int = 1, indexer_dim
     separately; the shared-selection shortcut reuses scores that already exist (``key_sets=0``,
     see :func:`simplex_lib.selection.previous_layer_topk`).
 
+    Parameters
+    ----------
+    n : int >= 1
+        Sequence length.
+    batch : int >= 1, default 1
+    indexer_heads, indexer_dim : int >= 1, default 1
+        ``H_I`` and ``D_I``, the indexer's heads and their dimension.
+    key_sets : int >= 0, default 1
+        Key sets the indexer scores.
+
+    Returns
+    -------
+    int, ``key_sets * batch * H_I * D_I * n^2`` (the model's ``n^2 / 2`` pairs, 2 FLOPs each).
+
+    Raises
+    ------
+    ValueError
+        If a count is not an int >= 1 (``key_sets``: >= 0).
+
     Examples
     --------
     >>> indexer_flops(1000, indexer_heads=4, indexer_dim=32)
@@ -352,6 +443,23 @@ def crossover_length(w1: int, w2: int, *, convention: str = "ours", exact: bool 
     ``n* = 3 w1 w2``; 49,152 = 48k for 512 x 32). Beyond ``n*`` the windowed form is cheaper.
     ``exact=True`` returns the smallest ``n`` at which the exact counts (ramp included) of dot
     attention reach those of the windowed form.
+
+    Parameters
+    ----------
+    w1, w2 : int >= 1
+        Windows of the two key sets.
+    convention : ``"ours"`` (default) or ``"paper"``
+        FLOPs per tuple, see the module docstring.
+    exact : bool, default False
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If a window is not an int >= 1 or the convention is unknown.
 
     Examples
     --------
@@ -384,6 +492,24 @@ def equal_cost_dot_length(n: int, w1: int, w2: int, *, convention: str = "ours")
     Solves ``dot_flops(m) = windowed_flops(n, w1, w2)`` for ``m``: ``m = sqrt(c n w1 w2 / 2)``
     (``sqrt(2 n w1 w2)`` in our count), what a benchmark pairs each windowed run with.
 
+    Parameters
+    ----------
+    n : int >= 1
+        Sequence length of the windowed attention.
+    w1, w2 : int >= 1
+        Its windows.
+    convention : ``"ours"`` (default) or ``"paper"``
+        FLOPs per tuple, see the module docstring.
+
+    Returns
+    -------
+    float (not rounded)
+
+    Raises
+    ------
+    ValueError
+        If ``n``, ``w1`` or ``w2`` is not an int >= 1 or the convention is unknown.
+
     Examples
     --------
     >>> equal_cost_dot_length(32768, 512, 32)  # at the crossover the two lengths agree
@@ -399,6 +525,22 @@ def window_shapes(product: int, *, min_w: int = 16) -> list:
     """Power-of-two window shapes ``(w1, w2)`` with ``w1 * w2 == product`` and both ``>= min_w``.
 
     All have the same cost in the FLOP model; Table 1 of the paper compares some of them.
+
+    Parameters
+    ----------
+    product : int >= 1, a power of two
+        ``w1 * w2``.
+    min_w : int >= 1, default 16
+        Smallest window allowed on either side.
+
+    Returns
+    -------
+    list of ``(w1, w2)`` tuples, ``w1`` increasing (empty when no shape fits).
+
+    Raises
+    ------
+    ValueError
+        If ``product`` is not a power-of-two int or ``min_w`` is not an int >= 1.
 
     Examples
     --------
@@ -533,8 +675,9 @@ def table1_model(anchor=(512, 32), rows=TABLE1, measured=None) -> list:
 
     Returns
     -------
-    list of dicts: the row's fields plus ``model_ms``, ``ratio`` (paper / model) and, when a
-    measurement of that shape exists, ``measured_ms``.
+    list of dict
+        The row's fields plus ``model_ms``, ``ratio`` (paper / model) and, when a measurement of
+        that shape exists, ``measured_ms``.
 
     Examples
     --------

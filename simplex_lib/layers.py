@@ -52,6 +52,8 @@ def _check_positive(name: str, value) -> None:
 class DotProductAttention(nn.Module):
     """Causal multi-head (optionally grouped-query) dot-product attention with projections.
 
+    Shapes: input and output ``[batch, seq, d_model]``.
+
     Parameters
     ----------
     d_model : int
@@ -66,7 +68,11 @@ class DotProductAttention(nn.Module):
         ``torch.nn.functional.scaled_dot_product_attention`` or
         :func:`simplex_lib.ops.dot.reference.dot_attention`.
 
-    Shapes: input and output ``[batch, seq, d_model]``.
+    Raises
+    ------
+    ValueError
+        If a size is not a positive int, ``n_kv_heads`` does not divide ``n_heads``,
+        ``d_model`` is not divisible by ``n_heads`` without a ``head_dim``, or the backend is unknown.
 
     Examples
     --------
@@ -91,7 +97,22 @@ class DotProductAttention(nn.Module):
         self.o_proj = nn.Linear(n_heads * head_dim, d_model, bias=False)
 
     def project(self, x):
-        """``x [batch, seq, d_model]`` -> ``(q, k, v)``, each ``[batch, seq, heads, head_dim]``."""
+        """``x [batch, seq, d_model]`` -> ``(q, k, v)``, each ``[batch, seq, heads, head_dim]``.
+
+        Parameters
+        ----------
+        x : floating Tensor ``[batch, seq, d_model]``
+
+        Returns
+        -------
+        q : Tensor ``[batch, seq, n_heads, head_dim]``
+        k, v : Tensor ``[batch, seq, n_kv_heads, head_dim]``
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not a floating tensor of shape ``[batch, seq, d_model]``.
+        """
         _check_x(x, self.d_model)
         B, N, _ = x.shape
         q = self.q_proj(x).view(B, N, self.n_heads, self.head_dim)
@@ -100,7 +121,27 @@ class DotProductAttention(nn.Module):
         return q, k, v
 
     def forward(self, x, return_qk: bool = False):
-        """Attend; with ``return_qk`` also return the (detached) ``(q, k)`` for a top-k indexer."""
+        """Attend; with ``return_qk`` also return the (detached) ``(q, k)`` for a top-k indexer.
+
+        Parameters
+        ----------
+        x : floating Tensor ``[batch, seq, d_model]``
+            The (normalised) residual stream; attention is causal.
+        return_qk : bool, default False
+            Also return this layer's queries and keys, detached from the graph (what
+            :class:`TopKTwoSimplicialAttention` ranks keys with).
+
+        Returns
+        -------
+        out : Tensor ``[batch, seq, d_model]``
+            Or ``(out, (q, k))`` with ``return_qk``: ``q`` ``[batch, seq, n_heads, head_dim]``,
+            ``k`` ``[batch, seq, n_kv_heads, head_dim]``.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not a floating tensor of shape ``[batch, seq, d_model]``.
+        """
         q, k, v = self.project(x)
         if self.backend == "reference":
             o = dot_attention(q, k, v, causal=True)
@@ -147,6 +188,8 @@ class TwoSimplicialAttention(nn.Module):
     sliding windows). No position encoding is applied here (the trilinear form is not rotation
     invariant); in the models, position enters through embeddings and the causal windows.
 
+    Shapes: input and output ``[batch, seq, d_model]``.
+
     Parameters
     ----------
     d_model : int
@@ -163,7 +206,10 @@ class TwoSimplicialAttention(nn.Module):
     backend : ``"reference"``, ``"torch"`` or ``"triton"``
         See the module docstring.
 
-    Shapes: input and output ``[batch, seq, d_model]``.
+    Raises
+    ------
+    ValueError
+        As :class:`DotProductAttention`, or if a window is not None or an int >= 1.
 
     Examples
     --------
@@ -192,10 +238,26 @@ class TwoSimplicialAttention(nn.Module):
         self.o_proj = nn.Linear(n_heads * head_dim, d_model, bias=False)
 
     def extra_repr(self) -> str:
+        """The settings ``print(module)`` shows: heads, key/value heads, windows and backend."""
         return f"heads={self.n_heads}, kv_heads={self.n_kv_heads}, w1={self.w1}, w2={self.w2}, backend={self.backend!r}"
 
     def project(self, x):
-        """``x [batch, seq, d_model]`` -> ``(q, k1, k2, v1, v2)``, each ``[batch, seq, heads, head_dim]``."""
+        """``x [batch, seq, d_model]`` -> ``(q, k1, k2, v1, v2)``, each ``[batch, seq, heads, head_dim]``.
+
+        Parameters
+        ----------
+        x : floating Tensor ``[batch, seq, d_model]``
+
+        Returns
+        -------
+        q : Tensor ``[batch, seq, n_heads, head_dim]``
+        k1, k2, v1, v2 : Tensor ``[batch, seq, n_kv_heads, head_dim]``
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not a floating tensor of shape ``[batch, seq, d_model]``.
+        """
         _check_x(x, self.d_model)
         B, N, _ = x.shape
         q = self.q_proj(x).view(B, N, self.n_heads, self.head_dim)
@@ -204,7 +266,28 @@ class TwoSimplicialAttention(nn.Module):
         return (q, *rest)
 
     def attend(self, q, k1, k2, v1, v2):
-        """The attention arithmetic on projected tensors, by the chosen backend."""
+        """The attention arithmetic on projected tensors, by the chosen backend.
+
+        Causal, with the layer's windows ``w1``, ``w2`` and the scale ``1/sqrt(head_dim)``.
+
+        Parameters
+        ----------
+        q : Tensor ``[batch, seq, n_heads, head_dim]``
+        k1, k2, v1, v2 : Tensor ``[batch, seq, n_kv_heads, head_dim]``
+            As :meth:`project` returns them.
+
+        Returns
+        -------
+        Tensor ``[batch, seq, n_heads, head_dim]``, the value products ``v1_j * v2_k`` mixed by
+        the attention weights.
+
+        Raises
+        ------
+        ValueError
+            If the tensors' shapes, dtypes or devices disagree (the backends' checks); with
+            ``backend="triton"``, also for inputs the kernel does not take (head_dim, dtype, a
+            CPU tensor without ``TRITON_INTERPRET=1``).
+        """
         if self.backend == "reference":
             return reference_two_simplicial(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2, causal=True)
         if self.backend == "triton":
@@ -215,7 +298,24 @@ class TwoSimplicialAttention(nn.Module):
         return windowed_two_simplicial_attention(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2)
 
     def forward(self, x, prev_qk=None):
-        """``x [batch, seq, d_model]`` -> ``[batch, seq, d_model]`` (``prev_qk`` is ignored)."""
+        """``x [batch, seq, d_model]`` -> ``[batch, seq, d_model]`` (``prev_qk`` is ignored).
+
+        Parameters
+        ----------
+        x : floating Tensor ``[batch, seq, d_model]``
+        prev_qk : optional
+            Accepted and ignored, so that every 2-simplicial layer has the call signature of
+            :meth:`TopKTwoSimplicialAttention.forward`.
+
+        Returns
+        -------
+        Tensor ``[batch, seq, d_model]``
+
+        Raises
+        ------
+        ValueError
+            As :meth:`project` and :meth:`attend`.
+        """
         o = self.attend(*self.project(x))
         return self.o_proj(o.reshape(x.shape[0], x.shape[1], self.n_heads * self.head_dim))
 
@@ -259,10 +359,34 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
         self.topk, self.backend = topk, backend
 
     def extra_repr(self) -> str:
+        """The settings ``print(module)`` shows: heads, key/value heads, ``topk`` and backend."""
         return f"heads={self.n_heads}, kv_heads={self.n_kv_heads}, topk={self.topk}, backend={self.backend!r}"
 
     def select(self, q, k1, prev_qk=None) -> torch.Tensor:
-        """Top-k positions ``[batch, seq, 1, topk]`` (``-1`` padded) from ``prev_qk`` or ``(q, k1)``."""
+        """Top-k positions ``[batch, seq, 1, topk]`` (``-1`` padded) from ``prev_qk`` or ``(q, k1)``.
+
+        Keys are ranked by the head-averaged causal softmax weights of the pair (computed in
+        float32, without gradients); see :func:`simplex_lib.selection.previous_layer_topk`.
+
+        Parameters
+        ----------
+        q : Tensor ``[batch, seq, n_heads, head_dim]``
+        k1 : Tensor ``[batch, seq, n_kv_heads, head_dim]``
+            Used only when ``prev_qk`` is None.
+        prev_qk : tuple ``(q_prev, k_prev)``, optional
+            Queries and keys of the preceding dot-product layer, ``[batch, seq, heads, head_dim]``
+            each (their own head counts and head_dim).
+
+        Returns
+        -------
+        int64 Tensor ``[batch, seq, 1, topk]``; query ``i`` has ``min(topk, i + 1)`` positions,
+        the rest ``-1``.
+
+        Raises
+        ------
+        ValueError
+            If ``prev_qk`` is not a pair of tensors with ``q``'s batch and seq.
+        """
         if prev_qk is not None and (
                 not isinstance(prev_qk, (tuple, list)) or len(prev_qk) != 2
                 or not all(isinstance(t, torch.Tensor) and t.shape[:2] == q.shape[:2] for t in prev_qk)):
@@ -273,20 +397,66 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
             return previous_layer_topk(qs.detach().float(), ks.detach().float(), self.topk)
 
     def attend(self, q, k1, k2, v1, v2, prev_qk=None):
-        """Select the top-k keys (from ``prev_qk`` or ``(q, k1)``) and attend over their pairs."""
+        """Select the top-k keys (from ``prev_qk`` or ``(q, k1)``) and attend over their pairs.
+
+        Parameters
+        ----------
+        q : Tensor ``[batch, seq, n_heads, head_dim]``
+        k1, k2, v1, v2 : Tensor ``[batch, seq, n_kv_heads, head_dim]``
+        prev_qk : tuple ``(q_prev, k_prev)``, optional
+            As in :meth:`select`.
+
+        Returns
+        -------
+        Tensor ``[batch, seq, n_heads, head_dim]``
+
+        Raises
+        ------
+        ValueError
+            As :meth:`select`, or if the tensors' shapes, dtypes or devices disagree.
+        """
         idx = self.select(q, k1, prev_qk)
         if self.backend == "reference":
             return topk_two_simplicial_attention(q, k1, k2, v1, v2, idx)
         return gathered_two_simplicial_attention(q, k1, k2, v1, v2, idx[:, :, 0])
 
     def forward(self, x, prev_qk=None):
-        """``x [batch, seq, d_model]`` -> ``[batch, seq, d_model]``."""
+        """``x [batch, seq, d_model]`` -> ``[batch, seq, d_model]``.
+
+        Parameters
+        ----------
+        x : floating Tensor ``[batch, seq, d_model]``
+        prev_qk : tuple ``(q_prev, k_prev)``, optional
+            The preceding dot-product layer's detached queries and keys (see :meth:`select`);
+            None: the layer ranks keys with its own ``(q, k1)``.
+
+        Returns
+        -------
+        Tensor ``[batch, seq, d_model]``
+
+        Raises
+        ------
+        ValueError
+            As :meth:`TwoSimplicialAttention.project` and :meth:`select`.
+        """
         o = self.attend(*self.project(x), prev_qk=prev_qk)
         return self.o_proj(o.reshape(x.shape[0], x.shape[1], self.n_heads * self.head_dim))
 
 
 class MLP(nn.Module):
     """Position-wise feed-forward network ``Linear -> GELU -> Linear``.
+
+    Parameters
+    ----------
+    d_model : int >= 1
+        Input and output width.
+    d_hidden : int >= 1
+        Hidden width (both linear maps without bias).
+
+    Raises
+    ------
+    ValueError
+        If a width is not a positive int.
 
     Examples
     --------
@@ -302,6 +472,16 @@ class MLP(nn.Module):
         self.down = nn.Linear(d_hidden, d_model, bias=False)
 
     def forward(self, x):
+        """Apply the network to every position.
+
+        Parameters
+        ----------
+        x : floating Tensor ``[..., d_model]``, e.g. ``[batch, seq, d_model]``
+
+        Returns
+        -------
+        Tensor of ``x``'s shape.
+        """
         return self.down(F.gelu(self.up(x)))
 
 
@@ -340,6 +520,23 @@ class Block(nn.Module):
         return isinstance(self.attn, TwoSimplicialAttention)
 
     def forward(self, x, prev_qk=None):
+        """One block: attention then MLP, each on the layer-normalised stream and added back.
+
+        Parameters
+        ----------
+        x : floating Tensor ``[batch, seq, d_model]``
+            The residual stream.
+        prev_qk : tuple ``(q, k)``, optional
+            Detached queries and keys of the latest dot-product block, passed to a 2-simplicial
+            attention (only the top-k variant uses them).
+
+        Returns
+        -------
+        x : Tensor ``[batch, seq, d_model]``
+        qk : tuple ``(q, k)`` or None
+            This block's ``(q, k)`` (each ``[batch, seq, heads, head_dim]``, detached) if its
+            attention is a :class:`DotProductAttention`, else ``prev_qk`` unchanged.
+        """
         h = self.norm1(x)
         if isinstance(self.attn, DotProductAttention):
             a, qk = self.attn(h, return_qk=True)
@@ -350,7 +547,19 @@ class Block(nn.Module):
 
 
 def init_weights(module: nn.Module, n_layer: int) -> None:
-    """GPT-2 style initialisation: N(0, 0.02), output projections scaled by ``1/sqrt(2 n_layer)``."""
+    """GPT-2 style initialisation: N(0, 0.02), output projections scaled by ``1/sqrt(2 n_layer)``.
+
+    In place. Every parameter with at least 2 dimensions (weights and embeddings) is drawn from
+    a normal of std 0.02; the residual-stream outputs (``o_proj.weight`` and ``mlp.down.weight``)
+    use ``0.02 / sqrt(2 n_layer)``. Biases and LayerNorm parameters are left as they are.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The model (or any module) whose parameters to draw; uses the global torch RNG.
+    n_layer : int >= 1
+        Number of blocks in the model.
+    """
     for name, p in module.named_parameters():
         if p.dim() < 2:
             continue

@@ -44,6 +44,22 @@ INITS = ("gpt2", "torch")
 def simplicial_layer_ids(n_layer: int, every: int = 4) -> tuple:
     """Indices ``l`` with ``(l + 1) % every == 0``: every ``every``-th block, counting from 1.
 
+    Parameters
+    ----------
+    n_layer : int >= 0
+        Number of blocks.
+    every : int >= 1, default 4
+        Spacing of the 2-simplicial blocks.
+
+    Returns
+    -------
+    tuple of int, 0-based and increasing.
+
+    Raises
+    ------
+    ValueError
+        If ``every < 1`` or ``n_layer < 0``.
+
     Examples
     --------
     >>> simplicial_layer_ids(8)
@@ -58,6 +74,24 @@ def simplicial_layer_ids(n_layer: int, every: int = 4) -> tuple:
 
 def interleave(kind: str, n_layer: int, every: int = 4) -> tuple:
     """Layer kinds: ``kind`` at :func:`simplicial_layer_ids`, ``"dot"`` elsewhere (3:1 for ``every=4``).
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`ATTENTION_KINDS`, for the 2-simplicial positions.
+    n_layer : int >= 0
+        Number of blocks.
+    every : int >= 1, default 4
+        As in :func:`simplicial_layer_ids`.
+
+    Returns
+    -------
+    tuple of str, ``n_layer`` kinds (the ``layers`` of :class:`ModelConfig`).
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown, ``every < 1`` or ``n_layer < 0``.
 
     Examples
     --------
@@ -83,37 +117,9 @@ def _check_positive(name, value, allow_none=False):
 class ModelConfig:
     """Hyper-parameters of :class:`Model`.
 
-    Attributes
-    ----------
-    layers : tuple of str
-        Attention kind of each block (:data:`ATTENTION_KINDS`); ``len(layers)`` is the depth.
-    head : str
-        ``"lm"`` (logits ``[batch, seq, vocab_size]``), ``"classify"`` (``[batch, n_classes]``
-        from the last position) or ``"tokens"`` (``[batch, seq, n_classes]``).
-    vocab_size : int
-        Input token ids are in ``[0, vocab_size)``.
-    n_classes : int
-        Outputs of the ``"classify"`` and ``"tokens"`` heads (ignored by ``"lm"``).
-    block_size : int or None
-        Longest sequence, with a learned position embedding; ``None``: no positions (set tasks).
-    causal : bool
-        Causal masks. Non-causal blocks exist for ``"dot"`` and ``"simplicial"`` only.
-    d_model, n_heads, head_dim, mlp_ratio : int
-        Width, query heads, head width (default ``d_model // n_heads``), MLP width ratio.
-    w1, w2 : int
-        Windows of ``"window"`` blocks.
-    topk : int
-        Keys per query of ``"topk"`` blocks.
-    simplicial_kv_heads : int or None
-        Key/value heads of 2-simplicial blocks; default ``n_heads // 2`` when ``n_heads`` is
-        even (parameter parity), else ``n_heads``.
-    backend : str
-        Backend of ``"window"`` blocks (``"torch"``, ``"reference"``, ``"triton"``) and of
-        ``"topk"`` blocks (``"torch"`` or ``"reference"``; ``"triton"`` is refused).
-    init : str
-        ``"gpt2"``: N(0, 0.02), output projections scaled by ``1/sqrt(2 n_layer)``
-        (:func:`simplex_lib.layers.init_weights`); ``"torch"``: PyTorch's default initialisation
-        of each module, larger weights that tiny task models learn faster from.
+    Each field is documented below; invalid values raise ``ValueError`` naming the field (also
+    ``n_heads`` not a multiple of the simplicial key/value heads, ``causal=False`` with windowed or
+    top-k blocks, and ``"topk"`` blocks with ``backend="triton"``).
 
     Examples
     --------
@@ -121,21 +127,42 @@ class ModelConfig:
     (3, 7)
     """
 
+    #: Attention kind of each block (:data:`ATTENTION_KINDS`); ``len(layers)`` is the depth.
     layers: tuple = ("dot", "dot", "dot", "window")
+    #: ``"lm"`` (logits ``[batch, seq, vocab_size]``), ``"classify"`` (``[batch, n_classes]``
+    #: from the last position) or ``"tokens"`` (``[batch, seq, n_classes]``).
     head: str = "lm"
+    #: Input token ids are in ``[0, vocab_size)``.
     vocab_size: int = 256
+    #: Outputs of the ``"classify"`` and ``"tokens"`` heads (>= 1 there; ignored by ``"lm"``).
     n_classes: int = 0
+    #: Longest sequence, with a learned position embedding; ``None``: no positions (set tasks).
     block_size: int | None = 128
+    #: Causal masks. Non-causal blocks exist for ``"dot"`` and ``"simplicial"`` only.
     causal: bool = True
+    #: Width of the residual stream.
     d_model: int = 128
+    #: Query heads of every block.
     n_heads: int = 4
+    #: Width of a head; ``None``: ``d_model // n_heads`` (which must then divide evenly).
     head_dim: int | None = None
+    #: The MLP's hidden width is ``mlp_ratio * d_model``.
     mlp_ratio: int = 4
+    #: Window of the first key set of ``"window"`` blocks.
     w1: int = 32
+    #: Window of the second key set of ``"window"`` blocks.
     w2: int = 32
+    #: Keys per query of ``"topk"`` blocks.
     topk: int = 32
+    #: Key/value heads of 2-simplicial blocks; ``None``: ``n_heads // 2`` when ``n_heads`` is
+    #: even (parameter parity), else ``n_heads``.
     simplicial_kv_heads: int | None = None
+    #: Backend of ``"window"`` blocks (``"torch"``, ``"reference"``, ``"triton"``) and of
+    #: ``"topk"`` blocks (``"torch"`` or ``"reference"``); ``"simplicial"`` blocks use the reference.
     backend: str = "torch"
+    #: ``"gpt2"``: N(0, 0.02), output projections scaled by ``1/sqrt(2 n_layer)``
+    #: (:func:`simplex_lib.layers.init_weights`); ``"torch"``: PyTorch's default initialisation
+    #: of each module, larger weights that tiny task models learn faster from.
     init: str = "gpt2"
 
     def __post_init__(self):
@@ -191,7 +218,23 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are a ValueError."""
+        """Inverse of :meth:`to_dict`; unknown keys are a ValueError.
+
+        Parameters
+        ----------
+        d : dict
+            Field values by name (e.g. from a run's JSON); missing fields take their defaults,
+            ``layers`` may be a list.
+
+        Returns
+        -------
+        ModelConfig
+
+        Raises
+        ------
+        ValueError
+            If ``d`` has a key that is not a field, or the values fail the config's checks.
+        """
         extra = set(d) - {f.name for f in fields(cls)}
         if extra:
             raise ValueError(f"unknown ModelConfig fields: {sorted(extra)}")
@@ -235,6 +278,13 @@ class Model(nn.Module):
     Targets are ``[batch, seq]`` for the ``"lm"`` and ``"tokens"`` heads, ``[batch]`` for
     ``"classify"``.
 
+    Parameters
+    ----------
+    config : ModelConfig
+        Kept as ``model.config``. The ``"lm"`` head's weight is tied to the token embedding;
+        with ``config.init == "gpt2"`` the weights are drawn by
+        :func:`simplex_lib.layers.init_weights` (from the global torch RNG).
+
     Examples
     --------
     >>> m = Model(ModelConfig(layers=interleave("topk", 4), d_model=32, n_heads=2, block_size=16, topk=4))
@@ -264,6 +314,33 @@ class Model(nn.Module):
             init_weights(self, c.n_layer)
 
     def forward(self, idx, targets=None):
+        """Logits of the head, and the loss when targets are given.
+
+        Parameters
+        ----------
+        idx : int64 Tensor ``[batch, seq]``
+            Token ids in ``[0, vocab_size)``; ``seq <= block_size`` when the model has position
+            embeddings.
+        targets : int64 Tensor, optional
+            ``[batch, seq]`` for the ``"lm"`` head (the next token of each position, already
+            shifted by the caller) and the ``"tokens"`` head, ``[batch]`` class ids for
+            ``"classify"``. Entries equal to -100 are ignored (``F.cross_entropy``'s default).
+
+        Returns
+        -------
+        logits : Tensor
+            ``[batch, seq, vocab_size]`` (``"lm"``), ``[batch, seq, n_classes]`` (``"tokens"``) or
+            ``[batch, n_classes]`` read at the last position (``"classify"``); in the compute
+            dtype (bf16 under autocast).
+        loss : Tensor ``[]`` or None
+            Mean cross-entropy in nats over the targets, computed in float32 when the logits are
+            float16 or bfloat16; None without ``targets``.
+
+        Raises
+        ------
+        ValueError
+            If ``seq`` exceeds ``block_size`` (with position embeddings), or from a block's checks.
+        """
         N = idx.shape[1]
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
@@ -285,6 +362,15 @@ class Model(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of distinct trainable parameters (tied weights counted once).
 
+    Parameters
+    ----------
+    model : nn.Module
+        Parameters with ``requires_grad=False`` are not counted.
+
+    Returns
+    -------
+    int
+
     Examples
     --------
     >>> count_parameters(nn.Linear(3, 2))
@@ -295,6 +381,17 @@ def count_parameters(model: nn.Module) -> int:
 
 def parameter_counts(configs: dict) -> dict:
     """``{name: parameter count}`` of the models built from ``configs`` (on the meta device).
+
+    No memory is allocated for the weights, so large configurations are cheap to count.
+
+    Parameters
+    ----------
+    configs : dict
+        ``{name: ModelConfig}``.
+
+    Returns
+    -------
+    dict ``{name: int}``, :func:`count_parameters` of ``Model(config)``.
 
     Examples
     --------

@@ -55,6 +55,17 @@ def provenance(device: str | torch.device | None = None) -> dict:
     ``python``, ``torch``, ``triton``, ``cuda``, ``git_commit``.  ``device`` defaults to the
     current CUDA device when there is one.
 
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        The device the result was produced on. A CUDA device gives the GPU's name (when CUDA is
+        available); anything else the CPU's (``"CPU (<processor>)"``).
+
+    Returns
+    -------
+    dict with the keys above (``triton`` and ``cuda`` None when absent; ``git_commit`` from
+    :func:`git_commit`).
+
     Examples
     --------
     >>> p = provenance("cpu")

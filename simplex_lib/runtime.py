@@ -38,6 +38,21 @@ FULL = full_size()
 def pick(small, full):
     """Return ``full`` when running at full size, else ``small``.
 
+    Decided at each call by :func:`full_size` (a CUDA GPU, or ``SIMPLEX_FULL``).
+
+    Parameters
+    ----------
+    small : object
+        The value for a CPU run (seconds on 2 cores).
+    full : object
+        The value at full size.
+
+    Returns
+    -------
+    ``small`` or ``full``, unchanged.
+
+    Examples
+    --------
     >>> pick(small=64, full=4096) in (64, 4096)
     True
     """

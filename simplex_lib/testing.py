@@ -20,6 +20,22 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
     When ``ref`` is all zeros the absolute norm ``‖out‖`` is returned instead.
 
+    Parameters
+    ----------
+    out : Tensor, any shape, dtype and device
+        The value to judge (detached first).
+    ref : Tensor of ``out``'s shape
+        The reference, typically float64.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+
     Examples
     --------
     >>> rel_error(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]))
@@ -44,6 +60,27 @@ def assert_close(name: str, ref: torch.Tensor, out: torch.Tensor, tol: float, *,
     1e-12 in magnitude) only rounding is left, and ``max |out − ref| < atol_if_vanishing``
     is accepted instead (pass ``None`` to demand the relative bound regardless).
 
+    Parameters
+    ----------
+    name : str
+        What is compared, for the error message (``"o"``, ``"dq"``, ...).
+    ref : Tensor
+        The reference (note the order: reference first).
+    out : Tensor of ``ref``'s shape
+    tol : float
+        Bound on :func:`rel_error` (strict: ``err < tol``).
+    atol_if_vanishing : float or None, default 1e-4
+
+    Returns
+    -------
+    float, the relative error.
+
+    Raises
+    ------
+    AssertionError
+        If the shapes differ, ``out`` has a non-finite entry, or the error is not below ``tol``
+        (and the vanishing-reference exception does not apply).
+
     Examples
     --------
     >>> assert_close("o", torch.ones(3), torch.ones(3) * (1 + 1e-9), 1e-6) < 1e-6
@@ -66,7 +103,21 @@ def assert_close(name: str, ref: torch.Tensor, out: torch.Tensor, tol: float, *,
 
 def gradients(out: torch.Tensor, inputs: Sequence[torch.Tensor],
               grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``d(out · grad_out)/d inputs`` for every input (``torch.autograd.grad``, graph kept)."""
+    """``d(out · grad_out)/d inputs`` for every input (``torch.autograd.grad``, graph kept).
+
+    Parameters
+    ----------
+    out : Tensor
+        A result of ``inputs`` with a graph.
+    inputs : sequence of Tensor
+        Leaves (or graph nodes) that require grad; each must be used by ``out``.
+    grad_out : Tensor of ``out``'s shape
+        Cast to ``out``'s device and dtype first.
+
+    Returns
+    -------
+    tuple of Tensor, one gradient per input, each of its input's shape.
+    """
     return torch.autograd.grad(out, list(inputs), grad_out.to(out.device, out.dtype),
                                retain_graph=True)
 
@@ -82,6 +133,34 @@ def assert_gradients_close(fn: Callable[..., torch.Tensor], ref_fn: Callable[...
     ``ref_fn`` receives float64 copies.  One random output gradient (drawn from ``generator``)
     is back-propagated through both.  Returns the relative error of each checked quantity,
     keyed ``"out"`` and then by ``names`` (default ``x0, x1, …``).
+
+    Parameters
+    ----------
+    fn : callable
+        The path under test, ``fn(*inputs) -> Tensor``.
+    ref_fn : callable
+        The float64 reference with the same signature.
+    inputs : sequence of Tensor
+        Floating tensors (any shapes).
+    names : sequence of str, optional
+        One per input, for the result's keys and the messages.
+    tol : float
+        Bound on each relative error, as in :func:`assert_close`.
+    dtype : torch.dtype, default ``torch.float32``
+    device : str or torch.device, default ``"cpu"``
+    generator : torch.Generator, optional
+        A CPU generator for the output gradient (default: the global RNG).
+
+    Returns
+    -------
+    dict ``{name: float}``
+
+    Raises
+    ------
+    ValueError
+        If ``names`` does not have one entry per input.
+    AssertionError
+        If the output or a gradient fails :func:`assert_close`.
 
     Examples
     --------

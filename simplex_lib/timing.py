@@ -41,7 +41,17 @@ MODES = ("fwd", "bwd", "fwdbwd")
 
 def record_meta(device=None) -> dict:
     """The ``"meta"`` of a benchmark record: :func:`simplex_lib.provenance.provenance` plus the
-    FLOP convention the TFLOPS were computed with."""
+    FLOP convention the TFLOPS were computed with.
+
+    Parameters
+    ----------
+    device : torch.device or str, optional
+        The device the measurements ran on, passed to :func:`~simplex_lib.provenance.provenance`.
+
+    Returns
+    -------
+    dict, the provenance fields plus ``flops_convention`` (:data:`FLOPS_CONVENTION`).
+    """
     return {**provenance(device), "flops_convention": FLOPS_CONVENTION}
 
 
@@ -50,10 +60,18 @@ def time_and_peak_memory(make_fn):
 
     ``make_fn`` builds the callable (allocating its inputs or graph state); the peak counts
     every byte allocated above what existed before ``make_fn`` ran, during one call of ``fn``.
+    Needs a CUDA device (it synchronises and reads the CUDA allocator's statistics).
+
+    Parameters
+    ----------
+    make_fn : callable
+        No arguments; returns the zero-argument callable to time.
 
     Returns
     -------
-    (ms, peak_bytes)
+    (ms, peak_bytes) : (float, int)
+        Median milliseconds of ``do_bench(fn, warmup=25, rep=100)`` and the peak in bytes (what
+        ``make_fn`` allocated included).
     """
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
@@ -69,6 +87,20 @@ def time_and_peak_memory(make_fn):
 def random_causal_topk(B: int, N: int, H: int, k: int, *, device="cuda", generator=None) -> torch.Tensor:
     """Random causal selections ``[B, N, H, k]``: ``min(k, i + 1)`` distinct positions ``<= i``
     per query, sorted ascending, the rest ``-1`` (a worst case for memory locality).
+
+    Parameters
+    ----------
+    B, N, H : int >= 1
+        Batch, sequence length and heads of the selection.
+    k : int >= 1
+        Slots per query (``k > N`` allowed: the extra slots are ``-1``).
+    device : torch.device or str, default ``"cuda"``
+    generator : torch.Generator, optional
+        On ``device``; default: the global RNG.
+
+    Returns
+    -------
+    int64 Tensor ``[B, N, H, k]``, contiguous; the ``-1`` slots sort first.
 
     Examples
     --------
@@ -108,7 +140,30 @@ def _mode_fn(f, xs, mode):
 
 
 def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.bfloat16) -> dict:
-    """One timing record of the kernel (or the reference) for one shape and mode."""
+    """One timing record of the kernel (or the reference) for one shape and mode.
+
+    Inputs are standard-normal ``q [B, N, Hq, D]`` and ``k1, k2, v1, v2 [B, N, Hkv, D]`` on the
+    CUDA device, with seed 0. Needs a GPU.
+
+    Parameters
+    ----------
+    B, N, Hq, Hkv, D : int
+        Batch, sequence length, query heads, key/value heads, head dimension.
+    w1, w2 : int
+        Windows of the two key sets.
+    mode : ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``
+        What is timed: the forward (without autograd), the backward of a stored graph, or both.
+    impl : ``"kernel"`` (default) or anything else
+        The Triton kernel
+        (:func:`simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`), otherwise
+        the PyTorch windowed path (recorded under that name).
+    dtype : torch.dtype, default ``torch.bfloat16``
+
+    Returns
+    -------
+    dict with the shape, ``impl``, ``mode``, ``dtype``, ``ms``, ``tflops``, ``flops`` (from
+    :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes`` and ``us_per_token``.
+    """
     attn = two_simplicial_attention if impl == "kernel" else reference_attention
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
     ms, peak = time_and_peak_memory(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode))
@@ -119,7 +174,21 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16) -> dict:
-    """Causal torch SDPA (flash) for comparison."""
+    """Causal torch SDPA (flash) for comparison.
+
+    Parameters
+    ----------
+    B, N, H, D : int
+        Batch, sequence length, heads (no grouping) and head dimension; the inputs are
+        ``[B, H, N, D]`` standard-normal CUDA tensors (SDPA's layout).
+    mode : ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``
+    dtype : torch.dtype, default ``torch.bfloat16``
+
+    Returns
+    -------
+    dict in the format of :func:`bench_simplicial` (``impl="sdpa"``, ``Hq = Hkv = H``), the
+    FLOPs from :func:`simplex_lib.cost.dot_flops`.
+    """
     g = mode != "fwd"
     xs = [torch.randn(B, H, N, D, device="cuda", dtype=dtype, requires_grad=g) for _ in range(3)]
 
@@ -143,6 +212,35 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
     causal SDPA at the context of equal FLOPs (same B, heads, D; ``n = sqrt(2 N w1 w2)``).
     ``reference_max_n > 0`` also times the einsum reference up to that length (forward only).
     A shape that fails is recorded with its ``error`` and the run goes on.
+
+    Parameters
+    ----------
+    windows : sequence of ``(w1, w2)``, default :data:`DEFAULT_WINDOWS`
+    dims : sequence of int, default ``(64, 128)``
+        Head dimensions.
+    gqa : sequence of int, default ``(64, 1)``
+        Query heads per key/value head.
+    seqlens : sequence of int, default ``(4096, 8192, 16384)``
+    modes : sequence of str, default :data:`MODES`
+    tokens : int, default 16384
+        ``B * N`` of every shape (``B = max(1, tokens // N)``).
+    heads_gqa, heads_mha : int, default 64 and 16
+        Query heads with a GQA ratio above 1, and with ratio 1.
+    table1 : bool, default False
+        Also time the window shapes of the paper's Table 1 (:data:`TABLE1_WINDOWS`) at
+        ``B=2, N=8192, Hq=64, Hkv=1, D=128``, forward and forward+backward.
+    compare_sdpa : bool, default True
+    reference_max_n : int, default 0
+    claim48k : bool, default False
+        Also time the kernel at ``512 x 32`` and SDPA at 32k and 48k tokens (the crossover claim).
+    progress : bool, default True
+        Show a progress bar.
+
+    Returns
+    -------
+    dict with ``meta`` (:func:`record_meta`) and ``records`` (list of dicts as
+    :func:`bench_simplicial` and :func:`bench_sdpa` return, plus ``group``; SDPA records also
+    ``paired_with``).
     """
     jobs = []
     for (w1, w2) in windows:
@@ -194,7 +292,29 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
                Hq=64, Hkv=1, D=128, modes=("fwd", "bwd"), dtype=torch.bfloat16) -> list:
     """Time the top-k kernel (random causal selections shared by all heads) beside the windowed
     kernel at the same pair count ``k^2 = w1 * w2``; records in the format of
-    :mod:`simplex_lib.bench_plots` (groups ``"topk-kernel"`` and ``"window-kernel"``)."""
+    :mod:`simplex_lib.bench_plots` (groups ``"topk-kernel"`` and ``"window-kernel"``).
+
+    Needs a GPU; prints each record as it is made.
+
+    Parameters
+    ----------
+    seqlens : sequence of int, default ``(2048, 4096, 8192)``
+    pairs : sequence of ``(k, (w1, w2))``, default ``((128, (512, 32)), (64, (128, 32)))``
+        Top-k size and the window shape it is compared with.
+    tokens : int, default 8192
+        ``B * N`` of every shape (``B = max(1, tokens // N)``).
+    Hq, Hkv, D : int, default 64, 1, 128
+        Query heads, key/value heads, head dimension.
+    modes : sequence of str, default ``("fwd", "bwd")``
+    dtype : torch.dtype, default ``torch.bfloat16``
+
+    Returns
+    -------
+    list of dict
+        Shape, ``group``, ``mode``, ``ms``, ``tflops``, ``flops`` (both groups counted with
+        :func:`simplex_lib.cost.topk_flops` at ``k``), ``peak_extra_bytes`` and ``k`` or
+        ``w1, w2``; a failed measurement has ``error`` instead of the numbers.
+    """
     recs = []
     for N in seqlens:
         B = max(1, tokens // N)

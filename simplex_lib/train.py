@@ -183,7 +183,24 @@ class TrainConfig:
         return interleave(self.variant, self.n_layer, self.simplicial_every)
 
     def model_config(self, task=CorpusTask) -> ModelConfig:
-        """The :class:`~simplex_lib.model.ModelConfig` of this run on ``task`` (default: the corpus)."""
+        """The :class:`~simplex_lib.model.ModelConfig` of this run on ``task`` (default: the corpus).
+
+        Parameters
+        ----------
+        task : task class or object, default :class:`~simplex_lib.tasks.corpus.CorpusTask`
+            Anything with the attributes ``head``, ``vocab_size``, ``n_classes``, ``positions``
+            (learned position embeddings of ``block_size`` positions, else none) and ``causal``.
+
+        Returns
+        -------
+        ModelConfig
+            Windows ``w1 = w2 = w``; the layers from :meth:`layers`.
+
+        Raises
+        ------
+        ValueError
+            If the model's own checks fail (e.g. ``d_model`` not divisible by ``n_heads``).
+        """
         return ModelConfig(layers=self.layers(), head=task.head, vocab_size=task.vocab_size,
                            n_classes=task.n_classes, block_size=self.block_size if task.positions else None,
                            causal=task.causal, d_model=self.d_model, n_heads=self.n_heads,
@@ -220,6 +237,19 @@ class RunError(ValueError):
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning rate of ``step`` (0-based): linear warm-up, then cosine to ``min_lr_ratio * lr``.
+
+    Warm-up: ``lr * (step + 1) / warmup`` for ``step < warmup``; then the cosine runs over the
+    remaining ``steps - warmup`` steps and stays at its end value past ``steps``.
+
+    Parameters
+    ----------
+    step : int >= 0
+    cfg : TrainConfig
+        Reads ``lr``, ``min_lr_ratio``, ``warmup`` and ``steps``.
+
+    Returns
+    -------
+    float
 
     Examples
     --------
@@ -266,6 +296,18 @@ def _save_atomic(obj, path: str) -> None:
 def config_changes(saved: dict, cfg: TrainConfig) -> list:
     """``"name: old -> new"`` for every field (outside :data:`RUN_CONTROL_FIELDS`) that differs.
 
+    Parameters
+    ----------
+    saved : dict
+        A saved configuration (``asdict`` of a :class:`TrainConfig`, e.g. a checkpoint's
+        ``config``); a field missing from it shows as ``'(absent)'``.
+    cfg : TrainConfig
+        The configuration now.
+
+    Returns
+    -------
+    list of str, in field order (empty when nothing that matters changed).
+
     Examples
     --------
     >>> config_changes(asdict(TrainConfig()), TrainConfig(lr=0.5, out="x"))
@@ -287,7 +329,24 @@ def _load_checkpoint(path: str) -> dict:
 
 
 def read_log(path: str, upto_step: int) -> list:
-    """The records of ``log.jsonl`` up to ``upto_step``; a truncated last line is skipped with a warning."""
+    """The records of ``log.jsonl`` up to ``upto_step``; a truncated last line is skipped with a warning.
+
+    Parameters
+    ----------
+    path : str
+        The log file (one JSON object per line); a missing file gives ``[]``.
+    upto_step : int
+        Keep records whose ``step`` is at most this (records without a step are dropped).
+
+    Returns
+    -------
+    list of dict, in file order.
+
+    Raises
+    ------
+    RunError
+        (a ``ValueError``) If a line other than the last is not JSON.
+    """
     if not os.path.exists(path):
         return []
     with open(path) as fh:
@@ -311,6 +370,23 @@ def open_run(cfg: TrainConfig):
     run while neither ``resume`` nor ``overwrite`` is set, has no readable checkpoint to resume,
     or when the checkpoint's configuration differs from ``cfg`` (each change named) without
     ``allow_config_change``. With ``overwrite`` the old run's files are removed.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        Reads ``out``, ``resume``, ``overwrite`` and ``allow_config_change``; ``out`` is created
+        if missing.
+
+    Returns
+    -------
+    dict or None
+        The checkpoint (``model``, ``optimizer``, ``step``, ``config``, ... plus ``changes``, the
+        list of :func:`config_changes`) when resuming, else None.
+
+    Raises
+    ------
+    RunError
+        In the cases above (also ``resume`` without ``out``).
     """
     out = cfg.out
     if not out:
@@ -594,6 +670,15 @@ def train(cfg: TrainConfig, task=None) -> dict:
 def load_run(path: str) -> dict:
     """Read a run's ``summary.json`` (a directory or the file itself).
 
+    Parameters
+    ----------
+    path : str
+        A run folder (``out`` of a :class:`TrainConfig`) or the path of a summary JSON file.
+
+    Returns
+    -------
+    dict, the summary as :func:`train` returned it.
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -673,6 +758,24 @@ def save_plots(folder: str, pattern: str = "train_*.json", filename: str = "trai
 
     The figure's footer states the provenance (device, torch version, date) of the first run.
     Returns the path written.
+
+    Parameters
+    ----------
+    folder : str
+        Holds the summaries; the PNG is written there too.
+    pattern : str, default ``"train_*.json"``
+        Glob of the summary files; a run's name is its file name without the first 6 characters
+        (``train_``) and the ``.json`` suffix.
+    filename : str, default ``"train_curves.png"``
+
+    Returns
+    -------
+    str, ``folder/filename``.
+
+    Raises
+    ------
+    ValueError
+        If no file matches ``pattern``.
     """
     import matplotlib  # plotting only: the training CLI does not need matplotlib
 
@@ -751,6 +854,21 @@ def _config(parser: argparse.ArgumentParser, args) -> TrainConfig:
 def config_from_args(argv=None) -> TrainConfig:
     """Preset, then the ``--config`` file, then explicit flags (later wins); usage errors exit 2.
 
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    TrainConfig, checked (including the model configuration it implies).
+
+    Raises
+    ------
+    SystemExit
+        With status 2 (and the message on stderr) for an unknown flag, an unreadable or invalid
+        ``--config`` file, or values the configuration refuses; with status 0 after ``--help``.
+
     Examples
     --------
     >>> config_from_args(["--preset", "tiny", "--lr", "0.01"]).lr
@@ -766,7 +884,27 @@ def _cli_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None) -> int:
-    """Entry point of ``python -m simplex_lib.train``."""
+    """Entry point of ``python -m simplex_lib.train``.
+
+    Parses the arguments (:func:`config_from_args`), trains, and prints the summary's main
+    numbers as one JSON line (on rank 0).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status, 0 when done, ``128 + signal number`` when SIGINT or SIGTERM stopped the
+        run.
+
+    Raises
+    ------
+    SystemExit
+        With status 2 on a usage error or a :class:`RunError` (bad ``out`` folder or checkpoint).
+    """
     parser = build_parser()
     cfg = _config(parser, parser.parse_args(argv))
     lead = int(os.environ.get("RANK", "0")) == 0

@@ -61,6 +61,23 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, heigh
     Without ``width`` the figure is as wide as the column allows (:data:`COLUMN_WIDTH`), so
     text keeps the size it is drawn with; a grid of more than two columns is better split into
     several figures.
+
+    Parameters
+    ----------
+    ncols, nrows : int, default 1
+        The grid of axes.
+    width : float, optional
+        Inches; default ``min(4.2 * ncols + 0.8, COLUMN_WIDTH)`` (5.0 for one column, 6.0 for more).
+    height : float, optional
+        Inches; default ``3.6 * nrows + 0.4``.
+    **kw
+        Passed to ``plt.subplots`` (e.g. ``sharey=True``, ``squeeze=False``).
+
+    Returns
+    -------
+    (fig, axes)
+        A pyplot Figure and, as ``plt.subplots`` gives them, one Axes for a 1 x 1 grid, a 1-D
+        array of Axes for one row or column, a 2-D array ``[nrows, ncols]`` otherwise.
     """
     use_style()
     w = width if width is not None else min(4.2 * ncols + 0.8, COLUMN_WIDTH)
@@ -70,7 +87,16 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, heigh
 
 
 def label(ax, xlabel: str, ylabel: str, title: str | None = None) -> None:
-    """Label both axes (always) and optionally title an axis."""
+    """Label both axes (always) and optionally title an axis.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    xlabel, ylabel : str
+        Axis labels, with units (e.g. ``"sequence length n (tokens)"``).
+    title : str, optional
+        Set only when given and non-empty.
+    """
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -79,7 +105,32 @@ def label(ax, xlabel: str, ylabel: str, title: str | None = None) -> None:
 
 def heatmap(ax, data, *, xlabel: str, ylabel: str, title: str | None = None, signed: bool = False,
             colorbar_label: str | None = None, **kw):
-    """Draw a 2-D array as an image with labelled axes and a colour bar; returns the image."""
+    """Draw a 2-D array as an image with labelled axes and a colour bar; returns the image.
+
+    Row 0 is at the top (``origin="upper"``), cells are not interpolated and fill the axes
+    (``aspect="auto"``); the axes' grid is turned off.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        Its figure receives the colour bar.
+    data : Tensor or array-like ``[rows, cols]``
+        A tensor is detached and copied to the CPU; NaN cells are left blank.
+    xlabel, ylabel : str
+        Axis labels (keyword-only, required).
+    title : str, optional
+    signed : bool, default False
+        A diverging map (:data:`CMAP_SIGNED`) centred on 0, limits ``±max |data|`` (ignoring
+        NaN; 1 for an all-zero array). ``cmap``, ``vmin``, ``vmax`` in ``kw`` take precedence.
+    colorbar_label : str, optional
+        What the colours measure, with units.
+    **kw
+        Passed to ``ax.imshow`` (``vmin``, ``vmax``, ``cmap``, ...).
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+    """
     import numpy as np
 
     arr = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
@@ -100,5 +151,11 @@ def heatmap(ax, data, *, xlabel: str, ylabel: str, title: str | None = None, sig
 
 
 def finish(fig) -> None:
-    """Tighten the layout before display."""
+    """Tighten the layout before display.
+
+    Parameters
+    ----------
+    fig : matplotlib Figure
+        Laid out in place (``fig.tight_layout()``).
+    """
     fig.tight_layout()

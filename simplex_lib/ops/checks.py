@@ -28,6 +28,18 @@ __all__ = [
 def check_bshd(name: str, t) -> None:
     """``t`` must be a 4-D ``[batch, seq, heads, head_dim]`` floating tensor with ``heads, head_dim >= 1``.
 
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    t : object
+        The value to check; ``batch`` and ``seq`` may be 0.
+
+    Raises
+    ------
+    ValueError
+        If ``t`` is not a Tensor, not 4-D, not floating-point, or has ``heads`` or ``head_dim`` 0.
+
     Examples
     --------
     >>> check_bshd("q", torch.zeros(2, 3, 4))
@@ -49,7 +61,17 @@ def check_bshd(name: str, t) -> None:
 
 def autocasting(t: torch.Tensor) -> bool:
     """True under ``torch.autocast`` for ``t``'s device: there mixed dtypes are intended (the
-    autocast casts each op's operands), so the dtype checks stand aside."""
+    autocast casts each op's operands), so the dtype checks stand aside.
+
+    Parameters
+    ----------
+    t : Tensor
+        Any tensor; only its device type (``"cpu"``, ``"cuda"``, ...) is read.
+
+    Returns
+    -------
+    bool
+    """
     return torch.is_autocast_enabled(t.device.type)
 
 
@@ -58,6 +80,23 @@ def check_qkv(q, named: dict) -> int:
 
     All of ``named`` must share batch, seq, heads and head_dim with each other, and batch, seq,
     head_dim, dtype and device with ``q``; their head count must divide ``q``'s.
+
+    Parameters
+    ----------
+    q : Tensor ``[batch, seq, Hq, head_dim]``
+    named : dict
+        At least one key/value tensor ``[batch, seq, Hkv, head_dim]``, by argument name (the
+        names appear in the errors). Under ``torch.autocast`` (:func:`autocasting`) dtypes may
+        differ.
+
+    Returns
+    -------
+    int, the group size ``Hq // Hkv`` (1 without grouped-query attention).
+
+    Raises
+    ------
+    ValueError
+        If a tensor fails :func:`check_bshd`, or the shapes, devices or dtypes disagree as above.
 
     Examples
     --------
@@ -97,6 +136,22 @@ def check_qkv(q, named: dict) -> int:
 def check_window(name: str, w):
     """A window is ``None`` (no window) or an integer >= 1; returns it as a Python int (or None).
 
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message (``"w1"``, ``"w2"``, ...).
+    w : int >= 1 or None
+        Any ``numbers.Integral`` except bool (numpy ints too).
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    ValueError
+        If ``w`` is a bool, not an integer, or < 1.
+
     Examples
     --------
     >>> check_window("w1", 4), check_window("w2", None)
@@ -112,13 +167,35 @@ def check_window(name: str, w):
 
 
 def check_causal(causal) -> None:
-    """``causal`` must be a real bool: a string such as ``"no"`` is truthy and would run causal."""
+    """``causal`` must be a real bool: a string such as ``"no"`` is truthy and would run causal.
+
+    Parameters
+    ----------
+    causal : bool
+
+    Raises
+    ------
+    ValueError
+        If ``causal`` is not a ``bool`` (``0``/``1`` included).
+    """
     if not isinstance(causal, bool):
         raise ValueError(f"causal must be True or False, got {causal!r}")
 
 
 def check_head_dim3(head_dim: int, name: str = "q") -> None:
-    """Determinant logits cut the head dimension of ``name`` into 3-chunks: ``head_dim % 3 == 0``."""
+    """Determinant logits cut the head dimension of ``name`` into 3-chunks: ``head_dim % 3 == 0``.
+
+    Parameters
+    ----------
+    head_dim : int
+    name : str, default ``"q"``
+        The tensor's name, for the error message.
+
+    Raises
+    ------
+    ValueError
+        If ``head_dim`` is not a multiple of 3.
+    """
     if head_dim % 3 != 0:
         raise ValueError(
             f"head_dim of {name} must be a multiple of 3 for determinant logits (3-chunks), "
@@ -132,6 +209,25 @@ def check_selection(name: str, idx, batch: int, seq: int) -> torch.Tensor:
     ``idx`` is ``[seq, m]`` (one selection for every batch row) or ``[batch or 1, seq, m]``.
     Every entry ``j`` of row ``i`` must satisfy ``-1 <= j <= i`` (``-1`` marks an empty slot; a
     future key would break causality) and no key may appear twice in a row.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    idx : integer Tensor ``[seq, m]`` or ``[batch or 1, seq, m]``
+        Key positions selected for each query; ``m >= 1`` unless ``seq == 0``.
+    batch, seq : int
+        The batch size and sequence length of the queries.
+
+    Returns
+    -------
+    int64 Tensor ``[batch, seq, m]`` (a batch of 1 is expanded, not copied).
+
+    Raises
+    ------
+    ValueError
+        If ``idx`` is not an integer tensor of one of those shapes, holds an entry below -1 or a
+        future key, or selects a key twice in a row.
 
     Examples
     --------
@@ -163,6 +259,21 @@ def check_selection(name: str, idx, batch: int, seq: int) -> torch.Tensor:
 def default_scale(head_dim: int, scale) -> float:
     """``1/sqrt(head_dim)`` unless a finite real ``scale`` is given.
 
+    Parameters
+    ----------
+    head_dim : int >= 1
+    scale : float or None
+        The logits' multiplier; None means ``1/sqrt(head_dim)``.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is a bool, not a real number, or not finite.
+
     Examples
     --------
     >>> default_scale(16, None), default_scale(16, 2)
@@ -176,5 +287,21 @@ def default_scale(head_dim: int, scale) -> float:
 
 
 def expand_kv(t: torch.Tensor, group: int) -> torch.Tensor:
-    """Repeat each KV head ``group`` times so that query head ``h`` reads KV head ``h // group``."""
+    """Repeat each KV head ``group`` times so that query head ``h`` reads KV head ``h // group``.
+
+    Parameters
+    ----------
+    t : Tensor ``[batch, seq, Hkv, head_dim]``
+    group : int >= 1
+        The group size from :func:`check_qkv`.
+
+    Returns
+    -------
+    Tensor ``[batch, seq, Hkv * group, head_dim]`` (``t`` itself when ``group == 1``).
+
+    Examples
+    --------
+    >>> expand_kv(torch.arange(2.0).reshape(1, 1, 2, 1), 2).flatten().tolist()
+    [0.0, 0.0, 1.0, 1.0]
+    """
     return t if group == 1 else t.repeat_interleave(group, dim=2)

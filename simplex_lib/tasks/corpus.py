@@ -65,6 +65,22 @@ def stdlib_root() -> str:
 def stdlib_source_files(root: str | None = None) -> list:
     """Relative POSIX paths of the corpus files under ``root`` (default :func:`stdlib_root`), sorted.
 
+    Every ``*.py`` file, skipping directories named in :data:`EXCLUDED_DIRS` at any depth.
+
+    Parameters
+    ----------
+    root : str, optional
+        The directory to walk (default: the running interpreter's standard library).
+
+    Returns
+    -------
+    list of str, e.g. ``["__future__.py", ..., "json/decoder.py", ...]``.
+
+    Raises
+    ------
+    ValueError
+        If ``root`` is not a directory.
+
     Examples
     --------
     >>> files = stdlib_source_files()
@@ -88,6 +104,15 @@ def stdlib_source_files(root: str | None = None) -> list:
 def is_validation_file(relpath: str) -> bool:
     """The deterministic split: True iff ``sha256(relpath)[0] < VAL_THRESHOLD``.
 
+    Parameters
+    ----------
+    relpath : str
+        A relative POSIX path from :func:`stdlib_source_files` (hashed as UTF-8).
+
+    Returns
+    -------
+    bool
+
     Examples
     --------
     >>> isinstance(is_validation_file("os.py"), bool)
@@ -100,8 +125,11 @@ def is_validation_file(relpath: str) -> bool:
 class Corpus:
     """Byte tokens of the corpus: ``train`` and ``val`` are uint8 tensors ``[n_bytes]``."""
 
+    #: Training bytes, uint8 ``[n_train_bytes]``: the training files, each followed by a 0 byte.
     train: torch.Tensor
+    #: Validation bytes, uint8 ``[n_val_bytes]``, laid out the same way.
     val: torch.Tensor
+    #: How it was built (Python version, root, file counts, sizes, SHA-256 of both splits); may be empty.
     info: dict = field(default_factory=dict)
 
 
@@ -214,6 +242,15 @@ def sample_batch(tokens: torch.Tensor, batch_size: int, block_size: int,
 def decode(tokens) -> str:
     """Bytes back to text (invalid UTF-8 replaced), for looking at samples.
 
+    Parameters
+    ----------
+    tokens : Tensor ``[n]`` or iterable of ints in ``[0, 256)``
+        Byte values, e.g. a row of a batch.
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> decode(torch.tensor([104, 105]))
@@ -261,7 +298,25 @@ class CorpusTask:
         return self.corpus.info
 
     def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator):
-        """``(x, y)`` int64 ``[batch_size, block_size]`` windows of the ``"train"`` or ``"val"`` split."""
+        """``(x, y)`` int64 ``[batch_size, block_size]`` windows of the ``"train"`` or ``"val"`` split.
+
+        Parameters
+        ----------
+        split : ``"train"`` or ``"val"``
+        batch_size, block_size : int >= 1
+            Windows per batch and bytes per window; the split must be longer than ``block_size``.
+        generator : torch.Generator
+            Chooses the windows' start positions.
+
+        Returns
+        -------
+        (x, y) : int64 Tensors ``[batch_size, block_size]`` on the CPU, ``y`` the next bytes of ``x``.
+
+        Raises
+        ------
+        ValueError
+            If ``split`` is unknown, or as :func:`sample_batch` (split too short, sizes < 1).
+        """
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         return sample_batch(getattr(self.corpus, split), batch_size, block_size, generator)

@@ -103,6 +103,21 @@ def text_inputs(n: int | None = None, *, text: str = DEMO_TEXT, head_dim: int = 
 def slice_inputs(inputs: dict, n: int) -> dict:
     """The first ``n`` tokens of :func:`text_inputs`'s output (exact: everything is causal).
 
+    Parameters
+    ----------
+    inputs : dict from :func:`text_inputs`
+        Tensors ``[1, N, ...]`` with the tokens on dimension 1, ``tokens`` and ``n`` (= ``N``).
+    n : int in ``[1, inputs["n"]]``
+
+    Returns
+    -------
+    dict of the same keys, every tensor cut to ``[1, n, ...]`` (views, not copies).
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an int in ``[1, inputs["n"]]``.
+
     Examples
     --------
     >>> slice_inputs(text_inputs(20), 5)["k1"].shape[1]
@@ -155,20 +170,23 @@ def coverage(inputs: dict, *, w1: int = 8, w2: int = 4, k: int = 6, rule: str = 
 
     Returns
     -------
-    dict with, per scheme name in :data:`SCHEMES`:
+    dict
+        Per scheme name in :data:`SCHEMES`:
 
-    - ``masks[scheme]``: bool ``[n, n]`` indexed ``[j, k]``, the pairs the query sees;
-    - ``counts[scheme]``: number of those pairs (``min(w1, i+1) * min(w2, i+1)`` for windows,
-      ``min(k, i+1)^2`` for top-k);
-    - ``flops[scheme]``: this query's attention FLOPs in our convention (``4 * head_dim`` per pair);
-    - ``indexer_flops[scheme]``: FLOPs spent choosing the keys (``2 * H_I * D_I * (i+1)`` per key
-      set scored by an indexer; 0 for windows and for the shared shortcut, whose scores exist);
-    - ``mass[scheme]``: the share of the *dense* causal 2-simplicial attention of this query (its
-      probabilities over all ``(i+1)^2`` pairs, from :mod:`simplex_lib.ops.two_simplicial.reference`) that falls on
-      the pairs the scheme keeps;
+        - ``masks[scheme]``: bool ``[n, n]`` indexed ``[j, k]``, the pairs the query sees;
+        - ``counts[scheme]``: number of those pairs (``min(w1, i+1) * min(w2, i+1)`` for windows,
+          ``min(k, i+1)^2`` for top-k);
+        - ``flops[scheme]``: this query's attention FLOPs in our convention (``4 * head_dim`` per
+          pair);
+        - ``indexer_flops[scheme]``: FLOPs spent choosing the keys (``2 * H_I * D_I * (i+1)`` per
+          key set scored by an indexer; 0 for windows and for the shared shortcut, whose scores
+          exist);
+        - ``mass[scheme]``: the share of the *dense* causal 2-simplicial attention of this query
+          (its probabilities over all ``(i+1)^2`` pairs, from
+          :mod:`simplex_lib.ops.two_simplicial.reference`) that falls on the pairs the scheme keeps;
 
-    plus ``dense`` ``[n, n]`` (those dense probabilities), ``selections`` (the index tensors),
-    ``overlap`` (pairs common to the window and the shared selection) and the control values.
+        plus ``dense`` ``[n, n]`` (those dense probabilities), ``selections`` (the index tensors),
+        ``overlap`` (pairs common to the window and the shared selection) and the control values.
 
     Examples
     --------
@@ -210,9 +228,24 @@ def coverage(inputs: dict, *, w1: int = 8, w2: int = 4, k: int = 6, rule: str = 
 def mass_by_query(inputs: dict, *, w1: int = 8, w2: int = 4, k: int = 6, rule: str = "softmax") -> dict:
     """For every query, the share of its dense 2-simplicial attention that each scheme keeps.
 
+    Parameters
+    ----------
+    inputs : dict from :func:`text_inputs` (or :func:`slice_inputs`), ``n`` tokens
+    w1, w2 : int >= 1, default 8 and 4
+        Sliding windows of the two key sets.
+    k : int >= 1, default 6
+        Keys kept per query by the top-k schemes.
+    rule : ``"relu"`` or ``"softmax"`` (default)
+        Scoring rule of the per-key-set indexers, as in :func:`coverage`.
+
     Returns
     -------
     dict scheme -> float64 Tensor ``[n]`` (1 wherever the scheme covers all ``(i+1)^2`` pairs).
+
+    Raises
+    ------
+    ValueError
+        If ``rule`` is neither ``"relu"`` nor ``"softmax"``.
 
     Examples
     --------

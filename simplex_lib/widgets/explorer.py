@@ -52,7 +52,21 @@ def esm_source(name: str) -> str:
     """One self-contained ES module: ``common.js`` followed by ``<name>.js`` without its import.
 
     anywidget loads ``_esm`` from a string, where the relative import of ``common.js`` cannot
-    resolve; the static page imports the two files instead.
+    resolve; the static page imports the two files instead. Cached per name.
+
+    Parameters
+    ----------
+    name : str
+        An explorer module, the stem of a file ``js/<name>.js`` (``"graph"``, ``"coverage"``, ...).
+
+    Returns
+    -------
+    str, the JavaScript source.
+
+    Raises
+    ------
+    ValueError
+        If ``js/<name>.js`` does not exist.
 
     Examples
     --------
@@ -72,6 +86,15 @@ def esm_source(name: str) -> str:
 def f64_base64(x) -> str:
     """A tensor or array as base64 of its float64 values, little-endian, row-major (``f64`` in JS).
 
+    Parameters
+    ----------
+    x : Tensor, array or nested list of numbers, any shape
+        A tensor is detached and moved to the CPU first; values are cast to float64.
+
+    Returns
+    -------
+    str, ASCII base64 of ``8 * x.size`` bytes (the shape is not encoded).
+
     Examples
     --------
     >>> f64_base64([1.0])
@@ -84,6 +107,17 @@ def f64_base64(x) -> str:
 
 def figure_png(fig, dpi: int) -> bytes:
     """The PNG bytes of a matplotlib figure, as drawn (no extra tight-bounding-box pass).
+
+    Parameters
+    ----------
+    fig : matplotlib Figure
+        Drawn at its own size (``savefig.bbox`` is set to ``"standard"`` for the call).
+    dpi : int
+        Pixels per inch.
+
+    Returns
+    -------
+    bytes of a PNG image.
 
     Examples
     --------
@@ -151,15 +185,53 @@ class Explorer:
 
     # -- to implement ------------------------------------------------------------------------
     def controls(self, static: bool) -> list:
-        """The control specs (see ``buildControls`` in ``common.js``); ``static``: the page's."""
+        """The control specs (see ``buildControls`` in ``common.js``).
+
+        Parameters
+        ----------
+        static : bool
+            True: the controls of the static page (e.g. a seed limited to the values it ships);
+            False: the kernel's, which :meth:`~simplex_lib.widgets.explorer.Explorer.check` validates settings against.
+
+        Returns
+        -------
+        list of dict
+            One per control, with ``name``, ``label``, ``type`` (``"int"`` with ``min`` and
+            ``max`` or ``max_from``, ``"log"``, ``"bool"``, ``"choice"`` with ``options``,
+            ``"values"``) and the type's fields.
+        """
         raise NotImplementedError
 
     def payload_key(self, values: dict) -> str:
-        """The key of the inputs the settings need (the JavaScript module computes the same)."""
+        """The key of the inputs the settings need (the JavaScript module computes the same).
+
+        Parameters
+        ----------
+        values : dict
+            Settings, by control name.
+
+        Returns
+        -------
+        str
+            E.g. ``"seed/n"``; settings with equal keys share one
+            :meth:`~simplex_lib.widgets.explorer.Explorer.payload`.
+        """
         raise NotImplementedError
 
     def payload(self, values: dict) -> dict | None:
-        """The inputs for these settings (``None`` when the module computes them itself)."""
+        """The inputs for these settings (``None`` when the module computes them itself).
+
+        Parameters
+        ----------
+        values : dict
+            Settings, by control name.
+
+        Returns
+        -------
+        dict or None
+            JSON-ready inputs (tensors as :func:`~simplex_lib.widgets.explorer.f64_base64` strings),
+            stored under ``payload_key(values)`` in the model's ``data``.
+        """
         raise NotImplementedError
 
     def static_values(self) -> list:
@@ -167,16 +239,54 @@ class Explorer:
         raise NotImplementedError
 
     def compute(self, values: dict) -> dict:
-        """Call the pure state function."""
+        """Call the pure state function.
+
+        Parameters
+        ----------
+        values : dict
+            Checked settings, by control name (see :meth:`~simplex_lib.widgets.explorer.Explorer.check`).
+
+        Returns
+        -------
+        dict, the state the picture and the front end show (what
+        :attr:`~simplex_lib.widgets.explorer.Explorer.state` holds).
+        """
         raise NotImplementedError
 
     def figure(self, state: dict):
-        """The matplotlib figure of a state (the picture shown without anywidget)."""
+        """The matplotlib figure of a state (the picture shown without anywidget).
+
+        Parameters
+        ----------
+        state : dict
+            A result of :meth:`~simplex_lib.widgets.explorer.Explorer.compute`.
+
+        Returns
+        -------
+        matplotlib Figure.
+        """
         raise NotImplementedError
 
     # -- settings and state --------------------------------------------------------------------
     def check(self, values: dict) -> dict:
-        """Validate settings against the (kernel) control specs; clamp dependent maxima."""
+        """Validate settings against the (kernel) control specs; clamp dependent maxima.
+
+        Parameters
+        ----------
+        values : dict
+            Settings, by control name; every control of ``controls(static=False)`` must be there.
+
+        Returns
+        -------
+        dict, a copy of ``values`` with ``"log"`` settings as float and settings above a
+        ``max_from`` maximum (e.g. a query index past a shorter sequence) lowered to it.
+
+        Raises
+        ------
+        ValueError
+            If a setting is missing or unknown, a choice is not one of its options, a bool is not
+            a bool, a ``"log"`` value is not a number > 0, or an int is not an int in its range.
+        """
         out = dict(values)
         for spec in self.controls(static=False):
             name = spec["name"]
@@ -208,7 +318,23 @@ class Explorer:
         return out
 
     def set(self, **changes) -> dict:
-        """Change some settings (like moving controls); returns the new state."""
+        """Change some settings (like moving controls); returns the new state.
+
+        Parameters
+        ----------
+        **changes
+            New values of some controls, by name; the others keep theirs. The widget, if shown,
+            moves its controls to match.
+
+        Returns
+        -------
+        dict, :attr:`state` for the new settings.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`check`.
+        """
         self.values = self.check({**self.values, **changes})
         self._state = None
         if self._widget is not None and self._widget.values != self.values:
@@ -224,7 +350,19 @@ class Explorer:
 
     # -- front ends ------------------------------------------------------------------------------
     def model(self, static: bool) -> dict:
-        """The model the JavaScript module reads: spec, values and data."""
+        """The model the JavaScript module reads: spec, values and data.
+
+        Parameters
+        ----------
+        static : bool
+            True: the static page's model, with ``data`` for every setting of
+            :meth:`static_values`; False: the kernel's, with ``data`` for the current settings.
+
+        Returns
+        -------
+        dict with ``spec`` (caption, controls and :meth:`spec_extra`), ``values`` (the current
+        settings) and ``data`` (:meth:`payload` results by :meth:`payload_key`).
+        """
         spec = {"caption": self.caption, "controls": self.controls(static), **self.spec_extra()}
         values = [*self.static_values()] if static else [self.values]
         data = {}

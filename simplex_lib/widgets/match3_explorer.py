@@ -110,9 +110,17 @@ def explorer_state(n: int, M: int, c_factor: float = 1.0, i: int = 0, seed: int 
 def plot_state(state: dict, fig=None):
     """Draw a state from :func:`explorer_state`: score landscape and attention weights.
 
+    Parameters
+    ----------
+    state : dict from :func:`explorer_state`
+    fig : matplotlib Figure, optional
+        Cleared and drawn on (two panels); default: a new 10.5 x 4.2 inch figure from
+        :func:`simplex_lib.viz.new_figure`.
+
     Returns
     -------
-    The matplotlib figure.
+    matplotlib Figure
+        The scores ``A[i] / c`` and the weights, both ``[j1, j2]``, with the matching pairs marked.
     """
     from .. import viz
 
@@ -192,7 +200,18 @@ class Match3Explorer(Explorer):
 
     @staticmethod
     def arguments(values: dict) -> dict:
-        """Settings as keyword arguments of :func:`explorer_state` (adversarial needs 3 not dividing M)."""
+        """Settings as keyword arguments of :func:`explorer_state` (adversarial needs 3 not dividing M).
+
+        Parameters
+        ----------
+        values : dict
+            The explorer's settings (``n``, ``M``, ``c_factor``, ``i``, ``seed``, ``kind``).
+
+        Returns
+        -------
+        dict, a copy of ``values`` with ``kind="random"`` where ``kind="adversarial"`` and 3
+        divides ``M`` (the adversarial input does not exist then).
+        """
         v = dict(values)
         if v["kind"] == "adversarial" and v["M"] % 3 == 0:
             v["kind"] = "random"

@@ -37,6 +37,21 @@ def make_tokens(seed: int, seq_len: int, head_dim: int) -> dict:
     The same ``seed`` always gives the same tokens, so the other controls can be varied on a
     fixed input.
 
+    Parameters
+    ----------
+    seed : int >= 0
+    seq_len : int >= 1, number of tokens
+    head_dim : int >= 1
+
+    Returns
+    -------
+    dict ``name -> Tensor`` for ``q, k1, k2, v1, v2``, standard normal entries.
+
+    Raises
+    ------
+    ValueError
+        If an argument is not an int in its range.
+
     Examples
     --------
     >>> t = make_tokens(0, 5, 3)
@@ -125,6 +140,15 @@ def triangle_graph(state: dict):
     the edges ``i-j``, ``i-k`` and ``j-k`` (a degenerate triangle, e.g. ``j == k``, adds to fewer
     edges). Node attribute ``query`` marks the query.
 
+    Parameters
+    ----------
+    state : dict from :func:`triangle_state`
+        Uses ``seq_len``, ``query`` and ``triangles``.
+
+    Returns
+    -------
+    networkx.Graph with edge attribute ``weight`` (summed triangle weights).
+
     Examples
     --------
     >>> g = triangle_graph(triangle_state(seq_len=5, top=1))
@@ -178,8 +202,9 @@ def render(state: dict, fig=None):
 
     Returns
     -------
-    matplotlib Figure: the heatmap (with its colour bar) and the triangle drawing on top, the bar
-    chart of the output vectors below.
+    matplotlib Figure
+        The heatmap (with its colour bar) and the triangle drawing on top, the bar chart of the
+        output vectors below.
 
     Examples
     --------
@@ -299,7 +324,17 @@ class TriangleExplorer(Explorer):
 
     @staticmethod
     def arguments(values: dict) -> dict:
-        """Settings as keyword arguments of :func:`triangle_state` (window ``MAX_SEQ`` = none)."""
+        """Settings as keyword arguments of :func:`triangle_state` (window ``MAX_SEQ`` = none).
+
+        Parameters
+        ----------
+        values : dict
+            The explorer's settings; the windows ``w1``, ``w2`` are ints, ``MAX_SEQ`` meaning "all".
+
+        Returns
+        -------
+        dict, a copy of ``values`` with ``w1``/``w2`` set to None where they are >= ``MAX_SEQ``.
+        """
         v = dict(values)
         for name in ("w1", "w2"):
             v[name] = None if v[name] >= MAX_SEQ else v[name]

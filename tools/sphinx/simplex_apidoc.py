@@ -13,8 +13,8 @@ Two directives:
   and constant the module defines; constants with their values, a command-line module with its
   ``--help``.
 
-``public_modules``, ``public_names``, ``page_docname``, ``missing_parameters`` and
-``empty_entries`` are also used by ``tests/test_api_docs.py``.
+``public_modules``, ``public_names``, ``page_docname``, ``missing_parameters``, ``empty_entries``
+and ``shown_doc`` are also used by ``tests/test_api_docs.py``.
 """
 
 from __future__ import annotations
@@ -242,9 +242,50 @@ def _takes_parameters(fn, *, skip_first: bool) -> bool:
     return bool(params)
 
 
+def shown_doc(obj) -> str:
+    """The docstring the book shows for a public function, class or method (cleaned, or ``""``).
+
+    A class or function: its own docstring. A method without one: the docstring of the method it
+    overrides, from the nearest base class in the method resolution order that has one
+    (``inspect.getdoc`` semantics; the book sets ``autodoc_inherit_docstrings: true``), so an
+    explorer's ``compute`` shows :class:`~simplex_lib.widgets.explorer.Explorer`'s once-written
+    docstring. Only a base class of ``simplex_lib`` counts: a method that overrides torch's
+    (``nn.Module.forward``, ``autograd.Function.forward``, ``extra_repr``) would show torch's
+    generic text, so it needs a docstring of its own.
+    """
+    own = obj.__doc__ if isinstance(obj.__doc__, str) else ""
+    if own.strip() or inspect.isclass(obj) or not inspect.isfunction(obj):
+        return inspect.cleandoc(own or "")
+    cls = _defining_class(obj)
+    if cls is None:
+        return ""
+    for base in cls.__mro__[1:]:
+        if obj.__name__ not in vars(base):
+            continue
+        base_attr = vars(base)[obj.__name__]
+        if isinstance(base_attr, (staticmethod, classmethod)):
+            base_attr = base_attr.__func__
+        doc = getattr(base_attr, "__doc__", None)
+        if isinstance(doc, str) and doc.strip():
+            home = getattr(base, "__module__", "") or ""
+            return inspect.cleandoc(doc) if home == PACKAGE or home.startswith(PACKAGE + ".") else ""
+    return ""
+
+
+def _defining_class(fn):
+    """The class whose body defines the function ``fn`` (from its ``__qualname__``), or None."""
+    parts = fn.__qualname__.split(".")
+    if len(parts) < 2 or "<locals>" in parts:
+        return None
+    obj = sys.modules.get(fn.__module__)
+    for part in parts[:-1]:
+        obj = getattr(obj, part, None)
+    return obj if inspect.isclass(obj) else None
+
+
 def _has_section(obj, section=_PARAMETERS) -> bool:
-    # the object's own docstring: the book does not show inherited ones
-    return bool(section.search(inspect.cleandoc(obj.__doc__ or "")))
+    # the docstring the book shows: a method's own, or the one it inherits (see shown_doc)
+    return bool(section.search(shown_doc(obj)))
 
 
 def public_callables(modname: str) -> list[tuple[str, object, bool]]:
@@ -275,7 +316,9 @@ def missing_parameters(modname: str) -> list[str]:
     """Public callables of ``modname`` that take parameters but have no Parameters section.
 
     A class is checked through its constructor: its docstring (or ``__init__``'s) needs a
-    Parameters section, or an Attributes section / ``#:`` field comments for a dataclass.
+    Parameters section, or an Attributes section / ``#:`` field comments for a dataclass. A
+    method without a docstring of its own may inherit the section from the ``simplex_lib`` base
+    class method it overrides (:func:`shown_doc`).
     """
     missing = []
     for qualname, obj, is_method in public_callables(modname):
@@ -297,9 +340,12 @@ def missing_parameters(modname: str) -> list[str]:
 
 
 def empty_entries(modname: str) -> list[str]:
-    """Public callables of ``modname`` (methods included) whose docstring is empty."""
-    # __doc__, not inspect.getdoc: the book does not inherit docstrings (autodoc_inherit_docstrings)
-    return [q for q, obj, _ in public_callables(modname) if not (obj.__doc__ or "").strip()]
+    """Public callables of ``modname`` (methods included) whose shown docstring is empty.
+
+    A method without a docstring of its own counts as documented when it overrides a documented
+    method of a ``simplex_lib`` base class (:func:`shown_doc`; ``autodoc_inherit_docstrings``).
+    """
+    return [q for q, obj, _ in public_callables(modname) if not shown_doc(obj).strip()]
 
 
 def _fields_documented(cls) -> bool:

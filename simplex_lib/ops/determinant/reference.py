@@ -45,9 +45,20 @@ __all__ = [
 def levi_civita(dtype=torch.float64, device=None) -> torch.Tensor:
     """The 3x3x3 Levi-Civita symbol ``eps[a, b, c]``: ``det[x, y, z] = eps_abc x_a y_b z_c``.
 
+    Parameters
+    ----------
+    dtype : floating torch.dtype, default ``torch.float64``
+    device : torch.device or str, optional
+        Default: the CPU.
+
     Returns
     -------
     Tensor ``[3, 3, 3]`` with entries in ``{-1, 0, 1}``.
+
+    Raises
+    ------
+    ValueError
+        If ``dtype`` is not a floating-point torch dtype.
 
     Examples
     --------

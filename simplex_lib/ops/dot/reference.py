@@ -18,6 +18,25 @@ __all__ = ["causal_window_mask", "per_query", "dot_attention_weights", "dot_atte
 def causal_window_mask(n: int, w=None, *, causal: bool = True, device=None) -> torch.Tensor:
     """Bool ``[n, n]``: key ``j`` visible to query ``i`` (``i - w < j <= i``; all True if not causal).
 
+    Parameters
+    ----------
+    n : int >= 0
+        Sequence length.
+    w : int >= 1, optional
+        Window width; None (default): every key ``j <= i``. Ignored when ``causal=False``.
+    causal : bool, default True
+    device : torch.device or str, optional
+        Where to build the mask (default: the CPU).
+
+    Returns
+    -------
+    bool Tensor ``[n, n]`` indexed ``[i, j]``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an int >= 0, ``w`` is not None or an int >= 1, or ``causal`` is not a bool.
+
     Examples
     --------
     >>> causal_window_mask(3, 2).int().tolist()
@@ -43,6 +62,24 @@ def per_query(t: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
 
     Zeroing by ``where`` before any arithmetic is what keeps a NaN or inf at a masked key out of
     the queries that cannot see it (a masked weight of 0 times NaN would still be NaN).
+
+    Parameters
+    ----------
+    t : Tensor ``[batch, seq, heads, d]``
+        Keys or values.
+    visible : bool Tensor ``[..., i, j]`` with ``j = seq``
+        Which keys each query sees, e.g. :func:`causal_window_mask` ``[seq, seq]``; leading
+        dimensions broadcast against ``[batch, heads]``.
+
+    Returns
+    -------
+    Tensor ``[batch, heads, i, j, d]``, or the view ``[batch, heads, 1, j, d]`` when every entry
+    of ``t`` is finite (a masked weight times it is then exactly 0 anyway).
+
+    Raises
+    ------
+    ValueError
+        If ``t`` is not a 4-D tensor or ``visible`` not a bool tensor with last dimension ``seq``.
 
     Examples
     --------

@@ -30,6 +30,21 @@ def check_kernel_inputs(q: torch.Tensor, named: dict, *, fallback: str) -> None:
     ``q`` must be float16, bfloat16 or float32 and every tensor of ``named`` must have its dtype
     and device. On a tensor that is not on a GPU the kernels only run under
     ``TRITON_INTERPRET=1``, and the error names ``fallback`` (the reference path to use instead).
+
+    Parameters
+    ----------
+    q : Tensor ``[batch, seq, Hq, head_dim]``
+    named : dict
+        The other inputs (keys, values, ...) by argument name; shapes are not checked here
+        (:func:`simplex_lib.ops.checks.check_qkv` does that).
+    fallback : str
+        What the error suggests instead of the kernel, e.g. ``'backend="reference"'``.
+
+    Raises
+    ------
+    ValueError
+        If ``q``'s dtype is not float16, bfloat16 or float32, a tensor's dtype or device differs
+        from ``q``'s, or ``q`` is not on a CUDA device and ``TRITON_INTERPRET`` is unset or 0.
     """
     if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
@@ -46,7 +61,27 @@ def check_kernel_inputs(q: torch.Tensor, named: dict, *, fallback: str) -> None:
 
 
 def check_scale(scale, head_dim: int) -> float:
-    """``1/sqrt(head_dim)`` for ``None``, else ``scale`` as a float; it must be finite."""
+    """``1/sqrt(head_dim)`` for ``None``, else ``scale`` as a float; it must be finite.
+
+    Parameters
+    ----------
+    scale : int, float or None
+    head_dim : int >= 1
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is a bool, not an int or float, or not finite.
+
+    Examples
+    --------
+    >>> check_scale(None, 16), check_scale(2, 16)
+    (0.25, 2.0)
+    """
     if scale is None:
         return 1.0 / math.sqrt(head_dim)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):

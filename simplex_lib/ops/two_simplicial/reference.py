@@ -91,6 +91,26 @@ def two_simplicial_mask(n: int, *, w1=None, w2=None, causal: bool = True, device
     ``j`` is visible iff ``i - w1 < j <= i`` and ``k`` iff ``i - w2 < k <= i`` (``None`` = no
     window); without ``causal`` every pair is visible.
 
+    Parameters
+    ----------
+    n : int >= 0
+        Sequence length.
+    w1, w2 : int >= 1, optional
+        Windows of the first and second key set; None (default): no window.
+    causal : bool, default True
+    device : torch.device or str, optional
+        Where to build the mask (default: the CPU).
+
+    Returns
+    -------
+    bool Tensor ``[n, n, n]`` indexed ``[i, j, k]``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an int >= 0, a window is not None or an int >= 1, ``causal`` is not a
+        bool, or a window is given with ``causal=False``.
+
     Examples
     --------
     >>> int(two_simplicial_mask(4, w1=2, w2=1)[3].sum())  # j in {2, 3}, k = 3
@@ -109,6 +129,24 @@ def masked_softmax_pairs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tens
 
     Masked entries are exactly zero (``where``, so a NaN logit there is dropped); rows with no
     visible pair give all zeros and finite gradients.
+
+    Parameters
+    ----------
+    logits : floating Tensor ``[..., j, k]``
+        E.g. :func:`two_simplicial_logits` ``[batch, heads, i, j, k]``.
+    mask : bool Tensor ``[..., j, k]``
+        Visible pairs; must broadcast to ``logits`` (e.g. :func:`two_simplicial_mask` ``[i, j, k]``).
+
+    Returns
+    -------
+    Tensor of ``logits``' shape and dtype; each ``[j, k]`` slice sums to 1 over its visible
+    entries (0 where none is visible).
+
+    Raises
+    ------
+    ValueError
+        If ``logits`` is not a floating tensor with at least 2 dimensions, ``mask`` not a bool
+        tensor with at least 2, or ``mask`` does not broadcast to ``logits``.
 
     Examples
     --------
