@@ -83,7 +83,8 @@ def print_table(result: dict) -> None:
         line per record (ms to 3 decimals, TFLOPS to 1, peak memory in MiB, a failed record's
         error at the end of its line).
     """
-    cols = ("group", "mode", "B", "N", "Hq", "Hkv", "D", "w1", "w2", "ms", "tflops", "peak_extra_bytes")
+    cols = ("group", "mode", "B", "N", "Hq", "Hkv", "D", "w1", "w2", "ms", "tflops", "tflops_min", "tflops_max",
+            "peak_extra_bytes")
     print(" ".join(f"{c:>9s}" for c in cols))
     for r in result["records"]:
         vals = []
@@ -227,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--modes", type=_modes, default=timing.MODES, help="fwd,bwd,fwdbwd")
     ap.add_argument("--tokens", type=int_list(1), default=None,
                     help="B = tokens // N (default 16384; --topk: 8192)")
+    ap.add_argument("--shapes", action="store_true",
+                    help="the grid of model shapes: B2 N8192, GQA 1,4,8,64 (16,32,32,64 query heads), "
+                         "D 64,128, windows 512x32,256x64,128x128 (overrides --windows/--dims/--gqa/"
+                         "--seqlens/--tokens)")
+    ap.add_argument("--repeats", type=int_at_least(1), default=3,
+                    help="independent measurements per shape; records keep each and the spread (default 3)")
     ap.add_argument("--table1", action="store_true", help="the paper's Table 1 window sweep")
     ap.add_argument("--claim48k", action="store_true", help="512x32 vs dot attention at 32k/48k")
     ap.add_argument("--no-sdpa", action="store_true")
@@ -274,10 +281,12 @@ def main(argv=None) -> dict:
         res["records"] = timing.bench_topk(a.seqlens or (2048, 4096, 8192),
                                            tokens=a.tokens[0] if a.tokens else 8192)
     else:
-        res = timing.run_benchmark(a.windows, a.dims, a.gqa, a.seqlens or (4096, 8192, 16384),
-                                   a.modes, tokens=a.tokens[0] if a.tokens else 16384,
-                                   table1=a.table1, compare_sdpa=not a.no_sdpa,
-                                   reference_max_n=a.reference_max_n, claim48k=a.claim48k)
+        grid = dict(timing.SHAPE_GRID) if a.shapes else dict(
+            windows=a.windows, dims=a.dims, gqa=a.gqa, heads=None, seqlens=a.seqlens or (4096, 8192, 16384),
+            tokens=a.tokens[0] if a.tokens else 16384)
+        res = timing.run_benchmark(**grid, modes=a.modes, table1=a.table1, compare_sdpa=not a.no_sdpa,
+                                   reference_max_n=a.reference_max_n, claim48k=a.claim48k,
+                                   repeats=a.repeats)
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
     if not a.topk:

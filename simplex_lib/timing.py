@@ -27,7 +27,7 @@ from simplex_lib.provenance import provenance
 from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention as reference_attention
 
 __all__ = [
-    "FLOPS_CONVENTION", "MODES", "DEFAULT_WINDOWS", "TABLE1_WINDOWS", "record_meta",
+    "FLOPS_CONVENTION", "MODES", "DEFAULT_WINDOWS", "TABLE1_WINDOWS", "SHAPE_GRID", "record_meta",
     "time_and_peak_memory",
     "random_causal_topk", "bench_simplicial", "bench_sdpa", "run_benchmark", "bench_topk",
 ]
@@ -37,6 +37,10 @@ FLOPS_CONVENTION = ("fwd 4*B*Hq*N*D*w1*w2 (top-k: w1*w2 = kA*kB); bwd 2.5x; fwdb
 DEFAULT_WINDOWS = ((512, 32), (256, 64), (1024, 16), (128, 128))
 TABLE1_WINDOWS = ((1024, 32), (512, 64), (128, 128), (256, 64), (512, 32), (1024, 16), (256, 32))
 MODES = ("fwd", "bwd", "fwdbwd")
+#: The grid of attention shapes a model would use (``python -m simplex_lib.bench --shapes``):
+#: B 2, N 8192, GQA 1, 4, 8, 64 with 16, 32, 32, 64 query heads, D 64 and 128, three windows.
+SHAPE_GRID = dict(windows=((512, 32), (256, 64), (128, 128)), dims=(64, 128), gqa=(1, 4, 8, 64),
+                  heads=(16, 32, 32, 64), seqlens=(8192,), tokens=16384)
 
 
 def record_meta(device=None) -> dict:
@@ -55,7 +59,7 @@ def record_meta(device=None) -> dict:
     return {**provenance(device), "flops_convention": FLOPS_CONVENTION}
 
 
-def time_and_peak_memory(make_fn):
+def time_and_peak_memory(make_fn, repeats: int = 1):
     """Median ms of ``fn = make_fn()`` (``triton.testing.do_bench``) and its peak extra memory.
 
     ``make_fn`` builds the callable (allocating its inputs or graph state); the peak counts
@@ -66,12 +70,16 @@ def time_and_peak_memory(make_fn):
     ----------
     make_fn : callable
         No arguments; returns the zero-argument callable to time.
+    repeats : int, default 1
+        Independent ``do_bench`` measurements of the same callable; their spread is the noise
+        of the measurement (clock, other work on the GPU), which a comparison must exceed.
 
     Returns
     -------
-    (ms, peak_bytes) : (float, int)
-        Median milliseconds of ``do_bench(fn, warmup=25, rep=100)`` and the peak in bytes (what
-        ``make_fn`` allocated included).
+    (ms, peak_bytes) : (float, int), or with ``repeats > 1`` (ms, peak_bytes, ms_each)
+        Median milliseconds of ``do_bench(fn, warmup=25, rep=100)`` (the median over the
+        repeats), the peak in bytes (what ``make_fn`` allocated included), and each repeat's
+        median.
     """
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
@@ -80,8 +88,12 @@ def time_and_peak_memory(make_fn):
     fn()
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() - base
-    ms = do_bench(fn, warmup=25, rep=100, return_mode="median")
-    return ms, peak
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
+    each = [do_bench(fn, warmup=25, rep=100, return_mode="median") for _ in range(repeats)]
+    if repeats == 1:
+        return each[0], peak
+    return sorted(each)[(repeats - 1) // 2], peak, each
 
 
 def random_causal_topk(B: int, N: int, H: int, k: int, *, device="cuda", generator=None) -> torch.Tensor:
@@ -118,6 +130,17 @@ def random_causal_topk(B: int, N: int, H: int, k: int, *, device="cuda", generat
     return idx.sort(dim=-1).values.permute(0, 2, 1, 3).contiguous()
 
 
+def _timed(make_fn, repeats: int, flops: float) -> dict:
+    """``ms``, ``tflops`` and ``peak_extra_bytes`` of one shape; with ``repeats > 1`` also every
+    repeat's ``ms_each`` and the TFLOPS range ``tflops_min`` / ``tflops_max``."""
+    out = time_and_peak_memory(make_fn, repeats)
+    ms, peak = out[0], out[1]
+    rec = dict(ms=ms, tflops=flops / ms / 1e9, flops=flops, peak_extra_bytes=int(peak))
+    if repeats > 1:
+        rec.update(ms_each=out[2], tflops_min=flops / max(out[2]) / 1e9, tflops_max=flops / min(out[2]) / 1e9)
+    return rec
+
+
 def _inputs(B, N, Hq, Hkv, D, dtype, device, grad):
     g = torch.Generator(device=device).manual_seed(0)
     q = torch.randn(B, N, Hq, D, device=device, dtype=dtype, generator=g)
@@ -139,7 +162,7 @@ def _mode_fn(f, xs, mode):
     return lambda: torch.autograd.grad(f(xs), xs, do)
 
 
-def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.bfloat16) -> dict:
+def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.bfloat16, repeats=1) -> dict:
     """One timing record of the kernel (or the reference) for one shape and mode.
 
     Inputs are standard-normal ``q [B, N, Hq, D]`` and ``k1, k2, v1, v2 [B, N, Hkv, D]`` on the
@@ -158,23 +181,29 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
         (:func:`simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`), otherwise
         the PyTorch windowed path (recorded under that name).
     dtype : torch.dtype, default ``torch.bfloat16``
+    repeats : int, default 1
+        Independent measurements (see :func:`time_and_peak_memory`).
 
     Returns
     -------
     dict with the shape, ``impl``, ``mode``, ``dtype``, ``ms``, ``tflops``, ``flops`` (from
-    :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes`` and ``us_per_token``.
+    :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes`` and ``us_per_token``; with
+    ``repeats > 1`` also ``ms_each``, ``tflops_min`` and ``tflops_max``.
     """
     attn = two_simplicial_attention if impl == "kernel" else reference_attention
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
-    ms, peak = time_and_peak_memory(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode))
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
+    rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
-                dtype=str(dtype).replace("torch.", ""), ms=ms, tflops=F / ms / 1e9,
-                flops=F, peak_extra_bytes=int(peak), us_per_token=1e3 * ms / (B * N))
+                dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N))
 
 
-def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16) -> dict:
-    """Causal torch SDPA (flash) for comparison.
+def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:
+    """Causal torch SDPA, restricted to its flash backend, for comparison.
+
+    The record names the backend that ran (``sdpa_backend``): ``"flash"``, or ``"default"``
+    (PyTorch's own choice among cuDNN, flash and memory-efficient) where flash cannot take the
+    shape or dtype.
 
     Parameters
     ----------
@@ -183,27 +212,36 @@ def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16) -> dict:
         ``[B, H, N, D]`` standard-normal CUDA tensors (SDPA's layout).
     mode : ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``
     dtype : torch.dtype, default ``torch.bfloat16``
+    repeats : int, default 1
+        Independent measurements (see :func:`time_and_peak_memory`).
 
     Returns
     -------
     dict in the format of :func:`bench_simplicial` (``impl="sdpa"``, ``Hq = Hkv = H``), the
-    FLOPs from :func:`simplex_lib.cost.dot_flops`.
+    FLOPs from :func:`simplex_lib.cost.dot_flops`, and ``sdpa_backend``.
     """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     g = mode != "fwd"
     xs = [torch.randn(B, H, N, D, device="cuda", dtype=dtype, requires_grad=g) for _ in range(3)]
+    F = dot_flops(N, batch=B, heads=H, head_dim=D, mode=mode)
 
     def sdpa(x):
         return torch.nn.functional.scaled_dot_product_attention(*x, is_causal=True)
 
-    ms, peak = time_and_peak_memory(lambda: _mode_fn(sdpa, xs, mode))
-    F = dot_flops(N, batch=B, heads=H, head_dim=D, mode=mode)
-    return dict(impl="sdpa", mode=mode, B=B, N=N, Hq=H, Hkv=H, D=D, ms=ms, tflops=F / ms / 1e9,
-                flops=F, peak_extra_bytes=int(peak), us_per_token=1e3 * ms / (B * N))
+    try:
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            rec, backend = _timed(lambda: _mode_fn(sdpa, xs, mode), repeats, F), "flash"
+    except RuntimeError:  # no flash kernel for this shape or dtype
+        rec, backend = _timed(lambda: _mode_fn(sdpa, xs, mode), repeats, F), "default"
+    return dict(impl="sdpa", mode=mode, B=B, N=N, Hq=H, Hkv=H, D=D, **rec, sdpa_backend=backend,
+                us_per_token=1e3 * rec["ms"] / (B * N))
 
 
 def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=(4096, 8192, 16384),
                   modes=MODES, tokens=16384, heads_gqa=64, heads_mha=16, table1=False,
-                  compare_sdpa=True, reference_max_n=0, claim48k=False, progress=True) -> dict:
+                  compare_sdpa=True, reference_max_n=0, claim48k=False, progress=True,
+                  heads=None, repeats=1) -> dict:
     """Time the kernels over a grid; return ``{"meta", "records"}``.
 
     ``B = max(1, tokens // N)`` keeps the token count fixed across lengths. A GQA ratio of 1 uses
@@ -235,6 +273,11 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
         Also time the kernel at ``512 x 32`` and SDPA at 32k and 48k tokens (the crossover claim).
     progress : bool, default True
         Show a progress bar.
+    heads : sequence of int, optional
+        Query heads for each entry of ``gqa`` (same length; each a multiple of its ratio),
+        instead of ``heads_mha`` / ``heads_gqa``; :data:`SHAPE_GRID` uses 16, 32, 32, 64.
+    repeats : int, default 1
+        Independent measurements of every shape (records then carry their spread).
 
     Returns
     -------
@@ -242,11 +285,14 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
     :func:`bench_simplicial` and :func:`bench_sdpa` return, plus ``group``; SDPA records also
     ``paired_with``).
     """
+    if heads is None:
+        heads = [heads_mha if ratio == 1 else heads_gqa for ratio in gqa]
+    if len(heads) != len(gqa) or any(h % r for h, r in zip(heads, gqa)):
+        raise ValueError(f"heads must give one multiple of each GQA ratio {list(gqa)}, got {list(heads)}")
     jobs = []
     for (w1, w2) in windows:
         for D in dims:
-            for ratio in gqa:
-                Hq = heads_mha if ratio == 1 else heads_gqa
+            for ratio, Hq in zip(gqa, heads):
                 Hkv = Hq // ratio
                 for N in seqlens:
                     B = max(1, tokens // N)
@@ -272,12 +318,12 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
         it.set_postfix_str(f"{impl} {mode} N{N} D{D} {w1}x{w2} G{Hq // Hkv}")
         try:
             if impl in ("sdpa", "claim-sdpa"):
-                rec = bench_sdpa(B, N, Hq, D, mode)
+                rec = bench_sdpa(B, N, Hq, D, mode, repeats=repeats)
                 rec["paired_with"] = [w1, w2]
                 if impl == "sdpa":
                     rec["paired_N"] = int(round(N ** 2 / (2 * w1 * w2) / 256)) * 256
             else:
-                rec = bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode,
+                rec = bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, repeats=repeats,
                                        impl="reference" if impl == "reference" else "kernel")
             rec["group"] = impl
         except Exception as e:  # record and continue: one failing shape must not lose the run
