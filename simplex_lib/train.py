@@ -322,7 +322,10 @@ def _load_checkpoint(path: str) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing here
-        raise RunError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        first = (str(exc).splitlines() or [""])[0]
+        why = ("the file is damaged or is not a checkpoint" if "Weights only load failed" in first
+               else f"{type(exc).__name__}: {first[:160]}")
+        raise RunError(f"cannot read checkpoint {path}: {why}") from None
     if not isinstance(ck, dict) or not {"model", "optimizer", "step", "config"} <= set(ck):
         raise RunError(f"checkpoint {path} is not a checkpoint of simplex_lib.train")
     return ck
