@@ -1,4 +1,4 @@
-"""NaN and infinity stay where they belong in the kernels' backward.
+"""NaN and infinity stay where they belong in the kernels' backward (windowed and top-k).
 
 A non-finite entry in row ``p`` of an input poisons the queries that read it (their outputs are
 NaN). The gradient rows that are NaN are exactly: ``dq`` of the poisoned queries, and the key
@@ -70,6 +70,54 @@ def test_backward_keeps_nonfinite_local(gen, Hq, Hkv, which, bad):
     reference_attention(*ref.values(), w1=w1, w2=w2).backward(clean_do)
 
     expected = _expected_nan_rows(N, Hq, Hkv, w1, w2, p, which, head)
+    for n in NAMES:
+        got = ins[n].grad.cpu()[0]
+        assert torch.equal(torch.isnan(got).any(-1), expected[n]), f"d{n}: NaN rows"
+        keep = ~expected[n]
+        assert_close(f"d{n} (clean rows)", ref[n].grad[0][keep], got[keep], 2e-5)
+
+
+@pytest.mark.parametrize("which", ["q", "k1", "k2", "v1", "v2", "do"])
+def test_topk_backward_keeps_nonfinite_local(gen, which):
+    from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
+    from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton as topk_kernel
+    from simplex_lib.timing import random_causal_topk
+
+    N, Hq, Hkv, D, k, p = 10, 4, 2, 16, 3, 4
+    G = Hq // Hkv
+    x = {n: torch.randn(1, N, Hq if n == "q" else Hkv, D, generator=gen, dtype=torch.float64)
+         for n in NAMES}
+    do = torch.randn(1, N, Hq, D, generator=gen, dtype=torch.float64)
+    idx = random_causal_topk(1, N, Hkv, k, device="cpu", generator=gen)  # [1, N, Hkv, k]
+    clean = {n: t.clone() for n, t in x.items()}
+    clean_do = do.clone()
+    if which == "do":
+        do[0, p, 0, 5] = float("nan")
+        clean_do[0, p, 0] = 0
+    else:
+        x[which][0, p, 0, 5] = float("nan")
+        clean[which][0, p, 0] = 0
+
+    ins = {n: t.float().to(DEV).requires_grad_() for n, t in x.items()}
+    topk_kernel(*ins.values(), idx.to(DEV)).backward(do.float().to(DEV))
+    ref = {n: t.clone().requires_grad_() for n, t in clean.items()}
+    topk_reference(*ref.values(), idx).backward(clean_do)
+
+    # brute force: poisoned queries, and the rows they select
+    sel = idx[0].repeat_interleave(G, dim=1)  # [N, Hq, k]
+    poisoned = torch.zeros(N, Hq, dtype=torch.bool)
+    for i in range(N):
+        for h in range(Hq):
+            if which in ("q", "do"):
+                poisoned[i, h] = (i, h) == (p, 0)
+            else:
+                poisoned[i, h] = h // G == 0 and p in sel[i, h].tolist()
+    read = torch.zeros(N, Hkv, dtype=torch.bool)
+    for i, h in poisoned.nonzero().tolist():
+        for j in sel[i, h].tolist():
+            if j >= 0:
+                read[j, h // G] = True
+    expected = {"q": poisoned, "k1": read, "k2": read, "v1": read, "v2": read}
     for n in NAMES:
         got = ins[n].grad.cpu()[0]
         assert torch.equal(torch.isnan(got).any(-1), expected[n]), f"d{n}: NaN rows"

@@ -249,6 +249,46 @@ def _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
     return launch_with_fallback(key, _candidates(q, KA, KB), launch)
 
 
+def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
+    """:func:`_backward`, with NaN and infinity kept where they belong.
+
+    A query is poisoned when its ``q`` or ``do`` row, or a row it selected, is not finite. The
+    kernel then runs on inputs with those rows zeroed (and ``lse = +inf`` for the poisoned
+    queries, so their weights are exact zeros), and NaN is put back on ``dq`` of the poisoned
+    queries and on every key/value row they selected; every other gradient is exact. Without a
+    non-finite input this costs one check (a device-to-host sync).
+    """
+    rows = [~torch.isfinite(t).all(-1) for t in (do, q, k1, k2, v1, v2)]  # [B, N, H] each
+    if not bool(torch.stack([r.any() for r in rows]).any()):
+        return _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale)
+    bad_do, bad_q, bad_k1, bad_k2, bad_v1, bad_v2 = rows
+    B, N, Hq, _ = q.shape
+    G = Hq // k1.shape[2]
+
+    def selected_bad(bad_kv, idx):  # [B, N, Hq]: does the query select a bad row?
+        bad = bad_kv.repeat_interleave(G, dim=2)[..., None].expand(*idx.shape)
+        return (torch.gather(bad, 1, idx.clamp(min=0).long()) & (idx >= 0)).any(-1)
+
+    poisoned = bad_q | bad_do | selected_bad(bad_k1 | bad_v1, ia) | selected_bad(bad_k2 | bad_v2, ib)
+
+    def read_by_poisoned(idx):  # [B, N, Hkv]: rows a poisoned query selected
+        out = torch.zeros_like(bad_k1)
+        b, i, h, slot = (poisoned[..., None] & (idx >= 0)).nonzero(as_tuple=True)
+        out[b, idx[b, i, h, slot].long(), h // G] = True
+        return out
+
+    read1, read2 = read_by_poisoned(ia), read_by_poisoned(ib)
+
+    def clean(t, bad):
+        return t.masked_fill(bad[..., None], 0)
+
+    grads = _backward(clean(do, poisoned), clean(q, bad_q), clean(k1, bad_k1), clean(k2, bad_k2),
+                      clean(v1, bad_v1), clean(v2, bad_v2), ia, ib, clean(o, poisoned),
+                      lse.masked_fill(poisoned, float("inf")), scale)
+    nan = float("nan")
+    return [g.masked_fill(m[..., None], nan) for g, m in zip(grads, (poisoned, read1, read2, read1, read2))]
+
+
 class _TopkFunction(torch.autograd.Function):
     """Autograd of the top-k kernels; reached only through the checked public function.
 
@@ -276,7 +316,7 @@ class _TopkFunction(torch.autograd.Function):
                                "use simplex_lib.ops.topk.reference.topk_two_simplicial_attention")
         q, k1, k2, v1, v2, ia, ib, o, lse = ctx.saved_tensors
         do = do.contiguous().to(q.dtype)
-        grads = _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, ctx.scale)
+        grads = _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, ctx.scale)
         grads = [g.to(dt) for g, dt in zip(grads, ctx.dtypes)]
         return (*grads, None, None, None)
 
