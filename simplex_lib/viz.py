@@ -159,3 +159,88 @@ def finish(fig) -> None:
         Laid out in place (``fig.tight_layout()``).
     """
     fig.tight_layout()
+
+
+# --- chapter 06 ---
+
+
+def rotation_about_axis(ax, axis, vectors, *, labels=None, color=None) -> None:
+    """Draw vectors turned about one axis on a 3-D axes: the picture of a one-parameter rotation.
+
+    ``axis`` is the fixed axis ``u`` (3 numbers), ``vectors`` the turned copies ``R(t) k`` (a
+    ``[T, 3]`` array, one row per position ``t``). The axis is drawn through the origin, each
+    vector as a line from the origin to a labelled dot, the circle its tip runs along (dashed)
+    and the component along ``u`` that no rotation about ``u`` changes (dotted). ``ax`` must be
+    a 3-D axes (``subplot_kw={"projection": "3d"}``).
+    """
+    import numpy as np
+
+    u = np.asarray(axis, dtype=float)
+    u = u / np.linalg.norm(u)
+    v = np.asarray(vectors.detach().cpu() if hasattr(vectors, "detach") else vectors, dtype=float)
+    color = color or PALETTE["simplicial"]
+    along = float(v[0] @ u)  # the same for every row when the rows are rotations about u
+    centre = along * u
+    radial = v[0] - centre
+    phi = np.linspace(0.0, 2.0 * np.pi, 200)[:, None]
+    circle = centre + np.cos(phi) * radial + np.sin(phi) * np.cross(u, radial)
+    reach = 1.15 * max(np.linalg.norm(v, axis=1).max(), 1.0)
+    ax.plot(*np.stack([-0.3 * reach * u, reach * u]).T, color=PALETTE["dot"], lw=2.5)
+    ax.text(*(1.05 * reach * u), "axis u", color=PALETTE["dot"], fontsize=11)
+    ax.plot(*circle.T, color=PALETTE["reference"], ls="--", lw=1.2)
+    ax.plot(*np.stack([centre, v[0]]).T, color=PALETTE["reference"], ls=":", lw=1.5)
+    for t, p in enumerate(v):
+        ax.plot(*np.stack([np.zeros(3), p]).T, color=color, lw=1.2, alpha=0.8)
+        ax.scatter(*p, color=color, s=25, depthshade=False)
+        text = labels[t] if labels is not None else f"t={t}"
+        ax.text(*(p * 1.1), text, fontsize=10)
+    ax.scatter(*centre, color=PALETTE["dot"], s=20, depthshade=False)
+    for setter, name in ((ax.set_xlabel, "coordinate 1"), (ax.set_ylabel, "coordinate 2"),
+                         (ax.set_zlabel, "coordinate 3")):
+        setter(name, fontsize=10, labelpad=-2)
+    ax.tick_params(labelsize=9, pad=0)
+    ax.set_box_aspect((1, 1, 1))
+
+
+# --- landing page ---
+
+
+def edges_and_triangles(axes, n: int = 6, pairs=None) -> None:
+    """The landing page's picture: one query's edges (dot product) and its triangles (2-simplicial).
+
+    ``axes`` is a pair of 2-D axes. Tokens ``0 .. n-1`` sit on an arc, the query ``i`` is the
+    last of them. In the first axes it has one edge to every token it sees (itself included);
+    in the second it spans a shaded triangle with each key pair ``(j, l)`` of ``pairs`` (three
+    by default), and each triangle is scored as one unit.
+    """
+    import numpy as np
+    from matplotlib.patches import Polygon
+
+    i = n - 1
+    pairs = pairs if pairs is not None else [(0, 2), (1, 4), (2, 3)]
+    t = np.arange(n)
+    xy = np.stack([t, 1.6 * np.sin(np.pi * t / (n - 1) * 0.85)], axis=1)
+    shades = [PALETTE["simplicial"], PALETTE["accent2"], PALETTE["accent3"]]
+    for ax, kind in zip(axes, ("edges", "triangles")):
+        ax.set_xlim(-0.6, n - 0.4)
+        ax.set_ylim(-0.4, 1.9)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        if kind == "edges":
+            for j in range(i):
+                ax.plot(*xy[[i, j]].T, color=PALETTE["dot"], lw=1.6, zorder=1)
+            ax.set_title("dot-product attention:\none key j per score (an edge)", fontsize=11)
+        else:
+            for c, (j, l) in enumerate(pairs):
+                col = shades[c % len(shades)]
+                tri = xy[[i, j, l]]
+                ax.add_patch(Polygon(tri, closed=True, alpha=0.22, color=col, zorder=1))
+                ax.add_patch(Polygon(tri, closed=True, fill=False, edgecolor=col, lw=1.6))
+            ax.set_title("2-simplicial attention:\none key pair (j, l) per score (a triangle)",
+                         fontsize=11)
+        for x in t:
+            q = x == i
+            ax.scatter(*xy[x], s=340, zorder=3, edgecolors="black", linewidths=1.0,
+                       color=PALETTE["simplicial"] if q else "white")
+            ax.text(*xy[x], "i" if q else f"{x}", ha="center", va="center", fontsize=10,
+                    zorder=4, color="white" if q else "black")
