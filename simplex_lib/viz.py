@@ -102,3 +102,13 @@ def heatmap(ax, data, *, xlabel: str, ylabel: str, title: str | None = None, sig
 def finish(fig) -> None:
     """Tighten the layout before display."""
     fig.tight_layout()
+
+
+# --- chapter 01 ---
+def integer_ticks(*axes) -> None:
+    """Put tick marks on whole numbers only (token indices, layer counts) on every axis given."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -60,18 +60,22 @@ def _wl_signature(g, col, v):
 def _triangle_signature(g, col, v):
     nbrs = [u for u in g[v] if u != v]
     tri = sorted(tuple(sorted((col[u], col[w])))
-                 for u, w in itertools.combinations(nbrs, 2) if g.has_edge(u, w))
+                 for u, w in itertools.combinations(nbrs, 2)
+                 if g.has_edge(u, w))
     return (col[v], tuple(sorted(col[u] for u in g[v])), tuple(tri))
 
 
 def _clique_signature(g, col, v):
-    # Like the triangle signature, one dimension further: the colours of the other members of
-    # every triangle (2-simplex) and every 4-clique (3-simplex) through v.
+    # Like the triangle signature, one dimension further: the colours of the
+    # other members of every triangle (2-simplex) and 4-clique (3-simplex)
+    # through v.
     nbrs = sorted((u for u in g[v] if u != v), key=repr)
     cliques = [tuple(sorted(col[u] for u in c)) for size in (2, 3)
                for c in itertools.combinations(nbrs, size)
-               if all(g.has_edge(a, b) for a, b in itertools.combinations(c, 2))]
-    return (col[v], tuple(sorted(col[u] for u in g[v])), tuple(sorted(cliques)))
+               if all(g.has_edge(a, b)
+                      for a, b in itertools.combinations(c, 2))]
+    return (col[v], tuple(sorted(col[u] for u in g[v])),
+            tuple(sorted(cliques)))
 
 
 def _fwl_signature(g, col, uv):
@@ -84,17 +88,19 @@ def _n_classes(maps: list[dict]) -> int:
 
 
 def _joint_refine(graphs, col0, signature, rounds):
-    """Refine colourings of several graphs with one shared palette; stop when stable.
+    """Refine colourings of several graphs with one shared palette until stable.
 
-    Returns one history per graph: ``[colours_0, colours_1, ...]``. Every signature contains the
-    old colour, so the partition only ever splits; once a round splits nothing, it never will
-    again and the history stops (the stable colouring is the last entry).
+    Returns one history per graph: ``[colours_0, colours_1, ...]``. Every
+    signature contains the old colour, so the partition only ever splits; once
+    a round splits nothing, it never will again and the history stops (the
+    stable colouring is the last entry).
     """
     cols = _compress(col0)
     hist = [[c] for c in cols]
     limit = rounds if rounds is not None else sum(len(c) for c in cols) + 1
     for _ in range(limit):
-        sigs = [{x: signature(g, c, x) for x in c} for g, c in zip(graphs, cols)]
+        sigs = [{x: signature(g, c, x) for x in c}
+                for g, c in zip(graphs, cols)]
         new = _compress(sigs)
         if rounds is None and _n_classes(new) == _n_classes(cols):
             break
