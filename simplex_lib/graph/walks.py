@@ -17,7 +17,7 @@ __all__ = ["k_hop", "reach", "diffuse", "diffusion_trajectory", "compose_layers"
 
 
 def k_hop(a, k: int):
-    """``a`` to the power ``k``: ``[i, j]`` sums the weights of ``k``-step walks.
+    """``a`` to the power ``k``: the summed weights of all ``k``-step walks.
 
     For a 0/1 adjacency matrix this counts the walks ``i -> j`` of length
     ``k``; for a row-stochastic attention matrix it is the probability that a
@@ -93,7 +93,7 @@ def _check_values(a, f):
 
 
 def diffuse(a, f, k: int = 1):
-    """Diffuse a value function ``f`` over the graph ``k`` times: ``a^k @ f``.
+    """Diffuse a value function ``f`` over the graph ``k`` times: a^k @ f.
 
     With ``a`` an attention matrix ``P`` and ``f = V``, ``k = 1`` is one
     attention layer's output ``P V`` (node ``i`` averages the values of the

@@ -88,12 +88,12 @@ def _n_classes(maps: list[dict]) -> int:
 
 
 def _joint_refine(graphs, col0, signature, rounds):
-    """Refine colourings of several graphs with one shared palette until stable.
+    """Refine colourings of several graphs, one shared palette, until stable.
 
     Returns one history per graph: ``[colours_0, colours_1, ...]``. Every
-    signature contains the old colour, so the partition only ever splits; once
-    a round splits nothing, it never will again and the history stops (the
-    stable colouring is the last entry).
+    signature contains the old colour, so the partition only ever splits;
+    once a round splits nothing, it never will again and the history stops
+    (the stable colouring is the last entry).
     """
     cols = _compress(col0)
     hist = [[c] for c in cols]
