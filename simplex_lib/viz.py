@@ -161,6 +161,16 @@ def finish(fig) -> None:
     fig.tight_layout()
 
 
+# --- chapter 01 ---
+def integer_ticks(*axes) -> None:
+    """Put tick marks on whole numbers only (token indices, layer counts) on every axis given."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 # --- chapter 06 ---
 
 

@@ -615,3 +615,54 @@ def test_package_exports_every_public_name():
         for name in mod.__all__:
             if name != "CLASS_CMAP":
                 assert getattr(G, name) is getattr(mod, name) and name in G.__all__
+
+
+def test_persistent_class_colours_keep_a_class_colour_while_it_splits():
+    g = nx.lollipop_graph(4, 3)
+    hist = G.wl_colours(g)
+    kept = G.persistent_class_colours(hist)
+    for old, new in zip(hist, kept):  # the same partitions
+        assert sorted(map(sorted, _classes(old))) == sorted(map(sorted, _classes(new)))
+    for prev, cur in zip(kept, kept[1:]):
+        for c in set(prev.values()):  # every old class keeps its number on one of its parts
+            assert c in {cur[v] for v in prev if prev[v] == c}
+    assert kept[0] == {v: 0 for v in g}
+    with pytest.raises(ValueError, match="same nodes"):
+        G.persistent_class_colours([{0: 0}, {1: 0}])
+    with pytest.raises(ValueError, match="non-empty"):
+        G.persistent_class_colours([])
+
+
+def _classes(colours):
+    out = {}
+    for v, c in colours.items():
+        out.setdefault(c, []).append(v)
+    return list(out.values())
+
+
+def test_clique_refinement_sees_four_cliques():
+    rook = nx.convert_node_labels_to_integers(
+        nx.cartesian_product(nx.complete_graph(4), nx.complete_graph(4)))
+    shrikhande = nx.convert_node_labels_to_integers(nx.Graph(
+        (a, ((a[0] + d[0]) % 4, (a[1] + d[1]) % 4)) for a in itertools.product(range(4), repeat=2)
+        for d in [(0, 1), (1, 0), (1, 1)]))
+    got = [G.wl_distinguishes(rook, shrikhande, method=m) for m in ("wl", "triangle", "clique")]
+    assert got == [False, False, True]
+    c6, tt = G.cycle_vs_triangles()
+    assert G.wl_distinguishes(c6, tt, method="clique")
+    perm = dict(enumerate(np.random.default_rng(0).permutation(16).tolist()))
+    assert not G.wl_distinguishes(rook, nx.relabel_nodes(rook, perm), method="clique")
+
+
+def test_draw_attention_graph_shared_node_range(gen):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    a = torch.softmax(torch.randn(4, 4, generator=gen, dtype=torch.float64), -1)
+    G.draw_attention_graph(a, ax, node_range=(0.0, 4.0), node_size=200, colorbar=False)
+    for bad in [(1.0, 1.0), (2.0,)]:
+        with pytest.raises(ValueError, match="node_range"):
+            G.draw_attention_graph(a, ax, node_range=bad)
+    with pytest.raises(ValueError, match="node_size"):
+        G.draw_attention_graph(a, ax, node_size=0)
+    plt.close(fig)

@@ -13,7 +13,7 @@ the weighted adjacency matrix of a directed graph on the tokens; the edge ``i ->
   :func:`cycle_vs_triangles`, :func:`message_passing` (message passing, bounded by 1-WL);
 - :mod:`~simplex_lib.graph.complexes`: :func:`simplices`, :func:`star`;
 - :mod:`~simplex_lib.graph.drawing`: :func:`draw_attention_graph`, :func:`draw_query_key_points`,
-  :func:`draw_coloured_graph`.
+  :func:`draw_coloured_graph`, :func:`persistent_class_colours`.
 
 Every public name is re-exported here, so ``from simplex_lib import graph; graph.k_hop(...)``
 works.
@@ -22,7 +22,12 @@ works.
 from . import attention, complexes, drawing, walks, weisfeiler_lehman
 from .attention import attention_graph, attention_matrix, attention_received, effective_neighbours
 from .complexes import simplices, star
-from .drawing import draw_attention_graph, draw_coloured_graph, draw_query_key_points
+from .drawing import (
+    draw_attention_graph,
+    draw_coloured_graph,
+    draw_query_key_points,
+    persistent_class_colours,
+)
 from .walks import compose_layers, diffuse, diffusion_trajectory, k_hop, reach
 from .weisfeiler_lehman import (
     colour_histogram,
@@ -48,4 +53,5 @@ __all__ = [
     "simplices", "star",
     # drawing
     "draw_attention_graph", "draw_query_key_points", "draw_coloured_graph",
+    "persistent_class_colours",
 ]

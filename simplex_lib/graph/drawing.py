@@ -10,7 +10,8 @@ from ..viz import CMAP, PALETTE, label, new_figure
 from ._checks import as_numpy
 from .attention import attention_graph, attention_received
 
-__all__ = ["draw_attention_graph", "draw_query_key_points", "draw_coloured_graph", "CLASS_CMAP"]
+__all__ = ["draw_attention_graph", "draw_query_key_points", "draw_coloured_graph",
+           "persistent_class_colours", "CLASS_CMAP"]
 
 #: Categorical colours for colour classes (ten distinct hues, cycled).
 CLASS_CMAP = "tab10"
@@ -18,8 +19,9 @@ CLASS_CMAP = "tab10"
 
 def draw_attention_graph(a, ax=None, *, threshold: float | None = None, top_k: int | None = None,
                          labels=None, node_values=None, highlight=None, title: str | None = None,
-                         node_label: str = "attention received (column sum of A)",
-                         max_width: float = 6.0, colorbar: bool = True):
+                         node_label: str = "attention received (column sum of P)",
+                         max_width: float = 6.0, colorbar: bool = True, node_range=None,
+                         node_size: float = 520):
     """Draw an attention matrix as a graph (circular layout, edge width and shade ~ weight).
 
     Arrows point from a query to the keys it attends to; values flow the other way. Nodes are
@@ -39,6 +41,11 @@ def draw_attention_graph(a, ax=None, *, threshold: float | None = None, top_k: i
     max_width : float
         Line width (points) of an edge of weight 1.
     colorbar : bool
+    node_range : (float, float), optional
+        The colour scale of the nodes, ``(vmin, vmax)``; pass the same range to panels that are
+        compared. Default: from ``min(0, values)`` to the largest value.
+    node_size : float
+        Marker area of a node (points squared).
 
     Returns
     -------
@@ -61,13 +68,19 @@ def draw_attention_graph(a, ax=None, *, threshold: float | None = None, top_k: i
     if vals.shape != (n,):
         raise ValueError(f"node_values must have shape ({n},), got {vals.shape}")
     pos = nx.circular_layout(range(n)) if n > 1 else {0: np.zeros(2)}
-    norm = plt.Normalize(vmin=min(0.0, vals.min()), vmax=max(vals.max(), 1e-12))
+    if node_range is None:
+        node_range = (min(0.0, vals.min()), max(vals.max(), 1e-12))
+    if len(node_range) != 2 or not float(node_range[0]) < float(node_range[1]):
+        raise ValueError(f"node_range must be (vmin, vmax) with vmin < vmax, got {node_range!r}")
+    if not (isinstance(node_size, (int, float)) and node_size > 0):
+        raise ValueError(f"node_size must be a number > 0, got {node_size!r}")
+    norm = plt.Normalize(vmin=float(node_range[0]), vmax=float(node_range[1]))
     cmap = plt.get_cmap(CMAP)
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=[cmap(norm(v)) for v in vals],
-                                   node_size=520, edgecolors="black", linewidths=0.8)
+                           node_size=node_size, edgecolors="black", linewidths=0.8)
     if highlight is not None:
         nx.draw_networkx_nodes(g, pos, nodelist=[int(highlight)], ax=ax, node_color="none",
-                               node_size=820, edgecolors=PALETTE["simplicial"], linewidths=2.5)
+                               node_size=1.6 * node_size, edgecolors=PALETTE["simplicial"], linewidths=2.5)
     edges = list(g.edges(data="weight"))
     if edges:
         w = np.array([e[2] for e in edges])
@@ -75,7 +88,7 @@ def draw_attention_graph(a, ax=None, *, threshold: float | None = None, top_k: i
         nx.draw_networkx_edges(g, pos, edgelist=[e[:2] for e in edges], ax=ax, arrows=True,
                                width=[0.4 + max_width * x for x in w], arrowsize=12,
                                edge_color=[(0.1, 0.1, 0.3, 0.15 + 0.8 * x / wmax) for x in w],
-                               node_size=520, connectionstyle="arc3,rad=0.08")
+                               node_size=node_size, connectionstyle="arc3,rad=0.08")
     nx.draw_networkx_labels(g, pos, labels=dict(g.nodes(data="label")), ax=ax, font_size=9,
                             font_color="white")
     ax.set_axis_off()
@@ -114,9 +127,9 @@ def draw_query_key_points(q, k, ax=None, *, title: str | None = None):
         _, ax = new_figure()
     for i, (a, b) in enumerate(zip(qa, ka)):
         ax.plot([a[0], b[0]], [a[1], b[1]], color=PALETTE["reference"], lw=0.6, alpha=0.6)
-        ax.annotate(str(i), a, textcoords="offset points", xytext=(4, 4), fontsize=8,
+        ax.annotate(str(i), a, textcoords="offset points", xytext=(4, 4), fontsize=9,
                     color=PALETTE["dot"])
-        ax.annotate(str(i), b, textcoords="offset points", xytext=(4, 4), fontsize=8,
+        ax.annotate(str(i), b, textcoords="offset points", xytext=(4, 4), fontsize=9,
                     color=PALETTE["simplicial"])
     ax.scatter(qa[:, 0], qa[:, 1], marker="o", color=PALETTE["dot"], label="queries $q_i$", zorder=3)
     ax.scatter(ka[:, 0], ka[:, 1], marker="^", color=PALETTE["simplicial"], label="keys $k_i$",
@@ -162,8 +175,54 @@ def draw_coloured_graph(g, colours: dict, ax=None, *, title: str | None = None, 
         pos = nx.spring_layout(g, seed=0) if g.number_of_nodes() > 1 else {v: np.zeros(2) for v in g}
     cmap = plt.get_cmap(CLASS_CMAP)
     nx.draw_networkx(g, pos, ax=ax, node_color=[cmap(colours[v] % 10) for v in g],
-                     edgecolors="black", node_size=380, font_size=8, font_color="white")
+                     edgecolors="black", node_size=380, font_size=9, font_color="white")
     ax.set_axis_off()
     if title:
         ax.set_title(title)
     return pos
+
+
+def persistent_class_colours(history: list[dict]) -> list[dict]:
+    """Renumber a refinement history so that a colour class keeps its colour from round to round.
+
+    Refinement only splits classes. In every round, the largest part of each old class (ties:
+    the part holding the smallest node) inherits the old class's number, and the other parts get
+    new numbers, so that drawn with :data:`CLASS_CMAP` the reader sees classes *split*.
+
+    Parameters
+    ----------
+    history : list of dict ``{node: int}`` (as returned by :func:`wl_colours`)
+
+    Returns
+    -------
+    list of dict ``{node: int}``, the same partitions, renumbered from 0.
+
+    Examples
+    --------
+    >>> persistent_class_colours([{0: 5, 1: 5, 2: 5}, {0: 1, 1: 0, 2: 1}])
+    [{0: 0, 1: 0, 2: 0}, {0: 0, 1: 1, 2: 0}]
+    """
+    if not isinstance(history, list) or not history or not all(isinstance(h, dict) for h in history):
+        raise ValueError("history must be a non-empty list of dicts {node: colour}")
+    nodes = set(history[0])
+    if any(set(h) != nodes for h in history):
+        raise ValueError("every round of history must colour the same nodes")
+    order = sorted(nodes, key=repr)
+    first = {}
+    for v in order:
+        first.setdefault(history[0][v], len(first))
+    out = [{v: first[history[0][v]] for v in order}]
+    for h in history[1:]:
+        prev, new, used = out[-1], {}, len(set(out[-1].values()))
+        parts: dict = {}
+        for v in order:
+            parts.setdefault((prev[v], h[v]), []).append(v)
+        for old in sorted(set(prev.values())):
+            children = [p for key, p in parts.items() if key[0] == old]
+            children.sort(key=lambda p: (-len(p), order.index(p[0])))
+            for rank, part in enumerate(children):
+                label_ = old if rank == 0 else used
+                used += rank > 0
+                new.update({v: label_ for v in part})
+        out.append({v: new[v] for v in order})
+    return out

@@ -17,12 +17,13 @@ __all__ = ["k_hop", "reach", "diffuse", "diffusion_trajectory", "compose_layers"
 
 
 def k_hop(a, k: int):
-    """``a`` to the power ``k``: entry ``[i, j]`` sums the weights of all ``k``-step walks ``i -> j``.
+    """``a`` to the power ``k``: the summed weights of all ``k``-step walks.
 
-    For a 0/1 adjacency matrix this counts walks of length ``k``; for a row-stochastic attention
-    matrix it is the probability that a ``k``-step random walk from ``i`` (following the arrows,
-    i.e. attending ``k`` times) ends at ``j``, the weight with which ``V[j]`` reaches ``i`` after
-    ``k`` attention steps. ``k = 0`` gives the identity.
+    For a 0/1 adjacency matrix this counts the walks ``i -> j`` of length
+    ``k``; for a row-stochastic attention matrix it is the probability that a
+    ``k``-step random walk from ``i`` (following the arrows, i.e. attending
+    ``k`` times) ends at ``j``: the weight with which ``V[j]`` reaches ``i``
+    after ``k`` attention steps. ``k = 0`` gives the identity.
 
     Parameters
     ----------
@@ -92,10 +93,11 @@ def _check_values(a, f):
 
 
 def diffuse(a, f, k: int = 1):
-    """Diffuse a value function ``f`` over the graph ``k`` times: ``a^k @ f``.
+    """Diffuse a value function ``f`` over the graph ``k`` times: a^k @ f.
 
-    With ``a`` an attention matrix and ``f = V``, ``k = 1`` is one attention layer's output
-    ``A V`` (node ``i`` averages the values of the nodes it attends to).
+    With ``a`` an attention matrix ``P`` and ``f = V``, ``k = 1`` is one
+    attention layer's output ``P V`` (node ``i`` averages the values of the
+    nodes it attends to).
 
     Parameters
     ----------

@@ -60,8 +60,22 @@ def _wl_signature(g, col, v):
 def _triangle_signature(g, col, v):
     nbrs = [u for u in g[v] if u != v]
     tri = sorted(tuple(sorted((col[u], col[w])))
-                 for u, w in itertools.combinations(nbrs, 2) if g.has_edge(u, w))
+                 for u, w in itertools.combinations(nbrs, 2)
+                 if g.has_edge(u, w))
     return (col[v], tuple(sorted(col[u] for u in g[v])), tuple(tri))
+
+
+def _clique_signature(g, col, v):
+    # Like the triangle signature, one dimension further: the colours of the
+    # other members of every triangle (2-simplex) and 4-clique (3-simplex)
+    # through v.
+    nbrs = sorted((u for u in g[v] if u != v), key=repr)
+    cliques = [tuple(sorted(col[u] for u in c)) for size in (2, 3)
+               for c in itertools.combinations(nbrs, size)
+               if all(g.has_edge(a, b)
+                      for a, b in itertools.combinations(c, 2))]
+    return (col[v], tuple(sorted(col[u] for u in g[v])),
+            tuple(sorted(cliques)))
 
 
 def _fwl_signature(g, col, uv):
@@ -74,17 +88,19 @@ def _n_classes(maps: list[dict]) -> int:
 
 
 def _joint_refine(graphs, col0, signature, rounds):
-    """Refine colourings of several graphs with one shared palette; stop when stable.
+    """Refine colourings of several graphs, one shared palette, until stable.
 
-    Returns one history per graph: ``[colours_0, colours_1, ...]``. Every signature contains the
-    old colour, so the partition only ever splits; once a round splits nothing, it never will
-    again and the history stops (the stable colouring is the last entry).
+    Returns one history per graph: ``[colours_0, colours_1, ...]``. Every
+    signature contains the old colour, so the partition only ever splits;
+    once a round splits nothing, it never will again and the history stops
+    (the stable colouring is the last entry).
     """
     cols = _compress(col0)
     hist = [[c] for c in cols]
     limit = rounds if rounds is not None else sum(len(c) for c in cols) + 1
     for _ in range(limit):
-        sigs = [{x: signature(g, c, x) for x in c} for g, c in zip(graphs, cols)]
+        sigs = [{x: signature(g, c, x) for x in c}
+                for g, c in zip(graphs, cols)]
         new = _compress(sigs)
         if rounds is None and _n_classes(new) == _n_classes(cols):
             break
@@ -94,7 +110,7 @@ def _joint_refine(graphs, col0, signature, rounds):
     return hist
 
 
-_METHODS = {"wl": _wl_signature, "triangle": _triangle_signature}
+_METHODS = {"wl": _wl_signature, "triangle": _triangle_signature, "clique": _clique_signature}
 
 
 def _check_method(method, allowed):
@@ -108,7 +124,10 @@ def wl_colours(g, *, rounds: int | None = None, initial=None, method: str = "wl"
     ``method="wl"`` is 1-WL: a node's new colour is determined by its old colour and the multiset
     of its neighbours' colours. ``method="triangle"`` also uses the multiset of colour pairs
     ``{c(u), c(w)}`` over the neighbours ``u, w`` that are adjacent to each other, i.e. over the
-    triangles the node belongs to. Colours are small ints (the same signature gets the same int).
+    triangles the node belongs to. ``method="clique"`` reads, besides the neighbours, the colours
+    of the other members of every triangle and every 4-clique through the node: a node-level
+    simplification of the simplicial WL test of Bodnar et al. (2021) on the clique complex up to
+    dimension 3. Colours are small ints (the same signature gets the same int).
 
     Parameters
     ----------
@@ -117,7 +136,7 @@ def wl_colours(g, *, rounds: int | None = None, initial=None, method: str = "wl"
         Run exactly this many rounds; default: until the partition is stable.
     initial : None, str or dict, optional
         Initial labels: all equal (default), a node attribute name, or ``{node: label}``.
-    method : ``"wl"`` or ``"triangle"``
+    method : ``"wl"``, ``"triangle"`` or ``"clique"``
 
     Returns
     -------
@@ -215,7 +234,8 @@ def wl_distinguishes(g1, g2, *, method: str = "wl", initial1=None, initial2=None
     Parameters
     ----------
     g1, g2 : networkx.Graph (undirected)
-    method : ``"wl"`` (1-WL), ``"triangle"`` (triangle-aware) or ``"2fwl"`` (folklore 2-WL)
+    method : ``"wl"`` (1-WL), ``"triangle"`` (triangle-aware), ``"clique"`` (triangles and
+        4-cliques) or ``"2fwl"`` (folklore 2-WL)
     initial1, initial2 : optional initial node labels (as ``initial`` in :func:`wl_colours`);
         not used by ``"2fwl"``.
 
@@ -231,7 +251,7 @@ def wl_distinguishes(g1, g2, *, method: str = "wl", initial1=None, initial2=None
     """
     check_graph("g1", g1)
     check_graph("g2", g2)
-    _check_method(method, {"wl", "triangle", "2fwl"})
+    _check_method(method, {"wl", "triangle", "clique", "2fwl"})
     if method == "2fwl":
         hists = _joint_refine([g1, g2], [_fwl_initial(g1), _fwl_initial(g2)], _fwl_signature, None)
     else:
