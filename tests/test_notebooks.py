@@ -92,6 +92,15 @@ class TestChapter:
             assert "hide-input" in c.metadata.get("tags", []), "solutions are hidden behind a toggle"
             assert "assert" in c.source, "each solution checks itself"
 
+    def test_visible_code_fits_the_column(self, path):
+        # 88 columns fit the code box of a 1280-pixel window (tools/sphinx/static/book.css);
+        # a longer line would hide behind a horizontal scrollbar
+        hidden = {"remove-cell", "remove-input", "hide-input", "hide-cell"}
+        long = [(i, line) for i, c in enumerate(self.nb(path).cells)
+                if c.cell_type == "code" and not hidden & set(c.metadata.get("tags", []))
+                for line in c.source.splitlines() if len(line) > 88]
+        assert not long, f"{path.name}: visible code lines over 88 columns: {long[:3]}"
+
     def test_first_code_cell_is_the_run_anywhere_cell(self, path):
         cells = [c for c in self.nb(path).cells if c.cell_type == "code"]
         assert cells[0].source == FIRST_CELL, (

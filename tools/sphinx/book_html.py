@@ -1,6 +1,8 @@
 """Small fixes to the book's HTML so that it works offline and with a clean browser console.
 
-- Serves ``static/`` (the scripts below, the favicon) from the book's ``_static``.
+- Serves ``static/`` (the scripts below, the favicon, ``book.css``) from the book's ``_static``.
+- ``book.css``: code at a size where 88 columns fit the text column; library source shown in a
+  cell's output wraps its long lines instead of scrolling.
 - ``require-widgets-config.js`` points RequireJS at the local copy of the ipywidgets HTML
   manager, so its fonts load from ``_static/widgets`` rather than a path beside the page.
 - ``mathjax2-hub-compat.js``: ipywidgets 8 typesets widget labels through MathJax 2's
@@ -72,5 +74,6 @@ def setup(app):
     app.connect("builder-inited", _add_static)
     # after MathJax (priority 500 by default): the shim patches the MathJax 3 object
     app.add_js_file("mathjax2-hub-compat.js", defer="defer", priority=800)
+    app.add_css_file("book.css")  # code font and wrapping, see the file
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}
