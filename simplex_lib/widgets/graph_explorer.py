@@ -97,7 +97,7 @@ def explorer_data(seed: int = 0, n: int = 8, temperature: float = 1.0, query: in
 
 
 def render(data: dict, fig=None):
-    """Draw :func:`explorer_data`'s output: heatmap of ``A^k``, the query's row, the graph of ``A``.
+    """Draw :func:`explorer_data`'s output: heatmap of ``P^k``, the query's row, the graph of ``P``.
 
     Parameters
     ----------
@@ -124,18 +124,18 @@ def render(data: dict, fig=None):
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.1, 1.0, 1.1]})
     n, k, qi = data["n"], data["hops"], data["query"]
     heatmap(axes[0], data["Ak"], xlabel="key token j", ylabel="query token i", vmin=0, vmax=1,
-            title=f"$A^{{{k}}}$ at temperature {data['temperature']:.2g}",
+            title=f"$P^{{{k}}}$ at temperature {data['temperature']:.2g}",
             colorbar_label="weight of i -> j walks")
     axes[0].axhline(qi, color=PALETTE["simplicial"], lw=1.5, alpha=0.8)
     idx = torch.arange(n).numpy()
-    axes[1].bar(idx - 0.2, data["row"].numpy(), width=0.4, color=PALETTE["dot"], label="$A$ (one hop)")
+    axes[1].bar(idx - 0.2, data["row"].numpy(), width=0.4, color=PALETTE["dot"], label="$P$ (one hop)")
     axes[1].bar(idx + 0.2, data["row_k"].numpy(), width=0.4, color=PALETTE["simplicial"],
-                label=f"$A^{{{k}}}$ ({k} hops)")
+                label=f"$P^{{{k}}}$ ({k} hops)")
     axes[1].set_ylim(0, 1.05)
     axes[1].legend(loc="upper right")
     label(axes[1], "key token j", "attention weight (probability)", f"row of query {qi}")
     graph.draw_attention_graph(data["A"], axes[2], top_k=min(2, n), highlight=qi,
-                               title="graph of $A$ (2 heaviest out-edges per node)")
+                               title="graph of $P$ (2 heaviest out-edges per node)")
     fig.tight_layout()
     return fig
 

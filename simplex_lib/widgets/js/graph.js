@@ -76,7 +76,7 @@ export function explorerState(values, payload) {
 }
 
 const SUPERSCRIPT = "⁰¹²³⁴⁵⁶⁷⁸⁹";
-const power = (k) => `A${String(k).split("").map((c) => SUPERSCRIPT[Number(c)]).join("")}`;
+const power = (k) => `P${String(k).split("").map((c) => SUPERSCRIPT[Number(c)]).join("")}`;
 const hopsText = (k) => `${k} hop${k === 1 ? "" : "s"}`;
 
 function drawHeatmap(ctx, s, values, box) {
@@ -99,7 +99,7 @@ function drawHeatmap(ctx, s, values, box) {
 
 function drawRow(ctx, s, values, box) {
   bars(ctx, { x: box.x + 56, y: box.y + 52, w: box.w - 72, h: box.h - 100 }, [
-    { values: s.row, colour: PALETTE.dot, label: "A (one hop)" },
+    { values: s.row, colour: PALETTE.dot, label: "P (one hop)" },
     { values: s.row_k, colour: PALETTE.simplicial, label: `${power(values.hops)} (${hopsText(values.hops)})` },
   ], {
     lo: 0, hi: 1.05, yticks: [0, 0.25, 0.5, 0.75, 1], xlabel: "key token j",
