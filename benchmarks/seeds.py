@@ -92,7 +92,7 @@ def run_all(args) -> dict:
     slots = [g for g in gpus for _ in range(args.per_gpu)] if gpus else [None] * args.jobs
     if not slots:
         raise SystemExit("no GPU found: pass --gpus '' to run on the CPU")
-    manifest = {"command": [sys.executable, "-m", "benchmarks.seeds", *sys.argv[1:]],
+    manifest = {"command": ["python", "-m", "benchmarks.seeds", *sys.argv[1:]],
                 "provenance": provenance("cuda" if gpus else "cpu"), "gpus": gpus,
                 "slots": len(slots), "runs": []}
     pending = []
@@ -100,7 +100,7 @@ def run_all(args) -> dict:
         state = _run_state(Path(job["folder"]), steps)
         job["state_before"] = state
         if state == "done":
-            job.update(returncode=0, seconds=0.0, slot=None)
+            job.update(returncode=0, seconds=0.0, slot=None, cmd=["python", *job["cmd"][1:]])
             manifest["runs"].append(job)
             continue
         if state == "resume":
@@ -126,6 +126,7 @@ def run_all(args) -> dict:
             job, i, log = running.pop(proc)
             log.close()
             job.update(returncode=proc.returncode, seconds=round(time.time() - job.pop("started"), 1))
+            job["cmd"] = ["python", *job["cmd"][1:]]  # as typed, not this machine's interpreter path
             manifest["runs"].append(job)
             free.append(i)
             print(f"done  {job['variant']} seed {job['seed']}: exit {proc.returncode}, "
