@@ -34,6 +34,7 @@ __all__ = [
     "seed_curves",
     "plot_seed_curves",
     "plot_paired_differences",
+    "plot_runs_bpb",
     "t_quantile",
 ]
 
@@ -241,4 +242,25 @@ def plot_paired_differences(ax, runs: dict, baseline: str = "dot") -> None:
         ax.plot(steps, m, color=_colour(variant), lw=2.5, label=f"{variant} - {baseline}, mean")
     ax.axhline(0.0, color="0.3", lw=1, ls=":")
     label(ax, "optimizer step", f"difference to {baseline} (bits/byte)")
+    ax.legend(fontsize=8)
+
+
+def plot_runs_bpb(ax, runs: dict, x: str = "step", marks: int | None = None) -> None:
+    """Validation loss (bits per byte) of several named runs against ``x`` (``"step"`` or
+    ``"tokens"``); a run on the Triton backend is dashed. ``marks`` draws a dotted vertical line
+    at that step (a comparison point)."""
+    from .viz import label
+
+    xlabels = {"step": "optimizer step", "tokens": "training bytes"}
+    if x not in xlabels:
+        raise ValueError(f"x must be 'step' or 'tokens', got {x!r}")
+    for name, run in runs.items():
+        pts = [(s if x == "step" else t, bits_per_byte(v)) for s, t, v in eval_points(run)]
+        xs, ys = zip(*pts)
+        cfg = run["config"]
+        ax.plot(xs, ys, marker="o", ms=3, color=_colour(cfg["variant"]),
+                ls="--" if cfg.get("backend") == "triton" else "-", label=name)
+    if marks is not None:
+        ax.axvline(marks, color="0.4", lw=1, ls=":")
+    label(ax, xlabels[x], "validation loss (bits/byte)")
     ax.legend(fontsize=8)
