@@ -309,7 +309,7 @@ def plot_memory(ax, records: list, mode: str = "fwd") -> int:
     colours = {g: viz.PALETTE[c] for g, c in zip(groups, _COLORS)}
     for y, key in enumerate(keys):
         ax.barh(y, statistics.median(per_key[key]), color=colours[key[1]])
-    ax.set_yticks(range(len(keys)), [f"{k[1]} {k[2]}, D={k[3]}, G={k[4]}" for k in keys], fontsize=7)
+    ax.set_yticks(range(len(keys)), [f"{k[1]} {k[2]}, D={k[3]}, G={k[4]}" for k in keys], fontsize=9)
     ax.invert_yaxis()
     viz.label(ax, "peak extra memory per token (KiB)", "configuration", f"{mode}: memory above the inputs, bf16")
     if not keys:
@@ -554,37 +554,43 @@ def plot_per_token(ax, points: list, slope: float, kernel_us: float, *, what: st
     viz.label(ax, "context n of dense attention (thousand tokens)", f"{what} time per token (us)")
     ax.set_xlim(0, n_max / 1e3)
     ax.set_ylim(0, None)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=9, loc="upper left")
     return cross
 
 
-def plot_occupancy(ax, launches: list, *, sms: int = 132, label: str, color: str) -> float:
+def plot_occupancy(ax, launches: list, *, sms: int = 132, label: str, color: str,
+                   names=None) -> float:
     """SMs busy against time for a sequence of launches, in the wave model of :func:`waves`.
 
     ``launches`` is a list of ``(programs, wave_ms)``: each launch runs its programs in waves of
     ``sms``, every wave taking ``wave_ms``; the last wave keeps only the remaining programs' SMs
-    busy (the tail). Draws the step curve filled and returns the total time (ms).
+    busy (the tail). Draws the step curve filled, each launch's name from ``names`` above it,
+    and returns the total time (ms).
 
     Examples
     --------
     >>> from simplex_lib.viz import new_figure
     >>> fig, ax = new_figure()
-    >>> plot_occupancy(ax, [(200, 10.0), (64, 5.0)], label="x", color="k")
+    >>> plot_occupancy(ax, [(200, 10.0), (64, 5.0)], label="x", color="k", names=["a", "b"])
     25.0
     """
     t, xs, ys = 0.0, [], []
-    for programs, wave_ms in launches:
-        left = programs
+    for i, (programs, wave_ms) in enumerate(launches):
+        start, left = t, programs
         while left > 0:
             busy = min(sms, left)
             xs += [t, t + wave_ms]
             ys += [busy, busy]
             t += wave_ms
             left -= busy
+        if names:
+            ax.axvline(start, color="0.5", lw=0.8)
+            ax.text((start + t) / 2, sms * 1.07, names[i], ha="center", va="bottom", fontsize=9)
     ax.fill_between(xs, ys, color=color, alpha=0.35, lw=0)
     ax.plot(xs, ys, color=color, lw=1.5, label=label)
     ax.axhline(sms, color="0.4", lw=1, ls=":")
-    viz.label(ax, "time in the wave model (ms)", f"SMs busy (of {sms})")
-    ax.set_ylim(0, sms * 1.15)
-    ax.legend(fontsize=8, loc="lower right")
+    viz.label(ax, "time in the wave model (ms)", "SMs busy")
+    ax.set_ylim(0, sms * 1.3)
+    ax.set_yticks([0, 66, 132])
+    ax.legend(fontsize=9, loc="lower right")
     return t

@@ -225,7 +225,7 @@ def plot_seed_curves(ax, runs: dict) -> None:
         ax.fill_between(steps, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)],
                         color=_colour(variant), alpha=0.2, lw=0)
     label(ax, "optimizer step", "validation loss (bits/byte)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
 
 
 def plot_paired_differences(ax, runs: dict, baseline: str = "dot") -> None:
@@ -242,7 +242,7 @@ def plot_paired_differences(ax, runs: dict, baseline: str = "dot") -> None:
         ax.plot(steps, m, color=_colour(variant), lw=2.5, label=f"{variant} - {baseline}, mean")
     ax.axhline(0.0, color="0.3", lw=1, ls=":")
     label(ax, "optimizer step", f"difference to {baseline} (bits/byte)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
 
 
 def plot_runs_bpb(ax, runs: dict, x: str = "step", marks: int | None = None) -> None:
@@ -263,4 +263,4 @@ def plot_runs_bpb(ax, runs: dict, x: str = "step", marks: int | None = None) -> 
     if marks is not None:
         ax.axvline(marks, color="0.4", lw=1, ls=":")
     label(ax, xlabels[x], "validation loss (bits/byte)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
