@@ -46,13 +46,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_state(folder: Path, steps: int) -> str:
-    """``done``, ``resume`` (a checkpoint to continue from) or ``new``."""
+    """``done``, ``resume`` (a checkpoint to continue from), ``restart`` (files of a run cut off
+    before its first checkpoint, to be overwritten) or ``new``."""
     summary = folder / "summary.json"
     if summary.exists():
         s = json.loads(summary.read_text())
         if s.get("steps_done") == steps and not s.get("stopped_early") and not s.get("interrupted"):
             return "done"
-    return "resume" if (folder / "ckpt.pt").exists() else "new"
+    if (folder / "ckpt.pt").exists():
+        return "resume"
+    return "restart" if (summary.exists() or (folder / "log.jsonl").exists()) else "new"
 
 
 def build_jobs(args) -> list:
@@ -103,8 +106,8 @@ def run_all(args) -> dict:
             job.update(returncode=0, seconds=0.0, slot=None, cmd=["python", *job["cmd"][1:]])
             manifest["runs"].append(job)
             continue
-        if state == "resume":
-            job["cmd"] = job["cmd"] + ["--resume"]
+        if state in ("resume", "restart"):
+            job["cmd"] = job["cmd"] + ["--resume" if state == "resume" else "--overwrite"]
         pending.append(job)
     running: dict = {}
     free = list(range(len(slots)))

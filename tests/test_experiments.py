@@ -72,6 +72,8 @@ def test_runner_jobs_and_resume_state(tmp_path):
     folder = tmp_path / "dot_s0"
     assert seeds._run_state(folder, 1500) == "new"
     folder.mkdir()
+    (folder / "log.jsonl").write_text("")
+    assert seeds._run_state(folder, 1500) == "restart"
     (folder / "ckpt.pt").write_bytes(b"")
     assert seeds._run_state(folder, 1500) == "resume"
     (folder / "summary.json").write_text(json.dumps({"steps_done": 1500, "stopped_early": False}))
