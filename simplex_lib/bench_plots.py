@@ -42,6 +42,13 @@ __all__ = [
     "grid_rows",
     "markdown_table",
     "remeasure",
+    "repeat_spread",
+    "waves",
+    "us_per_token",
+    "sdpa_per_token",
+    "slope_through_origin",
+    "plot_per_token",
+    "plot_occupancy",
 ]
 
 _META_KEYS = ("gpu", "torch", "triton", "date")
@@ -302,7 +309,7 @@ def plot_memory(ax, records: list, mode: str = "fwd") -> int:
     colours = {g: viz.PALETTE[c] for g, c in zip(groups, _COLORS)}
     for y, key in enumerate(keys):
         ax.barh(y, statistics.median(per_key[key]), color=colours[key[1]])
-    ax.set_yticks(range(len(keys)), [f"{k[1]} {k[2]}, D={k[3]}, G={k[4]}" for k in keys], fontsize=7)
+    ax.set_yticks(range(len(keys)), [f"{k[1]} {k[2]}, D={k[3]}, G={k[4]}" for k in keys], fontsize=9)
     ax.invert_yaxis()
     viz.label(ax, "peak extra memory per token (KiB)", "configuration", f"{mode}: memory above the inputs, bf16")
     if not keys:
@@ -430,3 +437,160 @@ def remeasure(windows=((512, 32),), dims=(128,), gqa=(64,), seqlens=(4096, 8192)
     res = timing.run_benchmark(windows=windows, dims=dims, gqa=gqa, seqlens=seqlens, modes=modes,
                         tokens=tokens, progress=False)
     return {"path": None, **res, "meta": _meta_view(res["meta"])}
+
+
+# ----------------------------------------------------------------------------------------------
+# Repeats, occupancy and the crossover with dense attention (chapter 10)
+# ----------------------------------------------------------------------------------------------
+
+_CONFIG_KEYS = ("group", "mode", "B", "N", "Hq", "Hkv", "D", "w1", "w2")
+
+
+def repeat_spread(records: list, group: str = "sdpa", min_repeats: int = 2) -> list:
+    """Spread of TFLOPS over records that time one identical configuration.
+
+    Records are grouped by group, mode and shape (``B``, ``N``, ``Hq``, ``Hkv``, ``D`` and the
+    windows where present); a group with at least ``min_repeats`` records is a set of repeats.
+    The equal-FLOP SDPA runs of a window grid are such repeats: every window shape with the
+    same product pairs SDPA with the same context, so the same call is timed once per shape.
+
+    Returns
+    -------
+    list of dict
+        The configuration's fields plus ``n``, ``mean``, ``sd`` (sample standard deviation),
+        ``lo``, ``hi`` and ``values`` (TFLOPS, in record order), sorted by mode and shape.
+
+    Examples
+    --------
+    >>> r = dict(group="sdpa", mode="fwd", B=2, N=16384, Hq=64, Hkv=64, D=128)
+    >>> row = repeat_spread([{**r, "tflops": 600.0}, {**r, "tflops": 560.0}])[0]
+    >>> row["n"], row["mean"], row["lo"], row["hi"]
+    (2, 580.0, 560.0, 600.0)
+    """
+    by: dict = {}
+    for r in select(records, group=group):
+        by.setdefault(tuple(r.get(k) for k in _CONFIG_KEYS), []).append(r["tflops"])
+    out = []
+    for key, vals in by.items():
+        if len(vals) >= min_repeats:
+            row = {k: v for k, v in zip(_CONFIG_KEYS, key) if v is not None}
+            row.update(n=len(vals), mean=statistics.fmean(vals), sd=statistics.stdev(vals),
+                       lo=min(vals), hi=max(vals), values=list(vals))
+            out.append(row)
+    return sorted(out, key=lambda r: (r["mode"], r["D"], r["N"]))
+
+
+def waves(programs: int, sms: int = 132, per_sm: int = 1) -> tuple:
+    """``(waves, busy)``: how many rounds a launch of ``programs`` equal programs takes on ``sms``
+    streaming multiprocessors running ``per_sm`` programs each, and the fraction of the SM slots
+    that are busy averaged over those rounds. (132 SMs: the H100 SXM and the H200.)
+
+    Examples
+    --------
+    >>> waves(128), waves(64)
+    ((1, 0.9696969696969697), (1, 0.48484848484848486))
+    >>> waves(256)[0]
+    2
+    """
+    slots = sms * per_sm
+    w = -(-programs // slots)
+    return w, programs / (w * slots)
+
+
+def us_per_token(r: dict) -> float:
+    """Microseconds per token of a record: ``ms / (B * N) * 1000``.
+
+    >>> us_per_token(dict(ms=16.384, B=2, N=8192))
+    1.0
+    """
+    return 1e3 * r["ms"] / (r["B"] * r["N"])
+
+
+def sdpa_per_token(records: list, modes=("fwd",), Hq: int = 64, D: int = 128) -> list:
+    """``(n, microseconds per token)`` of causal SDPA with ``Hq`` heads and head dimension ``D``,
+    one point per context ``n``: the mean over repeats of each mode, summed over ``modes``
+    (``("fwd", "bwd")`` gives a training step). Only contexts timed in every mode are kept.
+
+    Examples
+    --------
+    >>> s = dict(group="sdpa", B=1, N=1000, Hq=64, D=128)
+    >>> sdpa_per_token([{**s, "mode": "fwd", "ms": 1.0}, {**s, "mode": "bwd", "ms": 2.0}], ("fwd", "bwd"))
+    [(1000, 3.0)]
+    """
+    by: dict = {}
+    for r in records:
+        if r.get("group", "").endswith("sdpa") and r.get("Hq") == Hq and r.get("D") == D \
+                and r.get("mode") in modes and isinstance(r.get("ms"), (int, float)):
+            by.setdefault(r["N"], {}).setdefault(r["mode"], []).append(us_per_token(r))
+    return [(n, sum(statistics.fmean(m[k]) for k in modes)) for n, m in sorted(by.items())
+            if all(k in m for k in modes)]
+
+
+def slope_through_origin(points: list) -> float:
+    """Least-squares ``a`` of ``t = a * n`` (causal attention's cost per token grows as ``n``).
+
+    >>> slope_through_origin([(1, 2.0), (2, 4.0)])
+    2.0
+    """
+    return sum(n * t for n, t in points) / sum(n * n for n, _ in points)
+
+
+def plot_per_token(ax, points: list, slope: float, kernel_us: float, *, what: str,
+                   n_max: float | None = None) -> float:
+    """Per-token time of causal SDPA against its context (measured points and the line
+    ``slope * n``) beside the windowed kernel's constant per-token time; returns the crossing
+    ``n* = kernel_us / slope`` and marks it."""
+    cross = kernel_us / slope
+    n_max = n_max or 1.25 * max(cross, max(n for n, _ in points))
+    xs = [0.0, n_max]
+    ax.plot([n / 1e3 for n in xs], [slope * n for n in xs], color=viz.PALETTE["dot"], lw=1.5,
+            label="causal SDPA, fit t = a n")
+    ax.plot([n / 1e3 for n, _ in points], [t for _, t in points], "o", color=viz.PALETTE["dot"],
+            label="causal SDPA, measured")
+    ax.axhline(kernel_us, color=viz.PALETTE["simplicial"], lw=2, label="windowed 512x32 kernel")
+    ax.axvline(cross / 1e3, color="0.4", lw=1, ls=":")
+    ax.annotate(f"n* = {cross / 1e3:.0f}k", (cross / 1e3, 0.5 * kernel_us), xytext=(6, 0),
+                textcoords="offset points", fontsize=9)
+    viz.label(ax, "context n of dense attention (thousand tokens)", f"{what} time per token (us)")
+    ax.set_xlim(0, n_max / 1e3)
+    ax.set_ylim(0, None)
+    ax.legend(fontsize=9, loc="upper left")
+    return cross
+
+
+def plot_occupancy(ax, launches: list, *, sms: int = 132, label: str, color: str,
+                   names=None) -> float:
+    """SMs busy against time for a sequence of launches, in the wave model of :func:`waves`.
+
+    ``launches`` is a list of ``(programs, wave_ms)``: each launch runs its programs in waves of
+    ``sms``, every wave taking ``wave_ms``; the last wave keeps only the remaining programs' SMs
+    busy (the tail). Draws the step curve filled, each launch's name from ``names`` above it,
+    and returns the total time (ms).
+
+    Examples
+    --------
+    >>> from simplex_lib.viz import new_figure
+    >>> fig, ax = new_figure()
+    >>> plot_occupancy(ax, [(200, 10.0), (64, 5.0)], label="x", color="k", names=["a", "b"])
+    25.0
+    """
+    t, xs, ys = 0.0, [], []
+    for i, (programs, wave_ms) in enumerate(launches):
+        start, left = t, programs
+        while left > 0:
+            busy = min(sms, left)
+            xs += [t, t + wave_ms]
+            ys += [busy, busy]
+            t += wave_ms
+            left -= busy
+        if names:
+            ax.axvline(start, color="0.5", lw=0.8)
+            ax.text((start + t) / 2, sms * 1.07, names[i], ha="center", va="bottom", fontsize=9)
+    ax.fill_between(xs, ys, color=color, alpha=0.35, lw=0)
+    ax.plot(xs, ys, color=color, lw=1.5, label=label)
+    ax.axhline(sms, color="0.4", lw=1, ls=":")
+    viz.label(ax, "time in the wave model (ms)", "SMs busy")
+    ax.set_ylim(0, sms * 1.3)
+    ax.set_yticks([0, 66, 132])
+    ax.legend(fontsize=9, loc="lower right")
+    return t

@@ -191,3 +191,35 @@ def test_the_library_never_imports_the_cli():
             "simplex_lib.ops.determinant.triton, simplex_lib.ops.two_simplicial.interface; "
             "assert 'simplex_lib.bench' not in sys.modules, 'simplex_lib.bench imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TRITON_INTERPRET": "1"})
+
+
+def test_repeat_spread_finds_identical_calls(results_dir):
+    recs = bp.flat_records(bp.load_results(str(results_dir)))
+    extra = [dict(r, tflops=r["tflops"] * 1.1) for r in bp.select(recs, group="sdpa", mode="fwd", N=16384)]
+    rows = bp.repeat_spread(recs + extra)
+    assert [(r["mode"], r["N"], r["n"]) for r in rows] == [("fwd", 16384, 2)]
+    r = rows[0]
+    assert r["hi"] == pytest.approx(1.1 * r["lo"]) and r["mean"] == pytest.approx(1.05 * r["lo"])
+    assert bp.repeat_spread(recs) == []          # every other SDPA call was timed once
+
+
+def test_waves_and_occupancy_model():
+    assert bp.waves(132) == (1, 1.0) and bp.waves(133) == (2, 133 / 264)
+    assert bp.waves(264, per_sm=2) == (1, 1.0)
+    fig, ax = new_figure()
+    total = bp.plot_occupancy(ax, [(64, 50.0), (256, 30.0)], label="x", color="k", names=["a", "b"])
+    assert total == 50.0 + 2 * 30.0
+    ys = next(line for line in ax.lines if line.get_label() == "x").get_ydata()
+    assert list(ys[:2]) == [64, 64] and max(ys) == 132 and list(ys[-2:]) == [124, 124]
+
+
+def test_per_token_crossover():
+    s = dict(group="sdpa", B=1, Hq=64, D=128)
+    recs = [dict(s, mode="fwd", N=n, ms=n * n * 1e-6) for n in (1000, 2000)]
+    recs += [dict(s, mode="fwd", N=1000, ms=2e-3), dict(s, mode="bwd", N=1000, ms=1.0)]
+    pts = bp.sdpa_per_token(recs)               # repeats at n = 1000 are averaged
+    assert pts == [(1000, pytest.approx((1.0 + 0.002) / 2)), (2000, pytest.approx(2.0))]
+    assert bp.sdpa_per_token(recs, ("fwd", "bwd")) == [(1000, pytest.approx(0.501 + 1.0))]
+    a = bp.slope_through_origin([(1000, 1.0), (2000, 2.0)])
+    fig, ax = new_figure()
+    assert bp.plot_per_token(ax, [(1000, 1.0), (2000, 2.0)], a, 3.0, what="forward") == pytest.approx(3000)
