@@ -244,7 +244,7 @@ def simplex_growth_figure(lengths, counts: dict, *, xlabel: str, ylabel: str, ti
     ticks = [L for L in lengths if L in (4, 16, 64, 256, 1024, 4096)]
     top.set_xticks([first_x[list(lengths).index(L)] for L in ticks], [str(L) for L in ticks])
     top.set_xlabel("sequence length L (tokens)")
-    ax.legend(fontsize=9, loc="upper left")
+    ax.legend(fontsize=9, loc="lower right")
     label(ax, xlabel, ylabel, title)
     finish(fig)
     return fig
