@@ -82,8 +82,14 @@ def test_outputs_equal_the_reference(w1, w2):
                                                    scale=scale, reducer="or")[0, i, 0]
                 torch.testing.assert_close(s["output"], other)
         torch.testing.assert_close(s["output"], want)
-        dot = dot_attention(t["q"], t["k1"], t["v1"], scale=scale)[0, i, 0]
+        # dot-product attention over window w1: 2-simplicial attention with all-ones k', v'
+        ones = torch.ones_like(t["k2"])
+        dot = ref.two_simplicial_attention(t["q"], t["k1"], ones, t["v1"], ones, w1=w1, w2=w2,
+                                           scale=scale)[0, i, 0]
         torch.testing.assert_close(s["dot_output"], dot)
+        if w1 is None:
+            plain = dot_attention(t["q"], t["k1"], t["v1"], scale=scale)[0, i, 0]
+            torch.testing.assert_close(s["dot_output"], plain)
 
 
 def test_and_and_or_differ():

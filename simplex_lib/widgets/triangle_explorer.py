@@ -12,7 +12,6 @@ import math
 
 import torch
 
-from ..ops.dot.reference import dot_attention
 from ..ops.two_simplicial import reference as ref
 from ..ops.two_simplicial.reference import reduce_values
 from .explorer import Explorer, f64_base64
@@ -98,8 +97,9 @@ def triangle_state(seq_len: int = 8, head_dim: int = 4, temperature: float = 1.0
         ``visible`` : bool Tensor ``[seq_len, seq_len]``, the cells the mask keeps;
         ``triangles`` : list of ``(i, j, k, weight)``, strongest first;
         ``output`` : Tensor ``[head_dim]``, 2-simplicial output of the query;
-        ``dot_output`` : Tensor ``[head_dim]``, dot-product attention ``(q, k1, v1)`` at the same
-        temperature; ``tokens`` (from :func:`make_tokens`), and the arguments.
+        ``dot_output`` : Tensor ``[head_dim]``, dot-product attention ``(q, k1, v1)`` of the query
+        over the same first window ``w1``, at the same temperature; ``tokens`` (from
+        :func:`make_tokens`), and the arguments.
 
     Examples
     --------
@@ -120,14 +120,17 @@ def triangle_state(seq_len: int = 8, head_dim: int = 4, temperature: float = 1.0
     scale = 1.0 / (math.sqrt(head_dim) * temperature)
     p = ref.two_simplicial_weights(t["q"], t["k1"], t["k2"], w1=w1, w2=w2, scale=scale)
     out = reduce_values(p, t["v1"], t["v2"], reducer=reducer)
-    dot = dot_attention(t["q"], t["k1"], t["v1"], scale=scale)
+    # dot-product attention of the same query over the same first window (i - w1 < j <= i)
+    lo = 0 if w1 is None else max(0, query - w1 + 1)
+    a = (t["k1"][0, lo:query + 1, 0] @ t["q"][0, query, 0]) * scale
+    dot_row = torch.softmax(a, 0) @ t["v1"][0, lo:query + 1, 0]
     sl = p[0, 0, query]
     visible = ref.two_simplicial_mask(seq_len, w1=w1, w2=w2)[query]
     order = torch.argsort(sl.flatten(), descending=True, stable=True)[: min(top, int(visible.sum()))]
     triangles = [(query, int(c) // seq_len, int(c) % seq_len, float(sl.flatten()[c])) for c in order]
     return {
         "slice": sl, "visible": visible, "triangles": triangles,
-        "output": out[0, query, 0], "dot_output": dot[0, query, 0], "tokens": t,
+        "output": out[0, query, 0], "dot_output": dot_row, "tokens": t,
         "seq_len": seq_len, "head_dim": head_dim, "temperature": temperature, "w1": w1, "w2": w2,
         "query": query, "reducer": reducer, "seed": seed, "scale": scale,
     }
@@ -235,7 +238,7 @@ def render(state: dict, fig=None):
     axes[2].bar(idx - 0.2, state["output"].numpy(), width=0.4, color=PALETTE["simplicial"],
                 label=f"2-simplicial ({name})")
     axes[2].bar(idx + 0.2, state["dot_output"].numpy(), width=0.4, color=PALETTE["dot"],
-                label="dot-product $(q, k, v)$")
+                label="dot-product $(q, k, v)$, window $w_1$")
     axes[2].axhline(0, color="black", lw=0.8)
     axes[2].set_xticks(idx)
     axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)

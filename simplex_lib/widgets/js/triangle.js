@@ -1,14 +1,16 @@
-// Triangle explorer (chapter 3): one query of causal 2-simplicial attention, its (j, k) weight
-// slice, its strongest triangles and its output next to dot-product attention's. Reproduces
+// Triangle explorer (chapter 3): one query of causal 2-simplicial attention, its (j, l) weight
+// slice, its strongest key pairs and its output next to dot-product attention's. Reproduces
 // simplex_lib.widgets.triangle_explorer.triangle_state in the browser.
 import {
   PALETTE, argsortDesc, bars, circle, colourbar, columns, f64, fit, heatmap, mount, niceTicks,
   setupCanvas, softmax, text,
 } from "./common.js";
 
-const TOP = 5;  // triangles listed
+const TOP = 5;  // key pairs listed
 
-/** The query's weights over visible pairs (j, k), its output and dot-product attention's. */
+/** The query's weights over visible pairs (j, l), its output and dot-product attention's
+ * (over the same first window w1). The state keeps the library's names: k1/v1 for k, v and
+ * k2/v2 for k', v'; `triangles` lists the strongest key pairs as (i, j, l, weight). */
 export function triangleState(values, payload, maxSeq) {
   const L = values.seq_len;
   const d = values.head_dim;
@@ -45,15 +47,16 @@ export function triangleState(values, payload, maxSeq) {
       output[l] += p[t] * (values.reducer === "and" ? a * b : a + b);
     }
   });
+  const lo = w1 === null ? 0 : Math.max(0, i - w1 + 1);  // dot-product attention over window w1
   const dl = [];
-  for (let j = 0; j <= i; j++) {
+  for (let j = lo; j <= i; j++) {
     let s = 0;
     for (let l = 0; l < d; l++) s += q[i * d + l] * k1[j * d + l];
     dl.push(s * scale);
   }
   const pd = softmax(dl);
   const dotOutput = new Float64Array(d);
-  for (let j = 0; j <= i; j++) for (let l = 0; l < d; l++) dotOutput[l] += pd[j] * v1[j * d + l];
+  for (let j = lo; j <= i; j++) for (let l = 0; l < d; l++) dotOutput[l] += pd[j - lo] * v1[j * d + l];
   const order = argsortDesc(slice).slice(0, Math.min(TOP, cells.length));
   const triangles = order.map((c) => [i, Math.floor(c / L), c % L, slice[c]]);
   return { slice, visible, output, dotOutput, triangles, w1, w2, L, d, i, scale };
@@ -68,8 +71,8 @@ function drawSlice(ctx, s, box) {
   const win = (w) => (w === null ? "all" : String(w));
   heatmap(ctx, { x, y, w: side, h: side }, s.L, s.L,
     (r, c) => (s.visible[r * s.L + c] ? s.slice[r * s.L + c] : null), {
-      norm, xlabel: "second key k (token)", ylabel: "first key j (token)",
-      title: `weights P[${s.i}, j, k]; w1 = ${win(s.w1)}, w2 = ${win(s.w2)}`,
+      norm, xlabel: "second key l (token)", ylabel: "first key j (token)",
+      title: `weights P[${s.i}, j, l]; w1 = ${win(s.w1)}, w2 = ${win(s.w2)}`,
     });
   colourbar(ctx, { x: x + side + 12, y, w: 12, h: side }, {
     norm, ticks: [0, 0.01, 0.05, 0.25, 0.5, 1], label: "weight (grey: masked)",
@@ -82,7 +85,7 @@ function drawTriangles(ctx, s, box) {
   const cy = box.y + 30 + (box.h - 60) / 2;
   const pts = circle(s.L, cx, cy, r);
   const count = s.triangles.length;
-  text(ctx, fit(ctx, `${count === 1 ? "the strongest triangle" : `${count} strongest triangles`} through token ${s.i}`, box.w - 8, 13), cx, box.y + 16,
+  text(ctx, fit(ctx, `${count === 1 ? "the strongest key pair" : `${count} strongest key pairs`} of token ${s.i}`, box.w - 8, 13), cx, box.y + 16,
     { size: 13, weight: "bold" });
   const wmax = Math.max(...s.triangles.map((t) => t[3]), 1e-300);
   const edges = new Map();
@@ -111,7 +114,7 @@ function drawTriangles(ctx, s, box) {
     text(ctx, String(t), x, y + 0.5, { size: 12, baseline: "middle" });
   }
   const [, j, k, w] = s.triangles[0];
-  text(ctx, fit(ctx, `strongest: (i, j, k) = (${s.i}, ${j}, ${k}), weight ${w.toFixed(3)}`, box.w - 8, 12), cx,
+  text(ctx, fit(ctx, `strongest: (i, j, l) = (${s.i}, ${j}, ${k}), weight ${w.toFixed(3)}`, box.w - 8, 12), cx,
     box.y + box.h - 6, { size: 12 });
 }
 
@@ -121,8 +124,8 @@ function drawOutputs(ctx, s, values, box) {
   const ticks = niceTicks(-m, m, 4);
   bars(ctx, { x: box.x + 64, y: box.y + 52, w: box.w - 84, h: box.h - 100 }, [
     { values: s.output, colour: PALETTE.simplicial,
-      label: values.reducer === "and" ? "2-simplicial, AND (v1_j * v2_k)" : "2-simplicial, OR (v1_j + v2_k)" },
-    { values: s.dotOutput, colour: PALETTE.dot, label: "dot-product (q, k1, v1)" },
+      label: values.reducer === "and" ? "2-simplicial, AND (v_j ∘ v′_l)" : "2-simplicial, OR (v_j + v′_l)" },
+    { values: s.dotOutput, colour: PALETTE.dot, label: "dot-product (q, k, v), window w1" },
   ], {
     lo: -m, hi: m, yticks: ticks, xlabel: "output feature l",
     ylabel: "output o_i[l]", title: `output of query ${s.i}`,
@@ -175,10 +178,10 @@ export function render({ model, el }) {
       const visible = s.visible.reduce((a, b) => a + b, 0);
       return {
         state: jsonState(values, s),
-        alt: `Weights of query ${s.i} over ${visible} visible key pairs: the strongest triangle ` +
+        alt: `Weights of query ${s.i} over ${visible} visible key pairs: the strongest pair ` +
           `(${s.i}, ${j}, ${k}) has weight ${w.toFixed(2)}. Bar chart of the 2-simplicial and ` +
           `dot-product outputs, cosine similarity ${cos.toFixed(2)}.`,
-        note: `${visible} visible pairs; strongest triangle (${s.i}, ${j}, ${k}) with weight ` +
+        note: `${visible} visible key pairs; strongest (i, j, l) = (${s.i}, ${j}, ${k}), weight ` +
           `${w.toFixed(3)}; cosine of the two outputs ${cos.toFixed(2)}.`,
       };
     },
