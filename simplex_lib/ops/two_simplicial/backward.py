@@ -30,7 +30,7 @@ import triton.language as tl
 
 from .configs import (bwd_configs, interpreting, launch_with_fallback, max_shared_memory,
                       row_tiling)
-from .forward import LOG2E, precision, tile_rows, window_mask
+from .forward import LOG2E, precision, tile_range, tile_rows, window_mask
 
 __all__ = ["compute_delta", "launch_dq", "launch_kv", "ring_size", "use_ring", "launch_ring",
            "backward"]
@@ -103,20 +103,13 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
     b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32) * qk_scale  # [BLOCK_M, D]
     b_do = tl.load(DO + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)  # [BLOCK_M, D]
     # Padded rows get LSE = +inf, hence P = 0 and no contribution anywhere.
-    b_lse = tl.load(LSE + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=float("inf"))
-    b_delta = tl.load(DELTA + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=0.0)
+    b_lse = tl.load(LSE + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=float("inf"))  # [BLOCK_M]
+    b_delta = tl.load(DELTA + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=0.0)  # [BLOCK_M]
 
     o_kv = i_b * stride_kb + i_g * stride_kh
-    hi = tl.minimum(i0 + POS, N)
-    lo1 = tl.maximum(i0 - W1 + 1, 0)
-    k_lo = tl.maximum(i0 - W2 + 1, 0)
-    b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
+    hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)  # as the forward
+    b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
     o_n = tl.arange(0, BLOCK_N)
-    n_tiles = (hi - lo1 + BLOCK_N - 1) // BLOCK_N
-    if POS == 1:
-        n_full = (hi - lo1) // BLOCK_N
-    else:
-        n_full = 0
     for t in range(0, n_tiles):
         o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
         o_jd = o_kv + o_j[:, None] * stride_kn + o_d[None, :]
@@ -154,7 +147,7 @@ def _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta, p_kb, p_vb,
             b_st = tl.where(m_avis & ((kb > o_pos - WB) & (kb <= o_pos))[None, :], b_st, float("-inf"))
         b_pt = tl.math.exp2(b_st)
         b_dpt = tl.dot(b_va, tl.trans(b_dov), input_precision=PREC)  # [BLOCK_A, BLOCK_M]
-        b_dst = b_pt * (b_dpt - b_delta[None, :])
+        b_dst = b_pt * (b_dpt - b_delta[None, :])  # [BLOCK_A, BLOCK_M]
         # -- accumulate the owned keys' gradients
         b_dv += tl.dot(b_pt.to(DT), b_dov, input_precision=PREC)  # [BLOCK_A, D]
         b_dk += tl.dot(b_dst.to(DT), b_a, input_precision=PREC)  # [BLOCK_A, D]
@@ -182,15 +175,15 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
     i_a, i_bg = tl.program_id(0), tl.program_id(1)
     i_b, i_g = i_bg // Hkv, i_bg % Hkv
     a0 = i_a * BLOCK_A
-    o_a = a0 + tl.arange(0, BLOCK_A)
+    o_a = a0 + tl.arange(0, BLOCK_A)  # [BLOCK_A] the owned key positions
     o_d = tl.arange(0, HEAD_DIM)
     o_kv = i_b * stride_kb + i_g * stride_kh
     o_ad = o_kv + o_a[:, None] * stride_kn + o_d[None, :]
     m_a = (o_a < N)[:, None]
     b_ka = tl.load(KA + o_ad, mask=m_a, other=0.0)  # [BLOCK_A, D]
     b_va = tl.load(VA + o_ad, mask=m_a, other=0.0)  # [BLOCK_A, D]
-    b_dk = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)
-    b_dv = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)
+    b_dk = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)  # [BLOCK_A, D], summed over queries and B
+    b_dv = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)  # [BLOCK_A, D]
 
     i_end = tl.minimum(N, a0 + BLOCK_A - 1 + WA)  # one past the last query that sees the tile
     for i_hb in range(0, n_hblocks):
@@ -198,8 +191,10 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
             o_pos, o_h, m_row = tile_rows(i_pb * POS, i_hb, i_g, G, N, GH, POS)
             o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn + o_h[:, None] * stride_qh
                    + o_d[None, :])
+            # [BLOCK_M, D] query rows (pre-scaled like the forward's) and their output gradients
             b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32) * qk_scale
             b_do = tl.load(DO + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)
+            # [BLOCK_M] each row's base-2 LSE and Delta
             b_lse = tl.load(LSE + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=float("inf"))
             b_delta = tl.load(DELTA + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=0.0)
             # [BLOCK_A, BLOCK_M]: which owned keys each row sees
@@ -285,8 +280,8 @@ def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
     o_s = tl.arange(0, R)  # ring slots
     o_r = tl.arange(0, GH)
     o_kv = i_b * stride_kb + i_g * stride_kh
-    b_dk2 = tl.zeros([R, HEAD_DIM], tl.float32)
-    b_dv2 = tl.zeros([R, HEAD_DIM], tl.float32)
+    b_dk2 = tl.zeros([R, HEAD_DIM], tl.float32)  # [R, D] dk2 of the keys in the ring
+    b_dv2 = tl.zeros([R, HEAD_DIM], tl.float32)  # [R, D]
     for i in range(c0, c1):
         # -- the slot of key i last held key i - R, which no query from i on sees: flush it
         m_slot = (o_s == i % R)[:, None]  # [R, 1]
@@ -296,7 +291,7 @@ def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
         b_dk2 = tl.where(m_slot, 0.0, b_dk2)
         b_dv2 = tl.where(m_slot, 0.0, b_dv2)
         # -- load the ring: the key in each slot, in (i - R, i]
-        o_k = i - ((i - o_s + R) % R)  # [R]
+        o_k = i - ((i - o_s + R) % R)  # [R] the key held by each slot
         m_k = (o_k > i - W2) & (o_k >= 0)
         o_ring = o_kv + o_k[:, None] * stride_kn + o_d[None, :]
         b_k2 = tl.load(K2 + o_ring, mask=m_k[:, None], other=0.0)  # [R, D]
@@ -307,11 +302,13 @@ def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
             m_row = o_hg < G
             o_h = i_g * G + o_hg
             o_q = i_b * stride_qb + i * stride_qn + o_h[:, None] * stride_qh + o_d[None, :]
+            # [GH, D] the query rows of position i (pre-scaled) and their output gradients
             b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32) * qk_scale
             b_do = tl.load(DO + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)
+            # [GH] each row's base-2 LSE and Delta
             b_lse = tl.load(LSE + (i_b * Hq + o_h) * N + i, mask=m_row, other=float("inf"))
             b_delta = tl.load(DELTA + (i_b * Hq + o_h) * N + i, mask=m_row, other=0.0)
-            b_dq = tl.zeros([GH, HEAD_DIM], tl.float32)
+            b_dq = tl.zeros([GH, HEAD_DIM], tl.float32)  # [GH, D]
             for j in range(j_lo, i + 1):
                 b_dq, b_dk2, b_dv2 = _ring_step(b_dq, b_dk2, b_dv2, b_qs, b_do, b_lse, b_delta,
                                                 b_k2, b_v2, m_k, K1 + o_kv + j * stride_kn,

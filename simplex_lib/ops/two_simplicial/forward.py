@@ -17,7 +17,7 @@ import triton.language as tl
 
 from .configs import fwd_configs, interpreting, launch_with_fallback, max_shared_memory, row_tiling
 
-__all__ = ["LOG2E", "tile_rows", "window_mask", "online_softmax_step", "forward"]
+__all__ = ["LOG2E", "tile_rows", "tile_range", "window_mask", "online_softmax_step", "forward"]
 
 LOG2E = 1.4426950408889634
 
@@ -50,6 +50,27 @@ def window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS: tl.constexpr):
 
 
 @triton.jit
+def tile_range(i0, N, W1, W2, POS: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The part of the two windows that the positions ``[i0, i0 + POS)`` of a query tile see.
+
+    Returns ``(hi, lo1, k_lo, n_tiles, n_full)``: one past the tile's last position, the first
+    key of the long window and of the short one, the number of ``BLOCK_N`` tiles that cover
+    ``[lo1, hi)`` walking down from ``hi``, and how many of them (the first ``n_full``) lie inside
+    every row's window and need no mask (with several positions per tile: none).
+    """
+    hi = tl.minimum(i0 + POS, N)  # one past the last position of the tile
+    lo1 = tl.maximum(i0 - W1 + 1, 0)
+    k_lo = tl.maximum(i0 - W2 + 1, 0)
+    n_tiles = (hi - lo1 + BLOCK_N - 1) // BLOCK_N
+    # With one position per tile only the last (lowest) tile is partial.
+    if POS == 1:
+        n_full = (hi - lo1) // BLOCK_N
+    else:
+        n_full = 0
+    return hi, lo1, k_lo, n_tiles, n_full
+
+
+@triton.jit
 def online_softmax_step(b_s, b_m, b_l):
     """One block of the online softmax, base 2: ``(b_p, b_alpha, b_m, b_l)`` after block ``b_s``.
 
@@ -63,6 +84,30 @@ def online_softmax_step(b_s, b_m, b_l):
     b_p = tl.math.exp2(b_s - b_ref[:, None])  # [BLOCK_M, BLOCK_N]
     b_l = b_l * b_alpha + tl.sum(b_p, 1)
     return b_p, b_alpha, b_m_new, b_l
+
+
+@triton.jit
+def _fwd_load_kv1(p_k1, p_v1, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad, POS: tl.constexpr):
+    """Load the ``K1``/``V1`` rows ``o_j`` (``[BLOCK_N, D]`` each) of one long-window tile.
+
+    With one position per tile only the window itself is read. With several, rows of the tile
+    see different keys: a non-finite value row is zeroed and the rows that see it are marked in
+    ``b_bad``, so that no other row meets it as ``0 * NaN``. Returns ``(b_k1, b_v1, b_bad)``.
+    """
+    o_jd = o_j[:, None] * stride_kn + o_d[None, :]  # [BLOCK_N, D]
+    if POS == 1:
+        m_j = o_j >= lo1  # the exact window: nothing outside it is read
+    else:
+        m_j = o_j >= 0
+    b_k1 = tl.load(p_k1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
+    b_v1 = tl.load(p_v1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
+    if POS > 1:
+        m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))  # [BLOCK_N, D]
+        m_nf = tl.min(m_fin.to(tl.int32), 1) == 0  # [BLOCK_N]
+        m_sees = (o_j[None, :] > o_pos[:, None] - W1) & (o_j[None, :] <= o_pos[:, None])
+        b_bad = b_bad | (tl.max((m_sees & m_nf[None, :]).to(tl.int32), 1) > 0)
+        b_v1 = tl.where(m_fin, b_v1, tl.zeros_like(b_v1))
+    return b_k1, b_v1, b_bad
 
 
 @triton.jit
@@ -134,40 +179,19 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32) * qk_scale
 
     o_kv = i_b * stride_kb + i_g * stride_kh
-    hi = tl.minimum(i0 + POS, N)  # one past the last position of the tile
-    lo1 = tl.maximum(i0 - W1 + 1, 0)
-    k_lo = tl.maximum(i0 - W2 + 1, 0)
+    hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
 
-    b_m = tl.full([GH * POS], float("-inf"), tl.float32)
-    b_l = tl.zeros([GH * POS], tl.float32)
-    b_acc = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
-    b_bad = tl.zeros([GH * POS], tl.int32) != 0  # rows that see a non-finite value
+    b_m = tl.full([GH * POS], float("-inf"), tl.float32)  # [BLOCK_M] running maximum
+    b_l = tl.zeros([GH * POS], tl.float32)  # [BLOCK_M] running sum of 2^(s - m)
+    b_acc = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
+    b_bad = tl.zeros([GH * POS], tl.int32) != 0  # [BLOCK_M] rows that see a non-finite value
     o_n = tl.arange(0, BLOCK_N)
 
-    # Tiles end at `hi`; with one position per tile only the last (lowest) one is partial and
-    # the rest run without a mask.
-    n_tiles = (hi - lo1 + BLOCK_N - 1) // BLOCK_N
-    if POS == 1:
-        n_full = (hi - lo1) // BLOCK_N
-    else:
-        n_full = 0
+    # The long window from the query down, BLOCK_N keys at a time (the GEMM's N dimension).
     for t in range(0, n_tiles):
         o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
-        o_jd = o_kv + o_j[:, None] * stride_kn + o_d[None, :]
-        if POS == 1:
-            m_j = o_j >= lo1  # the exact window: nothing outside it is read
-        else:
-            m_j = o_j >= 0
-        b_k1 = tl.load(K1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
-        b_v1 = tl.load(V1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
-        if POS > 1:
-            # Rows of a multi-position tile see different keys: zero non-finite values and mark
-            # the rows that see them, so that no row meets them as 0 * NaN.
-            m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))  # [BLOCK_N, D]
-            m_nf = tl.min(m_fin.to(tl.int32), 1) == 0  # [BLOCK_N]
-            m_sees = (o_j[None, :] > o_pos[:, None] - W1) & (o_j[None, :] <= o_pos[:, None])
-            b_bad = b_bad | (tl.max((m_sees & m_nf[None, :]).to(tl.int32), 1) > 0)
-            b_v1 = tl.where(m_fin, b_v1, tl.zeros_like(b_v1))
+        b_k1, b_v1, b_bad = _fwd_load_kv1(K1 + o_kv, V1 + o_kv, stride_kn, o_j, o_d, o_pos, lo1,
+                                          W1, b_bad, POS)
         if t < n_full:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
