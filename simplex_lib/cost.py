@@ -789,8 +789,9 @@ def forward_step_cycles(block_m: int, block_n: int, head_dim: int, *, elem_bytes
     """Clock cycles one SM spends, unit by unit, on one step of the forward kernel.
 
     A step is one row ``k`` of the short window against one ``[block_n, D]`` tile of the long
-    window for ``block_m`` query rows (``_fwd_tile`` in the forward kernel): two GEMMs of ``2 * block_m * block_n * D`` FLOPs each, ``block_m * block_n + block_m``
-    exponentials (the probabilities and the rescaling factors), fp32 work on the CUDA cores
+    window for ``block_m`` query rows (``_fwd_tile`` in the forward kernel): two GEMMs of
+    ``2 * block_m * block_n * D`` FLOPs each, ``block_m * block_n + block_m`` exponentials
+    (the probabilities and the rescaling factors), fp32 work on the CUDA cores
     (``ops_per_logit`` per logit: row maximum, subtraction, row sum, conversion; ``ops_per_output``
     per accumulator entry: ``q * k2`` and its conversion, the rescaling, the ``* v2`` update) and
     shared-memory traffic (the two register-computed operands ``q * k2`` and ``P`` written and read
