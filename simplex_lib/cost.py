@@ -66,6 +66,9 @@ __all__ = [
     "measured_crossover",
     "TensorMemoryTracker",
     "measure_dense",
+    "H100_SXM",
+    "forward_step_cycles",
+    "forward_tflops_bounds",
 ]
 
 #: Bytes in one gibibyte (2**30).
@@ -909,3 +912,77 @@ def _measure_one(n, L, head_dim, batch, heads, repeats, dtype, reducer, seed, de
         "flops": fc.get_total_flops(),
         "entries": batch * heads * L ** (n + 1),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# A cycle budget for one step of the forward kernel (chapter 8)
+# --------------------------------------------------------------------------------------------
+
+#: Per-SM rates per clock of an NVIDIA H100 SXM (Hopper), the GPU of the kernel records: dense
+#: bf16 tensor-core FLOPs, exp2 on the special-function units (MUFU), fp32 lanes of the CUDA
+#: cores, shared-memory bytes; 132 SMs and the dense bf16 peak in TFLOPS. The clock is the one
+#: implied by the peak (989.4e12 / (132 * 4096) = 1.83 GHz), taken to be the same for every unit.
+H100_SXM = {"sms": 132, "tensor_flops": 4096, "exp2": 16, "fp32": 128, "smem_bytes": 128,
+            "peak_tflops": 989.4}
+
+
+def forward_step_cycles(block_m: int, block_n: int, head_dim: int, *, elem_bytes: int = 2,
+                        ops_per_logit: int = 4, ops_per_output: int = 4,
+                        device: dict | None = None) -> dict:
+    """Clock cycles one SM spends, unit by unit, on one step of the forward kernel.
+
+    A step is one row ``k`` of the short window against one ``[block_n, D]`` tile of the long
+    window for ``block_m`` query rows (``_fwd_tile`` in the forward kernel): two GEMMs of
+    ``2 * block_m * block_n * D`` FLOPs each, ``block_m * block_n + block_m`` exponentials
+    (the probabilities and the rescaling factors), fp32 work on the CUDA cores
+    (``ops_per_logit`` per logit: row maximum, subtraction, row sum, conversion; ``ops_per_output``
+    per accumulator entry: ``q * k2`` and its conversion, the rescaling, the ``* v2`` update) and
+    shared-memory traffic (the two register-computed operands ``q * k2`` and ``P`` written and read
+    back once, the ``K1`` and ``V1`` tiles read once by their GEMMs).
+
+    Returns a dict of cycles: ``tensor``, ``exp2``, ``fp32``, ``smem``; and ``useful_flops`` of the
+    step. The units may overlap (the time is at least the largest entry) or run one after the other
+    (at most the sum of the first three, shared memory being fed while the tensor cores work).
+
+    Examples
+    --------
+    >>> c = forward_step_cycles(64, 128, 128)
+    >>> c["tensor"], c["exp2"], c["fp32"], c["smem"]
+    (1024.0, 516.0, 512.0, 1024.0)
+    """
+    for name, v in (("block_m", block_m), ("block_n", block_n), ("head_dim", head_dim),
+                    ("elem_bytes", elem_bytes), ("ops_per_logit", ops_per_logit),
+                    ("ops_per_output", ops_per_output)):
+        _check_int(name, v)
+    dev = H100_SXM if device is None else device
+    m, n, d = block_m, block_n, head_dim
+    flops = 4 * m * n * d
+    smem = elem_bytes * (2 * (m * d + m * n) + 2 * n * d)
+    return {
+        "tensor": flops / dev["tensor_flops"],
+        "exp2": (m * n + m) / dev["exp2"],
+        "fp32": (ops_per_logit * m * n + ops_per_output * m * d) / dev["fp32"],
+        "smem": smem / dev["smem_bytes"],
+        "useful_flops": flops,
+    }
+
+
+def forward_tflops_bounds(cycles: dict, device: dict | None = None) -> tuple:
+    """``(overlapped, serial)`` TFLOPS implied by a step's cycle budget (:func:`forward_step_cycles`).
+
+    ``overlapped``: every unit busy at once, the step takes its largest entry; ``serial``: the
+    tensor cores, the exponentials and the fp32 work take turns. A kernel in which one program
+    does its softmax between its GEMMs, with only the other programs on the SM to fill the gaps,
+    lands near the serial figure.
+
+    Examples
+    --------
+    >>> [round(t) for t in forward_tflops_bounds(forward_step_cycles(64, 128, 128))]
+    [989, 494]
+    """
+    dev = H100_SXM if device is None else device
+    peak = dev["peak_tflops"]
+    units = ("tensor", "exp2", "fp32", "smem")
+    overlapped = cycles["tensor"] / max(cycles[u] for u in units)
+    serial = cycles["tensor"] / (cycles["tensor"] + cycles["exp2"] + cycles["fp32"])
+    return peak * overlapped, peak * serial

@@ -1,25 +1,30 @@
 """Backward kernels of sliding-window 2-simplicial attention.
 
-With ``s = scale * sum_l q_l k1_jl k2_kl``, ``P = softmax_(j,k)(s)`` and ``o = sum P v1_j * v2_k``:
+With ``s = scale * sum_r q_r k1_jr k2_kr``, ``P = softmax_(j,k)(s)`` and
+``o = sum_jk P v1_j * v2_k``:
 
-- ``dP_ijk = sum_d do_id v1_jd v2_kd`` and ``dS = P * (dP - Delta_i)`` with
-  ``Delta_i = sum_d do_id o_id`` (the softmax Jacobian);
-- ``dq_i  = scale * sum_jk dS_ijk k1_j * k2_k``      (reduced over the two windows),
-- ``dk1_j = scale * sum_ik dS_ijk q_i * k2_k``, ``dv1_j = sum_ik P_ijk do_i * v2_k``,
+- ``dP_ijk = sum_r do_ir v1_jr v2_kr`` and ``dS = P * (dP - Delta_i)`` with
+  ``Delta_i = sum_r do_ir o_ir`` (the softmax Jacobian);
+- ``dq_i  = scale * sum_jk dS_ijk k1_j * k2_k`` (reduced over both windows),
+- ``dk1_j = scale * sum_ik dS_ijk q_i * k2_k``,
+  ``dv1_j = sum_ik P_ijk do_i * v2_k``,
 - ``dk2_k``, ``dv2_k`` the same with the two key sets swapped.
 
-The backward is deterministic and uses no atomics. ``Delta`` comes from a small kernel, then,
-with the long window ``w1 >= w2`` (the caller swaps the two key sets otherwise):
+The backward is deterministic and uses no atomics. ``Delta`` comes from a
+small kernel, then, with the long window ``w1 >= w2`` (the caller swaps the
+two key sets otherwise):
 
-1. the key-tile kernel for ``(dk1, dv1)``: key-owned, all query heads of a group visited by one
-   program so the GQA sum stays in registers;
-2. the ring kernel for ``(dq, dk2, dv2)`` when the query heads of one position fill a row block
-   and the short window's ring fits in registers, launched twice (even, then odd chunks);
-3. otherwise the query-owned dq kernel (the forward's tiling) and the key-tile kernel once more
-   with the two key sets swapped.
+1. the key-tile kernel for ``(dk1, dv1)``: key-owned, all query heads of a
+   group visited by one program so the GQA sum stays in registers;
+2. the ring kernel for ``(dq, dk2, dv2)`` when the query heads of one
+   position fill a row block and the short window's ring fits in registers,
+   launched twice (even, then odd chunks);
+3. otherwise the query-owned dq kernel (the forward's tiling) and the
+   key-tile kernel once more with the two key sets swapped.
 
-``P`` is recomputed from the saved base-2 log-sum-exp in each launch. Names follow the forward's
-convention (``b_`` blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks, ``i_`` program ids).
+``P`` is recomputed from the saved base-2 log-sum-exp in each launch. Names
+follow the forward's convention (``b_`` blocks, ``p_`` pointers, ``o_``
+offsets, ``m_`` masks, ``i_`` program ids); lines stay within 78 columns.
 """
 
 from __future__ import annotations
@@ -28,55 +33,81 @@ import torch
 import triton
 import triton.language as tl
 
-from .configs import (bwd_configs, interpreting, launch_with_fallback, max_shared_memory,
-                      row_tiling)
-from .forward import LOG2E, precision, tile_rows, window_mask
+from .configs import (bwd_configs, interpreting, launch_with_fallback,
+                      max_shared_memory, row_tiling)
+from .forward import LOG2E, precision, tile_range, tile_rows, window_mask
 
-__all__ = ["compute_delta", "launch_dq", "launch_kv", "ring_size", "use_ring", "launch_ring",
-           "backward"]
+__all__ = ["compute_delta", "launch_dq", "launch_kv", "ring_size",
+           "use_ring", "launch_ring", "backward"]
 
 
 @triton.jit
-def _bwd_delta_kernel(O, DO, DELTA, n_rows, N, Hq, HEAD_DIM: tl.constexpr, BLOCK_R: tl.constexpr):
+def _bwd_delta_kernel(O, DO, DELTA, n_rows, N, Hq, HEAD_DIM: tl.constexpr,
+                      BLOCK_R: tl.constexpr):
     """``Delta[b, h, n] = sum_d o[b, n, h, d] * do[b, n, h, d]`` in fp32.
 
-    Grid: ``(cdiv(B * N * Hq, BLOCK_R),)``. One program owns ``BLOCK_R`` consecutive rows of the
-    ``[B * N * Hq, D]`` view and writes them in the LSE's ``[B, Hq, N]`` layout.
-    FLOPs: ``2 * B * N * Hq * D`` on CUDA cores (memory-bound: reads o and do once).
+    Grid: ``(cdiv(B * N * Hq, BLOCK_R),)``. One program owns ``BLOCK_R``
+    consecutive rows of the ``[B * N * Hq, D]`` view and writes them in the
+    LSE's ``[B, Hq, N]`` layout. FLOPs: ``2 * B * N * Hq * D`` on CUDA cores
+    (memory-bound: reads o and do once).
     """
     o_row = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     m_row = o_row < n_rows
     o_rd = o_row[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    b_o = tl.load(O + o_rd, mask=m_row[:, None], other=0.0).to(tl.float32)  # [BLOCK_R, D]
-    b_do = tl.load(DO + o_rd, mask=m_row[:, None], other=0.0).to(tl.float32)  # [BLOCK_R, D]
+    # [BLOCK_R, D] each
+    b_o = tl.load(O + o_rd, mask=m_row[:, None], other=0.0).to(tl.float32)
+    b_do = tl.load(DO + o_rd, mask=m_row[:, None], other=0.0).to(tl.float32)
     o_h = o_row % Hq
     o_n = (o_row // Hq) % N
     o_b = o_row // (Hq * N)
-    tl.store(DELTA + (o_b * Hq + o_h) * N + o_n, tl.sum(b_o * b_do, 1), mask=m_row)
+    tl.store(DELTA + (o_b * Hq + o_h) * N + o_n, tl.sum(b_o * b_do, 1),
+             mask=m_row)
 
 
 @triton.jit
-def _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2, p_v2, stride_kn, k_lo, k_hi,
-                 o_j, o_pos, lo1, o_d, W1, W2,
-                 MASK: tl.constexpr, ONE_POS: tl.constexpr, PREC: tl.constexpr):
-    """The dq kernel's steps for one ``K1``/``V1`` tile: the short window's rows ``k`` in turn.
+def _load_query_rows(p_q, p_do, p_lse, p_delta, m_row, qk_scale):
+    """What every backward program loads for its query rows: the queries
+    pre-scaled by ``scale * log2(e)`` and the output gradients
+    (``[rows, D]``, fp32), each row's base-2 LSE and ``Delta`` (``[rows]``).
+    Masked rows get ``LSE = +inf``, hence ``P = 0`` and no contribution."""
+    m_q = m_row[:, None]
+    b_qs = tl.load(p_q, mask=m_q, other=0.0).to(tl.float32) * qk_scale
+    b_do = tl.load(p_do, mask=m_q, other=0.0).to(tl.float32)
+    b_lse = tl.load(p_lse, mask=m_row, other=float("inf"))
+    b_delta = tl.load(p_delta, mask=m_row, other=0.0)
+    return b_qs, b_do, b_lse, b_delta
 
-    Per step: ``P`` (one GEMM and the saved LSE), ``dP = (do * v2_k) @ v1^T`` (one GEMM) and
-    ``dq += (dS @ k1) * k2_k`` (one GEMM).
+
+@triton.jit
+def _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2, p_v2,
+                 stride_kn, k_lo, k_hi, o_j, o_pos, lo1, o_d, W1, W2,
+                 MASK: tl.constexpr, ONE_POS: tl.constexpr,
+                 PREC: tl.constexpr):
+    """The dq kernel's steps for one ``K1``/``V1`` tile: the short window's
+    rows ``k`` in turn.
+
+    Per step: ``P`` (one GEMM and the saved LSE), ``dP = (do * v2_k) @ v1^T``
+    (one GEMM) and ``dq += (dS @ k1) * k2_k`` (one GEMM).
     """
     DT = b_k1.dtype
     for k in range(k_lo, k_hi):
         b_k2 = tl.load(p_k2 + k * stride_kn + o_d).to(tl.float32)  # [D]
         b_v2 = tl.load(p_v2 + k * stride_kn + o_d).to(tl.float32)  # [D]
-        b_a = (b_qs * b_k2[None, :]).to(DT)  # [BLOCK_M, D], rounded exactly as in the forward
-        b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC) - b_lse[:, None]  # [BLOCK_M, BLOCK_N]
+        # [BLOCK_M, D], rounded exactly as in the forward
+        b_a = (b_qs * b_k2[None, :]).to(DT)
+        # [BLOCK_M, BLOCK_N]
+        b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
+        b_s = b_s - b_lse[:, None]
         if MASK:
-            b_s = tl.where(window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS), b_s, float("-inf"))
+            m_vis = window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS)
+            b_s = tl.where(m_vis, b_s, float("-inf"))
         b_p = tl.math.exp2(b_s)
         b_dov = (b_do * b_v2[None, :]).to(DT)  # [BLOCK_M, D]
-        b_dp = tl.dot(b_dov, tl.trans(b_v1), input_precision=PREC)  # [BLOCK_M, BLOCK_N]
+        # [BLOCK_M, BLOCK_N]
+        b_dp = tl.dot(b_dov, tl.trans(b_v1), input_precision=PREC)
         b_ds = (b_p * (b_dp - b_delta[:, None])).to(DT)
-        b_dq += tl.dot(b_ds, b_k1, input_precision=PREC) * b_k2[None, :]  # [BLOCK_M, D]
+        # [BLOCK_M, D]
+        b_dq += tl.dot(b_ds, b_k1, input_precision=PREC) * b_k2[None, :]
     return b_dq
 
 
@@ -85,38 +116,33 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
                    stride_qb, stride_qn, stride_qh,
                    stride_kb, stride_kn, stride_kh,
                    N, Hq, Hkv, G, W1, W2, qk_scale, scale, n_hblocks,
-                   HEAD_DIM: tl.constexpr, GH: tl.constexpr, POS: tl.constexpr,
-                   BLOCK_N: tl.constexpr, PREC: tl.constexpr):
+                   HEAD_DIM: tl.constexpr, GH: tl.constexpr,
+                   POS: tl.constexpr, BLOCK_N: tl.constexpr,
+                   PREC: tl.constexpr):
     """Gradient of the queries, query-owned (the fallback path).
 
-    Grid: the forward's, ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program owns
-    ``BLOCK_M = GH * POS`` query rows and writes their ``dq``; it walks the long window in
-    ``BLOCK_N`` tiles and the short one row by row (:func:`_bwd_dq_tile`).
-    FLOPs: ``6 * B * Hq * N * D * w1 * w2`` on tensor cores.
+    Grid: the forward's, ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program
+    owns ``BLOCK_M = GH * POS`` query rows and writes their ``dq``; it walks
+    the long window in ``BLOCK_N`` tiles and the short one row by row
+    (:func:`_bwd_dq_tile`). FLOPs: ``6 * B * Hq * N * D * w1 * w2`` on tensor
+    cores.
     """
     i_t, i_bg = tl.program_id(0), tl.program_id(1)
     i_b, i_g = i_bg // Hkv, i_bg % Hkv
     i0 = (i_t // n_hblocks) * POS
     o_pos, o_h, m_row = tile_rows(i0, i_t % n_hblocks, i_g, G, N, GH, POS)
     o_d = tl.arange(0, HEAD_DIM)
-    o_q = i_b * stride_qb + o_pos[:, None] * stride_qn + o_h[:, None] * stride_qh + o_d[None, :]
-    b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32) * qk_scale  # [BLOCK_M, D]
-    b_do = tl.load(DO + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)  # [BLOCK_M, D]
-    # Padded rows get LSE = +inf, hence P = 0 and no contribution anywhere.
-    b_lse = tl.load(LSE + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=float("inf"))
-    b_delta = tl.load(DELTA + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=0.0)
+    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn
+           + o_h[:, None] * stride_qh + o_d[None, :])  # [BLOCK_M, D]
+    o_row = (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
+    b_qs, b_do, b_lse, b_delta = _load_query_rows(
+        Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row, qk_scale)
 
     o_kv = i_b * stride_kb + i_g * stride_kh
-    hi = tl.minimum(i0 + POS, N)
-    lo1 = tl.maximum(i0 - W1 + 1, 0)
-    k_lo = tl.maximum(i0 - W2 + 1, 0)
-    b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
+    # the window ranges, as in the forward
+    hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
+    b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
     o_n = tl.arange(0, BLOCK_N)
-    n_tiles = (hi - lo1 + BLOCK_N - 1) // BLOCK_N
-    if POS == 1:
-        n_full = (hi - lo1) // BLOCK_N
-    else:
-        n_full = 0
     for t in range(0, n_tiles):
         o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
         o_jd = o_kv + o_j[:, None] * stride_kn + o_d[None, :]
@@ -124,23 +150,29 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
         b_k1 = tl.load(K1 + o_jd, mask=m_j, other=0.0)  # [BLOCK_N, D]
         b_v1 = tl.load(V1 + o_jd, mask=m_j, other=0.0)  # [BLOCK_N, D]
         if t < n_full:
-            b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
-                                stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
+            b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
+                                K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
+                                o_j, o_pos, lo1, o_d, W1, W2,
                                 False, POS == 1, PREC)
         else:
-            b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
-                                stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
+            b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
+                                K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
+                                o_j, o_pos, lo1, o_d, W1, W2,
                                 True, POS == 1, PREC)
-    tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty), mask=m_row[:, None])
+    tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
+             mask=m_row[:, None])
 
 
 @triton.jit
-def _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta, p_kb, p_vb, stride_kn,
-                 kb_lo, kb_hi, o_d, m_avis, o_pos, WB, MASK: tl.constexpr, PREC: tl.constexpr):
-    """The key-tile kernel's steps for one block of query rows: the rows ``kb`` of set B they see.
+def _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta, p_kb,
+                 p_vb, stride_kn, kb_lo, kb_hi, o_d, m_avis, o_pos, WB,
+                 MASK: tl.constexpr, PREC: tl.constexpr):
+    """The key-tile kernel's steps for one block of query rows: the rows
+    ``kb`` of set B they see.
 
-    Per step: ``S^T = kA @ (q * kB)^T`` and ``dP^T = vA @ (do * vB)^T`` (recomputation, two
-    GEMMs), then ``dvA += P^T @ (do * vB)`` and ``dkA += dS^T @ (q * kB)`` (two GEMMs).
+    Per step: ``S^T = kA @ (q * kB)^T`` and ``dP^T = vA @ (do * vB)^T``
+    (recomputation, two GEMMs), then ``dvA += P^T @ (do * vB)`` and
+    ``dkA += dS^T @ (q * kB)`` (two GEMMs).
     """
     DT = b_ka.dtype
     for kb in range(kb_lo, kb_hi):
@@ -148,16 +180,18 @@ def _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta, p_kb, p_vb,
         b_vb = tl.load(p_vb + kb * stride_kn + o_d).to(tl.float32)  # [D]
         b_a = (b_qs * b_kb[None, :]).to(DT)  # [BLOCK_M, D]
         b_dov = (b_do * b_vb[None, :]).to(DT)  # [BLOCK_M, D]
-        # -- recompute P^T and dP^T for the owned keys
-        b_st = tl.dot(b_ka, tl.trans(b_a), input_precision=PREC) - b_lse[None, :]  # [BLOCK_A, BLOCK_M]
+        # -- recompute P^T and dP^T for the owned keys, [BLOCK_A, BLOCK_M]
+        b_st = tl.dot(b_ka, tl.trans(b_a), input_precision=PREC)
+        b_st = b_st - b_lse[None, :]
         if MASK:
-            b_st = tl.where(m_avis & ((kb > o_pos - WB) & (kb <= o_pos))[None, :], b_st, float("-inf"))
+            m_kb = (kb > o_pos - WB) & (kb <= o_pos)  # [BLOCK_M]
+            b_st = tl.where(m_avis & m_kb[None, :], b_st, float("-inf"))
         b_pt = tl.math.exp2(b_st)
-        b_dpt = tl.dot(b_va, tl.trans(b_dov), input_precision=PREC)  # [BLOCK_A, BLOCK_M]
-        b_dst = b_pt * (b_dpt - b_delta[None, :])
-        # -- accumulate the owned keys' gradients
-        b_dv += tl.dot(b_pt.to(DT), b_dov, input_precision=PREC)  # [BLOCK_A, D]
-        b_dk += tl.dot(b_dst.to(DT), b_a, input_precision=PREC)  # [BLOCK_A, D]
+        b_dpt = tl.dot(b_va, tl.trans(b_dov), input_precision=PREC)
+        b_dst = b_pt * (b_dpt - b_delta[None, :])  # [BLOCK_A, BLOCK_M]
+        # -- accumulate the owned keys' gradients, [BLOCK_A, D]
+        b_dv += tl.dot(b_pt.to(DT), b_dov, input_precision=PREC)
+        b_dk += tl.dot(b_dst.to(DT), b_a, input_precision=PREC)
     return b_dk, b_dv
 
 
@@ -166,89 +200,112 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
                    stride_qb, stride_qn, stride_qh,
                    stride_kb, stride_kn, stride_kh,
                    N, Hq, Hkv, G, WA, WB, qk_scale, n_hblocks,
-                   HEAD_DIM: tl.constexpr, GH: tl.constexpr, POS: tl.constexpr,
-                   BLOCK_A: tl.constexpr, PREC: tl.constexpr):
-    """Gradients of one key/value set ``A`` (window ``WA``), key-owned; ``B`` is the other set.
+                   HEAD_DIM: tl.constexpr, GH: tl.constexpr,
+                   POS: tl.constexpr, BLOCK_A: tl.constexpr,
+                   PREC: tl.constexpr):
+    """Gradients of one key/value set ``A`` (window ``WA``), key-owned; ``B``
+    is the other set.
 
-    Grid: ``(cdiv(N, BLOCK_A), B * Hkv)``. One program owns ``BLOCK_A`` consecutive positions
-    ``a`` of set ``A`` for one (batch, KV head), keeps ``dkA``, ``dvA`` for them in registers and
-    writes them once. It visits every query position in ``[a0, a0 + BLOCK_A - 1 + WA)`` in
-    blocks of ``GH * POS`` rows, all heads of the KV group (so the GQA sum happens here), and for
-    each block the rows of set ``B`` in its window (:func:`_bwd_kv_step`). With one position per
-    block, queries that see the whole tile skip the mask.
-    FLOPs: ``8 * B * Hq * N * D * wA * wB`` on tensor cores, times the edge overhead
-    ``(BLOCK_A + wA - 1) / wA`` of visiting queries that see only part of the tile.
+    Grid: ``(cdiv(N, BLOCK_A), B * Hkv)``. One program owns ``BLOCK_A``
+    consecutive positions ``a`` of set ``A`` for one (batch, KV head), keeps
+    ``dkA``, ``dvA`` for them in registers and writes them once. It visits
+    every query position in ``[a0, a0 + BLOCK_A - 1 + WA)`` in blocks of
+    ``GH * POS`` rows, all heads of the KV group (so the GQA sum happens
+    here), and for each block the rows of set ``B`` in its window
+    (:func:`_bwd_kv_step`). With one position per block, queries that see
+    the whole tile skip the mask.
+    FLOPs: ``8 * B * Hq * N * D * wA * wB`` on tensor cores, times the edge
+    overhead ``(BLOCK_A + wA - 1) / wA`` of visiting queries that see only
+    part of the tile.
     """
     i_a, i_bg = tl.program_id(0), tl.program_id(1)
     i_b, i_g = i_bg // Hkv, i_bg % Hkv
     a0 = i_a * BLOCK_A
-    o_a = a0 + tl.arange(0, BLOCK_A)
+    o_a = a0 + tl.arange(0, BLOCK_A)  # [BLOCK_A] the owned key positions
     o_d = tl.arange(0, HEAD_DIM)
     o_kv = i_b * stride_kb + i_g * stride_kh
     o_ad = o_kv + o_a[:, None] * stride_kn + o_d[None, :]
     m_a = (o_a < N)[:, None]
     b_ka = tl.load(KA + o_ad, mask=m_a, other=0.0)  # [BLOCK_A, D]
     b_va = tl.load(VA + o_ad, mask=m_a, other=0.0)  # [BLOCK_A, D]
+    # [BLOCK_A, D] each, summed over queries and the rows of B
     b_dk = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)
     b_dv = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)
 
-    i_end = tl.minimum(N, a0 + BLOCK_A - 1 + WA)  # one past the last query that sees the tile
+    # one past the last query that sees the tile
+    i_end = tl.minimum(N, a0 + BLOCK_A - 1 + WA)
     for i_hb in range(0, n_hblocks):
         for i_pb in range(a0 // POS, (i_end + POS - 1) // POS):
-            o_pos, o_h, m_row = tile_rows(i_pb * POS, i_hb, i_g, G, N, GH, POS)
-            o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn + o_h[:, None] * stride_qh
-                   + o_d[None, :])
-            b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32) * qk_scale
-            b_do = tl.load(DO + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)
-            b_lse = tl.load(LSE + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=float("inf"))
-            b_delta = tl.load(DELTA + (i_b * Hq + o_h) * N + o_pos, mask=m_row, other=0.0)
+            o_pos, o_h, m_row = tile_rows(i_pb * POS, i_hb, i_g, G, N, GH,
+                                          POS)
+            o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn
+                   + o_h[:, None] * stride_qh + o_d[None, :])
+            # [BLOCK_M, D] queries and output gradients; [BLOCK_M] LSE, Delta
+            o_row = (i_b * Hq + o_h) * N + o_pos
+            b_qs, b_do, b_lse, b_delta = _load_query_rows(
+                Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row,
+                qk_scale)
             # [BLOCK_A, BLOCK_M]: which owned keys each row sees
-            m_avis = (o_a[:, None] <= o_pos[None, :]) & (o_a[:, None] > o_pos[None, :] - WA)
+            m_avis = ((o_a[:, None] <= o_pos[None, :])
+                      & (o_a[:, None] > o_pos[None, :] - WA))
             kb_lo = tl.maximum(i_pb * POS - WB + 1, 0)
             kb_hi = tl.minimum(i_pb * POS + POS, N)
-            # One position per block: the B loop bounds are exact, and if the query sees the
-            # whole A tile there is nothing to mask.
-            inside = (POS == 1) & (a0 + BLOCK_A - 1 <= i_pb) & (a0 > i_pb - WA)
+            # One position per block: the B loop bounds are exact, and if
+            # the query sees the whole A tile there is nothing to mask.
+            inside = ((POS == 1) & (a0 + BLOCK_A - 1 <= i_pb)
+                      & (a0 > i_pb - WA))
             if inside:
-                b_dk, b_dv = _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
-                                          KB + o_kv, VB + o_kv, stride_kn, kb_lo, kb_hi, o_d,
-                                          m_avis, o_pos, WB, False, PREC)
+                b_dk, b_dv = _bwd_kv_step(
+                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                    KB + o_kv, VB + o_kv, stride_kn, kb_lo, kb_hi, o_d,
+                    m_avis, o_pos, WB, False, PREC)
             else:
-                b_dk, b_dv = _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
-                                          KB + o_kv, VB + o_kv, stride_kn, kb_lo, kb_hi, o_d,
-                                          m_avis, o_pos, WB, True, PREC)
-    # `b_a` carried the factor scale * log2(e); dk wants scale alone (1 / log2(e)).
-    tl.store(DKA + o_ad, (b_dk * 0.6931471805599453).to(DKA.dtype.element_ty), mask=m_a)
+                b_dk, b_dv = _bwd_kv_step(
+                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                    KB + o_kv, VB + o_kv, stride_kn, kb_lo, kb_hi, o_d,
+                    m_avis, o_pos, WB, True, PREC)
+    # `b_a` carried the factor scale * log2(e); dk wants scale alone:
+    # multiply by ln 2 = 1 / log2(e).
+    b_dk = b_dk * 0.6931471805599453
+    tl.store(DKA + o_ad, b_dk.to(DKA.dtype.element_ty), mask=m_a)
     tl.store(DVA + o_ad, b_dv.to(DVA.dtype.element_ty), mask=m_a)
 
 
 @triton.jit
 def _ring_flush(p_dk2, p_dv2, b_dk2, b_dv2, m_flush):
-    """Add the ring slots selected by ``m_flush`` (``[R, 1]`` or ``[R, D]``) into memory."""
-    tl.store(p_dk2, tl.load(p_dk2, mask=m_flush, other=0.0) + b_dk2, mask=m_flush)
-    tl.store(p_dv2, tl.load(p_dv2, mask=m_flush, other=0.0) + b_dv2, mask=m_flush)
+    """Add the ring slots selected by ``m_flush`` (``[R, 1]`` or ``[R, D]``)
+    into memory."""
+    b_old = tl.load(p_dk2, mask=m_flush, other=0.0)
+    tl.store(p_dk2, b_old + b_dk2, mask=m_flush)
+    b_old = tl.load(p_dv2, mask=m_flush, other=0.0)
+    tl.store(p_dv2, b_old + b_dv2, mask=m_flush)
 
 
 @triton.jit
-def _ring_step(b_dq, b_dk2, b_dv2, b_qs, b_do, b_lse, b_delta, b_k2, b_v2, m_k, p_k1, p_v1, o_d,
-               PREC: tl.constexpr):
-    """One row ``j`` of the long window against the whole ring: the dQ/dK2/dV2 step.
+def _ring_step(b_dq, b_dk2, b_dv2, b_qs, b_do, b_lse, b_delta, b_k2, b_v2,
+               m_k, p_k1, p_v1, o_d, PREC: tl.constexpr):
+    """One row ``j`` of the long window against the whole ring: the
+    dQ/dK2/dV2 step.
 
-    ``S = (q * k1_j) @ k2_ring^T`` and ``dP = (do * v1_j) @ v2_ring^T`` (recomputation), then
-    ``dq += (dS @ k2_ring) * k1_j``, ``dk2 += dS^T @ (q * k1_j)``, ``dv2 += P^T @ (do * v1_j)``.
+    ``S = (q * k1_j) @ k2_ring^T`` and ``dP = (do * v1_j) @ v2_ring^T``
+    (recomputation), then ``dq += (dS @ k2_ring) * k1_j``,
+    ``dk2 += dS^T @ (q * k1_j)``, ``dv2 += P^T @ (do * v1_j)``.
     """
     DT = b_k2.dtype
     b_k1 = tl.load(p_k1 + o_d).to(tl.float32)[None, :]  # [1, D]
     b_v1 = tl.load(p_v1 + o_d).to(tl.float32)[None, :]  # [1, D]
     b_a = (b_qs * b_k1).to(DT)  # [GH, D]
-    b_s = tl.dot(b_a, tl.trans(b_k2), input_precision=PREC) - b_lse[:, None]  # [GH, R]
+    # [GH, R]
+    b_s = tl.dot(b_a, tl.trans(b_k2), input_precision=PREC) - b_lse[:, None]
     b_p = tl.math.exp2(tl.where(m_k[None, :], b_s, float("-inf")))
     b_dov = (b_do * b_v1).to(DT)  # [GH, D]
     b_dp = tl.dot(b_dov, tl.trans(b_v2), input_precision=PREC)  # [GH, R]
     b_ds = (b_p * (b_dp - b_delta[:, None])).to(DT)
-    b_dq += tl.dot(b_ds, b_k2, input_precision=PREC) * b_k1  # [GH, D]
-    b_dk2 += tl.dot(tl.trans(b_ds), b_a, input_precision=PREC)  # [R, D]
-    b_dv2 += tl.dot(tl.trans(b_p.to(DT)), b_dov, input_precision=PREC)  # [R, D]
+    # [GH, D]
+    b_dq += tl.dot(b_ds, b_k2, input_precision=PREC) * b_k1
+    # [R, D] each
+    b_dk2 += tl.dot(tl.trans(b_ds), b_a, input_precision=PREC)
+    b_dv2 += tl.dot(tl.trans(b_p.to(DT)), b_dov, input_precision=PREC)
     return b_dq, b_dk2, b_dv2
 
 
@@ -256,23 +313,27 @@ def _ring_step(b_dq, b_dk2, b_dv2, b_qs, b_do, b_lse, b_delta, b_k2, b_v2, m_k, 
 def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
                      stride_qb, stride_qn, stride_qh,
                      stride_kb, stride_kn, stride_kh,
-                     N, Hq, Hkv, G, W1, W2, qk_scale, scale, n_hblocks, STAGE,
-                     HEAD_DIM: tl.constexpr, GH: tl.constexpr, R: tl.constexpr,
-                     T: tl.constexpr, PREC: tl.constexpr):
-    """dq, dk2 and dv2 in one pass over the queries, for one position per row block.
+                     N, Hq, Hkv, G, W1, W2, qk_scale, scale, n_hblocks,
+                     STAGE, HEAD_DIM: tl.constexpr, GH: tl.constexpr,
+                     R: tl.constexpr, T: tl.constexpr, PREC: tl.constexpr):
+    """dq, dk2 and dv2 in one pass over the queries, for one position per
+    row block.
 
-    Grid: ``(cdiv(cdiv(N, T), 2), B * Hkv)``, launched twice (``STAGE`` 0 then 1). One program
-    owns the chunk of ``T`` query positions ``2 * pid + STAGE`` of one (batch, KV head), every
-    head of the group in blocks of ``GH`` rows, and writes their ``dq``. The short window lives in
-    a ring of ``R >= w2`` slots: slot ``s`` holds key ``k = s (mod R)``, so moving to the next
-    query replaces one slot and ``dk2``/``dv2`` for the ring stay in registers ``[R, D]``; a slot
-    is added into memory (:func:`_ring_flush`) when its key leaves the window. The long window is
+    Grid: ``(cdiv(cdiv(N, T), 2), B * Hkv)``, launched twice (``STAGE`` 0
+    then 1). One program owns the chunk of ``T`` query positions
+    ``2 * pid + STAGE`` of one (batch, KV head), every head of the group in
+    blocks of ``GH`` rows, and writes their ``dq``. The short window lives in
+    a ring of ``R >= w2`` slots: slot ``s`` holds key ``k = s (mod R)``, so
+    moving to the next query replaces one slot and ``dk2``/``dv2`` for the
+    ring stay in registers ``[R, D]``; a slot is added into memory
+    (:func:`_ring_flush`) when its key leaves the window. The long window is
     walked one row ``j`` at a time (:func:`_ring_step`).
 
-    Keys near a chunk edge get contributions from two neighbouring programs. Even chunks
-    (``STAGE = 0``) then odd chunks (``STAGE = 1``) add into a zeroed fp32 buffer, so with
-    ``T >= w2 - 1`` no two programs of a launch share a key: race-free and deterministic without
-    atomics. FLOPs: ``10 * B * Hq * N * D * w1 * R`` on tensor cores.
+    Keys near a chunk edge get contributions from two neighbouring programs.
+    Even chunks (``STAGE = 0``) then odd chunks (``STAGE = 1``) add into a
+    zeroed fp32 buffer, so with ``T >= w2 - 1`` no two programs of a launch
+    share a key: race-free and deterministic without atomics.
+    FLOPs: ``10 * B * Hq * N * D * w1 * R`` on tensor cores.
     """
     c0 = (2 * tl.program_id(0) + STAGE) * T
     if c0 >= N:
@@ -285,18 +346,22 @@ def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
     o_s = tl.arange(0, R)  # ring slots
     o_r = tl.arange(0, GH)
     o_kv = i_b * stride_kb + i_g * stride_kh
+    # [R, D] dk2 and dv2 of the keys in the ring
     b_dk2 = tl.zeros([R, HEAD_DIM], tl.float32)
     b_dv2 = tl.zeros([R, HEAD_DIM], tl.float32)
     for i in range(c0, c1):
-        # -- the slot of key i last held key i - R, which no query from i on sees: flush it
+        # -- the slot of key i last held key i - R, which no query from i on
+        # sees: flush it
         m_slot = (o_s == i % R)[:, None]  # [R, 1]
         k_out = i - R
-        o_out = o_kv + k_out * stride_kn + o_s[:, None] * 0 + o_d[None, :]  # [R, D]
-        _ring_flush(DK2 + o_out, DV2 + o_out, b_dk2, b_dv2, m_slot & (k_out >= k_first))
+        # [R, D]
+        o_out = o_kv + k_out * stride_kn + o_s[:, None] * 0 + o_d[None, :]
+        _ring_flush(DK2 + o_out, DV2 + o_out, b_dk2, b_dv2,
+                    m_slot & (k_out >= k_first))
         b_dk2 = tl.where(m_slot, 0.0, b_dk2)
         b_dv2 = tl.where(m_slot, 0.0, b_dv2)
         # -- load the ring: the key in each slot, in (i - R, i]
-        o_k = i - ((i - o_s + R) % R)  # [R]
+        o_k = i - ((i - o_s + R) % R)  # [R] the key held by each slot
         m_k = (o_k > i - W2) & (o_k >= 0)
         o_ring = o_kv + o_k[:, None] * stride_kn + o_d[None, :]
         b_k2 = tl.load(K2 + o_ring, mask=m_k[:, None], other=0.0)  # [R, D]
@@ -306,33 +371,40 @@ def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
             o_hg = i_hb * GH + o_r
             m_row = o_hg < G
             o_h = i_g * G + o_hg
-            o_q = i_b * stride_qb + i * stride_qn + o_h[:, None] * stride_qh + o_d[None, :]
-            b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32) * qk_scale
-            b_do = tl.load(DO + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)
-            b_lse = tl.load(LSE + (i_b * Hq + o_h) * N + i, mask=m_row, other=float("inf"))
-            b_delta = tl.load(DELTA + (i_b * Hq + o_h) * N + i, mask=m_row, other=0.0)
-            b_dq = tl.zeros([GH, HEAD_DIM], tl.float32)
+            o_q = (i_b * stride_qb + i * stride_qn + o_h[:, None] * stride_qh
+                   + o_d[None, :])
+            # [GH, D] queries and output gradients of position i; [GH] LSE,
+            # Delta
+            o_row = (i_b * Hq + o_h) * N + i
+            b_qs, b_do, b_lse, b_delta = _load_query_rows(
+                Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row,
+                qk_scale)
+            b_dq = tl.zeros([GH, HEAD_DIM], tl.float32)  # [GH, D]
             for j in range(j_lo, i + 1):
-                b_dq, b_dk2, b_dv2 = _ring_step(b_dq, b_dk2, b_dv2, b_qs, b_do, b_lse, b_delta,
-                                                b_k2, b_v2, m_k, K1 + o_kv + j * stride_kn,
-                                                V1 + o_kv + j * stride_kn, o_d, PREC)
-            tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty), mask=m_row[:, None])
+                b_dq, b_dk2, b_dv2 = _ring_step(
+                    b_dq, b_dk2, b_dv2, b_qs, b_do, b_lse, b_delta, b_k2,
+                    b_v2, m_k, K1 + o_kv + j * stride_kn,
+                    V1 + o_kv + j * stride_kn, o_d, PREC)
+            tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
+                     mask=m_row[:, None])
     # -- flush every slot still holding a key this program touched
     i_last = c1 - 1
     o_k = i_last - ((i_last - o_s + R) % R)
     o_out = o_kv + o_k[:, None] * stride_kn + o_d[None, :]
-    _ring_flush(DK2 + o_out, DV2 + o_out, b_dk2, b_dv2,
-                ((o_k >= k_first) & (o_k > i_last - R))[:, None])
+    m_left = (o_k >= k_first) & (o_k > i_last - R)
+    _ring_flush(DK2 + o_out, DV2 + o_out, b_dk2, b_dv2, m_left[:, None])
 
 
 def compute_delta(o, do):
-    """``[B, Hq, N]`` fp32 row sums of ``o * do`` (contiguous ``[B, N, Hq, D]`` inputs)."""
+    """``[B, Hq, N]`` fp32 row sums of ``o * do`` (contiguous
+    ``[B, N, Hq, D]`` inputs)."""
     B, N, Hq, D = o.shape
     delta = torch.empty((B, Hq, N), device=o.device, dtype=torch.float32)
     n_rows = B * N * Hq
     block_r = 16 if interpreting() else 64
-    _bwd_delta_kernel[(triton.cdiv(n_rows, block_r),)](o, do, delta, n_rows, N, Hq,
-                                                        HEAD_DIM=D, BLOCK_R=block_r)
+    grid = (triton.cdiv(n_rows, block_r),)
+    _bwd_delta_kernel[grid](o, do, delta, n_rows, N, Hq, HEAD_DIM=D,
+                            BLOCK_R=block_r)
     return delta
 
 
@@ -346,16 +418,20 @@ def launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     grid = (triton.cdiv(N, rt.POS) * rt.n_hblocks, B * Hkv)
     _bwd_dq_kernel[grid](
         q, k1, k2, v1, v2, do, lse, delta, dq,
-        q.stride(0), q.stride(1), q.stride(2), k1.stride(0), k1.stride(1), k1.stride(2),
+        q.stride(0), q.stride(1), q.stride(2),
+        k1.stride(0), k1.stride(1), k1.stride(2),
         N, Hq, Hkv, G, w1, w2, scale * LOG2E, scale, rt.n_hblocks,
-        HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N, PREC=precision(q),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N,
+        PREC=precision(q), num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
     )
     return dq
 
 
-def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg, block_a=None):
-    """(dkA, dvA) from the key-owned kernel for key set A (window wa); B is the other set."""
+def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
+              block_a=None):
+    """(dkA, dvA) from the key-owned kernel for key set A (window wa); B is
+    the other set."""
     B, N, Hq, D = q.shape
     Hkv = ka.shape[2]
     G = Hq // Hkv
@@ -365,27 +441,33 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg, block_a=Non
     grid = (triton.cdiv(N, block_a), B * Hkv)
     _bwd_kv_kernel[grid](
         q, do, lse, delta, ka, va, kb, vb, dka, dva,
-        q.stride(0), q.stride(1), q.stride(2), ka.stride(0), ka.stride(1), ka.stride(2),
+        q.stride(0), q.stride(1), q.stride(2),
+        ka.stride(0), ka.stride(1), ka.stride(2),
         N, Hq, Hkv, G, wa, wb, scale * LOG2E, rt.n_hblocks,
-        HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_A=block_a, PREC=precision(q),
-        num_warps=cfg.kv_warps or cfg.num_warps, num_stages=cfg.kv_stages or cfg.num_stages,
+        HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_A=block_a,
+        PREC=precision(q), num_warps=cfg.kv_warps or cfg.num_warps,
+        num_stages=cfg.kv_stages or cfg.num_stages,
     )
     return dka, dva
 
 
 def ring_size(w2: int) -> int:
-    """Slots of the short-window ring: a power of two >= w2 (and >= 16 for tl.dot)."""
+    """Slots of the short-window ring: a power of two >= w2 (and >= 16 for
+    tl.dot)."""
     return max(16, triton.next_power_of_2(w2))
 
 
 def use_ring(q, k1, w2, cfg) -> bool:
-    """The ring kernel needs one position per row block and a ring that fits in registers."""
+    """The ring kernel needs one position per row block and a ring that
+    fits in registers."""
     G = q.shape[2] // k1.shape[2]
-    return row_tiling(G, cfg.BLOCK_M).POS == 1 and ring_size(w2) * q.shape[-1] <= cfg.RING_MAX
+    one_position = row_tiling(G, cfg.BLOCK_M).POS == 1
+    return one_position and ring_size(w2) * q.shape[-1] <= cfg.RING_MAX
 
 
 def launch_ring(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
-    """(dq, dk2, dv2) from the ring kernel: two launches (even, then odd chunks)."""
+    """(dq, dk2, dv2) from the ring kernel: two launches (even, then odd
+    chunks)."""
     B, N, Hq, D = q.shape
     Hkv = k1.shape[2]
     G = Hq // Hkv
@@ -399,40 +481,50 @@ def launch_ring(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     for stage in (0, 1):
         _bwd_ring_kernel[grid](
             q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2,
-            q.stride(0), q.stride(1), q.stride(2), k1.stride(0), k1.stride(1), k1.stride(2),
+            q.stride(0), q.stride(1), q.stride(2),
+            k1.stride(0), k1.stride(1), k1.stride(2),
             N, Hq, Hkv, G, w1, w2, scale * LOG2E, scale, rt.n_hblocks, stage,
             HEAD_DIM=D, GH=rt.GH, R=R, T=T, PREC=precision(q),
-            num_warps=cfg.ring_warps or cfg.num_warps, num_stages=cfg.num_stages,
+            num_warps=cfg.ring_warps or cfg.num_warps,
+            num_stages=cfg.num_stages,
         )
     # dk2 accumulated the factor scale*log2(e) of q; dk2 wants scale alone.
     return dq, (dk2 * (1.0 / LOG2E)).to(k2.dtype), dv2.to(v2.dtype)
 
 
-def backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float, cfg=None):
-    """All five gradients, on contiguous ``[B, N, H, D]`` tensors with ``w1 >= w2``.
+def backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float,
+             cfg=None):
+    """All five gradients, on contiguous ``[B, N, H, D]`` tensors with
+    ``w1 >= w2``.
 
-    Returns ``(dq, dk1, dk2, dv1, dv2)`` in the dtypes of the inputs (GQA gradients summed over
-    the query heads of each group). Each gradient row is written by one program (the ring
-    kernel's shared edge keys by two programs in two ordered launches): deterministic, no
-    atomics. ``cfg`` defaults to the fastest configuration that fits the shared memory.
+    Returns ``(dq, dk1, dk2, dv1, dv2)`` in the dtypes of the inputs (GQA
+    gradients summed over the query heads of each group). Each gradient row
+    is written by one program (the ring kernel's shared edge keys by two
+    programs in two ordered launches): deterministic, no atomics. ``cfg``
+    defaults to the fastest configuration that fits the shared memory.
     """
     D = q.shape[-1]
     G = q.shape[2] // k1.shape[2]
     do, o = do.contiguous(), o.contiguous()
-    delta = compute_delta(o, do)  # Delta_i = sum_d do_id o_id, laid out like the LSE
+    # Delta_i = sum_d do_id o_id, laid out like the LSE
+    delta = compute_delta(o, do)
 
     def run(c):
-        dk1, dv1 = launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2, scale, c)
+        dk1, dv1 = launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2,
+                             scale, c)
         if use_ring(q, k1, w2, c):
-            dq, dk2, dv2 = launch_ring(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, c)
+            dq, dk2, dv2 = launch_ring(q, k1, k2, v1, v2, do, lse, delta,
+                                       w1, w2, scale, c)
         else:
-            dq = launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, c)
-            dk2, dv2 = launch_kv(q, k2, v2, k1, v1, do, lse, delta, w2, w1, scale, c,
-                                 block_a=c.BLOCK_A2)
+            dq = launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2,
+                           scale, c)
+            dk2, dv2 = launch_kv(q, k2, v2, k1, v1, do, lse, delta, w2, w1,
+                                 scale, c, block_a=c.BLOCK_A2)
         return dq, dk1, dk2, dv1, dv2
 
     if cfg is not None:
         return run(cfg)
-    cands = bwd_configs(D, G, w1, w2, q.element_size(), max_shared_memory(q.device))
+    smem = max_shared_memory(q.device)
+    cands = bwd_configs(D, G, w1, w2, q.element_size(), smem)
     key = ("bwd", q.device, q.dtype, D, G, min(w1, 128), min(w2, 64))
     return launch_with_fallback(key, cands, run)

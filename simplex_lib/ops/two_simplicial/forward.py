@@ -1,12 +1,14 @@
 """Forward kernel of sliding-window 2-simplicial attention.
 
-Query ``i`` (head ``h``, KV head ``g = h // G``) attends jointly to the pairs ``(j, k)`` with
-``i - w1 < j <= i`` and ``i - w2 < k <= i``; the caller orders the two key/value sets so that
-``w1 >= w2`` (the logits and the output are symmetric under swapping the sets).
+Query ``i`` (head ``h``, KV head ``g = h // G``) attends jointly to the
+pairs ``(j, k)`` with ``i - w1 < j <= i`` and ``i - w2 < k <= i``; the caller
+orders the two key/value sets so that ``w1 >= w2`` (the logits and the output
+are symmetric under swapping the sets).
 
-Names follow one convention: ``b_`` block values, ``p_`` pointers, ``o_`` offsets, ``m_`` masks,
-``i_`` program ids; a shape comment gives each block's shape. The chapter "The forward kernel"
-reads the helpers below one by one.
+Names follow one convention: ``b_`` block values, ``p_`` pointers, ``o_``
+offsets, ``m_`` masks, ``i_`` program ids; a shape comment gives each block's
+shape. The chapter "The forward kernel" reads the helpers below one by one.
+Lines stay within 78 columns so that the chapters show them whole.
 """
 
 from __future__ import annotations
@@ -15,20 +17,23 @@ import torch
 import triton
 import triton.language as tl
 
-from .configs import fwd_configs, interpreting, launch_with_fallback, max_shared_memory, row_tiling
+from .configs import (fwd_configs, interpreting, launch_with_fallback,
+                      max_shared_memory, row_tiling)
 
-__all__ = ["LOG2E", "tile_rows", "window_mask", "online_softmax_step", "forward"]
+__all__ = ["LOG2E", "tile_rows", "tile_range", "window_mask",
+           "online_softmax_step", "forward"]
 
 LOG2E = 1.4426950408889634
 
 
 @triton.jit
 def tile_rows(i0, i_hb, i_g, G, N, GH: tl.constexpr, POS: tl.constexpr):
-    """The ``BLOCK_M = GH * POS`` rows one program owns, as (position, head) pairs.
+    """The ``BLOCK_M = GH * POS`` rows one program owns, as (position, head).
 
-    Row ``r`` is head ``i_hb * GH + r % GH`` of KV group ``i_g`` at position ``i0 + r // GH``;
-    rows past the group or the sequence are masked out of every load and store.
-    Returns ``(o_pos, o_h, m_row)``, each ``[BLOCK_M]``.
+    Row ``r`` is head ``i_hb * GH + r % GH`` of KV group ``i_g`` at position
+    ``i0 + r // GH``; rows past the group or the sequence are masked out of
+    every load and store. Returns ``(o_pos, o_h, m_row)``, each
+    ``[BLOCK_M]``.
     """
     o_r = tl.arange(0, GH * POS)
     o_hg = i_hb * GH + o_r % GH  # head inside the group
@@ -39,25 +44,52 @@ def tile_rows(i0, i_hb, i_g, G, N, GH: tl.constexpr, POS: tl.constexpr):
 
 @triton.jit
 def window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS: tl.constexpr):
-    """Which ``(row, j)`` of a tile see the pair ``(j, k)``: ``[1, BLOCK_N]`` when every row is
-    the same position (the window is a column range), else ``[BLOCK_M, BLOCK_N]``."""
+    """Which ``(row, j)`` of a tile see the pair ``(j, k)``: ``[1, BLOCK_N]``
+    when every row is the same position (the window is a column range), else
+    ``[BLOCK_M, BLOCK_N]``."""
     if ONE_POS:
         m_vis = (o_j >= lo1)[None, :]
     else:
-        m_vis = (o_j[None, :] > o_pos[:, None] - W1) & (o_j[None, :] <= o_pos[:, None])
-        m_vis = m_vis & (o_j >= 0)[None, :] & ((k > o_pos - W2) & (k <= o_pos))[:, None]
+        m_vis = ((o_j[None, :] > o_pos[:, None] - W1)
+                 & (o_j[None, :] <= o_pos[:, None]))
+        m_k = (k > o_pos - W2) & (k <= o_pos)  # [BLOCK_M]
+        m_vis = m_vis & (o_j >= 0)[None, :] & m_k[:, None]
     return m_vis
 
 
 @triton.jit
-def online_softmax_step(b_s, b_m, b_l):
-    """One block of the online softmax, base 2: ``(b_p, b_alpha, b_m, b_l)`` after block ``b_s``.
+def tile_range(i0, N, W1, W2, POS: tl.constexpr, BLOCK_N: tl.constexpr):
+    """What a query tile's positions ``[i0, i0 + POS)`` see of the windows.
 
-    ``b_m`` is the running row maximum, ``b_l`` the running sum of ``2^(s - m)``; ``b_alpha``
-    rescales what was accumulated under the old maximum.
+    Returns ``(hi, lo1, k_lo, n_tiles, n_full)``: one past the tile's last
+    position, the first key of the long window and of the short one, the
+    number of ``BLOCK_N`` tiles that cover ``[lo1, hi)`` walking down from
+    ``hi``, and how many of them (the first ``n_full``) lie inside every
+    row's window and need no mask (with several positions per tile: none).
+    """
+    hi = tl.minimum(i0 + POS, N)  # one past the last position of the tile
+    lo1 = tl.maximum(i0 - W1 + 1, 0)
+    k_lo = tl.maximum(i0 - W2 + 1, 0)
+    n_tiles = (hi - lo1 + BLOCK_N - 1) // BLOCK_N
+    # With one position per tile only the last (lowest) tile is partial.
+    if POS == 1:
+        n_full = (hi - lo1) // BLOCK_N
+    else:
+        n_full = 0
+    return hi, lo1, k_lo, n_tiles, n_full
+
+
+@triton.jit
+def online_softmax_step(b_s, b_m, b_l):
+    """One block of the online softmax, base 2.
+
+    Returns ``(b_p, b_alpha, b_m, b_l)`` after block ``b_s``: ``b_m`` is the
+    running row maximum, ``b_l`` the running sum of ``2^(s - m)``;
+    ``b_alpha`` rescales what was accumulated under the old maximum.
     """
     b_m_new = tl.maximum(b_m, tl.max(b_s, 1))  # [BLOCK_M]
-    # A row with every logit masked so far keeps m = -inf: measure against 0 to get exact zeros.
+    # A row with every logit masked so far keeps m = -inf: measure it
+    # against 0 to get exact zeros.
     b_ref = tl.where(b_m_new == float("-inf"), 0.0, b_m_new)
     b_alpha = tl.math.exp2(b_m - b_ref)
     b_p = tl.math.exp2(b_s - b_ref[:, None])  # [BLOCK_M, BLOCK_N]
@@ -66,41 +98,76 @@ def online_softmax_step(b_s, b_m, b_l):
 
 
 @triton.jit
-def _fwd_tile(b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, p_k2, p_v2, stride_kn, k_lo, k_hi,
-              o_j, o_pos, lo1, o_d, W1, W2,
-              MASK: tl.constexpr, ONE_POS: tl.constexpr, PREC: tl.constexpr):
-    """The inner steps for one ``K1``/``V1`` tile: the short window's rows ``k`` one at a time.
+def _fwd_load_kv1(p_k1, p_v1, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
+                  POS: tl.constexpr):
+    """Load the rows ``o_j`` of ``K1`` and ``V1`` (``[BLOCK_N, D]`` each).
 
-    Each step: ``a = q * k2[k]`` (CUDA cores), ``s = a @ k1^T`` (tensor cores), the online
-    softmax, then ``acc += (p @ v1) * v2[k]``: the ``v2[k]`` factor is constant over ``j`` so it
-    scales the ``[BLOCK_M, D]`` product instead of the ``[BLOCK_N, D]`` value tile.
+    With one position per tile only the window itself is read. With several,
+    rows of the tile see different keys: a non-finite value row is zeroed and
+    the rows that see it are marked in ``b_bad``, so that no other row meets
+    it as ``0 * NaN``. Returns ``(b_k1, b_v1, b_bad)``.
+    """
+    o_jd = o_j[:, None] * stride_kn + o_d[None, :]  # [BLOCK_N, D]
+    if POS == 1:
+        m_j = o_j >= lo1  # the exact window: nothing outside it is read
+    else:
+        m_j = o_j >= 0
+    b_k1 = tl.load(p_k1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
+    b_v1 = tl.load(p_v1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
+    if POS > 1:
+        # [BLOCK_N, D]
+        m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))
+        m_nf = tl.min(m_fin.to(tl.int32), 1) == 0  # [BLOCK_N]
+        m_sees = ((o_j[None, :] > o_pos[:, None] - W1)
+                  & (o_j[None, :] <= o_pos[:, None]))  # [BLOCK_M, BLOCK_N]
+        m_hit = (m_sees & m_nf[None, :]).to(tl.int32)
+        b_bad = b_bad | (tl.max(m_hit, 1) > 0)
+        b_v1 = tl.where(m_fin, b_v1, tl.zeros_like(b_v1))
+    return b_k1, b_v1, b_bad
+
+
+@triton.jit
+def _fwd_tile(b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, p_k2, p_v2,
+              stride_kn, k_lo, k_hi, o_j, o_pos, lo1, o_d, W1, W2,
+              MASK: tl.constexpr, ONE_POS: tl.constexpr, PREC: tl.constexpr):
+    """The inner steps for one ``K1``/``V1`` tile: the short window's rows
+    ``k`` one at a time.
+
+    Each step: ``a = q * k2[k]`` (CUDA cores), ``s = a @ k1^T`` (tensor
+    cores), the online softmax, then ``acc += (p @ v1) * v2[k]``: the
+    ``v2[k]`` factor is constant over ``j`` so it scales the ``[BLOCK_M, D]``
+    product instead of the ``[BLOCK_N, D]`` value tile.
     """
     DT = b_k1.dtype
     for k in range(k_lo, k_hi):
         b_k2 = tl.load(p_k2 + k * stride_kn + o_d).to(tl.float32)  # [D]
         b_v2 = tl.load(p_v2 + k * stride_kn + o_d).to(tl.float32)  # [D]
         if not ONE_POS:
-            # Rows of other positions may not see k: a non-finite v2[k] must not reach them as
-            # 0 * NaN. Zero it and mark the rows that do see it.
+            # Rows of other positions may not see k: a non-finite v2[k] must
+            # not reach them as 0 * NaN. Zero it, mark the rows that see it.
             m_fin = (b_v2 == b_v2) & (tl.abs(b_v2) < float("inf"))
             m_sees = (k > o_pos - W2) & (k <= o_pos)
             b_bad = b_bad | (m_sees & (tl.min(m_fin.to(tl.int32), 0) == 0))
             b_v2 = tl.where(m_fin, b_v2, 0.0)
         # -- logits, base 2 (q carries scale * log2(e))
         b_a = (b_qs * b_k2[None, :]).to(DT)  # [BLOCK_M, D]
-        b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)  # [BLOCK_M, BLOCK_N]
+        # [BLOCK_M, BLOCK_N]
+        b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
         if MASK:
-            b_s = tl.where(window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS), b_s, float("-inf"))
+            m_vis = window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS)
+            b_s = tl.where(m_vis, b_s, float("-inf"))
         # -- update m, l and the accumulator
         b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
-        b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)  # [BLOCK_M, D]
+        # [BLOCK_M, D]
+        b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
         b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2[None, :]
     return b_acc, b_m, b_l, b_bad
 
 
 @triton.jit
 def _fwd_store(p_o, p_lse, b_acc, b_m, b_l, b_bad, m_row):
-    """Normalise the rows, write them and their base-2 log-sum-exp (what the backward needs)."""
+    """Normalise the rows, write them and their base-2 log-sum-exp (what the
+    backward needs)."""
     b_l = tl.where(b_l > 0, b_l, 1.0)
     b_o = b_acc / b_l[:, None]  # [BLOCK_M, D]
     b_o = tl.where(b_bad[:, None], float("nan"), b_o)
@@ -115,83 +182,77 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
                 N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks,
                 HEAD_DIM: tl.constexpr, GH: tl.constexpr, POS: tl.constexpr,
                 BLOCK_N: tl.constexpr, PREC: tl.constexpr):
-    """Sliding-window 2-simplicial attention, forward, saving the base-2 log-sum-exp.
+    """Sliding-window 2-simplicial attention, forward, saving the base-2 LSE.
 
-    Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program owns ``BLOCK_M = GH * POS``
-    query rows (:func:`tile_rows`) and writes their ``O`` and ``LSE``. It walks the long window
-    from the query backwards in tiles of ``BLOCK_N`` keys (the GEMM's N dimension) and, for each
-    tile, the short window one row ``k`` at a time (:func:`_fwd_tile`).
-    FLOPs: ``4 * B * Hq * N * D * w1 * w2`` on tensor cores (two GEMMs per visible triple, ramp
-    ignored), plus ``2 * B * Hq * N * D * w2 * w1 / BLOCK_N`` multiplies on CUDA cores.
+    Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program owns
+    ``BLOCK_M = GH * POS`` query rows (:func:`tile_rows`) and writes their
+    ``O`` and ``LSE``. It walks the long window from the query backwards in
+    tiles of ``BLOCK_N`` keys (the GEMM's N dimension) and, for each tile,
+    the short window one row ``k`` at a time (:func:`_fwd_tile`).
+    FLOPs: ``4 * B * Hq * N * D * w1 * w2`` on tensor cores (two GEMMs per
+    visible triple, ramp ignored), plus ``2 * B * Hq * N * D * w2 * w1 /
+    BLOCK_N`` multiplies on CUDA cores.
     """
     i_t, i_bg = tl.program_id(0), tl.program_id(1)
     i_b, i_g = i_bg // Hkv, i_bg % Hkv
     i0 = (i_t // n_hblocks) * POS
     o_pos, o_h, m_row = tile_rows(i0, i_t % n_hblocks, i_g, G, N, GH, POS)
     o_d = tl.arange(0, HEAD_DIM)
-    o_q = i_b * stride_qb + o_pos[:, None] * stride_qn + o_h[:, None] * stride_qh + o_d[None, :]
-    # [BLOCK_M, D]; pre-scaled by scale * log2(e) so that the GEMM gives base-2 logits
-    b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32) * qk_scale
+    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn
+           + o_h[:, None] * stride_qh + o_d[None, :])  # [BLOCK_M, D]
+    # pre-scaled by scale * log2(e), so that the GEMM gives base-2 logits
+    b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)
+    b_qs = b_qs * qk_scale  # [BLOCK_M, D]
 
     o_kv = i_b * stride_kb + i_g * stride_kh
-    hi = tl.minimum(i0 + POS, N)  # one past the last position of the tile
-    lo1 = tl.maximum(i0 - W1 + 1, 0)
-    k_lo = tl.maximum(i0 - W2 + 1, 0)
+    hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
 
+    # [BLOCK_M] running maximum and running sum of 2^(s - m)
     b_m = tl.full([GH * POS], float("-inf"), tl.float32)
     b_l = tl.zeros([GH * POS], tl.float32)
-    b_acc = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
-    b_bad = tl.zeros([GH * POS], tl.int32) != 0  # rows that see a non-finite value
+    b_acc = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
+    # [BLOCK_M] rows that see a non-finite value
+    b_bad = tl.zeros([GH * POS], tl.int32) != 0
     o_n = tl.arange(0, BLOCK_N)
 
-    # Tiles end at `hi`; with one position per tile only the last (lowest) one is partial and
-    # the rest run without a mask.
-    n_tiles = (hi - lo1 + BLOCK_N - 1) // BLOCK_N
-    if POS == 1:
-        n_full = (hi - lo1) // BLOCK_N
-    else:
-        n_full = 0
+    # The long window from the query down, BLOCK_N keys at a time (the GEMM's
+    # N dimension).
     for t in range(0, n_tiles):
         o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
-        o_jd = o_kv + o_j[:, None] * stride_kn + o_d[None, :]
-        if POS == 1:
-            m_j = o_j >= lo1  # the exact window: nothing outside it is read
-        else:
-            m_j = o_j >= 0
-        b_k1 = tl.load(K1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
-        b_v1 = tl.load(V1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
-        if POS > 1:
-            # Rows of a multi-position tile see different keys: zero non-finite values and mark
-            # the rows that see them, so that no row meets them as 0 * NaN.
-            m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))  # [BLOCK_N, D]
-            m_nf = tl.min(m_fin.to(tl.int32), 1) == 0  # [BLOCK_N]
-            m_sees = (o_j[None, :] > o_pos[:, None] - W1) & (o_j[None, :] <= o_pos[:, None])
-            b_bad = b_bad | (tl.max((m_sees & m_nf[None, :]).to(tl.int32), 1) > 0)
-            b_v1 = tl.where(m_fin, b_v1, tl.zeros_like(b_v1))
+        b_k1, b_v1, b_bad = _fwd_load_kv1(
+            K1 + o_kv, V1 + o_kv, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
+            POS)
         if t < n_full:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
-                b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
-                o_j, o_pos, lo1, o_d, W1, W2, False, POS == 1, PREC)
+                b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
+                V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
+                False, POS == 1, PREC)
         else:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
-                b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
-                o_j, o_pos, lo1, o_d, W1, W2, True, POS == 1, PREC)
-    _fwd_store(O + o_q, LSE + (i_b * Hq + o_h) * N + o_pos, b_acc, b_m, b_l, b_bad, m_row)
+                b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
+                V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
+                True, POS == 1, PREC)
+    p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
+    _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
 
 
 def precision(q: torch.Tensor) -> str:
-    """``tl.dot`` precision: exact fp32 products for fp32 on a GPU (tf32 under the interpreter,
-    where it means nothing)."""
-    return "ieee" if (q.dtype == torch.float32 and not interpreting()) else "tf32"
+    """``tl.dot`` precision: exact fp32 products for fp32 on a GPU (tf32
+    under the interpreter, where it means nothing)."""
+    if q.dtype == torch.float32 and not interpreting():
+        return "ieee"
+    return "tf32"
 
 
 def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
-    """Launch the forward kernel on contiguous ``[B, N, H, D]`` tensors with ``w1 >= w2``.
+    """Launch the forward kernel on contiguous ``[B, N, H, D]`` tensors with
+    ``w1 >= w2``.
 
-    ``cfg`` (a :class:`~simplex_lib.ops.two_simplicial.configs.FwdConfig`) defaults to the
-    fastest configuration that fits the device's shared memory.
-    Returns ``(o, lse)``: ``o`` like ``q``; ``lse`` ``[B, Hq, N]`` float32, the base-2
-    log-sum-exp of ``scale * log2(e) * logits`` over the window.
+    ``cfg`` (a :class:`~simplex_lib.ops.two_simplicial.configs.FwdConfig`)
+    defaults to the fastest configuration that fits the device's shared
+    memory. Returns ``(o, lse)``: ``o`` like ``q``; ``lse`` ``[B, Hq, N]``
+    float32, the base-2 log-sum-exp of ``scale * log2(e) * logits`` over the
+    window.
     """
     B, N, Hq, D = q.shape
     Hkv = k1.shape[2]
@@ -207,12 +268,15 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
             q.stride(0), q.stride(1), q.stride(2),
             k1.stride(0), k1.stride(1), k1.stride(2),
             N, Hq, Hkv, G, w1, w2, scale * LOG2E, rt.n_hblocks,
-            HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N, PREC=precision(q),
-            num_warps=c.num_warps, num_stages=c.num_stages,
+            HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
+            PREC=precision(q), num_warps=c.num_warps,
+            num_stages=c.num_stages,
         )
         return o, lse
 
     if cfg is not None:
         return launch(cfg)
-    cands = fwd_configs(D, G, w1, q.element_size(), max_shared_memory(q.device))
-    return launch_with_fallback(("fwd", q.device, q.dtype, D, G, min(w1, 128)), cands, launch)
+    smem = max_shared_memory(q.device)
+    cands = fwd_configs(D, G, w1, q.element_size(), smem)
+    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128))
+    return launch_with_fallback(key, cands, launch)
