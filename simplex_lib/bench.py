@@ -23,6 +23,7 @@ import torch
 
 from simplex_lib import timing, viz
 from simplex_lib.cli import int_at_least, int_list
+from simplex_lib.ops.two_simplicial.configs import FWD_WALKS
 from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
 from simplex_lib.testing import rel_error
@@ -234,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "--seqlens/--tokens)")
     ap.add_argument("--repeats", type=int_at_least(1), default=3,
                     help="independent measurements per shape; records keep each and the spread (default 3)")
+    ap.add_argument("--fwd-walk", choices=FWD_WALKS, default=None,
+                    help="the forward's short-window walk for tiles of several positions "
+                         "(sets SIMPLEX_FWD_WALK; default: its value, else position)")
     ap.add_argument("--table1", action="store_true", help="the paper's Table 1 window sweep")
     ap.add_argument("--claim48k", action="store_true", help="512x32 vs dot attention at 32k/48k")
     ap.add_argument("--no-sdpa", action="store_true")
@@ -274,6 +278,8 @@ def main(argv=None) -> dict:
     path = _check_writable(ap, a.out, a.name or ("topk_bench" if a.topk else "kernels_bench"))
     if not torch.cuda.is_available():
         raise SystemExit(f"{PROG}: error: needs a CUDA GPU; recorded results are in benchmarks/results/")
+    if a.fwd_walk:
+        os.environ["SIMPLEX_FWD_WALK"] = a.fwd_walk  # read by every forward launch
     if a.topk:
         res = {"meta": timing.record_meta(), "correctness": check_topk_gpu()}
         for c in res["correctness"]:

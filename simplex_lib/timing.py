@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from triton.testing import do_bench
 
 from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton
+from simplex_lib.ops.two_simplicial.configs import fwd_walk
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
 from simplex_lib.cost import dot_flops, equal_cost_dot_length, topk_flops, windowed_flops
 from simplex_lib.provenance import provenance
@@ -187,15 +188,17 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     Returns
     -------
     dict with the shape, ``impl``, ``mode``, ``dtype``, ``ms``, ``tflops``, ``flops`` (from
-    :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes`` and ``us_per_token``; with
-    ``repeats > 1`` also ``ms_each``, ``tflops_min`` and ``tflops_max``.
+    :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes``, ``us_per_token`` and
+    ``fwd_walk`` (:func:`simplex_lib.ops.two_simplicial.configs.fwd_walk`); with ``repeats > 1``
+    also ``ms_each``, ``tflops_min`` and ``tflops_max``.
     """
     attn = two_simplicial_attention if impl == "kernel" else reference_attention
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
-                dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N))
+                dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
+                fwd_walk=fwd_walk())
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

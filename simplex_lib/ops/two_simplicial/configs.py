@@ -25,7 +25,7 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "FwdConfig", "fwd_config", "fwd_configs",
+    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "fwd_walk", "FwdConfig", "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
     "dq_smem_bytes", "bwd_smem_bytes",
     "max_shared_memory", "launch_with_fallback", "patch_interpreter_index",
@@ -81,12 +81,24 @@ def max_shared_memory(device=None) -> int:
     return _device_smem(index)
 
 
+#: How the forward walks the short window of a tile that holds several positions (fewer query
+#: heads per KV head than BLOCK_M): "position" (every key of the tiles' union, masked per row)
+#: or "offset" (each row its own key at each step). "offset" does a third of the steps at
+#: BLOCK_M = 64, w2 = 32; it becomes the default once a GPU record shows it faster.
+FWD_WALKS = ("position", "offset")
+
+
 @dataclass(frozen=True)
 class FwdConfig:
     BLOCK_M: int
     BLOCK_N: int
     num_warps: int
     num_stages: int
+    WALK: str = "position"  # one of FWD_WALKS
+
+    def __post_init__(self):
+        if self.WALK not in FWD_WALKS:
+            raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
 
 
 def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
@@ -105,14 +117,34 @@ def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
     return elem_bytes * (2 * n * d + m * d + m * n) + SMEM_SLACK
 
 
+def fwd_walk() -> str:
+    """The short-window walk of the forward (:data:`FWD_WALKS`): ``$SIMPLEX_FWD_WALK``, for
+    measuring both on a GPU, else ``"position"``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If the variable names no walk.
+    """
+    walk = os.environ.get("SIMPLEX_FWD_WALK", "position")
+    if walk not in FWD_WALKS:
+        raise ValueError(f"SIMPLEX_FWD_WALK must be one of {FWD_WALKS}, got {walk!r}")
+    return walk
+
+
 def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     """The fastest forward tile shape: ``BLOCK_N`` positions of the long window per GEMM."""
+    walk = fwd_walk()
     if interpreting():
-        return FwdConfig(16, 16, 1, 1)
+        return FwdConfig(16, 16, 1, 1, WALK=walk)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     if head_dim <= 64:
-        return FwdConfig(64, block_n, 4, 3)
-    return FwdConfig(64, block_n, 4, 2)
+        return FwdConfig(64, block_n, 4, 3, WALK=walk)
+    return FwdConfig(64, block_n, 4, 2, WALK=walk)
 
 
 def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) -> list:

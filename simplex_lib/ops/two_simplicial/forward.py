@@ -165,6 +165,41 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, p_k2, p_v2,
 
 
 @triton.jit
+def _fwd_tile_offset(b_acc, b_m, b_l, b_qs, b_k1, b_v1, p_k2, p_v2,
+                     stride_kn, o_j, o_pos, m_row, o_d, W1, W2,
+                     PREC: tl.constexpr):
+    """The inner steps for one ``K1``/``V1`` tile, walking the short window
+    by offset: step ``s`` pairs every row with its own key ``l = pos - s``.
+
+    For a tile of several positions, :func:`_fwd_tile` walks the short
+    window by absolute position: ``POS + w2 - 1`` steps, each visible to at
+    most ``w2`` of the ``POS`` positions. Here every row loads its own
+    ``K2``/``V2`` row (a gather, mostly cache hits: step ``s + 1`` reuses
+    all but one of step ``s``'s rows), so all ``w2`` steps are useful for
+    every row. A non-finite ``v2`` row only reaches the row that sees it.
+    """
+    DT = b_k1.dtype
+    # [BLOCK_M, BLOCK_N]: the long window of each row, the same at every step
+    m_j = ((o_j[None, :] > o_pos[:, None] - W1)
+           & (o_j[None, :] <= o_pos[:, None]) & (o_j >= 0)[None, :])
+    for s in range(0, W2):
+        o_l = o_pos - s  # [BLOCK_M] each row's key of the short window
+        m_l = (o_l >= 0) & m_row
+        o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
+        b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
+        b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
+        b_a = (b_qs * b_k2.to(tl.float32)).to(DT)  # [BLOCK_M, D]
+        # [BLOCK_M, BLOCK_N]
+        b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
+        b_s = tl.where(m_j & m_l[:, None], b_s, float("-inf"))
+        b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
+        # [BLOCK_M, D]
+        b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
+        b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2.to(tl.float32)
+    return b_acc, b_m, b_l
+
+
+@triton.jit
 def _fwd_store(p_o, p_lse, b_acc, b_m, b_l, b_bad, m_row):
     """Normalise the rows, write them and their base-2 log-sum-exp (what the
     backward needs)."""
@@ -181,14 +216,17 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
                 stride_kb, stride_kn, stride_kh,
                 N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks,
                 HEAD_DIM: tl.constexpr, GH: tl.constexpr, POS: tl.constexpr,
-                BLOCK_N: tl.constexpr, PREC: tl.constexpr):
+                BLOCK_N: tl.constexpr, PREC: tl.constexpr,
+                OFFSET: tl.constexpr = False):
     """Sliding-window 2-simplicial attention, forward, saving the base-2 LSE.
 
     Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program owns
     ``BLOCK_M = GH * POS`` query rows (:func:`tile_rows`) and writes their
     ``O`` and ``LSE``. It walks the long window from the query backwards in
     tiles of ``BLOCK_N`` keys (the GEMM's N dimension) and, for each tile,
-    the short window one row ``k`` at a time (:func:`_fwd_tile`).
+    the short window one row ``k`` at a time (:func:`_fwd_tile`; with
+    ``OFFSET`` and several positions per tile, one offset at a time,
+    :func:`_fwd_tile_offset`).
     FLOPs: ``4 * B * Hq * N * D * w1 * w2`` on tensor cores (two GEMMs per
     visible triple, ramp ignored), plus ``2 * B * Hq * N * D * w2 * w1 /
     BLOCK_N`` multiplies on CUDA cores.
@@ -222,7 +260,11 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
         b_k1, b_v1, b_bad = _fwd_load_kv1(
             K1 + o_kv, V1 + o_kv, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
             POS)
-        if t < n_full:
+        if OFFSET:
+            b_acc, b_m, b_l = _fwd_tile_offset(
+                b_acc, b_m, b_l, b_qs, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
+                stride_kn, o_j, o_pos, m_row, o_d, W1, W2, PREC)
+        elif t < n_full:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
@@ -269,7 +311,8 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
             k1.stride(0), k1.stride(1), k1.stride(2),
             N, Hq, Hkv, G, w1, w2, scale * LOG2E, rt.n_hblocks,
             HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
-            PREC=precision(q), num_warps=c.num_warps,
+            PREC=precision(q), OFFSET=c.WALK == "offset" and rt.POS > 1,
+            num_warps=c.num_warps,
             num_stages=c.num_stages,
         )
         return o, lse
@@ -278,5 +321,5 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
         return launch(cfg)
     smem = max_shared_memory(q.device)
     cands = fwd_configs(D, G, w1, q.element_size(), smem)
-    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128))
+    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), cands[0].WALK)
     return launch_with_fallback(key, cands, launch)

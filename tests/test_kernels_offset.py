@@ -1,0 +1,61 @@
+"""The forward's offset walk (``FwdConfig(WALK="offset")``) against the float64 reference.
+
+Tiles of several positions (GQA ratio below ``BLOCK_M``) walk the short window by offset; the
+output and the log-sum-exp must equal the position walk's and the reference's.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from simplex_lib.ops.two_simplicial import forward as fwd
+from simplex_lib.ops.two_simplicial.configs import FwdConfig, row_tiling
+from simplex_lib.ops.two_simplicial.reference import two_simplicial_attention as reference
+from simplex_lib.testing import assert_close
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _run(x, w1, w2, walk, block_m=16):
+    xs = [t.float().to(DEV).contiguous() for t in x]
+    cfg = FwdConfig(block_m, 16, 4 if DEV == "cuda" else 1, 1, WALK=walk)
+    scale = x[0].shape[-1] ** -0.5
+    o, lse = fwd.forward(*xs, w1, w2, scale, cfg=cfg)
+    return o.cpu(), lse.cpu()
+
+
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
+    (1, 2, 2, 4, 2),      # a single token
+    (13, 1, 1, 5, 3),     # MHA, a length that is not a multiple of the tile
+    (21, 4, 1, 8, 4),     # GQA 4: four positions per tile
+    (19, 6, 2, 19, 7),    # GQA 3 (a head block padded to 4), the long window is the sequence
+    (9, 2, 2, 9, 9),      # both windows the whole sequence
+    (17, 8, 4, 16, 1),    # a one-key short window
+])
+def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2):
+    x = [torch.randn(2, N, Hq, 16, generator=gen, dtype=torch.float64)]
+    x += [torch.randn(2, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
+    assert row_tiling(Hq // Hkv, 16).POS > 1  # the offset walk is taken
+    o, lse = _run(x, w1, w2, "offset")
+    o_pos, lse_pos = _run(x, w1, w2, "position")
+    assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
+    assert_close("lse", lse_pos.double(), lse, 1e-6)
+    assert_close("o vs the position walk", o_pos.double(), o, 1e-5)
+
+
+def test_offset_walk_keeps_nan_local(gen):
+    N, p, w1, w2 = 13, 6, 4, 3
+    for which in range(5):
+        x = [torch.randn(1, N, 2, 16, generator=gen, dtype=torch.float64) for _ in range(5)]
+        x[which][0, p, 0, 5] = float("nan")
+        o, _ = _run(x, w1, w2, "offset")
+        ref = reference(*x, w1=w1, w2=w2)
+        sees = torch.isnan(ref).any(-1)
+        assert torch.equal(torch.isnan(o).any(-1), sees), which
+        assert_close("o (rows that do not see p)", ref[~sees], o[~sees].double(), 2e-5)
+
+
+def test_walk_is_checked():
+    with pytest.raises(ValueError, match="WALK"):
+        FwdConfig(16, 16, 1, 1, WALK="diagonal")
