@@ -81,6 +81,7 @@ __all__ = [
     "t_quantile",
     "paired_interval",
     "summarize_sweep",
+    "sweep_table",
     "plot_circle",
     "plot_theorem_head",
     "plot_paired",
@@ -748,9 +749,10 @@ def summarize_sweep(records) -> list:
     -------
     list of dicts with ``distinct``, ``n``, ``M``, ``seeds``, ``majority``, ``rule`` (mean test
     accuracy of the rule), ``triple_share`` (fraction of test tokens that are positives without a
-    pairwise witness) and per kind ``{kind}_lr``, ``{kind}_acc``, ``{kind}_triple`` (accuracy on
-    those tokens), ``{kind}_params``; ``{kind}_minus_rule`` and ``simplicial_minus_dot``
-    (dicts of :func:`paired_interval`).
+    pairwise witness) and per kind ``{kind}_lr``, ``{kind}_acc``, ``{kind}_neg`` and
+    ``{kind}_triple`` (accuracy on negatives and on those positives), ``{kind}_params``;
+    ``{kind}_minus_rule``, ``{kind}_minus_majority`` and ``simplicial_minus_dot`` (dicts of
+    :func:`paired_interval`).
 
     Examples
     --------
@@ -772,10 +774,11 @@ def summarize_sweep(records) -> list:
             lr = max(sorted(by_lr), key=lambda v: sum(r["val_accuracy"] for r in by_lr[v].values()) / len(by_lr[v]))
             chosen[kind] = by_lr[lr]
             runs = list(by_lr[lr].values())
-            triple = [r["model"]["acc_triple"] for r in runs if r["model"]["acc_triple"] is not None]
             row.update({f"{kind}_lr": lr, f"{kind}_acc": sum(r["accuracy"] for r in runs) / len(runs),
-                        f"{kind}_triple": sum(triple) / len(triple) if triple else None,
                         f"{kind}_params": runs[0]["params"], f"{kind}_lrs": sorted(by_lr)})
+            for part in ("neg", "triple"):
+                vals = [r["model"][f"acc_{part}"] for r in runs if r["model"].get(f"acc_{part}") is not None]
+                row[f"{kind}_{part}"] = sum(vals) / len(vals) if vals else None
         seeds = sorted(set.intersection(*(set(c) for c in chosen.values())))
         first = chosen[sorted(chosen)[0]]
         row["seeds"] = len(seeds)
@@ -786,11 +789,57 @@ def summarize_sweep(records) -> list:
         for kind, runs in chosen.items():
             row[f"{kind}_minus_rule"] = paired_interval([runs[s]["accuracy"] for s in seeds],
                                                         [runs[s]["rule"]["accuracy"] for s in seeds])
+            row[f"{kind}_minus_majority"] = paired_interval([runs[s]["accuracy"] for s in seeds],
+                                                            [runs[s]["baseline"] for s in seeds])
         if {"dot", "simplicial"} <= set(chosen):
             row["simplicial_minus_dot"] = paired_interval([chosen["simplicial"][s]["accuracy"] for s in seeds],
                                                           [chosen["dot"][s]["accuracy"] for s in seeds])
         out.append(row)
     return out
+
+
+def sweep_table(summary) -> str:
+    """Two Markdown tables of :func:`summarize_sweep` rows: accuracies, and paired differences.
+
+    Accuracies are in percent (means over seeds on the test sets); differences in percentage
+    points with their 95% confidence intervals, one line per comparison (no comparison with the
+    shortcut rule for the distinct variant, whose positives the rule does not define).
+
+    Examples
+    --------
+    >>> rs = match3_sweep([(3, 5)], seeds=(0, 1), steps=2, batch=4, eval_size=4, width=8, progress=False)
+    >>> sweep_table(summarize_sweep(rs)).count("|---") >= 2
+    True
+    """
+    def pct(v):
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    def name(r):
+        return f"{'distinct' if r['distinct'] else 'any'}, n={r['n']}, M={r['M']}"
+
+    acc = ["| task | majority | shortcut rule | model (lr) | accuracy | on negatives "
+           "| on positives without a witness |",
+           "|---|---|---|---|---|---|---|"]
+    diff = ["| task | comparison | mean difference [95% CI] |", "|---|---|---|"]
+    names = {"simplicial_minus_dot": "2-simplicial − dot", "dot_minus_majority": "dot − majority",
+             "simplicial_minus_majority": "2-simplicial − majority", "dot_minus_rule": "dot − rule",
+             "simplicial_minus_rule": "2-simplicial − rule"}
+    for r in summary:
+        for i, kind in enumerate(("dot", "simplicial")):
+            if f"{kind}_acc" not in r:
+                continue
+            head = (f"| {name(r)} ({r['seeds']} seeds) | {pct(r['majority'])} | {pct(r['rule'])} "
+                    if i == 0 else "| | | ")
+            acc.append(f"{head}| {kind} ({r[f'{kind}_lr']:g}) | {pct(r[f'{kind}_acc'])} "
+                       f"| {pct(r[f'{kind}_neg'])} | {pct(r[f'{kind}_triple'])} |")
+        first = True
+        for key, label in names.items():
+            if key in r and not (r["distinct"] and key.endswith("_rule")):  # no shortcut there
+                d = r[key]
+                diff.append(f"| {name(r) if first else ''} | {label} "
+                            f"| {100 * d['mean']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] |")
+                first = False
+    return "\n".join(acc) + "\n\n" + "\n".join(diff) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
