@@ -83,6 +83,7 @@ __all__ = [
     "summarize_sweep",
     "sweep_table",
     "plot_circle",
+    "plot_head_states",
     "plot_theorem_head",
     "plot_paired",
     "RECORDED_LENGTHS",
@@ -865,6 +866,54 @@ def plot_theorem_head(x, M: int, i: int, c=None):
                 colorbar_label="attention weight", vmin=0.0)
     viz.finish(fig)
     return fig, d
+
+
+def plot_head_states(cases, M: int, i: int, floor: float = 1e-4):
+    """The head of Theorem 5.1 for query ``i`` in several cases, one row each, on shared scales.
+
+    Left: the scores ``A_ijl / c`` over all key pairs (from -1 to 1). Right: the attention
+    weights, on one logarithmic scale from ``floor`` to 1 for every row (smaller weights are
+    drawn at ``floor``), with matching pairs boxed. Each row's title gives the case, ``c``
+    relative to the bound ``c*``, the blank pair's weight, ``z`` and whether the prediction is
+    right.
+
+    Parameters
+    ----------
+    cases : list of ``(name, x, c)`` (token tensor ``[n]``, logit scale)
+    M : modulus
+    i : the query position
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
+    from matplotlib.colors import LogNorm
+
+    fig, axes = viz.new_figure(2, len(cases), width=viz.COLUMN_WIDTH, height=2.9 * len(cases) + 0.3,
+                               squeeze=False)
+    for row, (name, x, c) in zip(axes, cases):
+        x = _check_tokens(x, M)
+        d = theorem_5_1_details(x, M, c)
+        cs = c_lower_bound(x.shape[-1], M)
+        right = int(d["prediction"][i]) == int(match3_labels(x, M)[i])
+        viz.heatmap(row[0], d["logits"][i] / c, xlabel="second key $l$", ylabel="first key $j$",
+                    title=f"{name}: scores", signed=True, vmin=-1.0, vmax=1.0,
+                    colorbar_label="$A_{ijl}/c$")
+        w = d["weights"][i].clamp(min=floor)
+        viz.heatmap(row[1], w, xlabel="second key $l$", ylabel="first key $j$",
+                    title=f"c = {c / cs:.2f} c*, blank {float(d['blank_weight'][i]):.2f}, "
+                          f"z = {float(d['z'][i]):.2f}: {'right' if right else 'WRONG'}",
+                    colorbar_label="weight", norm=LogNorm(vmin=floor, vmax=1.0))
+        s = (x[i] + x[:, None] + x[None, :]) % M == 0
+        jj, ll = torch.nonzero(s, as_tuple=True)
+        if len(jj):
+            row[1].plot(ll.tolist(), jj.tolist(), ls="none", marker="s", mfc="none",
+                        mec=viz.PALETTE["accent"], ms=8, mew=1.5, label="matching pair")
+            row[1].legend(loc="lower left", fontsize=9, framealpha=0.9)
+        for ax in row:
+            ax.title.set_fontsize(10)
+    viz.finish(fig)
+    return fig
 
 
 def plot_paired(summary, distinct: bool = False, title: str | None = None):
