@@ -142,14 +142,15 @@ def match2_labels(x, M: int) -> torch.Tensor:
 def match3_labels(x, M: int, distinct: bool = False) -> torch.Tensor:
     """Match3 labels by brute force over all ``n^2`` pairs of every token.
 
-    ``y_i = 1`` iff some ``(j1, j2)`` in ``[0, n)^2`` has ``x_i + x_j1 + x_j2 = 0 (mod M)``.
-    With ``distinct`` the three positions ``i, j1, j2`` must be pairwise different.
+    ``y_i = 1`` iff some ``(j1, j2)`` in ``[0, n)^2`` has
+    ``x_i + x_j1 + x_j2 = 0 (mod M)``. With ``distinct`` the three
+    positions ``i, j1, j2`` must be pairwise different.
 
     Parameters
     ----------
     x : integer tensor ``[n]`` or ``[batch, n]`` of residues in ``[0, M)``
     M : int >= 2
-    distinct : bool, only triangles ``{i, j1, j2}`` of three different positions count
+    distinct : bool, count only triangles of three different positions
 
     Returns
     -------
@@ -157,22 +158,21 @@ def match3_labels(x, M: int, distinct: bool = False) -> torch.Tensor:
 
     Examples
     --------
-    >>> match3_labels(torch.tensor([1, 2, 4]), 7).tolist()   # 1+2+4 = 7; 2+1+4; 4+1+2
+    >>> match3_labels(torch.tensor([1, 2, 4]), 7).tolist()  # 1 + 2 + 4 = 7
     [1, 1, 1]
-    >>> match3_labels(torch.tensor([1, 1]), 7).tolist()      # sums are all 3
+    >>> match3_labels(torch.tensor([1, 1]), 7).tolist()     # all sums 3
     [0, 0]
-    >>> match3_labels(torch.tensor([0, 0, 1]), 7).tolist()   # 0 + 0 + 0 reuses positions
+    >>> match3_labels(torch.tensor([0, 0, 1]), 7).tolist()  # 0 + 0 + 0
     [1, 1, 0]
     >>> match3_labels(torch.tensor([0, 0, 1]), 7, distinct=True).tolist()
     [0, 0, 0]
     """
     x = _check_tokens(x, M)
-    s = x[..., :, None, None] + x[..., None, :, None] + x[..., None, None, :]
-    hit = (s % M) == 0
+    s = x[..., :, None, None] + x[..., None, :, None]   # x_i + x_j1
+    hit = (s + x[..., None, None, :]) % M == 0            # + x_j2
     if distinct:
-        n = x.shape[-1]
-        e = torch.eye(n, dtype=torch.bool, device=x.device)
-        same = e[:, :, None] | e[:, None, :] | e[None, :, :]  # i = j1, i = j2 or j1 = j2
+        e = torch.eye(x.shape[-1], dtype=torch.bool, device=x.device)
+        same = e[:, :, None] | e[:, None, :] | e[None, :, :]  # a repeat
         hit = hit & ~same
     return hit.flatten(-2).any(-1).long()
 
@@ -332,13 +332,16 @@ def theorem_5_1_embeddings(x, M: int, c: float):
 
     Returns
     -------
-    ``(q, k1, k2, k_blank)``: float64 tensors ``[..., n, 7]`` (three) and ``[7]``.
+    ``(q, k1, k2, k_blank)``: float64 tensors ``[..., n, 7]`` (three) and
+    ``[7]``.
 
     Examples
     --------
     >>> q, k1, k2, kb = theorem_5_1_embeddings(torch.tensor([0]), 5, 2.0)
-    >>> q.tolist(), kb.tolist()
-    ([[2.0, 0.0, 0.0, -0.0, 2.0, 0.0, 2.0]], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    >>> q.tolist()
+    [[2.0, 0.0, 0.0, -0.0, 2.0, 0.0, 2.0]]
+    >>> kb.tolist()
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     """
     x = _check_tokens(x, M)
     th = 2.0 * math.pi * x.double() / M
@@ -392,15 +395,18 @@ def theorem_5_1_details(x, M: int, c=None) -> dict:
 
     Returns
     -------
-    dict with ``logits [..., n, n, n]``, ``weights [..., n, n, n]`` (softmax over the ``n^2``
-    regular pairs and the blank pair jointly), ``blank_weight [..., n]``, ``z [..., n]``
-    (the head's output), ``prediction`` (``psi(z)``, long 0/1) and ``c``.
+    dict with ``logits [..., n, n, n]``, ``weights [..., n, n, n]``
+    (softmax over the ``n^2`` regular pairs and the blank pair jointly),
+    ``blank_weight [..., n]``, ``z [..., n]`` (the head's output),
+    ``prediction`` (``psi(z)``, long 0/1) and ``c``.
 
     Examples
     --------
-    >>> d = theorem_5_1_details(torch.tensor([1, 2, 4, 3]), 7)
-    >>> d["prediction"].tolist(), match3_labels(torch.tensor([1, 2, 4, 3]), 7).tolist()
-    ([1, 1, 1, 1], [1, 1, 1, 1])
+    >>> x = torch.tensor([1, 2, 4, 3])
+    >>> theorem_5_1_details(x, 7)["prediction"].tolist()
+    [1, 1, 1, 1]
+    >>> match3_labels(x, 7).tolist()
+    [1, 1, 1, 1]
     """
     x = _check_tokens(x, M)
     n = x.shape[-1]
@@ -408,7 +414,7 @@ def theorem_5_1_details(x, M: int, c=None) -> dict:
         c = default_c(n, M)
     A, a_blank = theorem_5_1_logits(x, M, c)
     flat = A.flatten(-2)
-    m = torch.maximum(flat.max(-1).values, a_blank)  # stabilise the softmax
+    m = torch.maximum(flat.max(-1).values, a_blank)  # stable softmax
     w = torch.exp(flat - m[..., None])
     wb = torch.exp(a_blank - m)
     regular = w.sum(-1)  # values are 1 on every regular pair ...
@@ -749,10 +755,11 @@ def summarize_sweep(records) -> list:
     Returns
     -------
     list of dicts with ``distinct``, ``n``, ``M``, ``seeds``, ``majority``, ``rule`` (mean test
-    accuracy of the rule), ``triple_share`` (fraction of test tokens that are positives without a
-    pairwise witness) and per kind ``{kind}_lr``, ``{kind}_acc``, ``{kind}_neg`` and
-    ``{kind}_triple`` (accuracy on negatives and on those positives), ``{kind}_params``;
-    ``{kind}_minus_rule``, ``{kind}_minus_majority`` and ``simplicial_minus_dot`` (dicts of
+    accuracy of the rule; ``rule_neg``, ``rule_triple`` as below), ``triple_share`` (fraction
+    of test tokens that are positives without a pairwise witness) and per kind ``{kind}_lr``,
+    ``{kind}_acc``, ``{kind}_neg`` and ``{kind}_triple`` (accuracy on negatives and on those
+    positives), ``{kind}_params``; ``{kind}_minus_rule``, ``{kind}_minus_majority`` and
+    ``simplicial_minus_dot`` (dicts of
     :func:`paired_interval`).
 
     Examples
@@ -785,6 +792,10 @@ def summarize_sweep(records) -> list:
         row["seeds"] = len(seeds)
         row["majority"] = sum(first[s]["baseline"] for s in seeds) / len(seeds)
         row["rule"] = sum(first[s]["rule"]["accuracy"] for s in seeds) / len(seeds)
+        for part in ("neg", "triple"):
+            vals = [first[s]["rule"].get(f"acc_{part}") for s in seeds]
+            vals = [v for v in vals if v is not None]
+            row[f"rule_{part}"] = sum(vals) / len(vals) if vals else None
         row["triple_share"] = sum(first[s]["model"]["count_triple"] / first[s]["model"]["tokens"]
                                   for s in seeds) / len(seeds)
         for kind, runs in chosen.items():
@@ -818,21 +829,20 @@ def sweep_table(summary) -> str:
     def name(r):
         return f"{'distinct' if r['distinct'] else 'any'}, n={r['n']}, M={r['M']}"
 
-    acc = ["| task | majority | shortcut rule | model (lr) | accuracy | on negatives "
-           "| on positives without a witness |",
-           "|---|---|---|---|---|---|---|"]
+    acc = ["| task | predictor | accuracy | on negatives | on positives without a witness |",
+           "|---|---|---|---|---|"]
     diff = ["| task | comparison | mean difference [95% CI] |", "|---|---|---|"]
     names = {"simplicial_minus_dot": "2-simplicial − dot", "dot_minus_majority": "dot − majority",
              "simplicial_minus_majority": "2-simplicial − majority", "dot_minus_rule": "dot − rule",
              "simplicial_minus_rule": "2-simplicial − rule"}
     for r in summary:
-        for i, kind in enumerate(("dot", "simplicial")):
-            if f"{kind}_acc" not in r:
-                continue
-            head = (f"| {name(r)} ({r['seeds']} seeds) | {pct(r['majority'])} | {pct(r['rule'])} "
-                    if i == 0 else "| | | ")
-            acc.append(f"{head}| {kind} ({r[f'{kind}_lr']:g}) | {pct(r[f'{kind}_acc'])} "
-                       f"| {pct(r[f'{kind}_neg'])} | {pct(r[f'{kind}_triple'])} |")
+        lines = [("majority class", r["majority"], None, None),
+                 ("shortcut rule", r["rule"], r.get("rule_neg"), r.get("rule_triple"))]
+        lines += [(f"{'2-simplicial' if k == 'simplicial' else k} (lr {r[f'{k}_lr']:g})", r[f"{k}_acc"],
+                   r[f"{k}_neg"], r[f"{k}_triple"]) for k in ("dot", "simplicial") if f"{k}_acc" in r]
+        for i, (who, a, neg, tri) in enumerate(lines):
+            task = f"{name(r)}, {r['seeds']} seeds" if i == 0 else ""
+            acc.append(f"| {task} | {who} | {pct(a)} | {pct(neg)} | {pct(tri)} |")
         first = True
         for key, label in names.items():
             if key in r and not (r["distinct"] and key.endswith("_rule")):  # no shortcut there
