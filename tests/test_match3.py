@@ -282,3 +282,25 @@ def test_sweep_cli_tiny_run(tmp_path):
     assert rec["config"]["command"].startswith("python -m simplex_lib.tasks.match3 --out")
     assert not os.path.exists(f"{out}.tmp")
     assert summarize_sweep(rec["records"])[0]["seeds"] == 2
+
+
+def test_figures_and_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from simplex_lib.tasks.match3 import plot_circle, plot_head_states, plot_paired, sweep_table
+
+    fig, ax = plot_circle(torch.tensor([2, 9, 4, 11, 7]), 13, triple=(0, 2, 4))
+    assert "1·2π" in ax.get_title()
+    fig2 = plot_head_states([("random", torch.tensor([1, 2, 4, 3]), default_c(4, 7)),
+                             ("adversarial", adversarial_no_match(4, 7), 0.5 * c_lower_bound(4, 7))], 7, 0)
+    assert len(fig2.axes) == 8 and "right" in fig2.axes[1].get_title() and "WRONG" in fig2.axes[3].get_title()
+    rs = match3_sweep([(3, 5), (4, 7)], seeds=(0, 1), steps=2, batch=4, eval_size=4, width=8, progress=False)
+    rows = summarize_sweep(rs)
+    fig3, _ = plot_paired(rows)
+    table = sweep_table(rows)
+    assert table.count("shortcut rule") == 2 and "2-simplicial − dot" in table
+    for f in (fig, fig2, fig3):
+        plt.close(f)

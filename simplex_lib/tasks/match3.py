@@ -28,9 +28,11 @@ for every ``c``. If ``beta = 0`` then ``z_i = S / (e^c + S) < 1/2`` iff ``S < e^
 
 ``c (1 - cos(2 pi / M)) > 2 ln n``.
 
-This bound is tight: if every token equals ``v`` with ``3 v = 1 (mod M)`` (possible when
-``3 \\nmid M``), no token matches and all ``n^2`` pairs sit at the nearest miss, so ``z_i >= 1/2``
-for ``c <= 2 ln n / (1 - cos(2 pi / M))``. As ``1 - cos(2 pi / M) ~ 2 pi^2 / M^2``, the needed
+When ``3`` does not divide ``M`` this bound is tight: if every token equals ``v`` with
+``3 v = 1 (mod M)``, no token matches and all ``n^2`` pairs sit at the nearest miss, so
+``z_i >= 1/2`` for ``c <= 2 ln n / (1 - cos(2 pi / M))``. When ``3 | M`` the pair ``(i, i)``
+sums to a multiple of 3 and can never be a nearest miss, so the bound is sufficient but not
+tight (:func:`exact_threshold`). As ``1 - cos(2 pi / M) ~ 2 pi^2 / M^2``, the needed
 ``c`` grows like ``M^2 ln(n) / pi^2``: polynomial in ``n`` when ``M = n^{O(1)}``, as the theorem
 assumes.
 """
@@ -440,9 +442,10 @@ def theorem_5_1_attention(x, M: int, c=None) -> torch.Tensor:
 
     Choosing ``c``: a matching token has ``z >= 1/2`` for any ``c``. A non-matching token has
     ``z = S / (e^c + S)`` with ``S <= n^2 e^{c cos(2 pi / M)}``, so ``z < 1/2`` is guaranteed once
-    ``c (1 - cos(2 pi / M)) > 2 ln n`` (:func:`c_lower_bound`; tight, see
-    :func:`adversarial_no_match`). The cosine gap ``1 - cos(2 pi / M) ~ 2 pi^2 / M^2`` shrinks with
-    ``M``, so large moduli need large ``c``; the ``n^2`` competing pairs add ``2 ln n``. The
+    ``c (1 - cos(2 pi / M)) > 2 ln n`` (:func:`c_lower_bound`; tight when ``3`` does not divide
+    ``M``, see :func:`adversarial_no_match` and :func:`exact_threshold`). The cosine gap
+    ``1 - cos(2 pi / M) ~ 2 pi^2 / M^2`` shrinks with ``M``, so large moduli need large ``c``;
+    the ``n^2`` competing pairs add ``2 ln n``. The
     default (``c=None``) is :func:`default_c`, which adds ``ln 3`` for a margin (``z <= 1/4``).
 
     Parameters
