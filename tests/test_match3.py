@@ -11,12 +11,17 @@ from simplex_lib.tasks.match3 import (
     adversarial_no_match,
     c_lower_bound,
     default_c,
+    exact_threshold,
     match2_labels,
     match3_batch,
     match3_config,
     match3_labels,
     match3_sweep,
+    match3_test_set,
+    paired_interval,
+    pairwise_witness_labels,
     summarize_sweep,
+    t_quantile,
     theorem_5_1_attention,
     theorem_5_1_details,
     theorem_5_1_embeddings,
@@ -137,6 +142,7 @@ def test_training_deterministic_tiny():
     for kind in ("dot", "simplicial"):
         r1, r2 = train_match3(kind, seed=5, **kw), train_match3(kind, seed=5, **kw)
         assert r1["accuracy"] == r2["accuracy"] and r1["final_loss"] == r2["final_loss"]
+        assert r1["model"] == r2["model"] and r1["rule"]["acc_neg"] in (None, 1.0)
         assert 0.0 <= r1["accuracy"] <= 1.0 and r1["baseline"] >= 0.5
     task = Match3Task(4, 11)
     dot, simp = (Model(match3_config(k, width=8, heads=2).model_config(task)) for k in ("dot", "simplicial"))
@@ -159,9 +165,66 @@ def test_task_batches(gen):
 
 
 def test_sweep_and_summary():
-    rs = match3_sweep([(3, 5)], seeds=(0, 1), steps=2, batch=4, eval_size=4, width=8, progress=False)
+    rs = match3_sweep([(3, 5)], seeds=(0, 1), lrs=(1e-2, 3e-2), variants=(False, True), steps=2, batch=4,
+                      eval_size=4, width=8, progress=False)
+    assert len(rs) == 16
     s = summarize_sweep(rs)
-    assert [(r["kind"], r["seeds"]) for r in s] == [("dot", 2), ("simplicial", 2)]
+    assert [(r["distinct"], r["seeds"]) for r in s] == [(False, 2), (True, 2)]
+    for row in s:
+        assert row["dot_lr"] in (1e-2, 3e-2) and row["dot_params"] == row["simplicial_params"]
+        d = row["simplicial_minus_dot"]
+        assert d["lo"] <= d["mean"] <= d["hi"] and d["pairs"] == 2
+    # the test set is shared by every model of a seed: the rule scores the same on it
+    same = {(r["distinct"], r["seed"]): r["rule"]["accuracy"] for r in rs}
+    assert all(same[(r["distinct"], r["seed"])] == r["rule"]["accuracy"] for r in rs)
+
+
+def test_learning_rate_chosen_on_validation_not_test():
+    base = {"n": 4, "M": 7, "params": 10, "model": {"acc_triple": None, "count_triple": 0, "tokens": 4},
+            "rule": {"accuracy": 0.5}, "baseline": 0.5}
+    rs = [dict(base, kind=k, lr=lr, seed=s, val_accuracy=0.9 if lr == 0.1 else 0.1,
+               accuracy=0.2 if lr == 0.1 else 1.0) for k in ("dot", "simplicial") for lr in (0.1, 0.2)
+          for s in (0, 1, 2)]
+    row = summarize_sweep(rs)[0]
+    assert row["dot_lr"] == row["simplicial_lr"] == 0.1 and abs(row["dot_acc"] - 0.2) < 1e-12
+
+
+def test_pairwise_witness_implies_match_and_distinct_variant(gen):
+    for n, M in [(2, 5), (6, 31), (9, 97), (12, 12)]:
+        x = torch.randint(0, M, (32, n), generator=gen)
+        w, y, yd = pairwise_witness_labels(x, M), match3_labels(x, M), match3_labels(x, M, distinct=True)
+        assert (w <= y).all() and (yd <= y).all()
+        for row, wr, ydr in zip(x.tolist()[:8], w.tolist()[:8], yd.tolist()[:8]):
+            assert wr == [int(any((a + 2 * b) % M == 0 or (2 * a + b) % M == 0 for b in row)) for a in row]
+            assert ydr == [int(any((row[i] + row[j] + row[k]) % M == 0 for j in range(n) for k in range(n)
+                                   if len({i, j, k}) == 3)) for i in range(n)]
+
+
+def test_distinct_batches_balanced_and_default_unchanged():
+    x, y = match3_batch(64, 8, 61, torch.Generator().manual_seed(1), distinct=True)
+    assert torch.equal(y, match3_labels(x, 61, distinct=True)) and 0.3 < float(y.float().mean()) < 0.7
+    a = match3_batch(8, 6, 31, torch.Generator().manual_seed(2))
+    b = match3_batch(8, 6, 31, torch.Generator().manual_seed(2), distinct=False)
+    assert torch.equal(a[0], b[0])
+    t1, _ = match3_test_set(6, 31, seed=3, size=20, batch=8)
+    t2, _ = match3_test_set(6, 31, seed=3, size=20, batch=8)
+    assert torch.equal(t1, t2) and t1.shape == (24, 6)
+
+
+@pytest.mark.parametrize("n,M", [(2, 7), (3, 5), (3, 9), (2, 12)])
+def test_exact_threshold(n, M):
+    ratio = exact_threshold(n, M) / c_lower_bound(n, M)
+    if M % 3:
+        assert abs(ratio - 1) < 1e-9  # tight: the constant input 3v = 1 attains c*
+    else:
+        assert ratio < 0.99  # 3 | M: the pair (i, i) cannot be a nearest miss
+
+
+def test_t_quantile_and_interval():
+    assert abs(t_quantile(0.975, 4) - 2.776445) < 1e-4
+    assert abs(t_quantile(0.975, 1) - 12.7062) < 1e-2
+    d = paired_interval([1.0, 2.0, 3.0, 4.0, 5.0], [0.0] * 5)
+    assert abs(d["mean"] - 3) < 1e-12 and abs(d["hi"] - 3 - 2.776445 * math.sqrt(2.5 / 5)) < 1e-3
 
 
 def test_errors():
@@ -210,9 +273,34 @@ def test_sweep_cli_checks_out_before_work(tmp_path, capsys):
 def test_sweep_cli_tiny_run(tmp_path):
     out = tmp_path / "r.json"
     assert match3_main(["--out", str(out), "--workers", "1", "--steps", "2", "--batch", "4", "--width", "8",
-                        "--eval-size", "4", "--seeds", "1", "--lengths", "3", "--moduli", "5", "--moduli-n", "3",
+                        "--eval-size", "4", "--test-size", "4", "--seeds", "2", "--lrs", "0.01",
+                        "--variants", "any", "--lengths", "3", "--moduli", "5", "--moduli-n", "3",
                         "--lengths-M", "5", "--device", "cpu"]) == 0
     rec = load_recorded(str(out))
-    assert sorted(r["kind"] for r in rec["records"]) == ["dot", "simplicial"]
+    assert sorted(r["kind"] for r in rec["records"]) == ["dot", "dot", "simplicial", "simplicial"]
     assert {"device", "date_utc", "torch", "git_commit"} <= set(rec["provenance"])
-    assert rec["config"]["command"] == "python -m simplex_lib.tasks.match3" and not os.path.exists(f"{out}.tmp")
+    assert rec["config"]["command"].startswith("python -m simplex_lib.tasks.match3 --out")
+    assert not os.path.exists(f"{out}.tmp")
+    assert summarize_sweep(rec["records"])[0]["seeds"] == 2
+
+
+def test_figures_and_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from simplex_lib.tasks.match3 import plot_circle, plot_head_states, plot_paired, sweep_table
+
+    fig, ax = plot_circle(torch.tensor([2, 9, 4, 11, 7]), 13, triple=(0, 2, 4))
+    assert "1·2π" in ax.get_title()
+    fig2 = plot_head_states([("random", torch.tensor([1, 2, 4, 3]), default_c(4, 7)),
+                             ("adversarial", adversarial_no_match(4, 7), 0.5 * c_lower_bound(4, 7))], 7, 0)
+    assert len(fig2.axes) == 8 and "right" in fig2.axes[1].get_title() and "WRONG" in fig2.axes[3].get_title()
+    rs = match3_sweep([(3, 5), (4, 7)], seeds=(0, 1), steps=2, batch=4, eval_size=4, width=8, progress=False)
+    rows = summarize_sweep(rs)
+    fig3, _ = plot_paired(rows)
+    table = sweep_table(rows)
+    assert table.count("shortcut rule") == 2 and "2-simplicial − dot" in table
+    for f in (fig, fig2, fig3):
+        plt.close(f)

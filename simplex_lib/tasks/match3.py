@@ -28,9 +28,11 @@ for every ``c``. If ``beta = 0`` then ``z_i = S / (e^c + S) < 1/2`` iff ``S < e^
 
 ``c (1 - cos(2 pi / M)) > 2 ln n``.
 
-This bound is tight: if every token equals ``v`` with ``3 v = 1 (mod M)`` (possible when
-``3 \\nmid M``), no token matches and all ``n^2`` pairs sit at the nearest miss, so ``z_i >= 1/2``
-for ``c <= 2 ln n / (1 - cos(2 pi / M))``. As ``1 - cos(2 pi / M) ~ 2 pi^2 / M^2``, the needed
+When ``3`` does not divide ``M`` this bound is tight: if every token equals ``v`` with
+``3 v = 1 (mod M)``, no token matches and all ``n^2`` pairs sit at the nearest miss, so
+``z_i >= 1/2`` for ``c <= 2 ln n / (1 - cos(2 pi / M))``. When ``3 | M`` the pair ``(i, i)``
+sums to a multiple of 3 and can never be a nearest miss, so the bound is sufficient but not
+tight (:func:`exact_threshold`). As ``1 - cos(2 pi / M) ~ 2 pi^2 / M^2``, the needed
 ``c`` grows like ``M^2 ln(n) / pi^2``: polynomial in ``n`` when ``M = n^{O(1)}``, as the theorem
 assumes.
 """
@@ -43,12 +45,16 @@ import math
 import multiprocessing as mp
 import os
 import sys
+import tempfile
+import time
+from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
 
 from .. import viz
 from ..ops.determinant.reference import det_logits
+from ..model import Model
 from ..provenance import provenance
 from ..runtime import default_device
 from ..train import TrainConfig, train
@@ -56,24 +62,35 @@ from ..train import TrainConfig, train
 __all__ = [
     "match2_labels",
     "match3_labels",
+    "pairwise_witness_labels",
     "match3_batch",
     "theorem_5_1_embeddings",
     "theorem_5_1_logits",
     "theorem_5_1_attention",
     "theorem_5_1_details",
     "c_lower_bound",
+    "exact_threshold",
     "default_c",
     "adversarial_no_match",
     "PSI_TOLERANCE",
     "Match3Task",
     "match3_config",
+    "TEST_SEED_BASE",
+    "match3_test_set",
+    "token_breakdown",
     "train_match3",
     "match3_sweep",
+    "t_quantile",
+    "paired_interval",
     "summarize_sweep",
+    "sweep_table",
+    "plot_circle",
+    "plot_head_states",
     "plot_theorem_head",
-    "plot_sweep",
+    "plot_paired",
     "RECORDED_LENGTHS",
     "RECORDED_MODULI",
+    "RECORDED_LRS",
     "run_recorded_sweep",
     "load_recorded",
     "main",
@@ -124,10 +141,52 @@ def match2_labels(x, M: int) -> torch.Tensor:
     return ((s % M) == 0).any(-1).long()
 
 
-def match3_labels(x, M: int) -> torch.Tensor:
+def match3_labels(x, M: int, distinct: bool = False) -> torch.Tensor:
     """Match3 labels by brute force over all ``n^2`` pairs of every token.
 
-    ``y_i = 1`` iff some ``(j1, j2)`` in ``[0, n)^2`` has ``x_i + x_j1 + x_j2 = 0 (mod M)``.
+    ``y_i = 1`` iff some ``(j1, j2)`` in ``[0, n)^2`` has
+    ``x_i + x_j1 + x_j2 = 0 (mod M)``. With ``distinct`` the three
+    positions ``i, j1, j2`` must be pairwise different.
+
+    Parameters
+    ----------
+    x : integer tensor ``[n]`` or ``[batch, n]`` of residues in ``[0, M)``
+    M : int >= 2
+    distinct : bool, count only triangles of three different positions
+
+    Returns
+    -------
+    Long tensor of the shape of ``x`` with entries 0/1.
+
+    Examples
+    --------
+    >>> match3_labels(torch.tensor([1, 2, 4]), 7).tolist()  # 1 + 2 + 4 = 7
+    [1, 1, 1]
+    >>> match3_labels(torch.tensor([1, 1]), 7).tolist()     # all sums 3
+    [0, 0]
+    >>> match3_labels(torch.tensor([0, 0, 1]), 7).tolist()  # 0 + 0 + 0
+    [1, 1, 0]
+    >>> match3_labels(torch.tensor([0, 0, 1]), 7, distinct=True).tolist()
+    [0, 0, 0]
+    """
+    x = _check_tokens(x, M)
+    s = x[..., :, None, None] + x[..., None, :, None]   # x_i + x_j1
+    hit = (s + x[..., None, None, :]) % M == 0            # + x_j2
+    if distinct:
+        e = torch.eye(x.shape[-1], dtype=torch.bool, device=x.device)
+        same = e[:, :, None] | e[:, None, :] | e[None, :, :]  # a repeat
+        hit = hit & ~same
+    return hit.flatten(-2).any(-1).long()
+
+
+def pairwise_witness_labels(x, M: int) -> torch.Tensor:
+    """The pairwise shortcut: ``1`` iff some ``j`` has ``x_i + 2 x_j = 0`` or ``2 x_i + x_j = 0 (mod M)``.
+
+    When repeated positions are allowed, ``(j1, j2) = (j, j)`` and ``(j1, j2) = (i, j)`` are
+    pairs of :func:`match3_labels`, so a witness implies a match; each test compares token
+    ``i`` with ONE other token ``j``, which a dot-product head can do. As a predictor of the
+    Match3 label the rule is always right on negatives and on positives with a witness, and
+    always wrong on the positives that need three different tokens.
 
     Parameters
     ----------
@@ -140,14 +199,14 @@ def match3_labels(x, M: int) -> torch.Tensor:
 
     Examples
     --------
-    >>> match3_labels(torch.tensor([1, 2, 4]), 7).tolist()   # 1+2+4 = 7; 2+1+4; 4+1+2
-    [1, 1, 1]
-    >>> match3_labels(torch.tensor([1, 1]), 7).tolist()      # sums are all 3
-    [0, 0]
+    >>> x = torch.tensor([1, 2, 3, 7])   # M = 11: 2 + 2 + 7 = 11, while 1 + 3 + 7 needs 3 tokens
+    >>> pairwise_witness_labels(x, 11).tolist(), match3_labels(x, 11).tolist()
+    ([0, 1, 0, 1], [1, 1, 1, 1])
     """
     x = _check_tokens(x, M)
-    s = x[..., :, None, None] + x[..., None, :, None] + x[..., None, None, :]
-    return ((s % M) == 0).flatten(-2).any(-1).long()
+    one_two = (x[..., :, None] + 2 * x[..., None, :]) % M == 0
+    two_one = (2 * x[..., :, None] + x[..., None, :]) % M == 0
+    return (one_two | two_one).any(-1).long()
 
 
 def _pair_sums_present(x: torch.Tensor, M: int) -> torch.Tensor:
@@ -157,7 +216,8 @@ def _pair_sums_present(x: torch.Tensor, M: int) -> torch.Tensor:
     return out.scatter_(1, s.flatten(1), True)
 
 
-def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, balance: bool = True):
+def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, balance: bool = True,
+                 distinct: bool = False):
     """A batch of Match3 sequences and their exact labels.
 
     Uniform tokens give mostly positive labels once ``n^2 >> M`` and mostly negative ones when
@@ -174,6 +234,9 @@ def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, bala
     M : int >= 2
     generator : torch.Generator (the only source of randomness: same seed, same batch)
     balance : bool
+    distinct : bool
+        Labels of the distinct-positions variant (:func:`match3_labels`); planted pairs then use
+        two different kept positions. ``False`` draws exactly as before the option existed.
 
     Returns
     -------
@@ -192,7 +255,7 @@ def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, bala
         raise ValueError(f"M must be >= 2, got {M}")
     x = torch.randint(0, M, (batch, n), generator=generator)
     if balance:
-        r = float(match3_labels(x, M).float().mean())
+        r = float(match3_labels(x, M, distinct).float().mean())
         # A planted triple makes all three of its tokens positive, hence the factor 3.
         f = (0.5 - r) / (3.0 * (1.0 - r)) if r < 0.5 else 0.0
         redraw = torch.rand(batch, n, generator=generator) < f
@@ -200,11 +263,14 @@ def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, bala
         # Two random kept positions per (sequence, position): argmax of uniform scores on kept.
         u = torch.rand(2, batch, n, n, generator=generator)
         u = torch.where(kept[None, :, None, :], u, torch.full_like(u, -1.0))
-        j1, j2 = u.argmax(-1)
+        j1 = u[0].argmax(-1)
+        if distinct:  # the second position must differ from the first
+            u[1].scatter_(-1, j1[..., None], -1.0)
+        j2 = u[1].argmax(-1)
         planted = (-(x.gather(1, j1) + x.gather(1, j2))) % M
-        ok = redraw & kept.any(-1, keepdim=True)
+        ok = redraw & (kept.sum(-1, keepdim=True) >= (2 if distinct else 1))
         x = torch.where(ok, planted, x)
-    return x, match3_labels(x, M)
+    return x, match3_labels(x, M, distinct)
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,13 +334,16 @@ def theorem_5_1_embeddings(x, M: int, c: float):
 
     Returns
     -------
-    ``(q, k1, k2, k_blank)``: float64 tensors ``[..., n, 7]`` (three) and ``[7]``.
+    ``(q, k1, k2, k_blank)``: float64 tensors ``[..., n, 7]`` (three) and
+    ``[7]``.
 
     Examples
     --------
     >>> q, k1, k2, kb = theorem_5_1_embeddings(torch.tensor([0]), 5, 2.0)
-    >>> q.tolist(), kb.tolist()
-    ([[2.0, 0.0, 0.0, -0.0, 2.0, 0.0, 2.0]], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    >>> q.tolist()
+    [[2.0, 0.0, 0.0, -0.0, 2.0, 0.0, 2.0]]
+    >>> kb.tolist()
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     """
     x = _check_tokens(x, M)
     th = 2.0 * math.pi * x.double() / M
@@ -328,15 +397,18 @@ def theorem_5_1_details(x, M: int, c=None) -> dict:
 
     Returns
     -------
-    dict with ``logits [..., n, n, n]``, ``weights [..., n, n, n]`` (softmax over the ``n^2``
-    regular pairs and the blank pair jointly), ``blank_weight [..., n]``, ``z [..., n]``
-    (the head's output), ``prediction`` (``psi(z)``, long 0/1) and ``c``.
+    dict with ``logits [..., n, n, n]``, ``weights [..., n, n, n]``
+    (softmax over the ``n^2`` regular pairs and the blank pair jointly),
+    ``blank_weight [..., n]``, ``z [..., n]`` (the head's output),
+    ``prediction`` (``psi(z)``, long 0/1) and ``c``.
 
     Examples
     --------
-    >>> d = theorem_5_1_details(torch.tensor([1, 2, 4, 3]), 7)
-    >>> d["prediction"].tolist(), match3_labels(torch.tensor([1, 2, 4, 3]), 7).tolist()
-    ([1, 1, 1, 1], [1, 1, 1, 1])
+    >>> x = torch.tensor([1, 2, 4, 3])
+    >>> theorem_5_1_details(x, 7)["prediction"].tolist()
+    [1, 1, 1, 1]
+    >>> match3_labels(x, 7).tolist()
+    [1, 1, 1, 1]
     """
     x = _check_tokens(x, M)
     n = x.shape[-1]
@@ -344,7 +416,7 @@ def theorem_5_1_details(x, M: int, c=None) -> dict:
         c = default_c(n, M)
     A, a_blank = theorem_5_1_logits(x, M, c)
     flat = A.flatten(-2)
-    m = torch.maximum(flat.max(-1).values, a_blank)  # stabilise the softmax
+    m = torch.maximum(flat.max(-1).values, a_blank)  # stable softmax
     w = torch.exp(flat - m[..., None])
     wb = torch.exp(a_blank - m)
     regular = w.sum(-1)  # values are 1 on every regular pair ...
@@ -370,9 +442,10 @@ def theorem_5_1_attention(x, M: int, c=None) -> torch.Tensor:
 
     Choosing ``c``: a matching token has ``z >= 1/2`` for any ``c``. A non-matching token has
     ``z = S / (e^c + S)`` with ``S <= n^2 e^{c cos(2 pi / M)}``, so ``z < 1/2`` is guaranteed once
-    ``c (1 - cos(2 pi / M)) > 2 ln n`` (:func:`c_lower_bound`; tight, see
-    :func:`adversarial_no_match`). The cosine gap ``1 - cos(2 pi / M) ~ 2 pi^2 / M^2`` shrinks with
-    ``M``, so large moduli need large ``c``; the ``n^2`` competing pairs add ``2 ln n``. The
+    ``c (1 - cos(2 pi / M)) > 2 ln n`` (:func:`c_lower_bound`; tight when ``3`` does not divide
+    ``M``, see :func:`adversarial_no_match` and :func:`exact_threshold`). The cosine gap
+    ``1 - cos(2 pi / M) ~ 2 pi^2 / M^2`` shrinks with ``M``, so large moduli need large ``c``;
+    the ``n^2`` competing pairs add ``2 ln n``. The
     default (``c=None``) is :func:`default_c`, which adds ``ln 3`` for a margin (``z <= 1/4``).
 
     Parameters
@@ -394,6 +467,40 @@ def theorem_5_1_attention(x, M: int, c=None) -> torch.Tensor:
     return theorem_5_1_details(x, M, c)["prediction"]
 
 
+def exact_threshold(n: int, M: int, iters: int = 80) -> float:
+    """The smallest ``c`` that makes the head exact on EVERY input of length ``n`` (exhaustive).
+
+    A non-matching token is wrong iff ``sum_p exp(-c (1 - cos(2 pi s_p / M))) >= 1`` over its
+    ``n^2`` pairs ``p`` (``s_p`` the pair's sum with ``x_i``); the left side falls with ``c``, so
+    each token has one critical ``c``, found by bisection. The maximum over all ``M^n`` inputs is
+    returned. When ``3`` does not divide ``M`` it equals :func:`c_lower_bound` (the input of
+    :func:`adversarial_no_match` attains it); when ``3 | M`` it is smaller, because the pair
+    ``(i, i)`` sums to ``3 x_i``, a multiple of 3, and cannot sit at the nearest miss.
+
+    Only for small ``M^n`` (all inputs are enumerated).
+
+    Examples
+    --------
+    >>> round(exact_threshold(2, 7) / c_lower_bound(2, 7), 6)
+    1.0
+    >>> exact_threshold(2, 9) < c_lower_bound(2, 9)
+    True
+    """
+    if n < 2 or M ** n > 200_000:
+        raise ValueError(f"need n >= 2 and M^n <= 200000 inputs, got n={n}, M={M}")
+    x = torch.cartesian_prod(*[torch.arange(M)] * n).reshape(-1, n)
+    s = (x[:, :, None, None] + x[:, None, :, None] + x[:, None, None, :]) % M
+    gap = (1.0 - torch.cos(2.0 * math.pi * s.double() / M)).flatten(2)  # [inputs, n, n^2]
+    gap = gap[(gap > 0).all(-1)]  # non-matching tokens only
+    lo = torch.zeros(gap.shape[0], dtype=torch.float64)
+    hi = torch.full_like(lo, 1.01 * c_lower_bound(n, M))  # c* is always enough
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        wrong = torch.exp(-mid[:, None] * gap).sum(-1) >= 1.0
+        lo, hi = torch.where(wrong, mid, lo), torch.where(wrong, hi, mid)
+    return float(hi.max())
+
+
 # --------------------------------------------------------------------------------------------
 # Learning Match3: one layer of dot-product vs one layer of 2-simplicial attention
 # --------------------------------------------------------------------------------------------
@@ -410,6 +517,8 @@ class Match3Task:
         token, with causal attention (the last position sees everything) and uniform tokens.
     balance : bool
         Passed to :func:`match3_batch` (``"tokens"`` only).
+    distinct : bool
+        The distinct-positions variant of the labels (:func:`match3_labels`).
 
     No position embedding: Match3 ignores order.
 
@@ -424,23 +533,24 @@ class Match3Task:
     n_classes = 2
     positions = False
 
-    def __init__(self, n: int, M: int, head: str = "tokens", balance: bool = True):
+    def __init__(self, n: int, M: int, head: str = "tokens", balance: bool = True, distinct: bool = False):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be an int >= 1, got {n!r}")
         if isinstance(M, bool) or not isinstance(M, int) or M < 2:
             raise ValueError(f"M must be an int >= 2, got {M!r}")
         if head not in ("tokens", "classify"):
             raise ValueError(f"head must be 'tokens' or 'classify', got {head!r}")
-        self.n, self.M, self.head, self.balance = n, M, head, balance
+        self.n, self.M, self.head, self.balance, self.distinct = n, M, head, balance, bool(distinct)
         self.vocab_size, self.causal = M, head == "classify"
-        self.info = {"task": "match3", "n": n, "M": M, "head": head, "balance": balance}
+        self.info = {"task": "match3", "n": n, "M": M, "head": head, "balance": balance,
+                     "distinct": self.distinct}
 
     def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator):
         """A fresh batch (``split`` and ``block_size`` do not matter: every batch is new)."""
         if self.head == "classify":
             x = torch.randint(0, self.M, (batch_size, self.n), generator=generator)
-            return x, match3_labels(x, self.M)[:, -1]
-        return match3_batch(batch_size, self.n, self.M, generator, balance=self.balance)
+            return x, match3_labels(x, self.M, self.distinct)[:, -1]
+        return match3_batch(batch_size, self.n, self.M, generator, balance=self.balance, distinct=self.distinct)
 
 
 def match3_config(kind: str, *, width: int = 32, heads: int = 2, layers: int = 1, steps: int = 300,
@@ -451,7 +561,8 @@ def match3_config(kind: str, *, width: int = 32, heads: int = 2, layers: int = 1
     ``kind`` ``"dot"`` or ``"simplicial"`` (every block 2-simplicial over the whole sequence,
     with ``heads // 2`` key/value heads: both kinds have the same parameter count), PyTorch's
     default initialisation. AdamW with weight decay 0.01, 10% warm-up, cosine to 0; ``eval_size``
-    held-out sequences (rounded up to whole batches). ``device=None`` trains on the GPU when
+    held-out sequences (rounded up to whole batches) for the validation accuracy that
+    :func:`summarize_sweep` picks learning rates with. ``device=None`` trains on the GPU when
     there is one.
 
     Examples
@@ -468,45 +579,120 @@ def match3_config(kind: str, *, width: int = 32, heads: int = 2, layers: int = 1
                        log_every=steps, seed=seed, device=str(device or "auto"), progress=progress)
 
 
-def train_match3(kind: str, n: int, M: int, **kw) -> dict:
-    """Train on Match3 with fresh data every step; report held-out per-token accuracy.
+#: Test sets are drawn from generators seeded ``TEST_SEED_BASE + seed``, far from the seeds of
+#: the training batches and of the validation batches of :func:`simplex_lib.train.train`.
+TEST_SEED_BASE = 1 << 40
 
-    Deterministic for a given ``seed`` on a given device.
+
+def match3_test_set(n: int, M: int, seed: int, size: int, batch: int = 64, distinct: bool = False):
+    """The test set of seed ``seed``: ``size`` sequences (whole batches of ``batch``, as in training).
+
+    The same for every model and learning rate, so that results pair by seed.
+
+    Returns
+    -------
+    ``(x, y)``: long tensors ``[size', n]`` with ``size'`` = ``size`` rounded up to whole batches.
+
+    Examples
+    --------
+    >>> a, _ = match3_test_set(5, 11, seed=0, size=10, batch=4)
+    >>> b, _ = match3_test_set(5, 11, seed=0, size=10, batch=4)
+    >>> a.shape, bool((a == b).all())
+    (torch.Size([12, 5]), True)
+    """
+    g = torch.Generator().manual_seed(TEST_SEED_BASE + seed)
+    parts = [match3_batch(batch, n, M, g, distinct=distinct) for _ in range(-(-size // batch))]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def token_breakdown(pred, x, y, M: int) -> dict:
+    """Accuracy of predictions ``pred`` overall and on three kinds of token.
+
+    Kinds: ``neg`` (label 0), ``pair`` (label 1 with a pairwise witness,
+    :func:`pairwise_witness_labels`) and ``triple`` (label 1 without one: only a triangle of
+    three different positions makes the match). Also the token counts and the majority rate.
+
+    Examples
+    --------
+    >>> x = torch.tensor([[1, 2, 3, 7]]); y = match3_labels(x, 11)
+    >>> token_breakdown(pairwise_witness_labels(x, 11), x, y, 11)["acc_triple"]
+    0.0
+    """
+    pred, y = pred.long().cpu(), y.long().cpu()
+    w = pairwise_witness_labels(x.cpu(), M).bool()
+    right = pred == y
+    kinds = {"neg": y == 0, "pair": (y == 1) & w, "triple": (y == 1) & ~w}
+    out = {"accuracy": float(right.double().mean()),
+           "majority": float(max(y.double().mean(), 1 - y.double().mean())), "tokens": y.numel()}
+    for k, m in kinds.items():
+        out[f"count_{k}"] = int(m.sum())
+        out[f"acc_{k}"] = float(right[m].double().mean()) if m.any() else None
+    return out
+
+
+def train_match3(kind: str, n: int, M: int, *, distinct: bool = False, test_size: int | None = None,
+                 **kw) -> dict:
+    """Train on Match3 with fresh data every step; report accuracies on a held-out test set.
+
+    The model is trained by :func:`simplex_lib.train.train` (its validation accuracy is kept as
+    ``val_accuracy``, for choosing learning rates), reloaded from its final checkpoint and run
+    on :func:`match3_test_set` of the same seed. On that test set the record also holds the
+    pairwise shortcut (:func:`pairwise_witness_labels`) and the majority class, so that every
+    comparison is paired. Deterministic for a given ``seed`` on a given device.
 
     Parameters
     ----------
     kind : ``"dot"`` or ``"simplicial"``
     n, M : sequence length and modulus
+    distinct : the distinct-positions variant of the task
+    test_size : test sequences (default: ``eval_size``)
     **kw : keywords of :func:`match3_config` (``width``, ``heads``, ``layers``, ``steps``,
         ``batch``, ``lr``, ``seed``, ``eval_size``, ``device``, ``progress``)
 
     Returns
     -------
-    dict with ``accuracy`` (held-out token accuracy), ``baseline`` (majority-class rate there),
-    ``final_loss``, ``params``, ``seconds`` and the configuration.
+    dict with the configuration, ``params``, ``val_accuracy``, ``final_loss``, ``seconds``,
+    ``model`` (:func:`token_breakdown` of the model on the test set), ``rule`` (the same for
+    the pairwise shortcut) and ``accuracy`` / ``baseline`` (the model's test accuracy and the
+    majority rate there).
 
     Examples
     --------
     >>> r = train_match3("dot", n=4, M=7, width=8, steps=3, batch=4, eval_size=8)
-    >>> 0.0 <= r["accuracy"] <= 1.0
+    >>> 0.0 <= r["accuracy"] <= 1.0 and r["rule"]["acc_neg"] in (None, 1.0)
     True
     """
     cfg = match3_config(kind, **kw)
-    s = train(cfg, Match3Task(n, M))
-    return {"kind": kind, "n": n, "M": M, "width": cfg.d_model, "heads": cfg.n_heads, "layers": cfg.n_layer,
-            "steps": cfg.steps, "batch": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
-            "accuracy": s["final_val_accuracy"], "baseline": s["final_val_majority"],
-            "final_loss": s["log"][-1]["train_loss"], "params": s["n_params"], "seconds": s["train_time_s"]}
+    task = Match3Task(n, M, distinct=distinct)
+    with tempfile.TemporaryDirectory(prefix="match3-") as tmp:
+        s = train(replace(cfg, out=tmp), task)
+        model = Model(cfg.model_config(task))
+        model.load_state_dict(torch.load(os.path.join(tmp, "ckpt.pt"), map_location="cpu")["model"])
+    x, y = match3_test_set(n, M, cfg.seed, test_size or kw.get("eval_size", 512), cfg.batch_size, distinct)
+    device = default_device() if cfg.device == "auto" else cfg.device
+    model = model.to(device).eval()
+    with torch.no_grad():
+        pred = torch.cat([model(xb.to(device))[0].argmax(-1).cpu() for xb in x.split(cfg.batch_size)])
+    m = token_breakdown(pred, x, y, M)
+    return {"kind": kind, "n": n, "M": M, "distinct": bool(distinct), "width": cfg.d_model,
+            "heads": cfg.n_heads, "layers": cfg.n_layer, "steps": cfg.steps, "batch": cfg.batch_size,
+            "lr": cfg.lr, "seed": cfg.seed, "params": s["n_params"], "val_accuracy": s["final_val_accuracy"],
+            "accuracy": m["accuracy"], "baseline": m["majority"], "model": m,
+            "rule": token_breakdown(pairwise_witness_labels(x, M), x, y, M),
+            "final_loss": s["log"][-1]["train_loss"], "seconds": s["train_time_s"]}
 
 
-def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), progress: bool = True, **kw) -> list:
-    """Run :func:`train_match3` over ``(n, M)`` configs, model kinds and seeds.
+def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), lrs=(1e-2,), variants=(False,),
+                 progress: bool = True, **kw) -> list:
+    """Run :func:`train_match3` over ``(n, M)`` configs, variants, model kinds, learning rates and seeds.
 
     Parameters
     ----------
     configs : iterable of ``(n, M)``
     kinds : model kinds
     seeds : ints
+    lrs : peak learning rates (the grid each kind is tuned on)
+    variants : values of ``distinct`` (``False``: repeated positions allowed, as in Theorem 5.1)
     progress : tqdm bar over all runs
     **kw : passed to :func:`train_match3`
 
@@ -520,37 +706,154 @@ def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), progress
     >>> sorted(r["kind"] for r in rs)
     ['dot', 'simplicial']
     """
-    jobs = [(n, M, k, s) for (n, M) in configs for k in kinds for s in seeds]
-    return [train_match3(k, n, M, seed=s, progress=False, **kw)
-            for (n, M, k, s) in tqdm(jobs, desc="Match3 sweep", disable=not progress)]
+    jobs = [(n, M, d, k, lr, s) for (n, M) in configs for d in variants for k in kinds for lr in lrs
+            for s in seeds]
+    return [train_match3(k, n, M, distinct=d, lr=lr, seed=s, progress=False, **kw)
+            for (n, M, d, k, lr, s) in tqdm(jobs, desc="Match3 sweep", disable=not progress)]
 
 
-def summarize_sweep(records) -> list:
-    """Mean and standard deviation of accuracy over seeds, per ``(kind, n, M)``.
-
-    Returns
-    -------
-    list of dicts ``{kind, n, M, mean, std, seeds, baseline}`` sorted by kind, n, M.
+def t_quantile(p: float, df: int) -> float:
+    """Quantile of Student's t distribution (numerical integration of its density; ``p >= 1/2``).
 
     Examples
     --------
-    >>> summarize_sweep([{"kind": "dot", "n": 4, "M": 7, "accuracy": a, "baseline": 0.5}
-    ...                  for a in (0.6, 0.8)])[0]["mean"]
-    0.7
+    >>> round(t_quantile(0.975, 4), 4), round(t_quantile(0.975, 30), 3)
+    (2.7764, 2.042)
+    """
+    if not 0.5 <= p < 1 or df < 1:
+        raise ValueError(f"need 1/2 <= p < 1 and df >= 1, got p={p}, df={df}")
+    t = torch.linspace(0.0, 200.0, 400_001, dtype=torch.float64)
+    logc = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    dens = torch.exp(logc - (df + 1) / 2 * torch.log1p(t * t / df))
+    cdf = 0.5 + torch.cumulative_trapezoid(dens, t, dim=0)
+    i = int(torch.searchsorted(cdf, torch.tensor(p, dtype=torch.float64)))
+    # linear interpolation inside the grid cell
+    t0, t1, c0, c1 = float(t[i]), float(t[i + 1]), float(cdf[i - 1]), float(cdf[i])
+    return t0 + (t1 - t0) * (p - c0) / (c1 - c0)
+
+
+def paired_interval(a, b, level: float = 0.95) -> dict:
+    """Mean of the paired differences ``a - b`` and its Student-t confidence interval.
+
+    Examples
+    --------
+    >>> d = paired_interval([0.8, 0.9, 0.85], [0.7, 0.8, 0.8])
+    >>> round(d["mean"], 4), d["lo"] < d["mean"] < d["hi"], d["pairs"]
+    (0.0833, True, 3)
+    """
+    diff = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
+    k = diff.numel()
+    mean = float(diff.mean())
+    half = t_quantile(0.5 + level / 2, k - 1) * float(diff.std()) / math.sqrt(k) if k > 1 else math.inf
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "pairs": k, "level": level}
+
+
+def summarize_sweep(records) -> list:
+    """One row per ``(distinct, n, M)``: each kind at its best learning rate, paired differences.
+
+    For each kind the learning rate with the highest mean VALIDATION accuracy over seeds is
+    chosen; at that rate the TEST accuracies (per seed) are compared with the other kind and with
+    the pairwise shortcut rule on the same test sets (:func:`paired_interval`, 95%).
+
+    Returns
+    -------
+    list of dicts with ``distinct``, ``n``, ``M``, ``seeds``, ``majority``, ``rule`` (mean test
+    accuracy of the rule; ``rule_neg``, ``rule_triple`` as below), ``triple_share`` (fraction
+    of test tokens that are positives without a pairwise witness) and per kind ``{kind}_lr``,
+    ``{kind}_acc``, ``{kind}_neg`` and ``{kind}_triple`` (accuracy on negatives and on those
+    positives), ``{kind}_params``; ``{kind}_minus_rule``, ``{kind}_minus_majority`` and
+    ``simplicial_minus_dot`` (dicts of
+    :func:`paired_interval`).
+
+    Examples
+    --------
+    >>> rs = match3_sweep([(3, 5)], seeds=(0, 1), lrs=(1e-2, 3e-2), steps=2, batch=4, eval_size=4,
+    ...                   width=8, progress=False)
+    >>> row = summarize_sweep(rs)[0]
+    >>> row["seeds"], row["dot_lr"] in (1e-2, 3e-2), row["simplicial_minus_dot"]["pairs"]
+    (2, True, 2)
     """
     groups: dict = {}
     for r in records:
-        groups.setdefault((r["kind"], r["n"], r["M"]), []).append(r)
+        key = (bool(r.get("distinct", False)), r["n"], r["M"])
+        groups.setdefault(key, {}).setdefault(r["kind"], {}).setdefault(r["lr"], {})[r["seed"]] = r
     out = []
-    for (kind, n, M), rs in sorted(groups.items()):
-        acc = torch.tensor([r["accuracy"] for r in rs], dtype=torch.float64)
-        out.append({
-            "kind": kind, "n": n, "M": M, "seeds": len(rs),
-            "mean": round(float(acc.mean()), 12),
-            "std": float(acc.std()) if len(rs) > 1 else 0.0,
-            "baseline": float(sum(r["baseline"] for r in rs) / len(rs)),
-        })
+    for (distinct, n, M), by_kind in sorted(groups.items()):
+        row = {"distinct": distinct, "n": n, "M": M}
+        chosen = {}
+        for kind, by_lr in sorted(by_kind.items()):
+            lr = max(sorted(by_lr), key=lambda v: sum(r["val_accuracy"] for r in by_lr[v].values()) / len(by_lr[v]))
+            chosen[kind] = by_lr[lr]
+            runs = list(by_lr[lr].values())
+            row.update({f"{kind}_lr": lr, f"{kind}_acc": sum(r["accuracy"] for r in runs) / len(runs),
+                        f"{kind}_params": runs[0]["params"], f"{kind}_lrs": sorted(by_lr)})
+            for part in ("neg", "triple"):
+                vals = [r["model"][f"acc_{part}"] for r in runs if r["model"].get(f"acc_{part}") is not None]
+                row[f"{kind}_{part}"] = sum(vals) / len(vals) if vals else None
+        seeds = sorted(set.intersection(*(set(c) for c in chosen.values())))
+        first = chosen[sorted(chosen)[0]]
+        row["seeds"] = len(seeds)
+        row["majority"] = sum(first[s]["baseline"] for s in seeds) / len(seeds)
+        row["rule"] = sum(first[s]["rule"]["accuracy"] for s in seeds) / len(seeds)
+        for part in ("neg", "triple"):
+            vals = [first[s]["rule"].get(f"acc_{part}") for s in seeds]
+            vals = [v for v in vals if v is not None]
+            row[f"rule_{part}"] = sum(vals) / len(vals) if vals else None
+        row["triple_share"] = sum(first[s]["model"]["count_triple"] / first[s]["model"]["tokens"]
+                                  for s in seeds) / len(seeds)
+        for kind, runs in chosen.items():
+            row[f"{kind}_minus_rule"] = paired_interval([runs[s]["accuracy"] for s in seeds],
+                                                        [runs[s]["rule"]["accuracy"] for s in seeds])
+            row[f"{kind}_minus_majority"] = paired_interval([runs[s]["accuracy"] for s in seeds],
+                                                            [runs[s]["baseline"] for s in seeds])
+        if {"dot", "simplicial"} <= set(chosen):
+            row["simplicial_minus_dot"] = paired_interval([chosen["simplicial"][s]["accuracy"] for s in seeds],
+                                                          [chosen["dot"][s]["accuracy"] for s in seeds])
+        out.append(row)
     return out
+
+
+def sweep_table(summary) -> str:
+    """Two Markdown tables of :func:`summarize_sweep` rows: accuracies, and paired differences.
+
+    Accuracies are in percent (means over seeds on the test sets); differences in percentage
+    points with their 95% confidence intervals, one line per comparison (no comparison with the
+    shortcut rule for the distinct variant, whose positives the rule does not define).
+
+    Examples
+    --------
+    >>> rs = match3_sweep([(3, 5)], seeds=(0, 1), steps=2, batch=4, eval_size=4, width=8, progress=False)
+    >>> sweep_table(summarize_sweep(rs)).count("|---") >= 2
+    True
+    """
+    def pct(v):
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    def name(r):
+        return f"{'distinct' if r['distinct'] else 'any'}, n={r['n']}, M={r['M']}"
+
+    acc = ["| task | predictor | accuracy | on negatives | on positives without a witness |",
+           "|---|---|---|---|---|"]
+    diff = ["| task | comparison | mean difference [95% CI] |", "|---|---|---|"]
+    names = {"simplicial_minus_dot": "2-simplicial − dot", "dot_minus_majority": "dot − majority",
+             "simplicial_minus_majority": "2-simplicial − majority", "dot_minus_rule": "dot − rule",
+             "simplicial_minus_rule": "2-simplicial − rule"}
+    for r in summary:
+        lines = [("majority class", r["majority"], None, None),
+                 ("shortcut rule", r["rule"], r.get("rule_neg"), r.get("rule_triple"))]
+        lines += [(f"{'2-simplicial' if k == 'simplicial' else k} (lr {r[f'{k}_lr']:g})", r[f"{k}_acc"],
+                   r[f"{k}_neg"], r[f"{k}_triple"]) for k in ("dot", "simplicial") if f"{k}_acc" in r]
+        for i, (who, a, neg, tri) in enumerate(lines):
+            task = f"{name(r)}, {r['seeds']} seeds" if i == 0 else ""
+            acc.append(f"| {task} | {who} | {pct(a)} | {pct(neg)} | {pct(tri)} |")
+        first = True
+        for key, label in names.items():
+            if key in r and not (r["distinct"] and key.endswith("_rule")):  # no shortcut there
+                d = r[key]
+                diff.append(f"| {name(r) if first else ''} | {label} "
+                            f"| {100 * d['mean']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] |")
+                first = False
+    return "\n".join(acc) + "\n\n" + "\n".join(diff) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,46 +881,151 @@ def plot_theorem_head(x, M: int, i: int, c=None):
     return fig, d
 
 
-def plot_sweep(summary, x_key: str = "n", title: str | None = None, ax=None):
-    """Accuracy (mean ± std over seeds) of each model kind against ``n`` or ``M``.
+def plot_head_states(cases, M: int, i: int, floor: float = 1e-4):
+    """The head of Theorem 5.1 for query ``i`` in several cases, one row each, on shared scales.
+
+    Left: the scores ``A_ijl / c`` over all key pairs (from -1 to 1). Right: the attention
+    weights, on one logarithmic scale from ``floor`` to 1 for every row (smaller weights are
+    drawn at ``floor``), with matching pairs boxed. Each row's title gives the case, ``c``
+    relative to the bound ``c*``, the blank pair's weight, ``z`` and whether the prediction is
+    right.
 
     Parameters
     ----------
-    summary : output of :func:`summarize_sweep`
-    x_key : ``"n"`` or ``"M"``
+    cases : list of ``(name, x, c)`` (token tensor ``[n]``, logit scale)
+    M : modulus
+    i : the query position
+
+    Returns
+    -------
+    The matplotlib figure.
     """
+    from matplotlib.colors import LogNorm
+
+    fig, axes = viz.new_figure(2, len(cases), width=viz.COLUMN_WIDTH, height=2.9 * len(cases) + 0.3,
+                               squeeze=False)
+    for row, (name, x, c) in zip(axes, cases):
+        x = _check_tokens(x, M)
+        d = theorem_5_1_details(x, M, c)
+        cs = c_lower_bound(x.shape[-1], M)
+        right = int(d["prediction"][i]) == int(match3_labels(x, M)[i])
+        viz.heatmap(row[0], d["logits"][i] / c, xlabel="second key $l$", ylabel="first key $j$",
+                    title=f"{name}: scores", signed=True, vmin=-1.0, vmax=1.0,
+                    colorbar_label="$A_{ijl}/c$")
+        w = d["weights"][i].clamp(min=floor)
+        viz.heatmap(row[1], w, xlabel="second key $l$", ylabel="first key $j$",
+                    title=f"c = {c / cs:.2f} c*, blank {float(d['blank_weight'][i]):.2f}, "
+                          f"z = {float(d['z'][i]):.2f}: {'right' if right else 'WRONG'}",
+                    colorbar_label="weight", norm=LogNorm(vmin=floor, vmax=1.0))
+        s = (x[i] + x[:, None] + x[None, :]) % M == 0
+        jj, ll = torch.nonzero(s, as_tuple=True)
+        if len(jj):
+            row[1].plot(ll.tolist(), jj.tolist(), ls="none", marker="s", mfc="none",
+                        mec=viz.PALETTE["accent"], ms=8, mew=1.5, label="matching pair")
+            row[1].legend(loc="lower left", fontsize=9, framealpha=0.9)
+        for ax in row:
+            ax.title.set_fontsize(10)
+    viz.finish(fig)
+    return fig
+
+
+def plot_paired(summary, distinct: bool = False, title: str | None = None):
+    """Paired test-accuracy differences (mean and 95% interval over seeds) per configuration.
+
+    Two comparisons per ``(n, M)`` of one task variant: 2-simplicial minus dot-product, and
+    2-simplicial minus the pairwise shortcut rule, both in percentage points on the same test
+    sets. Returns ``(fig, ax)``.
+    """
+    rows = [r for r in summary if r["distinct"] == distinct]
+    fig, ax = viz.new_figure(width=viz.COLUMN_WIDTH, height=3.4)
+    pos = torch.arange(len(rows), dtype=torch.float64)
+    series = [("simplicial_minus_dot", "2-simplicial − dot", viz.PALETTE["dot"], -0.12),
+              ("simplicial_minus_rule", "2-simplicial − shortcut rule", viz.PALETTE["accent3"], 0.12)]
+    for key, name, color, shift in series:
+        if not all(key in r for r in rows):
+            continue
+        mean = [100 * r[key]["mean"] for r in rows]
+        err = [[100 * (r[key]["mean"] - r[key]["lo"]) for r in rows],
+               [100 * (r[key]["hi"] - r[key]["mean"]) for r in rows]]
+        ax.errorbar((pos + shift).tolist(), mean, yerr=err, fmt="o", capsize=4, color=color, label=name)
+    ax.axhline(0.0, color=viz.PALETTE["reference"], lw=1)
+    ax.set_xticks(pos.tolist(), [f"n={r['n']}, M={r['M']}" for r in rows])
+    viz.label(ax, "configuration", "test accuracy difference (points)", title)
+    ax.legend(loc="best")
+    viz.finish(fig)
+    return fig, ax
+
+
+def plot_circle(x, M: int, triple, *, ax=None):
+    """Tokens as points on a circle of ``M`` positions, and a matching triple's angles end to end.
+
+    Token ``x_t`` sits at angle ``theta_t = 2 pi x_t / M``. The three arcs of the triple
+    ``(i, j1, j2)`` are drawn one after the other, from angle 0, at growing radii: they close
+    the loop exactly when ``x_i + x_j1 + x_j2 = 0 (mod M)``. Returns ``(fig, ax)``.
+    """
+    import numpy as np
+
+    x = _check_tokens(x, M).tolist()
     if ax is None:
-        fig, ax = viz.new_figure()
+        fig, ax = viz.new_figure(width=4.2, height=4.2)
     else:
         fig = ax.figure
-    colors = {"dot": viz.PALETTE["dot"], "simplicial": viz.PALETTE["simplicial"]}
-    for kind in sorted({s["kind"] for s in summary}):
-        rows = sorted((s for s in summary if s["kind"] == kind), key=lambda s: s[x_key])
-        ax.errorbar([s[x_key] for s in rows], [s["mean"] for s in rows], yerr=[s["std"] for s in rows],
-                    marker="o", capsize=3, color=colors.get(kind), label=f"{kind} (1 layer)")
-    rows = sorted((s for s in summary if s["kind"] == summary[0]["kind"]), key=lambda s: s[x_key])
-    ax.plot([s[x_key] for s in rows], [s["baseline"] for s in rows], ls="--", color=viz.PALETTE["reference"],
-            label="majority class")
-    viz.label(ax, "sequence length n (tokens)" if x_key == "n" else "modulus M", "held-out token accuracy", title)
-    ax.legend()
+    ang = 2 * np.pi * np.arange(M) / M
+    ax.plot(np.cos(np.linspace(0, 2 * np.pi, 400)), np.sin(np.linspace(0, 2 * np.pi, 400)),
+            color=viz.PALETTE["reference"], lw=1)
+    ax.scatter(np.cos(ang), np.sin(ang), s=10, color=viz.PALETTE["reference"], zorder=2,
+               label=f"the {M} residues")
+    for r in range(M):
+        ax.annotate(str(r), (1.13 * np.cos(ang[r]), 1.13 * np.sin(ang[r])), ha="center", va="center",
+                    fontsize=9, color=viz.PALETTE["reference"])
+    others = [t for t in range(len(x)) if t not in triple]
+    ax.scatter([np.cos(2 * np.pi * x[t] / M) for t in others], [np.sin(2 * np.pi * x[t] / M) for t in others],
+               s=60, color=viz.PALETTE["dot"], zorder=3, label="other tokens")
+    colors = (viz.PALETTE["simplicial"], viz.PALETTE["accent"], viz.PALETTE["accent2"])
+    start = 0.0
+    for k, (t, color) in enumerate(zip(triple, colors)):
+        th = 2 * np.pi * x[t] / M
+        rad = 0.42 + 0.17 * k
+        arc = np.linspace(start, start + th, 100)
+        ax.plot(rad * np.cos(arc), rad * np.sin(arc), color=color, lw=2.5)
+        ax.annotate("", xy=(rad * np.cos(arc[-1]), rad * np.sin(arc[-1])),
+                    xytext=(rad * np.cos(arc[-3]), rad * np.sin(arc[-3])),
+                    arrowprops=dict(arrowstyle="-|>", color=color, lw=2))
+        ax.scatter([np.cos(th)], [np.sin(th)], s=90, color=color, zorder=4, edgecolor="black",
+                   label=f"$x_{{{t}}} = {x[t]}$: arc of $\\theta_{{{t}}}$")
+        start += th
+    ax.set_aspect("equal")
+    ax.set_xlim(-1.3, 1.3)
+    ax.set_ylim(-1.3, 1.3)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+    total = sum(x[t] for t in triple)
+    ax.set_title(f"{' + '.join(str(x[t]) for t in triple)} = {total} = {total // M}·{M}: "
+                 f"the arcs sum to {total // M}·2π", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9, frameon=False)
+    viz.finish(fig)
     return fig, ax
 
 
 # --------------------------------------------------------------------------------------------
-# Recorded runs (GPU): ``python -m simplex_lib.tasks.match3 --out results.json``
+# Recorded runs: ``python -m simplex_lib.tasks.match3 --out results.json`` (see :func:`main`)
 # --------------------------------------------------------------------------------------------
 
 #: The recorded sweep: sequence lengths at a fixed modulus, and moduli at a fixed length.
 RECORDED_LENGTHS = {"M": 97, "n": [4, 6, 8, 12, 16]}
 RECORDED_MODULI = {"n": 8, "M": [13, 31, 61, 97, 127]}
+#: The learning-rate grid each model kind is tuned on (best mean validation accuracy).
+RECORDED_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 
 
 def _job(args):
-    n, M, kind, seed, threads, kw = args
-    # One intra-op thread per worker: several workers with all cores each oversubscribe the CPU
-    # (the first recorded GPU run lost most of its time this way).
+    n, M, distinct, kind, lr, seed, threads, kw = args
+    # One intra-op thread per worker: several workers with all cores each oversubscribe the CPU.
     torch.set_num_threads(threads)
-    return train_match3(kind, n, M, seed=seed, progress=False, **kw)
+    return train_match3(kind, n, M, distinct=distinct, lr=lr, seed=seed, progress=False, **kw)
 
 
 def _check_writable(path: str) -> None:
@@ -634,20 +1042,28 @@ def _check_writable(path: str) -> None:
         os.remove(path)
 
 
-def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2), workers: int = 4, threads: int = 1,
-                       device: str | None = None, lengths=None, moduli=None, **kw) -> dict:
+def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS, variants=(False, True),
+                       workers: int = 4, threads: int = 1, device: str | None = None, lengths=None,
+                       moduli=None, command: str | None = None, **kw) -> dict:
     """Run the length and modulus sweeps, writing JSON (with provenance) after every finished run.
+
+    Every ``(n, M)`` configuration is trained for each task variant, model kind, learning rate
+    of ``lrs`` and seed (:func:`train_match3`); :func:`summarize_sweep` turns the records into
+    tuned, paired comparisons.
 
     Parameters
     ----------
     out_path : JSON file to write (checked before the first job; rewritten as runs finish, so a
         cut-off run keeps its results)
-    seeds : seeds per configuration
+    seeds : seeds per configuration (each seed has its own test set, shared by all models)
+    lrs : learning-rate grid
+    variants : values of ``distinct``
     workers : parallel worker processes (small models are launch-bound; processes overlap)
     threads : torch intra-op threads per worker
     device : default ``"cuda"`` when available
     lengths, moduli : override :data:`RECORDED_LENGTHS` / :data:`RECORDED_MODULI`
-    **kw : passed to :func:`train_match3` (steps, batch, width, heads, lr, eval_size)
+    command : the command line, stored in the record
+    **kw : passed to :func:`train_match3` (steps, batch, width, heads, eval_size, test_size)
 
     Returns
     -------
@@ -659,23 +1075,27 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2), workers: int = 4, thre
     moduli = moduli or RECORDED_MODULI
     configs = sorted({(n, lengths["M"]) for n in lengths["n"]} | {(moduli["n"], M) for M in moduli["M"]})
     kw = dict(kw, device=device)
-    jobs = [(n, M, k, s, threads, kw) for (n, M) in configs for k in ("dot", "simplicial") for s in seeds]
+    jobs = [(n, M, d, k, lr, s, threads, kw) for (n, M) in configs for d in variants
+            for k in ("dot", "simplicial") for lr in lrs for s in seeds]
     record = {
         "provenance": provenance(device),
-        "config": {"lengths": lengths, "moduli": moduli, "seeds": list(seeds), "train": {**kw},
-                   "workers": workers, "threads_per_worker": threads,
-                   "command": "python -m simplex_lib.tasks.match3"},
+        "config": {"lengths": lengths, "moduli": moduli, "configs": configs, "variants": list(variants),
+                   "seeds": list(seeds), "lrs": list(lrs), "train": {**kw}, "workers": workers,
+                   "threads_per_worker": threads, "command": command or "python -m simplex_lib.tasks.match3"},
         "records": [],
     }
+    t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(workers) as pool:
         for r in pool.imap_unordered(_job, jobs):
             record["records"].append(r)
+            record["wall_seconds"] = time.perf_counter() - t0
             tmp = f"{out_path}.tmp"
             with open(tmp, "w") as f:
                 json.dump(record, f, indent=1)
             os.replace(tmp, out_path)
-            print(f"{len(record['records'])}/{len(jobs)} {r['kind']} n={r['n']} M={r['M']} seed={r['seed']} "
-                  f"acc={r['accuracy']:.3f} ({r['seconds']:.1f}s)", flush=True)
+            print(f"{len(record['records'])}/{len(jobs)} {r['kind']} n={r['n']} M={r['M']} "
+                  f"distinct={r['distinct']} lr={r['lr']:g} seed={r['seed']} acc={r['accuracy']:.3f} "
+                  f"rule={r['rule']['accuracy']:.3f} ({r['seconds']:.1f}s)", flush=True)
     return record
 
 
@@ -710,18 +1130,26 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m simplex_lib.tasks.match3``."""
     ap = argparse.ArgumentParser(prog="python -m simplex_lib.tasks.match3",
-                                 description="Recorded Match3 sweep (dot vs 2-simplicial, one layer).",
+                                 description="Recorded Match3 sweep: one layer of dot-product vs one layer of "
+                                             "2-simplicial attention, each tuned on a learning-rate grid, "
+                                             "compared per seed on shared test sets with the pairwise "
+                                             "shortcut rule as a baseline.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", required=True, help="JSON file to write (checked before any work)")
-    ap.add_argument("--workers", type=_int_at_least(1), default=4, help="parallel worker processes")
+    ap.add_argument("--workers", type=_int_at_least(1), default=12, help="parallel worker processes")
     ap.add_argument("--steps", type=_int_at_least(1), default=4000, help="optimizer steps per run")
     ap.add_argument("--batch", type=_int_at_least(1), default=256, help="sequences per step")
     ap.add_argument("--width", type=_int_at_least(1), default=32, help="model width")
     ap.add_argument("--heads", type=_int_at_least(1), default=2, help="attention heads (divide --width)")
-    ap.add_argument("--lr", type=_positive_float, default=1e-2, help="peak learning rate")
-    ap.add_argument("--seeds", type=_int_at_least(1), default=3, help="seeds 0..SEEDS-1 per configuration")
+    ap.add_argument("--lrs", type=_positive_float, nargs="+", default=list(RECORDED_LRS),
+                    help="learning-rate grid; each model kind keeps its best (validation accuracy)")
+    ap.add_argument("--seeds", type=_int_at_least(2), default=5, help="seeds 0..SEEDS-1 per configuration")
+    ap.add_argument("--variants", nargs="+", choices=("any", "distinct"), default=["any", "distinct"],
+                    help="any: repeated positions allowed (Theorem 5.1); distinct: i, j1, j2 all different")
     ap.add_argument("--threads", type=_int_at_least(1), default=1, help="torch threads per worker")
-    ap.add_argument("--eval-size", type=_int_at_least(1), default=2048, help="held-out sequences per run")
+    ap.add_argument("--eval-size", type=_int_at_least(1), default=2048,
+                    help="validation sequences per run (learning-rate choice)")
+    ap.add_argument("--test-size", type=_int_at_least(1), default=4096, help="test sequences per seed")
     ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     ap.add_argument("--lengths", type=_int_at_least(1), nargs="*", default=RECORDED_LENGTHS["n"],
                     help="sequence lengths at the modulus --lengths-M")
@@ -735,9 +1163,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of ``python -m simplex_lib.tasks.match3``."""
+    """Entry point of ``python -m simplex_lib.tasks.match3``.
+
+    The full sweep (the defaults: 9 configurations x 2 variants x 2 kinds x 4 learning rates x
+    5 seeds = 720 runs of 4000 steps) is a GPU job::
+
+        python -m simplex_lib.tasks.match3 --out benchmarks/results/match3_gpu.json
+
+    A small CPU version of it (the committed ``match3_cpu_small.json``) is::
+
+        python -m simplex_lib.tasks.match3 --out benchmarks/results/match3_cpu_small.json \\
+            --device cpu --workers 1 --steps 300 --batch 64 --lrs 0.003 0.01 0.03 \\
+            --eval-size 256 --test-size 1024 --lengths 8 --lengths-M 31 --moduli 31 --moduli-n 8
+    """
     ap = build_parser()
-    a = ap.parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    a = ap.parse_args(args)
     if a.width % a.heads:
         ap.error(f"--width ({a.width}) must be divisible by --heads ({a.heads})")
     if a.device is not None and not (a.device in ("cpu", "cuda") or a.device.startswith("cuda:")):
@@ -746,10 +1187,14 @@ def main(argv=None) -> int:
         _check_writable(a.out)
     except ValueError as exc:
         ap.error(str(exc))
-    run_recorded_sweep(a.out, seeds=tuple(range(a.seeds)), workers=a.workers, threads=a.threads, device=a.device,
+    run_recorded_sweep(a.out, seeds=tuple(range(a.seeds)), lrs=tuple(a.lrs),
+                       variants=tuple(v == "distinct" for v in dict.fromkeys(a.variants)),
+                       workers=a.workers, threads=a.threads, device=a.device,
                        lengths={"M": a.lengths_M, "n": a.lengths or RECORDED_LENGTHS["n"]},
                        moduli={"n": a.moduli_n, "M": a.moduli or RECORDED_MODULI["M"]},
-                       steps=a.steps, batch=a.batch, width=a.width, heads=a.heads, lr=a.lr, eval_size=a.eval_size)
+                       command=" ".join(["python -m simplex_lib.tasks.match3", *args]),
+                       steps=a.steps, batch=a.batch, width=a.width, heads=a.heads, eval_size=a.eval_size,
+                       test_size=a.test_size)
     return 0
 
 
