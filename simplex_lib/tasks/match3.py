@@ -53,6 +53,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import viz
+from ..cli import int_at_least, positive_float
 from ..ops.determinant.reference import det_logits
 from ..model import Model
 from ..provenance import provenance
@@ -1105,28 +1106,6 @@ def load_recorded(path: str) -> dict:
         return json.load(f)
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
-        return v
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m simplex_lib.tasks.match3``."""
     ap = argparse.ArgumentParser(prog="python -m simplex_lib.tasks.match3",
@@ -1136,28 +1115,28 @@ def build_parser() -> argparse.ArgumentParser:
                                              "shortcut rule as a baseline.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", required=True, help="JSON file to write (checked before any work)")
-    ap.add_argument("--workers", type=_int_at_least(1), default=12, help="parallel worker processes")
-    ap.add_argument("--steps", type=_int_at_least(1), default=4000, help="optimizer steps per run")
-    ap.add_argument("--batch", type=_int_at_least(1), default=256, help="sequences per step")
-    ap.add_argument("--width", type=_int_at_least(1), default=32, help="model width")
-    ap.add_argument("--heads", type=_int_at_least(1), default=2, help="attention heads (divide --width)")
-    ap.add_argument("--lrs", type=_positive_float, nargs="+", default=list(RECORDED_LRS),
+    ap.add_argument("--workers", type=int_at_least(1), default=12, help="parallel worker processes")
+    ap.add_argument("--steps", type=int_at_least(1), default=4000, help="optimizer steps per run")
+    ap.add_argument("--batch", type=int_at_least(1), default=256, help="sequences per step")
+    ap.add_argument("--width", type=int_at_least(1), default=32, help="model width")
+    ap.add_argument("--heads", type=int_at_least(1), default=2, help="attention heads (divide --width)")
+    ap.add_argument("--lrs", type=positive_float, nargs="+", default=list(RECORDED_LRS),
                     help="learning-rate grid; each model kind keeps its best (validation accuracy)")
-    ap.add_argument("--seeds", type=_int_at_least(2), default=5, help="seeds 0..SEEDS-1 per configuration")
+    ap.add_argument("--seeds", type=int_at_least(2), default=5, help="seeds 0..SEEDS-1 per configuration")
     ap.add_argument("--variants", nargs="+", choices=("any", "distinct"), default=["any", "distinct"],
                     help="any: repeated positions allowed (Theorem 5.1); distinct: i, j1, j2 all different")
-    ap.add_argument("--threads", type=_int_at_least(1), default=1, help="torch threads per worker")
-    ap.add_argument("--eval-size", type=_int_at_least(1), default=2048,
+    ap.add_argument("--threads", type=int_at_least(1), default=1, help="torch threads per worker")
+    ap.add_argument("--eval-size", type=int_at_least(1), default=2048,
                     help="validation sequences per run (learning-rate choice)")
-    ap.add_argument("--test-size", type=_int_at_least(1), default=4096, help="test sequences per seed")
+    ap.add_argument("--test-size", type=int_at_least(1), default=4096, help="test sequences per seed")
     ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    ap.add_argument("--lengths", type=_int_at_least(1), nargs="*", default=RECORDED_LENGTHS["n"],
+    ap.add_argument("--lengths", type=int_at_least(1), nargs="*", default=RECORDED_LENGTHS["n"],
                     help="sequence lengths at the modulus --lengths-M")
-    ap.add_argument("--lengths-M", type=_int_at_least(2), default=RECORDED_LENGTHS["M"],
+    ap.add_argument("--lengths-M", type=int_at_least(2), default=RECORDED_LENGTHS["M"],
                     help="modulus of the length sweep")
-    ap.add_argument("--moduli", type=_int_at_least(2), nargs="*", default=RECORDED_MODULI["M"],
+    ap.add_argument("--moduli", type=int_at_least(2), nargs="*", default=RECORDED_MODULI["M"],
                     help="moduli at the length --moduli-n")
-    ap.add_argument("--moduli-n", type=_int_at_least(1), default=RECORDED_MODULI["n"],
+    ap.add_argument("--moduli-n", type=int_at_least(1), default=RECORDED_MODULI["n"],
                     help="length of the modulus sweep")
     return ap
 
