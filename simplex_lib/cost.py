@@ -940,9 +940,27 @@ def forward_step_cycles(block_m: int, block_n: int, head_dim: int, *, elem_bytes
     shared-memory traffic (the two register-computed operands ``q * k2`` and ``P`` written and read
     back once, the ``K1`` and ``V1`` tiles read once by their GEMMs).
 
-    Returns a dict of cycles: ``tensor``, ``exp2``, ``fp32``, ``smem``; and ``useful_flops`` of the
-    step. The units may overlap (the time is at least the largest entry) or run one after the other
+    Parameters
+    ----------
+    block_m, block_n, head_dim : int >= 1
+        Query rows of the tile, keys of the long-window tile, head dimension ``D``.
+    elem_bytes : int, default 2
+        Bytes per element of the GEMM operands (2 for bf16).
+    ops_per_logit, ops_per_output : int, default 4 and 4
+        fp32 operations per logit and per accumulator entry (see above).
+    device : dict, optional
+        Per-SM rates per clock as in :data:`H100_SXM` (the default).
+
+    Returns
+    -------
+    dict of cycles: ``tensor``, ``exp2``, ``fp32``, ``smem``; and ``useful_flops`` of the step.
+    The units may overlap (the time is at least the largest entry) or run one after the other
     (at most the sum of the first three, shared memory being fed while the tensor cores work).
+
+    Raises
+    ------
+    ValueError
+        If a count is not an int >= 1.
 
     Examples
     --------
@@ -974,6 +992,17 @@ def forward_tflops_bounds(cycles: dict, device: dict | None = None) -> tuple:
     tensor cores, the exponentials and the fp32 work take turns. A kernel in which one program
     does its softmax between its GEMMs, with only the other programs on the SM to fill the gaps,
     lands near the serial figure.
+
+    Parameters
+    ----------
+    cycles : dict
+        As :func:`forward_step_cycles` returns.
+    device : dict, optional
+        Rates as in :data:`H100_SXM` (the default); its ``peak_tflops`` scales the result.
+
+    Returns
+    -------
+    (overlapped, serial) : (float, float), TFLOPS.
 
     Examples
     --------

@@ -21,6 +21,9 @@ import math
 import os
 import statistics
 
+from .stats import t_quantile
+
+
 __all__ = [
     "bits_per_byte",
     "steady_throughput",
@@ -35,27 +38,9 @@ __all__ = [
     "plot_seed_curves",
     "plot_paired_differences",
     "plot_runs_bpb",
-    "t_quantile",
 ]
 
 LN2 = math.log(2.0)
-
-# Two-sided 95 % quantiles of Student's t (df = 1..30); beyond 30 the normal 1.96 is used.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t_quantile(df: int) -> float:
-    """The 97.5 % quantile of Student's t with ``df`` degrees of freedom (a 95 % interval).
-
-    >>> t_quantile(2), t_quantile(100)
-    (4.303, 1.96)
-    """
-    if df < 1:
-        raise ValueError(f"df must be >= 1, got {df}")
-    return _T975[df - 1] if df <= len(_T975) else 1.96
-
 
 def bits_per_byte(nats: float) -> float:
     """A loss in nats per byte expressed in bits per byte (divide by ln 2).
@@ -182,7 +167,7 @@ def seed_table(runs: dict, baseline: str = "dot", step: int | None = None) -> li
             if len(diffs) >= 2:
                 dm, dsd = _mean_sd(diffs)
                 row.update(diff_mean=dm, diff_sd=dsd,
-                           diff_ci=t_quantile(len(diffs) - 1) * dsd / math.sqrt(len(diffs)))
+                           diff_ci=t_quantile(0.975, len(diffs) - 1) * dsd / math.sqrt(len(diffs)))
         rows.append(row)
     return rows
 

@@ -18,10 +18,8 @@ from simplex_lib.tasks.match3 import (
     match3_labels,
     match3_sweep,
     match3_test_set,
-    paired_interval,
     pairwise_witness_labels,
     summarize_sweep,
-    t_quantile,
     theorem_5_1_attention,
     theorem_5_1_details,
     theorem_5_1_embeddings,
@@ -29,6 +27,7 @@ from simplex_lib.tasks.match3 import (
     load_recorded,
     train_match3,
 )
+from simplex_lib.stats import paired_interval, t_quantile
 from simplex_lib.tasks.match3 import main as match3_main
 
 

@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from simplex_lib import viz  # noqa: E402
+from simplex_lib import diagrams, viz  # noqa: E402
 
 fig, axes = viz.new_figure(2, width=6.0, height=2.4)
-viz.edges_and_triangles(axes)
+diagrams.edges_and_triangles(axes)
 viz.finish(fig)
 fig.savefig(Path(__file__).with_name("edges-and-triangles.svg"))

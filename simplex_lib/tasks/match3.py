@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from .. import viz
 from ..cli import int_at_least, positive_float
+from ..stats import paired_interval
 from ..ops.determinant.reference import det_logits
 from ..model import Model
 from ..provenance import provenance
@@ -81,8 +82,6 @@ __all__ = [
     "token_breakdown",
     "train_match3",
     "match3_sweep",
-    "t_quantile",
-    "paired_interval",
     "summarize_sweep",
     "sweep_table",
     "plot_circle",
@@ -713,48 +712,12 @@ def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), lrs=(1e-
             for (n, M, d, k, lr, s) in tqdm(jobs, desc="Match3 sweep", disable=not progress)]
 
 
-def t_quantile(p: float, df: int) -> float:
-    """Quantile of Student's t distribution (numerical integration of its density; ``p >= 1/2``).
-
-    Examples
-    --------
-    >>> round(t_quantile(0.975, 4), 4), round(t_quantile(0.975, 30), 3)
-    (2.7764, 2.042)
-    """
-    if not 0.5 <= p < 1 or df < 1:
-        raise ValueError(f"need 1/2 <= p < 1 and df >= 1, got p={p}, df={df}")
-    t = torch.linspace(0.0, 200.0, 400_001, dtype=torch.float64)
-    logc = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    dens = torch.exp(logc - (df + 1) / 2 * torch.log1p(t * t / df))
-    cdf = 0.5 + torch.cumulative_trapezoid(dens, t, dim=0)
-    i = int(torch.searchsorted(cdf, torch.tensor(p, dtype=torch.float64)))
-    # linear interpolation inside the grid cell
-    t0, t1, c0, c1 = float(t[i]), float(t[i + 1]), float(cdf[i - 1]), float(cdf[i])
-    return t0 + (t1 - t0) * (p - c0) / (c1 - c0)
-
-
-def paired_interval(a, b, level: float = 0.95) -> dict:
-    """Mean of the paired differences ``a - b`` and its Student-t confidence interval.
-
-    Examples
-    --------
-    >>> d = paired_interval([0.8, 0.9, 0.85], [0.7, 0.8, 0.8])
-    >>> round(d["mean"], 4), d["lo"] < d["mean"] < d["hi"], d["pairs"]
-    (0.0833, True, 3)
-    """
-    diff = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
-    k = diff.numel()
-    mean = float(diff.mean())
-    half = t_quantile(0.5 + level / 2, k - 1) * float(diff.std()) / math.sqrt(k) if k > 1 else math.inf
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "pairs": k, "level": level}
-
-
 def summarize_sweep(records) -> list:
     """One row per ``(distinct, n, M)``: each kind at its best learning rate, paired differences.
 
     For each kind the learning rate with the highest mean VALIDATION accuracy over seeds is
     chosen; at that rate the TEST accuracies (per seed) are compared with the other kind and with
-    the pairwise shortcut rule on the same test sets (:func:`paired_interval`, 95%).
+    the pairwise shortcut rule on the same test sets (:func:`simplex_lib.stats.paired_interval`, 95%).
 
     Returns
     -------
@@ -764,7 +727,7 @@ def summarize_sweep(records) -> list:
     ``{kind}_acc``, ``{kind}_neg`` and ``{kind}_triple`` (accuracy on negatives and on those
     positives), ``{kind}_params``; ``{kind}_minus_rule``, ``{kind}_minus_majority`` and
     ``simplicial_minus_dot`` (dicts of
-    :func:`paired_interval`).
+    :func:`simplex_lib.stats.paired_interval`).
 
     Examples
     --------
