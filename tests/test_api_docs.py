@@ -27,16 +27,13 @@ import simplex_apidoc  # noqa: E402
 
 MODULES = simplex_apidoc.public_modules()
 
-# Modules whose public callables must all have a Parameters section. The others report their
-# count (an expected failure) until their docstrings are rewritten; SIMPLEX_STRICT_DOCS=1 makes
-# every module strict. A function added to one of these modules (viz.py and cost.py included,
-# where chapters append) needs its Parameters section at once.
-STRICT_PARAMETERS: set[str] = {f"simplex_lib.{name}" for name in (
-    "ops.checks", "ops.dot.reference", "ops.two_simplicial.reference", "ops.two_simplicial.interface",
-    "ops.determinant.reference", "cost", "tasks.corpus", "layers", "model", "train", "timing", "bench",
-    "viz", "widgets", "widgets.explorer", "widgets.coverage_explorer", "widgets.graph_explorer",
-    "widgets.match3_explorer", "widgets.triangle_explorer", "runtime", "book", "testing", "provenance",
-    "check_chapters",
+# Every module's public callables have a Parameters section, except in these modules, which
+# report their count as an expected failure until their docstrings are rewritten (a new module
+# is strict from the start); SIMPLEX_STRICT_DOCS=1 makes every module strict.
+NOT_YET_STRICT: set[str] = {f"simplex_lib.{name}" for name in (
+    "ops.two_simplicial.forward", "ops.two_simplicial.backward", "ops.two_simplicial.configs",
+    "ops.two_simplicial.tiling", "graph.weisfeiler_lehman", "tasks.hops", "tasks.match3",
+    "experiments", "scaling", "bench_plots",
 )}
 
 
@@ -125,8 +122,8 @@ def test_callables_document_their_parameters(modname):
     """Every public function, class and method has a docstring, with a Parameters section if it
     takes parameters. A method may inherit both from the simplex_lib method it overrides.
 
-    Not yet strict for every module: a module outside STRICT_PARAMETERS reports its count as an
-    expected failure (``pytest -rx`` lists them).
+    A module in NOT_YET_STRICT reports its count as an expected failure (``pytest -rx`` lists
+    them).
     """
     missing = simplex_apidoc.missing_parameters(modname)
     empty = simplex_apidoc.empty_entries(modname)
@@ -136,15 +133,18 @@ def test_callables_document_their_parameters(modname):
         f"{modname}: {len(missing)} callables without a Parameters section: {missing}; "
         f"{len(empty)} without any docstring: {empty}"
     )
-    if modname in STRICT_PARAMETERS or os.environ.get("SIMPLEX_STRICT_DOCS") == "1":
+    if modname not in NOT_YET_STRICT or os.environ.get("SIMPLEX_STRICT_DOCS") == "1":
         pytest.fail(message)
     print(message)
     pytest.xfail(message)
 
 
-def test_strict_modules_exist():
-    unknown = sorted(STRICT_PARAMETERS - set(MODULES))
-    assert not unknown, f"STRICT_PARAMETERS names modules that are not public modules: {unknown}"
+def test_not_yet_strict_modules_exist_and_are_incomplete():
+    unknown = sorted(NOT_YET_STRICT - set(MODULES))
+    assert not unknown, f"NOT_YET_STRICT names modules that are not public modules: {unknown}"
+    done = [m for m in NOT_YET_STRICT
+            if not simplex_apidoc.missing_parameters(m) and not simplex_apidoc.empty_entries(m)]
+    assert not done, f"complete now, remove them from NOT_YET_STRICT: {done}"
 
 
 def test_parameter_check_sees_sections():

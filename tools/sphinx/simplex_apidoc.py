@@ -51,9 +51,10 @@ logger = logging.getLogger(__name__)
 ORDER = [
     "ops", "ops.checks", "ops.dot", "ops.two_simplicial", "ops.n_simplicial",
     "ops.determinant", "ops.topk",
-    "masks", "selection", "cost", "graph", "tasks", "layers", "model", "train",
+    "masks", "selection", "cost", "graph", "tasks", "layers", "model", "train", "experiments", "stats",
     "scaling", "published", "timing", "bench", "bench_plots",
-    "viz", "widgets", "runtime", "book", "testing", "provenance", "check_chapters",
+    "viz", "diagrams", "widgets", "runtime", "book", "testing", "provenance", "cli",
+    "check_chapters",
 ]
 
 # Inside a package: the package itself first, then these submodules, then the others.
