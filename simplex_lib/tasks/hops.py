@@ -3,7 +3,9 @@
 Each sequence lists the ``M`` edges ``u -> f(u)`` of a fresh random permutation ``f`` of
 ``{0..M-1}`` in random order, then a query symbol ``x``; the answer is ``f^hops(x)``.
 Dot-product attention follows one edge per layer; a 2-simplicial layer can score a *pair* of
-edges ``(x -> a, a -> b)`` at once (:func:`two_hop_construction`).
+edges ``(x -> a, a -> b)`` at once (:func:`two_hop_construction`). Neither needs one layer per
+hop: :func:`pointer_doubling` repeats one hand-built dot-product layer so that every edge token
+learns its ``2**l``-th successor, which answers ``2**(L-1)`` hops in ``L`` layers.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 
 from ..ops.two_simplicial.reference import two_simplicial_attention, two_simplicial_logits
 
-__all__ = ["hop_batch", "HopTask", "two_hop_construction"]
+__all__ = ["hop_batch", "HopTask", "two_hop_construction", "pointer_doubling"]
 
 
 def hop_batch(batch: int, M: int, hops: int, generator: torch.Generator):
@@ -124,3 +126,47 @@ def two_hop_construction(tokens: torch.Tensor, M: int, c: float = 20.0):
     out = two_simplicial_attention(q, k1, k2, v1, v2, scale=1.0)[:, -1, 0, :M]
     logits = two_simplicial_logits(q, k1, k2, scale=1.0)[:, 0, -1]
     return out, logits
+
+
+def pointer_doubling(tokens: torch.Tensor, M: int, n_layers: int, c: float = 30.0):
+    """Answer ``2**(n_layers - 1)`` hops of :func:`hop_batch` with ``n_layers`` dot-product layers.
+
+    Every edge token ``u -> v`` carries a one-hot *pointer*, first ``onehot(v) = f(u)``. In each of
+    the first ``n_layers - 1`` layers, edge ``i`` attends (query: its pointer, keys: every edge's
+    source ``onehot(u_j)``, logit gap ``c``) to the edge that leaves its pointer's node and copies
+    that edge's pointer, so ``f^(2^l)`` becomes ``f^(2^(l+1))``: pointer doubling. The same weights
+    serve every such layer (a looped layer). The last layer is the query's lookup: the query token
+    attends to the edge leaving ``x`` and reads its pointer, ``f^(2^(n_layers-1))(x)``.
+
+    Parameters
+    ----------
+    tokens : int64 ``[batch, M + 1]`` from :func:`hop_batch`
+    M : int
+    n_layers : int, >= 1
+    c : float
+        Logit gap of every lookup; larger is sharper.
+
+    Returns
+    -------
+    float64 ``[batch, M]``: the query's output, close to ``onehot(f^(2^(n_layers-1))(x))``.
+
+    Examples
+    --------
+    >>> t, y = hop_batch(8, 5, 4, torch.Generator().manual_seed(0))
+    >>> bool((pointer_doubling(t, 5, n_layers=3).argmax(-1) == y).all())
+    True
+    """
+    B, n = tokens.shape
+    if n != M + 1:
+        raise ValueError(f"tokens must have M + 1 = {M + 1} positions, got {n}")
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+    eye = torch.eye(M, dtype=torch.float64)
+    source = eye[tokens[:, :-1] // M]                  # [B, M edges, M]: keys of every lookup
+    pointer = eye[tokens[:, :-1] % M]                  # [B, M edges, M]: f(u) for edge u -> f(u)
+    for _ in range(n_layers - 1):                      # one doubling layer, repeated
+        weights = torch.softmax(c * pointer @ source.transpose(1, 2), dim=-1)
+        pointer = weights @ pointer                    # f^(2^l) -> f^(2^(l+1))
+    query = c * eye[tokens[:, -1] - M * M]             # [B, M]
+    weights = torch.softmax(torch.einsum("bm,bjm->bj", query, source), dim=-1)
+    return torch.einsum("bj,bjm->bm", weights, pointer)
