@@ -357,7 +357,7 @@ def plot_power_law_fits(ax, benchmark: str, fits: dict | None = None, params=ACT
         axis.set_major_formatter(FormatStrFormatter("%.2f"))
         axis.set_minor_formatter(FormatStrFormatter("%.2f"))
     label(ax, "active parameters N", "negative log-likelihood (nats)", benchmark)
-    ax.legend(fontsize=9, ncol=2)
+    ax.legend(fontsize=9, ncol=2, loc="lower left")
 
 
 def local_slopes(N, L) -> np.ndarray:
