@@ -357,7 +357,7 @@ def plot_power_law_fits(ax, benchmark: str, fits: dict | None = None, params=ACT
         axis.set_major_formatter(FormatStrFormatter("%.2f"))
         axis.set_minor_formatter(FormatStrFormatter("%.2f"))
     label(ax, "active parameters N", "negative log-likelihood (nats)", benchmark)
-    ax.legend(fontsize=9, ncol=2, loc="lower left")
+    ax.legend(fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.22))
 
 
 def local_slopes(N, L) -> np.ndarray:
