@@ -128,15 +128,18 @@ def two_hop_construction(tokens: torch.Tensor, M: int, c: float = 20.0):
     return out, logits
 
 
-def pointer_doubling(tokens: torch.Tensor, M: int, n_layers: int, c: float = 30.0):
-    """Answer ``2**(n_layers - 1)`` hops of :func:`hop_batch` with ``n_layers`` dot-product layers.
+def pointer_doubling(tokens: torch.Tensor, M: int, n_layers: int,
+                     c: float = 30.0):
+    """Answer ``2**(n_layers - 1)`` hops of :func:`hop_batch` in ``n_layers``.
 
-    Every edge token ``u -> v`` carries a one-hot *pointer*, first ``onehot(v) = f(u)``. In each of
-    the first ``n_layers - 1`` layers, edge ``i`` attends (query: its pointer, keys: every edge's
-    source ``onehot(u_j)``, logit gap ``c``) to the edge that leaves its pointer's node and copies
-    that edge's pointer, so ``f^(2^l)`` becomes ``f^(2^(l+1))``: pointer doubling. The same weights
-    serve every such layer (a looped layer). The last layer is the query's lookup: the query token
-    attends to the edge leaving ``x`` and reads its pointer, ``f^(2^(n_layers-1))(x)``.
+    Every edge token ``u -> v`` carries a one-hot *pointer*, first
+    ``onehot(v) = f(u)``. In each of the first ``n_layers - 1`` dot-product
+    layers, edge ``i`` attends (query: its pointer; keys: every edge's source
+    ``onehot(u_j)``; logit gap ``c``) to the edge that leaves its pointer's
+    node and copies that edge's pointer: ``f^(2^l)`` becomes ``f^(2^(l+1))``,
+    pointer doubling. Every such layer has the same weights (a looped layer).
+    The last layer is the query's lookup: the query token attends to the edge
+    leaving ``x`` and reads its pointer, ``f^(2^(n_layers-1))(x)``.
 
     Parameters
     ----------
@@ -148,7 +151,8 @@ def pointer_doubling(tokens: torch.Tensor, M: int, n_layers: int, c: float = 30.
 
     Returns
     -------
-    float64 ``[batch, M]``: the query's output, close to ``onehot(f^(2^(n_layers-1))(x))``.
+    float64 ``[batch, M]``: the query's output, close to
+    ``onehot(f^(2^(n_layers-1))(x))``.
 
     Examples
     --------
@@ -158,15 +162,17 @@ def pointer_doubling(tokens: torch.Tensor, M: int, n_layers: int, c: float = 30.
     """
     B, n = tokens.shape
     if n != M + 1:
-        raise ValueError(f"tokens must have M + 1 = {M + 1} positions, got {n}")
+        raise ValueError(f"tokens must have M + 1 = {M + 1} positions, "
+                         f"got {n}")
     if n_layers < 1:
         raise ValueError(f"n_layers must be >= 1, got {n_layers}")
     eye = torch.eye(M, dtype=torch.float64)
-    source = eye[tokens[:, :-1] // M]                  # [B, M edges, M]: keys of every lookup
-    pointer = eye[tokens[:, :-1] % M]                  # [B, M edges, M]: f(u) for edge u -> f(u)
-    for _ in range(n_layers - 1):                      # one doubling layer, repeated
-        weights = torch.softmax(c * pointer @ source.transpose(1, 2), dim=-1)
-        pointer = weights @ pointer                    # f^(2^l) -> f^(2^(l+1))
-    query = c * eye[tokens[:, -1] - M * M]             # [B, M]
-    weights = torch.softmax(torch.einsum("bm,bjm->bj", query, source), dim=-1)
+    source = eye[tokens[:, :-1] // M]   # [B, M edges, M]: keys of all lookups
+    pointer = eye[tokens[:, :-1] % M]   # [B, M edges, M]: f(u) for u -> f(u)
+    for _ in range(n_layers - 1):       # one doubling layer, repeated
+        logits = c * pointer @ source.transpose(1, 2)
+        pointer = torch.softmax(logits, dim=-1) @ pointer  # f^(2^(l+1))
+    query = c * eye[tokens[:, -1] - M * M]                 # [B, M]
+    logits = torch.einsum("bm,bjm->bj", query, source)
+    weights = torch.softmax(logits, dim=-1)
     return torch.einsum("bj,bjm->bm", weights, pointer)
