@@ -98,7 +98,7 @@ def _positive_nd(name: str, values) -> np.ndarray:
 
 
 def fit_power_law(N, L) -> PowerLawFit:
-    """Fit ``-log L = alpha * log N + beta`` by ordinary least squares (the paper's eqs. 18-20).
+    """Fit ``-log L = alpha * log N + beta`` by least squares (eqs. 18-20).
 
     Parameters
     ----------
@@ -110,13 +110,15 @@ def fit_power_law(N, L) -> PowerLawFit:
     Returns
     -------
     PowerLawFit
-        ``alpha``, ``beta``, ``r2`` and ``residual`` (sum of squared residuals of ``-log L``).
+        ``alpha``, ``beta``, ``r2`` and ``residual`` (sum of squared
+        residuals of ``-log L``).
 
     Raises
     ------
     ValueError
-        If ``N`` and ``L`` differ in length, hold fewer than 2 points, contain a non-positive or
-        non-finite value, or if all ``N`` are equal (the slope is undefined).
+        If ``N`` and ``L`` differ in length, hold fewer than 2 points,
+        contain a non-positive or non-finite value, or if all ``N`` are equal
+        (the slope is undefined).
 
     Examples
     --------
@@ -127,9 +129,10 @@ def fit_power_law(N, L) -> PowerLawFit:
     n = _positive_1d("N", N)
     loss = _positive_1d("L", L)
     if n.shape != loss.shape:
-        raise ValueError(f"N and L must have the same length, got {n.size} and {loss.size}")
+        raise ValueError(f"N and L must have the same length, "
+                         f"got {n.size} and {loss.size}")
     if n.size < 2:
-        raise ValueError(f"need at least 2 points to fit a line, got {n.size}")
+        raise ValueError(f"need at least 2 points for a line, got {n.size}")
     x, y = np.log(n), -np.log(loss)
     xc, yc = x - x.mean(), y - y.mean()
     sxx = float(xc @ xc)
@@ -141,7 +144,8 @@ def fit_power_law(N, L) -> PowerLawFit:
     ssr = float(resid @ resid)
     syy = float(yc @ yc)
     r2 = 1.0 - ssr / syy if syy > 0 else float("nan")
-    return PowerLawFit(alpha=alpha, beta=beta, r2=r2, residual=ssr, n_points=int(n.size))
+    return PowerLawFit(alpha=alpha, beta=beta, r2=r2, residual=ssr,
+                       n_points=int(n.size))
 
 
 
@@ -227,8 +231,9 @@ def table2_delta_percent() -> dict:
     return out
 
 
-def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float, beta: float):
-    """The Chinchilla loss ``E + A / N**alpha + B / D**beta`` (the paper's eq. 1 and eq. 17).
+def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float,
+                    beta: float):
+    """The loss model ``E + A / N**alpha + B / D**beta`` (eqs. 1 and 17).
 
     Parameters
     ----------
@@ -244,11 +249,13 @@ def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float, beta: f
 
     Examples
     --------
-    >>> float(chinchilla_loss(1e9, 1e12, E=1.7, A=400.0, B=410.0, alpha=0.34, beta=0.28)) > 1.7
+    >>> kw = dict(E=1.7, A=400.0, B=410.0, alpha=0.34, beta=0.28)
+    >>> float(chinchilla_loss(1e9, 1e12, **kw)) > 1.7
     True
     """
-    for name, v in (("E", E), ("A", A), ("B", B), ("alpha", alpha), ("beta", beta)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+    for name, v in dict(E=E, A=A, B=B, alpha=alpha, beta=beta).items():
+        if (isinstance(v, bool) or not isinstance(v, (int, float))
+                or not np.isfinite(v)):
             raise ValueError(f"{name} must be a finite number, got {v!r}")
     N = _positive_nd("N", N)
     D = _positive_nd("D", D)
