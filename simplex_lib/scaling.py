@@ -117,8 +117,8 @@ def fit_power_law(N, L) -> PowerLawFit:
     ------
     ValueError
         If ``N`` and ``L`` differ in length, hold fewer than 2 points,
-        contain a non-positive or non-finite value, or if all ``N`` are equal
-        (the slope is undefined).
+        contain a non-positive or non-finite value, or if all ``N`` are
+        equal (the slope is undefined).
 
     Examples
     --------

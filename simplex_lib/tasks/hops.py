@@ -18,14 +18,15 @@ __all__ = ["hop_batch", "HopTask", "two_hop_construction", "pointer_doubling"]
 
 
 def hop_batch(batch: int, M: int, hops: int, generator: torch.Generator):
-    """Pointer chasing: follow a random permutation ``hops`` times from a query symbol.
+    """Pointer chasing: apply a random permutation ``hops`` times to ``x``.
 
-    One token per edge ``u -> f(u)`` (id ``u * M + f(u)``), in random order, then one query
-    token (id ``M * M + x``). The target is ``f^hops(x)``.
+    One token per edge ``u -> f(u)`` (id ``u * M + f(u)``), in random order,
+    then one query token (id ``M * M + x``). The target is ``f^hops(x)``.
 
     Returns
     -------
-    tokens : int64 ``[batch, M + 1]`` (vocabulary ``M * M + M``); target : int64 ``[batch]`` in ``[0, M)``
+    tokens : int64 ``[batch, M + 1]`` (vocabulary ``M * M + M``)
+    target : int64 ``[batch]`` in ``[0, M)``
 
     Examples
     --------
@@ -34,14 +35,17 @@ def hop_batch(batch: int, M: int, hops: int, generator: torch.Generator):
     (torch.Size([2, 5]), True)
     """
     if M < 2 or hops < 1 or batch < 1:
-        raise ValueError(f"need M >= 2, hops >= 1 and batch >= 1, got M={M}, hops={hops}, batch={batch}")
-    perm = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)  # f(u) = perm[u]
-    u = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)     # edge order
+        raise ValueError(f"need M >= 2, hops >= 1 and batch >= 1, "
+                         f"got M={M}, hops={hops}, batch={batch}")
+    # f(u) = perm[u]; the edges are listed in the order u
+    perm = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)
+    u = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)
     x = torch.randint(0, M, (batch,), generator=generator)
     y = x.clone()
     for _ in range(hops):
         y = perm.gather(1, y[:, None])[:, 0]
-    tokens = torch.cat([u * M + perm.gather(1, u), (M * M + x)[:, None]], dim=1)
+    edges = u * M + perm.gather(1, u)
+    tokens = torch.cat([edges, (M * M + x)[:, None]], dim=1)
     return tokens, y
 
 
@@ -130,16 +134,17 @@ def two_hop_construction(tokens: torch.Tensor, M: int, c: float = 20.0):
 
 def pointer_doubling(tokens: torch.Tensor, M: int, n_layers: int,
                      c: float = 30.0):
-    """Answer ``2**(n_layers - 1)`` hops of :func:`hop_batch` in ``n_layers``.
+    """``2**(n_layers - 1)`` hops of :func:`hop_batch` in ``n_layers``.
 
     Every edge token ``u -> v`` carries a one-hot *pointer*, first
     ``onehot(v) = f(u)``. In each of the first ``n_layers - 1`` dot-product
-    layers, edge ``i`` attends (query: its pointer; keys: every edge's source
-    ``onehot(u_j)``; logit gap ``c``) to the edge that leaves its pointer's
-    node and copies that edge's pointer: ``f^(2^l)`` becomes ``f^(2^(l+1))``,
-    pointer doubling. Every such layer has the same weights (a looped layer).
-    The last layer is the query's lookup: the query token attends to the edge
-    leaving ``x`` and reads its pointer, ``f^(2^(n_layers-1))(x)``.
+    layers, edge ``i`` attends (query: its pointer; keys: every edge's
+    source ``onehot(u_j)``; logit gap ``c``) to the edge that leaves its
+    pointer's node and copies that edge's pointer, so ``f^(2^l)`` becomes
+    ``f^(2^(l+1))``: pointer doubling. Every such layer has the same
+    weights (a looped layer). The last layer is the query's lookup: the
+    query attends to the edge leaving ``x`` and reads its pointer,
+    ``f^(2^(n_layers-1))(x)``.
 
     Parameters
     ----------
@@ -167,8 +172,8 @@ def pointer_doubling(tokens: torch.Tensor, M: int, n_layers: int,
     if n_layers < 1:
         raise ValueError(f"n_layers must be >= 1, got {n_layers}")
     eye = torch.eye(M, dtype=torch.float64)
-    source = eye[tokens[:, :-1] // M]   # [B, M edges, M]: keys of all lookups
-    pointer = eye[tokens[:, :-1] % M]   # [B, M edges, M]: f(u) for u -> f(u)
+    source = eye[tokens[:, :-1] // M]   # [B, M edges, M]: keys, u
+    pointer = eye[tokens[:, :-1] % M]   # [B, M edges, M]: f(u)
     for _ in range(n_layers - 1):       # one doubling layer, repeated
         logits = c * pointer @ source.transpose(1, 2)
         pointer = torch.softmax(logits, dim=-1) @ pointer  # f^(2^(l+1))
