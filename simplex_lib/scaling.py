@@ -8,7 +8,9 @@ constant; then linearise ``-log L = alpha * log N + beta`` and fit a straight li
 
 The paper's printed numbers (Tables 2-4) are data in :mod:`simplex_lib.published`; the functions
 here refit them (:func:`fit_table2`, :func:`table2_delta_percent`, :func:`params_reproducing`) and
-draw the fits (:func:`plot_power_law_fits`). :func:`log_log_slope` is the plain exponent of
+draw the fits (:func:`plot_power_law_fits`) and the ratio of the two families' losses
+(:func:`plot_loss_ratio`); :func:`local_slopes` and :func:`slope_standard_error` say how much
+three points can tell. :func:`log_log_slope` is the plain exponent of
 ``y ~ x**p``, used to read scaling off measurements.
 
 Logarithms are natural throughout and ``N`` is a raw parameter count (``1e9``, not ``1``).
@@ -35,6 +37,9 @@ __all__ = [
     "chinchilla_loss",
     "params_reproducing",
     "plot_power_law_fits",
+    "local_slopes",
+    "slope_standard_error",
+    "plot_loss_ratio",
 ]
 
 @dataclass(frozen=True)
@@ -93,7 +98,7 @@ def _positive_nd(name: str, values) -> np.ndarray:
 
 
 def fit_power_law(N, L) -> PowerLawFit:
-    """Fit ``-log L = alpha * log N + beta`` by ordinary least squares (the paper's eqs. 18-20).
+    """Fit ``-log L = alpha * log N + beta`` by least squares (eqs. 18-20).
 
     Parameters
     ----------
@@ -105,13 +110,15 @@ def fit_power_law(N, L) -> PowerLawFit:
     Returns
     -------
     PowerLawFit
-        ``alpha``, ``beta``, ``r2`` and ``residual`` (sum of squared residuals of ``-log L``).
+        ``alpha``, ``beta``, ``r2`` and ``residual`` (sum of squared
+        residuals of ``-log L``).
 
     Raises
     ------
     ValueError
-        If ``N`` and ``L`` differ in length, hold fewer than 2 points, contain a non-positive or
-        non-finite value, or if all ``N`` are equal (the slope is undefined).
+        If ``N`` and ``L`` differ in length, hold fewer than 2 points,
+        contain a non-positive or non-finite value, or if all ``N`` are
+        equal (the slope is undefined).
 
     Examples
     --------
@@ -122,9 +129,10 @@ def fit_power_law(N, L) -> PowerLawFit:
     n = _positive_1d("N", N)
     loss = _positive_1d("L", L)
     if n.shape != loss.shape:
-        raise ValueError(f"N and L must have the same length, got {n.size} and {loss.size}")
+        raise ValueError(f"N and L must have the same length, "
+                         f"got {n.size} and {loss.size}")
     if n.size < 2:
-        raise ValueError(f"need at least 2 points to fit a line, got {n.size}")
+        raise ValueError(f"need at least 2 points for a line, got {n.size}")
     x, y = np.log(n), -np.log(loss)
     xc, yc = x - x.mean(), y - y.mean()
     sxx = float(xc @ xc)
@@ -136,7 +144,8 @@ def fit_power_law(N, L) -> PowerLawFit:
     ssr = float(resid @ resid)
     syy = float(yc @ yc)
     r2 = 1.0 - ssr / syy if syy > 0 else float("nan")
-    return PowerLawFit(alpha=alpha, beta=beta, r2=r2, residual=ssr, n_points=int(n.size))
+    return PowerLawFit(alpha=alpha, beta=beta, r2=r2, residual=ssr,
+                       n_points=int(n.size))
 
 
 
@@ -222,8 +231,9 @@ def table2_delta_percent() -> dict:
     return out
 
 
-def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float, beta: float):
-    """The Chinchilla loss ``E + A / N**alpha + B / D**beta`` (the paper's eq. 1 and eq. 17).
+def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float,
+                    beta: float):
+    """The loss model ``E + A / N**alpha + B / D**beta`` (eqs. 1 and 17).
 
     Parameters
     ----------
@@ -239,11 +249,13 @@ def chinchilla_loss(N, D, *, E: float, A: float, B: float, alpha: float, beta: f
 
     Examples
     --------
-    >>> float(chinchilla_loss(1e9, 1e12, E=1.7, A=400.0, B=410.0, alpha=0.34, beta=0.28)) > 1.7
+    >>> kw = dict(E=1.7, A=400.0, B=410.0, alpha=0.34, beta=0.28)
+    >>> float(chinchilla_loss(1e9, 1e12, **kw)) > 1.7
     True
     """
-    for name, v in (("E", E), ("A", A), ("B", B), ("alpha", alpha), ("beta", beta)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+    for name, v in dict(E=E, A=A, B=B, alpha=alpha, beta=beta).items():
+        if (isinstance(v, bool) or not isinstance(v, (int, float))
+                or not np.isfinite(v)):
             raise ValueError(f"{name} must be a finite number, got {v!r}")
     N = _positive_nd("N", N)
     D = _positive_nd("D", D)
@@ -352,4 +364,78 @@ def plot_power_law_fits(ax, benchmark: str, fits: dict | None = None, params=ACT
         axis.set_major_formatter(FormatStrFormatter("%.2f"))
         axis.set_minor_formatter(FormatStrFormatter("%.2f"))
     label(ax, "active parameters N", "negative log-likelihood (nats)", benchmark)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+
+
+def local_slopes(N, L) -> np.ndarray:
+    """The slope of ``-log L`` against ``log N`` between each pair of consecutive points.
+
+    Parameters
+    ----------
+    N, L : array-like, shape [n], n >= 2
+        Parameter counts (increasing) and losses, all positive.
+
+    Returns
+    -------
+    numpy.ndarray, shape [n - 1]
+        ``log(L[s] / L[s+1]) / log(N[s+1] / N[s])``: the exponent of the power law through
+        points ``s`` and ``s + 1`` alone.
+
+    Examples
+    --------
+    >>> local_slopes([1e9, 2e9, 4e9], [0.5, 0.25, 0.125]).round(6).tolist()
+    [1.0, 1.0]
+    """
+    n, loss = _positive_1d("N", N), _positive_1d("L", L)
+    if n.shape != loss.shape or n.size < 2:
+        raise ValueError(f"N and L must have the same length >= 2, got {n.size} and {loss.size}")
+    if np.any(np.diff(n) <= 0):
+        raise ValueError(f"N must be strictly increasing, got {n.tolist()}")
+    return np.diff(-np.log(loss)) / np.diff(np.log(n))
+
+
+def slope_standard_error(N, sigma: float) -> float:
+    """Standard error of a least-squares slope in ``log N`` when each ``-log L`` has noise ``sigma``.
+
+    ``sigma / sqrt(sum (log N_i - mean)^2)``. The difference of two independent slopes fitted at
+    the same ``N`` has ``sqrt(2)`` times this standard error.
+
+    Examples
+    --------
+    >>> round(slope_standard_error([1e9, 2e9, 3.5e9], 0.005), 4)
+    0.0056
+    """
+    x = np.log(_positive_1d("N", N))
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+        raise ValueError(f"sigma must be a number > 0, got {sigma!r}")
+    sxx = float(((x - x.mean()) ** 2).sum())
+    if sxx <= 0:
+        raise ValueError("N must contain at least two distinct values")
+    return float(sigma) / math.sqrt(sxx)
+
+
+def plot_loss_ratio(ax, params=ACTIVE_PARAMS, benchmarks=BENCHMARKS) -> dict:
+    """Plot ``L_2-simplicial / L_Transformer`` of Table 2 against ``N``, one line per benchmark.
+
+    On these axes a pure change of offset is a horizontal line and a change of exponent a
+    straight sloped line (in ``log N``); below 1 the 2-simplicial model is better.
+
+    Returns
+    -------
+    dict
+        ``{benchmark: ratios}`` as plotted.
+    """
+    colours = (PALETTE["accent"], PALETTE["accent2"], PALETTE["accent3"], PALETTE["reference"])
+    n = np.asarray(params, dtype=np.float64)
+    out = {}
+    for b, colour in zip(benchmarks, colours):
+        r = np.asarray(TABLE2_NLL["2-simplicial"][b]) / np.asarray(TABLE2_NLL["Transformer"][b])
+        out[b] = r
+        ax.plot(n, r, "o-", color=colour, label=b)
+    ax.axhline(1.0, color="black", lw=1.0, ls=":", label="equal loss")
+    ax.set_xscale("log")
+    ax.set_xticks(n, [f"{v / 1e9:g}B" for v in n])
+    ax.minorticks_off()
+    label(ax, "active parameters N (log scale)", "NLL ratio, 2-simplicial / Transformer")
+    ax.legend(fontsize=9)
+    return out

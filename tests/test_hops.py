@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from simplex_lib.model import Model, count_parameters
-from simplex_lib.tasks.hops import HopTask, hop_batch, two_hop_construction
+from simplex_lib.tasks.hops import HopTask, hop_batch, pointer_doubling, two_hop_construction
 from simplex_lib.train import TrainConfig, train
 
 
@@ -51,3 +51,19 @@ def test_two_hop_construction(gen, M):
     assert torch.all((flat == 0).sum(-1) == (M + 1) ** 2 - 1 - 2 * (M - 1))
     with pytest.raises(ValueError, match="positions"):
         two_hop_construction(tokens[:, 1:], M)
+
+
+@pytest.mark.parametrize("M,layers", [(5, 1), (6, 2), (7, 3), (9, 4)])
+def test_pointer_doubling_follows_two_to_the_layers_minus_one_hops(M, layers):
+    tokens, target = hop_batch(64, M, 2 ** (layers - 1), torch.Generator().manual_seed(M))
+    out = pointer_doubling(tokens, M, layers)
+    assert torch.equal(out.argmax(-1), target)
+    assert float(out.max(-1).values.min()) > 0.99
+
+
+def test_pointer_doubling_rejects_bad_shapes():
+    tokens, _ = hop_batch(2, 4, 1, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError):
+        pointer_doubling(tokens, 5, 2)
+    with pytest.raises(ValueError):
+        pointer_doubling(tokens, 4, 0)

@@ -212,3 +212,36 @@ def test_scaling_errors():
     for fn, match in cases:
         with pytest.raises(ValueError, match=match):
             fn()
+
+
+def test_local_slopes_match_two_point_fits():
+    n = published.ACTIVE_PARAMS
+    for m in published.MODELS:
+        for b in published.BENCHMARKS:
+            loss = published.TABLE2_NLL[m][b]
+            got = scaling.local_slopes(n, loss)
+            want = [scaling.fit_power_law(n[s:s + 2], loss[s:s + 2]).alpha for s in (0, 1)]
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(ValueError):
+        scaling.local_slopes([2e9, 1e9], [0.3, 0.2])
+
+
+def test_slope_standard_error_matches_simulation():
+    rng = np.random.default_rng(0)
+    n = np.array(published.ACTIVE_PARAMS)
+    slopes = [scaling.fit_power_law(n, np.exp(-(0.1 * np.log(n) + rng.normal(0, 0.01, 3)))).alpha
+              for _ in range(20000)]
+    assert abs(np.std(slopes) / scaling.slope_standard_error(n, 0.01) - 1) < 0.03
+    with pytest.raises(ValueError):
+        scaling.slope_standard_error(n, 0.0)
+
+
+def test_plot_loss_ratio_returns_table2_ratios():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    r = scaling.plot_loss_ratio(ax)
+    plt.close(fig)
+    assert set(r) == set(published.BENCHMARKS)
+    assert all(r[b][2] < 1 for b in published.BENCHMARKS)

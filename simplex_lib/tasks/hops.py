@@ -3,7 +3,9 @@
 Each sequence lists the ``M`` edges ``u -> f(u)`` of a fresh random permutation ``f`` of
 ``{0..M-1}`` in random order, then a query symbol ``x``; the answer is ``f^hops(x)``.
 Dot-product attention follows one edge per layer; a 2-simplicial layer can score a *pair* of
-edges ``(x -> a, a -> b)`` at once (:func:`two_hop_construction`).
+edges ``(x -> a, a -> b)`` at once (:func:`two_hop_construction`). Neither needs one layer per
+hop: :func:`pointer_doubling` repeats one hand-built dot-product layer so that every edge token
+learns its ``2**l``-th successor, which answers ``2**(L-1)`` hops in ``L`` layers.
 """
 
 from __future__ import annotations
@@ -12,18 +14,19 @@ import torch
 
 from ..ops.two_simplicial.reference import two_simplicial_attention, two_simplicial_logits
 
-__all__ = ["hop_batch", "HopTask", "two_hop_construction"]
+__all__ = ["hop_batch", "HopTask", "two_hop_construction", "pointer_doubling"]
 
 
 def hop_batch(batch: int, M: int, hops: int, generator: torch.Generator):
-    """Pointer chasing: follow a random permutation ``hops`` times from a query symbol.
+    """Pointer chasing: apply a random permutation ``hops`` times to ``x``.
 
-    One token per edge ``u -> f(u)`` (id ``u * M + f(u)``), in random order, then one query
-    token (id ``M * M + x``). The target is ``f^hops(x)``.
+    One token per edge ``u -> f(u)`` (id ``u * M + f(u)``), in random order,
+    then one query token (id ``M * M + x``). The target is ``f^hops(x)``.
 
     Returns
     -------
-    tokens : int64 ``[batch, M + 1]`` (vocabulary ``M * M + M``); target : int64 ``[batch]`` in ``[0, M)``
+    tokens : int64 ``[batch, M + 1]`` (vocabulary ``M * M + M``)
+    target : int64 ``[batch]`` in ``[0, M)``
 
     Examples
     --------
@@ -32,14 +35,17 @@ def hop_batch(batch: int, M: int, hops: int, generator: torch.Generator):
     (torch.Size([2, 5]), True)
     """
     if M < 2 or hops < 1 or batch < 1:
-        raise ValueError(f"need M >= 2, hops >= 1 and batch >= 1, got M={M}, hops={hops}, batch={batch}")
-    perm = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)  # f(u) = perm[u]
-    u = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)     # edge order
+        raise ValueError(f"need M >= 2, hops >= 1 and batch >= 1, "
+                         f"got M={M}, hops={hops}, batch={batch}")
+    # f(u) = perm[u]; the edges are listed in the order u
+    perm = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)
+    u = torch.argsort(torch.rand(batch, M, generator=generator), dim=1)
     x = torch.randint(0, M, (batch,), generator=generator)
     y = x.clone()
     for _ in range(hops):
         y = perm.gather(1, y[:, None])[:, 0]
-    tokens = torch.cat([u * M + perm.gather(1, u), (M * M + x)[:, None]], dim=1)
+    edges = u * M + perm.gather(1, u)
+    tokens = torch.cat([edges, (M * M + x)[:, None]], dim=1)
     return tokens, y
 
 
@@ -124,3 +130,54 @@ def two_hop_construction(tokens: torch.Tensor, M: int, c: float = 20.0):
     out = two_simplicial_attention(q, k1, k2, v1, v2, scale=1.0)[:, -1, 0, :M]
     logits = two_simplicial_logits(q, k1, k2, scale=1.0)[:, 0, -1]
     return out, logits
+
+
+def pointer_doubling(tokens: torch.Tensor, M: int, n_layers: int,
+                     c: float = 30.0):
+    """``2**(n_layers - 1)`` hops of :func:`hop_batch` in ``n_layers``.
+
+    Every edge token ``u -> v`` carries a one-hot *pointer*, first
+    ``onehot(v) = f(u)``. In each of the first ``n_layers - 1`` dot-product
+    layers, edge ``i`` attends (query: its pointer; keys: every edge's
+    source ``onehot(u_j)``; logit gap ``c``) to the edge that leaves its
+    pointer's node and copies that edge's pointer, so ``f^(2^l)`` becomes
+    ``f^(2^(l+1))``: pointer doubling. Every such layer has the same
+    weights (a looped layer). The last layer is the query's lookup: the
+    query attends to the edge leaving ``x`` and reads its pointer,
+    ``f^(2^(n_layers-1))(x)``.
+
+    Parameters
+    ----------
+    tokens : int64 ``[batch, M + 1]`` from :func:`hop_batch`
+    M : int
+    n_layers : int, >= 1
+    c : float
+        Logit gap of every lookup; larger is sharper.
+
+    Returns
+    -------
+    float64 ``[batch, M]``: the query's output, close to
+    ``onehot(f^(2^(n_layers-1))(x))``.
+
+    Examples
+    --------
+    >>> t, y = hop_batch(8, 5, 4, torch.Generator().manual_seed(0))
+    >>> bool((pointer_doubling(t, 5, n_layers=3).argmax(-1) == y).all())
+    True
+    """
+    B, n = tokens.shape
+    if n != M + 1:
+        raise ValueError(f"tokens must have M + 1 = {M + 1} positions, "
+                         f"got {n}")
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+    eye = torch.eye(M, dtype=torch.float64)
+    source = eye[tokens[:, :-1] // M]   # [B, M edges, M]: keys, u
+    pointer = eye[tokens[:, :-1] % M]   # [B, M edges, M]: f(u)
+    for _ in range(n_layers - 1):       # one doubling layer, repeated
+        logits = c * pointer @ source.transpose(1, 2)
+        pointer = torch.softmax(logits, dim=-1) @ pointer  # f^(2^(l+1))
+    query = c * eye[tokens[:, -1] - M * M]                 # [B, M]
+    logits = torch.einsum("bm,bjm->bj", query, source)
+    weights = torch.softmax(logits, dim=-1)
+    return torch.einsum("bj,bjm->bm", weights, pointer)
