@@ -191,7 +191,7 @@ def persistent_class_colours(history: list[dict]) -> list[dict]:
 
     Parameters
     ----------
-    history : list of dict ``{node: int}`` (as returned by :func:`wl_colours`)
+    history : list of dict ``{node: int}`` (as returned by :func:`~simplex_lib.graph.weisfeiler_lehman.wl_colours`)
 
     Returns
     -------
