@@ -214,6 +214,21 @@ def folklore_wl_colours(g, *, rounds: int | None = None) -> list[dict]:
 def colour_histogram(colours: dict) -> Counter:
     """How many nodes (or pairs) carry each colour.
 
+    Parameters
+    ----------
+    colours : dict
+        ``{node: colour}`` (or ``{pair: colour}``), e.g. one round of :func:`wl_colours`.
+
+    Returns
+    -------
+    collections.Counter
+        ``{colour: count}``.
+
+    Raises
+    ------
+    ValueError
+        If ``colours`` is not a dict.
+
     Examples
     --------
     >>> colour_histogram({"a": 0, "b": 1, "c": 0})
