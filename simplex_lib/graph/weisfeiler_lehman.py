@@ -140,7 +140,8 @@ def wl_colours(g, *, rounds: int | None = None, initial=None, method: str = "wl"
 
     Returns
     -------
-    list of dict ``{node: int}``: round 0 (initial) first, the stable colouring last.
+    history : list of dict
+        ``{node: int}`` per round, round 0 (initial) first, the stable colouring last.
 
     Examples
     --------
@@ -198,7 +199,8 @@ def folklore_wl_colours(g, *, rounds: int | None = None) -> list[dict]:
 
     Returns
     -------
-    list of dict ``{(u, v): int}``, round 0 first.
+    history : list of dict
+        ``{(u, v): int}`` per round, round 0 first.
 
     Examples
     --------

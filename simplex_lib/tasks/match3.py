@@ -240,7 +240,8 @@ def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, bala
 
     Returns
     -------
-    ``(x, y)``: long tensors ``[batch, n]`` (tokens in ``[0, M)``, labels 0/1).
+    x, y : long Tensor ``[batch, n]``
+        Tokens in ``[0, M)`` and their labels 0/1.
 
     Examples
     --------
@@ -375,8 +376,8 @@ def theorem_5_1_embeddings(x, M: int, c: float):
 
     Returns
     -------
-    ``(q, k1, k2, k_blank)``: float64 tensors ``[..., n, 7]`` (three) and
-    ``[7]``.
+    q, k1, k2 : float64 Tensor ``[..., n, 7]``
+    k_blank : float64 Tensor ``[7]``
 
     Examples
     --------
@@ -408,8 +409,11 @@ def theorem_5_1_logits(x, M: int, c: float):
 
     Returns
     -------
-    ``(A, a_blank)``: ``A[..., i, j1, j2] = c cos(2 pi (x_i + x_j1 + x_j2) / M)`` computed as
-    eq. 9 on the first six coordinates (float64 ``[..., n, n, n]``), and ``a_blank[..., i] = c``.
+    A : float64 Tensor ``[..., n, n, n]``
+        ``A[..., i, j1, j2] = c cos(2 pi (x_i + x_j1 + x_j2) / M)``, computed as eq. 9 on the
+        first six coordinates.
+    a_blank : float64 Tensor ``[..., n]``
+        ``a_blank[..., i] = c``.
 
     Examples
     --------
@@ -438,10 +442,11 @@ def theorem_5_1_details(x, M: int, c=None) -> dict:
 
     Returns
     -------
-    dict with ``logits [..., n, n, n]``, ``weights [..., n, n, n]``
-    (softmax over the ``n^2`` regular pairs and the blank pair jointly),
-    ``blank_weight [..., n]``, ``z [..., n]`` (the head's output),
-    ``prediction`` (``psi(z)``, long 0/1) and ``c``.
+    details : dict
+        ``logits [..., n, n, n]``, ``weights [..., n, n, n]``
+        (softmax over the ``n^2`` regular pairs and the blank pair jointly),
+        ``blank_weight [..., n]``, ``z [..., n]`` (the head's output),
+        ``prediction`` (``psi(z)``, long 0/1) and ``c``.
 
     Examples
     --------
@@ -497,7 +502,8 @@ def theorem_5_1_attention(x, M: int, c=None) -> torch.Tensor:
 
     Returns
     -------
-    Long tensor of the shape of ``x``: the predicted Match3 labels.
+    long Tensor
+        The predicted Match3 labels, shape of ``x``.
 
     Examples
     --------
@@ -809,10 +815,11 @@ def train_match3(kind: str, n: int, M: int, *, distinct: bool = False, test_size
 
     Returns
     -------
-    dict with the configuration, ``params``, ``val_accuracy``, ``final_loss``, ``seconds``,
-    ``model`` (:func:`token_breakdown` of the model on the test set), ``rule`` (the same for
-    the pairwise shortcut) and ``accuracy`` / ``baseline`` (the model's test accuracy and the
-    majority rate there).
+    dict
+        The configuration, ``params``, ``val_accuracy``, ``final_loss``, ``seconds``,
+        ``model`` (:func:`token_breakdown` of the model on the test set), ``rule`` (the same
+        for the pairwise shortcut) and ``accuracy`` / ``baseline`` (the model's test accuracy
+        and the majority rate there).
 
     Examples
     --------
@@ -856,7 +863,8 @@ def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), lrs=(1e-
 
     Returns
     -------
-    list of result dicts (one per run).
+    list of dict
+        One result of :func:`train_match3` per run.
 
     Examples
     --------
@@ -1054,7 +1062,7 @@ def plot_head_states(cases, M: int, i: int, floor: float = 1e-4):
 
     Returns
     -------
-    The matplotlib figure.
+    matplotlib.figure.Figure
     """
     from matplotlib.colors import LogNorm
 
@@ -1258,7 +1266,8 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
 
     Returns
     -------
-    The record written: ``{"provenance", "config", "records"}``.
+    dict
+        The record written, ``{"provenance", "config", "records"}`` (and ``wall_seconds``).
     """
     _check_writable(out_path)
     device = device or default_device()
