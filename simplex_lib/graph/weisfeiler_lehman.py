@@ -250,15 +250,23 @@ def wl_distinguishes(g1, g2, *, method: str = "wl", initial1=None, initial2=None
 
     Parameters
     ----------
-    g1, g2 : networkx.Graph (undirected)
-    method : ``"wl"`` (1-WL), ``"triangle"`` (triangle-aware), ``"clique"`` (triangles and
-        4-cliques) or ``"2fwl"`` (folklore 2-WL)
-    initial1, initial2 : optional initial node labels (as ``initial`` in :func:`wl_colours`);
-        not used by ``"2fwl"``.
+    g1, g2 : networkx.Graph
+        Undirected graphs.
+    method : str, default ``"wl"``
+        ``"wl"`` (1-WL), ``"triangle"`` (triangle-aware), ``"clique"`` (triangles and
+        4-cliques) or ``"2fwl"`` (folklore 2-WL).
+    initial1, initial2 : optional
+        Initial node labels (as ``initial`` in :func:`wl_colours`); not used by ``"2fwl"``.
 
     Returns
     -------
     bool
+
+    Raises
+    ------
+    ValueError
+        If a graph is not a simple undirected networkx graph, ``method`` is not one of the
+        four, or an initial labelling is invalid.
 
     Examples
     --------

@@ -152,7 +152,8 @@ def match3_labels(x, M: int, distinct: bool = False) -> torch.Tensor:
     ----------
     x : integer tensor ``[n]`` or ``[batch, n]`` of residues in ``[0, M)``
     M : int >= 2
-    distinct : bool, count only triangles of three different positions
+    distinct : bool, default False
+        Count only triangles of three different positions.
 
     Returns
     -------
@@ -232,7 +233,8 @@ def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, bala
     ----------
     batch, n : ints >= 1
     M : int >= 2
-    generator : torch.Generator (the only source of randomness: same seed, same batch)
+    generator : torch.Generator
+        The only source of randomness: same seed, same batch.
     balance : bool
     distinct : bool
         Labels of the distinct-positions variant (:func:`match3_labels`); planted pairs then use
@@ -372,7 +374,8 @@ def theorem_5_1_embeddings(x, M: int, c: float):
     ----------
     x : integer tensor ``[n]`` or ``[batch, n]`` of residues in ``[0, M)``
     M : int >= 2
-    c : float, the logit scale
+    c : float
+        The logit scale.
 
     Returns
     -------
@@ -806,12 +809,17 @@ def train_match3(kind: str, n: int, M: int, *, distinct: bool = False, test_size
 
     Parameters
     ----------
-    kind : ``"dot"`` or ``"simplicial"``
-    n, M : sequence length and modulus
-    distinct : the distinct-positions variant of the task
-    test_size : test sequences (default: ``eval_size``)
-    **kw : keywords of :func:`match3_config` (``width``, ``heads``, ``layers``, ``steps``,
-        ``batch``, ``lr``, ``seed``, ``eval_size``, ``device``, ``progress``)
+    kind : str
+        ``"dot"`` or ``"simplicial"``.
+    n, M : int
+        Sequence length and modulus.
+    distinct : bool, default False
+        The distinct-positions variant of the task.
+    test_size : int, optional
+        Test sequences. Default: ``eval_size``.
+    **kw
+        Keywords of :func:`match3_config` (``width``, ``heads``, ``layers``, ``steps``,
+        ``batch``, ``lr``, ``seed``, ``eval_size``, ``device``, ``progress``).
 
     Returns
     -------
@@ -853,13 +861,19 @@ def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), lrs=(1e-
 
     Parameters
     ----------
-    configs : iterable of ``(n, M)``
-    kinds : model kinds
-    seeds : ints
-    lrs : peak learning rates (the grid each kind is tuned on)
-    variants : values of ``distinct`` (``False``: repeated positions allowed, as in Theorem 5.1)
-    progress : tqdm bar over all runs
-    **kw : passed to :func:`train_match3`
+    configs : iterable of tuple
+        ``(n, M)`` pairs.
+    kinds : tuple of str, default ``("dot", "simplicial")``
+        Model kinds.
+    seeds : tuple of int, default ``(0, 1, 2)``
+    lrs : tuple of float, default ``(1e-2,)``
+        Peak learning rates (the grid each kind is tuned on).
+    variants : tuple of bool, default ``(False,)``
+        Values of ``distinct`` (``False``: repeated positions allowed, as in Theorem 5.1).
+    progress : bool, default True
+        A tqdm bar over all runs.
+    **kw
+        Passed to :func:`train_match3`.
 
     Returns
     -------
@@ -1056,9 +1070,14 @@ def plot_head_states(cases, M: int, i: int, floor: float = 1e-4):
 
     Parameters
     ----------
-    cases : list of ``(name, x, c)`` (token tensor ``[n]``, logit scale)
-    M : modulus
-    i : the query position
+    cases : list of tuple
+        ``(name, x, c)``: a title, a token tensor ``[n]`` and the logit scale.
+    M : int >= 2
+        Modulus.
+    i : int
+        The query position.
+    floor : float, default 1e-4
+        Lower end of the weights' logarithmic scale.
 
     Returns
     -------
@@ -1252,17 +1271,27 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
 
     Parameters
     ----------
-    out_path : JSON file to write (checked before the first job; rewritten as runs finish, so a
-        cut-off run keeps its results)
-    seeds : seeds per configuration (each seed has its own test set, shared by all models)
-    lrs : learning-rate grid
-    variants : values of ``distinct``
-    workers : parallel worker processes (small models are launch-bound; processes overlap)
-    threads : torch intra-op threads per worker
-    device : default ``"cuda"`` when available
-    lengths, moduli : override :data:`RECORDED_LENGTHS` / :data:`RECORDED_MODULI`
-    command : the command line, stored in the record
-    **kw : passed to :func:`train_match3` (steps, batch, width, heads, eval_size, test_size)
+    out_path : str
+        JSON file to write (checked before the first job; rewritten as runs finish, so a
+        cut-off run keeps its results).
+    seeds : tuple of int, default ``(0, 1, 2, 3, 4)``
+        Seeds per configuration (each seed has its own test set, shared by all models).
+    lrs : tuple of float, default :data:`RECORDED_LRS`
+        Learning-rate grid.
+    variants : tuple of bool, default ``(False, True)``
+        Values of ``distinct``.
+    workers : int, default 4
+        Parallel worker processes (small models are launch-bound; processes overlap).
+    threads : int, default 1
+        Torch intra-op threads per worker.
+    device : str, optional
+        Default ``"cuda"`` when available.
+    lengths, moduli : dict, optional
+        Override :data:`RECORDED_LENGTHS` / :data:`RECORDED_MODULI`.
+    command : str, optional
+        The command line, stored in the record.
+    **kw
+        Passed to :func:`train_match3` (steps, batch, width, heads, eval_size, test_size).
 
     Returns
     -------
