@@ -79,7 +79,8 @@ def row_tiling(group: int, block_m: int) -> RowTiling:
     Returns
     -------
     RowTiling
-        ``GH = min(next_power_of_2(group), block_m)``, ``POS = block_m // GH``.
+        ``GH = min(next_power_of_2(group), block_m)``,
+        ``POS = block_m // GH``.
     """
     gh = min(triton.next_power_of_2(group), block_m)
     return RowTiling(GH=gh, POS=block_m // gh, n_hblocks=triton.cdiv(group, gh))
@@ -133,10 +134,13 @@ class FwdConfig:
         Query rows (position, head) per tile.
     BLOCK_N : int
         Long-window keys per tile (the GEMM's N dimension).
-    num_warps, num_stages : int
-        Triton's warps per program and pipeline depth.
-    WALK : str, default ``"position"``
-        How a tile of several positions walks the short window, one of :data:`FWD_WALKS`.
+    num_warps : int
+        Triton's warps per program.
+    num_stages : int
+        Triton's pipeline depth.
+    WALK : str
+        How a tile of several positions walks the short window, one of
+        :data:`FWD_WALKS` (default ``"position"``).
 
     Raises
     ------
@@ -213,12 +217,14 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     group : int
         Query heads per KV head (not used by the present choice).
     w1 : int
-        The long window: ``BLOCK_N`` is 128, or ``w1`` rounded up to a power of two (>= 16).
+        The long window: ``BLOCK_N`` is 128, or ``w1`` rounded up to a
+        power of two (>= 16).
 
     Returns
     -------
     FwdConfig
-        With the walk of :func:`fwd_walk`; all blocks 16 under the interpreter.
+        With the walk of :func:`fwd_walk`; all blocks 16 under the
+        interpreter.
 
     Raises
     ------
@@ -278,19 +284,26 @@ class BwdConfig:
     BLOCK_M : int
         Rows (position, head) per query block.
     BLOCK_A : int
-        Key positions owned by one program of the key-tile kernel (long-window set).
+        Key positions owned by one program of the key-tile kernel
+        (long-window set).
     BLOCK_N : int
         Long-window tile of the dq kernel.
     BLOCK_A2 : int
-        Key positions per program of the key-tile kernel for the short-window set.
-    num_warps, num_stages : int
-        Triton's warps per program and pipeline depth.
-    RING_MAX : int, default 4096
-        Largest ring (slots x head_dim) kept in registers; 0 turns the ring kernel off.
-    kv_warps, kv_stages : int, default 0
-        Warps and stages of the key-tile kernel (0: ``num_warps``, ``num_stages``).
-    ring_warps : int, default 0
-        Warps of the ring kernel (0: ``num_warps``).
+        Key positions per program of the key-tile kernel for the
+        short-window set.
+    num_warps : int
+        Triton's warps per program.
+    num_stages : int
+        Triton's pipeline depth.
+    RING_MAX : int
+        Largest ring (slots x head_dim) kept in registers (default 4096);
+        0 turns the ring kernel off.
+    kv_warps : int
+        Warps of the key-tile kernel (default 0: ``num_warps``).
+    kv_stages : int
+        Pipeline depth of the key-tile kernel (default 0: ``num_stages``).
+    ring_warps : int
+        Warps of the ring kernel (default 0: ``num_warps``).
     """
     BLOCK_M: int  # rows (position, head) per query block
     BLOCK_A: int  # key positions owned by one program of the key-tile kernel
@@ -370,8 +383,8 @@ def bwd_smem_bytes(cfg, head_dim: int, elem_bytes: int) -> int:
     Returns
     -------
     int
-        The larger of :func:`kv_smem_bytes` (with the larger of ``BLOCK_A``, ``BLOCK_A2``) and
-        :func:`dq_smem_bytes`.
+        The larger of :func:`kv_smem_bytes` (with the larger of
+        ``BLOCK_A``, ``BLOCK_A2``) and :func:`dq_smem_bytes`.
     """
     return max(kv_smem_bytes(max(cfg.BLOCK_A, cfg.BLOCK_A2), cfg.BLOCK_M, head_dim, elem_bytes),
                dq_smem_bytes(cfg.BLOCK_N, cfg.BLOCK_M, head_dim, elem_bytes))
@@ -388,7 +401,8 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:  # noq
     Parameters
     ----------
     head_dim, group : int
-        ``D`` and query heads per KV head (the present choice depends on neither).
+        ``D`` and query heads per KV head (the present choice depends on
+        neither).
     w1, w2 : int
         The long and the short window.
 
@@ -466,8 +480,8 @@ def launch_with_fallback(key, candidates: list, launch):
     Parameters
     ----------
     key : hashable
-        The problem (device, dtype, shape class); a later call with the same key starts at the
-        candidate that worked.
+        The problem (device, dtype, shape class); a later call with the
+        same key starts at the candidate that worked.
     candidates : list
         Configurations, fastest first (at least one).
     launch : callable

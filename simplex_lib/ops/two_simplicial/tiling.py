@@ -47,8 +47,10 @@ class TileWork:
     ----------
     rows : int
         Query rows of the tile (``(position, head)`` pairs, padding rows included).
-    k1_rows, k2_rows : int
-        Key rows of the first and second set the tile multiplies against.
+    k1_rows : int
+        Key rows of the first set the tile multiplies against.
+    k2_rows : int
+        Key rows of the second set the tile multiplies against.
     computed : int
         ``(row, j, k)`` triples whose logit the tile computes: ``rows * k1_rows * k2_rows``.
     useful : int
@@ -247,7 +249,8 @@ def listing_sequence(n: int, block_q: int, w1: int, w2: int, *, block_kv: int = 
     Raises
     ------
     ValueError
-        If ``n`` is not an int >= 1, or :func:`listing_tile` rejects a tile's arguments.
+        If ``n`` is not an int >= 1, or :func:`listing_tile` rejects a
+        tile's arguments.
 
     Examples
     --------
@@ -287,7 +290,8 @@ def packed_sequence(n: int, heads: int, positions: int, w1: int, w2: int, *, blo
     Raises
     ------
     ValueError
-        If ``n`` is not an int >= 1, or :func:`packed_tile` rejects a tile's arguments.
+        If ``n`` is not an int >= 1, or :func:`packed_tile` rejects a
+        tile's arguments.
 
     Examples
     --------
@@ -424,9 +428,10 @@ def key_writers(n: int, chunk: int, w: int) -> dict:
     Returns
     -------
     writers : dict
-        ``"stage0"`` and ``"stage1"``, each a list of length ``n``: the number of programs of
-        that stage writing key ``k``. The schedule is free of write races when no entry exceeds
-        1, which holds iff ``chunk >= w - 1``.
+        ``"stage0"`` and ``"stage1"``, each a list of length ``n``: the
+        number of programs of that stage writing key ``k``. The schedule is
+        free of write races when no entry exceeds 1, which holds iff
+        ``chunk >= w - 1``.
 
     Raises
     ------
