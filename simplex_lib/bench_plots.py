@@ -112,6 +112,16 @@ def load_results(root: str = "benchmarks/results", pattern: str = "*.json", recu
 def provenance(result: dict) -> str:
     """One line naming where and when a result was measured.
 
+    Parameters
+    ----------
+    result : dict
+        A result file from :func:`load_results` (its ``meta``: ``gpu``, ``torch``, ``triton``,
+        ``date``; missing ones are named unknown).
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> provenance({"meta": {"gpu": "NVIDIA H100", "torch": "2.11", "triton": "3.6",
@@ -130,6 +140,18 @@ def flat_records(results: list, ok_only: bool = True) -> list:
     Each returned record is a copy with the keys ``path``, ``gpu``, ``torch``, ``triton`` and
     ``date`` added (from the file's ``meta``). With ``ok_only`` records carrying ``error`` or no
     ``tflops`` are dropped.
+
+    Parameters
+    ----------
+    results : list of dict
+        Result files from :func:`load_results`.
+    ok_only : bool, default True
+        Drop failed records (``error``, or no numeric ``tflops``).
+
+    Returns
+    -------
+    list of dict
+        The records of every file, in file order.
 
     Examples
     --------
@@ -151,6 +173,17 @@ def flat_records(results: list, ok_only: bool = True) -> list:
 def select(records: list, **where) -> list:
     """Records whose fields equal every ``where`` item (a missing field never matches).
 
+    Parameters
+    ----------
+    records : list of dict
+    **where
+        Field values to match, e.g. ``group="kernel", mode="fwd"``.
+
+    Returns
+    -------
+    list of dict
+        The matching records, in their order.
+
     Examples
     --------
     >>> select([{"mode": "fwd", "D": 64}, {"mode": "bwd", "D": 64}], mode="fwd")
@@ -169,6 +202,17 @@ def pair_sdpa(records: list) -> list:
     :func:`simplex_lib.timing.run_benchmark` times causal SDPA with the same batch, query heads,
     head dimension and mode at the context ``n = sqrt(2 N w1 w2)``, and tags it
     ``paired_with = [w1, w2]``. Returns ``(kernel_record, sdpa_record)`` pairs.
+
+    Parameters
+    ----------
+    records : list of dict
+        Kernel (``group="kernel"``) and SDPA records, e.g. from :func:`flat_records`.
+
+    Returns
+    -------
+    list of tuple
+        ``(kernel_record, sdpa_record)``, the first matching SDPA record (context within one
+        token of ``n``) for each kernel record that has one.
 
     Examples
     --------
@@ -203,18 +247,24 @@ def plot_tflops_vs_seqlen(ax, records: list, mode: str = "fwd", *, w1=None, w2=N
     """TFLOPS of the kernel against sequence length, one line per (windows, D, GQA ratio), with
     equal-FLOP causal SDPA dashed in the same colour. Returns the number of lines drawn.
 
+    The dashed SDPA lines share one legend entry (a grey proxy): each is drawn in the colour of
+    the kernel line it is paired with.
+
     Parameters
     ----------
-    ax : matplotlib Axes
+    ax : matplotlib.axes.Axes
+        The axes to draw on (labelled; a note on the axes when nothing matches).
     records : list of dict
-        From :func:`flat_records`.
-    mode : str
+        Records from :func:`flat_records`.
+    mode : str, default ``"fwd"``
         ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``.
     w1, w2, D : int, optional
         Keep only these windows / head dimension.
 
-    The dashed SDPA lines share one legend entry (a grey proxy): each is drawn in the colour of
-    the kernel line it is paired with.
+    Returns
+    -------
+    int
+        The number of kernel lines.
     """
     recs = [r for r in select(records, group="kernel", mode=mode)
             if (w1 is None or r.get("w1") == w1) and (w2 is None or r.get("w2") == w2)
@@ -245,7 +295,26 @@ def plot_tflops_vs_seqlen(ax, records: list, mode: str = "fwd", *, w1=None, w2=N
 
 def plot_windows(ax, records: list, mode: str = "fwd", *, N=None, D=None) -> int:
     """Bars of kernel TFLOPS per window shape (largest GQA ratio, given ``N`` and ``D`` or the
-    most common ones). Returns the number of bars."""
+    most common ones). Returns the number of bars.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on (labelled; a note on the axes when nothing matches).
+    records : list of dict
+        Records from :func:`flat_records`.
+    mode : str, default ``"fwd"``
+        ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``.
+    N : int, optional
+        Sequence length. Default: the length with the most kernel records of ``mode``.
+    D : int, optional
+        Head dimension. Default: the largest recorded.
+
+    Returns
+    -------
+    int
+        The number of bars.
+    """
     recs = select(records, group="kernel", mode=mode)
     if recs:
         N = N if N is not None else max({r["N"] for r in recs}, key=lambda n: sum(r["N"] == n for r in recs))
@@ -266,7 +335,24 @@ def plot_windows(ax, records: list, mode: str = "fwd", *, N=None, D=None) -> int
 
 def plot_head_dims(ax, records: list, mode: str = "fwd", *, w1=512, w2=32) -> int:
     """Kernel TFLOPS against head dimension at windows ``w1 x w2``, one line per (N, GQA ratio).
-    Returns the number of lines."""
+    Returns the number of lines.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on (labelled; a note on the axes when nothing matches).
+    records : list of dict
+        Records from :func:`flat_records`.
+    mode : str, default ``"fwd"``
+        ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``.
+    w1, w2 : int, default 512 and 32
+        The windows.
+
+    Returns
+    -------
+    int
+        The number of lines.
+    """
     recs = select(records, group="kernel", mode=mode, w1=w1, w2=w2)
     keys = sorted({(r["N"], _gqa(r)) for r in recs})
     for c, key in zip([viz.PALETTE[k] for k in _COLORS] * 8, keys):
@@ -287,6 +373,21 @@ def plot_memory(ax, records: list, mode: str = "fwd") -> int:
     by the tokens of the run, ``B * N``; a configuration is (group, windows or top-k ``k``, head
     dimension, GQA ratio), and its bar is the median over its records (the value does not depend
     on how the tokens are split into batch and length). Returns the number of bars.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on (labelled; a note on the axes when nothing matches).
+    records : list of dict
+        Records with ``peak_extra_bytes`` of the groups ``"kernel"``, ``"reference"``,
+        ``"sdpa"`` or ``"topk-kernel"`` (others are left out).
+    mode : str, default ``"fwd"``
+        ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``.
+
+    Returns
+    -------
+    int
+        The number of bars.
 
     Examples
     --------
@@ -319,8 +420,23 @@ def plot_memory(ax, records: list, mode: str = "fwd") -> int:
 
 def plot_topk_vs_window(ax, records: list, mode: str = "fwd") -> int:
     """Milliseconds of the top-k kernel (``group="topk-kernel"``, field ``k``) beside the
-    sliding-window kernel at equal pair count ``k^2 = w1 * w2`` (``group="window-kernel"`` or
-    ``"kernel"``), against sequence length. Returns the number of lines."""
+    sliding-window kernel at equal pair count ``k^2 = w1 * w2`` (``group="window-kernel"``),
+    against sequence length. Returns the number of lines.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on (labelled; a note on the axes when nothing matches).
+    records : list of dict
+        Records of the top-k benchmark (groups ``"topk-kernel"`` and ``"window-kernel"``).
+    mode : str, default ``"fwd"``
+        ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``.
+
+    Returns
+    -------
+    int
+        The number of lines (top-k and window together).
+    """
     tk = select(records, group="topk-kernel", mode=mode)
     win = [r for r in records if r.get("mode") == mode and r.get("group") in ("window-kernel",)]
     n = 0
@@ -349,6 +465,22 @@ def summary_rows(records: list, groups=("kernel", "sdpa"), modes=("fwd", "bwd", 
     ``windows = (w1, w2)`` keeps only records of those windows (SDPA records: those paired with
     them).
 
+    Parameters
+    ----------
+    records : list of dict
+        Records from :func:`flat_records`.
+    groups : tuple of str, default ``("kernel", "sdpa")``
+        Groups to keep, in the order of the rows.
+    modes : tuple of str, default ``("fwd", "bwd", "fwdbwd")``
+        Modes to keep, in the order of the rows.
+    windows : tuple of int, optional
+        ``(w1, w2)``. Default: every window.
+
+    Returns
+    -------
+    list of tuple
+        Sorted by group, mode, ``D``, ``N`` and windows.
+
     Examples
     --------
     >>> summary_rows([dict(group="kernel", mode="fwd", B=2, N=8192, Hq=64, Hkv=1, D=128, w1=512, w2=32,
@@ -371,6 +503,15 @@ def summary_rows(records: list, groups=("kernel", "sdpa"), modes=("fwd", "bwd", 
 
 def grid_rows(records: list, N: int = 8192, G: int = 64) -> list:
     """One row per (windows, head dimension) of the kernel at length ``N`` and GQA ratio ``G``.
+
+    Parameters
+    ----------
+    records : list of dict
+        Kernel and SDPA records from :func:`flat_records`.
+    N : int, default 8192
+        Sequence length of the kernel records.
+    G : int, default 64
+        GQA ratio ``Hq / Hkv`` of the kernel records.
 
     Returns
     -------
@@ -405,6 +546,18 @@ def grid_rows(records: list, N: int = 8192, G: int = 64) -> list:
 def markdown_table(header: list, rows: list) -> str:
     """A Markdown (MyST) table from a header and rows of cells (already formatted strings).
 
+    Parameters
+    ----------
+    header : list of str
+        Column titles.
+    rows : list of list
+        Cells of each row (each converted with ``str``).
+
+    Returns
+    -------
+    str
+        The table's lines, without a final newline.
+
     Examples
     --------
     >>> print(markdown_table(["a", "b"], [["1", "2"]]))
@@ -423,9 +576,24 @@ def remeasure(windows=((512, 32),), dims=(128,), gqa=(64,), seqlens=(4096, 8192)
 
     A small grid (a minute or two on an H100) in the same record format as the recorded files.
 
+    Parameters
+    ----------
+    windows : tuple of (int, int), default ``((512, 32),)``
+        Window shapes ``(w1, w2)``.
+    dims : tuple of int, default ``(128,)``
+        Head dimensions.
+    gqa : tuple of int, default ``(64,)``
+        Query heads per key/value head.
+    seqlens : tuple of int, default ``(4096, 8192)``
+        Sequence lengths.
+    modes : tuple of str, default ``("fwd", "bwd")``
+    tokens : int, default 16384
+        ``B * N`` of every shape.
+
     Returns
     -------
-    dict ``{"path": None, "meta", "records"}`` ready for :func:`flat_records`.
+    dict
+        ``{"path": None, "meta", "records"}`` ready for :func:`flat_records`.
 
     Raises
     ------
@@ -453,6 +621,15 @@ def repeat_spread(records: list, group: str = "sdpa", min_repeats: int = 2) -> l
     windows where present); a group with at least ``min_repeats`` records is a set of repeats.
     The equal-FLOP SDPA runs of a window grid are such repeats: every window shape with the
     same product pairs SDPA with the same context, so the same call is timed once per shape.
+
+    Parameters
+    ----------
+    records : list of dict
+        Successful records (with ``tflops``), e.g. from :func:`flat_records`.
+    group : str, default ``"sdpa"``
+        The group to read.
+    min_repeats : int, default 2
+        Fewest records of a configuration to report it (at least 2 for an ``sd``).
 
     Returns
     -------
@@ -485,6 +662,22 @@ def waves(programs: int, sms: int = 132, per_sm: int = 1) -> tuple:
     streaming multiprocessors running ``per_sm`` programs each, and the fraction of the SM slots
     that are busy averaged over those rounds. (132 SMs: the H100 SXM and the H200.)
 
+    Parameters
+    ----------
+    programs : int
+        Programs of the launch (its grid size).
+    sms : int, default 132
+        Streaming multiprocessors.
+    per_sm : int, default 1
+        Programs resident per SM at once.
+
+    Returns
+    -------
+    waves : int
+        ``ceil(programs / (sms * per_sm))``.
+    busy : float
+        ``programs / (waves * sms * per_sm)``.
+
     Examples
     --------
     >>> waves(128), waves(64)
@@ -500,6 +693,17 @@ def waves(programs: int, sms: int = 132, per_sm: int = 1) -> tuple:
 def us_per_token(r: dict) -> float:
     """Microseconds per token of a record: ``ms / (B * N) * 1000``.
 
+    Parameters
+    ----------
+    r : dict
+        A record with ``ms``, ``B`` and ``N``.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
     >>> us_per_token(dict(ms=16.384, B=2, N=8192))
     1.0
     """
@@ -510,6 +714,21 @@ def sdpa_per_token(records: list, modes=("fwd",), Hq: int = 64, D: int = 128) ->
     """``(n, microseconds per token)`` of causal SDPA with ``Hq`` heads and head dimension ``D``,
     one point per context ``n``: the mean over repeats of each mode, summed over ``modes``
     (``("fwd", "bwd")`` gives a training step). Only contexts timed in every mode are kept.
+
+    Parameters
+    ----------
+    records : list of dict
+        Records of any group ending in ``"sdpa"`` with a numeric ``ms`` are read.
+    modes : tuple of str, default ``("fwd",)``
+    Hq : int, default 64
+        Query heads.
+    D : int, default 128
+        Head dimension.
+
+    Returns
+    -------
+    list of tuple
+        ``(n, microseconds)`` sorted by ``n``.
 
     Examples
     --------
@@ -529,6 +748,18 @@ def sdpa_per_token(records: list, modes=("fwd",), Hq: int = 64, D: int = 128) ->
 def slope_through_origin(points: list) -> float:
     """Least-squares ``a`` of ``t = a * n`` (causal attention's cost per token grows as ``n``).
 
+    Parameters
+    ----------
+    points : list of tuple
+        ``(n, t)`` pairs, e.g. from :func:`sdpa_per_token`.
+
+    Returns
+    -------
+    float
+        ``sum(n t) / sum(n^2)``.
+
+    Examples
+    --------
     >>> slope_through_origin([(1, 2.0), (2, 4.0)])
     2.0
     """
@@ -539,7 +770,30 @@ def plot_per_token(ax, points: list, slope: float, kernel_us: float, *, what: st
                    n_max: float | None = None) -> float:
     """Per-token time of causal SDPA against its context (measured points and the line
     ``slope * n``) beside the windowed kernel's constant per-token time; returns the crossing
-    ``n* = kernel_us / slope`` and marks it."""
+    ``n* = kernel_us / slope`` and marks it.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on.
+    points : list of tuple
+        Measured ``(n, microseconds per token)`` of SDPA, from :func:`sdpa_per_token`.
+    slope : float
+        Microseconds per token per unit of context, from :func:`slope_through_origin`.
+    kernel_us : float
+        The windowed kernel's microseconds per token (the line is labelled as the
+        ``512x32`` kernel).
+    what : str
+        What is timed, for the vertical axis label (e.g. ``"forward"``).
+    n_max : float, optional
+        Right end of the axis in tokens. Default: 1.25 times the larger of ``n*`` and the
+        largest measured context.
+
+    Returns
+    -------
+    float
+        The crossing ``n*`` in tokens.
+    """
     cross = kernel_us / slope
     n_max = n_max or 1.25 * max(cross, max(n for n, _ in points))
     xs = [0.0, n_max]
@@ -566,6 +820,26 @@ def plot_occupancy(ax, launches: list, *, sms: int = 132, label: str, color: str
     ``sms``, every wave taking ``wave_ms``; the last wave keeps only the remaining programs' SMs
     busy (the tail). Draws the step curve filled, each launch's name from ``names`` above it,
     and returns the total time (ms).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on.
+    launches : list of tuple
+        ``(programs, wave_ms)`` of each launch, in order.
+    sms : int, default 132
+        Streaming multiprocessors (the axis ticks are drawn at 0, 66 and 132).
+    label : str
+        Legend entry of the curve.
+    color : str
+        Matplotlib colour of the curve.
+    names : list of str, optional
+        A name for each launch, written above it with a separating line. Default: none.
+
+    Returns
+    -------
+    float
+        Total time of the launches (ms).
 
     Examples
     --------

@@ -45,6 +45,18 @@ LN2 = math.log(2.0)
 def bits_per_byte(nats: float) -> float:
     """A loss in nats per byte expressed in bits per byte (divide by ln 2).
 
+    Parameters
+    ----------
+    nats : float
+        A loss (cross-entropy) in nats per byte.
+
+    Returns
+    -------
+    float
+        The same loss in bits per byte.
+
+    Examples
+    --------
     >>> round(bits_per_byte(math.log(256)), 6)  # the uniform distribution over bytes: 8 bits
     8.0
     """
@@ -58,6 +70,26 @@ def steady_throughput(run: dict, after_step: int | None = None) -> float:
     first steps, where a GPU run compiles and autotunes its kernels. This rate is measured
     between the log record at ``after_step`` (default: the first record) and the last one.
 
+    Parameters
+    ----------
+    run : dict
+        A run summary with a ``log`` of records holding ``step``, ``tokens``, ``train_time_s``.
+    after_step : int, optional
+        The rate starts at the first record whose step is at least this one. Default: the first
+        record.
+
+    Returns
+    -------
+    float
+        Tokens per second between the two records.
+
+    Raises
+    ------
+    ValueError
+        If no record follows the starting one.
+
+    Examples
+    --------
     >>> run = {"log": [{"step": 25, "tokens": 100, "train_time_s": 9.0},
     ...                {"step": 50, "tokens": 200, "train_time_s": 10.0},
     ...                {"step": 75, "tokens": 300, "train_time_s": 11.0}]}
@@ -76,6 +108,23 @@ def warmup_seconds(run: dict) -> tuple:
     """``(steps, seconds)`` of the first log interval, which includes compilation and
     autotuning, and the median seconds of the same number of steps afterwards.
 
+    Parameters
+    ----------
+    run : dict
+        A run summary with a ``log`` of records holding ``step`` and ``train_time_s``.
+
+    Returns
+    -------
+    steps : int
+        Steps of the first interval (the step of the first record).
+    seconds : float
+        Training time at the first record.
+    later : float
+        Median seconds of the later intervals of the same length (a ``StatisticsError`` if
+        there is none).
+
+    Examples
+    --------
     >>> run = {"log": [{"step": 25, "train_time_s": 9.0}, {"step": 50, "train_time_s": 10.0},
     ...                {"step": 75, "train_time_s": 11.0}]}
     >>> warmup_seconds(run)
@@ -88,7 +137,17 @@ def warmup_seconds(run: dict) -> tuple:
 
 
 def epochs(run: dict) -> float:
-    """Passes over the training split: tokens seen / training bytes of the corpus."""
+    """Passes over the training split: tokens seen / training bytes of the corpus.
+
+    Parameters
+    ----------
+    run : dict
+        A run summary with ``tokens`` and ``corpus["train_bytes"]``.
+
+    Returns
+    -------
+    float
+    """
     return run["tokens"] / run["corpus"]["train_bytes"]
 
 
@@ -97,13 +156,34 @@ def final_gap(run: dict) -> float:
 
     The training loss is the mean over the batches since the previous log record, so it lags
     the weights by a few steps; the gap it gives is a slight underestimate.
+
+    Parameters
+    ----------
+    run : dict
+        A run summary whose ``log`` has at least one record with ``val_loss``.
+
+    Returns
+    -------
+    float
+        ``val_loss - train_loss`` of the last record that has a ``val_loss``.
     """
     last = [r for r in run["log"] if "val_loss" in r][-1]
     return last["val_loss"] - last["train_loss"]
 
 
 def eval_points(run: dict) -> list:
-    """``(step, tokens, val_loss)`` of every evaluation of a run."""
+    """``(step, tokens, val_loss)`` of every evaluation of a run.
+
+    Parameters
+    ----------
+    run : dict
+        A run summary; its ``log`` records with a ``val_loss`` are the evaluations.
+
+    Returns
+    -------
+    list of tuple
+        ``(step, tokens, val_loss)`` in log order, the loss in nats.
+    """
     return [(r["step"], r["tokens"], r["val_loss"]) for r in run["log"] if "val_loss" in r]
 
 
@@ -111,6 +191,20 @@ def load_seed_runs(folder: str) -> dict:
     """``{variant: {seed: summary}}`` from the ``*.json`` summaries (or ``*/summary.json``
     folders) in ``folder``; the variant and seed are read from each summary's ``config``.
 
+    JSON files without a ``config`` or a ``log`` (a manifest, another record) are skipped.
+
+    Parameters
+    ----------
+    folder : str
+        The folder to read; a missing folder gives an empty dict.
+
+    Returns
+    -------
+    dict
+        ``{variant: {seed: summary}}``, the seeds of each variant in increasing order.
+
+    Examples
+    --------
     >>> load_seed_runs("/nonexistent")
     {}
     """
@@ -128,7 +222,18 @@ def load_seed_runs(folder: str) -> dict:
 
 
 def common_eval_steps(runs: dict) -> list:
-    """Evaluation steps present in every run of every variant, sorted."""
+    """Evaluation steps present in every run of every variant, sorted.
+
+    Parameters
+    ----------
+    runs : dict
+        ``{variant: {seed: summary}}`` as from :func:`load_seed_runs`.
+
+    Returns
+    -------
+    list of int
+        Empty when there are no runs or they share no step.
+    """
     sets = [{s for s, _, _ in eval_points(r)} for seeds in runs.values() for r in seeds.values()]
     return sorted(set.intersection(*sets)) if sets else []
 
@@ -149,6 +254,25 @@ def seed_table(runs: dict, baseline: str = "dot", step: int | None = None) -> li
     of the paired difference ``variant - baseline`` over the seeds both have (``None`` for the
     baseline itself, or with fewer than two pairs), and ``bytes_per_s`` (mean steady-state
     throughput).
+
+    Parameters
+    ----------
+    runs : dict
+        ``{variant: {seed: summary}}`` as from :func:`load_seed_runs`.
+    baseline : str, default ``"dot"``
+        The variant the others are compared with, seed by seed.
+    step : int, optional
+        The evaluation step. Default: the last step every run has.
+
+    Returns
+    -------
+    list of dict
+        One row per variant, in the order of ``runs``.
+
+    Raises
+    ------
+    ValueError
+        If the runs share no evaluation step.
     """
     steps = common_eval_steps(runs)
     if not steps:
@@ -174,7 +298,21 @@ def seed_table(runs: dict, baseline: str = "dot", step: int | None = None) -> li
 
 def seed_curves(runs: dict, baseline: str | None = None) -> dict:
     """``{variant: (steps, mean, sd)}`` of validation bits per byte over the common steps; with
-    ``baseline``, of the paired differences ``variant - baseline`` instead (baseline left out)."""
+    ``baseline``, of the paired differences ``variant - baseline`` instead (baseline left out).
+
+    Parameters
+    ----------
+    runs : dict
+        ``{variant: {seed: summary}}`` as from :func:`load_seed_runs`.
+    baseline : str, optional
+        The variant to subtract, seed by seed. Default: none (the losses themselves).
+
+    Returns
+    -------
+    dict
+        ``{variant: (steps, means, sds)}``, three lists over :func:`common_eval_steps`; the sd
+        over seeds is 0.0 where there is a single seed.
+    """
     steps = common_eval_steps(runs)
     out = {}
     for variant, seeds in runs.items():
@@ -201,7 +339,15 @@ def _colour(variant: str) -> str:
 
 
 def plot_seed_curves(ax, runs: dict) -> None:
-    """Validation bits per byte against step: the mean over seeds, a band of ± one sd."""
+    """Validation bits per byte against step: the mean over seeds, a band of ± one sd.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on (labelled, with a legend).
+    runs : dict
+        ``{variant: {seed: summary}}`` as from :func:`load_seed_runs`.
+    """
     from .viz import label
 
     for variant, (steps, m, sd) in seed_curves(runs).items():
@@ -215,7 +361,17 @@ def plot_seed_curves(ax, runs: dict) -> None:
 
 def plot_paired_differences(ax, runs: dict, baseline: str = "dot") -> None:
     """Paired differences ``variant - baseline`` (bits per byte) against step: one thin line per
-    seed, the mean over seeds thick; below zero the variant is ahead."""
+    seed, the mean over seeds thick; below zero the variant is ahead.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on (labelled, with a legend).
+    runs : dict
+        ``{variant: {seed: summary}}`` as from :func:`load_seed_runs`.
+    baseline : str, default ``"dot"``
+        The variant subtracted; it must be a key of ``runs``.
+    """
     from .viz import label
 
     for variant, (steps, m, _) in seed_curves(runs, baseline).items():
@@ -233,7 +389,25 @@ def plot_paired_differences(ax, runs: dict, baseline: str = "dot") -> None:
 def plot_runs_bpb(ax, runs: dict, x: str = "step", marks: int | None = None) -> None:
     """Validation loss (bits per byte) of several named runs against ``x`` (``"step"`` or
     ``"tokens"``); a run on the Triton backend is dashed. ``marks`` draws a dotted vertical line
-    at that step (a comparison point)."""
+    at that step (a comparison point).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on (labelled, with a legend).
+    runs : dict
+        ``{name: summary}``: each run summary needs a ``config`` (``variant``, optional
+        ``backend``) and at least one evaluation.
+    x : str, default ``"step"``
+        The horizontal axis: ``"step"`` or ``"tokens"`` (training bytes).
+    marks : int, optional
+        Where to draw the vertical line, in the units of ``x``. Default: none.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is neither ``"step"`` nor ``"tokens"``.
+    """
     from .viz import label
 
     xlabels = {"step": "optimizer step", "tokens": "training bytes"}

@@ -140,7 +140,8 @@ def wl_colours(g, *, rounds: int | None = None, initial=None, method: str = "wl"
 
     Returns
     -------
-    list of dict ``{node: int}``: round 0 (initial) first, the stable colouring last.
+    history : list of dict
+        ``{node: int}`` per round, round 0 (initial) first, the stable colouring last.
 
     Examples
     --------
@@ -198,7 +199,8 @@ def folklore_wl_colours(g, *, rounds: int | None = None) -> list[dict]:
 
     Returns
     -------
-    list of dict ``{(u, v): int}``, round 0 first.
+    history : list of dict
+        ``{(u, v): int}`` per round, round 0 first.
 
     Examples
     --------
@@ -213,6 +215,21 @@ def folklore_wl_colours(g, *, rounds: int | None = None) -> list[dict]:
 
 def colour_histogram(colours: dict) -> Counter:
     """How many nodes (or pairs) carry each colour.
+
+    Parameters
+    ----------
+    colours : dict
+        ``{node: colour}`` (or ``{pair: colour}``), e.g. one round of :func:`wl_colours`.
+
+    Returns
+    -------
+    collections.Counter
+        ``{colour: count}``.
+
+    Raises
+    ------
+    ValueError
+        If ``colours`` is not a dict.
 
     Examples
     --------
@@ -233,15 +250,23 @@ def wl_distinguishes(g1, g2, *, method: str = "wl", initial1=None, initial2=None
 
     Parameters
     ----------
-    g1, g2 : networkx.Graph (undirected)
-    method : ``"wl"`` (1-WL), ``"triangle"`` (triangle-aware), ``"clique"`` (triangles and
-        4-cliques) or ``"2fwl"`` (folklore 2-WL)
-    initial1, initial2 : optional initial node labels (as ``initial`` in :func:`wl_colours`);
-        not used by ``"2fwl"``.
+    g1, g2 : networkx.Graph
+        Undirected graphs.
+    method : str, default ``"wl"``
+        ``"wl"`` (1-WL), ``"triangle"`` (triangle-aware), ``"clique"`` (triangles and
+        4-cliques) or ``"2fwl"`` (folklore 2-WL).
+    initial1, initial2 : optional
+        Initial node labels (as ``initial`` in :func:`wl_colours`); not used by ``"2fwl"``.
 
     Returns
     -------
     bool
+
+    Raises
+    ------
+    ValueError
+        If a graph is not a simple undirected networkx graph, ``method`` is not one of the
+        four, or an initial labelling is invalid.
 
     Examples
     --------

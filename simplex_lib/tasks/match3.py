@@ -152,7 +152,8 @@ def match3_labels(x, M: int, distinct: bool = False) -> torch.Tensor:
     ----------
     x : integer tensor ``[n]`` or ``[batch, n]`` of residues in ``[0, M)``
     M : int >= 2
-    distinct : bool, count only triangles of three different positions
+    distinct : bool, default False
+        Count only triangles of three different positions.
 
     Returns
     -------
@@ -232,7 +233,8 @@ def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, bala
     ----------
     batch, n : ints >= 1
     M : int >= 2
-    generator : torch.Generator (the only source of randomness: same seed, same batch)
+    generator : torch.Generator
+        The only source of randomness: same seed, same batch.
     balance : bool
     distinct : bool
         Labels of the distinct-positions variant (:func:`match3_labels`); planted pairs then use
@@ -240,7 +242,8 @@ def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, bala
 
     Returns
     -------
-    ``(x, y)``: long tensors ``[batch, n]`` (tokens in ``[0, M)``, labels 0/1).
+    x, y : long Tensor ``[batch, n]``
+        Tokens in ``[0, M)`` and their labels 0/1.
 
     Examples
     --------
@@ -284,6 +287,18 @@ def c_lower_bound(n: int, M: int) -> float:
     Any ``c > c*`` makes :func:`theorem_5_1_attention` exact for every input of length ``n``;
     for ``c <= c*`` the input :func:`adversarial_no_match` is misclassified (when ``3 ∤ M``).
 
+    Parameters
+    ----------
+    n : int >= 1
+        Sequence length.
+    M : int >= 2
+        Modulus.
+
+    Returns
+    -------
+    float
+        ``c*``.
+
     Examples
     --------
     >>> round(c_lower_bound(8, 97), 1)
@@ -298,6 +313,18 @@ def default_c(n: int, M: int) -> float:
     Then every non-matching token has ``S <= e^c / 3`` and so ``z <= 1/4``: a margin of 1/4 below
     the threshold 1/2 for any input, however its pairs fall.
 
+    Parameters
+    ----------
+    n : int >= 1
+        Sequence length.
+    M : int >= 2
+        Modulus.
+
+    Returns
+    -------
+    float
+        The logit scale ``c``, above :func:`c_lower_bound`.
+
     Examples
     --------
     >>> default_c(8, 97) > c_lower_bound(8, 97)
@@ -311,6 +338,23 @@ def adversarial_no_match(n: int, M: int) -> torch.Tensor:
 
     No token matches, and every one of the ``n^2`` pairs scores ``c cos(2 pi / M)``, the largest
     non-matching score. Needs ``M`` not divisible by 3.
+
+    Parameters
+    ----------
+    n : int >= 1
+        Sequence length.
+    M : int >= 2
+        Modulus, not a multiple of 3.
+
+    Returns
+    -------
+    long Tensor ``[n]``
+        ``n`` copies of ``v = 3^-1 (mod M)``.
+
+    Raises
+    ------
+    ValueError
+        If ``M`` is divisible by 3.
 
     Examples
     --------
@@ -330,12 +374,13 @@ def theorem_5_1_embeddings(x, M: int, c: float):
     ----------
     x : integer tensor ``[n]`` or ``[batch, n]`` of residues in ``[0, M)``
     M : int >= 2
-    c : float, the logit scale
+    c : float
+        The logit scale.
 
     Returns
     -------
-    ``(q, k1, k2, k_blank)``: float64 tensors ``[..., n, 7]`` (three) and
-    ``[7]``.
+    q, k1, k2 : float64 Tensor ``[..., n, 7]``
+    k_blank : float64 Tensor ``[7]``
 
     Examples
     --------
@@ -367,8 +412,11 @@ def theorem_5_1_logits(x, M: int, c: float):
 
     Returns
     -------
-    ``(A, a_blank)``: ``A[..., i, j1, j2] = c cos(2 pi (x_i + x_j1 + x_j2) / M)`` computed as
-    eq. 9 on the first six coordinates (float64 ``[..., n, n, n]``), and ``a_blank[..., i] = c``.
+    A : float64 Tensor ``[..., n, n, n]``
+        ``A[..., i, j1, j2] = c cos(2 pi (x_i + x_j1 + x_j2) / M)``, computed as eq. 9 on the
+        first six coordinates.
+    a_blank : float64 Tensor ``[..., n]``
+        ``a_blank[..., i] = c``.
 
     Examples
     --------
@@ -397,10 +445,11 @@ def theorem_5_1_details(x, M: int, c=None) -> dict:
 
     Returns
     -------
-    dict with ``logits [..., n, n, n]``, ``weights [..., n, n, n]``
-    (softmax over the ``n^2`` regular pairs and the blank pair jointly),
-    ``blank_weight [..., n]``, ``z [..., n]`` (the head's output),
-    ``prediction`` (``psi(z)``, long 0/1) and ``c``.
+    details : dict
+        ``logits [..., n, n, n]``, ``weights [..., n, n, n]``
+        (softmax over the ``n^2`` regular pairs and the blank pair jointly),
+        ``blank_weight [..., n]``, ``z [..., n]`` (the head's output),
+        ``prediction`` (``psi(z)``, long 0/1) and ``c``.
 
     Examples
     --------
@@ -456,7 +505,8 @@ def theorem_5_1_attention(x, M: int, c=None) -> torch.Tensor:
 
     Returns
     -------
-    Long tensor of the shape of ``x``: the predicted Match3 labels.
+    long Tensor
+        The predicted Match3 labels, shape of ``x``.
 
     Examples
     --------
@@ -478,6 +528,25 @@ def exact_threshold(n: int, M: int, iters: int = 80) -> float:
     ``(i, i)`` sums to ``3 x_i``, a multiple of 3, and cannot sit at the nearest miss.
 
     Only for small ``M^n`` (all inputs are enumerated).
+
+    Parameters
+    ----------
+    n : int >= 2
+        Sequence length.
+    M : int >= 2
+        Modulus; ``M^n`` at most 200000.
+    iters : int, default 80
+        Bisection steps, on ``[0, 1.01 c*]``.
+
+    Returns
+    -------
+    float
+        The upper end of the bisection interval of the hardest token.
+
+    Raises
+    ------
+    ValueError
+        If ``n < 2`` or ``M^n > 200000``.
 
     Examples
     --------
@@ -511,15 +580,26 @@ class Match3Task:
 
     Parameters
     ----------
-    n, M : sequence length and modulus
-    head : ``"tokens"`` (default) labels every token, with non-causal attention over the whole
+    n : int >= 1
+        Sequence length.
+    M : int >= 2
+        Modulus.
+    head : str, default ``"tokens"``
+        ``"tokens"`` labels every token, with non-causal attention over the whole
         sequence and data from :func:`match3_batch`; ``"classify"`` asks only about the last
         token, with causal attention (the last position sees everything) and uniform tokens.
-    balance : bool
+    balance : bool, default True
         Passed to :func:`match3_batch` (``"tokens"`` only).
-    distinct : bool
+    distinct : bool, default False
         The distinct-positions variant of the labels (:func:`match3_labels`).
 
+    Raises
+    ------
+    ValueError
+        If ``n``, ``M`` or ``head`` is out of range.
+
+    Notes
+    -----
     No position embedding: Match3 ignores order.
 
     Examples
@@ -546,7 +626,27 @@ class Match3Task:
                      "distinct": self.distinct}
 
     def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator):
-        """A fresh batch (``split`` and ``block_size`` do not matter: every batch is new)."""
+        """A fresh batch (``split`` and ``block_size`` do not matter: every batch is new).
+
+        Parameters
+        ----------
+        split : str
+            The split name (ignored).
+        batch_size : int
+            Sequences in the batch.
+        block_size : int
+            Ignored (the length is ``n``).
+        generator : torch.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        x : long Tensor ``[batch_size, n]``
+            Tokens in ``[0, M)``.
+        y : long Tensor
+            Labels 0/1: ``[batch_size, n]``, or ``[batch_size]`` (the last token) for
+            ``head="classify"``.
+        """
         if self.head == "classify":
             x = torch.randint(0, self.M, (batch_size, self.n), generator=generator)
             return x, match3_labels(x, self.M, self.distinct)[:, -1]
@@ -564,6 +664,39 @@ def match3_config(kind: str, *, width: int = 32, heads: int = 2, layers: int = 1
     held-out sequences (rounded up to whole batches) for the validation accuracy that
     :func:`summarize_sweep` picks learning rates with. ``device=None`` trains on the GPU when
     there is one.
+
+    Parameters
+    ----------
+    kind : str
+        ``"dot"`` or ``"simplicial"``.
+    width : int, default 32
+        Model width ``d_model``.
+    heads : int, default 2
+        Query heads per attention layer.
+    layers : int, default 1
+        Blocks.
+    steps : int, default 300
+        Optimizer steps (one evaluation and one log record at the end).
+    batch : int, default 64
+        Sequences per step.
+    lr : float, default 0.01
+        Peak learning rate.
+    seed : int, default 0
+    eval_size : int, default 512
+        Validation sequences.
+    device : str or torch.device, optional
+        Default: ``"auto"``.
+    progress : bool, default False
+        Show a progress bar.
+
+    Returns
+    -------
+    TrainConfig
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is neither ``"dot"`` nor ``"simplicial"``.
 
     Examples
     --------
@@ -589,9 +722,26 @@ def match3_test_set(n: int, M: int, seed: int, size: int, batch: int = 64, disti
 
     The same for every model and learning rate, so that results pair by seed.
 
+    Parameters
+    ----------
+    n : int >= 1
+        Sequence length.
+    M : int >= 2
+        Modulus.
+    seed : int
+        The test set's seed (its generator is seeded with ``2^40 + seed``, apart from the
+        training seeds).
+    size : int
+        Sequences wanted.
+    batch : int, default 64
+        Sequences per :func:`match3_batch` draw (balanced batch by batch).
+    distinct : bool, default False
+        Labels of the distinct-positions variant.
+
     Returns
     -------
-    ``(x, y)``: long tensors ``[size', n]`` with ``size'`` = ``size`` rounded up to whole batches.
+    x, y : long Tensor ``[size', n]``
+        Tokens and labels, ``size'`` = ``size`` rounded up to whole batches.
 
     Examples
     --------
@@ -611,6 +761,23 @@ def token_breakdown(pred, x, y, M: int) -> dict:
     Kinds: ``neg`` (label 0), ``pair`` (label 1 with a pairwise witness,
     :func:`pairwise_witness_labels`) and ``triple`` (label 1 without one: only a triangle of
     three different positions makes the match). Also the token counts and the majority rate.
+
+    Parameters
+    ----------
+    pred : integer Tensor ``[batch, n]``
+        Predicted labels 0/1.
+    x : integer Tensor ``[batch, n]``
+        The tokens.
+    y : integer Tensor ``[batch, n]``
+        The true labels.
+    M : int >= 2
+        Modulus.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``majority``, ``tokens``, and per kind ``count_{kind}`` and ``acc_{kind}``
+        (``None`` when there is no token of that kind).
 
     Examples
     --------
@@ -642,19 +809,25 @@ def train_match3(kind: str, n: int, M: int, *, distinct: bool = False, test_size
 
     Parameters
     ----------
-    kind : ``"dot"`` or ``"simplicial"``
-    n, M : sequence length and modulus
-    distinct : the distinct-positions variant of the task
-    test_size : test sequences (default: ``eval_size``)
-    **kw : keywords of :func:`match3_config` (``width``, ``heads``, ``layers``, ``steps``,
-        ``batch``, ``lr``, ``seed``, ``eval_size``, ``device``, ``progress``)
+    kind : str
+        ``"dot"`` or ``"simplicial"``.
+    n, M : int
+        Sequence length and modulus.
+    distinct : bool, default False
+        The distinct-positions variant of the task.
+    test_size : int, optional
+        Test sequences. Default: ``eval_size``.
+    **kw
+        Keywords of :func:`match3_config` (``width``, ``heads``, ``layers``, ``steps``,
+        ``batch``, ``lr``, ``seed``, ``eval_size``, ``device``, ``progress``).
 
     Returns
     -------
-    dict with the configuration, ``params``, ``val_accuracy``, ``final_loss``, ``seconds``,
-    ``model`` (:func:`token_breakdown` of the model on the test set), ``rule`` (the same for
-    the pairwise shortcut) and ``accuracy`` / ``baseline`` (the model's test accuracy and the
-    majority rate there).
+    dict
+        The configuration, ``params``, ``val_accuracy``, ``final_loss``, ``seconds``,
+        ``model`` (:func:`token_breakdown` of the model on the test set), ``rule`` (the same
+        for the pairwise shortcut) and ``accuracy`` / ``baseline`` (the model's test accuracy
+        and the majority rate there).
 
     Examples
     --------
@@ -688,17 +861,24 @@ def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), lrs=(1e-
 
     Parameters
     ----------
-    configs : iterable of ``(n, M)``
-    kinds : model kinds
-    seeds : ints
-    lrs : peak learning rates (the grid each kind is tuned on)
-    variants : values of ``distinct`` (``False``: repeated positions allowed, as in Theorem 5.1)
-    progress : tqdm bar over all runs
-    **kw : passed to :func:`train_match3`
+    configs : iterable of tuple
+        ``(n, M)`` pairs.
+    kinds : tuple of str, default ``("dot", "simplicial")``
+        Model kinds.
+    seeds : tuple of int, default ``(0, 1, 2)``
+    lrs : tuple of float, default ``(1e-2,)``
+        Peak learning rates (the grid each kind is tuned on).
+    variants : tuple of bool, default ``(False,)``
+        Values of ``distinct`` (``False``: repeated positions allowed, as in Theorem 5.1).
+    progress : bool, default True
+        A tqdm bar over all runs.
+    **kw
+        Passed to :func:`train_match3`.
 
     Returns
     -------
-    list of result dicts (one per run).
+    list of dict
+        One result of :func:`train_match3` per run.
 
     Examples
     --------
@@ -719,15 +899,21 @@ def summarize_sweep(records) -> list:
     chosen; at that rate the TEST accuracies (per seed) are compared with the other kind and with
     the pairwise shortcut rule on the same test sets (:func:`simplex_lib.stats.paired_interval`, 95%).
 
+    Parameters
+    ----------
+    records : iterable of dict
+        Run records of :func:`train_match3`, as :func:`match3_sweep` returns them.
+
     Returns
     -------
-    list of dicts with ``distinct``, ``n``, ``M``, ``seeds``, ``majority``, ``rule`` (mean test
-    accuracy of the rule; ``rule_neg``, ``rule_triple`` as below), ``triple_share`` (fraction
-    of test tokens that are positives without a pairwise witness) and per kind ``{kind}_lr``,
-    ``{kind}_acc``, ``{kind}_neg`` and ``{kind}_triple`` (accuracy on negatives and on those
-    positives), ``{kind}_params``; ``{kind}_minus_rule``, ``{kind}_minus_majority`` and
-    ``simplicial_minus_dot`` (dicts of
-    :func:`simplex_lib.stats.paired_interval`).
+    rows : list of dict
+        Sorted by ``(distinct, n, M)``. Keys ``distinct``, ``n``, ``M``, ``seeds``, ``majority``,
+        ``rule`` (mean test accuracy of the rule; ``rule_neg``, ``rule_triple`` as below),
+        ``triple_share`` (fraction of test tokens that are positives without a pairwise witness)
+        and per kind ``{kind}_lr``, ``{kind}_lrs``, ``{kind}_acc``, ``{kind}_neg`` and
+        ``{kind}_triple`` (accuracy on negatives and on those positives), ``{kind}_params``;
+        ``{kind}_minus_rule``, ``{kind}_minus_majority`` and ``simplicial_minus_dot`` (dicts of
+        :func:`simplex_lib.stats.paired_interval`).
 
     Examples
     --------
@@ -784,6 +970,16 @@ def sweep_table(summary) -> str:
     points with their 95% confidence intervals, one line per comparison (no comparison with the
     shortcut rule for the distinct variant, whose positives the rule does not define).
 
+    Parameters
+    ----------
+    summary : list of dict
+        Rows of :func:`summarize_sweep`.
+
+    Returns
+    -------
+    str
+        The two tables, separated by a blank line.
+
     Examples
     --------
     >>> rs = match3_sweep([(3, 5)], seeds=(0, 1), steps=2, batch=4, eval_size=4, width=8, progress=False)
@@ -828,9 +1024,27 @@ def sweep_table(summary) -> str:
 def plot_theorem_head(x, M: int, i: int, c=None):
     """Two panels for query ``i``: the logit landscape over ``(j1, j2)`` and the attention weights.
 
+    Parameters
+    ----------
+    x : integer Tensor ``[n]``
+        Tokens in ``[0, M)``.
+    M : int >= 2
+        Modulus.
+    i : int
+        The query position.
+    c : float, optional
+        Logit scale. Default :func:`default_c`.
+
     Returns
     -------
-    ``(fig, details)`` with ``details`` from :func:`theorem_5_1_details`.
+    fig : matplotlib.figure.Figure
+    details : dict
+        :func:`theorem_5_1_details` of ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` does not hold residues of ``M`` (or ``M`` is not an int >= 2).
     """
     x = _check_tokens(x, M)
     d = theorem_5_1_details(x, M, c)
@@ -856,13 +1070,18 @@ def plot_head_states(cases, M: int, i: int, floor: float = 1e-4):
 
     Parameters
     ----------
-    cases : list of ``(name, x, c)`` (token tensor ``[n]``, logit scale)
-    M : modulus
-    i : the query position
+    cases : list of tuple
+        ``(name, x, c)``: a title, a token tensor ``[n]`` and the logit scale.
+    M : int >= 2
+        Modulus.
+    i : int
+        The query position.
+    floor : float, default 1e-4
+        Lower end of the weights' logarithmic scale.
 
     Returns
     -------
-    The matplotlib figure.
+    matplotlib.figure.Figure
     """
     from matplotlib.colors import LogNorm
 
@@ -899,6 +1118,20 @@ def plot_paired(summary, distinct: bool = False, title: str | None = None):
     Two comparisons per ``(n, M)`` of one task variant: 2-simplicial minus dot-product, and
     2-simplicial minus the pairwise shortcut rule, both in percentage points on the same test
     sets. Returns ``(fig, ax)``.
+
+    Parameters
+    ----------
+    summary : list of dict
+        Rows of :func:`summarize_sweep`.
+    distinct : bool, default False
+        Which task variant to draw.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    ax : matplotlib.axes.Axes
     """
     rows = [r for r in summary if r["distinct"] == distinct]
     fig, ax = viz.new_figure(width=viz.COLUMN_WIDTH, height=3.4)
@@ -926,6 +1159,27 @@ def plot_circle(x, M: int, triple, *, ax=None):
     Token ``x_t`` sits at angle ``theta_t = 2 pi x_t / M``. The three arcs of the triple
     ``(i, j1, j2)`` are drawn one after the other, from angle 0, at growing radii: they close
     the loop exactly when ``x_i + x_j1 + x_j2 = 0 (mod M)``. Returns ``(fig, ax)``.
+
+    Parameters
+    ----------
+    x : integer Tensor ``[n]``
+        Tokens in ``[0, M)``.
+    M : int >= 2
+        Modulus.
+    triple : sequence of three int
+        Positions ``(i, j1, j2)``.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw. Default: a new square figure.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    ax : matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        If ``x`` does not hold residues of ``M`` (or ``M`` is not an int >= 2).
     """
     import numpy as np
 
@@ -1017,21 +1271,32 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
 
     Parameters
     ----------
-    out_path : JSON file to write (checked before the first job; rewritten as runs finish, so a
-        cut-off run keeps its results)
-    seeds : seeds per configuration (each seed has its own test set, shared by all models)
-    lrs : learning-rate grid
-    variants : values of ``distinct``
-    workers : parallel worker processes (small models are launch-bound; processes overlap)
-    threads : torch intra-op threads per worker
-    device : default ``"cuda"`` when available
-    lengths, moduli : override :data:`RECORDED_LENGTHS` / :data:`RECORDED_MODULI`
-    command : the command line, stored in the record
-    **kw : passed to :func:`train_match3` (steps, batch, width, heads, eval_size, test_size)
+    out_path : str
+        JSON file to write (checked before the first job; rewritten as runs finish, so a
+        cut-off run keeps its results).
+    seeds : tuple of int, default ``(0, 1, 2, 3, 4)``
+        Seeds per configuration (each seed has its own test set, shared by all models).
+    lrs : tuple of float, default :data:`RECORDED_LRS`
+        Learning-rate grid.
+    variants : tuple of bool, default ``(False, True)``
+        Values of ``distinct``.
+    workers : int, default 4
+        Parallel worker processes (small models are launch-bound; processes overlap).
+    threads : int, default 1
+        Torch intra-op threads per worker.
+    device : str, optional
+        Default ``"cuda"`` when available.
+    lengths, moduli : dict, optional
+        Override :data:`RECORDED_LENGTHS` / :data:`RECORDED_MODULI`.
+    command : str, optional
+        The command line, stored in the record.
+    **kw
+        Passed to :func:`train_match3` (steps, batch, width, heads, eval_size, test_size).
 
     Returns
     -------
-    The record written: ``{"provenance", "config", "records"}``.
+    dict
+        The record written, ``{"provenance", "config", "records"}`` (and ``wall_seconds``).
     """
     _check_writable(out_path)
     device = device or default_device()
@@ -1064,7 +1329,18 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
 
 
 def load_recorded(path: str) -> dict:
-    """Load a JSON written by :func:`run_recorded_sweep` (provenance, config and records)."""
+    """Load a JSON written by :func:`run_recorded_sweep` (provenance, config and records).
+
+    Parameters
+    ----------
+    path : str
+        The JSON file.
+
+    Returns
+    -------
+    dict
+        ``{"provenance", "config", "records", ...}`` as written.
+    """
     with open(path) as f:
         return json.load(f)
 
@@ -1117,6 +1393,22 @@ def main(argv=None) -> int:
         python -m simplex_lib.tasks.match3 --out benchmarks/results/match3_cpu_small.json \\
             --device cpu --workers 1 --steps 300 --batch 64 --lrs 0.003 0.01 0.03 \\
             --eval-size 256 --test-size 1024 --lengths 8 --lengths-M 31 --moduli 31 --moduli-n 8
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments. Default: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 once the sweep is written.
+
+    Raises
+    ------
+    SystemExit
+        From the argument parser, for ``--help`` or a bad argument (``--width`` not divisible
+        by ``--heads``, an unknown device, an output path that cannot be written).
     """
     ap = build_parser()
     args = list(sys.argv[1:] if argv is None else argv)

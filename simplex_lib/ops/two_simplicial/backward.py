@@ -397,7 +397,17 @@ def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
 
 def compute_delta(o, do):
     """``[B, Hq, N]`` fp32 row sums of ``o * do`` (contiguous
-    ``[B, N, Hq, D]`` inputs)."""
+    ``[B, N, Hq, D]`` inputs).
+
+    Parameters
+    ----------
+    o, do : Tensor ``[batch, seq, Hq, head_dim]``
+        The forward's output and its gradient, contiguous.
+
+    Returns
+    -------
+    delta : float32 Tensor ``[batch, Hq, seq]``
+    """
     B, N, Hq, D = o.shape
     delta = torch.empty((B, Hq, N), device=o.device, dtype=torch.float32)
     n_rows = B * N * Hq
@@ -409,7 +419,28 @@ def compute_delta(o, do):
 
 
 def launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
-    """dq from the query-owned kernel (forward tiling)."""
+    """dq from the query-owned kernel (forward tiling).
+
+    Parameters
+    ----------
+    q, do : Tensor ``[batch, seq, Hq, head_dim]``
+        Queries and output gradients, contiguous.
+    k1, k2, v1, v2 : Tensor ``[batch, seq, Hkv, head_dim]``
+        Contiguous; ``Hq`` a multiple of ``Hkv``.
+    lse, delta : float32 Tensor ``[batch, Hq, seq]``
+        The forward's base-2 log-sum-exp and :func:`compute_delta`.
+    w1, w2 : int
+        The long and the short window, ``w1 >= w2``.
+    scale : float
+        Logit scale.
+    cfg : BwdConfig
+        Its ``BLOCK_M``, ``BLOCK_N``, ``num_warps`` and ``num_stages``.
+
+    Returns
+    -------
+    dq : Tensor ``[batch, seq, Hq, head_dim]``
+        Dtype of ``q``.
+    """
     B, N, Hq, D = q.shape
     Hkv = k1.shape[2]
     G = Hq // Hkv
@@ -431,7 +462,30 @@ def launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
 def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
               block_a=None):
     """(dkA, dvA) from the key-owned kernel for key set A (window wa); B is
-    the other set."""
+    the other set.
+
+    Parameters
+    ----------
+    q, do : Tensor ``[batch, seq, Hq, head_dim]``
+        Queries and output gradients, contiguous.
+    ka, va, kb, vb : Tensor ``[batch, seq, Hkv, head_dim]``
+        Keys and values of set A and of set B, contiguous.
+    lse, delta : float32 Tensor ``[batch, Hq, seq]``
+        The forward's base-2 log-sum-exp and :func:`compute_delta`.
+    wa, wb : int
+        Windows of set A and set B.
+    scale : float
+        Logit scale.
+    cfg : BwdConfig
+        Its ``BLOCK_M``, ``BLOCK_A`` and warps and stages.
+    block_a : int, optional
+        Keys of A per program. Default (or 0): ``cfg.BLOCK_A``.
+
+    Returns
+    -------
+    dka, dva : Tensor ``[batch, seq, Hkv, head_dim]``
+        Dtypes of ``ka``, ``va``; summed over the query heads of each group.
+    """
     B, N, Hq, D = q.shape
     Hkv = ka.shape[2]
     G = Hq // Hkv
@@ -453,13 +507,40 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
 
 def ring_size(w2: int) -> int:
     """Slots of the short-window ring: a power of two >= w2 (and >= 16 for
-    tl.dot)."""
+    tl.dot).
+
+    Parameters
+    ----------
+    w2 : int
+        The short window.
+
+    Returns
+    -------
+    int
+    """
     return max(16, triton.next_power_of_2(w2))
 
 
 def use_ring(q, k1, w2, cfg) -> bool:
     """The ring kernel needs one position per row block and a ring that
-    fits in registers."""
+    fits in registers.
+
+    Parameters
+    ----------
+    q : Tensor ``[batch, seq, Hq, head_dim]``
+    k1 : Tensor ``[batch, seq, Hkv, head_dim]``
+        Only the shapes are read.
+    w2 : int
+        The short window.
+    cfg : BwdConfig
+        Its ``BLOCK_M`` and ``RING_MAX``.
+
+    Returns
+    -------
+    bool
+        Whether a row block holds one position and
+        ``ring_size(w2) * head_dim <= cfg.RING_MAX``.
+    """
     G = q.shape[2] // k1.shape[2]
     one_position = row_tiling(G, cfg.BLOCK_M).POS == 1
     return one_position and ring_size(w2) * q.shape[-1] <= cfg.RING_MAX
@@ -467,7 +548,29 @@ def use_ring(q, k1, w2, cfg) -> bool:
 
 def launch_ring(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     """(dq, dk2, dv2) from the ring kernel: two launches (even, then odd
-    chunks)."""
+    chunks).
+
+    Parameters
+    ----------
+    q, do : Tensor ``[batch, seq, Hq, head_dim]``
+        Queries and output gradients, contiguous.
+    k1, k2, v1, v2 : Tensor ``[batch, seq, Hkv, head_dim]``
+        Contiguous; ``Hq`` a multiple of ``Hkv``.
+    lse, delta : float32 Tensor ``[batch, Hq, seq]``
+        The forward's base-2 log-sum-exp and :func:`compute_delta`.
+    w1, w2 : int
+        The long and the short window.
+    scale : float
+        Logit scale.
+    cfg : BwdConfig
+        Its ``BLOCK_M``, ``num_warps`` (or ``ring_warps``), ``num_stages``.
+
+    Returns
+    -------
+    dq : Tensor ``[batch, seq, Hq, head_dim]``
+    dk2, dv2 : Tensor ``[batch, seq, Hkv, head_dim]``
+        Dtypes of the inputs (accumulated in float32).
+    """
     B, N, Hq, D = q.shape
     Hkv = k1.shape[2]
     G = Hq // Hkv
@@ -502,6 +605,28 @@ def backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float,
     is written by one program (the ring kernel's shared edge keys by two
     programs in two ordered launches): deterministic, no atomics. ``cfg``
     defaults to the fastest configuration that fits the shared memory.
+
+    Parameters
+    ----------
+    do : Tensor ``[batch, seq, Hq, head_dim]``
+        Gradient of the output.
+    q : Tensor ``[batch, seq, Hq, head_dim]``
+    k1, k2, v1, v2 : Tensor ``[batch, seq, Hkv, head_dim]``
+    o : Tensor ``[batch, seq, Hq, head_dim]``
+        The forward's output.
+    lse : float32 Tensor ``[batch, Hq, seq]``
+        The forward's base-2 log-sum-exp.
+    w1, w2 : int
+        The long and the short window.
+    scale : float
+        Logit scale, as in the forward.
+    cfg : BwdConfig, optional
+        Default: the first of ``bwd_configs`` the compiler accepts.
+
+    Returns
+    -------
+    dq : Tensor ``[batch, seq, Hq, head_dim]``
+    dk1, dk2, dv1, dv2 : Tensor ``[batch, seq, Hkv, head_dim]``
     """
     D = q.shape[-1]
     G = q.shape[2] // k1.shape[2]

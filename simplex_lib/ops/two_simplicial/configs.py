@@ -43,7 +43,19 @@ def interpreting() -> bool:
 
 @dataclass(frozen=True)
 class RowTiling:
-    """How a tile's ``BLOCK_M = GH * POS`` rows map to (position, head) pairs."""
+    """How a tile's ``BLOCK_M = GH * POS`` rows map to (position, head) pairs.
+
+    Attributes
+    ----------
+    GH : int
+        Query heads of one KV group per tile (a power of two).
+    POS : int
+        Consecutive positions per tile.
+    n_hblocks : int
+        Head blocks needed to cover the group.
+    BLOCK_M : int
+        ``GH * POS`` (a property).
+    """
 
     GH: int  # query heads of one KV group per tile (a power of two)
     POS: int  # consecutive positions per tile
@@ -55,7 +67,21 @@ class RowTiling:
 
 
 def row_tiling(group: int, block_m: int) -> RowTiling:
-    """Pack the ``group`` query heads that share a KV head into tiles of ``block_m`` rows."""
+    """Pack the ``group`` query heads that share a KV head into tiles of ``block_m`` rows.
+
+    Parameters
+    ----------
+    group : int
+        Query heads per KV head.
+    block_m : int
+        Rows per tile, a power of two.
+
+    Returns
+    -------
+    RowTiling
+        ``GH = min(next_power_of_2(group), block_m)``,
+        ``POS = block_m // GH``.
+    """
     gh = min(triton.next_power_of_2(group), block_m)
     return RowTiling(GH=gh, POS=block_m // gh, n_hblocks=triton.cdiv(group, gh))
 
@@ -73,6 +99,16 @@ def max_shared_memory(device=None) -> int:
     """Shared memory one program may use on ``device`` (bytes), as the driver reports it.
 
     Under the interpreter there is no limit (returns a large number).
+
+    Parameters
+    ----------
+    device : torch.device or str, optional
+        A CUDA device. Default: the current one.
+
+    Returns
+    -------
+    int
+        Bytes; ``2**30`` under the interpreter or without CUDA.
     """
     if interpreting() or not torch.cuda.is_available():
         return 1 << 30
@@ -90,6 +126,27 @@ FWD_WALKS = ("position", "offset")
 
 @dataclass(frozen=True)
 class FwdConfig:
+    """Launch configuration of the forward kernel.
+
+    Attributes
+    ----------
+    BLOCK_M : int
+        Query rows (position, head) per tile.
+    BLOCK_N : int
+        Long-window keys per tile (the GEMM's N dimension).
+    num_warps : int
+        Triton's warps per program.
+    num_stages : int
+        Triton's pipeline depth.
+    WALK : str
+        How a tile of several positions walks the short window, one of
+        :data:`FWD_WALKS` (default ``"position"``).
+
+    Raises
+    ------
+    ValueError
+        If ``WALK`` is not one of :data:`FWD_WALKS`.
+    """
     BLOCK_M: int
     BLOCK_N: int
     num_warps: int
@@ -107,6 +164,20 @@ def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
     The ``K1``/``V1`` tiles ``[BLOCK_N, D]`` are loaded in a loop that holds another loop, so
     they are not multi-buffered; the GEMM operands ``q * k2`` ``[BLOCK_M, D]`` and ``P``
     ``[BLOCK_M, BLOCK_N]`` are staged through shared memory.
+
+    Parameters
+    ----------
+    cfg : FwdConfig
+        Its ``BLOCK_M`` and ``BLOCK_N``.
+    head_dim : int
+        ``D``.
+    elem_bytes : int
+        Bytes per element of the inputs (2 for fp16/bf16, 4 for fp32).
+
+    Returns
+    -------
+    int
+        The estimate, ``SMEM_SLACK`` included.
 
     Examples
     --------
@@ -137,7 +208,29 @@ def fwd_walk() -> str:
 
 
 def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
-    """The fastest forward tile shape: ``BLOCK_N`` positions of the long window per GEMM."""
+    """The fastest forward tile shape: ``BLOCK_N`` positions of the long window per GEMM.
+
+    Parameters
+    ----------
+    head_dim : int
+        ``D``: at most 64 gets three pipeline stages, more gets two.
+    group : int
+        Query heads per KV head (not used by the present choice).
+    w1 : int
+        The long window: ``BLOCK_N`` is 128, or ``w1`` rounded up to a
+        power of two (>= 16).
+
+    Returns
+    -------
+    FwdConfig
+        With the walk of :func:`fwd_walk`; all blocks 16 under the
+        interpreter.
+
+    Raises
+    ------
+    ValueError
+        If ``$SIMPLEX_FWD_WALK`` names no walk.
+    """
     walk = fwd_walk()
     if interpreting():
         return FwdConfig(16, 16, 1, 1, WALK=walk)
@@ -149,7 +242,27 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
 
 def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) -> list:
     """Forward candidates, fastest first: :func:`fwd_config` with ``BLOCK_N`` (then ``BLOCK_M``)
-    halved until the estimate fits ``smem``, then smaller ones for :func:`launch_with_fallback`."""
+    halved until the estimate fits ``smem``, then smaller ones for :func:`launch_with_fallback`.
+
+    Parameters
+    ----------
+    head_dim, group, w1 : int
+        As for :func:`fwd_config`.
+    elem_bytes : int
+        Bytes per element of the inputs.
+    smem : int
+        Shared memory available (bytes), e.g. :func:`max_shared_memory`.
+
+    Returns
+    -------
+    list of FwdConfig
+        The halvings whose estimate fits; if none fits, the smallest alone.
+
+    Raises
+    ------
+    ValueError
+        If ``$SIMPLEX_FWD_WALK`` names no walk.
+    """
     cfg = fwd_config(head_dim, group, w1)
     out = [cfg]
     while cfg.BLOCK_N > 16 or cfg.BLOCK_M > 16:
@@ -164,6 +277,34 @@ def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) 
 
 @dataclass(frozen=True)
 class BwdConfig:
+    """Launch configuration of the backward kernels.
+
+    Attributes
+    ----------
+    BLOCK_M : int
+        Rows (position, head) per query block.
+    BLOCK_A : int
+        Key positions owned by one program of the key-tile kernel
+        (long-window set).
+    BLOCK_N : int
+        Long-window tile of the dq kernel.
+    BLOCK_A2 : int
+        Key positions per program of the key-tile kernel for the
+        short-window set.
+    num_warps : int
+        Triton's warps per program.
+    num_stages : int
+        Triton's pipeline depth.
+    RING_MAX : int
+        Largest ring (slots x head_dim) kept in registers (default 4096);
+        0 turns the ring kernel off.
+    kv_warps : int
+        Warps of the key-tile kernel (default 0: ``num_warps``).
+    kv_stages : int
+        Pipeline depth of the key-tile kernel (default 0: ``num_stages``).
+    ring_warps : int
+        Warps of the ring kernel (default 0: ``num_warps``).
+    """
     BLOCK_M: int  # rows (position, head) per query block
     BLOCK_A: int  # key positions owned by one program of the key-tile kernel
     BLOCK_N: int  # long-window tile of the dq kernel
@@ -182,6 +323,18 @@ def kv_smem_bytes(block_a: int, block_m: int, head_dim: int, elem_bytes: int) ->
     The owned ``kA``/``vA`` tiles ``[BLOCK_A, D]``, the operands ``q * kB`` and ``do * vB``
     ``[BLOCK_M, D]``, and ``P^T``, ``dS^T`` ``[BLOCK_A, BLOCK_M]``.
 
+    Parameters
+    ----------
+    block_a, block_m, head_dim : int
+        ``BLOCK_A``, ``BLOCK_M`` and ``D``.
+    elem_bytes : int
+        Bytes per element of the inputs.
+
+    Returns
+    -------
+    int
+        The estimate, ``SMEM_SLACK`` included.
+
     Examples
     --------
     >>> kv_smem_bytes(128, 64, 128, 4)  # chapter 9 on an H200 needed 264192 of 232448
@@ -194,6 +347,18 @@ def kv_smem_bytes(block_a: int, block_m: int, head_dim: int, elem_bytes: int) ->
 def dq_smem_bytes(block_n: int, block_m: int, head_dim: int, elem_bytes: int) -> int:
     """Shared memory of the query-owned dq kernel: the forward's tiles plus ``do * v2``.
 
+    Parameters
+    ----------
+    block_n, block_m, head_dim : int
+        ``BLOCK_N``, ``BLOCK_M`` and ``D``.
+    elem_bytes : int
+        Bytes per element of the inputs.
+
+    Returns
+    -------
+    int
+        The estimate in bytes, ``SMEM_SLACK`` included.
+
     Examples
     --------
     >>> dq_smem_bytes(128, 64, 128, 2)
@@ -205,7 +370,22 @@ def dq_smem_bytes(block_n: int, block_m: int, head_dim: int, elem_bytes: int) ->
 
 def bwd_smem_bytes(cfg, head_dim: int, elem_bytes: int) -> int:
     """Largest estimate over the kernels one backward configuration launches (the ring
-    kernel's tiles hold at most ``RING_MAX`` elements each and are never the largest)."""
+    kernel's tiles hold at most ``RING_MAX`` elements each and are never the largest).
+
+    Parameters
+    ----------
+    cfg : BwdConfig
+    head_dim : int
+        ``D``.
+    elem_bytes : int
+        Bytes per element of the inputs.
+
+    Returns
+    -------
+    int
+        The larger of :func:`kv_smem_bytes` (with the larger of
+        ``BLOCK_A``, ``BLOCK_A2``) and :func:`dq_smem_bytes`.
+    """
     return max(kv_smem_bytes(max(cfg.BLOCK_A, cfg.BLOCK_A2), cfg.BLOCK_M, head_dim, elem_bytes),
                dq_smem_bytes(cfg.BLOCK_N, cfg.BLOCK_M, head_dim, elem_bytes))
 
@@ -217,6 +397,18 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:  # noq
     tiny inputs). On a GPU the long-window key tile is 128 wide (or the window, rounded up to a
     power of two) and the short-window key tile stays near ``w2``, since each such tile is seen by
     ``BLOCK_A2 + w2 - 1`` queries and a wider one would mostly be masked.
+
+    Parameters
+    ----------
+    head_dim, group : int
+        ``D`` and query heads per KV head (the present choice depends on
+        neither).
+    w1, w2 : int
+        The long and the short window.
+
+    Returns
+    -------
+    BwdConfig
 
     Examples
     --------
@@ -238,6 +430,19 @@ def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, sm
     estimate fits ``smem`` (``BLOCK_A``/``BLOCK_A2`` for the key-tile kernel, ``BLOCK_N`` for
     the dq kernel). The next ones, for :func:`launch_with_fallback`, leave out the ring kernel
     and then halve every block once more each.
+
+    Parameters
+    ----------
+    head_dim, group, w1, w2 : int
+        As for :func:`bwd_config`.
+    elem_bytes : int
+        Bytes per element of the inputs.
+    smem : int
+        Shared memory available (bytes), e.g. :func:`max_shared_memory`.
+
+    Returns
+    -------
+    list of BwdConfig
     """
     cfg = bwd_config(head_dim, group, w1, w2)
 
@@ -271,6 +476,26 @@ def launch_with_fallback(key, candidates: list, launch):
 
     A config that fails with ``OutOfResources`` (the estimate was too low for this compiler or
     device) is skipped and the next, smaller one tried; the last failure is re-raised.
+
+    Parameters
+    ----------
+    key : hashable
+        The problem (device, dtype, shape class); a later call with the
+        same key starts at the candidate that worked.
+    candidates : list
+        Configurations, fastest first (at least one).
+    launch : callable
+        ``launch(cfg)`` runs the kernels with one configuration.
+
+    Returns
+    -------
+    object
+        What ``launch`` returns.
+
+    Raises
+    ------
+    triton.runtime.errors.OutOfResources
+        If the last candidate fails too.
     """
     start = _CHOSEN.get(key, 0)
     for i in range(min(start, len(candidates) - 1), len(candidates)):

@@ -34,6 +34,28 @@ def tile_rows(i0, i_hb, i_g, G, N, GH: tl.constexpr, POS: tl.constexpr):
     ``i0 + r // GH``; rows past the group or the sequence are masked out of
     every load and store. Returns ``(o_pos, o_h, m_row)``, each
     ``[BLOCK_M]``.
+
+    Parameters
+    ----------
+    i0 : int
+        First position of the tile.
+    i_hb : int
+        Head block of the tile inside the KV group.
+    i_g : int
+        The KV head.
+    G, N : int
+        Query heads per KV head; sequence length.
+    GH, POS : constexpr int
+        Head slots and positions per tile.
+
+    Returns
+    -------
+    o_pos : [BLOCK_M] int block
+        Position of each row.
+    o_h : [BLOCK_M] int block
+        Query head of each row, ``i_g * G + i_hb * GH + r % GH``.
+    m_row : [BLOCK_M] bool block
+        Rows inside the group and the sequence.
     """
     o_r = tl.arange(0, GH * POS)
     o_hg = i_hb * GH + o_r % GH  # head inside the group
@@ -46,7 +68,29 @@ def tile_rows(i0, i_hb, i_g, G, N, GH: tl.constexpr, POS: tl.constexpr):
 def window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS: tl.constexpr):
     """Which ``(row, j)`` of a tile see the pair ``(j, k)``: ``[1, BLOCK_N]``
     when every row is the same position (the window is a column range), else
-    ``[BLOCK_M, BLOCK_N]``."""
+    ``[BLOCK_M, BLOCK_N]``.
+
+    Parameters
+    ----------
+    o_j : [BLOCK_N] int block
+        Positions of the tile's long-window keys.
+    o_pos : [BLOCK_M] int block
+        Position of each row.
+    k : int
+        The short-window key.
+    lo1 : int
+        First key of the long window (used with ``ONE_POS``, where the
+        loop bounds already keep ``k`` and ``j <= i`` inside the windows).
+    W1, W2 : int
+        The two windows.
+    ONE_POS : constexpr bool
+        Every row of the tile is the same position.
+
+    Returns
+    -------
+    m_vis : bool block
+        ``[1, BLOCK_N]`` with ``ONE_POS``, else ``[BLOCK_M, BLOCK_N]``.
+    """
     if ONE_POS:
         m_vis = (o_j >= lo1)[None, :]
     else:
@@ -66,6 +110,24 @@ def tile_range(i0, N, W1, W2, POS: tl.constexpr, BLOCK_N: tl.constexpr):
     number of ``BLOCK_N`` tiles that cover ``[lo1, hi)`` walking down from
     ``hi``, and how many of them (the first ``n_full``) lie inside every
     row's window and need no mask (with several positions per tile: none).
+
+    Parameters
+    ----------
+    i0 : int
+        First position of the tile.
+    N : int
+        Sequence length.
+    W1, W2 : int
+        The long and the short window.
+    POS : constexpr int
+        Positions per tile.
+    BLOCK_N : constexpr int
+        Long-window keys per tile.
+
+    Returns
+    -------
+    hi, lo1, k_lo, n_tiles, n_full : int
+        As above.
     """
     hi = tl.minimum(i0 + POS, N)  # one past the last position of the tile
     lo1 = tl.maximum(i0 - W1 + 1, 0)
@@ -86,6 +148,24 @@ def online_softmax_step(b_s, b_m, b_l):
     Returns ``(b_p, b_alpha, b_m, b_l)`` after block ``b_s``: ``b_m`` is the
     running row maximum, ``b_l`` the running sum of ``2^(s - m)``;
     ``b_alpha`` rescales what was accumulated under the old maximum.
+
+    Parameters
+    ----------
+    b_s : [BLOCK_M, BLOCK_N] fp32 block
+        Base-2 logits of the block, ``-inf`` where masked.
+    b_m : [BLOCK_M] fp32 block
+        Running maximum before the block (``-inf`` at the start).
+    b_l : [BLOCK_M] fp32 block
+        Running sum before the block.
+
+    Returns
+    -------
+    b_p : [BLOCK_M, BLOCK_N] fp32 block
+        ``2^(s - m)`` under the new maximum (zeros in a fully masked row).
+    b_alpha : [BLOCK_M] fp32 block
+        ``2^(m_old - m_new)``.
+    b_m, b_l : [BLOCK_M] fp32 blocks
+        The updated maximum and sum.
     """
     b_m_new = tl.maximum(b_m, tl.max(b_s, 1))  # [BLOCK_M]
     # A row with every logit masked so far keeps m = -inf: measure it
@@ -295,6 +375,26 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
     memory. Returns ``(o, lse)``: ``o`` like ``q``; ``lse`` ``[B, Hq, N]``
     float32, the base-2 log-sum-exp of ``scale * log2(e) * logits`` over the
     window.
+
+    Parameters
+    ----------
+    q : Tensor ``[batch, seq, Hq, head_dim]``
+    k1, k2, v1, v2 : Tensor ``[batch, seq, Hkv, head_dim]``
+        ``Hq`` a multiple of ``Hkv``; all four with the same strides.
+    w1, w2 : int
+        The long and the short window, ``w1 >= w2``.
+    scale : float
+        Logit scale.
+    cfg : FwdConfig, optional
+        Default: the candidates of ``fwd_configs``, the first the
+        compiler accepts (``launch_with_fallback``).
+
+    Returns
+    -------
+    o : Tensor ``[batch, seq, Hq, head_dim]``
+        Output, dtype of ``q``.
+    lse : float32 Tensor ``[batch, Hq, seq]``
+        Base-2 log-sum-exp of each row, as above.
     """
     B, N, Hq, D = q.shape
     Hkv = k1.shape[2]

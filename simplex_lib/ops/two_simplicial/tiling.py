@@ -47,8 +47,10 @@ class TileWork:
     ----------
     rows : int
         Query rows of the tile (``(position, head)`` pairs, padding rows included).
-    k1_rows, k2_rows : int
-        Key rows of the first and second set the tile multiplies against.
+    k1_rows : int
+        Key rows of the first set the tile multiplies against.
+    k2_rows : int
+        Key rows of the second set the tile multiplies against.
     computed : int
         ``(row, j, k)`` triples whose logit the tile computes: ``rows * k1_rows * k2_rows``.
     useful : int
@@ -228,6 +230,28 @@ def packed_tile(heads: int, positions: int, w1: int, w2: int, *, block_n: int = 
 def listing_sequence(n: int, block_q: int, w1: int, w2: int, *, block_kv: int = 32) -> TileWork:
     """Sum of :func:`listing_tile` over every tile of a sequence of length ``n`` (one head).
 
+    Parameters
+    ----------
+    n : int
+        Sequence length.
+    block_q : int
+        Query positions per tile.
+    w1, w2 : int
+        Windows.
+    block_kv : int
+        Second-set rows per GEMM.
+
+    Returns
+    -------
+    TileWork
+        The sum over the ``ceil(n / block_q)`` tiles.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an int >= 1, or :func:`listing_tile` rejects a
+        tile's arguments.
+
     Examples
     --------
     >>> listing_sequence(8, 4, 2, 2, block_kv=4).useful   # = sum_i min(2, i+1)^2
@@ -244,6 +268,30 @@ def packed_sequence(n: int, heads: int, positions: int, w1: int, w2: int, *, blo
                     group: int | None = None) -> TileWork:
     """Sum of :func:`packed_tile` over every tile of a sequence of length ``n`` (one KV group,
     ``ceil(group / heads)`` head blocks when the group is larger than one tile).
+
+    Parameters
+    ----------
+    n : int
+        Sequence length.
+    heads, positions : int
+        Head slots and consecutive positions per tile.
+    w1, w2 : int
+        Windows.
+    block_n : int
+        First-set rows per GEMM tile.
+    group : int, optional
+        Query heads per KV head (may exceed ``heads``). Default ``heads``.
+
+    Returns
+    -------
+    TileWork
+        The sum over every head block and every tile of positions.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an int >= 1, or :func:`packed_tile` rejects a
+        tile's arguments.
 
     Examples
     --------
@@ -265,6 +313,20 @@ def listing_useful_fraction(block_q: int, w1: int, w2: int, *, block_kv: int = 3
 
     Every row sees ``w1 * w2`` triples; the tile computes ``(w1 + block_q)`` first-set rows times
     ``block_kv * ceil((w2 + block_q) / block_kv)`` second-set rows per row.
+
+    Parameters
+    ----------
+    block_q : int
+        Query positions per tile.
+    w1, w2 : int
+        Windows.
+    block_kv : int
+        Second-set rows per GEMM.
+
+    Returns
+    -------
+    float
+        ``useful / computed`` of a tile far from the sequence ends.
 
     Examples
     --------
@@ -324,6 +386,22 @@ def online_softmax(scores: torch.Tensor, values: torch.Tensor, block: int):
 def chunk_key_range(c0: int, chunk: int, w: int, n: int) -> range:
     """Key positions touched by the queries ``[c0, c0 + chunk)`` through a window ``w``.
 
+    Parameters
+    ----------
+    c0 : int
+        First query position of the chunk.
+    chunk : int
+        Query positions per chunk.
+    w : int
+        Window.
+    n : int
+        Sequence length (keys past it are left out).
+
+    Returns
+    -------
+    range
+        ``[max(c0 - w + 1, 0), min(c0 + chunk, n))``.
+
     Examples
     --------
     >>> chunk_key_range(16, 16, 4, 100)
@@ -338,11 +416,27 @@ def key_writers(n: int, chunk: int, w: int) -> dict:
     Queries are cut into chunks of ``chunk`` positions; stage 0 runs the even chunks, stage 1
     the odd ones. A chunk accumulates the gradient of every key in :func:`chunk_key_range`.
 
+    Parameters
+    ----------
+    n : int
+        Sequence length.
+    chunk : int
+        Query positions per chunk.
+    w : int
+        Window of the keys.
+
     Returns
     -------
-    dict with ``"stage0"`` and ``"stage1"``: lists of length ``n``, the number of programs of
-    that stage writing key ``k``. The schedule is free of write races when no entry exceeds 1,
-    which holds iff ``chunk >= w - 1``.
+    writers : dict
+        ``"stage0"`` and ``"stage1"``, each a list of length ``n``: the
+        number of programs of that stage writing key ``k``. The schedule is
+        free of write races when no entry exceeds 1, which holds iff
+        ``chunk >= w - 1``.
+
+    Raises
+    ------
+    ValueError
+        If ``n``, ``chunk`` or ``w`` is not an int >= 1.
 
     Examples
     --------
