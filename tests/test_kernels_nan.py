@@ -77,12 +77,14 @@ def test_backward_keeps_nonfinite_local(gen, Hq, Hkv, which, bad):
         assert_close(f"d{n} (clean rows)", ref[n].grad[0][keep], got[keep], 2e-5)
 
 
+@pytest.mark.parametrize("kernel", ["row", "packed"])
 @pytest.mark.parametrize("which", ["q", "k1", "k2", "v1", "v2", "do"])
-def test_topk_backward_keeps_nonfinite_local(gen, which):
+def test_topk_backward_keeps_nonfinite_local(gen, monkeypatch, which, kernel):
     from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
     from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton as topk_kernel
     from simplex_lib.timing import random_causal_topk
 
+    monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", kernel)  # the forward (the selection is shared)
     N, Hq, Hkv, D, k, p = 10, 4, 2, 16, 3, 4
     G = Hq // Hkv
     x = {n: torch.randn(1, N, Hq if n == "q" else Hkv, D, generator=gen, dtype=torch.float64)
