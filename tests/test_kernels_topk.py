@@ -178,17 +178,23 @@ def test_fuzz_bad_indices(gen):
 # --- the head-packed forward (selections shared by a KV group) ---------------------------------
 
 def _count_packed(monkeypatch):
-    """Count launches of the head-packed forward (to check the dispatch as well as the result)."""
+    """Count launches of the head-packed forward (to check the dispatch as well as the result);
+    the head-packed backward's launches are appended as ``"bwd"``."""
     import simplex_lib.ops.topk.triton as tk
 
     calls = []
-    orig = tk._packed_forward
+    fwd, bwd = tk._packed_forward, tk._packed_backward
 
-    def spy(*a, **kw):
-        calls.append(a[0].shape)
-        return orig(*a, **kw)
+    def spy_fwd(*a):
+        calls.append("fwd")
+        return fwd(*a)
 
-    monkeypatch.setattr(tk, "_packed_forward", spy)
+    def spy_bwd(*a):
+        calls.append("bwd")
+        return bwd(*a)
+
+    monkeypatch.setattr(tk, "_packed_forward", spy_fwd)
+    monkeypatch.setattr(tk, "_packed_backward", spy_bwd)
     return calls
 
 
@@ -205,7 +211,7 @@ def test_packed_forward_matches_reference(gen, monkeypatch, B, N, Hq, Hkv, D, k,
     x64 = _inputs(gen, B, N, Hq, Hkv, D)
     idx = random_idx(gen, B, N, H_idx, k)
     _check(gen, x64, idx)
-    assert len(calls) == 1  # the auto rule took the packed kernel
+    assert calls == ["fwd", "bwd"]  # the auto rule took the packed kernels
 
 
 def test_packed_forward_two_selections_and_batch_broadcast(gen, monkeypatch):
@@ -217,7 +223,7 @@ def test_packed_forward_two_selections_and_batch_broadcast(gen, monkeypatch):
     _check(gen, x64, idx, idx2=idx2, scale=0.6)
     out = topk_kernel(*[t.float().to(DEV) for t in x64], idx.to(DEV), idx2=idx2.to(DEV))
     assert torch.equal(out[1, 4].cpu(), torch.zeros(32, 16))
-    assert len(calls) == 2
+    assert calls == ["fwd", "bwd", "fwd"]
 
 
 def test_packed_forward_forced_for_a_small_group(gen, monkeypatch):
@@ -226,21 +232,25 @@ def test_packed_forward_forced_for_a_small_group(gen, monkeypatch):
     calls = _count_packed(monkeypatch)
     x64 = _inputs(gen, 1, 13, 4, 2, 16)
     _check(gen, x64, random_idx(gen, 1, 13, 2, 5))
-    assert len(calls) == 1
+    assert calls == ["fwd", "bwd"]
     x = [t.float().to(DEV) for t in x64]
     with pytest.raises(ValueError, match="shared"):  # per-query-head selections cannot be packed
         topk_kernel(*x, random_idx(gen, 1, 13, 4, 5).to(DEV))
 
 
 def test_packed_and_row_kernels_agree(gen, monkeypatch):
-    x = [t.float().to(DEV) for t in _inputs(gen, 1, 12, 16, 1, 16)]
+    x = [t.float().to(DEV).requires_grad_() for t in _inputs(gen, 1, 12, 16, 1, 16)]
     idx = random_idx(gen, 1, 12, 1, 6).to(DEV)
+    do = torch.randn(1, 12, 16, 16, generator=gen).to(DEV)
     calls = _count_packed(monkeypatch)
-    packed = topk_kernel(*x, idx)
-    monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", "row")
-    row = topk_kernel(*x, idx)
-    assert len(calls) == 1
-    assert_close("o", row.double(), packed, 1e-5)
+    results = {}
+    for kernel in ("auto", "row"):
+        monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", kernel)
+        out = topk_kernel(*x, idx)
+        results[kernel] = (out, *torch.autograd.grad(out, x, do))
+    assert calls == ["fwd", "bwd"]  # auto: packed; row: the per-row kernels
+    for name, row, packed in zip(("o", "dq", "dk1", "dk2", "dv1", "dv2"), results["row"], results["auto"]):
+        assert_close(name, row.double(), packed, 1e-5)
 
 
 def test_dispatch_rule(monkeypatch):
