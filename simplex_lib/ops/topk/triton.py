@@ -22,11 +22,13 @@ sum the key/value gradients over the tile's heads before one atomic add per gath
 the two kinds (:data:`PACK_MIN_GROUP`); both write the log-sum-exp as ``[B, N, Hq]``.
 
 Expected effect (a PREDICTION, NOT YET MEASURED on a GPU): for ``Hq = 64, Hkv = 1`` the packed
-forward runs ``[64, D] x [D, BLOCK_A]`` GEMMs over rows gathered once per 64 heads, where the
-per-row kernel runs ``[kB, D] x [D, kA]`` GEMMs per head and gathers every row 64 times; it should
-close most of the measured gap to the window kernel (5.6x slower on an H100), the remaining cost
-being the dependent index load before each ``K2`` row and the gathered (not contiguous) ``K1``
-rows. The packed backward should similarly cut the atomic traffic by ``G``.
+forward runs ``[64, D] x [D, BLOCK_A]`` GEMMs on rows gathered once per 64 heads, where the
+per-row kernel runs ``[kB, D] x [D, kA]`` GEMMs per head and gathers every row 64 times. It
+should close most of the gap to the window kernel (the per-row forward took 5.6x the window
+kernel's time at ``k = 128`` against ``512 x 32`` on an H100,
+``benchmarks/results/topk_bench.json``); what remains is the dependent index load before each
+``K2`` row and the gathered, not contiguous, ``K1`` rows. The packed backward should likewise
+cut the atomic traffic by ``G``.
 
 The backward recomputes ``P`` from the saved base-2 log-sum-exp. ``dq`` is owned by the query's
 program; the key/value gradients of a position are sums over every query that selected it (an
