@@ -273,3 +273,17 @@ def test_dispatch_rule(monkeypatch):
     monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", "fast")
     with pytest.raises(ValueError, match="SIMPLEX_TOPK_KERNEL"):
         topk_dispatch(1, None, G, 1)
+
+
+def test_packed_kernels_with_several_key_tiles(gen, monkeypatch):
+    """16 gathered K1 rows per tile (forced) and kA = 37: three tiles in both packed kernels, the
+    last one partly empty; idx2 keeps its own kB = 5."""
+    import simplex_lib.ops.topk.triton as tk
+
+    small = lambda q, group, ka: [(16, 16, 16)]  # noqa: E731  (BLOCK_D, GH, BLOCK_A)
+    monkeypatch.setattr(tk, "_packed_candidates", small)
+    monkeypatch.setattr(tk, "_packed_bwd_candidates", small)
+    calls = _count_packed(monkeypatch)
+    x64 = _inputs(gen, 1, 40, 16, 1, 16)
+    _check(gen, x64, random_idx(gen, 1, 40, 1, 37, fill=0.9), idx2=random_idx(gen, 1, 40, 1, 5))
+    assert calls == ["fwd", "bwd"]
