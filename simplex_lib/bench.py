@@ -10,6 +10,13 @@ versions, date, git commit and the FLOP convention). Example (a few minutes on a
 the windowed kernel at equal pair counts::
 
     python -m simplex_lib.bench --topk --name topk_bench
+
+With a selection shared by the heads (the benchmark's), the top-k forward is the head-packed
+kernel for groups of at least ``PACK_MIN_GROUP`` heads; ``--topk-kernel row`` (or ``packed``)
+times one kernel on every shape, so the two can be compared::
+
+    python -m simplex_lib.bench --topk --topk-kernel row --name topk_bench_row
+    python -m simplex_lib.bench --topk --topk-kernel packed --name topk_bench_packed
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import torch
 from simplex_lib import timing, viz
 from simplex_lib.cli import int_at_least, int_list
 from simplex_lib.ops.two_simplicial.configs import FWD_WALKS
-from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton
+from simplex_lib.ops.topk.triton import TOPK_KERNELS, topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
 from simplex_lib.testing import rel_error
 
@@ -34,9 +41,11 @@ PROG = "python -m simplex_lib.bench"
 def check_topk_gpu(dtypes=(torch.bfloat16, torch.float32)) -> list:
     """Relative errors of the compiled top-k kernels against the float64 reference (GPU).
 
-    Three fixed shapes (one with a second selection ``idx2``, several selection heads, long
-    sequences with ``Hq=64, Hkv=1``), random causal selections, seed 0; the output and all five
-    input gradients are compared with :func:`simplex_lib.testing.rel_error`.
+    Four fixed shapes (one with a second selection ``idx2``, several selection heads, long
+    sequences with ``Hq=64, Hkv=1``, a group of 24 heads with one selection per KV head), random
+    causal selections, seed 0; the output and all five input gradients are compared with
+    :func:`simplex_lib.testing.rel_error`. The last two take the head-packed forward unless
+    ``$SIMPLEX_TOPK_KERNEL`` says otherwise; each record names the forward it ran.
 
     Parameters
     ----------
@@ -47,14 +56,23 @@ def check_topk_gpu(dtypes=(torch.bfloat16, torch.float32)) -> list:
     -------
     list of dict
         One per dtype and shape, with ``shape`` ``[B, N, Hq, Hkv, D]``, ``k``, ``k2``,
-        ``idx_heads``, ``dtype``, ``errs`` (``o``, ``dq``, ``dk1``, ``dk2``, ``dv1``, ``dv2``) and
-        ``ok`` (every error below 3e-2, or 1e-4 for float32).
+        ``idx_heads``, ``kernel`` (``"packed"`` or ``"row"``), ``dtype``, ``errs`` (``o``, ``dq``,
+        ``dk1``, ``dk2``, ``dv1``, ``dv2``) and ``ok`` (every error below 3e-2, or 1e-4 for
+        float32); a shape the forced kernel cannot take (``SIMPLEX_TOPK_KERNEL=packed`` with
+        per-head selections) has ``skipped`` instead of ``errs``.
     """
     out = []
-    shapes = [(1, 300, 8, 2, 64, 32, 2, None), (2, 257, 4, 1, 128, 16, 4, 8), (1, 130, 64, 1, 128, 64, 1, None)]
+    shapes = [(1, 300, 8, 2, 64, 32, 2, None), (2, 257, 4, 1, 128, 16, 4, 8), (1, 130, 64, 1, 128, 64, 1, None),
+              (1, 200, 48, 2, 64, 24, 2, 8)]
     g = torch.Generator(device="cuda").manual_seed(0)
     for dtype in dtypes:
         for B, N, Hq, Hkv, D, k, Hi, k2 in shapes:
+            rec = {"shape": [B, N, Hq, Hkv, D], "k": k, "k2": k2, "idx_heads": Hi, "dtype": str(dtype)}
+            try:
+                rec["kernel"] = topk_dispatch(Hi, None if k2 is None else Hi, Hq, Hkv)
+            except ValueError as e:  # SIMPLEX_TOPK_KERNEL=packed and a per-head selection
+                out.append({**rec, "kernel": None, "skipped": str(e), "ok": True})
+                continue
             x64 = [torch.randn(B, N, h, D, device="cuda", dtype=torch.float64, generator=g)
                    for h in (Hq, Hkv, Hkv, Hkv, Hkv)]
             idx = timing.random_causal_topk(B, N, Hi, k, generator=g)
@@ -69,8 +87,8 @@ def check_topk_gpu(dtypes=(torch.bfloat16, torch.float32)) -> list:
             errs = {"o": rel_error(o, r)}
             for n, a, w in zip(("dq", "dk1", "dk2", "dv1", "dv2"), got, want):
                 errs[n] = rel_error(a, w)
-            out.append({"shape": [B, N, Hq, Hkv, D], "k": k, "k2": k2, "idx_heads": Hi, "dtype": str(dtype),
-                        "errs": errs, "ok": max(errs.values()) < (3e-2 if dtype != torch.float32 else 1e-4)})
+            out.append({**rec, "errs": errs,
+                        "ok": max(errs.values()) < (3e-2 if dtype != torch.float32 else 1e-4)})
     return out
 
 
@@ -244,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--reference-max-n", type=int_at_least(0), default=0)
     ap.add_argument("--topk", action="store_true",
                     help="check and time the top-k kernels instead of the windowed grid")
+    ap.add_argument("--topk-kernel", choices=TOPK_KERNELS, default=None,
+                    help="with --topk: the top-k forward to time, auto (packed for a shared selection and "
+                         "a group of at least PACK_MIN_GROUP heads, else row), row or packed (sets "
+                         "SIMPLEX_TOPK_KERNEL; default: its value, else auto)")
     ap.add_argument("--out", default="benchmarks/results", help="folder for the JSON and plots")
     ap.add_argument("--name", default=None, help="file name without .json "
                     "(default kernels_bench; --topk: topk_bench)")
@@ -280,10 +302,12 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{PROG}: error: needs a CUDA GPU; recorded results are in benchmarks/results/")
     if a.fwd_walk:
         os.environ["SIMPLEX_FWD_WALK"] = a.fwd_walk  # read by every forward launch
+    if a.topk_kernel:
+        os.environ["SIMPLEX_TOPK_KERNEL"] = a.topk_kernel  # read by every top-k launch
     if a.topk:
         res = {"meta": timing.record_meta(), "correctness": check_topk_gpu()}
         for c in res["correctness"]:
-            print("OK  " if c["ok"] else "FAIL", c, flush=True)
+            print("SKIP" if "skipped" in c else "OK  " if c["ok"] else "FAIL", c, flush=True)
         res["records"] = timing.bench_topk(a.seqlens or (2048, 4096, 8192),
                                            tokens=a.tokens[0] if a.tokens else 8192)
     else:

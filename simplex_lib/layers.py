@@ -7,9 +7,9 @@ The modules own the projections; the attention arithmetic is delegated to a *bac
 - ``"torch"``: :func:`simplex_lib.ops.two_simplicial.windowed.windowed_two_simplicial_attention`,
   which gathers each query's window (or top-k selection) of keys and runs one batched einsum.
   Memory ``O(seq * w1 * w2)`` per head; the default for training the small models on a GPU or CPU;
-- ``"triton"``: the fused kernel ``simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`` (imported
-  lazily; on a CPU it needs ``TRITON_INTERPRET=1``). Windowed layers only: the top-k layer
-  refuses it (the top-k kernel is not wired in yet).
+- ``"triton"``: the fused kernels (imported lazily; on a CPU they need ``TRITON_INTERPRET=1``):
+  ``simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`` for windowed layers,
+  ``simplex_lib.ops.topk.triton.topk_two_simplicial_attention_triton`` for the top-k layer.
 
 All backends compute the same function; ``tests/test_layers.py`` checks them against each other.
 Tensors are ``[batch, seq, heads, head_dim]``.
@@ -327,7 +327,18 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
     causal softmax of the *preceding dot-product layer* (``prev_qk``) and use the same ``topk``
     positions for K1 and K2 (``previous_layer_topk`` of the selection module). Without a
     preceding dot-product layer the layer ranks with its own ``(q, k1)``. The selection is not
-    differentiated (as in DeepSeek Sparse Attention); gradients flow through the selected pairs.
+    differentiated; gradients flow through the selected pairs only.
+
+    How the selection learns: there is no indexer of its own to train. The library uses the
+    blog's shortcut (Pappone, 2025): the ranking reuses the preceding dot-product layer's
+    attention, whose ``q, k`` are trained by that layer's own loss gradient, so the selection
+    improves as the model does. It does *not* implement DeepSeek Sparse Attention's separate
+    lightning indexer with its KL warm-up against the dense attention.
+
+    The selection is one set of ``topk`` positions per query, shared by all heads
+    (``[batch, seq, 1, topk]``), so with ``backend="triton"`` and at least
+    ``simplex_lib.ops.topk.triton.PACK_MIN_GROUP`` query heads per key/value head the kernel
+    packs a KV group's heads into one tile (see ``topk_dispatch`` there).
 
     Parameters
     ----------
@@ -335,10 +346,12 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
         As in :class:`TwoSimplicialAttention`.
     topk : int
         Keys kept per query (``>= 1``); ``topk**2`` pairs.
-    backend : ``"torch"`` or ``"reference"``
-        Gathered einsum (:func:`simplex_lib.ops.two_simplicial.windowed.gathered_two_simplicial_attention`)
-        or the masked top-k reference ``topk_two_simplicial_attention``. ``"triton"`` raises a
-        ``ValueError`` (the top-k kernel is not wired into the layer yet).
+    backend : ``"torch"``, ``"reference"`` or ``"triton"``
+        Gathered einsum (:func:`simplex_lib.ops.two_simplicial.windowed.gathered_two_simplicial_attention`),
+        the masked top-k reference ``topk_two_simplicial_attention``, or the Triton kernels
+        ``simplex_lib.ops.topk.triton.topk_two_simplicial_attention_triton`` (float16, bfloat16
+        or float32 on a GPU, or under ``TRITON_INTERPRET=1``; inputs the kernels do not take raise
+        a ``ValueError`` naming the layer's backend, never a silent fallback).
 
     Examples
     --------
@@ -349,11 +362,8 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None,
                  head_dim: int | None = None, *, topk: int, backend: str = "torch"):
-        if backend == "triton":
-            raise ValueError("backend 'triton' is not supported by the top-k variant "
-                             "(TopKTwoSimplicialAttention): use backend 'torch' or 'reference'")
-        if backend not in ("torch", "reference"):
-            raise ValueError(f"backend must be 'torch' or 'reference' for the top-k variant, got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS} for the top-k variant, got {backend!r}")
         _check_positive("topk", topk)
         super().__init__(d_model, n_heads, n_kv_heads, head_dim, backend="reference")
         self.topk, self.backend = topk, backend
@@ -413,11 +423,22 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
         Raises
         ------
         ValueError
-            As :meth:`select`, or if the tensors' shapes, dtypes or devices disagree.
+            As :meth:`select`, or if the tensors' shapes, dtypes or devices disagree; with
+            ``backend="triton"``, also for inputs the top-k kernels do not take (a dtype other
+            than float16, bfloat16 or float32, a CPU tensor without ``TRITON_INTERPRET=1``).
         """
         idx = self.select(q, k1, prev_qk)
         if self.backend == "reference":
             return topk_two_simplicial_attention(q, k1, k2, v1, v2, idx)
+        if self.backend == "triton":
+            # Imported here: Triton is an optional, heavy dependency that the other backends never need.
+            from .ops.topk.triton import topk_two_simplicial_attention_triton
+
+            try:
+                return topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx)
+            except ValueError as e:
+                raise ValueError(f"backend 'triton' of the top-k variant (TopKTwoSimplicialAttention) "
+                                 f"cannot take these inputs: {e}") from e
         return gathered_two_simplicial_attention(q, k1, k2, v1, v2, idx[:, :, 0])
 
     def forward(self, x, prev_qk=None):

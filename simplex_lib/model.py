@@ -118,8 +118,8 @@ class ModelConfig:
     """Hyper-parameters of :class:`Model`.
 
     Each field is documented below; invalid values raise ``ValueError`` naming the field (also
-    ``n_heads`` not a multiple of the simplicial key/value heads, ``causal=False`` with windowed or
-    top-k blocks, and ``"topk"`` blocks with ``backend="triton"``).
+    ``n_heads`` not a multiple of the simplicial key/value heads, and ``causal=False`` with
+    windowed or top-k blocks).
 
     Examples
     --------
@@ -157,8 +157,8 @@ class ModelConfig:
     #: Key/value heads of 2-simplicial blocks; ``None``: ``n_heads // 2`` when ``n_heads`` is
     #: even (parameter parity), else ``n_heads``.
     simplicial_kv_heads: int | None = None
-    #: Backend of ``"window"`` blocks (``"torch"``, ``"reference"``, ``"triton"``) and of
-    #: ``"topk"`` blocks (``"torch"`` or ``"reference"``); ``"simplicial"`` blocks use the reference.
+    #: Backend of ``"window"`` and ``"topk"`` blocks (``"torch"``, ``"reference"``, ``"triton"``);
+    #: ``"simplicial"`` blocks use the reference.
     backend: str = "torch"
     #: ``"gpt2"``: N(0, 0.02), output projections scaled by ``1/sqrt(2 n_layer)``
     #: (:func:`simplex_lib.layers.init_weights`); ``"torch"``: PyTorch's default initialisation
@@ -189,9 +189,6 @@ class ModelConfig:
             _check_positive("n_classes", self.n_classes)
         if not self.causal and set(self.layers) - {"dot", "simplicial"}:
             raise ValueError(f"causal=False needs layers of kind 'dot' or 'simplicial', got {self.layers}")
-        if "topk" in self.layers and self.backend not in ("torch", "reference"):
-            raise ValueError(f"backend {self.backend!r} does not support layer kind 'topk' "
-                             "(use 'torch' or 'reference')")
 
     @property
     def n_layer(self) -> int:

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 from triton.testing import do_bench
 
-from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton
+from simplex_lib.ops.topk.triton import topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.two_simplicial.configs import fwd_walk
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
 from simplex_lib.cost import dot_flops, equal_cost_dot_length, topk_flops, windowed_flops
@@ -362,7 +362,9 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
     list of dict
         Shape, ``group``, ``mode``, ``ms``, ``tflops``, ``flops`` (both groups counted with
         :func:`simplex_lib.cost.topk_flops` at ``k``), ``peak_extra_bytes`` and ``k`` or
-        ``w1, w2``; a failed measurement has ``error`` instead of the numbers.
+        ``w1, w2``; a failed measurement has ``error`` instead of the numbers. Top-k records
+        also name the forward that ran, ``topk_kernel`` (``"packed"`` or ``"row"``, see
+        :func:`simplex_lib.ops.topk.triton.topk_dispatch`; ``$SIMPLEX_TOPK_KERNEL`` forces one).
     """
     recs = []
     for N in seqlens:
@@ -370,7 +372,8 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
         xs = [torch.randn(B, N, h, D, device="cuda", dtype=dtype) for h in (Hq, Hkv, Hkv, Hkv, Hkv)]
         for k, (w1, w2) in pairs:
             idx = random_causal_topk(B, N, 1, k)
-            runs = (("topk-kernel", lambda x: topk_two_simplicial_attention_triton(*x, idx), dict(k=k)),
+            runs = (("topk-kernel", lambda x: topk_two_simplicial_attention_triton(*x, idx),
+                     dict(k=k, topk_kernel=topk_dispatch(1, None, Hq, Hkv))),
                     ("window-kernel", lambda x: two_simplicial_attention(*x, w1=w1, w2=w2),
                      dict(w1=w1, w2=w2)))
             for group, f, extra in runs:

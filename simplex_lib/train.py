@@ -102,7 +102,8 @@ class TrainConfig:
     mlp_ratio: int = _doc("MLP hidden width is mlp_ratio * d_model", default=4)
     w: int = _doc("both windows (w1 = w2) of the window variant", default=32)
     topk: int = _doc("keys kept per query by the topk variant", default=32)
-    backend: str = _doc("backend of the 2-simplicial blocks: torch, reference or triton (window only)",
+    backend: str = _doc("backend of the window and topk blocks: torch, reference or triton (the fused "
+                        "kernels; on a CPU only under TRITON_INTERPRET=1)",
                         default="torch")
     init: str = _doc("initial weights: gpt2 (N(0, 0.02), scaled output projections) or torch (PyTorch's "
                      "defaults, which tiny task models learn faster from)", default="gpt2")

@@ -77,12 +77,14 @@ def test_backward_keeps_nonfinite_local(gen, Hq, Hkv, which, bad):
         assert_close(f"d{n} (clean rows)", ref[n].grad[0][keep], got[keep], 2e-5)
 
 
+@pytest.mark.parametrize("kernel", ["row", "packed"])
 @pytest.mark.parametrize("which", ["q", "k1", "k2", "v1", "v2", "do"])
-def test_topk_backward_keeps_nonfinite_local(gen, which):
+def test_topk_backward_keeps_nonfinite_local(gen, monkeypatch, which, kernel):
     from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
     from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton as topk_kernel
     from simplex_lib.timing import random_causal_topk
 
+    monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", kernel)  # both passes (the selection is shared)
     N, Hq, Hkv, D, k, p = 10, 4, 2, 16, 3, 4
     G = Hq // Hkv
     x = {n: torch.randn(1, N, Hq if n == "q" else Hkv, D, generator=gen, dtype=torch.float64)
@@ -98,8 +100,14 @@ def test_topk_backward_keeps_nonfinite_local(gen, which):
         x[which][0, p, 0, 5] = float("nan")
         clean[which][0, p, 0] = 0
 
+    import simplex_lib.ops.topk.triton as tk
+
+    packed_bwd = []
+    orig = tk._packed_backward
+    monkeypatch.setattr(tk, "_packed_backward", lambda *a: packed_bwd.append(1) or orig(*a))
     ins = {n: t.float().to(DEV).requires_grad_() for n, t in x.items()}
     topk_kernel(*ins.values(), idx.to(DEV)).backward(do.float().to(DEV))
+    assert len(packed_bwd) == (kernel == "packed")  # the wrapper runs the backward of the forward's kind
     ref = {n: t.clone().requires_grad_() for n, t in clean.items()}
     topk_reference(*ref.values(), idx).backward(clean_do)
 

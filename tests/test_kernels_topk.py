@@ -173,3 +173,117 @@ def test_fuzz_bad_indices(gen):
             assert "idx" in str(e), str(e)
             continue
         assert_close("o", topk_reference(*x64, idx), out, 2e-5)
+
+
+# --- the head-packed forward (selections shared by a KV group) ---------------------------------
+
+def _count_packed(monkeypatch):
+    """Count launches of the head-packed forward (to check the dispatch as well as the result);
+    the head-packed backward's launches are appended as ``"bwd"``."""
+    import simplex_lib.ops.topk.triton as tk
+
+    calls = []
+    fwd, bwd = tk._packed_forward, tk._packed_backward
+
+    def spy_fwd(*a):
+        calls.append("fwd")
+        return fwd(*a)
+
+    def spy_bwd(*a):
+        calls.append("bwd")
+        return bwd(*a)
+
+    monkeypatch.setattr(tk, "_packed_forward", spy_fwd)
+    monkeypatch.setattr(tk, "_packed_backward", spy_bwd)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "B,N,Hq,Hkv,D,k,H_idx",
+    [
+        (1, 9, 16, 1, 16, 12, 1),   # GQA 16: one full tile of 16 heads; k > i: empty slots
+        (2, 7, 32, 1, 16, 5, 1),    # GQA 32, batch 2
+        (1, 11, 48, 2, 24, 6, 2),   # GQA 24: 32-row tiles with 8 padded rows; D = 24; Hkv sets
+    ],
+)
+def test_packed_forward_matches_reference(gen, monkeypatch, B, N, Hq, Hkv, D, k, H_idx):
+    calls = _count_packed(monkeypatch)
+    x64 = _inputs(gen, B, N, Hq, Hkv, D)
+    idx = random_idx(gen, B, N, H_idx, k)
+    _check(gen, x64, idx)
+    assert calls == ["fwd", "bwd"]  # the auto rule took the packed kernels
+
+
+def test_packed_forward_two_selections_and_batch_broadcast(gen, monkeypatch):
+    calls = _count_packed(monkeypatch)
+    x64 = _inputs(gen, 2, 10, 32, 2, 16)
+    idx = random_idx(gen, 1, 10, 1, 7)       # batch 1, one set for all heads
+    idx2 = random_idx(gen, 2, 10, 2, 3)      # one set per KV head, k2 = 3
+    idx2[1, 4] = -1                          # query 4 of batch 1 has no K2 key: zeros
+    _check(gen, x64, idx, idx2=idx2, scale=0.6)
+    out = topk_kernel(*[t.float().to(DEV) for t in x64], idx.to(DEV), idx2=idx2.to(DEV))
+    assert torch.equal(out[1, 4].cpu(), torch.zeros(32, 16))
+    assert calls == ["fwd", "bwd", "fwd"]
+
+
+def test_packed_forward_forced_for_a_small_group(gen, monkeypatch):
+    """SIMPLEX_TOPK_KERNEL=packed: a group of 2 heads in a 16-row tile (14 padded rows)."""
+    monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", "packed")
+    calls = _count_packed(monkeypatch)
+    x64 = _inputs(gen, 1, 13, 4, 2, 16)
+    _check(gen, x64, random_idx(gen, 1, 13, 2, 5))
+    assert calls == ["fwd", "bwd"]
+    x = [t.float().to(DEV) for t in x64]
+    with pytest.raises(ValueError, match="shared"):  # per-query-head selections cannot be packed
+        topk_kernel(*x, random_idx(gen, 1, 13, 4, 5).to(DEV))
+
+
+def test_packed_and_row_kernels_agree(gen, monkeypatch):
+    x = [t.float().to(DEV).requires_grad_() for t in _inputs(gen, 1, 12, 16, 1, 16)]
+    idx = random_idx(gen, 1, 12, 1, 6).to(DEV)
+    do = torch.randn(1, 12, 16, 16, generator=gen).to(DEV)
+    calls = _count_packed(monkeypatch)
+    results = {}
+    for kernel in ("auto", "row"):
+        monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", kernel)
+        out = topk_kernel(*x, idx)
+        results[kernel] = (out, *torch.autograd.grad(out, x, do))
+    assert calls == ["fwd", "bwd"]  # auto: packed; row: the per-row kernels
+    for name, row, packed in zip(("o", "dq", "dk1", "dk2", "dv1", "dv2"), results["row"], results["auto"]):
+        assert_close(name, row.double(), packed, 1e-5)
+
+
+def test_dispatch_rule(monkeypatch):
+    from simplex_lib.ops.topk.triton import PACK_MIN_GROUP, topk_dispatch
+
+    G = PACK_MIN_GROUP
+    assert topk_dispatch(1, None, G, 1, "auto") == "packed"          # one set for all heads
+    assert topk_dispatch(2, 1, 2 * G, 2, "auto") == "packed"         # per KV head and shared
+    assert topk_dispatch(1, None, G - 1, 1, "auto") == "row"         # the group is too small
+    assert topk_dispatch(G, None, G, 1, "auto") == "row"             # per query head
+    assert topk_dispatch(1, G, G, 1, "auto") == "row"                # idx2 per query head
+    assert topk_dispatch(1, None, G, 1, "row") == "row"
+    assert topk_dispatch(1, None, 2, 1, "packed") == "packed"
+    with pytest.raises(ValueError, match="shared"):
+        topk_dispatch(2, None, 2, 1, "packed")
+    with pytest.raises(ValueError, match="choice"):
+        topk_dispatch(1, None, G, 1, "fast")
+    monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", "row")
+    assert topk_dispatch(1, None, G, 1) == "row"
+    monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", "fast")
+    with pytest.raises(ValueError, match="SIMPLEX_TOPK_KERNEL"):
+        topk_dispatch(1, None, G, 1)
+
+
+def test_packed_kernels_with_several_key_tiles(gen, monkeypatch):
+    """16 gathered K1 rows per tile (forced) and kA = 37: three tiles in both packed kernels, the
+    last one partly empty; idx2 keeps its own kB = 5."""
+    import simplex_lib.ops.topk.triton as tk
+
+    small = lambda q, group, ka: [(16, 16, 16)]  # noqa: E731  (BLOCK_D, GH, BLOCK_A)
+    monkeypatch.setattr(tk, "_packed_candidates", small)
+    monkeypatch.setattr(tk, "_packed_bwd_candidates", small)
+    calls = _count_packed(monkeypatch)
+    x64 = _inputs(gen, 1, 40, 16, 1, 16)
+    _check(gen, x64, random_idx(gen, 1, 40, 1, 37, fill=0.9), idx2=random_idx(gen, 1, 40, 1, 5))
+    assert calls == ["fwd", "bwd"]

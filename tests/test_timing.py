@@ -37,3 +37,11 @@ def test_cli_flags(capsys):
     with pytest.raises(SystemExit) as e:
         bench.build_parser().parse_args(["--repeats", "0"])
     assert e.value.code == 2 and "--repeats" in capsys.readouterr().err
+
+
+def test_topk_kernel_flag(capsys):
+    assert bench.build_parser().parse_args(["--topk", "--topk-kernel", "row"]).topk_kernel == "row"
+    assert bench.build_parser().parse_args(["--topk"]).topk_kernel is None  # $SIMPLEX_TOPK_KERNEL, else auto
+    with pytest.raises(SystemExit) as e:
+        bench.build_parser().parse_args(["--topk", "--topk-kernel", "fast"])
+    assert e.value.code == 2 and "--topk-kernel" in capsys.readouterr().err

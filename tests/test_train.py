@@ -217,7 +217,6 @@ def _bad_cases(tmp_path):
         "variant": (["--variant", "sparse"], "invalid choice"),
         "device": (["--device", "tpu"], "device"),
         "head_dim": (["--d-model", "30", "--n-heads", "4"], "divisible"),
-        "topk triton": (["--variant", "topk", "--backend", "triton"], "triton"),
         "no simplicial block": (["--variant", "window", "--n-layer", "3"], "no 2-simplicial block"),
         "config missing": (["--config", str(tmp_path / "nope.json")], "nope.json"),
         "config malformed": (["--config", str(tmp_path / "bad.json")], "not valid JSON"),
@@ -424,3 +423,22 @@ def test_full_size_chapter_cells_on_a_gpu(corpus):
         assert s["final_val_loss"] < 6 and not s["provenance"]["device"].startswith("CPU")
     r = train_match3("simplicial", n=8, M=61, steps=20, batch=256, seed=0, progress=False)
     assert 0.0 <= r["accuracy"] <= 1.0
+
+
+def test_topk_variant_trains_with_the_triton_kernels(corpus, capsys, monkeypatch):
+    """``--variant topk --backend triton``: the top-k blocks run the Triton kernels (under the
+    interpreter without a GPU), forward and backward, for a few steps of the tiny preset."""
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("no CUDA and TRITON_INTERPRET is not 1")
+    import simplex_lib.ops.topk.triton as tk
+
+    calls = []
+    orig = tk.topk_two_simplicial_attention_triton
+    monkeypatch.setattr(tk, "topk_two_simplicial_attention_triton", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    monkeypatch.setattr(train_module, "CorpusTask", lambda: data.CorpusTask(corpus))
+    argv = ["--preset", "tiny", "--variant", "topk", "--backend", "triton", "--steps", "2", "--block-size", "16",
+            "--batch-size", "2", "--eval-every", "2", "--eval-batches", "1", "--no-progress", "--threads", "1"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps_done"] == 2 and torch.isfinite(torch.tensor(summary["final_val_loss"]))
+    assert calls  # the top-k blocks ran the kernels, not another backend

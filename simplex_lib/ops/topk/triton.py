@@ -10,6 +10,26 @@ between the two gathered key tiles. So one program per query row runs ordinary G
 gathered tiles, with an online softmax over the ``(k, j)`` blocks. Queries do not share their
 selections, so nothing is masked away except empty slots.
 
+Head-packed kernels for a selection shared by a KV group (``idx`` given with 1 or ``Hkv``
+heads, as :class:`simplex_lib.layers.TopKTwoSimplicialAttention` selects): all the group's query
+heads at one position gather the same rows, so one program owns ``GH`` heads of the group at one
+position, exactly like the window kernel's one-position tiles (``BLOCK_M = GH`` rows, at least
+16, padded rows masked). The gathered ``K1`` rows form the GEMM's N dimension (``[BLOCK_A, D]``)
+and the selected ``K2`` rows are walked one at a time, with the window kernel's
+:func:`~simplex_lib.ops.two_simplicial.forward.online_softmax_step`. In the backward the GEMMs
+sum the key/value gradients over the tile's heads before one atomic add per gathered row block
+(``G`` times fewer atomics than one program per query row). :func:`topk_dispatch` chooses between
+the two kinds (:data:`PACK_MIN_GROUP`); both write the log-sum-exp as ``[B, N, Hq]``.
+
+Expected effect (a PREDICTION, NOT YET MEASURED on a GPU): for ``Hq = 64, Hkv = 1`` the packed
+forward runs ``[64, D] x [D, BLOCK_A]`` GEMMs on rows gathered once per 64 heads, where the
+per-row kernel runs ``[kB, D] x [D, kA]`` GEMMs per head and gathers every row 64 times. It
+should close most of the gap to the window kernel (the per-row forward took 5.6x the window
+kernel's time at ``k = 128`` against ``512 x 32`` on an H100,
+``benchmarks/results/topk_bench.json``); what remains is the dependent index load before each
+``K2`` row and the gathered, not contiguous, ``K1`` rows. The packed backward should likewise
+cut the atomic traffic by ``G``.
+
 The backward recomputes ``P`` from the saved base-2 log-sum-exp. ``dq`` is owned by the query's
 program; the key/value gradients of a position are sums over every query that selected it (an
 arbitrary set), so they are accumulated with fp32 atomic adds into per-KV-head buffers (this
@@ -22,18 +42,33 @@ Names follow the windowed kernels' convention (``b_`` blocks, ``p_`` pointers, `
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from simplex_lib.masks import check_topk_index
 from simplex_lib.ops.checks import check_qkv
-from simplex_lib.ops.two_simplicial.configs import (interpreting, launch_with_fallback,
+from simplex_lib.ops.two_simplicial.configs import (FwdConfig, fwd_smem_bytes, interpreting,
+                                                    kv_smem_bytes, launch_with_fallback,
                                                     max_shared_memory)
-from simplex_lib.ops.two_simplicial.forward import LOG2E, precision
+from simplex_lib.ops.two_simplicial.forward import (LOG2E, online_softmax_step, precision,
+                                                    tile_rows)
 from simplex_lib.ops.two_simplicial.interface import check_kernel_inputs, check_scale
 
-__all__ = ["topk_two_simplicial_attention_triton"]
+__all__ = ["PACK_MIN_GROUP", "TOPK_KERNELS", "topk_kernel_choice", "topk_dispatch",
+           "topk_two_simplicial_attention_triton"]
+
+#: Smallest GQA group (query heads per KV head) for which a selection shared by the group takes
+#: the head-packed kernel. 16 is where a group fills one ``tl.dot`` tile without padded rows; it
+#: is a starting point, TO BE TUNED ON A GPU (``python -m simplex_lib.bench --topk
+#: --topk-kernel row`` against ``packed``): the padded tiles of smaller groups may still beat the
+#: per-row kernel, which runs its GEMMs on ``[kB, kA]`` tiles of one query.
+PACK_MIN_GROUP = 16
+
+#: Values of ``$SIMPLEX_TOPK_KERNEL`` (:func:`topk_kernel_choice`).
+TOPK_KERNELS = ("auto", "row", "packed")
 
 
 @triton.jit
@@ -121,6 +156,77 @@ def _topk_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
 
 
 @triton.jit
+def _packed_tile(b_acc, b_m, b_l, b_qs, b_k1, b_v1, m_a, K2, V2, IB, o_sel, KB, o_kv, stride_kn,
+                 o_d, m_d, PREC: tl.constexpr):
+    """The inner steps of the head-packed forward for one gathered ``K1``/``V1`` tile: the
+    ``kB`` selected ``K2``/``V2`` rows one at a time (the window kernel's one-position steps,
+    with the short window's row read from the selection instead of counted down).
+
+    Each step: ``a = q * k2[l]`` ``[BLOCK_M, D]`` (CUDA cores), ``s = a @ k1^T``
+    ``[BLOCK_M, BLOCK_A]`` (tensor cores), the online softmax, ``acc += (p @ v1) * v2[l]``.
+    Every row of the tile sees the same pairs, so only empty slots are masked.
+    """
+    DT = b_k1.dtype
+    for kb in range(0, KB):
+        i_l = tl.load(IB + o_sel + kb)  # the selected K2 row, or -1
+        m_l = m_d & (i_l >= 0)
+        b_k2 = tl.load(K2 + o_kv + i_l * stride_kn + o_d, mask=m_l, other=0.0).to(tl.float32)
+        b_v2 = tl.load(V2 + o_kv + i_l * stride_kn + o_d, mask=m_l, other=0.0).to(tl.float32)
+        b_a = (b_qs * b_k2[None, :]).to(DT)  # [BLOCK_M, BLOCK_D]
+        b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)  # [BLOCK_M, BLOCK_A]
+        b_s = tl.where(m_a[None, :] & (i_l >= 0), b_s, float("-inf"))
+        b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
+        b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)  # [BLOCK_M, BLOCK_D]
+        b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2[None, :]
+    return b_acc, b_m, b_l
+
+
+@triton.jit
+def _topk_packed_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
+                            stride_qb, stride_qn, stride_qh,
+                            stride_kb, stride_kn, stride_kh,
+                            N, Hq, Hkv, G, D, KA, KB, qk_scale, n_hblocks,
+                            BLOCK_D: tl.constexpr, GH: tl.constexpr, BLOCK_A: tl.constexpr,
+                            PREC: tl.constexpr):
+    """Forward of top-k 2-simplicial attention for a selection shared by a KV group.
+
+    Grid: ``(N * n_hblocks, B * Hkv)``. One program owns position ``i`` of KV group ``g`` and a
+    block of ``GH`` of the group's query heads (:func:`tile_rows` with one position; rows past
+    the group are masked), and writes their ``O`` and ``LSE`` (``[B, N, Hq]``, as the per-row
+    kernel, so one backward serves both). The group's selections ``IA``, ``IB`` are
+    ``[B, N, Hkv, k]``: every row of the tile gathers the same ``K1``/``V1`` rows, in tiles of
+    ``BLOCK_A`` (the GEMM's N dimension), and walks the same ``kB`` selected ``K2``/``V2`` rows
+    (:func:`_packed_tile`). FLOPs as the per-row kernel (``4 * B * Hq * N * D * kA * kB`` on
+    tensor cores), but on ``[GH, D] x [D, BLOCK_A]`` tiles instead of ``[BLOCK_B, D] x [D,
+    BLOCK_A]`` tiles of one query, and each gathered row is read once per ``GH`` heads.
+    """
+    i_t, i_bg = tl.program_id(0), tl.program_id(1)
+    i_b, i_g = i_bg // Hkv, i_bg % Hkv
+    i_n = i_t // n_hblocks
+    o_pos, o_h, m_row = tile_rows(i_n, i_t % n_hblocks, i_g, G, N, GH, 1)
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    m_q = m_row[:, None] & m_d[None, :]
+    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn + o_h[:, None] * stride_qh
+           + o_d[None, :])  # [BLOCK_M, BLOCK_D]
+    b_qs = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32) * qk_scale
+    o_kv = i_b * stride_kb + i_g * stride_kh
+    i_sel = (i_b * N + i_n) * Hkv + i_g  # the group's row of the selections
+
+    b_m = tl.full([GH], float("-inf"), tl.float32)
+    b_l = tl.zeros([GH], tl.float32)
+    b_acc = tl.zeros([GH, BLOCK_D], tl.float32)
+    for a0 in range(0, KA, BLOCK_A):
+        b_k1, b_v1, m_a, _ = _gather(K1, V1, IA, i_sel * KA + a0, tl.arange(0, BLOCK_A), KA - a0,
+                                     o_kv, stride_kn, o_d, m_d)
+        b_acc, b_m, b_l = _packed_tile(b_acc, b_m, b_l, b_qs, b_k1, b_v1, m_a, K2, V2, IB,
+                                       i_sel * KB, KB, o_kv, stride_kn, o_d, m_d, PREC)
+    b_l = tl.where(b_l > 0, b_l, 1.0)
+    tl.store(O + o_q, (b_acc / b_l[:, None]).to(O.dtype.element_ty), mask=m_q)
+    tl.store(LSE + (i_b * N + o_pos) * Hq + o_h, b_m + tl.math.log2(b_l), mask=m_row)
+
+
+@triton.jit
 def _topk_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV1, DV2,
                      stride_qb, stride_qn, stride_qh,
                      stride_kb, stride_kn, stride_kh,
@@ -178,6 +284,83 @@ def _topk_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV
     tl.store(DQ + o_q + o_d, (b_dq * scale).to(DQ.dtype.element_ty), mask=m_d)
 
 
+@triton.jit
+def _topk_packed_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV1, DV2,
+                            stride_qb, stride_qn, stride_qh,
+                            stride_kb, stride_kn, stride_kh,
+                            N, Hq, Hkv, G, D, KA, KB, qk_scale, scale, n_hblocks,
+                            BLOCK_D: tl.constexpr, GH: tl.constexpr, BLOCK_A: tl.constexpr,
+                            PREC: tl.constexpr):
+    """Backward of top-k 2-simplicial attention for a selection shared by a KV group.
+
+    Grid and rows as :func:`_topk_packed_fwd_kernel`: one program owns position ``i`` of KV
+    group ``g`` and ``GH`` of its query heads. ``dq`` of its rows stays in registers and is
+    stored once. Per gathered ``K1``/``V1`` tile and selected ``K2``/``V2`` row ``l`` it
+    recomputes ``P = exp2(S - LSE)`` ``[BLOCK_M, BLOCK_A]`` and ``dP = (do * v2[l]) @ V1^T``,
+    forms ``dS = P * (dP - Delta)``, and accumulates ``dq += (dS @ K1) * k2[l]``,
+    ``dK1 += dS^T @ (q * k2[l])``, ``dV1 += P^T @ (do * v2[l])`` (``[BLOCK_A, D]``: the GEMMs sum
+    the tile's heads), ``dk2[l] = sum_rows((dS @ K1) * q)`` and ``dv2[l] = sum_rows((P @ V1) *
+    do)``. The key/value gradients go to the fp32 buffers by atomic adds: one ``[BLOCK_A, D]``
+    add per ``K1`` tile and one ``[D]`` row per ``(tile, l)`` for ``K2``/``V2``, i.e. one add
+    per gathered row for all ``GH`` heads where the per-row kernel makes one per head. FLOPs
+    (tensor cores): ``12 * B * Hq * N * D * kA * kB``, as the per-row kernel.
+    """
+    i_t, i_bg = tl.program_id(0), tl.program_id(1)
+    i_b, i_g = i_bg // Hkv, i_bg % Hkv
+    i_n = i_t // n_hblocks
+    o_pos, o_h, m_row = tile_rows(i_n, i_t % n_hblocks, i_g, G, N, GH, 1)
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    m_q = m_row[:, None] & m_d[None, :]
+    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn + o_h[:, None] * stride_qh
+           + o_d[None, :])  # [BLOCK_M, BLOCK_D]
+    b_qs = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32) * qk_scale
+    b_do = tl.load(DO + o_q, mask=m_q, other=0.0).to(tl.float32)
+    o_r = (i_b * N + o_pos) * Hq + o_h  # [BLOCK_M] rows of LSE and Delta
+    # padded rows: LSE = +inf makes their weights exact zeros
+    b_lse = tl.load(LSE + o_r, mask=m_row, other=float("inf"))
+    b_delta = tl.load(DELTA + o_r, mask=m_row, other=0.0)
+    o_kv = i_b * stride_kb + i_g * stride_kh
+    i_sel = (i_b * N + i_n) * Hkv + i_g
+    DT = K1.dtype.element_ty
+
+    b_dq = tl.zeros([GH, BLOCK_D], tl.float32)
+    for a0 in range(0, KA, BLOCK_A):
+        b_k1, b_v1, m_a, o_ra = _gather(K1, V1, IA, i_sel * KA + a0, tl.arange(0, BLOCK_A), KA - a0,
+                                        o_kv, stride_kn, o_d, m_d)
+        b_dk1 = tl.zeros([BLOCK_A, BLOCK_D], tl.float32)
+        b_dv1 = tl.zeros([BLOCK_A, BLOCK_D], tl.float32)
+        for kb in range(0, KB):
+            i_l = tl.load(IB + i_sel * KB + kb)  # the selected K2 row, or -1
+            m_l = m_d & (i_l >= 0)
+            o_l = o_kv + i_l * stride_kn + o_d  # [BLOCK_D]
+            b_k2 = tl.load(K2 + o_l, mask=m_l, other=0.0).to(tl.float32)
+            b_v2 = tl.load(V2 + o_l, mask=m_l, other=0.0).to(tl.float32)
+            # -- recompute P and dP
+            b_a = (b_qs * b_k2[None, :]).to(DT)  # [BLOCK_M, BLOCK_D]
+            b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC) - b_lse[:, None]
+            b_p = tl.math.exp2(tl.where(m_a[None, :] & (i_l >= 0), b_s, float("-inf")))
+            b_dov2 = (b_do * b_v2[None, :]).to(DT)  # [BLOCK_M, BLOCK_D]
+            b_dp = tl.dot(b_dov2, tl.trans(b_v1), input_precision=PREC)  # [BLOCK_M, BLOCK_A]
+            b_ds = (b_p * (b_dp - b_delta[:, None])).to(DT)
+            b_pt = b_p.to(DT)
+            # -- dq in registers; dK1, dV1 summed over the heads by the GEMMs
+            b_dsk1 = tl.dot(b_ds, b_k1, input_precision=PREC)  # [BLOCK_M, BLOCK_D]
+            b_dq += b_dsk1 * b_k2[None, :]
+            b_dk1 += tl.dot(tl.trans(b_ds), b_a, input_precision=PREC)
+            b_dv1 += tl.dot(tl.trans(b_pt), b_dov2, input_precision=PREC)
+            # -- the K2/V2 row l: one [D] row for all the tile's heads
+            b_dk2 = tl.sum(b_dsk1 * b_qs, 0)
+            b_dv2 = tl.sum(tl.dot(b_pt, b_v1, input_precision=PREC) * b_do, 0)
+            # `b_qs` carried scale * log2(e); the key gradients want scale alone (x ln 2)
+            tl.atomic_add(DK2 + o_l, b_dk2 * 0.6931471805599453, mask=m_l)
+            tl.atomic_add(DV2 + o_l, b_dv2, mask=m_l)
+        m_ra = m_a[:, None] & m_d[None, :]
+        tl.atomic_add(DK1 + o_ra, b_dk1 * 0.6931471805599453, mask=m_ra)
+        tl.atomic_add(DV1 + o_ra, b_dv1, mask=m_ra)
+    tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty), mask=m_q)
+
+
 def _blocks(ka: int, kb: int, d: int) -> list:
     """Block sizes ``(BLOCK_D, BLOCK_A, BLOCK_B)``, fastest first: powers of two >= 16 (for
     ``tl.dot``), at most 64 keys per block; smaller key blocks follow as fallbacks."""
@@ -226,6 +409,58 @@ def _forward(q, k1, k2, v1, v2, ia, ib, scale):
     return launch_with_fallback(key, _candidates(q, KA, KB), launch)
 
 
+def _packed_candidates(q, group: int, ka: int) -> list:
+    """Tile shapes ``(BLOCK_D, GH, BLOCK_A)`` of the head-packed forward, fastest first.
+
+    ``GH = min(next_pow2(G), 64)`` heads, at least 16 rows (``tl.dot``'s smallest tile; extra
+    rows are masked); ``BLOCK_A`` up to 128 gathered ``K1`` rows, as the window kernel's
+    ``BLOCK_N``. Smaller ``BLOCK_A``, then ``GH``, follow as fallbacks; those whose shared
+    memory (:func:`~simplex_lib.ops.two_simplicial.configs.fwd_smem_bytes`) exceeds the device's
+    are dropped.
+    """
+    bd = max(16, triton.next_power_of_2(q.shape[-1]))
+    gh = max(16, min(triton.next_power_of_2(group), 64))
+    ba = min(128, max(16, triton.next_power_of_2(ka)))
+    out = [(bd, gh, ba)]
+    while ba > 16 or gh > 16:
+        if ba > 16:
+            ba //= 2
+        else:
+            gh //= 2
+        out.append((bd, gh, ba))
+    smem = max_shared_memory(q.device)
+    fits = [c for c in out if fwd_smem_bytes(FwdConfig(c[1], c[2], 4, 2), c[0], q.element_size()) <= smem]
+    return fits or out[-1:]
+
+
+def _packed_forward(q, k1, k2, v1, v2, ia, ib, scale):
+    """The head-packed forward: ``ia``, ``ib`` are the group-level selections ``[B, N, Hkv, k]``.
+
+    Returns ``(o, lse)`` with ``lse`` ``[B, N, Hq]``, as :func:`_forward`.
+    """
+    B, N, Hq, D = q.shape
+    Hkv = k1.shape[2]
+    G = Hq // Hkv
+    KA, KB = ia.shape[-1], ib.shape[-1]
+    o = torch.empty_like(q)
+    lse = torch.empty((B, N, Hq), device=q.device, dtype=torch.float32)
+
+    def launch(blocks):
+        bd, gh, ba = blocks
+        n_hblocks = triton.cdiv(G, gh)
+        _topk_packed_fwd_kernel[(N * n_hblocks, B * Hkv)](
+            q, k1, k2, v1, v2, ia, ib, o, lse,
+            q.stride(0), q.stride(1), q.stride(2), k1.stride(0), k1.stride(1), k1.stride(2),
+            N, Hq, Hkv, G, D, KA, KB, scale * LOG2E, n_hblocks,
+            BLOCK_D=bd, GH=gh, BLOCK_A=ba, PREC=precision(q),
+            num_warps=4, num_stages=2,
+        )
+        return o, lse
+
+    key = ("topk_packed_fwd", q.device, q.dtype, D, min(G, 64), min(KA, 128))
+    return launch_with_fallback(key, _packed_candidates(q, G, KA), launch)
+
+
 def _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
     B, N, Hq, D = q.shape
     G = Hq // k1.shape[2]
@@ -249,7 +484,59 @@ def _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
     return launch_with_fallback(key, _candidates(q, KA, KB), launch)
 
 
-def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
+def _packed_bwd_candidates(q, group: int, ka: int) -> list:
+    """Tile shapes ``(BLOCK_D, GH, BLOCK_A)`` of the head-packed backward, fastest first.
+
+    As :func:`_packed_candidates`, with at most 64 gathered rows per tile (32 for ``D > 64``): the
+    program keeps ``dK1``, ``dV1`` ``[BLOCK_A, D]`` and ``dq`` ``[GH, D]`` in registers. Shared
+    memory as the windowed key-tile kernel
+    (:func:`~simplex_lib.ops.two_simplicial.configs.kv_smem_bytes`).
+    """
+    bd = max(16, triton.next_power_of_2(q.shape[-1]))
+    gh = max(16, min(triton.next_power_of_2(group), 64))
+    ba = min(64 if bd <= 64 else 32, max(16, triton.next_power_of_2(ka)))
+    out = [(bd, gh, ba)]
+    while ba > 16 or gh > 16:
+        if ba > 16:
+            ba //= 2
+        else:
+            gh //= 2
+        out.append((bd, gh, ba))
+    smem = max_shared_memory(q.device)
+    fits = [c for c in out if kv_smem_bytes(c[2], c[1], c[0], q.element_size()) <= smem]
+    return fits or out[-1:]
+
+
+def _packed_backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
+    """The head-packed backward: ``ia``, ``ib`` are the group-level selections ``[B, N, Hkv, k]``.
+
+    Returns ``(dq, dk1, dk2, dv1, dv2)`` as :func:`_backward` (key/value gradients in fp32).
+    """
+    B, N, Hq, D = q.shape
+    Hkv = k1.shape[2]
+    G = Hq // Hkv
+    KA, KB = ia.shape[-1], ib.shape[-1]
+    delta = (do.float() * o.float()).sum(-1).contiguous()  # [B, N, Hq]
+    dq = torch.empty_like(q)
+
+    def launch(blocks):
+        bd, gh, ba = blocks
+        n_hblocks = triton.cdiv(G, gh)
+        grads = [torch.zeros(k1.shape, device=q.device, dtype=torch.float32) for _ in range(4)]
+        _topk_packed_bwd_kernel[(N * n_hblocks, B * Hkv)](
+            q, k1, k2, v1, v2, ia, ib, do, lse, delta, dq, *grads,
+            q.stride(0), q.stride(1), q.stride(2), k1.stride(0), k1.stride(1), k1.stride(2),
+            N, Hq, Hkv, G, D, KA, KB, scale * LOG2E, scale, n_hblocks,
+            BLOCK_D=bd, GH=gh, BLOCK_A=ba, PREC=precision(q),
+            num_warps=4 if bd <= 64 else 8, num_stages=1,
+        )
+        return (dq, *grads)
+
+    key = ("topk_packed_bwd", q.device, q.dtype, D, min(G, 64), min(KA, 64))
+    return launch_with_fallback(key, _packed_bwd_candidates(q, G, KA), launch)
+
+
+def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, packed=False):
     """:func:`_backward`, with NaN and infinity kept where they belong.
 
     A query is poisoned when its ``q`` or ``do`` row, or a row it selected, is not finite. The
@@ -257,13 +544,21 @@ def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
     queries, so their weights are exact zeros), and NaN is put back on ``dq`` of the poisoned
     queries and on every key/value row they selected; every other gradient is exact. Without a
     non-finite input this costs one check (a device-to-host sync).
+
+    With ``packed``, ``ia``, ``ib`` are the group-level selections ``[B, N, Hkv, k]`` and the
+    head-packed backward runs (:func:`_packed_backward`); else the per-row one on
+    ``[B, N, Hq, k]`` selections.
     """
+    backward = _packed_backward if packed else _backward
     rows = [~torch.isfinite(t).all(-1) for t in (do, q, k1, k2, v1, v2)]  # [B, N, H] each
     if not bool(torch.stack([r.any() for r in rows]).any()):
-        return _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale)
+        return backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale)
     bad_do, bad_q, bad_k1, bad_k2, bad_v1, bad_v2 = rows
     B, N, Hq, _ = q.shape
     G = Hq // k1.shape[2]
+    kernel_ia, kernel_ib = ia, ib
+    if packed:  # the bookkeeping below reads one selection per query head
+        ia, ib = (t.repeat_interleave(G, dim=2) for t in (ia, ib))
 
     def selected_bad(bad_kv, idx):  # [B, N, Hq]: does the query select a bad row?
         bad = bad_kv.repeat_interleave(G, dim=2)[..., None].expand(*idx.shape)
@@ -282,9 +577,9 @@ def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
     def clean(t, bad):
         return t.masked_fill(bad[..., None], 0)
 
-    grads = _backward(clean(do, poisoned), clean(q, bad_q), clean(k1, bad_k1), clean(k2, bad_k2),
-                      clean(v1, bad_v1), clean(v2, bad_v2), ia, ib, clean(o, poisoned),
-                      lse.masked_fill(poisoned, float("inf")), scale)
+    grads = backward(clean(do, poisoned), clean(q, bad_q), clean(k1, bad_k1), clean(k2, bad_k2),
+                     clean(v1, bad_v1), clean(v2, bad_v2), kernel_ia, kernel_ib, clean(o, poisoned),
+                     lse.masked_fill(poisoned, float("inf")), scale)
     nan = float("nan")
     return [g.masked_fill(m[..., None], nan) for g, m in zip(grads, (poisoned, read1, read2, read1, read2))]
 
@@ -292,19 +587,21 @@ def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
 class _TopkFunction(torch.autograd.Function):
     """Autograd of the top-k kernels; reached only through the checked public function.
 
-    ``apply(q, k1, k2, v1, v2, ia, ib, scale)`` with int32 contiguous indices ``[B, N, Hq, k]``
-    already validated by :func:`kernel_index`.
+    ``apply(q, k1, k2, v1, v2, ia, ib, scale, packed)`` with int32 contiguous indices already
+    validated by :func:`kernel_index`: ``[B, N, Hq, k]`` for the per-row kernel, the group-level
+    ``[B, N, Hkv, k]`` with ``packed`` (the head-packed forward). Both forwards write the
+    log-sum-exp as ``[B, N, Hq]``, the layout the backward reads.
     """
 
     @staticmethod
-    def forward(ctx, q, k1, k2, v1, v2, ia, ib, scale):
+    def forward(ctx, q, k1, k2, v1, v2, ia, ib, scale, packed):
         dtype = q.dtype
         xs = [t.contiguous() for t in (q, k1, k2, v1, v2)]
         if interpreting():
             xs = [t.float() for t in xs]  # the interpreter miscomputes bf16 dots
-        o, lse = _forward(*xs, ia, ib, scale)
+        o, lse = (_packed_forward if packed else _forward)(*xs, ia, ib, scale)
         ctx.save_for_backward(*xs, ia, ib, o, lse)
-        ctx.scale, ctx.dtypes = scale, [t.dtype for t in (q, k1, k2, v1, v2)]
+        ctx.scale, ctx.packed, ctx.dtypes = scale, packed, [t.dtype for t in (q, k1, k2, v1, v2)]
         return o.to(dtype)
 
     @staticmethod
@@ -316,20 +613,93 @@ class _TopkFunction(torch.autograd.Function):
                                "use simplex_lib.ops.topk.reference.topk_two_simplicial_attention")
         q, k1, k2, v1, v2, ia, ib, o, lse = ctx.saved_tensors
         do = do.contiguous().to(q.dtype)
-        grads = _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, ctx.scale)
+        grads = _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, ctx.scale, ctx.packed)
         grads = [g.to(dt) for g, dt in zip(grads, ctx.dtypes)]
-        return (*grads, None, None, None)
+        return (*grads, None, None, None, None)
 
 
-def kernel_index(name: str, idx, B: int, N: int, Hq: int, Hkv: int, device) -> torch.Tensor:
+def kernel_index(name: str, idx, B: int, N: int, Hq: int, Hkv: int, device, *,
+                 shared: bool = False) -> torch.Tensor:
     """A selection as the kernels read it: validated by :func:`simplex_lib.masks.check_topk_index`
     (any integer dtype and layout, as ``previous_layer_topk`` returns it), on ``q``'s device,
-    as an int32 contiguous ``[B, N, Hq, k]`` tensor.
+    as an int32 contiguous ``[B, N, Hq, k]`` tensor; with ``shared`` (a selection given with
+    1 or ``Hkv`` heads) the group-level ``[B, N, Hkv, k]`` the head-packed kernel reads.
     """
     if isinstance(idx, torch.Tensor) and idx.device != torch.device(device):
         raise ValueError(f"{name} is on {idx.device} but q is on {device}")
-    full = check_topk_index(name, idx, batch=B, seq=N, heads=Hq, kv_heads=Hkv)
+    heads = Hkv if shared else Hq
+    full = check_topk_index(name, idx, batch=B, seq=N, heads=heads, kv_heads=Hkv)
     return full.to(torch.int32).contiguous()
+
+
+def topk_kernel_choice() -> str:
+    """Which forward :func:`topk_two_simplicial_attention_triton` runs (:data:`TOPK_KERNELS`):
+    ``$SIMPLEX_TOPK_KERNEL``, for measuring both kernels on one shape, else ``"auto"``
+    (:func:`topk_dispatch`'s rule).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If the variable names no kernel.
+    """
+    choice = os.environ.get("SIMPLEX_TOPK_KERNEL", "auto")
+    if choice not in TOPK_KERNELS:
+        raise ValueError(f"SIMPLEX_TOPK_KERNEL must be one of {TOPK_KERNELS}, got {choice!r}")
+    return choice
+
+
+def topk_dispatch(idx_heads: int, idx2_heads: int | None, n_heads: int, n_kv_heads: int,
+                  choice: str | None = None) -> str:
+    """The forward kernel for a selection: ``"packed"`` or ``"row"``.
+
+    The head-packed kernel needs one selection per KV group (``idx`` and ``idx2`` given with 1
+    or ``Hkv`` heads): all the group's query heads then gather the same rows. ``"auto"`` takes
+    it when, in addition, the group has at least :data:`PACK_MIN_GROUP` query heads; otherwise
+    (per-head selections, small groups) the per-row kernel, one program per query row.
+
+    Parameters
+    ----------
+    idx_heads : int
+        Heads of ``idx`` (its third dimension).
+    idx2_heads : int or None
+        Heads of ``idx2``; None when ``idx2`` is not given (the shared ``idx``).
+    n_heads, n_kv_heads : int
+        Query heads ``Hq`` and key/value heads ``Hkv``.
+    choice : str, optional
+        One of :data:`TOPK_KERNELS`; default :func:`topk_kernel_choice`.
+
+    Returns
+    -------
+    str
+        ``"packed"`` or ``"row"``.
+
+    Raises
+    ------
+    ValueError
+        If ``choice`` is unknown, or ``"packed"`` for selections not shared by the KV groups.
+
+    Examples
+    --------
+    >>> topk_dispatch(1, None, 64, 1, "auto"), topk_dispatch(64, None, 64, 1, "auto")
+    ('packed', 'row')
+    >>> topk_dispatch(2, 2, 8, 2, "auto")  # shared, but a group of 4 heads
+    'row'
+    """
+    choice = topk_kernel_choice() if choice is None else choice
+    if choice not in TOPK_KERNELS:
+        raise ValueError(f"choice must be one of {TOPK_KERNELS}, got {choice!r}")
+    heads = (idx_heads, idx_heads if idx2_heads is None else idx2_heads)
+    shared = all(h in (1, n_kv_heads) for h in heads)
+    if choice == "packed" and not shared:
+        raise ValueError(f"the head-packed top-k kernel (SIMPLEX_TOPK_KERNEL=packed) needs selections shared "
+                         f"by each KV group (1 or {n_kv_heads} heads), got idx/idx2 with {heads} heads")
+    if choice == "row":
+        return "row"
+    return "packed" if shared and (choice == "packed" or n_heads // n_kv_heads >= PACK_MIN_GROUP) else "row"
 
 
 def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, scale=None):
@@ -339,6 +709,12 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
     ``idx2[b, i, h]`` of K2/V2 (default: the same selection); ``-1`` marks an empty slot and a
     query with no pair outputs zeros. Same semantics as the masked reference
     ``simplex_lib.ops.topk.reference.topk_two_simplicial_attention``.
+
+    Selections given with 1 or ``Hkv`` heads are shared by each KV group; with at least
+    :data:`PACK_MIN_GROUP` query heads per KV head they run the head-packed kernels (one program
+    per position and block of a group's heads), otherwise one program per query row
+    (:func:`topk_dispatch`; ``$SIMPLEX_TOPK_KERNEL`` forces either). Both compute the same
+    function.
 
     Parameters
     ----------
@@ -354,8 +730,9 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
     Returns
     -------
     Tensor ``[B, N, Hq, D]`` in ``q``'s dtype, differentiable once in ``q, k1, k2, v1, v2`` (a
-    second derivative raises). Extra memory: ``O(B * N * Hq)`` (the log-sum-exp) plus fp32
-    key/value gradient buffers. An empty batch or sequence gives an empty result.
+    second derivative raises). Extra memory: ``O(B * N * Hq)`` (the log-sum-exp), the int32
+    selections (``[B, N, Hkv, k]`` for the head-packed kernels, ``[B, N, Hq, k]`` for the
+    per-row ones) plus fp32 key/value gradient buffers. An empty batch or sequence gives an empty result.
 
     Raises
     ------
@@ -376,10 +753,14 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
     B, N, Hq, D = q.shape
     Hkv = Hq // group
     check_kernel_inputs(q, named, fallback="simplex_lib.ops.topk.reference.topk_two_simplicial_attention")
-    ia = kernel_index("idx", idx, B, N, Hq, Hkv, q.device)
-    ib = ia if idx2 is None else kernel_index("idx2", idx2, B, N, Hq, Hkv, q.device)
+    heads = [t.shape[2] if isinstance(t, torch.Tensor) and t.dim() == 4 else None for t in (idx, idx2)]
+    packed = False
+    if heads[0] is not None and (idx2 is None or heads[1] is not None):
+        packed = topk_dispatch(heads[0], heads[1], Hq, Hkv) == "packed"
+    ia = kernel_index("idx", idx, B, N, Hq, Hkv, q.device, shared=packed)
+    ib = ia if idx2 is None else kernel_index("idx2", idx2, B, N, Hq, Hkv, q.device, shared=packed)
     s = check_scale(scale, D)
     if q.numel() == 0:
         # keep the graph: gradients of an empty result are empty zeros
         return q * 0.0 + sum(t.sum() for t in named.values()) * 0.0
-    return _TopkFunction.apply(q, k1, k2, v1, v2, ia, ib, s)
+    return _TopkFunction.apply(q, k1, k2, v1, v2, ia, ib, s, packed)
