@@ -74,7 +74,17 @@ class PowerLawFit:
     n_points: int
 
     def predict(self, N) -> np.ndarray:
-        """The fitted loss ``exp(-(alpha log N + beta))`` at parameter counts ``N`` (array-like)."""
+        """The fitted loss ``exp(-(alpha log N + beta))`` at parameter counts ``N``.
+
+        Parameters
+        ----------
+        N : float or array-like of float > 0
+            Parameter counts.
+
+        Returns
+        -------
+        numpy.ndarray of the shape of ``N``.
+        """
         logn = np.log(np.asarray(N, dtype=np.float64))
         return np.exp(-(self.alpha * logn + self.beta))
 
@@ -400,6 +410,23 @@ def slope_standard_error(N, sigma: float) -> float:
     ``sigma / sqrt(sum (log N_i - mean)^2)``. The difference of two independent slopes fitted at
     the same ``N`` has ``sqrt(2)`` times this standard error.
 
+    Parameters
+    ----------
+    N : 1-D sequence of float > 0
+        Parameter counts, at least two distinct.
+    sigma : float > 0
+        Standard deviation of the noise of each ``-log L``.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If ``N`` is not positive and finite, has fewer than two distinct values, or ``sigma`` is
+        not a number > 0.
+
     Examples
     --------
     >>> round(slope_standard_error([1e9, 2e9, 3.5e9], 0.005), 4)
@@ -419,6 +446,14 @@ def plot_loss_ratio(ax, params=ACTIVE_PARAMS, benchmarks=BENCHMARKS) -> dict:
 
     On these axes a pure change of offset is a horizontal line and a change of exponent a
     straight sloped line (in ``log N``); below 1 the 2-simplicial model is better.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    params : sequence of float, default :data:`ACTIVE_PARAMS`
+        The active parameter counts of Table 2's models.
+    benchmarks : sequence of str, default :data:`BENCHMARKS`
+        The Table 2 columns to draw (at most four).
 
     Returns
     -------

@@ -23,10 +23,26 @@ def hop_batch(batch: int, M: int, hops: int, generator: torch.Generator):
     One token per edge ``u -> f(u)`` (id ``u * M + f(u)``), in random order,
     then one query token (id ``M * M + x``). The target is ``f^hops(x)``.
 
+    Parameters
+    ----------
+    batch : int >= 1
+        Sequences.
+    M : int >= 2
+        Nodes of the permutation (``M`` edges per sequence).
+    hops : int >= 1
+        How many times the permutation is applied.
+    generator : torch.Generator
+        The source of every random draw.
+
     Returns
     -------
     tokens : int64 ``[batch, M + 1]`` (vocabulary ``M * M + M``)
     target : int64 ``[batch]`` in ``[0, M)``
+
+    Raises
+    ------
+    ValueError
+        If ``M < 2``, ``hops < 1`` or ``batch < 1``.
 
     Examples
     --------
@@ -55,6 +71,13 @@ class HopTask:
     No position embedding (the edges are a set); causal attention, read at the query (the last
     position), which sees every edge.
 
+    Parameters
+    ----------
+    M : int >= 2
+        Nodes of the permutation.
+    hops : int >= 1
+        The successor to predict.
+
     Examples
     --------
     >>> task = HopTask(M=4, hops=2)
@@ -76,7 +99,21 @@ class HopTask:
         self.info = {"task": "hops", "M": M, "hops": hops}
 
     def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator):
-        """A fresh batch (``split`` and ``block_size`` do not matter: every batch is new)."""
+        """A fresh batch (``split`` and ``block_size`` do not matter: every batch is new).
+
+        Parameters
+        ----------
+        split : str
+            ``"train"`` or ``"val"``; unused.
+        batch_size : int >= 1
+        block_size : int
+            Unused (the length is ``M + 1``).
+        generator : torch.Generator
+
+        Returns
+        -------
+        (tokens, target) : as :func:`hop_batch` returns.
+        """
         return hop_batch(batch_size, self.M, self.hops, generator)
 
 
