@@ -42,16 +42,14 @@ Names follow the windowed kernels' convention (``b_`` blocks, ``p_`` pointers, `
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from simplex_lib.masks import check_topk_index
 from simplex_lib.ops.checks import check_qkv
-from simplex_lib.ops.two_simplicial.configs import (FwdConfig, fwd_smem_bytes, interpreting,
-                                                    kv_smem_bytes, launch_with_fallback,
+from simplex_lib.ops.two_simplicial.configs import (FwdConfig, env_choice, fwd_smem_bytes,
+                                                    interpreting, kv_smem_bytes, launch_with_fallback,
                                                     max_shared_memory)
 from simplex_lib.ops.two_simplicial.forward import (LOG2E, online_softmax_step, precision,
                                                     tile_rows)
@@ -182,6 +180,30 @@ def _packed_tile(b_acc, b_m, b_l, b_qs, b_k1, b_v1, m_a, K2, V2, IB, o_sel, KB, 
 
 
 @triton.jit
+def _packed_rows(Q, stride_qb, stride_qn, stride_qh, N, Hkv, G, D, qk_scale, n_hblocks,
+                 BLOCK_D: tl.constexpr, GH: tl.constexpr):
+    """The rows a head-packed program owns (grid ``(N * n_hblocks, B * Hkv)``): ``GH`` query
+    heads of KV group ``i_g`` at position ``i_n`` (:func:`tile_rows` with one position).
+
+    Returns ``(i_b, i_g, i_n, o_pos, o_h, m_row, o_d, m_d, m_q, o_q, b_qs)``: the program's
+    batch, group and position, the rows' positions, heads and mask ``[BLOCK_M]``, the head
+    dimension's offsets and mask ``[BLOCK_D]``, the rows' mask and offsets in Q/O/dO
+    ``[BLOCK_M, BLOCK_D]``, and ``q * qk_scale`` in fp32 ``[BLOCK_M, BLOCK_D]``.
+    """
+    i_t, i_bg = tl.program_id(0), tl.program_id(1)
+    i_b, i_g = i_bg // Hkv, i_bg % Hkv
+    i_n = i_t // n_hblocks
+    o_pos, o_h, m_row = tile_rows(i_n, i_t % n_hblocks, i_g, G, N, GH, 1)
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    m_q = m_row[:, None] & m_d[None, :]
+    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn + o_h[:, None] * stride_qh
+           + o_d[None, :])  # [BLOCK_M, BLOCK_D]
+    b_qs = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32) * qk_scale
+    return i_b, i_g, i_n, o_pos, o_h, m_row, o_d, m_d, m_q, o_q, b_qs
+
+
+@triton.jit
 def _topk_packed_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
                             stride_qb, stride_qn, stride_qh,
                             stride_kb, stride_kn, stride_kh,
@@ -200,16 +222,8 @@ def _topk_packed_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
     tensor cores), but on ``[GH, D] x [D, BLOCK_A]`` tiles instead of ``[BLOCK_B, D] x [D,
     BLOCK_A]`` tiles of one query, and each gathered row is read once per ``GH`` heads.
     """
-    i_t, i_bg = tl.program_id(0), tl.program_id(1)
-    i_b, i_g = i_bg // Hkv, i_bg % Hkv
-    i_n = i_t // n_hblocks
-    o_pos, o_h, m_row = tile_rows(i_n, i_t % n_hblocks, i_g, G, N, GH, 1)
-    o_d = tl.arange(0, BLOCK_D)
-    m_d = o_d < D
-    m_q = m_row[:, None] & m_d[None, :]
-    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn + o_h[:, None] * stride_qh
-           + o_d[None, :])  # [BLOCK_M, BLOCK_D]
-    b_qs = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32) * qk_scale
+    i_b, i_g, i_n, o_pos, o_h, m_row, o_d, m_d, m_q, o_q, b_qs = _packed_rows(
+        Q, stride_qb, stride_qn, stride_qh, N, Hkv, G, D, qk_scale, n_hblocks, BLOCK_D, GH)
     o_kv = i_b * stride_kb + i_g * stride_kh
     i_sel = (i_b * N + i_n) * Hkv + i_g  # the group's row of the selections
 
@@ -305,16 +319,8 @@ def _topk_packed_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, 
     per gathered row for all ``GH`` heads where the per-row kernel makes one per head. FLOPs
     (tensor cores): ``12 * B * Hq * N * D * kA * kB``, as the per-row kernel.
     """
-    i_t, i_bg = tl.program_id(0), tl.program_id(1)
-    i_b, i_g = i_bg // Hkv, i_bg % Hkv
-    i_n = i_t // n_hblocks
-    o_pos, o_h, m_row = tile_rows(i_n, i_t % n_hblocks, i_g, G, N, GH, 1)
-    o_d = tl.arange(0, BLOCK_D)
-    m_d = o_d < D
-    m_q = m_row[:, None] & m_d[None, :]
-    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn + o_h[:, None] * stride_qh
-           + o_d[None, :])  # [BLOCK_M, BLOCK_D]
-    b_qs = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32) * qk_scale
+    i_b, i_g, i_n, o_pos, o_h, m_row, o_d, m_d, m_q, o_q, b_qs = _packed_rows(
+        Q, stride_qb, stride_qn, stride_qh, N, Hkv, G, D, qk_scale, n_hblocks, BLOCK_D, GH)
     b_do = tl.load(DO + o_q, mask=m_q, other=0.0).to(tl.float32)
     o_r = (i_b * N + o_pos) * Hq + o_h  # [BLOCK_M] rows of LSE and Delta
     # padded rows: LSE = +inf makes their weights exact zeros
@@ -646,10 +652,7 @@ def topk_kernel_choice() -> str:
     ValueError
         If the variable names no kernel.
     """
-    choice = os.environ.get("SIMPLEX_TOPK_KERNEL", "auto")
-    if choice not in TOPK_KERNELS:
-        raise ValueError(f"SIMPLEX_TOPK_KERNEL must be one of {TOPK_KERNELS}, got {choice!r}")
-    return choice
+    return env_choice("SIMPLEX_TOPK_KERNEL", TOPK_KERNELS, "auto")
 
 
 def topk_dispatch(idx_heads: int, idx2_heads: int | None, n_heads: int, n_kv_heads: int,

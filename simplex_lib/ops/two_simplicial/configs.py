@@ -25,7 +25,8 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "fwd_walk", "FwdConfig", "fwd_config", "fwd_configs",
+    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "env_choice", "fwd_walk", "FwdConfig",
+    "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
     "dq_smem_bytes", "bwd_smem_bytes",
     "max_shared_memory", "launch_with_fallback", "patch_interpreter_index",
@@ -188,6 +189,34 @@ def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
     return elem_bytes * (2 * n * d + m * d + m * n) + SMEM_SLACK
 
 
+def env_choice(var: str, choices: tuple, default: str) -> str:
+    """The value of the environment variable ``var``, one of ``choices`` (``default`` if unset).
+
+    The kernels' measuring switches (``SIMPLEX_FWD_WALK``, ``SIMPLEX_TOPK_KERNEL``) read this
+    way, so a benchmark can compare two implementations on one shape.
+
+    Parameters
+    ----------
+    var : str
+        The variable's name.
+    choices : tuple of str
+    default : str
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If the variable holds something other than one of ``choices``.
+    """
+    value = os.environ.get(var, default)
+    if value not in choices:
+        raise ValueError(f"{var} must be one of {choices}, got {value!r}")
+    return value
+
+
 def fwd_walk() -> str:
     """The short-window walk of the forward (:data:`FWD_WALKS`): ``$SIMPLEX_FWD_WALK``, for
     measuring both on a GPU, else ``"position"``.
@@ -201,10 +230,7 @@ def fwd_walk() -> str:
     ValueError
         If the variable names no walk.
     """
-    walk = os.environ.get("SIMPLEX_FWD_WALK", "position")
-    if walk not in FWD_WALKS:
-        raise ValueError(f"SIMPLEX_FWD_WALK must be one of {FWD_WALKS}, got {walk!r}")
-    return walk
+    return env_choice("SIMPLEX_FWD_WALK", FWD_WALKS, "position")
 
 
 def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
