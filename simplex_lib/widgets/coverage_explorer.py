@@ -274,7 +274,7 @@ def render(state: dict, fig=None):
 
     Returns
     -------
-    matplotlib Figure with four panels indexed ``[j (K1 position), k (K2 position)]``.
+    matplotlib Figure with four panels indexed ``[j (first key), l (second key)]``.
 
     Examples
     --------
@@ -292,8 +292,8 @@ def render(state: dict, fig=None):
     axes = fig.subplots(1, 4)
     i, n = state["query"], state["n"]
     tok = state["tokens"][i]
-    heatmap(axes[0], state["dense"][: i + 1, : i + 1], xlabel="K2 position k (tokens)",
-            ylabel="K1 position j (tokens)",
+    heatmap(axes[0], state["dense"][: i + 1, : i + 1], xlabel="second key l (token)",
+            ylabel="first key j (token)",
             title=f"dense weights, query {i} ({tok!r})", colorbar_label="probability", vmin=0)
     side = i + 1
     size = max(8.0, (150.0 / side) ** 2)  # points^2: one grid cell, but never too small to see
@@ -306,7 +306,7 @@ def render(state: dict, fig=None):
         ax.set_ylim(side - 0.5, -0.5)
         ax.set_aspect("equal")
         ax.grid(False)
-        label(ax, "K2 position k (tokens)", "K1 position j (tokens)",
+        label(ax, "second key l (token)", "first key j (token)",
               f"{_TITLES[s]}\n{state['counts'][s]} pairs, {100 * state['mass'][s]:.1f}% of the mass")
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))

@@ -130,10 +130,10 @@ def plot_state(state: dict, fig=None):
         fig.clear()
         axes = fig.subplots(1, 2)
     i, x = state["i"], state["x"]
-    viz.heatmap(axes[0], state["scores"], signed=True, xlabel="second key position $j_2$",
-                ylabel="first key position $j_1$", colorbar_label="logit / c",
+    viz.heatmap(axes[0], state["scores"], signed=True, xlabel="second key $l$ (token)",
+                ylabel="first key $j$ (token)", colorbar_label="logit / c",
                 title=f"scores of query i={i} (x_i={x[i]}, M={state['M']})")
-    viz.heatmap(axes[1], state["weights"], xlabel="second key position $j_2$", ylabel="first key position $j_1$",
+    viz.heatmap(axes[1], state["weights"], xlabel="second key $l$ (token)", ylabel="first key $j$ (token)",
                 colorbar_label="attention weight", vmin=0.0, vmax=max(float(state["weights"].max()), 1e-12),
                 title=f"weights; blank {state['blank_weight']:.2f}, z={state['z']:.2f}")
     for (j1, j2) in state["matches"]:

@@ -227,7 +227,7 @@ def render(state: dict, fig=None):
     sl = state["slice"].numpy().copy()
     sl[~state["visible"].numpy()] = np.nan  # masked cells drawn blank, not as weight 0
     win = lambda w: "all" if w is None else str(w)  # noqa: E731
-    heatmap(axes[0], sl, xlabel="second key k (token index)", ylabel="first key j (token index)",
+    heatmap(axes[0], sl, xlabel="second key l (token index)", ylabel="first key j (token index)",
             colorbar_label="weight $P_{ijk}$ (probability)", vmin=0,
             title=f"query i = {state['query']}, w1 = {win(state['w1'])}, w2 = {win(state['w2'])}")
     axes[0].set_facecolor("#e6e6e6")  # masked cells show as grey
@@ -242,7 +242,7 @@ def render(state: dict, fig=None):
     axes[2].axhline(0, color="black", lw=0.8)
     axes[2].set_xticks(idx)
     axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
-    label(axes[2], "output feature l (index)", "output $o_i[l]$ (value units)",
+    label(axes[2], "output feature m (index)", "output $o_i[m]$ (value units)",
           f"output of query {state['query']}")
     fig.tight_layout()
     return fig
@@ -272,7 +272,7 @@ class TriangleExplorer(Explorer):
     """
 
     name = "triangle"
-    caption = ("Try: drag the temperature toward 0.03 and watch one triangle take the weight; "
+    caption = ("Try: drag the temperature toward 0.03 and watch one key pair take the weight; "
                "shrink w1 and rows of the slice turn grey.")
     #: Seeds and head dimensions whose tokens the static page ships.
     static_seeds = range(3)

@@ -125,7 +125,7 @@ function drawDense(ctx, s, box) {
   for (const v of s.dense) if (v > vmax) vmax = v;
   const norm = (v) => Math.sqrt(v / vmax);
   heatmap(ctx, { x, y, w: side, h: side }, s.m, s.m, (r, c) => s.dense[r * s.m + c], {
-    norm, xlabel: "K2 position k", ylabel: "K1 position j",
+    norm, xlabel: "second key l", ylabel: "first key j",
     title: `dense weights, query ${s.i} (${JSON.stringify(s.token)})`,
   });
   const ticks = [0, vmax / 16, vmax / 4, vmax].map((v) => Number(v.toPrecision(1)));
@@ -151,7 +151,7 @@ function drawScheme(ctx, s, box, scheme) {
   } else {
     for (const j of rows) for (const kk of cols) fill(j, j + 1, kk, kk + 1);
   }
-  frame(ctx, { x, y, w: side, h: side }, s.m, s.m, { xlabel: "K2 position k", ylabel: "K1 position j" });
+  frame(ctx, { x, y, w: side, h: side }, s.m, s.m, { xlabel: "second key l", ylabel: "first key j" });
   text(ctx, fit(ctx, TITLES[scheme], box.w - 10, 13), x + side / 2, box.y + 14, { size: 13, weight: "bold" });
   text(ctx, `${s.counts[scheme]} pairs, ${(100 * s.mass[scheme]).toFixed(1)}% of the mass`,
     x + side / 2, box.y + 31, { size: 13 });

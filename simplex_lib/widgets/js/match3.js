@@ -84,7 +84,7 @@ function drawPanel(ctx, s, box, which) {
   if (which === "scores") {
     const norm = (v) => (v + 1) / 2;  // fixed: logit / c lies in [-1, 1]
     heatmap(ctx, { x, y, w: side, h: side }, n, n, (r, c) => s.scores[r * n + c], {
-      stops: RDBU, norm, xlabel: "second key j2", ylabel: "first key j1",
+      stops: RDBU, norm, xlabel: "second key l", ylabel: "first key j",
       title: `scores of query i = ${s.i} (x_i = ${s.x[s.i]}, M = ${s.M})`,
     });
     colourbar(ctx, { x: x + side + 12, y, w: 12, h: side }, {
@@ -93,7 +93,7 @@ function drawPanel(ctx, s, box, which) {
   } else {
     const norm = (v) => Math.sqrt(Math.max(0, v));  // fixed 0..1, square-root shading
     const { cw, ch } = heatmap(ctx, { x, y, w: side, h: side }, n, n, (r, c) => s.weights[r * n + c], {
-      stops: VIRIDIS, norm, xlabel: "second key j2", ylabel: "first key j1",
+      stops: VIRIDIS, norm, xlabel: "second key l", ylabel: "first key j",
       title: `weights; blank pair ${s.blank_weight.toFixed(2)}, z = ${s.z.toFixed(2)}`,
     });
     ctx.strokeStyle = PALETTE.accent;
@@ -137,7 +137,7 @@ export function render({ model, el }) {
           `${s.matches.length} matching pairs; the blank pair holds ${s.blank_weight.toFixed(2)}, ` +
           `z = ${s.z.toFixed(2)}, prediction ${s.prediction}, true label ${s.label} (${verdict}).`,
         note: `${chosen.note ? `${chosen.note} ` : ""}z = ${s.z.toFixed(4)}; attended pairs ` +
-          `(j1, j2): ${pairs || "none above 1%"}`,
+          `(j, l): ${pairs || "none above 1%"}`,
       };
     },
   });

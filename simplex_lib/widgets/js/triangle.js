@@ -127,8 +127,8 @@ function drawOutputs(ctx, s, values, box) {
       label: values.reducer === "and" ? "2-simplicial, AND (v_j ∘ v′_l)" : "2-simplicial, OR (v_j + v′_l)" },
     { values: s.dotOutput, colour: PALETTE.dot, label: "dot-product (q, k, v), window w1" },
   ], {
-    lo: -m, hi: m, yticks: ticks, xlabel: "output feature l",
-    ylabel: "output o_i[l]", title: `output of query ${s.i}`,
+    lo: -m, hi: m, yticks: ticks, xlabel: "output feature m",
+    ylabel: "output o_i[m]", title: `output of query ${s.i}`,
   });
 }
 
