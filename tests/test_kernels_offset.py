@@ -59,3 +59,35 @@ def test_offset_walk_keeps_nan_local(gen):
 def test_walk_is_checked():
     with pytest.raises(ValueError, match="WALK"):
         FwdConfig(16, 16, 1, 1, WALK="diagonal")
+
+
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
+    (1, 2, 2, 4, 2),      # a single token
+    (13, 1, 1, 5, 3),     # MHA, a length that is not a multiple of the tile
+    (21, 4, 1, 8, 4),     # GQA 4
+    (19, 6, 2, 19, 7),    # GQA 3, the long window is the sequence
+    (17, 8, 4, 16, 1),    # a one-key short window
+    (12, 2, 2, 3, 9),     # w2 > w1: the interface swaps the sets
+])
+def test_offset_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
+    from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
+    from simplex_lib.testing import assert_gradients_close
+
+    monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
+    monkeypatch.setenv("SIMPLEX_BWD_WALK", "offset")
+    x = [torch.randn(2, N, Hq, 16, generator=gen, dtype=torch.float64)]
+    x += [torch.randn(2, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
+    assert_gradients_close(lambda *t: kernel(*t, w1=w1, w2=w2),
+                           lambda *t: reference(*t, w1=w1, w2=w2), x,
+                           names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
+                           generator=gen)
+
+
+def test_backward_walk_is_checked(monkeypatch):
+    from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_walk
+
+    with pytest.raises(ValueError, match="WALK"):
+        BwdConfig(16, 16, 16, 16, 1, 1, WALK="diagonal")
+    monkeypatch.setenv("SIMPLEX_BWD_WALK", "sideways")
+    with pytest.raises(ValueError, match="SIMPLEX_BWD_WALK"):
+        bwd_walk()

@@ -112,13 +112,46 @@ def _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2, p_v2,
 
 
 @triton.jit
+def _bwd_dq_tile_offset(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2,
+                        p_v2, stride_kn, o_j, o_pos, m_row, o_d, W1, W2,
+                        PREC: tl.constexpr):
+    """:func:`_bwd_dq_tile` walking the short window by offset: step ``s``
+    pairs every row with its own ``k2``/``v2`` row ``pos - s`` (as the
+    forward's :func:`~simplex_lib.ops.two_simplicial.forward._fwd_tile_offset`),
+    ``w2`` steps instead of ``POS + w2 - 1`` for a tile of ``POS`` positions.
+    """
+    DT = b_k1.dtype
+    # [BLOCK_M, BLOCK_N]: the long window of each row
+    m_j = ((o_j[None, :] > o_pos[:, None] - W1)
+           & (o_j[None, :] <= o_pos[:, None]) & (o_j >= 0)[None, :])
+    for s in range(0, W2):
+        o_l = o_pos - s  # [BLOCK_M]
+        m_l = (o_l >= 0) & m_row
+        o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
+        b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
+        b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
+        b_k2 = b_k2.to(tl.float32)
+        b_a = (b_qs * b_k2).to(DT)  # [BLOCK_M, D]
+        # [BLOCK_M, BLOCK_N]
+        b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
+        b_s = tl.where(m_j & m_l[:, None], b_s - b_lse[:, None],
+                       float("-inf"))
+        b_p = tl.math.exp2(b_s)
+        b_dov = (b_do * b_v2.to(tl.float32)).to(DT)  # [BLOCK_M, D]
+        b_dp = tl.dot(b_dov, tl.trans(b_v1), input_precision=PREC)
+        b_ds = (b_p * (b_dp - b_delta[:, None])).to(DT)
+        b_dq += tl.dot(b_ds, b_k1, input_precision=PREC) * b_k2
+    return b_dq
+
+
+@triton.jit
 def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
                    stride_qb, stride_qn, stride_qh,
                    stride_kb, stride_kn, stride_kh,
                    N, Hq, Hkv, G, W1, W2, qk_scale, scale, n_hblocks,
                    HEAD_DIM: tl.constexpr, GH: tl.constexpr,
                    POS: tl.constexpr, BLOCK_N: tl.constexpr,
-                   PREC: tl.constexpr):
+                   PREC: tl.constexpr, OFFSET: tl.constexpr = False):
     """Gradient of the queries, query-owned (the fallback path).
 
     Grid: the forward's, ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program
@@ -149,7 +182,11 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
         m_j = (o_j >= 0)[:, None]
         b_k1 = tl.load(K1 + o_jd, mask=m_j, other=0.0)  # [BLOCK_N, D]
         b_v1 = tl.load(V1 + o_jd, mask=m_j, other=0.0)  # [BLOCK_N, D]
-        if t < n_full:
+        if OFFSET:
+            b_dq = _bwd_dq_tile_offset(
+                b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, K2 + o_kv,
+                V2 + o_kv, stride_kn, o_j, o_pos, m_row, o_d, W1, W2, PREC)
+        elif t < n_full:
             b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
                                 K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
                                 o_j, o_pos, lo1, o_d, W1, W2,
@@ -196,13 +233,43 @@ def _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta, p_kb,
 
 
 @triton.jit
+def _bwd_kv_step_offset(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                        p_kb, p_vb, stride_kn, o_d, m_avis, o_pos, m_row, WB,
+                        PREC: tl.constexpr):
+    """:func:`_bwd_kv_step` walking set B by offset: step ``s`` pairs every
+    query row with its own row ``pos - s`` of set B, ``wB`` steps instead of
+    ``POS + wB - 1`` for a block of ``POS`` positions.
+    """
+    DT = b_ka.dtype
+    for s in range(0, WB):
+        o_l = o_pos - s  # [BLOCK_M]
+        m_l = (o_l >= 0) & m_row
+        o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
+        b_kb = tl.load(p_kb + o_ld, mask=m_l[:, None], other=0.0)
+        b_vb = tl.load(p_vb + o_ld, mask=m_l[:, None], other=0.0)
+        b_a = (b_qs * b_kb.to(tl.float32)).to(DT)  # [BLOCK_M, D]
+        b_dov = (b_do * b_vb.to(tl.float32)).to(DT)  # [BLOCK_M, D]
+        # -- recompute P^T and dP^T for the owned keys, [BLOCK_A, BLOCK_M]
+        b_st = tl.dot(b_ka, tl.trans(b_a), input_precision=PREC)
+        b_st = tl.where(m_avis & m_l[None, :], b_st - b_lse[None, :],
+                        float("-inf"))
+        b_pt = tl.math.exp2(b_st)
+        b_dpt = tl.dot(b_va, tl.trans(b_dov), input_precision=PREC)
+        b_dst = b_pt * (b_dpt - b_delta[None, :])  # [BLOCK_A, BLOCK_M]
+        # -- accumulate the owned keys' gradients, [BLOCK_A, D]
+        b_dv += tl.dot(b_pt.to(DT), b_dov, input_precision=PREC)
+        b_dk += tl.dot(b_dst.to(DT), b_a, input_precision=PREC)
+    return b_dk, b_dv
+
+
+@triton.jit
 def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
                    stride_qb, stride_qn, stride_qh,
                    stride_kb, stride_kn, stride_kh,
                    N, Hq, Hkv, G, WA, WB, qk_scale, n_hblocks,
                    HEAD_DIM: tl.constexpr, GH: tl.constexpr,
                    POS: tl.constexpr, BLOCK_A: tl.constexpr,
-                   PREC: tl.constexpr):
+                   PREC: tl.constexpr, OFFSET: tl.constexpr = False):
     """Gradients of one key/value set ``A`` (window ``WA``), key-owned; ``B``
     is the other set.
 
@@ -254,7 +321,12 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
             # the query sees the whole A tile there is nothing to mask.
             inside = ((POS == 1) & (a0 + BLOCK_A - 1 <= i_pb)
                       & (a0 > i_pb - WA))
-            if inside:
+            if OFFSET:
+                b_dk, b_dv = _bwd_kv_step_offset(
+                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                    KB + o_kv, VB + o_kv, stride_kn, o_d, m_avis, o_pos,
+                    m_row, WB, PREC)
+            elif inside:
                 b_dk, b_dv = _bwd_kv_step(
                     b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
                     KB + o_kv, VB + o_kv, stride_kn, kb_lo, kb_hi, o_d,
@@ -453,8 +525,8 @@ def launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
         k1.stride(0), k1.stride(1), k1.stride(2),
         N, Hq, Hkv, G, w1, w2, scale * LOG2E, scale, rt.n_hblocks,
         HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N,
-        PREC=precision(q), num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
+        PREC=precision(q), OFFSET=cfg.WALK == "offset" and rt.POS > 1,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return dq
 
@@ -499,7 +571,8 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
         ka.stride(0), ka.stride(1), ka.stride(2),
         N, Hq, Hkv, G, wa, wb, scale * LOG2E, rt.n_hblocks,
         HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_A=block_a,
-        PREC=precision(q), num_warps=cfg.kv_warps or cfg.num_warps,
+        PREC=precision(q), OFFSET=cfg.WALK == "offset" and rt.POS > 1,
+        num_warps=cfg.kv_warps or cfg.num_warps,
         num_stages=cfg.kv_stages or cfg.num_stages,
     )
     return dka, dva
@@ -651,5 +724,6 @@ def backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float,
         return run(cfg)
     smem = max_shared_memory(q.device)
     cands = bwd_configs(D, G, w1, w2, q.element_size(), smem)
-    key = ("bwd", q.device, q.dtype, D, G, min(w1, 128), min(w2, 64))
+    key = ("bwd", q.device, q.dtype, D, G, min(w1, 128), min(w2, 64),
+           cands[0].WALK)
     return launch_with_fallback(key, cands, run)

@@ -25,7 +25,7 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "env_choice", "fwd_walk", "FwdConfig",
+    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "env_choice", "fwd_walk", "bwd_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
     "dq_smem_bytes", "bwd_smem_bytes",
@@ -233,6 +233,23 @@ def fwd_walk() -> str:
     return env_choice("SIMPLEX_FWD_WALK", FWD_WALKS, "position")
 
 
+def bwd_walk() -> str:
+    """The walk of the backward's dq and key-tile kernels for blocks of several positions
+    (:data:`FWD_WALKS`): ``$SIMPLEX_BWD_WALK``, for measuring both on a GPU, else
+    ``"position"``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If the variable names no walk.
+    """
+    return env_choice("SIMPLEX_BWD_WALK", FWD_WALKS, "position")
+
+
 def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     """The fastest forward tile shape: ``BLOCK_N`` positions of the long window per GEMM.
 
@@ -330,6 +347,9 @@ class BwdConfig:
         Pipeline depth of the key-tile kernel (default 0: ``num_stages``).
     ring_warps : int
         Warps of the ring kernel (default 0: ``num_warps``).
+    WALK : str
+        How the dq and key-tile kernels walk a block of several positions
+        (:data:`FWD_WALKS`; default ``"position"``).
     """
     BLOCK_M: int  # rows (position, head) per query block
     BLOCK_A: int  # key positions owned by one program of the key-tile kernel
@@ -341,6 +361,11 @@ class BwdConfig:
     kv_warps: int = 0  # warps/stages of the key-tile kernel (0: as num_warps/num_stages)
     kv_stages: int = 0
     ring_warps: int = 0  # warps of the ring kernel (0: as num_warps)
+    WALK: str = "position"  # one of FWD_WALKS, for blocks of several positions
+
+    def __post_init__(self):
+        if self.WALK not in FWD_WALKS:
+            raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
 
 
 def kv_smem_bytes(block_a: int, block_m: int, head_dim: int, elem_bytes: int) -> int:
@@ -441,12 +466,14 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:  # noq
     >>> bwd_config(128, 64, 512, 32).BLOCK_M  # doctest: +SKIP
     64
     """
+    walk = bwd_walk()
     if interpreting():
-        return BwdConfig(16, 16, 16, 16, 1, 1)
+        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=walk)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     block_a2 = min(64, max(16, triton.next_power_of_2(w2)))
-    return BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, ring_warps=8)
+    return BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, ring_warps=8,
+                     WALK=walk)
 
 
 def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, smem: int) -> list:
