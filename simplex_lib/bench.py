@@ -170,7 +170,7 @@ def plot_results(result: dict, out_dir: str) -> list:
                     ax.plot(xs, ys, linestyle=dstyle[D][0], marker="s", color=viz.PALETTE["dot"],
                             label=f"SDPA causal D{D}, equal FLOPs")
             ax.set_xscale("log", base=2)
-            viz.label(ax, "2-simplicial sequence length N (tokens)", "TFLOPS (tensor-core count)",
+            viz.label(ax, "2-simplicial sequence length n (tokens)", "TFLOPS (tensor-core count)",
                       f"{mode} (bf16, {gpu})" if gpu else f"{mode} (bf16)")
             ax.set_ylim(bottom=0)
             ax.legend(fontsize=7, ncol=2)

@@ -281,7 +281,7 @@ def plot_tflops_vs_seqlen(ax, records: list, mode: str = "fwd", *, w1=None, w2=N
             ax.plot(*zip(*sd), "s--", color=c, alpha=0.6)
             any_sdpa = True
     ax.set_xscale("log", base=2)
-    viz.label(ax, "sequence length N (tokens)", "TFLOPS (tensor-core count)", f"{mode}, bf16")
+    viz.label(ax, "sequence length n (tokens)", "TFLOPS (tensor-core count)", f"{mode}, bf16")
     if keys:
         handles, labels = ax.get_legend_handles_labels()
         if any_sdpa:  # one entry for every dashed line: each has the colour of its kernel line
@@ -451,7 +451,7 @@ def plot_topk_vs_window(ax, records: list, mode: str = "fwd") -> int:
             n += 1
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    viz.label(ax, "sequence length N (tokens)", "time (ms, median)", f"{mode}, bf16")
+    viz.label(ax, "sequence length n (tokens)", "time (ms, median)", f"{mode}, bf16")
     if n:
         ax.legend(fontsize=7, loc="best")
     else:

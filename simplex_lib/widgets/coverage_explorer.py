@@ -357,7 +357,7 @@ class CoverageExplorer(Explorer):
             {"name": "query", "label": "query i", "type": "int", "min": 0, "max_from": "n"},
             {"name": "w1", "label": "window w1", "type": "int", "min": 1, "max": 64},
             {"name": "w2", "label": "window w2", "type": "int", "min": 1, "max": 64},
-            {"name": "k", "label": "top-k k", "type": "int", "min": 1, "max": 64},
+            {"name": "k", "label": "kept keys k_sel", "type": "int", "min": 1, "max": 64},
             {"name": "rule", "label": "indexer rule", "type": "choice",
              "options": [["softmax", "softmax"], ["relu", "relu"]]},
         ]

@@ -295,7 +295,7 @@ class TriangleExplorer(Explorer):
                     "max": kernel_max}
 
         return [
-            {"name": "seq_len", "label": "tokens L", "type": "int", "min": 1, "max": MAX_SEQ},
+            {"name": "seq_len", "label": "tokens n", "type": "int", "min": 1, "max": MAX_SEQ},
             choice("head_dim", "head dim d", 16, self.static_head_dims),
             choice("seed", "seed", 50, self.static_seeds),
             {"name": "temperature", "label": "temperature", "type": "log", "min": -1.5, "max": 1,
