@@ -17,6 +17,12 @@ __all__ = ["draw_attention_graph", "draw_query_key_points", "draw_coloured_graph
 CLASS_CMAP = "tab10"
 
 
+def _luminance(rgba) -> float:
+    """Relative luminance of a colour (0 black .. 1 white), for choosing a readable text colour."""
+    r, g, b = rgba[:3]
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
 def draw_attention_graph(a, ax=None, *, threshold: float | None = None, top_k: int | None = None,
                          labels=None, node_values=None, highlight=None, title: str | None = None,
                          node_label: str = "attention received (column sum of P)",
@@ -89,8 +95,12 @@ def draw_attention_graph(a, ax=None, *, threshold: float | None = None, top_k: i
                                width=[0.4 + max_width * x for x in w], arrowsize=12,
                                edge_color=[(0.1, 0.1, 0.3, 0.15 + 0.8 * x / wmax) for x in w],
                                node_size=node_size, connectionstyle="arc3,rad=0.08")
-    nx.draw_networkx_labels(g, pos, labels=dict(g.nodes(data="label")), ax=ax, font_size=9,
-                            font_color="white")
+    # white on dark nodes, black on light ones (viridis turns yellow at the top)
+    labels = dict(g.nodes(data="label"))
+    light = {v for v, x in zip(g.nodes, vals) if _luminance(cmap(norm(x))) > 0.5}
+    for colour, keep in (("black", True), ("white", False)):
+        nx.draw_networkx_labels(g, pos, labels={v: t for v, t in labels.items() if (v in light) == keep},
+                                ax=ax, font_size=9, font_color=colour)
     ax.set_axis_off()
     if title:
         ax.set_title(title)

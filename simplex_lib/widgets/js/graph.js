@@ -113,7 +113,7 @@ function drawGraph(ctx, s, values, box) {
   const cx = box.x + box.w / 2;
   const cy = box.y + 30 + (box.h - 60) / 2;
   const pts = circle(n, cx, cy, r);
-  text(ctx, "graph of A: 2 heaviest out-edges per node", cx, box.y + 16, { size: 13, weight: "bold" });
+  text(ctx, "graph of P: 2 heaviest out-edges per node", cx, box.y + 16, { size: 13, weight: "bold" });
   const top = Math.min(2, n);
   for (let i = 0; i < n; i++) {
     const row = Array.from({ length: n }, (_, j) => j).filter((j) => A[i * n + j] > 0 && j !== i);
