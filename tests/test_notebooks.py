@@ -89,7 +89,11 @@ class TestChapter:
                      and "solution" in c.metadata.get("tags", [])]
         assert solutions, f"{path.name} has no solution cells (tag 'solution')"
         for c in solutions:
-            assert "hide-input" in c.metadata.get("tags", []), "solutions are hidden behind a toggle"
+            tags = c.metadata.get("tags", [])
+            # one toggle hides the code and its output together, labelled as a solution
+            assert "hide-input" in tags and "hide-cell" in tags, "solutions are hidden behind a toggle"
+            assert c.metadata.get("mystnb", {}).get("code_prompt_show", "").startswith("Solution"), (
+                "a solution's toggle says it is a solution")
             assert "assert" in c.source, "each solution checks itself"
 
     def test_visible_code_fits_the_column(self, path):
