@@ -217,18 +217,34 @@ def _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta, p_kb,
         b_vb = tl.load(p_vb + kb * stride_kn + o_d).to(tl.float32)  # [D]
         b_a = (b_qs * b_kb[None, :]).to(DT)  # [BLOCK_M, D]
         b_dov = (b_do * b_vb[None, :]).to(DT)  # [BLOCK_M, D]
-        # -- recompute P^T and dP^T for the owned keys, [BLOCK_A, BLOCK_M]
-        b_st = tl.dot(b_ka, tl.trans(b_a), input_precision=PREC)
-        b_st = b_st - b_lse[None, :]
-        if MASK:
-            m_kb = (kb > o_pos - WB) & (kb <= o_pos)  # [BLOCK_M]
-            b_st = tl.where(m_avis & m_kb[None, :], b_st, float("-inf"))
-        b_pt = tl.math.exp2(b_st)
-        b_dpt = tl.dot(b_va, tl.trans(b_dov), input_precision=PREC)
-        b_dst = b_pt * (b_dpt - b_delta[None, :])  # [BLOCK_A, BLOCK_M]
-        # -- accumulate the owned keys' gradients, [BLOCK_A, D]
-        b_dv += tl.dot(b_pt.to(DT), b_dov, input_precision=PREC)
-        b_dk += tl.dot(b_dst.to(DT), b_a, input_precision=PREC)
+        m_kb = (kb > o_pos - WB) & (kb <= o_pos)  # [BLOCK_M]
+        b_dk, b_dv = _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov,
+                                    b_lse, b_delta, m_avis & m_kb[None, :],
+                                    MASK, PREC)
+    return b_dk, b_dv
+
+
+@triton.jit
+def _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov, b_lse, b_delta,
+                   m_vis, MASK: tl.constexpr, PREC: tl.constexpr):
+    """One step of the key-tile kernel once its operands ``b_a = q * kB``
+    and ``b_dov = do * vB`` (``[BLOCK_M, D]``) are formed: recompute
+    ``P^T`` and ``dP^T`` for the owned keys (``[BLOCK_A, BLOCK_M]``, masked
+    by ``m_vis`` when ``MASK``), then accumulate ``dvA`` and ``dkA``
+    (``[BLOCK_A, D]``). Four GEMMs.
+    """
+    DT = b_ka.dtype
+    # -- recompute P^T and dP^T for the owned keys, [BLOCK_A, BLOCK_M]
+    b_st = tl.dot(b_ka, tl.trans(b_a), input_precision=PREC)
+    b_st = b_st - b_lse[None, :]
+    if MASK:
+        b_st = tl.where(m_vis, b_st, float("-inf"))
+    b_pt = tl.math.exp2(b_st)
+    b_dpt = tl.dot(b_va, tl.trans(b_dov), input_precision=PREC)
+    b_dst = b_pt * (b_dpt - b_delta[None, :])  # [BLOCK_A, BLOCK_M]
+    # -- accumulate the owned keys' gradients, [BLOCK_A, D]
+    b_dv += tl.dot(b_pt.to(DT), b_dov, input_precision=PREC)
+    b_dk += tl.dot(b_dst.to(DT), b_a, input_precision=PREC)
     return b_dk, b_dv
 
 
@@ -249,16 +265,9 @@ def _bwd_kv_step_offset(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
         b_vb = tl.load(p_vb + o_ld, mask=m_l[:, None], other=0.0)
         b_a = (b_qs * b_kb.to(tl.float32)).to(DT)  # [BLOCK_M, D]
         b_dov = (b_do * b_vb.to(tl.float32)).to(DT)  # [BLOCK_M, D]
-        # -- recompute P^T and dP^T for the owned keys, [BLOCK_A, BLOCK_M]
-        b_st = tl.dot(b_ka, tl.trans(b_a), input_precision=PREC)
-        b_st = tl.where(m_avis & m_l[None, :], b_st - b_lse[None, :],
-                        float("-inf"))
-        b_pt = tl.math.exp2(b_st)
-        b_dpt = tl.dot(b_va, tl.trans(b_dov), input_precision=PREC)
-        b_dst = b_pt * (b_dpt - b_delta[None, :])  # [BLOCK_A, BLOCK_M]
-        # -- accumulate the owned keys' gradients, [BLOCK_A, D]
-        b_dv += tl.dot(b_pt.to(DT), b_dov, input_precision=PREC)
-        b_dk += tl.dot(b_dst.to(DT), b_a, input_precision=PREC)
+        b_dk, b_dv = _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov,
+                                    b_lse, b_delta, m_avis & m_l[None, :],
+                                    True, PREC)
     return b_dk, b_dv
 
 
