@@ -415,6 +415,23 @@ def _forward(q, k1, k2, v1, v2, ia, ib, scale):
     return launch_with_fallback(key, _candidates(q, KA, KB), launch)
 
 
+def _packed_shapes(q, group: int, ka: int, *, max_block_a: int) -> list:
+    """Tile shapes ``(BLOCK_D, GH, BLOCK_A)`` of a head-packed kernel, largest first: ``GH``
+    heads (at least 16 rows, ``tl.dot``'s smallest tile), at most ``max_block_a`` gathered rows;
+    then ``BLOCK_A``, and after it ``GH``, halved down to 16 as fallbacks."""
+    bd = max(16, triton.next_power_of_2(q.shape[-1]))
+    gh = max(16, min(triton.next_power_of_2(group), 64))
+    ba = min(max_block_a, max(16, triton.next_power_of_2(ka)))
+    out = [(bd, gh, ba)]
+    while ba > 16 or gh > 16:
+        if ba > 16:
+            ba //= 2
+        else:
+            gh //= 2
+        out.append((bd, gh, ba))
+    return out
+
+
 def _packed_candidates(q, group: int, ka: int) -> list:
     """Tile shapes ``(BLOCK_D, GH, BLOCK_A)`` of the head-packed forward, fastest first.
 
@@ -424,16 +441,7 @@ def _packed_candidates(q, group: int, ka: int) -> list:
     memory (:func:`~simplex_lib.ops.two_simplicial.configs.fwd_smem_bytes`) exceeds the device's
     are dropped.
     """
-    bd = max(16, triton.next_power_of_2(q.shape[-1]))
-    gh = max(16, min(triton.next_power_of_2(group), 64))
-    ba = min(128, max(16, triton.next_power_of_2(ka)))
-    out = [(bd, gh, ba)]
-    while ba > 16 or gh > 16:
-        if ba > 16:
-            ba //= 2
-        else:
-            gh //= 2
-        out.append((bd, gh, ba))
+    out = _packed_shapes(q, group, ka, max_block_a=128)
     smem = max_shared_memory(q.device)
     fits = [c for c in out if fwd_smem_bytes(FwdConfig(c[1], c[2], 4, 2), c[0], q.element_size()) <= smem]
     return fits or out[-1:]
@@ -498,16 +506,7 @@ def _packed_bwd_candidates(q, group: int, ka: int) -> list:
     memory as the windowed key-tile kernel
     (:func:`~simplex_lib.ops.two_simplicial.configs.kv_smem_bytes`).
     """
-    bd = max(16, triton.next_power_of_2(q.shape[-1]))
-    gh = max(16, min(triton.next_power_of_2(group), 64))
-    ba = min(64 if bd <= 64 else 32, max(16, triton.next_power_of_2(ka)))
-    out = [(bd, gh, ba)]
-    while ba > 16 or gh > 16:
-        if ba > 16:
-            ba //= 2
-        else:
-            gh //= 2
-        out.append((bd, gh, ba))
+    out = _packed_shapes(q, group, ka, max_block_a=64 if q.shape[-1] <= 64 else 32)
     smem = max_shared_memory(q.device)
     fits = [c for c in out if kv_smem_bytes(c[2], c[1], c[0], q.element_size()) <= smem]
     return fits or out[-1:]
