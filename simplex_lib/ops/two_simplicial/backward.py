@@ -35,7 +35,8 @@ import triton.language as tl
 
 from .configs import (bwd_configs, interpreting, launch_with_fallback,
                       max_shared_memory, row_tiling)
-from .forward import LOG2E, precision, tile_range, tile_rows, window_mask
+from .forward import (LOG2E, precision, tile_program, tile_range, tile_rows,
+                      window_mask)
 
 __all__ = ["compute_delta", "launch_dq", "launch_kv", "ring_size",
            "use_ring", "launch_ring", "backward"]
@@ -117,8 +118,7 @@ def _bwd_dq_tile_offset(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2,
                         PREC: tl.constexpr):
     """:func:`_bwd_dq_tile` walking the short window by offset: step ``s``
     pairs every row with its own ``k2``/``v2`` row ``pos - s`` (as the
-    forward's :func:`~simplex_lib.ops.two_simplicial.forward._fwd_tile_offset`),
-    ``w2`` steps instead of ``POS + w2 - 1`` for a tile of ``POS`` positions.
+    forward's ``_fwd_tile_offset``), ``w2`` steps instead of ``POS + w2 - 1`` for a tile of ``POS`` positions.
     """
     DT = b_k1.dtype
     # [BLOCK_M, BLOCK_N]: the long window of each row
@@ -160,13 +160,9 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
     (:func:`_bwd_dq_tile`). FLOPs: ``6 * B * Hq * N * D * w1 * w2`` on tensor
     cores.
     """
-    i_t, i_bg = tl.program_id(0), tl.program_id(1)
-    i_b, i_g = i_bg // Hkv, i_bg % Hkv
-    i0 = (i_t // n_hblocks) * POS
-    o_pos, o_h, m_row = tile_rows(i0, i_t % n_hblocks, i_g, G, N, GH, POS)
-    o_d = tl.arange(0, HEAD_DIM)
-    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn
-           + o_h[:, None] * stride_qh + o_d[None, :])  # [BLOCK_M, D]
+    i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
+        N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
+        POS)
     o_row = (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
     b_qs, b_do, b_lse, b_delta = _load_query_rows(
         Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row, qk_scale)

@@ -20,7 +20,7 @@ import triton.language as tl
 from .configs import (fwd_configs, interpreting, launch_with_fallback,
                       max_shared_memory, row_tiling)
 
-__all__ = ["LOG2E", "tile_rows", "tile_range", "window_mask",
+__all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
            "online_softmax_step", "forward"]
 
 LOG2E = 1.4426950408889634
@@ -99,6 +99,44 @@ def window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS: tl.constexpr):
         m_k = (k > o_pos - W2) & (k <= o_pos)  # [BLOCK_M]
         m_vis = m_vis & (o_j >= 0)[None, :] & m_k[:, None]
     return m_vis
+
+
+@triton.jit
+def tile_program(N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh,
+                 HEAD_DIM: tl.constexpr, GH: tl.constexpr,
+                 POS: tl.constexpr):
+    """The rows this program owns, for the grid
+    ``(cdiv(N, POS) * n_hblocks, B * Hkv)`` of the forward and the dq
+    kernel: program ``(i_t, i_bg)`` takes batch ``i_bg // Hkv``, KV group
+    ``i_bg % Hkv``, positions from ``i0 = (i_t // n_hblocks) * POS`` and
+    head block ``i_t % n_hblocks`` (:func:`tile_rows`).
+
+    Parameters
+    ----------
+    N, Hkv, G, n_hblocks : int
+        Sequence length, KV heads, query heads per KV head, head blocks per
+        group.
+    stride_qb, stride_qn, stride_qh : int
+        Strides of ``Q`` (and ``O``, ``dO``, ``dQ``, laid out alike).
+    HEAD_DIM, GH, POS : constexpr int
+        ``D``, heads and positions per tile.
+
+    Returns
+    -------
+    tuple
+        ``(i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q)``: the batch, the KV
+        group, the first position, the rows' positions, heads and mask
+        ``[BLOCK_M]``, the head-dimension offsets ``[D]`` and the rows'
+        offsets in ``Q`` ``[BLOCK_M, D]``.
+    """
+    i_t, i_bg = tl.program_id(0), tl.program_id(1)
+    i_b, i_g = i_bg // Hkv, i_bg % Hkv
+    i0 = (i_t // n_hblocks) * POS
+    o_pos, o_h, m_row = tile_rows(i0, i_t % n_hblocks, i_g, G, N, GH, POS)
+    o_d = tl.arange(0, HEAD_DIM)
+    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn
+           + o_h[:, None] * stride_qh + o_d[None, :])  # [BLOCK_M, D]
+    return i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q
 
 
 @triton.jit
@@ -311,13 +349,9 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     visible triple, ramp ignored), plus ``2 * B * Hq * N * D * w2 * w1 /
     BLOCK_N`` multiplies on CUDA cores.
     """
-    i_t, i_bg = tl.program_id(0), tl.program_id(1)
-    i_b, i_g = i_bg // Hkv, i_bg % Hkv
-    i0 = (i_t // n_hblocks) * POS
-    o_pos, o_h, m_row = tile_rows(i0, i_t % n_hblocks, i_g, G, N, GH, POS)
-    o_d = tl.arange(0, HEAD_DIM)
-    o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn
-           + o_h[:, None] * stride_qh + o_d[None, :])  # [BLOCK_M, D]
+    i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
+        N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
+        POS)
     # pre-scaled by scale * log2(e), so that the GEMM gives base-2 logits
     b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)
     b_qs = b_qs * qk_scale  # [BLOCK_M, D]
