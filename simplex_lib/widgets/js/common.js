@@ -293,6 +293,12 @@ export function mount({ model, el, name, draw }) {
 // Canvas drawing. Sizes are CSS pixels; the canvas is drawn at the device pixel ratio.
 // ---------------------------------------------------------------------------------------------
 
+/** What `draw` returns while the kernel prepares the inputs of the current setting. */
+export function pending(canvas, width, values, note) {
+  setupCanvas(canvas, width, 40);
+  return { state: { values, pending: true }, alt: "waiting for the kernel", note };
+}
+
 export function setupCanvas(canvas, width, height) {
   const dpr = window.devicePixelRatio || 1;
   const [w, h] = [Math.round(width * dpr), Math.round(height * dpr)];

@@ -2,7 +2,8 @@
 // 2-simplicial attention see, at what cost, and how much of the dense attention it keeps.
 // Reproduces simplex_lib.widgets.coverage_explorer.coverage in the browser.
 import {
-  argsortDesc, colourbar, columns, f64, fit, frame, heatmap, mount, setupCanvas, softmax, text,
+  argsortDesc, colourbar, columns, f64, fit, frame, heatmap, mount, pending, setupCanvas,
+  softmax, text,
 } from "./common.js";
 
 export const SCHEMES = ["window", "topk_per_key", "topk_shared"];
@@ -176,8 +177,7 @@ export function render({ model, el }) {
       const values = model.get("values");
       const payload = model.get("data").text;
       if (!payload) {
-        setupCanvas(canvas, width, 40);
-        return { state: { values, pending: true }, alt: "waiting for the kernel", note: "Preparing the text…" };
+        return pending(canvas, width, values, "Preparing the text…");
       }
       const s = coverageState(values, payload);
       const cols = columns(width, 4, 320);

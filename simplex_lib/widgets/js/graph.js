@@ -1,9 +1,9 @@
-// Graph-attention explorer (chapter 1): the attention matrix A of one head as a weighted
+// Graph-attention explorer (chapter 1): the attention weights P of one head as a weighted
 // directed graph, its k-th power (k-step walks) and one query's row. Reproduces
 // simplex_lib.widgets.graph_explorer.explorer_data in the browser.
 import {
-  PALETTE, VIRIDIS, arrow, bars, circle, colourAt, colourbar, columns, css, f64, fit, heatmap, mount,
-  setupCanvas, softmax, text,
+  arrow, bars, circle, colourAt, colourbar, columns, css, f64, fit, heatmap, mount, PALETTE,
+  pending, setupCanvas, softmax, text, VIRIDIS,
 } from "./common.js";
 
 /** Row-stochastic attention softmax(q k^T / (sqrt(d) T)) with an optional causal mask. */
@@ -161,8 +161,7 @@ export function render({ model, el }) {
       const values = model.get("values");
       const payload = model.get("data")[`${values.seed}/${values.n}`];
       if (!payload) {
-        setupCanvas(canvas, width, 40);
-        return { state: { values, pending: true }, alt: "waiting for the kernel", note: "Computing the tokens for this seed…" };
+        return pending(canvas, width, values, "Computing the tokens for this seed…");
       }
       const s = explorerState(values, payload);
       const cols = columns(width, 3, 300);

@@ -2,7 +2,7 @@
 // Reproduces simplex_lib.widgets.match3_explorer.explorer_state in the browser: the head's
 // logits are c cos(2 pi (x_i + x_j1 + x_j2) / M), the blank pair's logit is c.
 import {
-  PALETTE, RDBU, VIRIDIS, colourbar, columns, heatmap, mount, setupCanvas, text,
+  colourbar, columns, heatmap, mount, PALETTE, pending, RDBU, setupCanvas, text, VIRIDIS,
 } from "./common.js";
 
 const ATTENDED_SHARE = 0.01;
@@ -113,8 +113,7 @@ export function render({ model, el }) {
       const chosen = inputOf(values, model.get("data"));
       const { x } = chosen;
       if (!x) {
-        setupCanvas(canvas, width, 40);
-        return { state: { values, pending: true }, alt: "waiting for the kernel", note: "Drawing this input…" };
+        return pending(canvas, width, values, "Drawing this input…");
       }
       const s = explorerState(values, x);
       const cols = columns(width, 2, 320);

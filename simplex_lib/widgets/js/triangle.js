@@ -2,8 +2,8 @@
 // slice, its strongest key pairs and its output next to dot-product attention's. Reproduces
 // simplex_lib.widgets.triangle_explorer.triangle_state in the browser.
 import {
-  PALETTE, argsortDesc, bars, circle, colourbar, columns, f64, fit, heatmap, mount, niceTicks,
-  setupCanvas, softmax, text,
+  argsortDesc, bars, circle, colourbar, columns, f64, fit, heatmap, mount, niceTicks, PALETTE,
+  pending, setupCanvas, softmax, text,
 } from "./common.js";
 
 const TOP = 5;  // key pairs listed
@@ -154,8 +154,7 @@ export function render({ model, el }) {
       const key = `${values.seed}/${values.seq_len}/${values.head_dim}`;
       const payload = model.get("data")[key];
       if (!payload) {
-        setupCanvas(canvas, width, 40);
-        return { state: { values, pending: true }, alt: "waiting for the kernel", note: "Computing the tokens for this setting…" };
+        return pending(canvas, width, values, "Computing the tokens for this setting…");
       }
       const s = triangleState(values, payload, spec.max_seq);
       const cols = columns(width, 2, 320);
