@@ -60,6 +60,7 @@ __all__ = [
     "crossover_length",
     "equal_cost_dot_length",
     "window_shapes",
+    "block_flops_per_token",
     "dense_memory_bytes",
     "max_dense_length",
     "table1_model",
@@ -364,6 +365,55 @@ def dot_flops(n: int, *, batch: int = 1, heads: int = 1, head_dim: int = 1, mode
         _check_int(name, v)
     base = PAIR_FLOPS * batch * heads * head_dim
     return _scaled(base * n * (n + 1) // 2 if exact else base * n * n // 2, mode)
+
+
+def block_flops_per_token(d_model: int, heads: int, head_dim: int, n: int, *,
+                          window: int | None = None, mlp_ratio: int = 4) -> float:
+    """Forward FLOPs per token of one transformer block, averaged over the ``n`` positions.
+
+    Weights: ``2`` FLOPs per weight per token over the four attention projections and the MLP,
+    ``2 * (4 + 2 * mlp_ratio) * d_model^2``. Attention: causal dot-product attention
+    (:func:`dot_flops` with ``exact=True``, divided by ``n``) or, with ``window``, 2-simplicial
+    attention over ``window x window`` key pairs (:func:`windowed_flops` divided by ``n``; its two
+    extra projections, ``K'`` and ``V'``, are not counted, as in the model of chapter 12).
+
+    Parameters
+    ----------
+    d_model : int >= 1
+        Width of the residual stream.
+    heads, head_dim : int >= 1
+        Attention heads and their dimension.
+    n : int >= 1
+        Context length.
+    window : int >= 1, optional
+        Both windows of a 2-simplicial block; ``None`` for a dot-product block.
+    mlp_ratio : int >= 1, default 4
+        MLP hidden width over ``d_model``.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If a count is not an int >= 1.
+
+    Examples
+    --------
+    >>> round(block_flops_per_token(768, 12, 64, 512, window=128) / 1e6)  # 2-simplicial block
+    64
+    >>> round(block_flops_per_token(768, 12, 64, 512) / 1e6, 1)  # dot-product block
+    14.9
+    """
+    for name, v in (("d_model", d_model), ("mlp_ratio", mlp_ratio)):
+        _check_int(name, v)
+    weights = 2 * (4 + 2 * mlp_ratio) * d_model * d_model
+    if window is None:
+        attention = dot_flops(n, heads=heads, head_dim=head_dim, exact=True) / n
+    else:
+        attention = windowed_flops(n, window, window, heads=heads, head_dim=head_dim) / n
+    return weights + attention
 
 
 def dense_flops(L: int, n: int, head_dim: int, *, batch: int = 1, heads: int = 1,

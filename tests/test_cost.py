@@ -325,3 +325,15 @@ def test_cost_errors():
     for fn, match in cases:
         with pytest.raises(ValueError, match=match):
             fn()
+
+
+def test_block_flops_per_token_counts_weights_and_attention():
+    from simplex_lib.cost import block_flops_per_token
+
+    d, H, dh, n, w = 96, 3, 32, 10, 4
+    weights = 2 * (4 * d * d + 2 * 4 * d * d)  # Q, K, V, O and an MLP of width 4d
+    dot = sum(4 * H * dh * (i + 1) for i in range(n)) / n  # each query sees i + 1 keys
+    assert block_flops_per_token(d, H, dh, n) == weights + dot
+    assert block_flops_per_token(d, H, dh, n, window=w) == weights + 4 * H * dh * w * w
+    with pytest.raises(ValueError, match="d_model"):
+        block_flops_per_token(0, H, dh, n)
