@@ -22,6 +22,9 @@ __all__ = [
     "check_selection",
     "default_scale",
     "expand_kv",
+    "nonfinite_rows",
+    "zero_rows",
+    "nan_rows",
 ]
 
 
@@ -305,3 +308,57 @@ def expand_kv(t: torch.Tensor, group: int) -> torch.Tensor:
     [0.0, 0.0, 1.0, 1.0]
     """
     return t if group == 1 else t.repeat_interleave(group, dim=2)
+
+
+def nonfinite_rows(*tensors: torch.Tensor) -> list[torch.Tensor] | None:
+    """Which rows of each ``[B, N, H, D]`` tensor hold a NaN or an infinity.
+
+    The kernels' backwards use it to keep a bad value local: they run on inputs with these rows
+    zeroed (:func:`zero_rows`) and put NaN back on the gradients the bad rows reach
+    (:func:`nan_rows`). One device-to-host sync.
+
+    Parameters
+    ----------
+    *tensors : Tensor ``[B, N, H, D]``
+
+    Returns
+    -------
+    list of bool Tensors ``[B, N, H]``, one per tensor, or ``None`` when every value is finite.
+
+    Examples
+    --------
+    >>> x = torch.zeros(1, 3, 1, 2); x[0, 1, 0, 1] = float("nan")
+    >>> nonfinite_rows(x)[0].flatten().tolist(), nonfinite_rows(torch.zeros(1, 3, 1, 2))
+    ([False, True, False], None)
+    """
+    rows = [~torch.isfinite(t).all(-1) for t in tensors]
+    return rows if bool(torch.stack([r.any() for r in rows]).any()) else None
+
+
+def zero_rows(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``t`` ``[B, N, H, D]`` with the rows marked in ``rows`` ``[B, N, H]`` set to zero.
+
+    Parameters
+    ----------
+    t : Tensor ``[B, N, H, D]``
+    rows : bool Tensor ``[B, N, H]``
+
+    Returns
+    -------
+    Tensor like ``t``
+    """
+    return t.masked_fill(rows[..., None], 0)
+
+
+def nan_rows(tensors, rows) -> tuple:
+    """Each tensor ``[B, N, H, D]`` with its marked rows ``[B, N, H]`` set to NaN.
+
+    Parameters
+    ----------
+    tensors, rows : sequences of Tensors, paired one to one
+
+    Returns
+    -------
+    tuple of Tensors
+    """
+    return tuple(t.masked_fill(r[..., None], float("nan")) for t, r in zip(tensors, rows))

@@ -47,7 +47,7 @@ import triton
 import triton.language as tl
 
 from simplex_lib.masks import check_topk_index
-from simplex_lib.ops.checks import check_qkv
+from simplex_lib.ops.checks import check_qkv, nan_rows, nonfinite_rows, zero_rows
 from simplex_lib.ops.two_simplicial.configs import (FwdConfig, env_choice, fwd_smem_bytes,
                                                     interpreting, kv_smem_bytes, launch_with_fallback,
                                                     max_shared_memory)
@@ -555,8 +555,8 @@ def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, packed=False
     ``[B, N, Hq, k]`` selections.
     """
     backward = _packed_backward if packed else _backward
-    rows = [~torch.isfinite(t).all(-1) for t in (do, q, k1, k2, v1, v2)]  # [B, N, H] each
-    if not bool(torch.stack([r.any() for r in rows]).any()):
+    rows = nonfinite_rows(do, q, k1, k2, v1, v2)  # [B, N, H] each
+    if rows is None:
         return backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale)
     bad_do, bad_q, bad_k1, bad_k2, bad_v1, bad_v2 = rows
     B, N, Hq, _ = q.shape
@@ -579,14 +579,10 @@ def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, packed=False
 
     read1, read2 = read_by_poisoned(ia), read_by_poisoned(ib)
 
-    def clean(t, bad):
-        return t.masked_fill(bad[..., None], 0)
-
-    grads = backward(clean(do, poisoned), clean(q, bad_q), clean(k1, bad_k1), clean(k2, bad_k2),
-                     clean(v1, bad_v1), clean(v2, bad_v2), kernel_ia, kernel_ib, clean(o, poisoned),
-                     lse.masked_fill(poisoned, float("inf")), scale)
-    nan = float("nan")
-    return [g.masked_fill(m[..., None], nan) for g, m in zip(grads, (poisoned, read1, read2, read1, read2))]
+    grads = backward(zero_rows(do, poisoned), zero_rows(q, bad_q), zero_rows(k1, bad_k1),
+                     zero_rows(k2, bad_k2), zero_rows(v1, bad_v1), zero_rows(v2, bad_v2), kernel_ia,
+                     kernel_ib, zero_rows(o, poisoned), lse.masked_fill(poisoned, float("inf")), scale)
+    return list(nan_rows(grads, (poisoned, read1, read2, read1, read2)))
 
 
 class _TopkFunction(torch.autograd.Function):

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from simplex_lib.ops.checks import check_qkv, check_window
+from simplex_lib.ops.checks import check_qkv, check_window, nan_rows, nonfinite_rows, zero_rows
 
 from . import backward as _bwd
 from . import forward as _fwd
@@ -151,7 +151,7 @@ def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: 
                              f"got {tuple(t.shape)} on {t.device}")
     if q.numel() == 0:
         return tuple(torch.zeros_like(t) for t in (q, k1, k2, v1, v2))
-    rows = _nonfinite_rows(do, q, k1, k2, v1, v2)
+    rows = nonfinite_rows(do, q, k1, k2, v1, v2)
     if rows is not None:  # rare: run on zeroed rows, then put NaN back where it belongs
         return _backward_nonfinite(rows, do, q, k1, k2, v1, v2, o, lse, w1, w2, scale)
     (q_, k1_, k2_, v1_, v2_), w1_, w2_, swap = _prepare(q, k1, k2, v1, v2, w1, w2)
@@ -163,13 +163,6 @@ def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: 
     if swap:
         dk1, dk2, dv1, dv2 = dk2, dk1, dv2, dv1
     return dq.to(q.dtype), dk1.to(k1.dtype), dk2.to(k2.dtype), dv1.to(v1.dtype), dv2.to(v2.dtype)
-
-
-def _nonfinite_rows(*tensors):
-    """Per tensor, which rows ``[B, N, H]`` hold a NaN or an infinity; ``None`` when none does
-    (one device-to-host sync per backward)."""
-    rows = [~torch.isfinite(t).all(-1) for t in tensors]
-    return rows if bool(torch.stack([r.any() for r in rows]).any()) else None
 
 
 def _any_in_window(x: torch.Tensor, w: int, *, ahead: bool = False) -> torch.Tensor:
@@ -202,15 +195,11 @@ def _backward_nonfinite(rows, do, q, k1, k2, v1, v2, o, lse, w1, w2, scale):
     by_kv = poisoned.view(B, N, -1, G).any(-1)  # [B, N, Hkv]: a poisoned query of the group
     read1, read2 = _any_in_window(by_kv, w1, ahead=True), _any_in_window(by_kv, w2, ahead=True)
 
-    def clean(t, bad):
-        return t.masked_fill(bad[..., None], 0)
-
-    grads = two_simplicial_bwd(clean(do, poisoned), clean(q, bad_q), clean(k1, bad_k1), clean(k2, bad_k2),
-                               clean(v1, bad_v1), clean(v2, bad_v2), clean(o, poisoned),
+    grads = two_simplicial_bwd(zero_rows(do, poisoned), zero_rows(q, bad_q), zero_rows(k1, bad_k1),
+                               zero_rows(k2, bad_k2), zero_rows(v1, bad_v1), zero_rows(v2, bad_v2),
+                               zero_rows(o, poisoned),
                                lse.masked_fill(poisoned.transpose(1, 2), float("inf")), w1, w2, scale)
-    nan = float("nan")
-    return tuple(g.masked_fill(m[..., None], nan)
-                 for g, m in zip(grads, (poisoned, read1, read2, read1, read2)))
+    return nan_rows(grads, (poisoned, read1, read2, read1, read2))
 
 
 @two_simplicial_bwd.register_fake
