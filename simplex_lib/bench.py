@@ -117,6 +117,22 @@ def print_table(result: dict) -> None:
         print(" ".join(vals) + ("  ERROR " + r["error"][:80] if "error" in r else ""))
 
 
+def print_compiled(rows: list) -> None:
+    """One line per compiled kernel: warps, stages, shared memory, registers and spills.
+
+    Parameters
+    ----------
+    rows : list of dict
+        As :func:`simplex_lib.timing.compiled_kernels` returns.
+    """
+    if rows:
+        print(f"{'kernel':28s} {'warps':>5s} {'stages':>6s} {'shared':>8s} {'regs':>5s} {'spills':>6s}  constexprs")
+    for r in rows:
+        consts = " ".join(f"{k}={v}" for k, v in r["constexprs"].items())
+        print(f"{r['kernel']:28s} {r['num_warps']:5d} {r['num_stages']:6d} {r['shared_bytes']:8d} "
+              f"{r['n_regs']:5d} {r['n_spills']:6d}  {consts}")
+
+
 def plot_results(result: dict, out_dir: str) -> list:
     """Save the plots (TFLOPS vs length per window; Table 1 latencies); return their paths.
 
@@ -238,9 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line's parser (``python -m simplex_lib.bench --help``)."""
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--windows", type=_windows, default=timing.DEFAULT_WINDOWS,
-                    help="comma-separated w1xw2 pairs (default: 512x32,256x64,1024x16,128x128)")
-    ap.add_argument("--dims", type=int_list(1), default=(64, 128), help="head dims, e.g. 64,128")
+    ap.add_argument("--windows", type=_windows, default=None,
+                    help="comma-separated w1xw2 pairs (default: 512x32,256x64,1024x16,128x128; "
+                         "with --shapes: narrows the grid)")
+    ap.add_argument("--dims", type=int_list(1), default=None,
+                    help="head dims, e.g. 64,128 (default 64,128; with --shapes: narrows the grid)")
     ap.add_argument("--gqa", type=int_list(1), default=(64, 1), help="GQA ratios Hq/Hkv")
     ap.add_argument("--seqlens", type=int_list(1), default=None,
                     help="sequence lengths (default 4096,8192,16384; --topk: 2048,4096,8192)")
@@ -249,13 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="B = tokens // N (default 16384; --topk: 8192)")
     ap.add_argument("--shapes", action="store_true",
                     help="the grid of model shapes: B2 N8192, GQA 1,4,8,64 (16,32,32,64 query heads), "
-                         "D 64,128, windows 512x32,256x64,128x128 (overrides --windows/--dims/--gqa/"
-                         "--seqlens/--tokens)")
+                         "D 64,128, windows 512x32,256x64,128x128 (overrides --gqa/--seqlens/--tokens; "
+                         "--windows and --dims pick a part of it)")
     ap.add_argument("--repeats", type=int_at_least(1), default=3,
                     help="independent measurements per shape; records keep each and the spread (default 3)")
     ap.add_argument("--fwd-walk", choices=FWD_WALKS, default=None,
                     help="the forward's short-window walk for tiles of several positions "
                          "(sets SIMPLEX_FWD_WALK; default: its value, else position)")
+    ap.add_argument("--bwd-walk", choices=FWD_WALKS, default=None,
+                    help="the same for the backward's dq and key-tile kernels "
+                         "(sets SIMPLEX_BWD_WALK; default: its value, else position)")
     ap.add_argument("--table1", action="store_true", help="the paper's Table 1 window sweep")
     ap.add_argument("--claim48k", action="store_true", help="512x32 vs dot attention at 32k/48k")
     ap.add_argument("--no-sdpa", action="store_true")
@@ -302,6 +323,8 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{PROG}: error: needs a CUDA GPU; recorded results are in benchmarks/results/")
     if a.fwd_walk:
         os.environ["SIMPLEX_FWD_WALK"] = a.fwd_walk  # read by every forward launch
+    if a.bwd_walk:
+        os.environ["SIMPLEX_BWD_WALK"] = a.bwd_walk  # read by every backward launch
     if a.topk_kernel:
         os.environ["SIMPLEX_TOPK_KERNEL"] = a.topk_kernel  # read by every top-k launch
     if a.topk:
@@ -311,14 +334,20 @@ def main(argv=None) -> dict:
         res["records"] = timing.bench_topk(a.seqlens or (2048, 4096, 8192),
                                            tokens=a.tokens[0] if a.tokens else 8192)
     else:
-        grid = dict(timing.SHAPE_GRID) if a.shapes else dict(
-            windows=a.windows, dims=a.dims, gqa=a.gqa, heads=None, seqlens=a.seqlens or (4096, 8192, 16384),
-            tokens=a.tokens[0] if a.tokens else 16384)
+        if a.shapes:
+            grid = dict(timing.SHAPE_GRID)
+            grid.update({k: v for k, v in (("windows", a.windows), ("dims", a.dims)) if v is not None})
+        else:
+            grid = dict(windows=a.windows or timing.DEFAULT_WINDOWS, dims=a.dims or (64, 128), gqa=a.gqa,
+                        heads=None, seqlens=a.seqlens or (4096, 8192, 16384),
+                        tokens=a.tokens[0] if a.tokens else 16384)
         res = timing.run_benchmark(**grid, modes=a.modes, table1=a.table1, compare_sdpa=not a.no_sdpa,
                                    reference_max_n=a.reference_max_n, claim48k=a.claim48k,
                                    repeats=a.repeats)
+    res["compiled"] = timing.compiled_kernels()
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
+    print_compiled(res["compiled"])
     if not a.topk:
         print_table(res)
         if not a.no_plot:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from triton.testing import do_bench
 
 from simplex_lib.ops.topk.triton import topk_dispatch, topk_two_simplicial_attention_triton
-from simplex_lib.ops.two_simplicial.configs import fwd_walk
+from simplex_lib.ops.two_simplicial.configs import bwd_walk, fwd_walk
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
 from simplex_lib.cost import dot_flops, equal_cost_dot_length, topk_flops, windowed_flops
 from simplex_lib.provenance import provenance
@@ -30,7 +30,7 @@ from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_atte
 __all__ = [
     "FLOPS_CONVENTION", "MODES", "DEFAULT_WINDOWS", "TABLE1_WINDOWS", "SHAPE_GRID", "record_meta",
     "time_and_peak_memory",
-    "random_causal_topk", "bench_simplicial", "bench_sdpa", "run_benchmark", "bench_topk",
+    "random_causal_topk", "compiled_kernels", "bench_simplicial", "bench_sdpa", "run_benchmark", "bench_topk",
 ]
 
 FLOPS_CONVENTION = ("fwd 4*B*Hq*N*D*w1*w2 (top-k: w1*w2 = kA*kB); bwd 2.5x; fwdbwd 3.5x; "
@@ -131,6 +131,58 @@ def random_causal_topk(B: int, N: int, H: int, k: int, *, device="cuda", generat
     return idx.sort(dim=-1).values.permute(0, 2, 1, 3).contiguous()
 
 
+def compiled_kernels(modules=None) -> list[dict]:
+    """What the compiler made of every Triton kernel launched so far: registers, spills, shared memory.
+
+    Walks the ``@triton.jit`` functions of ``modules`` (default: the windowed forward and backward
+    and the top-k kernels) and reports one row per compiled specialisation. A kernel that has not
+    run in this process has no row. ``n_spills > 0`` means values went to local memory (slow);
+    ``n_regs`` is per thread, at most 255.
+
+    Parameters
+    ----------
+    modules : sequence of module, optional
+        Where to look for ``@triton.jit`` functions (also those wrapped by ``triton.autotune``).
+
+    Returns
+    -------
+    list of dict with ``kernel``, ``num_warps``, ``num_stages``, ``shared_bytes``, ``n_regs``,
+    ``n_spills`` and ``constexprs`` (the compile-time arguments that name the specialisation).
+    """
+    from triton.runtime.jit import JITFunction
+
+    if modules is None:
+        from simplex_lib.ops.topk import triton as topk_kernels
+        from simplex_lib.ops.two_simplicial import backward, forward
+
+        modules = (forward, backward, topk_kernels)
+    rows = []
+    for mod in modules:
+        for name, obj in sorted(vars(mod).items()):
+            fn = getattr(obj, "fn", obj)  # an autotuner wraps the JITFunction
+            if not isinstance(fn, JITFunction):
+                continue
+            for entry in list(getattr(fn, "device_caches", {}).values()):
+                for ck in list(entry[0].values()):
+                    if getattr(ck, "n_regs", None) is None:
+                        try:
+                            ck._init_handles()  # loads the binary, which reports registers and spills
+                        except Exception:  # noqa: BLE001  (a kernel that cannot load has no figures)
+                            continue
+                    md = ck.metadata
+                    consts = getattr(ck.src, "constants", {}) or {}
+                    named = {}
+                    for key, value in consts.items():
+                        idx = key[0] if isinstance(key, tuple) else key
+                        arg = fn.arg_names[idx] if isinstance(idx, int) and idx < len(fn.arg_names) else str(idx)
+                        if isinstance(value, (int, float, str, bool)) and arg.isupper():
+                            named[arg] = value
+                    rows.append(dict(kernel=name, num_warps=md.num_warps, num_stages=md.num_stages,
+                                     shared_bytes=md.shared, n_regs=ck.n_regs, n_spills=ck.n_spills,
+                                     constexprs=named))
+    return rows
+
+
 def _timed(make_fn, repeats: int, flops: float) -> dict:
     """``ms``, ``tflops`` and ``peak_extra_bytes`` of one shape; with ``repeats > 1`` also every
     repeat's ``ms_each`` and the TFLOPS range ``tflops_min`` / ``tflops_max``."""
@@ -189,7 +241,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     -------
     dict with the shape, ``impl``, ``mode``, ``dtype``, ``ms``, ``tflops``, ``flops`` (from
     :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes``, ``us_per_token`` and
-    ``fwd_walk`` (:func:`simplex_lib.ops.two_simplicial.configs.fwd_walk`); with ``repeats > 1``
+    ``fwd_walk`` and ``bwd_walk`` (:func:`simplex_lib.ops.two_simplicial.configs.fwd_walk`,
+    :func:`~simplex_lib.ops.two_simplicial.configs.bwd_walk`); with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
     """
     attn = two_simplicial_attention if impl == "kernel" else reference_attention
@@ -198,7 +251,7 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
-                fwd_walk=fwd_walk())
+                fwd_walk=fwd_walk(), bwd_walk=bwd_walk())
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

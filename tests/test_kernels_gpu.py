@@ -2,7 +2,8 @@
 
 Every dtype the kernels take (float32, float16, bfloat16) at every supported head_dim, forward
 and backward, against the float64 reference; both backward paths (the ring kernel at a large GQA
-ratio, the query-owned fallback without GQA); determinism of the backward; and
+ratio, the query-owned fallback without GQA); both walks of the short window (by position and
+by offset) for tiles of several positions; determinism of the backward; and
 ``torch.compile(fullgraph=True)`` through the custom op. The configurations must fit the
 device's shared memory (float32 at head_dim 128 did not, on an H200).
 """
@@ -71,6 +72,18 @@ def test_float32_head_dim_128_config_fits_this_device():
 )
 def test_matches_reference_on_gpu(B, N, Hq, Hkv, D, w1, w2, dtype):
     _check(B, N, Hq, Hkv, D, w1, w2, dtype, TOL[dtype] if dtype == torch.float32 else 2e-2)
+
+
+@pytest.mark.parametrize("walk", ["position", "offset"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("D", [64, 128])
+def test_both_short_window_walks(monkeypatch, walk, dtype, D):
+    # GQA 4 and no GQA: tiles of several positions, where the walk matters, forward and backward
+    monkeypatch.setenv("SIMPLEX_FWD_WALK", walk)
+    monkeypatch.setenv("SIMPLEX_BWD_WALK", walk)
+    tol = TOL[dtype] if dtype == torch.float32 else 2e-2
+    _check(2, 333, 8, 2, D, 200, 32, dtype, tol)
+    _check(1, 257, 4, 4, D, 64, 48, dtype, tol, determinism=False)
 
 
 def test_torch_compile_fullgraph():
