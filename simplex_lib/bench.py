@@ -271,12 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "--windows and --dims pick a part of it)")
     ap.add_argument("--repeats", type=int_at_least(1), default=3,
                     help="independent measurements per shape; records keep each and the spread (default 3)")
-    ap.add_argument("--fwd-walk", choices=FWD_WALKS, default=None,
+    ap.add_argument("--fwd-walk", choices=("auto", *FWD_WALKS), default=None,
                     help="the forward's short-window walk for tiles of several positions "
-                         "(sets SIMPLEX_FWD_WALK; default: its value, else position)")
-    ap.add_argument("--bwd-walk", choices=FWD_WALKS, default=None,
+                         "(sets SIMPLEX_FWD_WALK; default: its value, else auto, which picks by GQA ratio)")
+    ap.add_argument("--bwd-walk", choices=("auto", *FWD_WALKS), default=None,
                     help="the same for the backward's dq and key-tile kernels "
-                         "(sets SIMPLEX_BWD_WALK; default: its value, else position)")
+                         "(sets SIMPLEX_BWD_WALK; default: its value, else auto)")
     ap.add_argument("--table1", action="store_true", help="the paper's Table 1 window sweep")
     ap.add_argument("--claim48k", action="store_true", help="512x32 vs dot attention at 32k/48k")
     ap.add_argument("--no-sdpa", action="store_true")

@@ -41,6 +41,7 @@ __all__ = [
     "summary_rows",
     "grid_rows",
     "markdown_table",
+    "walk_comparison",
     "remeasure",
     "repeat_spread",
     "waves",
@@ -568,6 +569,48 @@ def markdown_table(header: list, rows: list) -> str:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def walk_comparison(records: list, mode: str = "fwd") -> list:
+    """The two short-window walks side by side, one row per shape: what ``bench --fwd-walk``
+    and ``--bwd-walk`` recorded (``benchmarks/results/h200/walks.json``).
+
+    Parameters
+    ----------
+    records : list of dict
+        Kernel records carrying ``fwd_walk`` / ``bwd_walk`` (the walk that ran).
+    mode : ``"fwd"`` or ``"bwd"``
+        Which pass; its walk key is ``fwd_walk`` or ``bwd_walk``.
+
+    Returns
+    -------
+    list of dict
+        Sorted by GQA ratio: ``G``, ``Hq``, ``Hkv``, ``D``, ``w1``, ``w2``, ``pos_per_tile`` (positions
+        in a 64-row tile), ``position`` and ``offset`` (TFLOPS) and ``speedup`` (offset / position).
+        Shapes with only one walk recorded are left out.
+
+    Examples
+    --------
+    >>> recs = [dict(mode="fwd", Hq=16, Hkv=16, D=128, w1=512, w2=32, tflops=t, fwd_walk=w)
+    ...         for t, w in ((80.0, "position"), (200.0, "offset"))]
+    >>> [(r["G"], r["pos_per_tile"], r["speedup"]) for r in walk_comparison(recs)]
+    [(1, 64, 2.5)]
+    """
+    if mode not in ("fwd", "bwd"):
+        raise ValueError(f"mode must be 'fwd' or 'bwd', got {mode!r}")
+    by_shape: dict = {}
+    for r in records:
+        if r.get("mode") != mode or f"{mode}_walk" not in r or "tflops" not in r:
+            continue
+        key = (r["Hq"], r["Hkv"], r["D"], r["w1"], r["w2"])
+        by_shape.setdefault(key, {})[r[f"{mode}_walk"]] = r["tflops"]
+    rows = []
+    for (Hq, Hkv, D, w1, w2), t in by_shape.items():
+        if {"position", "offset"} <= t.keys():
+            G = Hq // Hkv
+            rows.append(dict(G=G, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2, pos_per_tile=max(1, 64 // G),
+                             position=t["position"], offset=t["offset"], speedup=t["offset"] / t["position"]))
+    return sorted(rows, key=lambda r: (r["G"], r["D"], r["w1"]))
 
 
 def remeasure(windows=((512, 32),), dims=(128,), gqa=(64,), seqlens=(4096, 8192), modes=("fwd", "bwd"),

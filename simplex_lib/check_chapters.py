@@ -266,6 +266,7 @@ def check(chapters: list[Path], out: Path, *, full: bool = False, timeout: float
         print(f"[{i:2d}/{len(chapters)}] {path.stem:<28} ", end="", flush=True)
         result = run_chapter(path, full=full, timeout=timeout)
         result["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        result["git_commit"] = provenance()["git_commit"]  # rows kept by --update may be older
         results.append(result)
         print(_progress(result), flush=True)
         rows = sorted(kept + results, key=lambda r: r["chapter"])

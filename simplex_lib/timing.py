@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from triton.testing import do_bench
 
 from simplex_lib.ops.topk.triton import topk_dispatch, topk_two_simplicial_attention_triton
-from simplex_lib.ops.two_simplicial.configs import bwd_walk, fwd_walk
+from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
 from simplex_lib.cost import dot_flops, equal_cost_dot_length, topk_flops, windowed_flops
 from simplex_lib.provenance import provenance
@@ -159,7 +159,7 @@ def compiled_kernels(modules=None) -> list[dict]:
     rows = []
     for mod in modules:
         for name, obj in sorted(vars(mod).items()):
-            fn = getattr(obj, "fn", obj)  # an autotuner wraps the JITFunction
+            fn = obj if isinstance(obj, JITFunction) else getattr(obj, "fn", None)  # autotuner: .fn
             if not isinstance(fn, JITFunction):
                 continue
             for entry in list(getattr(fn, "device_caches", {}).values()):
@@ -241,8 +241,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     -------
     dict with the shape, ``impl``, ``mode``, ``dtype``, ``ms``, ``tflops``, ``flops`` (from
     :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes``, ``us_per_token`` and
-    ``fwd_walk`` and ``bwd_walk`` (:func:`simplex_lib.ops.two_simplicial.configs.fwd_walk`,
-    :func:`~simplex_lib.ops.two_simplicial.configs.bwd_walk`); with ``repeats > 1``
+    ``fwd_walk`` and ``bwd_walk`` (the walks the shape's launches take,
+    :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`); with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
     """
     attn = two_simplicial_attention if impl == "kernel" else reference_attention
@@ -251,7 +251,7 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
-                fwd_walk=fwd_walk(), bwd_walk=bwd_walk())
+                fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd_config(D, Hq // Hkv, w1, w2).WALK)
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

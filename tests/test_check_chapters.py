@@ -107,3 +107,19 @@ def test_full_sizes_reach_the_kernel(chapters, tmp_path):
     assert result["status"] == "passed", result
     with pytest.raises(ValueError, match="timeout"):
         cc.run_chapter(chapters / "01-ok.ipynb", timeout=0)
+
+
+def test_gpu_record_has_every_chapter_passing_in_time():
+    """The committed H200 record: every chapter at full size, each within 3 minutes, the book
+    within 15, and the README quotes it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    rec = json.loads((root / "benchmarks" / "results" / "chapters_h200.json").read_text())
+    names = sorted(p.stem for p in (root / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+    assert rec["full_size"] and rec["provenance"]["device"] == "NVIDIA H200"
+    assert [r["chapter"] for r in rec["chapters"]] == names
+    assert all(r["status"] == "passed" and r["seconds"] <= 180 for r in rec["chapters"])
+    assert rec["passed"] == rec["total"] == len(names) and rec["seconds"] <= 15 * 60
+    slowest = max(r["seconds"] for r in rec["chapters"])
+    assert f"the slowest in {slowest:.0f} s" in (root / "README.md").read_text()

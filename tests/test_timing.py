@@ -45,3 +45,38 @@ def test_topk_kernel_flag(capsys):
     with pytest.raises(SystemExit) as e:
         bench.build_parser().parse_args(["--topk", "--topk-kernel", "fast"])
     assert e.value.code == 2 and "--topk-kernel" in capsys.readouterr().err
+
+
+def _kernel(X, BLOCK: "tl.constexpr"):  # noqa: F821  (only its signature is read)
+    pass
+
+
+def test_compiled_kernels_reads_every_cached_specialisation():
+    from types import SimpleNamespace
+
+    from triton.runtime.jit import JITFunction
+
+    jf = JITFunction(_kernel)
+    ck = SimpleNamespace(n_regs=168, n_spills=0, metadata=SimpleNamespace(num_warps=4, num_stages=2, shared=49152),
+                         src=SimpleNamespace(constants={(1,): 64}))
+    jf.device_caches = {0: ({"one specialisation": ck}, {}, None, None, None)}
+    tuned = SimpleNamespace(fn=jf)  # what triton.autotune wraps
+    rows = timing.compiled_kernels([SimpleNamespace(_kernel=jf, tuned=tuned, other=3)])
+    assert [r["kernel"] for r in rows] == ["_kernel", "tuned"]
+    assert rows[0] == dict(kernel="_kernel", num_warps=4, num_stages=2, shared_bytes=49152, n_regs=168,
+                           n_spills=0, constexprs={"BLOCK": 64})
+
+
+def test_shapes_narrowed_by_windows_and_dims(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(timing, "run_benchmark", lambda **kw: seen.update(kw) or {"meta": {}, "records": []})
+    monkeypatch.setattr(timing, "compiled_kernels", lambda: [])
+    monkeypatch.setenv("SIMPLEX_BWD_WALK", "position")
+    bench.main(["--shapes", "--windows", "512x32", "--dims", "128", "--bwd-walk", "offset", "--no-plot",
+                "--out", str(tmp_path)])
+    assert list(seen["windows"]) == [(512, 32)] and list(seen["dims"]) == [128]
+    assert list(seen["gqa"]) == list(timing.SHAPE_GRID["gqa"]) and list(seen["heads"]) == [16, 32, 32, 64]
+    assert bench.os.environ["SIMPLEX_BWD_WALK"] == "offset"
+    bench.main(["--shapes", "--no-plot", "--out", str(tmp_path)])
+    assert seen["windows"] == timing.SHAPE_GRID["windows"] and seen["dims"] == timing.SHAPE_GRID["dims"]

@@ -25,7 +25,8 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "env_choice", "fwd_walk", "bwd_walk", "FwdConfig",
+    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "BWD_OFFSET_MIN_POS", "env_choice",
+    "fwd_walk", "bwd_walk", "pick_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
     "dq_smem_bytes", "bwd_smem_bytes",
@@ -118,11 +119,19 @@ def max_shared_memory(device=None) -> int:
     return _device_smem(index)
 
 
-#: How the forward walks the short window of a tile that holds several positions (fewer query
-#: heads per KV head than BLOCK_M): "position" (every key of the tiles' union, masked per row)
-#: or "offset" (each row its own key at each step). "offset" does a third of the steps at
-#: BLOCK_M = 64, w2 = 32; it becomes the default once a GPU record shows it faster.
+#: How the kernels walk the short window of a tile that holds several positions (fewer query
+#: heads per KV head than BLOCK_M): "position" (every key of the tile's union, masked per row)
+#: or "offset" (each row its own key at each step, a third of the steps at BLOCK_M = 64,
+#: w2 = 32).
 FWD_WALKS = ("position", "offset")
+
+#: Positions per tile from which the forward's default ("auto") walk is "offset". Measured on an
+#: H200 (bf16, D 128, 512 x 32, B2 N8192; benchmarks/results/h200/walks.json): the offset walk ran
+#: 2.3x faster at 64 positions per tile (GQA 1), 1.14x at 16 (GQA 4) and 2% slower at 8 (GQA 8).
+FWD_OFFSET_MIN_POS = 16
+#: The same for the backward's dq and key-tile kernels: in the same run their offset walk gained
+#: only at 64 positions per tile (1.22x) and lost 9% and 14% at 16 and 8.
+BWD_OFFSET_MIN_POS = 64
 
 
 @dataclass(frozen=True)
@@ -218,8 +227,8 @@ def env_choice(var: str, choices: tuple, default: str) -> str:
 
 
 def fwd_walk() -> str:
-    """The short-window walk of the forward (:data:`FWD_WALKS`): ``$SIMPLEX_FWD_WALK``, for
-    measuring both on a GPU, else ``"position"``.
+    """The forward's walk setting: ``$SIMPLEX_FWD_WALK`` (``"auto"``, ``"position"`` or
+    ``"offset"``, to force one when measuring), else ``"auto"`` (:func:`pick_walk`).
 
     Returns
     -------
@@ -230,13 +239,12 @@ def fwd_walk() -> str:
     ValueError
         If the variable names no walk.
     """
-    return env_choice("SIMPLEX_FWD_WALK", FWD_WALKS, "position")
+    return env_choice("SIMPLEX_FWD_WALK", ("auto", *FWD_WALKS), "auto")
 
 
 def bwd_walk() -> str:
-    """The walk of the backward's dq and key-tile kernels for blocks of several positions
-    (:data:`FWD_WALKS`): ``$SIMPLEX_BWD_WALK``, for measuring both on a GPU, else
-    ``"position"``.
+    """The walk setting of the backward's dq and key-tile kernels: ``$SIMPLEX_BWD_WALK``
+    (``"auto"``, ``"position"`` or ``"offset"``), else ``"auto"`` (:func:`pick_walk`).
 
     Returns
     -------
@@ -247,7 +255,41 @@ def bwd_walk() -> str:
     ValueError
         If the variable names no walk.
     """
-    return env_choice("SIMPLEX_BWD_WALK", FWD_WALKS, "position")
+    return env_choice("SIMPLEX_BWD_WALK", ("auto", *FWD_WALKS), "auto")
+
+
+def pick_walk(setting: str, group: int, block_m: int, min_pos: int) -> str:
+    """The walk a launch takes: ``setting`` unless it is ``"auto"``; then ``"offset"`` when a
+    tile of ``block_m`` rows holds at least ``min_pos`` positions, else ``"position"``.
+
+    Parameters
+    ----------
+    setting : str
+        :func:`fwd_walk` or :func:`bwd_walk`.
+    group : int
+        Query heads per KV head.
+    block_m : int
+        Rows per tile.
+    min_pos : int
+        :data:`FWD_OFFSET_MIN_POS` or :data:`BWD_OFFSET_MIN_POS`.
+
+    Returns
+    -------
+    str
+        One of :data:`FWD_WALKS`.
+
+    Examples
+    --------
+    >>> [pick_walk("auto", g, 64, FWD_OFFSET_MIN_POS) for g in (1, 4, 8, 64)]
+    ['offset', 'offset', 'position', 'position']
+    >>> [pick_walk("auto", g, 64, BWD_OFFSET_MIN_POS) for g in (1, 4)]
+    ['offset', 'position']
+    >>> pick_walk("position", 1, 64, FWD_OFFSET_MIN_POS)
+    'position'
+    """
+    if setting != "auto":
+        return setting
+    return "offset" if row_tiling(group, block_m).POS >= min_pos else "position"
 
 
 def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
@@ -258,7 +300,7 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     head_dim : int
         ``D``: at most 64 gets three pipeline stages, more gets two.
     group : int
-        Query heads per KV head (not used by the present choice).
+        Query heads per KV head: picks the walk (:func:`pick_walk`).
     w1 : int
         The long window: ``BLOCK_N`` is 128, or ``w1`` rounded up to a
         power of two (>= 16).
@@ -274,9 +316,10 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     ValueError
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
-    walk = fwd_walk()
+    setting = fwd_walk()
     if interpreting():
-        return FwdConfig(16, 16, 1, 1, WALK=walk)
+        return FwdConfig(16, 16, 1, 1, WALK=pick_walk(setting, group, 16, FWD_OFFSET_MIN_POS))
+    walk = pick_walk(setting, group, 64, FWD_OFFSET_MIN_POS)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     if head_dim <= 64:
         return FwdConfig(64, block_n, 4, 3, WALK=walk)
@@ -441,7 +484,7 @@ def bwd_smem_bytes(cfg, head_dim: int, elem_bytes: int) -> int:
                dq_smem_bytes(cfg.BLOCK_N, cfg.BLOCK_M, head_dim, elem_bytes))
 
 
-def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:  # noqa: ARG001
+def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     """The fastest block sizes, warps and pipeline depths of the backward for one shape.
 
     Under the interpreter every block is 16 wide (fast, and exercises the multi-block paths on
@@ -452,8 +495,8 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:  # noq
     Parameters
     ----------
     head_dim, group : int
-        ``D`` and query heads per KV head (the present choice depends on
-        neither).
+        ``D`` (the present choice does not depend on it) and query heads per KV head, which
+        picks the walk (:func:`pick_walk`).
     w1, w2 : int
         The long and the short window.
 
@@ -466,9 +509,10 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:  # noq
     >>> bwd_config(128, 64, 512, 32).BLOCK_M  # doctest: +SKIP
     64
     """
-    walk = bwd_walk()
+    setting = bwd_walk()
     if interpreting():
-        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=walk)
+        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk(setting, group, 16, BWD_OFFSET_MIN_POS))
+    walk = pick_walk(setting, group, 64, BWD_OFFSET_MIN_POS)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     block_a2 = min(64, max(16, triton.next_power_of_2(w2)))
