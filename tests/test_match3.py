@@ -283,6 +283,30 @@ def test_sweep_cli_tiny_run(tmp_path):
     assert summarize_sweep(rec["records"])[0]["seeds"] == 2
 
 
+TINY_SWEEP = ["--workers", "1", "--steps", "2", "--batch", "4", "--width", "8", "--eval-size", "4",
+              "--test-size", "4", "--seeds", "2", "--lrs", "0.01", "--variants", "any", "--lengths", "3",
+              "--moduli", "5", "--moduli-n", "3", "--lengths-M", "5", "--device", "cpu"]
+
+
+def test_sweep_in_parts_with_time_limit_and_resume(tmp_path, capsys):
+    out = str(tmp_path / "r.json")
+    assert match3_main(["--out", out, *TINY_SWEEP, "--time-limit", "1e-9", "--resume"]) == 0
+    part = load_recorded(out)
+    assert part["records"] == [] and part["complete"] is False
+    assert "--resume continues" in capsys.readouterr().out
+    code, err = _cli(capsys, "--out", out, *TINY_SWEEP)  # an existing record needs --resume
+    assert code == 2 and "--resume" in err
+    assert match3_main(["--out", out, *TINY_SWEEP, "--resume"]) == 0
+    whole = load_recorded(out)
+    assert whole["complete"] and len(whole["records"]) == 4 and len(whole["sessions"]) == 2
+    assert match3_main(["--out", out, *TINY_SWEEP, "--resume", "--workers", "2"]) == 0  # nothing left
+    again = load_recorded(out)
+    assert again["records"] == whole["records"] and len(again["sessions"]) == 3
+    assert "4 of 4 runs already recorded; 0 to run" in capsys.readouterr().out
+    code, err = _cli(capsys, "--out", out, *TINY_SWEEP, "--resume", "--steps", "3")
+    assert code == 2 and "other settings (train)" in err
+
+
 def test_figures_and_table():
     import matplotlib
 

@@ -1260,9 +1260,19 @@ def _check_writable(path: str) -> None:
         os.remove(path)
 
 
+def _run_key(r) -> tuple:
+    """What identifies one run of the sweep: configuration, variant, model kind, lr and seed."""
+    return (r["n"], r["M"], bool(r["distinct"]), r["kind"], float(r["lr"]), r["seed"])
+
+
+#: Parts of a sweep's ``config`` that may differ between the sessions of one resumed sweep.
+_RESUMABLE_CHANGES = ("workers", "threads_per_worker", "command")
+
+
 def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS, variants=(False, True),
                        workers: int = 4, threads: int = 1, device: str | None = None, lengths=None,
-                       moduli=None, command: str | None = None, **kw) -> dict:
+                       moduli=None, command: str | None = None, resume: bool = False,
+                       time_limit: float | None = None, **kw) -> dict:
     """Run the length and modulus sweeps, writing JSON (with provenance) after every finished run.
 
     Every ``(n, M)`` configuration is trained for each task variant, model kind, learning rate
@@ -1290,13 +1300,26 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
         Override :data:`RECORDED_LENGTHS` / :data:`RECORDED_MODULI`.
     command : str, optional
         The command line, stored in the record.
+    resume : bool, default False
+        Continue the sweep already in ``out_path``: its finished runs are kept and not run again.
+        Its settings must be the same (workers, threads and the command may differ, and so may
+        the device's name); each session's provenance is kept in ``sessions``.
+    time_limit : float, optional
+        Seconds after which no further run is started; the runs already started finish and are
+        written, and ``resume`` continues from there (for machines that limit a command's time).
     **kw
         Passed to :func:`train_match3` (steps, batch, width, heads, eval_size, test_size).
 
     Returns
     -------
     dict
-        The record written, ``{"provenance", "config", "records"}`` (and ``wall_seconds``).
+        The record written, ``{"provenance", "config", "records", "sessions", "wall_seconds"}``,
+        with ``complete`` telling whether every run of the sweep is in it.
+
+    Raises
+    ------
+    ValueError
+        If ``out_path`` cannot be written, or ``resume`` finds a record of other settings.
     """
     _check_writable(out_path)
     device = device or default_device()
@@ -1306,25 +1329,64 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
     kw = dict(kw, device=device)
     jobs = [(n, M, d, k, lr, s, threads, kw) for (n, M) in configs for d in variants
             for k in ("dot", "simplicial") for lr in lrs for s in seeds]
-    record = {
-        "provenance": provenance(device),
-        "config": {"lengths": lengths, "moduli": moduli, "configs": configs, "variants": list(variants),
-                   "seeds": list(seeds), "lrs": list(lrs), "train": {**kw}, "workers": workers,
-                   "threads_per_worker": threads, "command": command or "python -m simplex_lib.tasks.match3"},
-        "records": [],
-    }
-    t0 = time.perf_counter()
+    config = {"lengths": lengths, "moduli": moduli, "configs": configs, "variants": list(variants),
+              "seeds": list(seeds), "lrs": list(lrs), "train": {**kw}, "workers": workers,
+              "threads_per_worker": threads, "command": command or "python -m simplex_lib.tasks.match3"}
+    config = json.loads(json.dumps(config))  # as it reads back from the file (tuples become lists)
+    record = {"provenance": provenance(device), "config": config, "records": [], "sessions": [],
+              "wall_seconds": 0.0}
+    if resume and os.path.exists(out_path):
+        old = load_recorded(out_path)
+        same = lambda c: {k: v for k, v in c.items() if k not in _RESUMABLE_CHANGES}  # noqa: E731
+        strip = lambda c: {**same(c), "train": {k: v for k, v in c["train"].items() if k != "device"}}  # noqa: E731
+        if strip(old["config"]) != strip(config):
+            diff = sorted(k for k in strip(config) if strip(old["config"]).get(k) != strip(config)[k])
+            raise ValueError(f"resume: {out_path!r} holds a sweep with other settings ({', '.join(diff)})")
+        record.update(records=old["records"], wall_seconds=old.get("wall_seconds", 0.0),
+                      sessions=old.get("sessions") or [old["provenance"]])
+    record["sessions"].append(record["provenance"])
+    done = {_run_key(r) for r in record["records"]}
+    todo = [j for j in jobs if (j[0], j[1], bool(j[2]), j[3], float(j[4]), j[5]) not in done]
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already recorded; {len(todo)} to run", flush=True)
+
+    def write():
+        record["complete"] = len(record["records"]) == len(jobs)
+        tmp = f"{out_path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1)
+        os.replace(tmp, out_path)
+
+    t0, wall0 = time.perf_counter(), record["wall_seconds"]
+    pending = iter(todo)
     with mp.get_context("spawn").Pool(workers) as pool:
-        for r in pool.imap_unordered(_job, jobs):
+        in_flight = []
+
+        def submit():  # keep every worker busy until the time limit
+            while len(in_flight) < workers and (time_limit is None or time.perf_counter() - t0 < time_limit):
+                job = next(pending, None)
+                if job is None:
+                    return
+                in_flight.append(pool.apply_async(_job, (job,)))
+
+        submit()
+        while in_flight:
+            finished = next((a for a in in_flight if a.ready()), None)
+            if finished is None:
+                time.sleep(0.05)
+                continue
+            in_flight.remove(finished)
+            r = finished.get()
             record["records"].append(r)
-            record["wall_seconds"] = time.perf_counter() - t0
-            tmp = f"{out_path}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(record, f, indent=1)
-            os.replace(tmp, out_path)
+            record["wall_seconds"] = wall0 + time.perf_counter() - t0
+            write()
             print(f"{len(record['records'])}/{len(jobs)} {r['kind']} n={r['n']} M={r['M']} "
                   f"distinct={r['distinct']} lr={r['lr']:g} seed={r['seed']} acc={r['accuracy']:.3f} "
                   f"rule={r['rule']['accuracy']:.3f} ({r['seconds']:.1f}s)", flush=True)
+            submit()
+    write()
+    if not record["complete"]:
+        print(f"stopped at the time limit with {len(record['records'])} of {len(jobs)} runs; "
+              f"the same command with --resume continues", flush=True)
     return record
 
 
@@ -1369,6 +1431,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="validation sequences per run (learning-rate choice)")
     ap.add_argument("--test-size", type=int_at_least(1), default=4096, help="test sequences per seed")
     ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the sweep in --out (same settings): its finished runs are kept")
+    ap.add_argument("--time-limit", type=positive_float, default=None,
+                    help="seconds after which no run is started (those started finish); then --resume")
     ap.add_argument("--lengths", type=int_at_least(1), nargs="*", default=RECORDED_LENGTHS["n"],
                     help="sequence lengths at the modulus --lengths-M")
     ap.add_argument("--lengths-M", type=int_at_least(2), default=RECORDED_LENGTHS["M"],
@@ -1387,6 +1453,12 @@ def main(argv=None) -> int:
     5 seeds = 720 runs of 4000 steps) is a GPU job::
 
         python -m simplex_lib.tasks.match3 --out benchmarks/results/match3_gpu.json
+
+    On a machine that limits a command's time, run it in parts: each part starts no run after
+    ``--time-limit`` seconds, and the same command with ``--resume`` continues::
+
+        python -m simplex_lib.tasks.match3 --out benchmarks/results/match3_gpu.json \\
+            --time-limit 480 --resume
 
     A small CPU version of it (the committed ``match3_cpu_small.json``) is::
 
@@ -1408,7 +1480,8 @@ def main(argv=None) -> int:
     ------
     SystemExit
         From the argument parser, for ``--help`` or a bad argument (``--width`` not divisible
-        by ``--heads``, an unknown device, an output path that cannot be written).
+        by ``--heads``, an unknown device, an output path that cannot be written, an existing
+        record without ``--resume``, or ``--resume`` with other settings than the record's).
     """
     ap = build_parser()
     args = list(sys.argv[1:] if argv is None else argv)
@@ -1421,15 +1494,25 @@ def main(argv=None) -> int:
         _check_writable(a.out)
     except ValueError as exc:
         ap.error(str(exc))
-    run_recorded_sweep(a.out, seeds=tuple(range(a.seeds)), lrs=tuple(a.lrs),
+    if os.path.isfile(a.out) and os.path.getsize(a.out) and not a.resume:
+        ap.error(f"--out {a.out} exists: --resume continues that sweep, or remove the file")
+    try:
+        _run_cli_sweep(a, args)
+    except ValueError as exc:
+        ap.error(str(exc))
+    return 0
+
+
+def _run_cli_sweep(a, args) -> dict:
+    return run_recorded_sweep(a.out, seeds=tuple(range(a.seeds)), lrs=tuple(a.lrs),
                        variants=tuple(v == "distinct" for v in dict.fromkeys(a.variants)),
                        workers=a.workers, threads=a.threads, device=a.device,
                        lengths={"M": a.lengths_M, "n": a.lengths or RECORDED_LENGTHS["n"]},
                        moduli={"n": a.moduli_n, "M": a.moduli or RECORDED_MODULI["M"]},
                        command=" ".join(["python -m simplex_lib.tasks.match3", *args]),
+                       resume=a.resume, time_limit=a.time_limit,
                        steps=a.steps, batch=a.batch, width=a.width, heads=a.heads, eval_size=a.eval_size,
                        test_size=a.test_size)
-    return 0
 
 
 if __name__ == "__main__":
