@@ -320,6 +320,19 @@ export function columns(width, count, minWidth) {
   return Math.max(1, Math.min(count, Math.floor(width / minWidth)));
 }
 
+/**
+ * A canvas of `count` panels, each `height` tall and at least `minWidth` wide, under a header of
+ * `head` pixels: as many columns as fit in `width`. Returns the 2-D context and `box(p)`, the
+ * rectangle `{x, y, w, h}` of panel p (row-major).
+ */
+export function panelGrid(canvas, width, count, { height, minWidth = 320, head = 0 }) {
+  const cols = columns(width, count, minWidth);
+  const pw = width / cols;
+  const ctx = setupCanvas(canvas, width, head + height * Math.ceil(count / cols));
+  const box = (p) => ({ x: (p % cols) * pw, y: head + Math.floor(p / cols) * height, w: pw, h: height });
+  return { ctx, box };
+}
+
 export function text(ctx, s, x, y, { size = 13, align = "center", baseline = "alphabetic",
   weight = "normal", colour = PALETTE.ink, rotate = 0 } = {}) {
   ctx.save();

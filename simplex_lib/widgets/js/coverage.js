@@ -2,8 +2,7 @@
 // 2-simplicial attention see, at what cost, and how much of the dense attention it keeps.
 // Reproduces simplex_lib.widgets.coverage_explorer.coverage in the browser.
 import {
-  argsortDesc, colourbar, columns, f64, fit, frame, heatmap, mount, pending, setupCanvas,
-  softmax, text,
+  argsortDesc, colourbar, f64, fit, frame, heatmap, mount, panelGrid, pending, softmax, text,
 } from "./common.js";
 
 export const SCHEMES = ["window", "topk_per_key", "topk_shared"];
@@ -180,16 +179,12 @@ export function render({ model, el }) {
         return pending(canvas, width, values, "Preparing the text…");
       }
       const s = coverageState(values, payload);
-      const cols = columns(width, 4, 320);
-      const pw = width / cols;
-      const ph = 330;
-      const head = 26;
-      const ctx = setupCanvas(canvas, width, head + ph * Math.ceil(4 / cols));
+      const { ctx, box } = panelGrid(canvas, width, 4, { height: 330, head: 26 });
       text(ctx, fit(ctx, `n = ${values.n} tokens, windows ${values.w1} × ${values.w2}, ` +
         `k = ${values.k} (${values.rule} indexer); black = pair seen, grey = skipped`, width - 8, 13),
       width / 2, 17, { size: 13 });
       const panels = [(c, b) => drawDense(c, s, b), ...SCHEMES.map((sc) => (c, b) => drawScheme(c, s, b, sc))];
-      panels.forEach((f, p) => f(ctx, { x: (p % cols) * pw, y: head + Math.floor(p / cols) * ph, w: pw, h: ph }));
+      panels.forEach((f, p) => f(ctx, box(p)));
       const pct = (sc) => `${(100 * s.mass[sc]).toFixed(1)}%`;
       return {
         state: jsonState(values, s),

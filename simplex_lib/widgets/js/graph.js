@@ -2,8 +2,8 @@
 // directed graph, its k-th power (k-step walks) and one query's row. Reproduces
 // simplex_lib.widgets.graph_explorer.explorer_data in the browser.
 import {
-  arrow, bars, circle, colourAt, colourbar, columns, css, f64, fit, heatmap, mount, PALETTE,
-  pending, setupCanvas, softmax, text, VIRIDIS,
+  arrow, bars, circle, colourAt, colourbar, css, f64, fit, heatmap, mount, PALETTE, panelGrid,
+  pending, softmax, text, VIRIDIS,
 } from "./common.js";
 
 /** Row-stochastic attention softmax(q k^T / (sqrt(d) T)) with an optional causal mask. */
@@ -164,13 +164,8 @@ export function render({ model, el }) {
         return pending(canvas, width, values, "Computing the tokens for this seed…");
       }
       const s = explorerState(values, payload);
-      const cols = columns(width, 3, 300);
-      const pw = width / cols;
-      const ph = 340;
-      const ctx = setupCanvas(canvas, width, ph * Math.ceil(3 / cols));
-      [drawHeatmap, drawRow, drawGraph].forEach((f, p) => {
-        f(ctx, s, values, { x: (p % cols) * pw, y: Math.floor(p / cols) * ph, w: pw, h: ph });
-      });
+      const { ctx, box } = panelGrid(canvas, width, 3, { height: 340, minWidth: 300 });
+      [drawHeatmap, drawRow, drawGraph].forEach((f, p) => f(ctx, s, values, box(p)));
       const sink = s.row_k[0];
       const best = s.row.indexOf(Math.max(...s.row));
       return {

@@ -2,7 +2,7 @@
 // Reproduces simplex_lib.widgets.match3_explorer.explorer_state in the browser: the head's
 // logits are c cos(2 pi (x_i + x_j1 + x_j2) / M), the blank pair's logit is c.
 import {
-  colourbar, columns, heatmap, mount, PALETTE, pending, RDBU, setupCanvas, text, VIRIDIS,
+  colourbar, heatmap, mount, PALETTE, panelGrid, pending, RDBU, text, VIRIDIS,
 } from "./common.js";
 
 const ATTENDED_SHARE = 0.01;
@@ -116,18 +116,14 @@ export function render({ model, el }) {
         return pending(canvas, width, values, "Drawing this input…");
       }
       const s = explorerState(values, x);
-      const cols = columns(width, 2, 320);
-      const pw = width / cols;
-      const ph = 350;
-      const head = 48;
-      const ctx = setupCanvas(canvas, width, head + ph * Math.ceil(2 / cols));
+      const { ctx, box } = panelGrid(canvas, width, 2, { height: 350, head: 48 });
       const verdict = s.correct ? "correct" : "WRONG";
       text(ctx, `c = ${s.c.toPrecision(3)} (tight bound c* = ${s.c_star.toPrecision(3)}): predicted ` +
         `${s.prediction}, true label ${s.label} (${verdict})`, width / 2, 18,
       { size: 14, weight: "bold", colour: s.correct ? PALETTE.ink : PALETTE.simplicial });
       text(ctx, `input x = [${s.x.join(", ")}]`, width / 2, 38, { size: 13 });
       ["scores", "weights"].forEach((which, p) => {
-        drawPanel(ctx, s, { x: (p % cols) * pw, y: head + Math.floor(p / cols) * ph, w: pw, h: ph }, which);
+        drawPanel(ctx, s, box(p), which);
       });
       const pairs = s.attended.slice(0, 8).map(([a, b]) => `(${a}, ${b})`).join(" ");
       return {
