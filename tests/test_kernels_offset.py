@@ -1,4 +1,5 @@
-"""The forward's offset walk (``FwdConfig(WALK="offset")``) against the float64 reference.
+"""The two walks of the short window against the float64 reference: the offset walk
+(``FwdConfig(WALK="offset")``), and the position walk's unmasked shared steps.
 
 Tiles of several positions (GQA ratio below ``BLOCK_M``) walk the short window by offset; the
 output and the log-sum-exp must equal the position walk's and the reference's.
@@ -91,3 +92,22 @@ def test_backward_walk_is_checked(monkeypatch):
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "sideways")
     with pytest.raises(ValueError, match="SIMPLEX_BWD_WALK"):
         bwd_walk()
+
+
+@pytest.mark.parametrize("which", range(5))
+@pytest.mark.parametrize("p", [20, 47, 70])
+def test_position_walk_shared_steps(gen, which, p):
+    # 16 positions per tile, 16-key tiles, w2 > POS - 1: the long-window tiles inside every row's
+    # window run the short-window keys every row sees without masks (forward.shared_steps). A
+    # non-finite row there reaches every row of the tile, as it should; elsewhere only its own.
+    N, w1, w2 = 80, 48, 20
+    assert row_tiling(1, 16).POS == 16
+    x = [torch.randn(1, N, 1, 16, generator=gen, dtype=torch.float64) for _ in range(5)]
+    o, _ = _run(x, w1, w2, "position")
+    assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
+    x[which][0, p, 0, 3] = float("nan")
+    o, _ = _run(x, w1, w2, "position")
+    ref = reference(*x, w1=w1, w2=w2)
+    sees = torch.isnan(ref).any(-1)
+    assert torch.equal(torch.isnan(o).any(-1), sees), which
+    assert_close("o (rows that do not see p)", ref[~sees], o[~sees].double(), 2e-5)
