@@ -7,7 +7,8 @@ versions, date, git commit and the FLOP convention). Example (a few minutes on a
     python -m simplex_lib.bench --windows 512x32 --dims 128 --gqa 64 --seqlens 8192 --table1
 
 ``--topk`` instead checks the top-k kernels against the float64 reference and times them beside
-the windowed kernel at equal pair counts::
+the windowed kernel at equal pair counts, with the indexer that would choose the keys (ReLU
+scores of every past key and the top-k selection) timed per length::
 
     python -m simplex_lib.bench --topk --name topk_bench
 

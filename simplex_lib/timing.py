@@ -23,7 +23,7 @@ from triton.testing import do_bench
 from simplex_lib.ops.topk.triton import topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
-from simplex_lib.cost import dot_flops, equal_cost_dot_length, topk_flops, windowed_flops
+from simplex_lib.cost import dot_flops, equal_cost_dot_length, indexer_flops, topk_flops, windowed_flops
 from simplex_lib.provenance import provenance
 from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention as reference_attention
 
@@ -390,8 +390,25 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
     return {"meta": record_meta(), "records": records}
 
 
+def _bench_indexer(B, N, k, heads, dim, dtype, device="cuda") -> dict:
+    """One ``"topk-indexer"`` record: scores of every past key and the top-``k`` selection."""
+    from simplex_lib.selection import indexer_scores, topk_indices
+
+    rec = dict(group="topk-indexer", mode="fwd", B=B, N=N, k=k, indexer_heads=heads, indexer_dim=dim,
+               dtype=str(dtype))
+    qi = torch.randn(B, N, heads, dim, device=device, dtype=dtype)
+    ki = torch.randn(B, N, 1, dim, device=device, dtype=dtype)
+    try:
+        ms, peak = time_and_peak_memory(lambda: (lambda: topk_indices(indexer_scores(qi, ki), k)))
+    except Exception as e:  # keep the run going; the record says what failed
+        return {**rec, "error": repr(e)[:300]}
+    F = indexer_flops(N, batch=B, indexer_heads=heads, indexer_dim=dim)
+    return {**rec, "ms": ms, "tflops": F / ms / 1e9, "flops": F, "peak_extra_bytes": peak}
+
+
 def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 32))), tokens=8192,
-               Hq=64, Hkv=1, D=128, modes=("fwd", "bwd"), dtype=torch.bfloat16) -> list:
+               Hq=64, Hkv=1, D=128, modes=("fwd", "bwd"), dtype=torch.bfloat16,
+               indexer_heads=4, indexer_dim=32) -> list:
     """Time the top-k kernel (random causal selections shared by all heads) beside the windowed
     kernel at the same pair count ``k^2 = w1 * w2``; records in the format of
     :mod:`simplex_lib.bench_plots` (groups ``"topk-kernel"`` and ``"window-kernel"``).
@@ -409,12 +426,17 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
         Query heads, key/value heads, head dimension.
     modes : sequence of str, default ``("fwd", "bwd")``
     dtype : torch.dtype, default ``torch.bfloat16``
+    indexer_heads, indexer_dim : int, default 4 and 32
+        The DSA-style indexer timed per length (group ``"topk-indexer"``): ReLU scores of every
+        past key (:func:`simplex_lib.selection.indexer_scores`) and the selection of the largest
+        ``k`` (:func:`simplex_lib.selection.topk_indices`), counted with
+        :func:`simplex_lib.cost.indexer_flops`.
 
     Returns
     -------
     list of dict
-        Shape, ``group``, ``mode``, ``ms``, ``tflops``, ``flops`` (both groups counted with
-        :func:`simplex_lib.cost.topk_flops` at ``k``), ``peak_extra_bytes`` and ``k`` or
+        Shape, ``group``, ``mode``, ``ms``, ``tflops``, ``flops`` (both attention groups counted
+        with :func:`simplex_lib.cost.topk_flops` at ``k``), ``peak_extra_bytes`` and ``k`` or
         ``w1, w2``; a failed measurement has ``error`` instead of the numbers. Top-k records
         also name the forward that ran, ``topk_kernel`` (``"packed"`` or ``"row"``, see
         :func:`simplex_lib.ops.topk.triton.topk_dispatch`; ``$SIMPLEX_TOPK_KERNEL`` forces one).
@@ -423,6 +445,8 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
     for N in seqlens:
         B = max(1, tokens // N)
         xs = [torch.randn(B, N, h, D, device="cuda", dtype=dtype) for h in (Hq, Hkv, Hkv, Hkv, Hkv)]
+        recs.append(_bench_indexer(B, N, max(k for k, _ in pairs), indexer_heads, indexer_dim, dtype))
+        print(recs[-1], flush=True)
         for k, (w1, w2) in pairs:
             idx = random_causal_topk(B, N, 1, k)
             runs = (("topk-kernel", lambda x: topk_two_simplicial_attention_triton(*x, idx),

@@ -45,16 +45,21 @@ def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2):
     assert_close("o vs the position walk", o_pos.double(), o, 1e-5)
 
 
+def _assert_nan_local(x, w1, w2, walk, which):
+    """The rows that see the NaN (by the reference) are NaN, and only they; the others exact."""
+    o, _ = _run(x, w1, w2, walk)
+    ref = reference(*x, w1=w1, w2=w2)
+    sees = torch.isnan(ref).any(-1)
+    assert torch.equal(torch.isnan(o).any(-1), sees), which
+    assert_close("o (rows that do not see p)", ref[~sees], o[~sees].double(), 2e-5)
+
+
 def test_offset_walk_keeps_nan_local(gen):
     N, p, w1, w2 = 13, 6, 4, 3
     for which in range(5):
         x = [torch.randn(1, N, 2, 16, generator=gen, dtype=torch.float64) for _ in range(5)]
         x[which][0, p, 0, 5] = float("nan")
-        o, _ = _run(x, w1, w2, "offset")
-        ref = reference(*x, w1=w1, w2=w2)
-        sees = torch.isnan(ref).any(-1)
-        assert torch.equal(torch.isnan(o).any(-1), sees), which
-        assert_close("o (rows that do not see p)", ref[~sees], o[~sees].double(), 2e-5)
+        _assert_nan_local(x, w1, w2, "offset", which)
 
 
 def test_walk_is_checked():
@@ -106,8 +111,4 @@ def test_position_walk_shared_steps(gen, which, p):
     o, _ = _run(x, w1, w2, "position")
     assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
     x[which][0, p, 0, 3] = float("nan")
-    o, _ = _run(x, w1, w2, "position")
-    ref = reference(*x, w1=w1, w2=w2)
-    sees = torch.isnan(ref).any(-1)
-    assert torch.equal(torch.isnan(o).any(-1), sees), which
-    assert_close("o (rows that do not see p)", ref[~sees], o[~sees].double(), 2e-5)
+    _assert_nan_local(x, w1, w2, "position", which)

@@ -80,3 +80,14 @@ def test_shapes_narrowed_by_windows_and_dims(monkeypatch, tmp_path):
     assert bench.os.environ["SIMPLEX_BWD_WALK"] == "offset"
     bench.main(["--shapes", "--no-plot", "--out", str(tmp_path)])
     assert seen["windows"] == timing.SHAPE_GRID["windows"] and seen["dims"] == timing.SHAPE_GRID["dims"]
+
+
+def test_indexer_record(monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(timing, "time_and_peak_memory",
+                        lambda make_fn, repeats=1: (calls.append(make_fn()()) or 2.0, 64))
+    rec = timing._bench_indexer(1, 12, 5, 4, 8, torch.float32, device="cpu")
+    assert calls[0].shape == (1, 12, 1, 5) and rec["group"] == "topk-indexer" and rec["ms"] == 2.0
+    assert rec["flops"] == 4 * 8 * 12 ** 2 and rec["tflops"] == rec["flops"] / 2.0 / 1e9
