@@ -112,3 +112,19 @@ def test_position_walk_shared_steps(gen, which, p):
     assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
     x[which][0, p, 0, 3] = float("nan")
     _assert_nan_local(x, w1, w2, "position", which)
+
+
+def test_position_walk_shared_steps_gradients(gen, monkeypatch):
+    # the same tiling through the backward: the dq kernel's shared steps (forward.shared_steps)
+    from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
+    from simplex_lib.testing import assert_gradients_close
+
+    monkeypatch.setenv("SIMPLEX_FWD_WALK", "position")
+    monkeypatch.setenv("SIMPLEX_BWD_WALK", "position")
+    N, w1, w2 = 80, 48, 20
+    x = [torch.randn(1, N, 2, 16, generator=gen, dtype=torch.float64)]
+    x += [torch.randn(1, N, 2, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
+    assert_gradients_close(lambda *t: kernel(*t, w1=w1, w2=w2),
+                           lambda *t: reference(*t, w1=w1, w2=w2), x,
+                           names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
+                           generator=gen)
