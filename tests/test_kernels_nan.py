@@ -48,9 +48,16 @@ CASES = [(hq, hkv, which, float("nan")) for hq, hkv in ((4, 2), (1, 1), (32, 1))
 CASES += [(4, 2, which, float("inf")) for which in ("q", "k1", "v2", "do")]
 
 
-@pytest.mark.parametrize("Hq,Hkv,which,bad", CASES)
-def test_backward_keeps_nonfinite_local(gen, Hq, Hkv, which, bad):
-    N, p, w1, w2, D = 13, 6, 4, 3, 16
+# (N, p, w1, w2): short windows; and 16-position tiles whose long-window tiles lie inside every
+# row's window, where the keys every row sees are stepped without masks (shared steps)
+SHORT, SHARED = (13, 6, 4, 3), (80, 47, 48, 20)
+CASES = [(*SHORT, *case) for case in CASES]
+CASES += [(*SHARED, 2, 2, which, float("nan")) for which in ("q", "k1", "k2", "v1", "v2", "do")]
+
+
+@pytest.mark.parametrize("N,p,w1,w2,Hq,Hkv,which,bad", CASES)
+def test_backward_keeps_nonfinite_local(gen, N, p, w1, w2, Hq, Hkv, which, bad):
+    D = 16
     x = {n: torch.randn(1, N, Hq if n == "q" else Hkv, D, generator=gen, dtype=torch.float64)
          for n in NAMES}
     do = torch.randn(1, N, Hq, D, generator=gen, dtype=torch.float64)

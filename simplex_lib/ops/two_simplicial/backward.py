@@ -296,7 +296,8 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
     ``GH * POS`` rows, all heads of the KV group (so the GQA sum happens
     here), and for each block the rows of set ``B`` in its window
     (:func:`_bwd_kv_step`). With one position per block, queries that see
-    the whole tile skip the mask.
+    the whole tile skip the mask; with several, a block that sees the whole
+    tile skips it for the rows of ``B`` every row sees (``shared_steps``).
     FLOPs: ``8 * B * Hq * N * D * wA * wB`` on tensor cores, times the edge
     overhead ``(BLOCK_A + wA - 1) / wA`` of visiting queries that see only
     part of the tile.
@@ -342,6 +343,22 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
                     b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
                     KB + o_kv, VB + o_kv, stride_kn, o_d, m_avis, o_pos,
                     m_row, WB, PREC)
+            elif POS > 1:
+                # masked steps, the rows of B every row sees (no mask), masked
+                mid_lo, mid_hi = shared_steps(a0, i_pb * POS, kb_hi, kb_lo, WA,
+                                              WB, BLOCK_A)
+                b_dk, b_dv = _bwd_kv_step(
+                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                    KB + o_kv, VB + o_kv, stride_kn, kb_lo, mid_lo, o_d,
+                    m_avis, o_pos, WB, True, PREC)
+                b_dk, b_dv = _bwd_kv_step(
+                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                    KB + o_kv, VB + o_kv, stride_kn, mid_lo, mid_hi, o_d,
+                    m_avis, o_pos, WB, False, PREC)
+                b_dk, b_dv = _bwd_kv_step(
+                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                    KB + o_kv, VB + o_kv, stride_kn, mid_hi, kb_hi, o_d,
+                    m_avis, o_pos, WB, True, PREC)
             elif inside:
                 b_dk, b_dv = _bwd_kv_step(
                     b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
