@@ -121,8 +121,8 @@ def max_shared_memory(device=None) -> int:
 
 #: How the kernels walk the short window of a tile that holds several positions (fewer query
 #: heads per KV head than BLOCK_M): "position" (every key of the tile's union, masked per row)
-#: or "offset" (each row its own key at each step, a third of the steps at BLOCK_M = 64,
-#: w2 = 32).
+#: or "offset" (each row its own key at each step: w2 steps instead of POS + w2 - 1, a third
+#: of them for 64 positions per tile and w2 = 32).
 FWD_WALKS = ("position", "offset")
 
 #: Positions per tile from which the forward's default ("auto") walk is "offset". Measured on an
