@@ -299,6 +299,7 @@ def test_sweep_in_parts_with_time_limit_and_resume(tmp_path, capsys):
     assert match3_main(["--out", out, *TINY_SWEEP, "--resume"]) == 0
     whole = load_recorded(out)
     assert whole["complete"] and len(whole["records"]) == 4 and len(whole["sessions"]) == 2
+    assert {r["device"] for r in whole["records"]} == {"cpu"} and whole["config"]["devices"] == ["cpu"]
     assert match3_main(["--out", out, *TINY_SWEEP, "--resume", "--workers", "2"]) == 0  # nothing left
     again = load_recorded(out)
     assert again["records"] == whole["records"] and len(again["sessions"]) == 3
@@ -327,3 +328,13 @@ def test_figures_and_table():
     assert table.count("shortcut rule") == 2 and "2-simplicial − dot" in table
     for f in (fig, fig2, fig3):
         plt.close(f)
+
+
+def test_sweep_spreads_runs_over_every_gpu(monkeypatch):
+    from simplex_lib.tasks.match3 import sweep_devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert sweep_devices("cuda") == ["cuda:0", "cuda:1", "cuda:2"]
+    assert sweep_devices("cuda:1") == ["cuda:1"] and sweep_devices("cpu") == ["cpu"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert sweep_devices("cuda") == ["cuda"]

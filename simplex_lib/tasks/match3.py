@@ -92,6 +92,7 @@ __all__ = [
     "RECORDED_MODULI",
     "RECORDED_LRS",
     "run_recorded_sweep",
+    "sweep_devices",
     "load_recorded",
     "main",
 ]
@@ -1243,7 +1244,30 @@ def _job(args):
     n, M, distinct, kind, lr, seed, threads, kw = args
     # One intra-op thread per worker: several workers with all cores each oversubscribe the CPU.
     torch.set_num_threads(threads)
-    return train_match3(kind, n, M, distinct=distinct, lr=lr, seed=seed, progress=False, **kw)
+    run = train_match3(kind, n, M, distinct=distinct, lr=lr, seed=seed, progress=False, **kw)
+    return {**run, "device": str(kw["device"])}
+
+
+def sweep_devices(device: str) -> list:
+    """The devices a sweep spreads its runs over: every visible GPU for ``"cuda"``, else ``device``.
+
+    Parameters
+    ----------
+    device : str
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (one GPU).
+
+    Returns
+    -------
+    list of str
+        ``["cuda:0", ..., "cuda:{n-1}"]`` for ``"cuda"`` with ``n > 1`` GPUs, else ``[device]``.
+
+    Examples
+    --------
+    >>> sweep_devices("cpu")
+    ['cpu']
+    """
+    n = torch.cuda.device_count() if device == "cuda" else 1
+    return [f"cuda:{i}" for i in range(n)] if n > 1 else [device]
 
 
 def _check_writable(path: str) -> None:
@@ -1266,7 +1290,7 @@ def _run_key(r) -> tuple:
 
 
 #: Parts of a sweep's ``config`` that may differ between the sessions of one resumed sweep.
-_RESUMABLE_CHANGES = ("workers", "threads_per_worker", "command")
+_RESUMABLE_CHANGES = ("workers", "threads_per_worker", "devices", "command")
 
 
 def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS, variants=(False, True),
@@ -1295,7 +1319,8 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
     threads : int, default 1
         Torch intra-op threads per worker.
     device : str, optional
-        Default ``"cuda"`` when available.
+        Default ``"cuda"`` when available; ``"cuda"`` spreads the runs over every visible GPU
+        (:func:`sweep_devices`), each run recording its ``device``.
     lengths, moduli : dict, optional
         Override :data:`RECORDED_LENGTHS` / :data:`RECORDED_MODULI`.
     command : str, optional
@@ -1327,11 +1352,14 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
     moduli = moduli or RECORDED_MODULI
     configs = sorted({(n, lengths["M"]) for n in lengths["n"]} | {(moduli["n"], M) for M in moduli["M"]})
     kw = dict(kw, device=device)
-    jobs = [(n, M, d, k, lr, s, threads, kw) for (n, M) in configs for d in variants
+    devices = sweep_devices(device)  # runs go round-robin over the GPUs
+    grid = [(n, M, d, k, lr, s) for (n, M) in configs for d in variants
             for k in ("dot", "simplicial") for lr in lrs for s in seeds]
+    jobs = [(*g, threads, dict(kw, device=devices[i % len(devices)])) for i, g in enumerate(grid)]
     config = {"lengths": lengths, "moduli": moduli, "configs": configs, "variants": list(variants),
               "seeds": list(seeds), "lrs": list(lrs), "train": {**kw}, "workers": workers,
-              "threads_per_worker": threads, "command": command or "python -m simplex_lib.tasks.match3"}
+              "threads_per_worker": threads, "devices": devices,
+              "command": command or "python -m simplex_lib.tasks.match3"}
     config = json.loads(json.dumps(config))  # as it reads back from the file (tuples become lists)
     record = {"provenance": provenance(device), "config": config, "records": [], "sessions": [],
               "wall_seconds": 0.0}
@@ -1430,7 +1458,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-size", type=int_at_least(1), default=2048,
                     help="validation sequences per run (learning-rate choice)")
     ap.add_argument("--test-size", type=int_at_least(1), default=4096, help="test sequences per seed")
-    ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    ap.add_argument("--device", default=None, help="cpu, cuda (every visible GPU, runs spread round-robin) or cuda:N "
+                         "(default: cuda when available)")
     ap.add_argument("--resume", action="store_true",
                     help="continue the sweep in --out (same settings): its finished runs are kept")
     ap.add_argument("--time-limit", type=positive_float, default=None,
