@@ -212,10 +212,7 @@ def shared_steps(j_lo, i0, hi, k_lo, W1, W2, BLOCK_N: tl.constexpr):
     inside = (j_lo >= hi - W1) & (j_lo >= 0) & (j_lo + BLOCK_N <= i0 + 1)
     mid_lo = tl.maximum(hi - W2, k_lo)
     mid_hi = tl.maximum(i0 + 1, mid_lo)
-    if not inside:
-        mid_lo = hi
-        mid_hi = hi
-    return mid_lo, mid_hi
+    return tl.where(inside, mid_lo, hi), tl.where(inside, mid_hi, hi)
 
 
 @triton.jit
