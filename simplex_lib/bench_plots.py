@@ -571,7 +571,7 @@ def markdown_table(header: list, rows: list) -> str:
     return "\n".join(lines)
 
 
-def walk_comparison(records: list, mode: str = "fwd") -> list:
+def walk_comparison(records: list, mode: str = "fwd", block_m: int = 64) -> list:
     """The two short-window walks side by side, one row per shape: what ``bench --fwd-walk``
     and ``--bwd-walk`` recorded (``benchmarks/results/h200/walks.json``).
 
@@ -581,12 +581,15 @@ def walk_comparison(records: list, mode: str = "fwd") -> list:
         Kernel records carrying ``fwd_walk`` / ``bwd_walk`` (the walk that ran).
     mode : ``"fwd"`` or ``"bwd"``
         Which pass; its walk key is ``fwd_walk`` or ``bwd_walk``.
+    block_m : int, default 64
+        Rows per tile on the GPU, for ``pos_per_tile``
+        (:func:`simplex_lib.ops.two_simplicial.configs.row_tiling`).
 
     Returns
     -------
     list of dict
         Sorted by GQA ratio: ``G``, ``Hq``, ``Hkv``, ``D``, ``w1``, ``w2``, ``pos_per_tile`` (positions
-        in a 64-row tile), ``position`` and ``offset`` (TFLOPS) and ``speedup`` (offset / position).
+        in a tile of ``block_m`` rows), ``position`` and ``offset`` (TFLOPS) and ``speedup`` (offset / position).
         Shapes with only one walk recorded are left out.
 
     Examples
@@ -596,6 +599,8 @@ def walk_comparison(records: list, mode: str = "fwd") -> list:
     >>> [(r["G"], r["pos_per_tile"], r["speedup"]) for r in walk_comparison(recs)]
     [(1, 64, 2.5)]
     """
+    from .ops.two_simplicial.configs import row_tiling
+
     if mode not in ("fwd", "bwd"):
         raise ValueError(f"mode must be 'fwd' or 'bwd', got {mode!r}")
     by_shape: dict = {}
@@ -608,7 +613,7 @@ def walk_comparison(records: list, mode: str = "fwd") -> list:
     for (Hq, Hkv, D, w1, w2), t in by_shape.items():
         if {"position", "offset"} <= t.keys():
             G = Hq // Hkv
-            rows.append(dict(G=G, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2, pos_per_tile=max(1, 64 // G),
+            rows.append(dict(G=G, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2, pos_per_tile=row_tiling(G, block_m).POS,
                              position=t["position"], offset=t["offset"], speedup=t["offset"] / t["position"]))
     return sorted(rows, key=lambda r: (r["G"], r["D"], r["w1"]))
 

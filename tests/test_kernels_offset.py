@@ -90,13 +90,17 @@ def test_offset_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
 
 
 def test_backward_walk_is_checked(monkeypatch):
-    from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_walk
+    from simplex_lib.ops.two_simplicial.configs import BwdConfig, pick_walk
 
     with pytest.raises(ValueError, match="WALK"):
         BwdConfig(16, 16, 16, 16, 1, 1, WALK="diagonal")
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "sideways")
     with pytest.raises(ValueError, match="SIMPLEX_BWD_WALK"):
-        bwd_walk()
+        pick_walk("bwd", 1, 64)
+    monkeypatch.setenv("SIMPLEX_BWD_WALK", "offset")  # forced, whatever the tile holds
+    assert pick_walk("bwd", 64, 64) == "offset" and pick_walk("fwd", 64, 64) == "position"
+    with pytest.raises(ValueError, match="kernel"):
+        pick_walk("ring", 1, 64)
 
 
 @pytest.mark.parametrize("which", range(5))

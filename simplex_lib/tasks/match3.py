@@ -1526,22 +1526,17 @@ def main(argv=None) -> int:
     if os.path.isfile(a.out) and os.path.getsize(a.out) and not a.resume:
         ap.error(f"--out {a.out} exists: --resume continues that sweep, or remove the file")
     try:
-        _run_cli_sweep(a, args)
-    except ValueError as exc:
+        run_recorded_sweep(a.out, seeds=tuple(range(a.seeds)), lrs=tuple(a.lrs),
+                           variants=tuple(v == "distinct" for v in dict.fromkeys(a.variants)),
+                           workers=a.workers, threads=a.threads, device=a.device,
+                           lengths={"M": a.lengths_M, "n": a.lengths or RECORDED_LENGTHS["n"]},
+                           moduli={"n": a.moduli_n, "M": a.moduli or RECORDED_MODULI["M"]},
+                           command=" ".join(["python -m simplex_lib.tasks.match3", *args]),
+                           resume=a.resume, time_limit=a.time_limit, steps=a.steps, batch=a.batch,
+                           width=a.width, heads=a.heads, eval_size=a.eval_size, test_size=a.test_size)
+    except ValueError as exc:  # a resumed record of other settings
         ap.error(str(exc))
     return 0
-
-
-def _run_cli_sweep(a, args) -> dict:
-    return run_recorded_sweep(a.out, seeds=tuple(range(a.seeds)), lrs=tuple(a.lrs),
-                       variants=tuple(v == "distinct" for v in dict.fromkeys(a.variants)),
-                       workers=a.workers, threads=a.threads, device=a.device,
-                       lengths={"M": a.lengths_M, "n": a.lengths or RECORDED_LENGTHS["n"]},
-                       moduli={"n": a.moduli_n, "M": a.moduli or RECORDED_MODULI["M"]},
-                       command=" ".join(["python -m simplex_lib.tasks.match3", *args]),
-                       resume=a.resume, time_limit=a.time_limit,
-                       steps=a.steps, batch=a.batch, width=a.width, heads=a.heads, eval_size=a.eval_size,
-                       test_size=a.test_size)
 
 
 if __name__ == "__main__":

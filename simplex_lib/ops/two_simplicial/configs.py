@@ -26,7 +26,7 @@ from triton.runtime.errors import OutOfResources
 
 __all__ = [
     "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "BWD_OFFSET_MIN_POS", "env_choice",
-    "fwd_walk", "bwd_walk", "pick_walk", "FwdConfig",
+    "pick_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
     "dq_smem_bytes", "bwd_smem_bytes",
@@ -226,67 +226,47 @@ def env_choice(var: str, choices: tuple, default: str) -> str:
     return value
 
 
-def fwd_walk() -> str:
-    """The forward's walk setting: ``$SIMPLEX_FWD_WALK`` (``"auto"``, ``"position"`` or
-    ``"offset"``, to force one when measuring), else ``"auto"`` (:func:`pick_walk`).
-
-    Returns
-    -------
-    str
-
-    Raises
-    ------
-    ValueError
-        If the variable names no walk.
-    """
-    return env_choice("SIMPLEX_FWD_WALK", ("auto", *FWD_WALKS), "auto")
+#: Per kernel family, the environment variable that forces a walk and the positions per tile
+#: from which the default ("auto") takes the offset walk.
+_WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS),
+               "bwd": ("SIMPLEX_BWD_WALK", BWD_OFFSET_MIN_POS)}
 
 
-def bwd_walk() -> str:
-    """The walk setting of the backward's dq and key-tile kernels: ``$SIMPLEX_BWD_WALK``
-    (``"auto"``, ``"position"`` or ``"offset"``), else ``"auto"`` (:func:`pick_walk`).
-
-    Returns
-    -------
-    str
-
-    Raises
-    ------
-    ValueError
-        If the variable names no walk.
-    """
-    return env_choice("SIMPLEX_BWD_WALK", ("auto", *FWD_WALKS), "auto")
-
-
-def pick_walk(setting: str, group: int, block_m: int, min_pos: int) -> str:
-    """The walk a launch takes: ``setting`` unless it is ``"auto"``; then ``"offset"`` when a
-    tile of ``block_m`` rows holds at least ``min_pos`` positions, else ``"position"``.
+def pick_walk(kernel: str, group: int, block_m: int) -> str:
+    """The walk a launch takes: what ``$SIMPLEX_FWD_WALK`` (``kernel="fwd"``, the forward) or
+    ``$SIMPLEX_BWD_WALK`` (``"bwd"``, the backward's dq and key-tile kernels) forces, for
+    measuring; by default ("auto") ``"offset"`` when a tile of ``block_m`` rows holds at least
+    :data:`FWD_OFFSET_MIN_POS` (:data:`BWD_OFFSET_MIN_POS`) positions, else ``"position"``.
 
     Parameters
     ----------
-    setting : str
-        :func:`fwd_walk` or :func:`bwd_walk`.
+    kernel : ``"fwd"`` or ``"bwd"``
     group : int
         Query heads per KV head.
     block_m : int
         Rows per tile.
-    min_pos : int
-        :data:`FWD_OFFSET_MIN_POS` or :data:`BWD_OFFSET_MIN_POS`.
 
     Returns
     -------
     str
         One of :data:`FWD_WALKS`.
 
+    Raises
+    ------
+    ValueError
+        If ``kernel`` is neither, or the variable names no walk (nor ``auto``).
+
     Examples
     --------
-    >>> [pick_walk("auto", g, 64, FWD_OFFSET_MIN_POS) for g in (1, 4, 8, 64)]
+    >>> [pick_walk("fwd", g, 64) for g in (1, 4, 8, 64)]
     ['offset', 'offset', 'position', 'position']
-    >>> [pick_walk("auto", g, 64, BWD_OFFSET_MIN_POS) for g in (1, 4)]
+    >>> [pick_walk("bwd", g, 64) for g in (1, 4)]
     ['offset', 'position']
-    >>> pick_walk("position", 1, 64, FWD_OFFSET_MIN_POS)
-    'position'
     """
+    if kernel not in _WALK_RULES:
+        raise ValueError(f"kernel must be 'fwd' or 'bwd', got {kernel!r}")
+    var, min_pos = _WALK_RULES[kernel]
+    setting = env_choice(var, ("auto", *FWD_WALKS), "auto")
     if setting != "auto":
         return setting
     return "offset" if row_tiling(group, block_m).POS >= min_pos else "position"
@@ -308,7 +288,7 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     Returns
     -------
     FwdConfig
-        With the walk of :func:`fwd_walk`; all blocks 16 under the
+        With the walk of :func:`pick_walk`; all blocks 16 under the
         interpreter.
 
     Raises
@@ -316,10 +296,9 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     ValueError
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
-    setting = fwd_walk()
     if interpreting():
-        return FwdConfig(16, 16, 1, 1, WALK=pick_walk(setting, group, 16, FWD_OFFSET_MIN_POS))
-    walk = pick_walk(setting, group, 64, FWD_OFFSET_MIN_POS)
+        return FwdConfig(16, 16, 1, 1, WALK=pick_walk("fwd", group, 16))
+    walk = pick_walk("fwd", group, 64)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     if head_dim <= 64:
         return FwdConfig(64, block_n, 4, 3, WALK=walk)
@@ -509,10 +488,9 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     >>> bwd_config(128, 64, 512, 32).BLOCK_M  # doctest: +SKIP
     64
     """
-    setting = bwd_walk()
     if interpreting():
-        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk(setting, group, 16, BWD_OFFSET_MIN_POS))
-    walk = pick_walk(setting, group, 64, BWD_OFFSET_MIN_POS)
+        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16))
+    walk = pick_walk("bwd", group, 64)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     block_a2 = min(64, max(16, triton.next_power_of_2(w2)))
