@@ -49,7 +49,7 @@ CASES += [(4, 2, which, float("inf")) for which in ("q", "k1", "v2", "do")]
 
 
 # (N, p, w1, w2): short windows; and 16-position tiles whose long-window tiles lie inside every
-# row's window, where the keys every row sees are stepped without masks (shared steps)
+# row's window (a non-finite key there reaches every row of the tile that sees it, no other)
 SHORT, SHARED = (13, 6, 4, 3), (80, 47, 48, 20)
 CASES = [(*SHORT, *case) for case in CASES]
 CASES += [(*SHARED, 2, 2, which, float("nan")) for which in ("q", "k1", "k2", "v1", "v2", "do")]

@@ -1,5 +1,4 @@
-"""The two walks of the short window against the float64 reference: the offset walk
-(``FwdConfig(WALK="offset")``), and the position walk's unmasked shared steps.
+"""The forward's offset walk (``FwdConfig(WALK="offset")``) against the float64 reference.
 
 Tiles of several positions (GQA ratio below ``BLOCK_M``) walk the short window by offset; the
 output and the log-sum-exp must equal the position walk's and the reference's.
@@ -105,10 +104,10 @@ def test_backward_walk_is_checked(monkeypatch):
 
 @pytest.mark.parametrize("which", range(5))
 @pytest.mark.parametrize("p", [20, 47, 70])
-def test_position_walk_shared_steps(gen, which, p):
-    # 16 positions per tile, 16-key tiles, w2 > POS - 1: the long-window tiles inside every row's
-    # window run the short-window keys every row sees without masks (forward.shared_steps). A
-    # non-finite row there reaches every row of the tile, as it should; elsewhere only its own.
+def test_position_walk_long_tiles_inside_every_window(gen, which, p):
+    # 16 positions per tile, 16-key tiles, w2 > POS - 1: some long-window tiles lie inside every
+    # row's window and some short-window keys are seen by every row. A non-finite row there
+    # reaches every row of the tile, as it should; elsewhere only its own.
     N, w1, w2 = 80, 48, 20
     assert row_tiling(1, 16).POS == 16
     x = [torch.randn(1, N, 1, 16, generator=gen, dtype=torch.float64) for _ in range(5)]
@@ -118,8 +117,8 @@ def test_position_walk_shared_steps(gen, which, p):
     _assert_nan_local(x, w1, w2, "position", which)
 
 
-def test_position_walk_shared_steps_gradients(gen, monkeypatch):
-    # the same tiling through the backward: the dq kernel's shared steps (forward.shared_steps)
+def test_position_walk_long_tiles_gradients(gen, monkeypatch):
+    # the same tiling through the backward's dq and key-tile kernels
     from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
     from simplex_lib.testing import assert_gradients_close
 

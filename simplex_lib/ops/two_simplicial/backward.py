@@ -35,8 +35,8 @@ import triton.language as tl
 
 from .configs import (bwd_configs, interpreting, launch_with_fallback,
                       max_shared_memory, row_tiling)
-from .forward import (LOG2E, precision, shared_steps, tile_program,
-                      tile_range, tile_rows, window_mask)
+from .forward import (LOG2E, precision, tile_program, tile_range, tile_rows,
+                      window_mask)
 
 __all__ = ["compute_delta", "launch_dq", "launch_kv", "ring_size",
            "use_ring", "launch_ring", "backward"]
@@ -182,27 +182,16 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
             b_dq = _bwd_dq_tile_offset(
                 b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, o_j, o_pos, m_row, o_d, W1, W2, PREC)
-        elif POS > 1:
-            # masked steps, the steps every row sees (no mask), masked steps
-            mid_lo, mid_hi = shared_steps(hi - (t + 1) * BLOCK_N, i0, hi, k_lo,
-                                          W1, W2, BLOCK_N)
-            b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
-                                K2 + o_kv, V2 + o_kv, stride_kn, k_lo, mid_lo,
-                                o_j, o_pos, lo1, o_d, W1, W2, True, False, PREC)
-            b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
-                                K2 + o_kv, V2 + o_kv, stride_kn, mid_lo, mid_hi,
-                                o_j, o_pos, lo1, o_d, W1, W2, False, True, PREC)
-            b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
-                                K2 + o_kv, V2 + o_kv, stride_kn, mid_hi, hi,
-                                o_j, o_pos, lo1, o_d, W1, W2, True, False, PREC)
-        elif t < n_full:  # one position: only the last tile needs a mask
+        elif t < n_full:
             b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
                                 K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
-                                o_j, o_pos, lo1, o_d, W1, W2, False, True, PREC)
+                                o_j, o_pos, lo1, o_d, W1, W2,
+                                False, POS == 1, PREC)
         else:
             b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
                                 K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
-                                o_j, o_pos, lo1, o_d, W1, W2, True, True, PREC)
+                                o_j, o_pos, lo1, o_d, W1, W2,
+                                True, POS == 1, PREC)
     tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
              mask=m_row[:, None])
 
@@ -296,8 +285,7 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
     ``GH * POS`` rows, all heads of the KV group (so the GQA sum happens
     here), and for each block the rows of set ``B`` in its window
     (:func:`_bwd_kv_step`). With one position per block, queries that see
-    the whole tile skip the mask; with several, a block that sees the whole
-    tile skips it for the rows of ``B`` every row sees (``shared_steps``).
+    the whole tile skip the mask.
     FLOPs: ``8 * B * Hq * N * D * wA * wB`` on tensor cores, times the edge
     overhead ``(BLOCK_A + wA - 1) / wA`` of visiting queries that see only
     part of the tile.
@@ -343,22 +331,6 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
                     b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
                     KB + o_kv, VB + o_kv, stride_kn, o_d, m_avis, o_pos,
                     m_row, WB, PREC)
-            elif POS > 1:
-                # masked steps, the rows of B every row sees (no mask), masked
-                mid_lo, mid_hi = shared_steps(a0, i_pb * POS, kb_hi, kb_lo, WA,
-                                              WB, BLOCK_A)
-                b_dk, b_dv = _bwd_kv_step(
-                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
-                    KB + o_kv, VB + o_kv, stride_kn, kb_lo, mid_lo, o_d,
-                    m_avis, o_pos, WB, True, PREC)
-                b_dk, b_dv = _bwd_kv_step(
-                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
-                    KB + o_kv, VB + o_kv, stride_kn, mid_lo, mid_hi, o_d,
-                    m_avis, o_pos, WB, False, PREC)
-                b_dk, b_dv = _bwd_kv_step(
-                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
-                    KB + o_kv, VB + o_kv, stride_kn, mid_hi, kb_hi, o_d,
-                    m_avis, o_pos, WB, True, PREC)
             elif inside:
                 b_dk, b_dv = _bwd_kv_step(
                     b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,

@@ -20,7 +20,7 @@ import triton.language as tl
 from .configs import (fwd_configs, interpreting, launch_with_fallback,
                       max_shared_memory, row_tiling)
 
-__all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "shared_steps", "window_mask",
+__all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
            "online_softmax_step", "forward"]
 
 LOG2E = 1.4426950408889634
@@ -177,42 +177,6 @@ def tile_range(i0, N, W1, W2, POS: tl.constexpr, BLOCK_N: tl.constexpr):
     else:
         n_full = 0
     return hi, lo1, k_lo, n_tiles, n_full
-
-
-@triton.jit
-def shared_steps(j_lo, i0, hi, k_lo, W1, W2, BLOCK_N: tl.constexpr):
-    """The short-window keys that need no mask in one long-window tile of a
-    tile of several positions ``[i0, hi)``.
-
-    When the long-window keys ``[j_lo, j_lo + BLOCK_N)`` lie inside every
-    row's long window, the keys ``k`` in ``[hi - W2, i0]`` (inside every
-    row's short window too) are visible to every row of the tile: those
-    steps need neither a mask nor the guard against non-finite values. For
-    any other tile the range is empty.
-
-    Parameters
-    ----------
-    j_lo : int
-        First key of the long-window tile.
-    i0, hi : int
-        First position of the tile, and one past its last.
-    k_lo : int
-        First key of the short window of the tile's oldest position.
-    W1, W2 : int
-        The long and the short window.
-    BLOCK_N : constexpr int
-        Keys per long-window tile.
-
-    Returns
-    -------
-    mid_lo, mid_hi : int
-        The steps ``[k_lo, mid_lo)`` and ``[mid_hi, hi)`` are masked,
-        ``[mid_lo, mid_hi)`` are not.
-    """
-    inside = (j_lo >= hi - W1) & (j_lo >= 0) & (j_lo + BLOCK_N <= i0 + 1)
-    mid_lo = tl.maximum(hi - W2, k_lo)
-    mid_hi = tl.maximum(i0 + 1, mid_lo)
-    return tl.where(inside, mid_lo, hi), tl.where(inside, mid_hi, hi)
 
 
 @triton.jit
@@ -414,32 +378,16 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
             b_acc, b_m, b_l = _fwd_tile_offset(
                 b_acc, b_m, b_l, b_qs, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
                 stride_kn, o_j, o_pos, m_row, o_d, W1, W2, PREC)
-        elif POS > 1:
-            # masked steps, the steps every row sees (no mask), masked steps
-            mid_lo, mid_hi = shared_steps(hi - (t + 1) * BLOCK_N, i0, hi, k_lo,
-                                          W1, W2, BLOCK_N)
-            b_acc, b_m, b_l, b_bad = _fwd_tile(
-                b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
-                V2 + o_kv, stride_kn, k_lo, mid_lo, o_j, o_pos, lo1, o_d, W1,
-                W2, True, False, PREC)
-            b_acc, b_m, b_l, b_bad = _fwd_tile(
-                b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
-                V2 + o_kv, stride_kn, mid_lo, mid_hi, o_j, o_pos, lo1, o_d, W1,
-                W2, False, True, PREC)
-            b_acc, b_m, b_l, b_bad = _fwd_tile(
-                b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
-                V2 + o_kv, stride_kn, mid_hi, hi, o_j, o_pos, lo1, o_d, W1,
-                W2, True, False, PREC)
-        elif t < n_full:  # one position: only the last tile needs a mask
+        elif t < n_full:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                False, True, PREC)
+                False, POS == 1, PREC)
         else:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                True, True, PREC)
+                True, POS == 1, PREC)
     p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
     _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
 
