@@ -101,7 +101,7 @@ def time_bwd_parts(B, N, Hq, Hkv, D, w1, w2, cfg=None, dtype=torch.bfloat16, rep
     if not parts_ring_only:
         parts["dq"] = lambda: K_bwd.launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg)
         parts["kv2"] = lambda: K_bwd.launch_kv(q, k2, v2, k1, v1, do, lse, delta, w2, w1, scale, cfg,
-                                               block_a=cfg.BLOCK_A2)
+                                               short_set=True)
     return {k: do_bench(f, warmup=50, rep=rep, return_mode="median") for k, f in parts.items()}
 
 

@@ -95,11 +95,11 @@ def test_backward_walk_is_checked(monkeypatch):
         BwdConfig(16, 16, 16, 16, 1, 1, WALK="diagonal")
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "sideways")
     with pytest.raises(ValueError, match="SIMPLEX_BWD_WALK"):
-        pick_walk("bwd", 1, 64)
+        pick_walk("bwd", 1, 64, 128)
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "offset")  # forced, whatever the tile holds
-    assert pick_walk("bwd", 64, 64) == "offset" and pick_walk("fwd", 64, 64) == "position"
+    assert pick_walk("bwd", 64, 64, 128) == "offset" and pick_walk("fwd", 64, 64, 64) == "position"
     with pytest.raises(ValueError, match="kernel"):
-        pick_walk("ring", 1, 64)
+        pick_walk("ring", 1, 64, 128)
 
 
 @pytest.mark.parametrize("which", range(5))

@@ -537,9 +537,15 @@ def launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
 
 
 def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
-              block_a=None):
+              short_set=False):
     """(dkA, dvA) from the key-owned kernel for key set A (window wa); B is
     the other set.
+
+    For the short window's set (``short_set``) a program owns ``BLOCK_A2``
+    keys, runs ``kv2_warps`` warps and walks the long window by position:
+    walking it by offset would take ``w1`` gathered steps. On an H200 (bf16,
+    D 128, 512 x 32) 4 warps instead of 8 took this launch from 115 to 82
+    ms at GQA 4 and 8, and from 94 to 66 ms at GQA 1 (benchmarks/NOTES.md).
 
     Parameters
     ----------
@@ -554,9 +560,9 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
     scale : float
         Logit scale.
     cfg : BwdConfig
-        Its ``BLOCK_M``, ``BLOCK_A`` and warps and stages.
-    block_a : int, optional
-        Keys of A per program. Default (or 0): ``cfg.BLOCK_A``.
+        Its ``BLOCK_M``, ``BLOCK_A`` (``BLOCK_A2``), walk, warps and stages.
+    short_set : bool, default False
+        A is the short window's set (``wa <= wb``).
 
     Returns
     -------
@@ -567,7 +573,9 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
     Hkv = ka.shape[2]
     G = Hq // Hkv
     rt = row_tiling(G, cfg.BLOCK_M)
-    block_a = block_a or cfg.BLOCK_A
+    block_a = cfg.BLOCK_A2 if short_set else cfg.BLOCK_A
+    offset = cfg.WALK == "offset" and rt.POS > 1 and not short_set
+    warps = (cfg.kv2_warps if short_set else 0) or cfg.kv_warps or cfg.num_warps
     dka, dva = torch.empty_like(ka), torch.empty_like(va)
     grid = (triton.cdiv(N, block_a), B * Hkv)
     _bwd_kv_kernel[grid](
@@ -576,8 +584,7 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
         ka.stride(0), ka.stride(1), ka.stride(2),
         N, Hq, Hkv, G, wa, wb, scale * LOG2E, rt.n_hblocks,
         HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_A=block_a,
-        PREC=precision(q), OFFSET=cfg.WALK == "offset" and rt.POS > 1,
-        num_warps=cfg.kv_warps or cfg.num_warps,
+        PREC=precision(q), OFFSET=offset, num_warps=warps,
         num_stages=cfg.kv_stages or cfg.num_stages,
     )
     return dka, dva
@@ -722,7 +729,7 @@ def backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float,
             dq = launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2,
                            scale, c)
             dk2, dv2 = launch_kv(q, k2, v2, k1, v1, do, lse, delta, w2, w1,
-                                 scale, c, block_a=c.BLOCK_A2)
+                                 scale, c, short_set=True)
         return dq, dk1, dk2, dv1, dv2
 
     if cfg is not None:

@@ -25,7 +25,8 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "BWD_OFFSET_MIN_POS", "env_choice",
+    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D",
+    "BWD_OFFSET_MIN_POS", "env_choice",
     "pick_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
@@ -125,10 +126,15 @@ def max_shared_memory(device=None) -> int:
 #: of them for 64 positions per tile and w2 = 32).
 FWD_WALKS = ("position", "offset")
 
-#: Positions per tile from which the forward's default ("auto") walk is "offset". Measured on an
-#: H200 (bf16, D 128, 512 x 32, B2 N8192; benchmarks/results/h200/walks.json): the offset walk ran
-#: 2.3x faster at 64 positions per tile (GQA 1), 1.14x at 16 (GQA 4) and 2% slower at 8 (GQA 8).
+#: Positions per tile from which the forward's default ("auto") walk is "offset", for head
+#: dimensions above 64. Measured on an H200 (bf16, D 128, 512 x 32, B2 N8192;
+#: benchmarks/results/h200/walks.json): the offset walk ran 2.3x faster at 64 positions per tile
+#: (GQA 1), 1.14x at 16 (GQA 4) and 2% slower at 8 (GQA 8).
 FWD_OFFSET_MIN_POS = 16
+#: The same for head dimensions up to 64, where a gathered row costs half as much: at D 64 the
+#: offset walk ran 2.7x, 1.46x and 1.20x faster at 64, 16 and 8 positions per tile
+#: (benchmarks/results/h200/configs.json), so it is taken whenever a tile holds several positions.
+FWD_OFFSET_MIN_POS_SMALL_D = 2
 #: The same for the backward's dq and key-tile kernels: in the same run their offset walk gained
 #: only at 64 positions per tile (1.22x) and lost 9% and 14% at 16 and 8.
 BWD_OFFSET_MIN_POS = 64
@@ -227,16 +233,18 @@ def env_choice(var: str, choices: tuple, default: str) -> str:
 
 
 #: Per kernel family, the environment variable that forces a walk and the positions per tile
-#: from which the default ("auto") takes the offset walk.
-_WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS),
-               "bwd": ("SIMPLEX_BWD_WALK", BWD_OFFSET_MIN_POS)}
+#: from which the default ("auto") takes the offset walk, for D > 64 and for D <= 64.
+_WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS, FWD_OFFSET_MIN_POS_SMALL_D),
+               "bwd": ("SIMPLEX_BWD_WALK", BWD_OFFSET_MIN_POS, BWD_OFFSET_MIN_POS)}
 
 
-def pick_walk(kernel: str, group: int, block_m: int) -> str:
+def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
     """The walk a launch takes: what ``$SIMPLEX_FWD_WALK`` (``kernel="fwd"``, the forward) or
-    ``$SIMPLEX_BWD_WALK`` (``"bwd"``, the backward's dq and key-tile kernels) forces, for
-    measuring; by default ("auto") ``"offset"`` when a tile of ``block_m`` rows holds at least
-    :data:`FWD_OFFSET_MIN_POS` (:data:`BWD_OFFSET_MIN_POS`) positions, else ``"position"``.
+    ``$SIMPLEX_BWD_WALK`` (``"bwd"``, the backward's dq and long-window key-tile kernels)
+    forces, for measuring; by default ("auto") ``"offset"`` when a tile of ``block_m`` rows
+    holds at least :data:`FWD_OFFSET_MIN_POS` (:data:`FWD_OFFSET_MIN_POS_SMALL_D` at
+    ``head_dim <= 64``; :data:`BWD_OFFSET_MIN_POS` for the backward) positions, else
+    ``"position"``.
 
     Parameters
     ----------
@@ -245,6 +253,8 @@ def pick_walk(kernel: str, group: int, block_m: int) -> str:
         Query heads per KV head.
     block_m : int
         Rows per tile.
+    head_dim : int
+        ``D``.
 
     Returns
     -------
@@ -258,14 +268,18 @@ def pick_walk(kernel: str, group: int, block_m: int) -> str:
 
     Examples
     --------
-    >>> [pick_walk("fwd", g, 64) for g in (1, 4, 8, 64)]
+    >>> [pick_walk("fwd", g, 64, 128) for g in (1, 4, 8, 64)]
     ['offset', 'offset', 'position', 'position']
-    >>> [pick_walk("bwd", g, 64) for g in (1, 4)]
+    >>> [pick_walk("fwd", g, 64, 64) for g in (1, 4, 8, 64)]
+    ['offset', 'offset', 'offset', 'position']
+    >>> [pick_walk("bwd", g, 64, 128) for g in (1, 4)]
     ['offset', 'position']
     """
     if kernel not in _WALK_RULES:
         raise ValueError(f"kernel must be 'fwd' or 'bwd', got {kernel!r}")
-    var, min_pos = _WALK_RULES[kernel]
+    var, min_pos, min_pos_small_d = _WALK_RULES[kernel]
+    if head_dim <= 64:
+        min_pos = min_pos_small_d
     setting = env_choice(var, ("auto", *FWD_WALKS), "auto")
     if setting != "auto":
         return setting
@@ -297,8 +311,8 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
     if interpreting():
-        return FwdConfig(16, 16, 1, 1, WALK=pick_walk("fwd", group, 16))
-    walk = pick_walk("fwd", group, 64)
+        return FwdConfig(16, 16, 1, 1, WALK=pick_walk("fwd", group, 16, head_dim))
+    walk = pick_walk("fwd", group, 64, head_dim)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     if head_dim <= 64:
         return FwdConfig(64, block_n, 4, 3, WALK=walk)
@@ -365,6 +379,9 @@ class BwdConfig:
         0 turns the ring kernel off.
     kv_warps : int
         Warps of the key-tile kernel (default 0: ``num_warps``).
+    kv2_warps : int
+        Warps of its launch for the short window's set (default 0:
+        ``kv_warps``).
     kv_stages : int
         Pipeline depth of the key-tile kernel (default 0: ``num_stages``).
     ring_warps : int
@@ -382,6 +399,7 @@ class BwdConfig:
     RING_MAX: int = 4096  # largest ring (slots x head_dim) kept in registers
     kv_warps: int = 0  # warps/stages of the key-tile kernel (0: as num_warps/num_stages)
     kv_stages: int = 0
+    kv2_warps: int = 0  # warps of the key-tile kernel for the short window's set (0: kv_warps)
     ring_warps: int = 0  # warps of the ring kernel (0: as num_warps)
     WALK: str = "position"  # one of FWD_WALKS, for blocks of several positions
 
@@ -489,13 +507,13 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     64
     """
     if interpreting():
-        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16))
-    walk = pick_walk("bwd", group, 64)
+        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim))
+    walk = pick_walk("bwd", group, 64, head_dim)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     block_a2 = min(64, max(16, triton.next_power_of_2(w2)))
-    return BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, ring_warps=8,
-                     WALK=walk)
+    return BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,
+                     ring_warps=8, WALK=walk)
 
 
 def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, smem: int) -> list:
