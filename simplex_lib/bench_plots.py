@@ -36,6 +36,7 @@ __all__ = [
     "plot_tflops_vs_seqlen",
     "plot_windows",
     "plot_head_dims",
+    "plot_gqa_grid",
     "plot_memory",
     "plot_topk_vs_window",
     "summary_rows",
@@ -116,8 +117,9 @@ def provenance(result: dict) -> str:
     Parameters
     ----------
     result : dict
-        A result file from :func:`load_results` (its ``meta``: ``gpu``, ``torch``, ``triton``,
-        ``date``; missing ones are named unknown).
+        A result file, from :func:`load_results` or read as it is (its ``meta``: ``gpu`` or
+        ``device``, ``torch``, ``triton``, ``date`` or ``date_utc``, and ``git_commit`` when
+        recorded; missing ones are named unknown).
 
     Returns
     -------
@@ -129,10 +131,11 @@ def provenance(result: dict) -> str:
     ...                      "date": "2026-11-22T14:30:40"}})
     'NVIDIA H100, torch 2.11, Triton 3.6, measured 2026-11-22'
     """
-    m = result.get("meta", {})
+    m = _meta_view(result.get("meta", {}))
     date = str(m["date"])[:10] if m.get("date") else "unknown date"
+    commit = f", commit {m['git_commit'][:7]}" if m.get("git_commit") else ""
     return (f"{m.get('gpu', 'unknown GPU')}, torch {m.get('torch', '?')}, "
-            f"Triton {m.get('triton', '?')}, measured {date}")
+            f"Triton {m.get('triton', '?')}, measured {date}{commit}")
 
 
 def flat_records(results: list, ok_only: bool = True) -> list:
@@ -365,6 +368,71 @@ def plot_head_dims(ax, records: list, mode: str = "fwd", *, w1=512, w2=32) -> in
     else:
         _no_data(ax, f"{mode} head-dimension sweeps")
     return len(keys)
+
+
+def plot_gqa_grid(ax, records: list, mode: str = "fwd", *, D: int = 128, N: int = 8192,
+                  legend: bool = True) -> int:
+    """Bars of kernel TFLOPS per GQA ratio, one bar per window shape, with causal SDPA at equal
+    FLOPs as a dashed line (the median over the same shapes). Returns the number of bars.
+
+    The grid of ``python -m simplex_lib.bench --shapes`` (:data:`simplex_lib.timing.SHAPE_GRID`):
+    how far a model's head layout moves the kernel from the paper's (GQA 64).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on (labelled; a note on the axes when nothing matches).
+    records : list of dict
+        Kernel and SDPA records from :func:`flat_records`.
+    mode : str, default ``"fwd"``
+        ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``.
+    D : int, default 128
+        Head dimension.
+    N : int, default 8192
+        Sequence length of the kernel records.
+    legend : bool, default True
+        Draw the legend (one panel of a grid of them is enough).
+
+    Returns
+    -------
+    int
+        The number of bars.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> recs = [dict(group="kernel", mode="fwd", B=2, N=8192, Hq=hq, Hkv=hkv, D=128, w1=512, w2=32,
+    ...              tflops=t) for hq, hkv, t in ((16, 16, 190.0), (64, 1, 440.0))]
+    >>> fig, ax = plt.subplots()
+    >>> plot_gqa_grid(ax, recs)
+    2
+    >>> plt.close(fig)
+    """
+    recs = [r for r in select(records, group="kernel", mode=mode, D=D, N=N) if "tflops" in r]
+    if not recs:
+        viz.label(ax, "query heads per KV head (GQA ratio)", "TFLOPS (tensor-core count)", f"{mode}, d = {D}")
+        _no_data(ax, f"{mode} shape grids at d = {D}")
+        return 0
+    ratios = sorted({_gqa(r) for r in recs})
+    windows = sorted({(r["w1"], r["w2"]) for r in recs}, key=lambda w: (-w[0], w[1]))
+    width = 0.8 / len(windows)
+    sd = [b["tflops"] for a, b in pair_sdpa(recs + select(records, group="sdpa")) if "tflops" in b]
+    if sd:
+        ax.axhline(statistics.median(sd), color=viz.PALETTE["dot"], linestyle="--",
+                   label="causal SDPA, equal FLOPs")
+    bars = 0
+    for i, (w1, w2) in enumerate(windows):
+        pts = [(x, r["tflops"]) for x, G in enumerate(ratios) for r in recs
+               if (r["w1"], r["w2"]) == (w1, w2) and _gqa(r) == G]
+        xs, ys = zip(*pts)
+        ax.bar([x + (i - (len(windows) - 1) / 2) * width for x in xs], ys, width=width,
+               color=viz.PALETTE[_COLORS[i % len(_COLORS)]], label=f"{w1} x {w2}")
+        bars += len(pts)
+    ax.set_xticks(range(len(ratios)), [str(G) for G in ratios])
+    viz.label(ax, "query heads per KV head (GQA ratio)", "TFLOPS (tensor-core count)", f"{mode}, d = {D}")
+    if legend:
+        ax.legend(fontsize=8, loc="upper left")
+    return bars
 
 
 def plot_memory(ax, records: list, mode: str = "fwd") -> int:

@@ -548,7 +548,8 @@ def train(cfg: TrainConfig, task=None) -> dict:
         device = cfg.device
     on_gpu = str(device).startswith("cuda")
     if on_gpu:
-        torch.cuda.set_device(torch.device(device))
+        if torch.device(device).index is not None:  # plain "cuda" is the current device already
+            torch.cuda.set_device(torch.device(device))
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 

@@ -214,6 +214,16 @@ def test_configs_fit_the_shared_memory(monkeypatch):
     assert C.bwd_smem_bytes(C.bwd_configs(128, 1, 512, 32, 4, 100 * 1024)[0], 128, 4) <= 100 * 1024
 
 
+def test_gpu_launch_choices_follow_the_h200_measurements(monkeypatch):
+    # benchmarks/results/h200/configs.json: the short-window key-tile launch is fastest at 4 warps
+    # (the long-window one at 8), and at D <= 64 the forward's offset walk wins from 2 positions
+    monkeypatch.setattr(C, "interpreting", lambda: False)
+    b = C.bwd_config(128, 4, 512, 32)
+    assert (b.kv_warps, b.kv2_warps, b.num_warps) == (8, 4, 4)
+    assert [C.fwd_config(64, g, 512).WALK for g in (1, 8, 64)] == ["offset", "offset", "position"]
+    assert [C.fwd_config(128, g, 512).WALK for g in (1, 8, 64)] == ["offset", "position", "position"]
+
+
 def test_out_of_resources_steps_down_and_remembers(monkeypatch):
     from triton.runtime.errors import OutOfResources
 

@@ -337,4 +337,6 @@ def test_sweep_spreads_runs_over_every_gpu(monkeypatch):
     assert sweep_devices("cuda") == ["cuda:0", "cuda:1", "cuda:2"]
     assert sweep_devices("cuda:1") == ["cuda:1"] and sweep_devices("cpu") == ["cpu"]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert sweep_devices("cuda") == ["cuda:0"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert sweep_devices("cuda") == ["cuda"]

@@ -423,6 +423,9 @@ def test_full_size_chapter_cells_on_a_gpu(corpus):
         assert s["final_val_loss"] < 6 and not s["provenance"]["device"].startswith("CPU")
     r = train_match3("simplicial", n=8, M=61, steps=20, batch=256, seed=0, progress=False)
     assert 0.0 <= r["accuracy"] <= 1.0
+    # a plain "cuda" (no index), as `python -m simplex_lib.tasks.match3 --device cuda` passes it
+    r = train_match3("dot", n=4, M=61, steps=4, batch=64, seed=0, device="cuda", progress=False)
+    assert 0.0 <= r["accuracy"] <= 1.0
 
 
 def test_topk_variant_trains_with_the_triton_kernels(corpus, capsys, monkeypatch):

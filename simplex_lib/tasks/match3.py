@@ -1259,15 +1259,15 @@ def sweep_devices(device: str) -> list:
     Returns
     -------
     list of str
-        ``["cuda:0", ..., "cuda:{n-1}"]`` for ``"cuda"`` with ``n > 1`` GPUs, else ``[device]``.
+        ``["cuda:0", ..., "cuda:{n-1}"]`` for ``"cuda"`` with ``n`` GPUs, else ``[device]``.
 
     Examples
     --------
     >>> sweep_devices("cpu")
     ['cpu']
     """
-    n = torch.cuda.device_count() if device == "cuda" else 1
-    return [f"cuda:{i}" for i in range(n)] if n > 1 else [device]
+    n = torch.cuda.device_count() if device == "cuda" else 0
+    return [f"cuda:{i}" for i in range(n)] if n > 0 else [device]
 
 
 def _check_writable(path: str) -> None:
