@@ -352,6 +352,10 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
         ``simplex_lib.ops.topk.triton.topk_two_simplicial_attention_triton`` (float16, bfloat16
         or float32 on a GPU, or under ``TRITON_INTERPRET=1``; inputs the kernels do not take raise
         a ``ValueError`` naming the layer's backend, never a silent fallback).
+    deterministic : bool, default False
+        With ``backend="triton"``: bitwise-identical gradients on every run (the kernels'
+        ``deterministic`` option: partial rows and a fixed-order sum instead of atomic adds).
+        Must stay False for the other backends, which do not take it.
 
     Examples
     --------
@@ -361,12 +365,18 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
     """
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None,
-                 head_dim: int | None = None, *, topk: int, backend: str = "torch"):
+                 head_dim: int | None = None, *, topk: int, backend: str = "torch",
+                 deterministic: bool = False):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS} for the top-k variant, got {backend!r}")
         _check_positive("topk", topk)
+        if not isinstance(deterministic, bool):
+            raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
+        if deterministic and backend != "triton":
+            raise ValueError(f"deterministic=True needs backend='triton' (the top-k kernels' option), "
+                             f"got backend={backend!r}")
         super().__init__(d_model, n_heads, n_kv_heads, head_dim, backend="reference")
-        self.topk, self.backend = topk, backend
+        self.topk, self.backend, self.deterministic = topk, backend, deterministic
 
     def extra_repr(self) -> str:
         """The settings ``print(module)`` shows: heads, key/value heads, ``topk`` and backend."""
@@ -435,7 +445,8 @@ class TopKTwoSimplicialAttention(TwoSimplicialAttention):
             from .ops.topk.triton import topk_two_simplicial_attention_triton
 
             try:
-                return topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx)
+                return topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx,
+                                                            deterministic=self.deterministic)
             except ValueError as e:
                 raise ValueError(f"backend 'triton' of the top-k variant (TopKTwoSimplicialAttention) "
                                  f"cannot take these inputs: {e}") from e

@@ -435,10 +435,13 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
     Returns
     -------
     list of dict
-        Shape, ``group``, ``mode``, ``ms``, ``tflops``, ``flops`` (both attention groups counted
+        Shape, ``group``, ``mode``, ``ms``, ``tflops``, ``flops`` (every attention group counted
         with :func:`simplex_lib.cost.topk_flops` at ``k``), ``peak_extra_bytes`` and ``k`` or
-        ``w1, w2``; a failed measurement has ``error`` instead of the numbers. Top-k records
-        also name the forward that ran, ``topk_kernel`` (``"packed"`` or ``"row"``, see
+        ``w1, w2``; a failed measurement has ``error`` instead of the numbers. The groups:
+        ``"topk-kernel"`` (one selection shared by all heads), ``"topk-kernel-deterministic"``
+        (the same with ``deterministic=True``, backward only), ``"topk-kernel-per-head"`` (a
+        selection per query head) and ``"window-kernel"``. Top-k records also name the forward
+        that ran, ``topk_kernel`` (``"packed"`` or ``"row"``, see
         :func:`simplex_lib.ops.topk.triton.topk_dispatch`; ``$SIMPLEX_TOPK_KERNEL`` forces one).
     """
     recs = []
@@ -449,19 +452,28 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
         print(recs[-1], flush=True)
         for k, (w1, w2) in pairs:
             idx = random_causal_topk(B, N, 1, k)
+            # one selection per query head, drawn 8 heads at a time (the scores are [B, H, N, N])
+            idx_heads = torch.cat([random_causal_topk(B, N, min(8, Hq - h), k) for h in range(0, Hq, 8)], 2)
             runs = (("topk-kernel", lambda x: topk_two_simplicial_attention_triton(*x, idx),
                      dict(k=k, topk_kernel=topk_dispatch(1, None, Hq, Hkv))),
+                    ("topk-kernel-deterministic",
+                     lambda x: topk_two_simplicial_attention_triton(*x, idx, deterministic=True),
+                     dict(k=k, topk_kernel=topk_dispatch(1, None, Hq, Hkv), deterministic=True)),
+                    ("topk-kernel-per-head", lambda x: topk_two_simplicial_attention_triton(*x, idx_heads),
+                     dict(k=k, topk_kernel=topk_dispatch(Hq, None, Hq, Hkv))),
                     ("window-kernel", lambda x: two_simplicial_attention(*x, w1=w1, w2=w2),
                      dict(w1=w1, w2=w2)))
             for group, f, extra in runs:
                 for mode in modes:
+                    if group == "topk-kernel-deterministic" and mode == "fwd":
+                        continue  # the forward is the default one
                     leaves = [t.detach().requires_grad_(mode != "fwd") for t in xs]
                     try:
                         ms, peak = time_and_peak_memory(lambda: _mode_fn(f, leaves, mode))
                         F = topk_flops(N, k, batch=B, heads=Hq, head_dim=D, mode=mode)
                         recs.append(dict(group=group, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D,
                                          dtype=str(dtype), ms=ms, tflops=F / ms / 1e9, flops=F,
-                                         selection="random" if group == "topk-kernel" else "window",
+                                         selection="window" if group == "window-kernel" else "random",
                                          peak_extra_bytes=peak, **extra))
                     except Exception as e:  # keep the run going; the record says what failed
                         recs.append(dict(group=group, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D,

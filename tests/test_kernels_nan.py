@@ -84,9 +84,9 @@ def test_backward_keeps_nonfinite_local(gen, N, p, w1, w2, Hq, Hkv, which, bad):
         assert_close(f"d{n} (clean rows)", ref[n].grad[0][keep], got[keep], 2e-5)
 
 
-@pytest.mark.parametrize("kernel", ["row", "packed"])
+@pytest.mark.parametrize("kernel,deterministic", [("row", False), ("packed", False), ("packed", True)])
 @pytest.mark.parametrize("which", ["q", "k1", "k2", "v1", "v2", "do"])
-def test_topk_backward_keeps_nonfinite_local(gen, monkeypatch, which, kernel):
+def test_topk_backward_keeps_nonfinite_local(gen, monkeypatch, which, kernel, deterministic):
     from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
     from simplex_lib.ops.topk.triton import topk_two_simplicial_attention_triton as topk_kernel
     from simplex_lib.timing import random_causal_topk
@@ -111,9 +111,9 @@ def test_topk_backward_keeps_nonfinite_local(gen, monkeypatch, which, kernel):
 
     packed_bwd = []
     orig = tk._packed_backward
-    monkeypatch.setattr(tk, "_packed_backward", lambda *a: packed_bwd.append(1) or orig(*a))
+    monkeypatch.setattr(tk, "_packed_backward", lambda *a, **kw: packed_bwd.append(1) or orig(*a, **kw))
     ins = {n: t.float().to(DEV).requires_grad_() for n, t in x.items()}
-    topk_kernel(*ins.values(), idx.to(DEV)).backward(do.float().to(DEV))
+    topk_kernel(*ins.values(), idx.to(DEV), deterministic=deterministic).backward(do.float().to(DEV))
     assert len(packed_bwd) == (kernel == "packed")  # the wrapper runs the backward of the forward's kind
     ref = {n: t.clone().requires_grad_() for n, t in clean.items()}
     topk_reference(*ref.values(), idx).backward(clean_do)

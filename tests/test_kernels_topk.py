@@ -189,9 +189,9 @@ def _count_packed(monkeypatch):
         calls.append("fwd")
         return fwd(*a)
 
-    def spy_bwd(*a):
+    def spy_bwd(*a, **kw):
         calls.append("bwd")
-        return bwd(*a)
+        return bwd(*a, **kw)
 
     monkeypatch.setattr(tk, "_packed_forward", spy_fwd)
     monkeypatch.setattr(tk, "_packed_backward", spy_bwd)
@@ -287,3 +287,32 @@ def test_packed_kernels_with_several_key_tiles(gen, monkeypatch):
     x64 = _inputs(gen, 1, 40, 16, 1, 16)
     _check(gen, x64, random_idx(gen, 1, 40, 1, 37, fill=0.9), idx2=random_idx(gen, 1, 40, 1, 5))
     assert calls == ["fwd", "bwd"]
+
+
+@pytest.mark.parametrize("kernel,H_idx", [("row", 2), ("row", 1), ("packed", 1)])
+def test_deterministic_backward_matches_reference(gen, monkeypatch, kernel, H_idx):
+    # deterministic=True: partial rows per program, added per key in a fixed order; tiny chunks
+    # (a few positions each) so that the chunked path and its views of q, do, dq are exercised
+    from simplex_lib.ops.topk import triton as topk_triton
+
+    monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", kernel)
+    monkeypatch.setattr(topk_triton, "DETERMINISTIC_CHUNK_BYTES", 3 * 2 * (2 * 5 + 2 * 5) * 16 * 4)
+    assert len(topk_triton._deterministic_chunks(13, 2 * 2, 5, 5, 16)) > 3
+    x64 = _inputs(gen, 2, 13, 2, 1, 16)
+    idx = random_idx(gen, 2, 13, H_idx, 5)
+    idx[1, 4] = -1                          # a query that selects nothing
+    i1 = idx.to(DEV)
+    assert_gradients_close(
+        lambda *x: topk_kernel(*x, i1, deterministic=True),
+        lambda *x: topk_reference(*x, idx),
+        x64, names=("q", "k1", "k2", "v1", "v2"), tol=2e-5, device=DEV, generator=gen)
+
+
+def test_deterministic_backward_repeats_bitwise(gen):
+    x = [t.float().to(DEV).requires_grad_() for t in _inputs(gen, 1, 11, 4, 2, 16)]
+    idx = random_idx(gen, 1, 11, 2, 4).to(DEV)
+    do = torch.randn(1, 11, 4, 16, generator=gen).to(DEV)
+    runs = [torch.autograd.grad(topk_kernel(*x, idx, deterministic=True), x, do) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    with pytest.raises(ValueError, match="deterministic"):
+        topk_kernel(*x, idx, deterministic="yes")

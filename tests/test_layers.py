@@ -102,8 +102,9 @@ def test_backends_agree_triton(gen):
         assert_close(f"d{name}", b.grad, a.grad, 5e-3)
 
 
-@pytest.mark.parametrize("n_heads,n_kv_heads,packed", [(4, 2, False), (32, 2, True)])
-def test_topk_backends_agree_triton(gen, monkeypatch, n_heads, n_kv_heads, packed):
+@pytest.mark.parametrize("n_heads,n_kv_heads,packed,det", [(4, 2, False, False), (32, 2, True, False),
+                                                           (32, 2, True, True)])
+def test_topk_backends_agree_triton(gen, monkeypatch, n_heads, n_kv_heads, packed, det):
     """backend='triton' against backend='reference': outputs and every gradient, with the
     layer's own selection and with a preceding layer's (q, k); a group of 16 heads takes the
     head-packed forward, a group of 2 the per-row kernel."""
@@ -119,7 +120,8 @@ def test_topk_backends_agree_triton(gen, monkeypatch, n_heads, n_kv_heads, packe
     torch.manual_seed(int(torch.randint(0, 2**30, (1,), generator=gen)))
     kw = dict(head_dim=16, topk=4)
     ref = TopKTwoSimplicialAttention(32, n_heads, n_kv_heads, backend="reference", **kw).to(dev)
-    tri = TopKTwoSimplicialAttention(32, n_heads, n_kv_heads, backend="triton", **kw).to(dev)
+    tri = TopKTwoSimplicialAttention(32, n_heads, n_kv_heads, backend="triton", deterministic=det,
+                                     **kw).to(dev)
     tri.load_state_dict(ref.state_dict())
     x = torch.randn(2, 11, 32, generator=gen).to(dev)  # fp32: the interpreter miscomputes bf16
     prev = tuple(torch.randn(2, 11, 2, 8, generator=gen).to(dev) for _ in range(2))
@@ -143,6 +145,10 @@ def test_topk_triton_refuses_what_the_kernel_cannot_take(gen):
     att = TopKTwoSimplicialAttention(8, 2, topk=2, backend="triton").double()
     with pytest.raises(ValueError, match="backend 'triton' of the top-k variant.*float16, bfloat16 or float32"):
         att(_rand(gen, 1, 5, 8))  # float64: no silent fallback to another backend
+    with pytest.raises(ValueError, match="deterministic=True needs backend='triton'"):
+        TopKTwoSimplicialAttention(8, 2, topk=2, deterministic=True)
+    with pytest.raises(ValueError, match="deterministic must be True or False"):
+        TopKTwoSimplicialAttention(8, 2, topk=2, backend="triton", deterministic=1)
 
 
 def test_topk_module_matches_brute_force(gen):

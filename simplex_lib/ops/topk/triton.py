@@ -34,7 +34,8 @@ The backward recomputes ``P`` from the saved base-2 log-sum-exp. ``dq`` is owned
 program; the key/value gradients of a position are sums over every query that selected it (an
 arbitrary set), so they are accumulated with fp32 atomic adds into per-KV-head buffers (this
 also sums the GQA group). Unlike the windowed backward, the result is therefore not bitwise
-deterministic on a GPU.
+deterministic on a GPU, unless ``deterministic=True`` asks for partial rows per program and a
+second kernel that adds each key's rows in a fixed order (:func:`_slot_sums`).
 
 Names follow the windowed kernels' convention (``b_`` blocks, ``p_`` pointers, ``o_`` offsets,
 ``m_`` masks, ``i_`` program ids).
@@ -55,8 +56,8 @@ from simplex_lib.ops.two_simplicial.forward import (LOG2E, online_softmax_step, 
                                                     tile_rows)
 from simplex_lib.ops.two_simplicial.interface import check_kernel_inputs, check_scale
 
-__all__ = ["PACK_MIN_GROUP", "TOPK_KERNELS", "topk_kernel_choice", "topk_dispatch",
-           "topk_two_simplicial_attention_triton"]
+__all__ = ["PACK_MIN_GROUP", "TOPK_KERNELS", "DETERMINISTIC_CHUNK_BYTES", "topk_kernel_choice",
+           "topk_dispatch", "topk_two_simplicial_attention_triton"]
 
 #: Smallest GQA group (query heads per KV head) for which a selection shared by the group takes
 #: the head-packed kernel. 16 is where a group fills one ``tl.dot`` tile without padded rows; it
@@ -241,12 +242,41 @@ def _topk_packed_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
 
 
 @triton.jit
+def _add_private(P, b_x, m_x):
+    """``P += b_x`` where only this program ever touches ``P`` (a partial buffer's own slots):
+    a plain load and store, in program order, so the sum does not depend on scheduling."""
+    tl.store(P, tl.load(P, mask=m_x, other=0.0) + b_x, mask=m_x)
+
+
+@triton.jit
+def _slot_sums_kernel(PART, ORDER, START, OUT, D, BLOCK_D: tl.constexpr):
+    """Sum the partial rows of every key in a fixed order: the deterministic reduction.
+
+    Grid: ``(number of key rows,)``. Program ``t`` owns row ``t`` of ``OUT`` (a ``[rows, D]``
+    view of a key/value gradient) and adds to it the partial rows ``ORDER[START[t]:START[t+1]]``
+    of ``PART`` (``[slots, D]``), one after another in that order. No two programs write the
+    same row. FLOPs: one add per partial element.
+    """
+    t = tl.program_id(0)
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    lo = tl.load(START + t)
+    hi = tl.load(START + t + 1)
+    b_acc = tl.zeros([BLOCK_D], tl.float32)
+    for e in range(lo, hi):
+        slot = tl.load(ORDER + e).to(tl.int64)
+        b_acc += tl.load(PART + slot * D + o_d, mask=m_d, other=0.0)
+    p_out = OUT + t.to(tl.int64) * D + o_d
+    tl.store(p_out, tl.load(p_out, mask=m_d, other=0.0) + b_acc, mask=m_d)
+
+
+@triton.jit
 def _topk_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV1, DV2,
                      stride_qb, stride_qn, stride_qh,
                      stride_kb, stride_kn, stride_kh,
                      N, Hq, G, D, KA, KB, qk_scale, scale,
                      BLOCK_D: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr,
-                     PREC: tl.constexpr):
+                     PREC: tl.constexpr, PARTIAL: tl.constexpr = False):
     """Backward of top-k 2-simplicial attention: all five gradients.
 
     Grid: ``(N, B * Hq)``, as the forward. One program owns ``dq`` of its query row; key/value
@@ -256,6 +286,9 @@ def _topk_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV
     ``dq += sum_k ((dS @ K1) * K2)[k]``, ``dK1 += dS^T @ (K2 * q)``, ``dV1 += P^T @ (V2 * do)``,
     ``dK2 += dS @ (K1 * q)``, ``dV2 += (P @ V1) * do`` (the last two kept in registers over the
     inner loop). FLOPs (tensor cores): ``12 * B * Hq * N * D * kA * kB`` (six GEMMs per step).
+    With ``PARTIAL`` the key/value gradients go instead to this row's own slots of partial
+    buffers (``DK1``/``DV1`` ``[rows, kA, D]``, ``DK2``/``DV2`` ``[rows, kB, D]``, fp32, zeroed),
+    which :func:`_slot_sums` adds up in a fixed order (the deterministic path).
     """
     o_d, m_d, o_q, o_kv, i_row, b_qs = _query_row(Q, stride_qb, stride_qn, stride_qh, stride_kb, stride_kh,
                                                   N, Hq, G, D, qk_scale, BLOCK_D)
@@ -288,13 +321,27 @@ def _topk_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV
             b_dk1 = tl.dot(tl.trans(b_ds), b_a, input_precision=PREC)  # [BLOCK_A, BLOCK_D]
             b_dv1 = tl.dot(tl.trans(b_p.to(DT)), b_dov2, input_precision=PREC)  # [BLOCK_A, BLOCK_D]
             # `b_a` carried scale * log2(e); the key gradients want scale alone (x ln 2)
-            tl.atomic_add(DK1 + o_ra, b_dk1 * 0.6931471805599453, mask=m_ra)
-            tl.atomic_add(DV1 + o_ra, b_dv1, mask=m_ra)
+            b_dk1 = b_dk1 * 0.6931471805599453
+            if PARTIAL:  # this row's slots a0.. (added to once per block of K2 rows)
+                o_pa = ((i_row * KA + a0 + tl.arange(0, BLOCK_A))[:, None] * D
+                        + o_d[None, :])  # [BLOCK_A, BLOCK_D]
+                _add_private(DK1 + o_pa, b_dk1, m_ra)
+                _add_private(DV1 + o_pa, b_dv1, m_ra)
+            else:
+                tl.atomic_add(DK1 + o_ra, b_dk1, mask=m_ra)
+                tl.atomic_add(DV1 + o_ra, b_dv1, mask=m_ra)
             b_qk1 = (b_k1.to(tl.float32) * b_qs[None, :]).to(DT)  # [BLOCK_A, BLOCK_D]
             b_dk2 += tl.dot(b_ds, b_qk1, input_precision=PREC)
             b_dv2 += tl.dot(b_p.to(DT), b_v1, input_precision=PREC) * b_do[None, :]
-        tl.atomic_add(DK2 + o_rb, b_dk2 * 0.6931471805599453, mask=m_rb)
-        tl.atomic_add(DV2 + o_rb, b_dv2, mask=m_rb)
+        b_dk2 = b_dk2 * 0.6931471805599453
+        if PARTIAL:
+            o_pb = ((i_row * KB + b0 + tl.arange(0, BLOCK_B))[:, None] * D
+                    + o_d[None, :])  # [BLOCK_B, BLOCK_D]
+            tl.store(DK2 + o_pb, b_dk2, mask=m_rb)
+            tl.store(DV2 + o_pb, b_dv2, mask=m_rb)
+        else:
+            tl.atomic_add(DK2 + o_rb, b_dk2, mask=m_rb)
+            tl.atomic_add(DV2 + o_rb, b_dv2, mask=m_rb)
     tl.store(DQ + o_q + o_d, (b_dq * scale).to(DQ.dtype.element_ty), mask=m_d)
 
 
@@ -304,7 +351,7 @@ def _topk_packed_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, 
                             stride_kb, stride_kn, stride_kh,
                             N, Hq, Hkv, G, D, KA, KB, qk_scale, scale, n_hblocks,
                             BLOCK_D: tl.constexpr, GH: tl.constexpr, BLOCK_A: tl.constexpr,
-                            PREC: tl.constexpr):
+                            PREC: tl.constexpr, PARTIAL: tl.constexpr = False):
     """Backward of top-k 2-simplicial attention for a selection shared by a KV group.
 
     Grid and rows as :func:`_topk_packed_fwd_kernel`: one program owns position ``i`` of KV
@@ -317,7 +364,9 @@ def _topk_packed_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, 
     do)``. The key/value gradients go to the fp32 buffers by atomic adds: one ``[BLOCK_A, D]``
     add per ``K1`` tile and one ``[D]`` row per ``(tile, l)`` for ``K2``/``V2``, i.e. one add
     per gathered row for all ``GH`` heads where the per-row kernel makes one per head. FLOPs
-    (tensor cores): ``12 * B * Hq * N * D * kA * kB``, as the per-row kernel.
+    (tensor cores): ``12 * B * Hq * N * D * kA * kB``, as the per-row kernel. With ``PARTIAL``
+    they go to the program's own slots of partial buffers (row ``i_sel * n_hblocks + i_hb``,
+    ``[rows, kA, D]`` and ``[rows, kB, D]``), as in :func:`_topk_bwd_kernel`.
     """
     i_b, i_g, i_n, o_pos, o_h, m_row, o_d, m_d, m_q, o_q, b_qs = _packed_rows(
         Q, stride_qb, stride_qn, stride_qh, N, Hkv, G, D, qk_scale, n_hblocks, BLOCK_D, GH)
@@ -328,6 +377,7 @@ def _topk_packed_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, 
     b_delta = tl.load(DELTA + o_r, mask=m_row, other=0.0)
     o_kv = i_b * stride_kb + i_g * stride_kh
     i_sel = (i_b * N + i_n) * Hkv + i_g
+    i_part = i_sel * n_hblocks + tl.program_id(0) % n_hblocks  # this program's partial row
     DT = K1.dtype.element_ty
 
     b_dq = tl.zeros([GH, BLOCK_D], tl.float32)
@@ -359,11 +409,24 @@ def _topk_packed_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, 
             b_dk2 = tl.sum(b_dsk1 * b_qs, 0)
             b_dv2 = tl.sum(tl.dot(b_pt, b_v1, input_precision=PREC) * b_do, 0)
             # `b_qs` carried scale * log2(e); the key gradients want scale alone (x ln 2)
-            tl.atomic_add(DK2 + o_l, b_dk2 * 0.6931471805599453, mask=m_l)
-            tl.atomic_add(DV2 + o_l, b_dv2, mask=m_l)
+            b_dk2 = b_dk2 * 0.6931471805599453
+            if PARTIAL:  # slot kb of this program's row, once per K1 tile
+                o_pl = (i_part * KB + kb) * D + o_d  # [BLOCK_D]
+                _add_private(DK2 + o_pl, b_dk2, m_l)
+                _add_private(DV2 + o_pl, b_dv2, m_l)
+            else:
+                tl.atomic_add(DK2 + o_l, b_dk2, mask=m_l)
+                tl.atomic_add(DV2 + o_l, b_dv2, mask=m_l)
         m_ra = m_a[:, None] & m_d[None, :]
-        tl.atomic_add(DK1 + o_ra, b_dk1 * 0.6931471805599453, mask=m_ra)
-        tl.atomic_add(DV1 + o_ra, b_dv1, mask=m_ra)
+        b_dk1 = b_dk1 * 0.6931471805599453
+        if PARTIAL:
+            o_pa = ((i_part * KA + a0 + tl.arange(0, BLOCK_A))[:, None] * D
+                    + o_d[None, :])  # [BLOCK_A, BLOCK_D]
+            tl.store(DK1 + o_pa, b_dk1, mask=m_ra)
+            tl.store(DV1 + o_pa, b_dv1, mask=m_ra)
+        else:
+            tl.atomic_add(DK1 + o_ra, b_dk1, mask=m_ra)
+            tl.atomic_add(DV1 + o_ra, b_dv1, mask=m_ra)
     tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty), mask=m_q)
 
 
@@ -475,23 +538,82 @@ def _packed_forward(q, k1, k2, v1, v2, ia, ib, scale):
     return launch_with_fallback(key, _packed_candidates(q, G, KA), launch)
 
 
-def _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
+#: Bytes of the partial buffers one chunk of positions may hold on the deterministic path
+#: (:func:`_deterministic_chunks`): the backward runs chunk by chunk below this bound.
+DETERMINISTIC_CHUNK_BYTES = 1 << 30
+
+
+def _deterministic_chunks(N: int, rows_per_position: int, KA: int, KB: int, D: int) -> list:
+    """Position ranges ``[(n0, n1), ...]`` whose partial buffers (``rows x (2 kA + 2 kB) x D``
+    fp32) stay within :data:`DETERMINISTIC_CHUNK_BYTES` (at least one position each)."""
+    per_position = rows_per_position * (2 * KA + 2 * KB) * D * 4
+    step = max(1, DETERMINISTIC_CHUNK_BYTES // max(per_position, 1))
+    return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
+
+
+def _slot_sums(part, keys, out, n_keys: int) -> None:
+    """``out[t] += sum of part[e] over the slots e with keys[e] == t``, in slot order.
+
+    ``part`` ``[E, D]`` fp32 partial rows, ``keys`` ``[E]`` int64 row of ``out`` each belongs to
+    (``-1``: an empty slot), ``out`` ``[n_keys, D]`` fp32. A stable sort groups the slots by key
+    and :func:`_slot_sums_kernel` adds each group in order, so the result is the same on every
+    run (floating-point addition is not associative; atomics add in arrival order).
+    """
+    valid = keys >= 0
+    order = torch.argsort(torch.where(valid, keys, n_keys), stable=True)
+    counts = torch.bincount(keys[valid], minlength=n_keys)
+    start = torch.zeros(n_keys + 1, dtype=torch.int64, device=keys.device)
+    start[1:] = torch.cumsum(counts, 0)
+    D = part.shape[-1]
+    _slot_sums_kernel[(n_keys,)](part, order, start, out, D,
+                                 BLOCK_D=max(16, triton.next_power_of_2(D)), num_warps=1)
+
+
+def _key_rows(idx, N: int, Hkv: int, G: int) -> torch.Tensor:
+    """Row ``(b * N + j) * Hkv + g`` of a ``[B, N, Hkv, D]`` gradient that each selected slot of
+    ``idx`` ``[B, n, H, k]`` adds to, ``-1`` for empty slots. ``H`` is ``Hq`` (one selection
+    per query head; ``G`` query heads per KV head) or ``Hkv`` (one per group; ``G = 1``)."""
+    B, _, H, _ = idx.shape
+    b = torch.arange(B, device=idx.device).view(B, 1, 1, 1)
+    g = (torch.arange(H, device=idx.device) // G).view(1, 1, H, 1)
+    rows = (b * N + idx.long()) * Hkv + g
+    return torch.where(idx >= 0, rows, -1)
+
+
+def _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, deterministic=False):
     B, N, Hq, D = q.shape
-    G = Hq // k1.shape[2]
+    Hkv = k1.shape[2]
+    G = Hq // Hkv
     KA, KB = ia.shape[-1], ib.shape[-1]
     delta = (do.float() * o.float()).sum(-1).contiguous()  # [B, N, Hq]
     dq = torch.empty_like(q)
 
-    def launch(blocks):
+    def run(blocks, n0, n1, grads):
         bd, ba, bb = blocks
-        grads = [torch.zeros(k1.shape, device=q.device, dtype=torch.float32) for _ in range(4)]
-        _topk_bwd_kernel[(N, B * Hq)](
-            q, k1, k2, v1, v2, ia, ib, do, lse, delta, dq, *grads,
+        n = n1 - n0
+        # a chunk of positions: views of q, do, dq (their strides), contiguous copies of the rest
+        args = [q[:, n0:n1], k1, k2, v1, v2, ia[:, n0:n1].contiguous(), ib[:, n0:n1].contiguous(),
+                do[:, n0:n1], lse[:, n0:n1].contiguous(), delta[:, n0:n1].contiguous(), dq[:, n0:n1]]
+        if deterministic:
+            parts = [torch.zeros(B * n * Hq, kk, D, device=q.device, dtype=torch.float32)
+                     for kk in (KA, KB, KA, KB)]
+        _topk_bwd_kernel[(n, B * Hq)](
+            *args, *(parts if deterministic else grads),
             q.stride(0), q.stride(1), q.stride(2), k1.stride(0), k1.stride(1), k1.stride(2),
-            N, Hq, G, D, KA, KB, scale * LOG2E, scale,
-            BLOCK_D=bd, BLOCK_A=ba, BLOCK_B=bb, PREC=precision(q),
+            n, Hq, G, D, KA, KB, scale * LOG2E, scale,
+            BLOCK_D=bd, BLOCK_A=ba, BLOCK_B=bb, PREC=precision(q), PARTIAL=deterministic,
             num_warps=4 if bd <= 64 else 8, num_stages=1,
         )
+        if deterministic:
+            rows = [_key_rows(args[i], N, Hkv, G).view(-1) for i in (5, 6)]
+            for part, grad, r in zip(parts, grads, (rows[0], rows[1], rows[0], rows[1])):
+                _slot_sums(part.view(-1, D), r, grad.view(-1, D), B * N * Hkv)
+
+    def launch(blocks):
+        grads = [torch.zeros(k1.shape, device=q.device, dtype=torch.float32) for _ in range(4)]
+        chunks = _deterministic_chunks(N, B * Hq, KA, KB, D) if deterministic else [(0, N)]
+        for n0, n1 in chunks:
+            run(blocks, n0, n1, grads)
         return (dq, *grads)
 
     key = ("topk_bwd", q.device, q.dtype, D, min(KA, 64), min(KB, 64))
@@ -512,7 +634,7 @@ def _packed_bwd_candidates(q, group: int, ka: int) -> list:
     return fits or out[-1:]
 
 
-def _packed_backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
+def _packed_backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, deterministic=False):
     """The head-packed backward: ``ia``, ``ib`` are the group-level selections ``[B, N, Hkv, k]``.
 
     Returns ``(dq, dk1, dk2, dv1, dv2)`` as :func:`_backward` (key/value gradients in fp32).
@@ -524,24 +646,43 @@ def _packed_backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale):
     delta = (do.float() * o.float()).sum(-1).contiguous()  # [B, N, Hq]
     dq = torch.empty_like(q)
 
-    def launch(blocks):
+    def run(blocks, n0, n1, grads):
         bd, gh, ba = blocks
         n_hblocks = triton.cdiv(G, gh)
-        grads = [torch.zeros(k1.shape, device=q.device, dtype=torch.float32) for _ in range(4)]
-        _topk_packed_bwd_kernel[(N * n_hblocks, B * Hkv)](
-            q, k1, k2, v1, v2, ia, ib, do, lse, delta, dq, *grads,
+        n = n1 - n0
+        args = [q[:, n0:n1], k1, k2, v1, v2, ia[:, n0:n1].contiguous(), ib[:, n0:n1].contiguous(),
+                do[:, n0:n1], lse[:, n0:n1].contiguous(), delta[:, n0:n1].contiguous(), dq[:, n0:n1]]
+        if deterministic:
+            parts = [torch.zeros(B * n * Hkv * n_hblocks, kk, D, device=q.device, dtype=torch.float32)
+                     for kk in (KA, KB, KA, KB)]
+        _topk_packed_bwd_kernel[(n * n_hblocks, B * Hkv)](
+            *args, *(parts if deterministic else grads),
             q.stride(0), q.stride(1), q.stride(2), k1.stride(0), k1.stride(1), k1.stride(2),
-            N, Hq, Hkv, G, D, KA, KB, scale * LOG2E, scale, n_hblocks,
-            BLOCK_D=bd, GH=gh, BLOCK_A=ba, PREC=precision(q),
+            n, Hq, Hkv, G, D, KA, KB, scale * LOG2E, scale, n_hblocks,
+            BLOCK_D=bd, GH=gh, BLOCK_A=ba, PREC=precision(q), PARTIAL=deterministic,
             num_warps=4 if bd <= 64 else 8, num_stages=1,
         )
+        if deterministic:  # every head block of a position has its own partial row
+            rows = [_key_rows(args[i], N, Hkv, 1).unsqueeze(3).expand(-1, -1, -1, n_hblocks, -1)
+                    .reshape(-1) for i in (5, 6)]
+            for part, grad, r in zip(parts, grads, (rows[0], rows[1], rows[0], rows[1])):
+                _slot_sums(part.view(-1, D), r, grad.view(-1, D), B * N * Hkv)
+
+    def launch(blocks):
+        grads = [torch.zeros(k1.shape, device=q.device, dtype=torch.float32) for _ in range(4)]
+        n_hblocks = triton.cdiv(G, blocks[1])
+        chunks = (_deterministic_chunks(N, B * Hkv * n_hblocks, KA, KB, D) if deterministic
+                  else [(0, N)])
+        for n0, n1 in chunks:
+            run(blocks, n0, n1, grads)
         return (dq, *grads)
 
     key = ("topk_packed_bwd", q.device, q.dtype, D, min(G, 64), min(KA, 64))
     return launch_with_fallback(key, _packed_bwd_candidates(q, G, KA), launch)
 
 
-def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, packed=False):
+def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, packed=False,
+                      deterministic=False):
     """:func:`_backward`, with NaN and infinity kept where they belong.
 
     A query is poisoned when its ``q`` or ``do`` row, or a row it selected, is not finite. The
@@ -552,9 +693,13 @@ def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, packed=False
 
     With ``packed``, ``ia``, ``ib`` are the group-level selections ``[B, N, Hkv, k]`` and the
     head-packed backward runs (:func:`_packed_backward`); else the per-row one on
-    ``[B, N, Hq, k]`` selections.
+    ``[B, N, Hq, k]`` selections. ``deterministic`` takes the partial-buffer path.
     """
-    backward = _packed_backward if packed else _backward
+    kernels = _packed_backward if packed else _backward
+
+    def backward(*args):
+        return kernels(*args, deterministic=deterministic)
+
     rows = nonfinite_rows(do, q, k1, k2, v1, v2)  # [B, N, H] each
     if rows is None:
         return backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale)
@@ -588,21 +733,23 @@ def _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, packed=False
 class _TopkFunction(torch.autograd.Function):
     """Autograd of the top-k kernels; reached only through the checked public function.
 
-    ``apply(q, k1, k2, v1, v2, ia, ib, scale, packed)`` with int32 contiguous indices already
+    ``apply(q, k1, k2, v1, v2, ia, ib, scale, packed, deterministic)`` with int32 contiguous
+    indices already
     validated by :func:`kernel_index`: ``[B, N, Hq, k]`` for the per-row kernel, the group-level
     ``[B, N, Hkv, k]`` with ``packed`` (the head-packed forward). Both forwards write the
     log-sum-exp as ``[B, N, Hq]``, the layout the backward reads.
     """
 
     @staticmethod
-    def forward(ctx, q, k1, k2, v1, v2, ia, ib, scale, packed):
+    def forward(ctx, q, k1, k2, v1, v2, ia, ib, scale, packed, deterministic):
         dtype = q.dtype
         xs = [t.contiguous() for t in (q, k1, k2, v1, v2)]
         if interpreting():
             xs = [t.float() for t in xs]  # the interpreter miscomputes bf16 dots
         o, lse = (_packed_forward if packed else _forward)(*xs, ia, ib, scale)
         ctx.save_for_backward(*xs, ia, ib, o, lse)
-        ctx.scale, ctx.packed, ctx.dtypes = scale, packed, [t.dtype for t in (q, k1, k2, v1, v2)]
+        ctx.scale, ctx.packed, ctx.deterministic = scale, packed, deterministic
+        ctx.dtypes = [t.dtype for t in (q, k1, k2, v1, v2)]
         return o.to(dtype)
 
     @staticmethod
@@ -614,9 +761,10 @@ class _TopkFunction(torch.autograd.Function):
                                "use simplex_lib.ops.topk.reference.topk_two_simplicial_attention")
         q, k1, k2, v1, v2, ia, ib, o, lse = ctx.saved_tensors
         do = do.contiguous().to(q.dtype)
-        grads = _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, ctx.scale, ctx.packed)
+        grads = _backward_checked(do, q, k1, k2, v1, v2, ia, ib, o, lse, ctx.scale, ctx.packed,
+                                  ctx.deterministic)
         grads = [g.to(dt) for g, dt in zip(grads, ctx.dtypes)]
-        return (*grads, None, None, None, None)
+        return (*grads, None, None, None, None, None)
 
 
 def kernel_index(name: str, idx, B: int, N: int, Hq: int, Hkv: int, device, *,
@@ -700,7 +848,8 @@ def topk_dispatch(idx_heads: int, idx2_heads: int | None, n_heads: int, n_kv_hea
     return "packed" if shared and (choice == "packed" or n_heads // n_kv_heads >= PACK_MIN_GROUP) else "row"
 
 
-def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, scale=None):
+def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, scale=None,
+                                         deterministic: bool = False):
     """Top-k 2-simplicial attention with Triton kernels (forward and backward).
 
     Query ``(b, i, h)`` attends to the pairs of its selected rows ``idx[b, i, h]`` of K1/V1 and
@@ -724,18 +873,28 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
         Selection for K2/V2; default ``idx``.
     scale : float, optional
         Logit scale, ``1/sqrt(D)`` by default; must be finite.
+    deterministic : bool, default False
+        Bitwise-identical gradients on every run. By default the key/value gradients are summed
+        with fp32 atomic adds (a key's gradient gathers over every query that selected it, an
+        arbitrary set), whose order, and so whose last bits, vary from run to run. With
+        ``deterministic=True`` every program writes its own partial rows instead and a second
+        kernel adds each key's rows in a fixed order (:func:`_slot_sums`), in chunks of positions
+        whose partial buffers stay under :data:`DETERMINISTIC_CHUNK_BYTES`: more memory traffic,
+        and extra memory up to that bound.
 
     Returns
     -------
     Tensor ``[B, N, Hq, D]`` in ``q``'s dtype, differentiable once in ``q, k1, k2, v1, v2`` (a
     second derivative raises). Extra memory: ``O(B * N * Hq)`` (the log-sum-exp), the int32
     selections (``[B, N, Hkv, k]`` for the head-packed kernels, ``[B, N, Hq, k]`` for the
-    per-row ones) plus fp32 key/value gradient buffers. An empty batch or sequence gives an empty result.
+    per-row ones) plus fp32 key/value gradient buffers (and, with ``deterministic``, the partial
+    buffers above). An empty batch or sequence gives an empty result.
 
     Raises
     ------
     ValueError
-        Naming the argument: shapes, heads, dtypes, devices, scale or the index tensors.
+        Naming the argument: shapes, heads, dtypes, devices, scale, the index tensors or
+        ``deterministic`` (a bool).
 
     Examples
     --------
@@ -758,7 +917,9 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
     ia = kernel_index("idx", idx, B, N, Hq, Hkv, q.device, shared=packed)
     ib = ia if idx2 is None else kernel_index("idx2", idx2, B, N, Hq, Hkv, q.device, shared=packed)
     s = check_scale(scale, D)
+    if not isinstance(deterministic, bool):
+        raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
     if q.numel() == 0:
         # keep the graph: gradients of an empty result are empty zeros
         return q * 0.0 + sum(t.sum() for t in named.values()) * 0.0
-    return _TopkFunction.apply(q, k1, k2, v1, v2, ia, ib, s, packed)
+    return _TopkFunction.apply(q, k1, k2, v1, v2, ia, ib, s, packed, deterministic)
