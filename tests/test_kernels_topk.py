@@ -316,3 +316,15 @@ def test_deterministic_backward_repeats_bitwise(gen):
     assert all(torch.equal(a, b) for a, b in zip(*runs))
     with pytest.raises(ValueError, match="deterministic"):
         topk_kernel(*x, idx, deterministic="yes")
+
+
+def test_deterministic_packed_backward_with_two_head_blocks(gen, monkeypatch):
+    # 80 query heads per KV head: two head blocks of 64 per position, each with its own partial rows
+    monkeypatch.setenv("SIMPLEX_TOPK_KERNEL", "packed")
+    x64 = _inputs(gen, 1, 5, 80, 1, 16)
+    idx = random_idx(gen, 1, 5, 1, 3)
+    i1 = idx.to(DEV)
+    assert_gradients_close(
+        lambda *x: topk_kernel(*x, i1, deterministic=True),
+        lambda *x: topk_reference(*x, idx),
+        x64, names=("q", "k1", "k2", "v1", "v2"), tol=2e-5, device=DEV, generator=gen)
