@@ -131,9 +131,9 @@ FWD_WALKS = ("position", "offset")
 #: benchmarks/results/h200/walks.json): the offset walk ran 2.3x faster at 64 positions per tile
 #: (GQA 1), 1.14x at 16 (GQA 4) and 2% slower at 8 (GQA 8).
 FWD_OFFSET_MIN_POS = 16
-#: The same for head dimensions up to 64, where a gathered row costs half as much: at D 64 the
-#: offset walk ran 2.7x, 1.46x and 1.20x faster at 64, 16 and 8 positions per tile
-#: (benchmarks/results/h200/configs.json), so it is taken whenever a tile holds several positions.
+#: The same for head dimensions up to 64: at D 64 the offset walk ran 2.7x, 1.46x and 1.20x
+#: faster at 64, 16 and 8 positions per tile (benchmarks/results/h200/configs.json; why the balance
+#: differs from D 128 is not profiled), so it is taken whenever a tile holds several positions.
 FWD_OFFSET_MIN_POS_SMALL_D = 2
 #: The same for the backward's dq and key-tile kernels: in the same run their offset walk gained
 #: only at 64 positions per tile (1.22x) and lost 9% and 14% at 16 and 8.
