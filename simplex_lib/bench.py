@@ -31,7 +31,7 @@ import torch
 
 from simplex_lib import timing, viz
 from simplex_lib.cli import int_at_least, int_list
-from simplex_lib.ops.two_simplicial.configs import FWD_WALKS
+from simplex_lib.ops.two_simplicial.configs import BWD_SHORT_PATHS, FWD_WALKS
 from simplex_lib.ops.topk.triton import TOPK_KERNELS, topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
 from simplex_lib.testing import rel_error
@@ -278,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bwd-walk", choices=("auto", *FWD_WALKS), default=None,
                     help="the same for the backward's dq and key-tile kernels "
                          "(sets SIMPLEX_BWD_WALK; default: its value, else auto)")
+    ap.add_argument("--bwd-short", choices=BWD_SHORT_PATHS, default=None,
+                    help="how tiles of several positions get the short window's key gradients: kv (the "
+                         "key-tile kernel) or fused (the dq kernel; sets SIMPLEX_BWD_SHORT; default: its "
+                         "value, else kv)")
     ap.add_argument("--table1", action="store_true", help="the paper's Table 1 window sweep")
     ap.add_argument("--claim48k", action="store_true", help="512x32 vs dot attention at 32k/48k")
     ap.add_argument("--no-sdpa", action="store_true")
@@ -326,6 +330,8 @@ def main(argv=None) -> dict:
         os.environ["SIMPLEX_FWD_WALK"] = a.fwd_walk  # read by every forward launch
     if a.bwd_walk:
         os.environ["SIMPLEX_BWD_WALK"] = a.bwd_walk  # read by every backward launch
+    if a.bwd_short:
+        os.environ["SIMPLEX_BWD_SHORT"] = a.bwd_short  # read by every backward launch
     if a.topk_kernel:
         os.environ["SIMPLEX_TOPK_KERNEL"] = a.topk_kernel  # read by every top-k launch
     if a.topk:

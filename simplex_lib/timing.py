@@ -242,7 +242,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     dict with the shape, ``impl``, ``mode``, ``dtype``, ``ms``, ``tflops``, ``flops`` (from
     :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes``, ``us_per_token`` and
     ``fwd_walk`` and ``bwd_walk`` (the walks the shape's launches take,
-    :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`); with ``repeats > 1``
+    :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`) and ``bwd_short`` (how tiles of
+    several positions get the short window's key gradients, ``BwdConfig.SHORT``); with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
     """
     attn = two_simplicial_attention if impl == "kernel" else reference_attention
@@ -251,7 +252,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
-                fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd_config(D, Hq // Hkv, w1, w2).WALK)
+                fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd_config(D, Hq // Hkv, w1, w2).WALK,
+                bwd_short=bwd_config(D, Hq // Hkv, w1, w2).SHORT)
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

@@ -86,6 +86,17 @@ def test_both_short_window_walks(monkeypatch, walk, dtype, D):
     _check(1, 257, 4, 4, D, 64, 48, dtype, tol, determinism=False)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("D", [64, 128])
+def test_fused_short_window_backward(monkeypatch, dtype, D):
+    # SIMPLEX_BWD_SHORT=fused: the dq kernel forms dk2, dv2 too (tiles of several positions);
+    # against float64 and bitwise on repeat
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
+    tol = TOL[dtype] if dtype == torch.float32 else 2e-2
+    _check(2, 333, 8, 2, D, 200, 32, dtype, tol)
+    _check(1, 257, 4, 4, D, 64, 48, dtype, tol)
+
+
 def test_torch_compile_fullgraph():
     torch._dynamo.reset()
     proj = torch.nn.Linear(64, 5 * 64, device="cuda", dtype=torch.bfloat16)

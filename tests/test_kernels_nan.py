@@ -53,10 +53,15 @@ CASES += [(4, 2, which, float("inf")) for which in ("q", "k1", "v2", "do")]
 SHORT, SHARED = (13, 6, 4, 3), (80, 47, 48, 20)
 CASES = [(*SHORT, *case) for case in CASES]
 CASES += [(*SHARED, 2, 2, which, float("nan")) for which in ("q", "k1", "k2", "v1", "v2", "do")]
+CASES = [(*case, "kv") for case in CASES]
+# the fused short-window path (SIMPLEX_BWD_SHORT=fused) on tiles of several positions
+CASES += [(*SHORT, 4, 2, which, float("nan"), "fused") for which in ("q", "k2", "v2", "do")]
+CASES += [(*SHARED, 1, 1, which, float("inf"), "fused") for which in ("k1", "k2", "v2")]
 
 
-@pytest.mark.parametrize("N,p,w1,w2,Hq,Hkv,which,bad", CASES)
-def test_backward_keeps_nonfinite_local(gen, N, p, w1, w2, Hq, Hkv, which, bad):
+@pytest.mark.parametrize("N,p,w1,w2,Hq,Hkv,which,bad,short", CASES)
+def test_backward_keeps_nonfinite_local(gen, monkeypatch, N, p, w1, w2, Hq, Hkv, which, bad, short):
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", short)
     D = 16
     x = {n: torch.randn(1, N, Hq if n == "q" else Hkv, D, generator=gen, dtype=torch.float64)
          for n in NAMES}

@@ -131,3 +131,44 @@ def test_position_walk_long_tiles_gradients(gen, monkeypatch):
                            lambda *t: reference(*t, w1=w1, w2=w2), x,
                            names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
                            generator=gen)
+
+
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
+    (37, 1, 1, 20, 9),     # no GQA, 16 positions per block, length not a multiple of the block
+    (40, 4, 2, 48, 20),    # GQA 2, short window longer than a block's positions
+    (23, 3, 1, 8, 12),     # GQA 3 (padded head slots), w2 > w1 (the sets are swapped)
+    (5, 2, 2, 64, 64),     # windows longer than the sequence
+    (1, 2, 1, 4, 3),       # N = 1
+])
+def test_fused_short_window_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
+    # SIMPLEX_BWD_SHORT=fused: the dq kernel also forms dk2, dv2 (partial rows per program, summed
+    # per key in a fixed order); every gradient against float64 autograd, both walks of the rest
+    from simplex_lib.ops.two_simplicial import backward as kbwd
+    from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
+    from simplex_lib.testing import assert_gradients_close
+
+    calls = []
+    orig = kbwd.launch_dq_short
+    monkeypatch.setattr(kbwd, "launch_dq_short", lambda *a: calls.append(1) or orig(*a))
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
+    for walk in ("position", "offset"):
+        monkeypatch.setenv("SIMPLEX_BWD_WALK", walk)
+        x = [torch.randn(1, N, Hq, 16, generator=gen, dtype=torch.float64)]
+        x += [torch.randn(1, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
+        assert_gradients_close(lambda *t: kernel(*t, w1=w1, w2=w2),
+                               lambda *t: reference(*t, w1=w1, w2=w2), x,
+                               names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
+                               generator=gen)
+    assert calls, "the fused path did not run"
+
+
+def test_fused_short_path_is_checked(monkeypatch):
+    from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_config
+
+    with pytest.raises(ValueError, match="SHORT"):
+        BwdConfig(16, 16, 16, 16, 1, 1, SHORT="ring")
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "both")
+    with pytest.raises(ValueError, match="SIMPLEX_BWD_SHORT"):
+        bwd_config(64, 1, 512, 32)
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
+    assert bwd_config(64, 1, 512, 32).SHORT == "fused"

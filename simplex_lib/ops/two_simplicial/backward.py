@@ -38,7 +38,7 @@ from .configs import (bwd_configs, interpreting, launch_with_fallback,
 from .forward import (LOG2E, precision, tile_program, tile_range, tile_rows,
                       window_mask)
 
-__all__ = ["compute_delta", "launch_dq", "launch_kv", "ring_size",
+__all__ = ["compute_delta", "launch_dq", "launch_dq_short", "launch_kv", "ring_size",
            "use_ring", "launch_ring", "backward"]
 
 
@@ -77,6 +77,33 @@ def _load_query_rows(p_q, p_do, p_lse, p_delta, m_row, qk_scale):
     b_lse = tl.load(p_lse, mask=m_row, other=float("inf"))
     b_delta = tl.load(p_delta, mask=m_row, other=0.0)
     return b_qs, b_do, b_lse, b_delta
+
+
+@triton.jit
+def _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
+                stride_qn, stride_qh, qk_scale, HEAD_DIM: tl.constexpr,
+                GH: tl.constexpr, POS: tl.constexpr):
+    """The query-owned kernels' rows (:func:`tile_program`) and what they
+    load for them (:func:`_load_query_rows`). Returns ``(i_b, i_g, i0,
+    o_pos, m_row, o_d, o_q, b_qs, b_do, b_lse, b_delta)``."""
+    i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
+        N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
+        POS)
+    o_row = (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
+    b_qs, b_do, b_lse, b_delta = _load_query_rows(
+        Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row, qk_scale)
+    return i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_qs, b_do, b_lse, b_delta
+
+
+@triton.jit
+def _load_tile(p_k, p_v, o_j, stride_kn, o_d):
+    """Rows ``o_j`` of one key/value set (``[BLOCK_N, D]`` each), zeros for
+    positions before the sequence."""
+    o_jd = o_j[:, None] * stride_kn + o_d[None, :]
+    m_j = (o_j >= 0)[:, None]
+    b_k = tl.load(p_k + o_jd, mask=m_j, other=0.0)
+    b_v = tl.load(p_v + o_jd, mask=m_j, other=0.0)
+    return b_k, b_v
 
 
 @triton.jit
@@ -160,12 +187,9 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
     (:func:`_bwd_dq_tile`). FLOPs: ``6 * B * Hq * N * D * w1 * w2`` on tensor
     cores.
     """
-    i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
-        N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
-        POS)
-    o_row = (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
-    b_qs, b_do, b_lse, b_delta = _load_query_rows(
-        Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row, qk_scale)
+    i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_qs, b_do, b_lse, b_delta = (
+        _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
+                    stride_qn, stride_qh, qk_scale, HEAD_DIM, GH, POS))
 
     o_kv = i_b * stride_kb + i_g * stride_kh
     # the window ranges, as in the forward
@@ -174,10 +198,7 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
     o_n = tl.arange(0, BLOCK_N)
     for t in range(0, n_tiles):
         o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
-        o_jd = o_kv + o_j[:, None] * stride_kn + o_d[None, :]
-        m_j = (o_j >= 0)[:, None]
-        b_k1 = tl.load(K1 + o_jd, mask=m_j, other=0.0)  # [BLOCK_N, D]
-        b_v1 = tl.load(V1 + o_jd, mask=m_j, other=0.0)  # [BLOCK_N, D]
+        b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
         if OFFSET:
             b_dq = _bwd_dq_tile_offset(
                 b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, K2 + o_kv,
@@ -194,6 +215,121 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
                                 True, POS == 1, PREC)
     tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
              mask=m_row[:, None])
+
+
+@triton.jit
+def _bwd_short_key_step(b_dq, b_qs, b_do, b_lse, b_delta, b_k2, b_v2, b_k1,
+                        b_v1, o_j, o_pos, k, lo1, W1, W2,
+                        PREC: tl.constexpr):
+    """One short-window key ``k`` against one ``K1``/``V1`` tile, for all
+    the tile's query rows: ``dq`` and the key's two gradient rows.
+
+    Recomputes ``P`` and ``dP`` (two GEMMs), then ``dS @ k1`` (one GEMM)
+    gives both ``dq += (dS @ k1) * k2_k`` and ``dk2_k = sum_rows((dS @ k1)
+    * q)``, and ``P @ v1`` (one GEMM) gives ``dv2_k = sum_rows((P @ v1) *
+    do)``: four GEMMs, where the dq kernel plus the key-tile kernel for the
+    short set spend seven. Returns ``(b_dq, dk2_k, dv2_k)``, the last two
+    ``[D]`` (``dk2_k`` in the base-2 logits' units, times ``ln 2`` later).
+    """
+    DT = b_k1.dtype
+    b_a = (b_qs * b_k2[None, :]).to(DT)  # [BLOCK_M, D]
+    # [BLOCK_M, BLOCK_N]
+    b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC) - b_lse[:, None]
+    m_vis = window_mask(o_j, o_pos, k, lo1, W1, W2, False)
+    b_p = tl.math.exp2(tl.where(m_vis, b_s, float("-inf")))
+    b_dov = (b_do * b_v2[None, :]).to(DT)  # [BLOCK_M, D]
+    b_dp = tl.dot(b_dov, tl.trans(b_v1), input_precision=PREC)
+    b_ds = (b_p * (b_dp - b_delta[:, None])).to(DT)
+    b_dsk1 = tl.dot(b_ds, b_k1, input_precision=PREC)  # [BLOCK_M, D]
+    b_dq += b_dsk1 * b_k2[None, :]
+    b_pv1 = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)  # [BLOCK_M, D]
+    return b_dq, tl.sum(b_dsk1 * b_qs, 0), tl.sum(b_pv1 * b_do, 0)
+
+
+@triton.jit
+def _bwd_dq_short_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2, PV2,
+                         stride_qb, stride_qn, stride_qh,
+                         stride_kb, stride_kn, stride_kh,
+                         N, Hq, Hkv, G, W1, W2, qk_scale, scale, n_hblocks,
+                         HEAD_DIM: tl.constexpr, GH: tl.constexpr,
+                         POS: tl.constexpr, BLOCK_N: tl.constexpr,
+                         PREC: tl.constexpr):
+    """``dq`` and the tile's partial ``dk2``, ``dv2``, query-owned, for tiles
+    of several positions (replaces the dq kernel plus the key-tile kernel
+    for the short set).
+
+    Grid: the forward's, ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. A program
+    owns ``BLOCK_M = GH * POS`` query rows. It walks the short window's keys
+    ``k`` that its rows see, ``[i0 - w2 + 1, i0 + POS)``, one at a time and,
+    for each, the long window in ``BLOCK_N`` tiles (re-read from L2 for
+    every ``k``), so that the key's gradient rows are complete when the
+    inner loop ends (:func:`_bwd_short_key_step`). It writes them to its own
+    slots ``u = k - (i0 - w2 + 1)`` of the partial buffers ``PK2``, ``PV2``
+    ``[B, Hkv, cdiv(N, POS), n_hblocks, POS + w2 - 1, D]`` (fp32, zeroed);
+    :func:`_short_sums_kernel` adds each key's slots in a fixed order. No
+    atomics: deterministic. FLOPs: ``8 * B * Hq * N * D * w1 * w2`` on tensor
+    cores (four GEMMs per triple).
+    """
+    i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_qs, b_do, b_lse, b_delta = (
+        _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
+                    stride_qn, stride_qh, qk_scale, HEAD_DIM, GH, POS))
+    o_kv = i_b * stride_kb + i_g * stride_kh
+    hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
+    # this program's partial rows: [POS + W2 - 1, D] slots from key i0-W2+1
+    i_t = tl.program_id(0)
+    R = POS + W2 - 1
+    p_part = ((i_b * Hkv + i_g) * tl.num_programs(0) + i_t).to(tl.int64) * R
+    b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
+    o_n = tl.arange(0, BLOCK_N)
+    for k in range(k_lo, hi):
+        b_k2 = tl.load(K2 + o_kv + k * stride_kn + o_d).to(tl.float32)  # [D]
+        b_v2 = tl.load(V2 + o_kv + k * stride_kn + o_d).to(tl.float32)  # [D]
+        b_dk2 = tl.zeros([HEAD_DIM], tl.float32)
+        b_dv2 = tl.zeros([HEAD_DIM], tl.float32)
+        for t in range(0, n_tiles):
+            o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
+            b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
+            b_dq, b_dk, b_dv = _bwd_short_key_step(
+                b_dq, b_qs, b_do, b_lse, b_delta, b_k2, b_v2, b_k1, b_v1,
+                o_j, o_pos, k, lo1, W1, W2, PREC)
+            b_dk2 += b_dk
+            b_dv2 += b_dv
+        o_u = (p_part + k - (i0 - W2 + 1)) * HEAD_DIM + o_d  # [D]
+        # b_qs carried scale * log2(e); dk2 wants scale alone (x ln 2)
+        tl.store(PK2 + o_u, b_dk2 * 0.6931471805599453)
+        tl.store(PV2 + o_u, b_dv2)
+    tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
+             mask=m_row[:, None])
+
+
+@triton.jit
+def _short_sums_kernel(PK2, PV2, DK2, DV2, N, Hkv, W2, n_tiles, n_hblocks,
+                       stride_kb, stride_kn, stride_kh,
+                       HEAD_DIM: tl.constexpr, POS: tl.constexpr):
+    """``dk2``, ``dv2`` of one key: the partial rows of every program that
+    saw it, added in a fixed order (tile, then head block).
+
+    Grid: ``(N, B * Hkv)``. Key ``k`` is seen by the query tiles ``t`` with
+    ``k // POS <= t <= (k + w2 - 1) // POS``, at slot ``u = k - (t * POS -
+    w2 + 1)`` of each of their ``n_hblocks`` programs' rows.
+    """
+    k, i_bg = tl.program_id(0), tl.program_id(1)
+    i_b, i_g = i_bg // Hkv, i_bg % Hkv
+    R = POS + W2 - 1
+    o_d = tl.arange(0, HEAD_DIM)
+    b_dk = tl.zeros([HEAD_DIM], tl.float32)
+    b_dv = tl.zeros([HEAD_DIM], tl.float32)
+    t_hi = tl.minimum((k + W2 - 1) // POS, n_tiles - 1)
+    for t in range(k // POS, t_hi + 1):
+        u = k - (t * POS - W2 + 1)
+        for hb in range(0, n_hblocks):
+            i_prog = (i_bg * n_tiles + t) * n_hblocks + hb
+            o_u = (i_prog.to(tl.int64) * R + u) * HEAD_DIM + o_d
+            b_dk += tl.load(PK2 + o_u)
+            b_dv += tl.load(PV2 + o_u)
+    o_k = i_b * stride_kb + k * stride_kn + i_g * stride_kh + o_d
+    tl.store(DK2 + o_k, b_dk.to(DK2.dtype.element_ty))
+    tl.store(DV2 + o_k, b_dv.to(DV2.dtype.element_ty))
 
 
 @triton.jit
@@ -545,7 +681,7 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
     keys, runs ``kv2_warps`` warps and walks the long window by position:
     walking it by offset would take ``w1`` gathered steps. On an H200 (bf16,
     D 128, 512 x 32) 4 warps instead of 8 took this launch from 115 to 82
-    ms at GQA 4 and 8, and from 94 to 66 ms at GQA 1 (benchmarks/NOTES.md).
+    ms at GQA 4 and 8, and from 95 to 66 ms at GQA 1 (benchmarks/NOTES.md).
 
     Parameters
     ----------
@@ -604,6 +740,55 @@ def ring_size(w2: int) -> int:
     int
     """
     return max(16, triton.next_power_of_2(w2))
+
+
+def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
+    """(dq, dk2, dv2) from the query-owned kernel that also forms the short
+    window's key gradients (:func:`_bwd_dq_short_kernel`), then the fixed-order
+    sum of their partial rows (:func:`_short_sums_kernel`).
+
+    Taken for tiles of several positions when ``cfg.SHORT == "fused"``
+    (``$SIMPLEX_BWD_SHORT``). Extra memory: two fp32 partial buffers of
+    ``B * Hkv * cdiv(N, POS) * n_hblocks * (POS + w2 - 1) * D`` elements.
+
+    Parameters
+    ----------
+    q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale
+        As for :func:`launch_dq`.
+    cfg : BwdConfig
+        Its ``BLOCK_M``, ``BLOCK_N``, warps and stages.
+
+    Returns
+    -------
+    dq : Tensor ``[batch, seq, Hq, head_dim]``
+    dk2, dv2 : Tensor ``[batch, seq, Hkv, head_dim]``
+        Dtypes of ``q``, ``k2``, ``v2``.
+    """
+    B, N, Hq, D = q.shape
+    Hkv = k1.shape[2]
+    G = Hq // Hkv
+    rt = row_tiling(G, cfg.BLOCK_M)
+    n_tiles = triton.cdiv(N, rt.POS)
+    dq = torch.empty_like(q)
+    dk2, dv2 = torch.empty_like(k2), torch.empty_like(v2)
+    rows = B * Hkv * n_tiles * rt.n_hblocks * (rt.POS + w2 - 1)
+    pk2 = torch.zeros(rows, D, device=q.device, dtype=torch.float32)
+    pv2 = torch.zeros(rows, D, device=q.device, dtype=torch.float32)
+    _bwd_dq_short_kernel[(n_tiles * rt.n_hblocks, B * Hkv)](
+        q, k1, k2, v1, v2, do, lse, delta, dq, pk2, pv2,
+        q.stride(0), q.stride(1), q.stride(2),
+        k1.stride(0), k1.stride(1), k1.stride(2),
+        N, Hq, Hkv, G, w1, w2, scale * LOG2E, scale, rt.n_hblocks,
+        HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N,
+        PREC=precision(q), num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+    )
+    _short_sums_kernel[(N, B * Hkv)](
+        pk2, pv2, dk2, dv2, N, Hkv, w2, n_tiles, rt.n_hblocks,
+        k2.stride(0), k2.stride(1), k2.stride(2),
+        HEAD_DIM=D, POS=rt.POS, num_warps=1,
+    )
+    return dq, dk2, dv2
 
 
 def use_ring(q, k1, w2, cfg) -> bool:
@@ -725,6 +910,9 @@ def backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float,
         if use_ring(q, k1, w2, c):
             dq, dk2, dv2 = launch_ring(q, k1, k2, v1, v2, do, lse, delta,
                                        w1, w2, scale, c)
+        elif c.SHORT == "fused" and row_tiling(G, c.BLOCK_M).POS > 1:
+            dq, dk2, dv2 = launch_dq_short(q, k1, k2, v1, v2, do, lse, delta,
+                                           w1, w2, scale, c)
         else:
             dq = launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2,
                            scale, c)

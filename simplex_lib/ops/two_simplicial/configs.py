@@ -26,7 +26,7 @@ from triton.runtime.errors import OutOfResources
 
 __all__ = [
     "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D",
-    "BWD_OFFSET_MIN_POS", "env_choice",
+    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "env_choice",
     "pick_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
@@ -232,6 +232,11 @@ def env_choice(var: str, choices: tuple, default: str) -> str:
     return value
 
 
+#: How the backward forms the short window's key gradients for blocks of several positions:
+#: "kv" (the key-tile kernel with the sets swapped) or "fused" (the dq kernel forms them too; not
+#: yet measured on a GPU, so not the default). ``$SIMPLEX_BWD_SHORT`` picks one.
+BWD_SHORT_PATHS = ("kv", "fused")
+
 #: Per kernel family, the environment variable that forces a walk and the positions per tile
 #: from which the default ("auto") takes the offset walk, for D > 64 and for D <= 64.
 _WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS, FWD_OFFSET_MIN_POS_SMALL_D),
@@ -389,6 +394,12 @@ class BwdConfig:
     WALK : str
         How the dq and key-tile kernels walk a block of several positions
         (:data:`FWD_WALKS`; default ``"position"``).
+    SHORT : str
+        How blocks of several positions get the short window's key
+        gradients (:data:`BWD_SHORT_PATHS`): ``"kv"`` (default), the key-tile
+        kernel with the key sets swapped beside the dq kernel, or
+        ``"fused"``, the dq kernel that also forms them
+        (``launch_dq_short``).
     """
     BLOCK_M: int  # rows (position, head) per query block
     BLOCK_A: int  # key positions owned by one program of the key-tile kernel
@@ -402,10 +413,13 @@ class BwdConfig:
     kv2_warps: int = 0  # warps of the key-tile kernel for the short window's set (0: kv_warps)
     ring_warps: int = 0  # warps of the ring kernel (0: as num_warps)
     WALK: str = "position"  # one of FWD_WALKS, for blocks of several positions
+    SHORT: str = "kv"  # one of BWD_SHORT_PATHS
 
     def __post_init__(self):
         if self.WALK not in FWD_WALKS:
             raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
+        if self.SHORT not in BWD_SHORT_PATHS:
+            raise ValueError(f"SHORT must be one of {BWD_SHORT_PATHS}, got {self.SHORT!r}")
 
 
 def kv_smem_bytes(block_a: int, block_m: int, head_dim: int, elem_bytes: int) -> int:
@@ -506,14 +520,16 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     >>> bwd_config(128, 64, 512, 32).BLOCK_M  # doctest: +SKIP
     64
     """
+    short = env_choice("SIMPLEX_BWD_SHORT", BWD_SHORT_PATHS, "kv")
     if interpreting():
-        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim))
+        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim),
+                         SHORT=short)
     walk = pick_walk("bwd", group, 64, head_dim)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     block_a2 = min(64, max(16, triton.next_power_of_2(w2)))
     return BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,
-                     ring_warps=8, WALK=walk)
+                     ring_warps=8, WALK=walk, SHORT=short)
 
 
 def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, smem: int) -> list:
