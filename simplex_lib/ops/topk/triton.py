@@ -35,7 +35,7 @@ program; the key/value gradients of a position are sums over every query that se
 arbitrary set), so they are accumulated with fp32 atomic adds into per-KV-head buffers (this
 also sums the GQA group). Unlike the windowed backward, the result is therefore not bitwise
 deterministic on a GPU, unless ``deterministic=True`` asks for partial rows per program and a
-second kernel that adds each key's rows in a fixed order (:func:`_slot_sums`).
+second kernel that adds each key's rows in a fixed order (``_slot_sums``).
 
 Names follow the windowed kernels' convention (``b_`` blocks, ``p_`` pointers, ``o_`` offsets,
 ``m_`` masks, ``i_`` program ids).
@@ -288,7 +288,7 @@ def _topk_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV
     inner loop). FLOPs (tensor cores): ``12 * B * Hq * N * D * kA * kB`` (six GEMMs per step).
     With ``PARTIAL`` the key/value gradients go instead to this row's own slots of partial
     buffers (``DK1``/``DV1`` ``[rows, kA, D]``, ``DK2``/``DV2`` ``[rows, kB, D]``, fp32, zeroed),
-    which :func:`_slot_sums` adds up in a fixed order (the deterministic path).
+    which ``_slot_sums`` adds up in a fixed order (the deterministic path).
     """
     o_d, m_d, o_q, o_kv, i_row, b_qs = _query_row(Q, stride_qb, stride_qn, stride_qh, stride_kb, stride_kh,
                                                   N, Hq, G, D, qk_scale, BLOCK_D)
@@ -539,7 +539,7 @@ def _packed_forward(q, k1, k2, v1, v2, ia, ib, scale):
 
 
 #: Bytes of the partial buffers one chunk of positions may hold on the deterministic path
-#: (:func:`_deterministic_chunks`): the backward runs chunk by chunk below this bound.
+#: (``_deterministic_chunks``): the backward runs chunk by chunk below this bound.
 DETERMINISTIC_CHUNK_BYTES = 1 << 30
 
 
@@ -556,7 +556,7 @@ def _slot_sums(part, keys, out, n_keys: int) -> None:
 
     ``part`` ``[E, D]`` fp32 partial rows, ``keys`` ``[E]`` int64 row of ``out`` each belongs to
     (``-1``: an empty slot), ``out`` ``[n_keys, D]`` fp32. A stable sort groups the slots by key
-    and :func:`_slot_sums_kernel` adds each group in order, so the result is the same on every
+    and ``_slot_sums_kernel`` adds each group in order, so the result is the same on every
     run (floating-point addition is not associative; atomics add in arrival order).
     """
     valid = keys >= 0
@@ -878,7 +878,7 @@ def topk_two_simplicial_attention_triton(q, k1, k2, v1, v2, idx, *, idx2=None, s
         with fp32 atomic adds (a key's gradient gathers over every query that selected it, an
         arbitrary set), whose order, and so whose last bits, vary from run to run. With
         ``deterministic=True`` every program writes its own partial rows instead and a second
-        kernel adds each key's rows in a fixed order (:func:`_slot_sums`), in chunks of positions
+        kernel adds each key's rows in a fixed order (``_slot_sums``), in chunks of positions
         whose partial buffers stay under :data:`DETERMINISTIC_CHUNK_BYTES`: more memory traffic,
         and extra memory up to that bound.
 

@@ -263,10 +263,10 @@ def _bwd_dq_short_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2, PV2,
     ``k`` that its rows see, ``[i0 - w2 + 1, i0 + POS)``, one at a time and,
     for each, the long window in ``BLOCK_N`` tiles (re-read from L2 for
     every ``k``), so that the key's gradient rows are complete when the
-    inner loop ends (:func:`_bwd_short_key_step`). It writes them to its own
+    inner loop ends (``_bwd_short_key_step``). It writes them to its own
     slots ``u = k - (i0 - w2 + 1)`` of the partial buffers ``PK2``, ``PV2``
     ``[B, Hkv, cdiv(N, POS), n_hblocks, POS + w2 - 1, D]`` (fp32, zeroed);
-    :func:`_short_sums_kernel` adds each key's slots in a fixed order. No
+    ``_short_sums_kernel`` adds each key's slots in a fixed order. No
     atomics: deterministic. FLOPs: ``8 * B * Hq * N * D * w1 * w2`` on tensor
     cores (four GEMMs per triple).
     """
@@ -744,8 +744,8 @@ def ring_size(w2: int) -> int:
 
 def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     """(dq, dk2, dv2) from the query-owned kernel that also forms the short
-    window's key gradients (:func:`_bwd_dq_short_kernel`), then the fixed-order
-    sum of their partial rows (:func:`_short_sums_kernel`).
+    window's key gradients (``_bwd_dq_short_kernel``), then the fixed-order
+    sum of their partial rows (``_short_sums_kernel``).
 
     Taken for tiles of several positions when ``cfg.SHORT == "fused"``
     (``$SIMPLEX_BWD_SHORT``). Extra memory: two fp32 partial buffers of
