@@ -410,7 +410,7 @@ def plot_gqa_grid(ax, records: list, mode: str = "fwd", *, D: int = 128, N: int 
     """
     recs = [r for r in select(records, group="kernel", mode=mode, D=D, N=N) if "tflops" in r]
     if not recs:
-        viz.label(ax, "query heads per KV head (GQA ratio)", "TFLOPS (tensor-core count)", f"{mode}, d = {D}")
+        viz.label(ax, "query heads per KV head", "TFLOPS (tensor-core count)", f"{mode}, d = {D}")
         _no_data(ax, f"{mode} shape grids at d = {D}")
         return 0
     ratios = sorted({_gqa(r) for r in recs})
@@ -429,7 +429,7 @@ def plot_gqa_grid(ax, records: list, mode: str = "fwd", *, D: int = 128, N: int 
                color=viz.PALETTE[_COLORS[i % len(_COLORS)]], label=f"{w1} x {w2}")
         bars += len(pts)
     ax.set_xticks(range(len(ratios)), [str(G) for G in ratios])
-    viz.label(ax, "query heads per KV head (GQA ratio)", "TFLOPS (tensor-core count)", f"{mode}, d = {D}")
+    viz.label(ax, "query heads per KV head", "TFLOPS (tensor-core count)", f"{mode}, d = {D}")
     if legend:
         ax.legend(fontsize=8, loc="upper left")
     return bars
