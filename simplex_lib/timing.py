@@ -250,10 +250,10 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
+    bwd = bwd_config(D, Hq // Hkv, w1, w2)
     return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
-                fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd_config(D, Hq // Hkv, w1, w2).WALK,
-                bwd_short=bwd_config(D, Hq // Hkv, w1, w2).SHORT)
+                fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd.WALK, bwd_short=bwd.SHORT)
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

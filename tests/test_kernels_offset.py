@@ -66,6 +66,20 @@ def test_walk_is_checked():
         FwdConfig(16, 16, 1, 1, WALK="diagonal")
 
 
+def _check_gradients(gen, B, N, Hq, Hkv, w1, w2):
+    """The kernel (fp32 under the interpreter) against float64 autograd of the reference: the
+    output and all five gradients, for random inputs of the given shape (D = 16)."""
+    from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
+    from simplex_lib.testing import assert_gradients_close
+
+    x = [torch.randn(B, N, Hq, 16, generator=gen, dtype=torch.float64)]
+    x += [torch.randn(B, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
+    assert_gradients_close(lambda *t: kernel(*t, w1=w1, w2=w2),
+                           lambda *t: reference(*t, w1=w1, w2=w2), x,
+                           names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
+                           generator=gen)
+
+
 @pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
     (1, 2, 2, 4, 2),      # a single token
     (13, 1, 1, 5, 3),     # MHA, a length that is not a multiple of the tile
@@ -75,17 +89,9 @@ def test_walk_is_checked():
     (12, 2, 2, 3, 9),     # w2 > w1: the interface swaps the sets
 ])
 def test_offset_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
-    from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
-    from simplex_lib.testing import assert_gradients_close
-
     monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "offset")
-    x = [torch.randn(2, N, Hq, 16, generator=gen, dtype=torch.float64)]
-    x += [torch.randn(2, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
-    assert_gradients_close(lambda *t: kernel(*t, w1=w1, w2=w2),
-                           lambda *t: reference(*t, w1=w1, w2=w2), x,
-                           names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
-                           generator=gen)
+    _check_gradients(gen, 2, N, Hq, Hkv, w1, w2)
 
 
 def test_backward_walk_is_checked(monkeypatch):
@@ -119,18 +125,9 @@ def test_position_walk_long_tiles_inside_every_window(gen, which, p):
 
 def test_position_walk_long_tiles_gradients(gen, monkeypatch):
     # the same tiling through the backward's dq and key-tile kernels
-    from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
-    from simplex_lib.testing import assert_gradients_close
-
     monkeypatch.setenv("SIMPLEX_FWD_WALK", "position")
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "position")
-    N, w1, w2 = 80, 48, 20
-    x = [torch.randn(1, N, 2, 16, generator=gen, dtype=torch.float64)]
-    x += [torch.randn(1, N, 2, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
-    assert_gradients_close(lambda *t: kernel(*t, w1=w1, w2=w2),
-                           lambda *t: reference(*t, w1=w1, w2=w2), x,
-                           names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
-                           generator=gen)
+    _check_gradients(gen, 1, 80, 2, 2, 48, 20)
 
 
 @pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
@@ -144,8 +141,6 @@ def test_fused_short_window_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
     # SIMPLEX_BWD_SHORT=fused: the dq kernel also forms dk2, dv2 (partial rows per program, summed
     # per key in a fixed order); every gradient against float64 autograd, both walks of the rest
     from simplex_lib.ops.two_simplicial import backward as kbwd
-    from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
-    from simplex_lib.testing import assert_gradients_close
 
     calls = []
     orig = kbwd.launch_dq_short
@@ -153,12 +148,7 @@ def test_fused_short_window_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
     monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
     for walk in ("position", "offset"):
         monkeypatch.setenv("SIMPLEX_BWD_WALK", walk)
-        x = [torch.randn(1, N, Hq, 16, generator=gen, dtype=torch.float64)]
-        x += [torch.randn(1, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
-        assert_gradients_close(lambda *t: kernel(*t, w1=w1, w2=w2),
-                               lambda *t: reference(*t, w1=w1, w2=w2), x,
-                               names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
-                               generator=gen)
+        _check_gradients(gen, 1, N, Hq, Hkv, w1, w2)
     assert calls, "the fused path did not run"
 
 

@@ -242,10 +242,22 @@ def _topk_packed_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
 
 
 @triton.jit
-def _add_private(P, b_x, m_x):
-    """``P += b_x`` where only this program ever touches ``P`` (a partial buffer's own slots):
-    a plain load and store, in program order, so the sum does not depend on scheduling."""
-    tl.store(P, tl.load(P, mask=m_x, other=0.0) + b_x, mask=m_x)
+def _key_grads_out(DK, DV, o_grad, o_part, b_dk, b_dv, m_x, PARTIAL: tl.constexpr,
+                   AGAIN: tl.constexpr):
+    """Hand over a block of key/value gradient rows: atomic adds at their rows ``o_grad`` of the
+    shared fp32 buffers, or with ``PARTIAL`` the program's own slots ``o_part`` of the partial
+    buffers, which no other program touches: stored, or with ``AGAIN`` (slots the program visits
+    more than once) added to by a plain load and store in program order, so that the sum does
+    not depend on scheduling."""
+    if PARTIAL:
+        if AGAIN:
+            b_dk += tl.load(DK + o_part, mask=m_x, other=0.0)
+            b_dv += tl.load(DV + o_part, mask=m_x, other=0.0)
+        tl.store(DK + o_part, b_dk, mask=m_x)
+        tl.store(DV + o_part, b_dv, mask=m_x)
+    else:
+        tl.atomic_add(DK + o_grad, b_dk, mask=m_x)
+        tl.atomic_add(DV + o_grad, b_dv, mask=m_x)
 
 
 @triton.jit
@@ -321,27 +333,16 @@ def _topk_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, DK2, DV
             b_dk1 = tl.dot(tl.trans(b_ds), b_a, input_precision=PREC)  # [BLOCK_A, BLOCK_D]
             b_dv1 = tl.dot(tl.trans(b_p.to(DT)), b_dov2, input_precision=PREC)  # [BLOCK_A, BLOCK_D]
             # `b_a` carried scale * log2(e); the key gradients want scale alone (x ln 2)
-            b_dk1 = b_dk1 * 0.6931471805599453
-            if PARTIAL:  # this row's slots a0.. (added to once per block of K2 rows)
-                o_pa = ((i_row * KA + a0 + tl.arange(0, BLOCK_A))[:, None] * D
-                        + o_d[None, :])  # [BLOCK_A, BLOCK_D]
-                _add_private(DK1 + o_pa, b_dk1, m_ra)
-                _add_private(DV1 + o_pa, b_dv1, m_ra)
-            else:
-                tl.atomic_add(DK1 + o_ra, b_dk1, mask=m_ra)
-                tl.atomic_add(DV1 + o_ra, b_dv1, mask=m_ra)
+            # this row's slots a0.. (added to once per block of K2 rows)
+            o_pa = (i_row * KA + a0 + tl.arange(0, BLOCK_A))[:, None] * D + o_d[None, :]
+            _key_grads_out(DK1, DV1, o_ra, o_pa, b_dk1 * 0.6931471805599453, b_dv1, m_ra,
+                           PARTIAL, True)
             b_qk1 = (b_k1.to(tl.float32) * b_qs[None, :]).to(DT)  # [BLOCK_A, BLOCK_D]
             b_dk2 += tl.dot(b_ds, b_qk1, input_precision=PREC)
             b_dv2 += tl.dot(b_p.to(DT), b_v1, input_precision=PREC) * b_do[None, :]
-        b_dk2 = b_dk2 * 0.6931471805599453
-        if PARTIAL:
-            o_pb = ((i_row * KB + b0 + tl.arange(0, BLOCK_B))[:, None] * D
-                    + o_d[None, :])  # [BLOCK_B, BLOCK_D]
-            tl.store(DK2 + o_pb, b_dk2, mask=m_rb)
-            tl.store(DV2 + o_pb, b_dv2, mask=m_rb)
-        else:
-            tl.atomic_add(DK2 + o_rb, b_dk2, mask=m_rb)
-            tl.atomic_add(DV2 + o_rb, b_dv2, mask=m_rb)
+        o_pb = (i_row * KB + b0 + tl.arange(0, BLOCK_B))[:, None] * D + o_d[None, :]
+        _key_grads_out(DK2, DV2, o_rb, o_pb, b_dk2 * 0.6931471805599453, b_dv2, m_rb,
+                       PARTIAL, False)
     tl.store(DQ + o_q + o_d, (b_dq * scale).to(DQ.dtype.element_ty), mask=m_d)
 
 
@@ -409,24 +410,14 @@ def _topk_packed_bwd_kernel(Q, K1, K2, V1, V2, IA, IB, DO, LSE, DELTA, DQ, DK1, 
             b_dk2 = tl.sum(b_dsk1 * b_qs, 0)
             b_dv2 = tl.sum(tl.dot(b_pt, b_v1, input_precision=PREC) * b_do, 0)
             # `b_qs` carried scale * log2(e); the key gradients want scale alone (x ln 2)
-            b_dk2 = b_dk2 * 0.6931471805599453
-            if PARTIAL:  # slot kb of this program's row, once per K1 tile
-                o_pl = (i_part * KB + kb) * D + o_d  # [BLOCK_D]
-                _add_private(DK2 + o_pl, b_dk2, m_l)
-                _add_private(DV2 + o_pl, b_dv2, m_l)
-            else:
-                tl.atomic_add(DK2 + o_l, b_dk2, mask=m_l)
-                tl.atomic_add(DV2 + o_l, b_dv2, mask=m_l)
+            # slot kb of this program's row, added to once per K1 tile
+            o_pl = (i_part * KB + kb) * D + o_d  # [BLOCK_D]
+            _key_grads_out(DK2, DV2, o_l, o_pl, b_dk2 * 0.6931471805599453, b_dv2, m_l,
+                           PARTIAL, True)
         m_ra = m_a[:, None] & m_d[None, :]
-        b_dk1 = b_dk1 * 0.6931471805599453
-        if PARTIAL:
-            o_pa = ((i_part * KA + a0 + tl.arange(0, BLOCK_A))[:, None] * D
-                    + o_d[None, :])  # [BLOCK_A, BLOCK_D]
-            tl.store(DK1 + o_pa, b_dk1, mask=m_ra)
-            tl.store(DV1 + o_pa, b_dv1, mask=m_ra)
-        else:
-            tl.atomic_add(DK1 + o_ra, b_dk1, mask=m_ra)
-            tl.atomic_add(DV1 + o_ra, b_dv1, mask=m_ra)
+        o_pa = (i_part * KA + a0 + tl.arange(0, BLOCK_A))[:, None] * D + o_d[None, :]
+        _key_grads_out(DK1, DV1, o_ra, o_pa, b_dk1 * 0.6931471805599453, b_dv1, m_ra,
+                       PARTIAL, False)
     tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty), mask=m_q)
 
 

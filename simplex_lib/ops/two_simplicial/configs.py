@@ -506,8 +506,7 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     Parameters
     ----------
     head_dim, group : int
-        ``D`` (the present choice does not depend on it) and query heads per KV head, which
-        picks the walk (:func:`pick_walk`).
+        ``D`` and query heads per KV head, which pick the walk (:func:`pick_walk`).
     w1, w2 : int
         The long and the short window.
 
