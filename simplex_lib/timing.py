@@ -44,6 +44,13 @@ SHAPE_GRID = dict(windows=((512, 32), (256, 64), (128, 128)), dims=(64, 128), gq
                   heads=(16, 32, 32, 64), seqlens=(8192,), tokens=16384)
 
 
+def _error_line(e: BaseException, limit: int = 300) -> str:
+    """A failed measurement's reason in one line: the type and the message's last line (a
+    Triton ``CompilationError`` puts the kernel source first and the cause last)."""
+    lines = str(e).strip().splitlines() or [""]
+    return f"{type(e).__name__}: {lines[-1][:limit]}"
+
+
 def record_meta(device=None) -> dict:
     """The ``"meta"`` of a benchmark record: :func:`simplex_lib.provenance.provenance` plus the
     FLOP convention the TFLOPS were computed with.
@@ -386,7 +393,7 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
             rec["group"] = impl
         except Exception as e:  # record and continue: one failing shape must not lose the run
             rec = dict(group=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
-                       error=repr(e)[:400])
+                       error=_error_line(e))
         records.append(rec)
         torch.cuda.empty_cache()
     return {"meta": record_meta(), "records": records}
@@ -403,7 +410,7 @@ def _bench_indexer(B, N, k, heads, dim, dtype, device="cuda") -> dict:
     try:
         ms, peak = time_and_peak_memory(lambda: (lambda: topk_indices(indexer_scores(qi, ki), k)))
     except Exception as e:  # keep the run going; the record says what failed
-        return {**rec, "error": repr(e)[:300]}
+        return {**rec, "error": _error_line(e)}
     F = indexer_flops(N, batch=B, indexer_heads=heads, indexer_dim=dim)
     return {**rec, "ms": ms, "tflops": F / ms / 1e9, "flops": F, "peak_extra_bytes": peak}
 
@@ -479,7 +486,7 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
                                          peak_extra_bytes=peak, **extra))
                     except Exception as e:  # keep the run going; the record says what failed
                         recs.append(dict(group=group, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D,
-                                         error=repr(e)[:300], **extra))
+                                         error=_error_line(e), **extra))
                     print(recs[-1], flush=True)
                     torch.cuda.empty_cache()
     return recs

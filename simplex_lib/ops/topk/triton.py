@@ -131,13 +131,14 @@ def _topk_fwd_kernel(Q, K1, K2, V1, V2, IA, IB, O, LSE,
     b_l = tl.zeros([], tl.float32)
     b_acc = tl.zeros([BLOCK_D], tl.float32)
     for b0 in range(0, KB, BLOCK_B):
-        b_k2, b_v2, m_b, _ = _gather(K2, V2, IB, i_row * KB + b0, tl.arange(0, BLOCK_B), KB - b0,
-                                     o_kv, stride_kn, o_d, m_d)
+        # the row offsets are unused here; distinct names, as the two blocks' shapes may differ
+        b_k2, b_v2, m_b, _o_rb = _gather(K2, V2, IB, i_row * KB + b0, tl.arange(0, BLOCK_B), KB - b0,
+                                         o_kv, stride_kn, o_d, m_d)
         b_a = (b_k2.to(tl.float32) * b_qs[None, :]).to(DT)  # [BLOCK_B, BLOCK_D]
         b_v2 = b_v2.to(tl.float32)
         for a0 in range(0, KA, BLOCK_A):
-            b_k1, b_v1, m_a, _ = _gather(K1, V1, IA, i_row * KA + a0, tl.arange(0, BLOCK_A), KA - a0,
-                                         o_kv, stride_kn, o_d, m_d)
+            b_k1, b_v1, m_a, _o_ra = _gather(K1, V1, IA, i_row * KA + a0, tl.arange(0, BLOCK_A),
+                                             KA - a0, o_kv, stride_kn, o_d, m_d)
             b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)  # [BLOCK_B, BLOCK_A]
             b_s = tl.where(m_b[:, None] & m_a[None, :], b_s, float("-inf"))
             # -- online softmax with one (scalar) maximum and normaliser for the row
