@@ -137,19 +137,21 @@ def test_position_walk_long_tiles_gradients(gen, monkeypatch):
     (5, 2, 2, 64, 64),     # windows longer than the sequence
     (1, 2, 1, 4, 3),       # N = 1
 ])
-def test_fused_short_window_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
-    # SIMPLEX_BWD_SHORT=fused: the dq kernel also forms dk2, dv2 (partial rows per program, summed
-    # per key in a fixed order); every gradient against float64 autograd, both walks of the rest
+@pytest.mark.parametrize("short", ["fused", "kv"])
+def test_short_window_paths_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, short):
+    # fused: the dq kernel also forms dk2, dv2 (partial rows per program, summed per key in a
+    # fixed order); kv: the key-tile kernel with the sets swapped. Every gradient against float64
+    # autograd, both walks of the rest.
     from simplex_lib.ops.two_simplicial import backward as kbwd
 
     calls = []
     orig = kbwd.launch_dq_short
     monkeypatch.setattr(kbwd, "launch_dq_short", lambda *a: calls.append(1) or orig(*a))
-    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", short)
     for walk in ("position", "offset"):
         monkeypatch.setenv("SIMPLEX_BWD_WALK", walk)
         _check_gradients(gen, 1, N, Hq, Hkv, w1, w2)
-    assert calls, "the fused path did not run"
+    assert bool(calls) == (short == "fused"), "the requested path did not run"
 
 
 def test_fused_short_path_is_checked(monkeypatch):
@@ -160,5 +162,20 @@ def test_fused_short_path_is_checked(monkeypatch):
     monkeypatch.setenv("SIMPLEX_BWD_SHORT", "both")
     with pytest.raises(ValueError, match="SIMPLEX_BWD_SHORT"):
         bwd_config(64, 1, 512, 32)
-    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
-    assert bwd_config(64, 1, 512, 32).SHORT == "fused"
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "kv")
+    assert bwd_config(64, 1, 512, 32).SHORT == "kv"
+
+
+def test_short_path_rule(monkeypatch):
+    # fused at D <= 64, and from BWD_FUSED_MIN_GROUP query heads per KV head at larger D; a
+    # GPU without the shared memory for the fused kernel falls back to the key-tile path
+    from simplex_lib.ops.two_simplicial.configs import BWD_FUSED_MIN_GROUP, bwd_configs, pick_short
+
+    monkeypatch.delenv("SIMPLEX_BWD_SHORT", raising=False)
+    assert [pick_short(g, 64) for g in (1, 4, 8)] == ["fused"] * 3
+    assert [pick_short(g, 128) for g in (1, 4, BWD_FUSED_MIN_GROUP)] == ["kv", "kv", "fused"]
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "auto")
+    assert pick_short(1, 128) == "kv"
+    cands = bwd_configs(64, 4, 512, 32, 2, 10**6)
+    assert [c.SHORT for c in cands[:3]] == ["fused", "fused", "kv"]
+    assert all(c.SHORT == "kv" for c in cands[3:])

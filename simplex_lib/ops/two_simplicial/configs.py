@@ -26,8 +26,8 @@ from triton.runtime.errors import OutOfResources
 
 __all__ = [
     "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D",
-    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "env_choice",
-    "pick_walk", "FwdConfig",
+    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "BWD_FUSED_MIN_GROUP", "env_choice",
+    "pick_short", "pick_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
     "dq_smem_bytes", "bwd_smem_bytes",
@@ -233,14 +233,57 @@ def env_choice(var: str, choices: tuple, default: str) -> str:
 
 
 #: How the backward forms the short window's key gradients for blocks of several positions:
-#: "kv" (the key-tile kernel with the sets swapped) or "fused" (the dq kernel forms them too; not
-#: yet measured on a GPU, so not the default). ``$SIMPLEX_BWD_SHORT`` picks one.
+#: "kv" (the key-tile kernel with the sets swapped) or "fused" (the dq kernel forms them too).
+#: ``$SIMPLEX_BWD_SHORT`` forces one; by default :func:`pick_short` chooses.
 BWD_SHORT_PATHS = ("kv", "fused")
+
+#: Query heads per KV head from which the fused short-window backward is the default at
+#: ``head_dim > 64`` (at ``head_dim <= 64`` it is the default at every group). Measured on the
+#: H200 at 512x32 (``benchmarks/results/h200/shapes_fused.json`` against ``shapes.json``):
+#: fused/kv time 0.72, 0.62, 0.54 at D 64 and groups 1, 4, 8; 1.34, 1.04, 0.92 at D 128, where
+#: the fused kernel spills about 440 registers.
+BWD_FUSED_MIN_GROUP = 8
 
 #: Per kernel family, the environment variable that forces a walk and the positions per tile
 #: from which the default ("auto") takes the offset walk, for D > 64 and for D <= 64.
 _WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS, FWD_OFFSET_MIN_POS_SMALL_D),
                "bwd": ("SIMPLEX_BWD_WALK", BWD_OFFSET_MIN_POS, BWD_OFFSET_MIN_POS)}
+
+
+def pick_short(group: int, head_dim: int) -> str:
+    """How a backward of several positions per tile forms the short window's key gradients:
+    what ``$SIMPLEX_BWD_SHORT`` forces, for measuring; by default ("auto") ``"fused"`` at
+    ``head_dim <= 64`` or from :data:`BWD_FUSED_MIN_GROUP` query heads per KV head, else
+    ``"kv"`` (:data:`BWD_SHORT_PATHS`).
+
+    Parameters
+    ----------
+    group : int
+        Query heads per KV head.
+    head_dim : int
+        ``D``.
+
+    Returns
+    -------
+    str
+        One of :data:`BWD_SHORT_PATHS`.
+
+    Raises
+    ------
+    ValueError
+        If the variable names no path (nor ``auto``).
+
+    Examples
+    --------
+    >>> [pick_short(g, 128) for g in (1, 4, 8)]
+    ['kv', 'kv', 'fused']
+    >>> [pick_short(g, 64) for g in (1, 4, 8)]
+    ['fused', 'fused', 'fused']
+    """
+    forced = env_choice("SIMPLEX_BWD_SHORT", BWD_SHORT_PATHS + ("auto",), "auto")
+    if forced != "auto":
+        return forced
+    return "fused" if head_dim <= 64 or group >= BWD_FUSED_MIN_GROUP else "kv"
 
 
 def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
@@ -396,10 +439,10 @@ class BwdConfig:
         (:data:`FWD_WALKS`; default ``"position"``).
     SHORT : str
         How blocks of several positions get the short window's key
-        gradients (:data:`BWD_SHORT_PATHS`): ``"kv"`` (default), the key-tile
-        kernel with the key sets swapped beside the dq kernel, or
-        ``"fused"``, the dq kernel that also forms them
-        (``launch_dq_short``).
+        gradients (:data:`BWD_SHORT_PATHS`): ``"kv"`` (the dataclass's
+        default), the key-tile kernel with the key sets swapped beside the
+        dq kernel, or ``"fused"``, the dq kernel that also forms them
+        (``launch_dq_short``). :func:`bwd_config` takes :func:`pick_short`.
     """
     BLOCK_M: int  # rows (position, head) per query block
     BLOCK_A: int  # key positions owned by one program of the key-tile kernel
@@ -519,14 +562,16 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     >>> bwd_config(128, 64, 512, 32).BLOCK_M  # doctest: +SKIP
     64
     """
-    short = env_choice("SIMPLEX_BWD_SHORT", BWD_SHORT_PATHS, "kv")
+    short = pick_short(group, head_dim)
     if interpreting():
         return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim),
                          SHORT=short)
     walk = pick_walk("bwd", group, 64, head_dim)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
-    block_a2 = min(64, max(16, triton.next_power_of_2(w2)))
+    # At w2 <= 32, 16 keys are faster still (the launch alone at D 128, 512x32, group 8: 73 ms
+    # against 82 at 32 keys, benchmarks/results/h200/kv2_sweep.json).
+    block_a2 = 16 if w2 <= 32 else min(64, triton.next_power_of_2(w2))
     return BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,
                      ring_warps=8, WALK=walk, SHORT=short)
 
@@ -536,8 +581,8 @@ def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, sm
 
     The first is :func:`bwd_config` with each kernel's block halved until that kernel's
     estimate fits ``smem`` (``BLOCK_A``/``BLOCK_A2`` for the key-tile kernel, ``BLOCK_N`` for
-    the dq kernel). The next ones, for :func:`launch_with_fallback`, leave out the ring kernel
-    and then halve every block once more each.
+    the dq kernel). The next ones, for :func:`launch_with_fallback`, leave out the ring kernel,
+    then the fused short-window path (if chosen), and then halve every block once more each.
 
     Parameters
     ----------
@@ -565,9 +610,13 @@ def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, sm
     cfg = shrink(cfg, "BLOCK_A", kv_fits)
     cfg = shrink(cfg, "BLOCK_A2", kv_fits)
     cfg = shrink(cfg, "BLOCK_N", lambda n: dq_smem_bytes(n, cfg.BLOCK_M, head_dim, elem_bytes) <= smem)
-    # Next: the same blocks without the ring kernel (its [R, D] tiles are not estimated), then
-    # every block halved in turn.
+    # Next: the same blocks without the ring kernel (its [R, D] tiles are not estimated), the
+    # key-tile path for the short window where the fused one was chosen (its kernel needs the
+    # most shared memory), then every block halved in turn.
     out = [cfg, dataclasses.replace(cfg, RING_MAX=0)]
+    if cfg.SHORT == "fused":
+        cfg = dataclasses.replace(cfg, RING_MAX=0, SHORT="kv")
+        out.append(cfg)
     while max(cfg.BLOCK_A, cfg.BLOCK_A2, cfg.BLOCK_N) > 16:
         cfg = dataclasses.replace(cfg, BLOCK_A=max(16, cfg.BLOCK_A // 2),
                                   BLOCK_A2=max(16, cfg.BLOCK_A2 // 2),
