@@ -1,10 +1,12 @@
-"""The top-k kernels compile for Hopper at every block shape their launchers can pick (CPU).
+"""The kernels compile for Hopper on the CPU (``tools/sm90.py``), and the compile's register and
+spill report matches the one recorded on the H200.
 
-The interpreter does not type-check loops, so a value whose block shape differs between the
-outer and inner loop failed only in the real compiler (on the H200, when ``BLOCK_A !=
-BLOCK_B``). ``tests/sm90.py`` compiles for sm_90 without a GPU, in a process of its own (the
-suite runs under ``TRITON_INTERPRET=1``).
+The interpreter does not type-check loops, so a value whose block shape differs between the outer
+and inner loop failed only in the real compiler (on the H200, the top-k row forward when
+``BLOCK_A != BLOCK_B``). The tool runs in a process of its own: the suite runs under
+``TRITON_INTERPRET=1``.
 """
+import json
 import os
 import subprocess
 import sys
@@ -14,13 +16,48 @@ import pytest
 
 pytest.importorskip("triton.backends.nvidia")
 
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "sm90.py"
+
+
+def _run(args, **kw):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, cwd=ROOT,
+                          timeout=900, **kw)
+
 
 def test_topk_kernels_compile_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    script = Path(__file__).with_name("sm90.py")
-    run = subprocess.run([sys.executable, str(script), "topk"], env=env, capture_output=True, text=True,
-                         cwd=script.parent.parent, timeout=900)
+    run = _run([str(TOOL), "topk"])
     lines = run.stdout.splitlines()
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
     assert any("x16x16" in n for n in lines) and any("x64x32" in n for n in lines)  # unequal blocks ran
     assert len(lines) >= 9 and all(n.startswith("ok") for n in lines)
+
+
+def test_cpu_compile_report_matches_the_h200_record():
+    # the fused short-window backward at GQA 8 (8 heads x 8 positions), as the H200 compiled it
+    rec = json.loads((ROOT / "benchmarks" / "results" / "h200" / "shapes_fused.json").read_text())
+    want = {c["constexprs"]["HEAD_DIM"]: c for c in rec["compiled"]
+            if c["kernel"] == "_bwd_dq_short_kernel" and c["constexprs"].get("GH") == 8}
+    code = (
+        "import json, sys; sys.path.insert(0, 'tools'); import sm90\n"
+        "from simplex_lib.ops.two_simplicial import backward as kb\n"
+        "out = {}\n"
+        "for d in (64, 128):\n"
+        "    meta = dict(HEAD_DIM=d, GH=8, POS=8, BLOCK_N=128, PREC='tf32')\n"
+        "    c = sm90.compile_sm90(kb._bwd_dq_short_kernel, meta, sm90.FUSED_POINTERS)\n"
+        "    out[d] = sm90.resources(c)\n"
+        "print(json.dumps(out))\n")
+    run = _run(["-c", code])
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = {int(k): v for k, v in json.loads(run.stdout).items()}
+    for d in (64, 128):
+        assert (want[d]["num_warps"], want[d]["num_stages"], want[d]["constexprs"]["BLOCK_N"]) == (4, 2, 128)
+        assert got[d] == {"regs": want[d]["n_regs"], "spills": want[d]["n_spills"],
+                          "shared": want[d]["shared_bytes"]}, (d, got[d], want[d])
+
+
+def test_tool_refuses_the_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    run = subprocess.run([sys.executable, str(TOOL), "topk"], env=env, capture_output=True, text=True)
+    assert run.returncode == 2 and "unset TRITON_INTERPRET" in run.stderr.splitlines()[-1]

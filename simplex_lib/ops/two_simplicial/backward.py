@@ -748,7 +748,7 @@ def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     sum of their partial rows (``_short_sums_kernel``).
 
     Taken for tiles of several positions when ``cfg.SHORT == "fused"``
-    (``$SIMPLEX_BWD_SHORT``). Extra memory: two fp32 partial buffers of
+    (the default rule of ``configs.pick_short``, or ``$SIMPLEX_BWD_SHORT``). Extra memory: two fp32 partial buffers of
     ``B * Hkv * cdiv(N, POS) * n_hblocks * (POS + w2 - 1) * D`` elements.
 
     Parameters
@@ -756,7 +756,8 @@ def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale
         As for :func:`launch_dq`.
     cfg : BwdConfig
-        Its ``BLOCK_M``, ``BLOCK_N``, warps and stages.
+        Its ``BLOCK_M``, ``BLOCK_N``, ``short_warps`` (or ``num_warps``) and
+        ``num_stages``.
 
     Returns
     -------
@@ -780,7 +781,7 @@ def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
         k1.stride(0), k1.stride(1), k1.stride(2),
         N, Hq, Hkv, G, w1, w2, scale * LOG2E, scale, rt.n_hblocks,
         HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N,
-        PREC=precision(q), num_warps=cfg.num_warps,
+        PREC=precision(q), num_warps=cfg.short_warps or cfg.num_warps,
         num_stages=cfg.num_stages,
     )
     _short_sums_kernel[(N, B * Hkv)](

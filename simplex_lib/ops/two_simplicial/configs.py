@@ -434,6 +434,8 @@ class BwdConfig:
         Pipeline depth of the key-tile kernel (default 0: ``num_stages``).
     ring_warps : int
         Warps of the ring kernel (default 0: ``num_warps``).
+    short_warps : int
+        Warps of the fused short-window kernel (default 0: ``num_warps``).
     WALK : str
         How the dq and key-tile kernels walk a block of several positions
         (:data:`FWD_WALKS`; default ``"position"``).
@@ -455,6 +457,7 @@ class BwdConfig:
     kv_stages: int = 0
     kv2_warps: int = 0  # warps of the key-tile kernel for the short window's set (0: kv_warps)
     ring_warps: int = 0  # warps of the ring kernel (0: as num_warps)
+    short_warps: int = 0  # warps of the fused short-window kernel (0: as num_warps)
     WALK: str = "position"  # one of FWD_WALKS, for blocks of several positions
     SHORT: str = "kv"  # one of BWD_SHORT_PATHS
 

@@ -1,0 +1,134 @@
+"""Compile the library's Triton kernels for Hopper (sm_90) on a machine without a GPU.
+
+The interpreter runs kernels as NumPy, so it misses what only the compiler sees: a loop-carried
+value whose block shape changes between iterations fails to compile, and a tile too large for
+the registers spills to local memory. This tool runs Triton's whole pipeline, front end to cubin,
+for chosen constexprs and launch settings, and reads the registers, spills and shared memory of
+the result with the ``cuobjdump`` that ships with Triton. Pointers and the int arguments that are
+multiples of 16 at run time are marked as such, as Triton's launcher marks them, so the numbers
+match a GPU compile (checked against the H200 record ``benchmarks/results/h200/shapes_fused.json``
+by ``tests/test_kernels_compile.py``).
+
+Run it in a process without ``TRITON_INTERPRET``::
+
+    python tools/sm90.py topk                  # the top-k kernels at every block shape
+    python tools/sm90.py fused --head-dim 128  # the fused short-window backward: warps x BLOCK_N
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+HOPPER = GPUTarget("cuda", 90, 32)
+
+# int arguments that are multiples of 16 at the benchmark shapes (strides of contiguous
+# [B, N, H, D] tensors, lengths, windows)
+DIVISIBLE = ("stride_qb", "stride_qn", "stride_qh", "stride_kb", "stride_kn", "stride_kh",
+             "N", "Hq", "W1", "W2")
+
+
+def compile_sm90(kernel, constexprs: dict, pointers: dict, *, num_warps: int = 4, num_stages: int = 2,
+                 divisible: tuple = DIVISIBLE):
+    """Compile ``kernel`` (a ``@triton.jit`` function) for sm_90; return the compiled kernel.
+
+    ``pointers`` maps every pointer argument to its Triton type (``"*bf16"``, ``"*fp32"``,
+    ``"*i32"``); other arguments are fp32 if their name has ``scale``, else int32. Constexprs
+    not given take their defaults. Pointers, and the int arguments named in ``divisible``, are
+    marked as multiples of 16. Raises what Triton raises (``CompilationError`` for front-end
+    errors).
+    """
+    const_names = {kernel.arg_names[i] for i in kernel.constexprs}
+    sig = {n: "constexpr" if n in const_names else pointers.get(n, "fp32" if "scale" in n else "i32")
+           for n in kernel.arg_names}
+    defaults = {p.name: p.default for p in kernel.params}
+    consts = {n: constexprs.get(n, defaults[n]) for n in const_names}
+    div16 = [(i,) for i, n in enumerate(kernel.arg_names)
+             if n not in const_names and (sig[n].startswith("*") or n in divisible)]
+    src = ASTSource(kernel, sig, constexprs=consts, attrs={k: [["tt.divisibility", 16]] for k in div16})
+    return triton.compile(src, target=HOPPER, options={"num_warps": num_warps, "num_stages": num_stages})
+
+
+def resources(compiled) -> dict:
+    """Registers per thread, spilled 32-bit words per thread (the local-memory stack frame / 4, as
+    Triton's ``n_spills``) and shared memory in bytes of a compiled kernel."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(compiled.asm["cubin"])
+        out = subprocess.run([str(tool), "--dump-resource-usage", str(path)], capture_output=True,
+                             text=True, check=True).stdout
+    regs, stack = (int(re.search(rf"{k}:(\d+)", out)[1]) for k in ("REG", "STACK"))
+    return {"regs": regs, "spills": stack // 4, "shared": compiled.metadata.shared}
+
+
+TOPK_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "O", "DO", "DQ"], "*bf16") | {
+    "IA": "*i32", "IB": "*i32", "LSE": "*fp32", "DELTA": "*fp32",
+    "DK1": "*fp32", "DK2": "*fp32", "DV1": "*fp32", "DV2": "*fp32"}
+FUSED_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "DO", "DQ"], "*bf16") | dict.fromkeys(
+    ["LSE", "DELTA", "PK2", "PV2"], "*fp32")
+
+
+def topk_cases():
+    """The top-k row kernels at every block shape ``_blocks`` gives for equal and unequal
+    selections and both head sizes: ``(name, kernel, constexprs, warps)``."""
+    from simplex_lib.ops.topk import triton as tk
+    shapes = [(128, 128, 128), (128, 32, 128), (16, 64, 64), (64, 64, 64), (100, 7, 128)]  # (kA, kB, D)
+    for bd, ba, bb in sorted({b for ka, kb, d in shapes for b in tk._blocks(ka, kb, d)}):
+        meta = dict(BLOCK_D=bd, BLOCK_A=ba, BLOCK_B=bb, PREC="tf32")
+        warps = 4 if bd <= 64 else 8  # as the launchers choose
+        yield f"fwd {bd}x{ba}x{bb}", tk._topk_fwd_kernel, meta, warps
+        for partial in (False, True):
+            yield f"bwd {bd}x{ba}x{bb} partial={partial}", tk._topk_bwd_kernel, meta | {"PARTIAL": partial}, warps
+
+
+def fused_report(head_dim: int, group: int, stages: int):
+    """Resources of the fused short-window backward kernel (``_bwd_dq_short_kernel``) at 4 and
+    8 warps and BLOCK_N 32, 64, 128, for one head size and GQA ratio (64-row tiles)."""
+    from simplex_lib.ops.two_simplicial import backward as kb
+    from simplex_lib.ops.two_simplicial.configs import row_tiling
+    rt = row_tiling(group, 64)
+    for warps in (4, 8):
+        for block_n in (32, 64, 128):
+            meta = dict(HEAD_DIM=head_dim, GH=rt.GH, POS=rt.POS, BLOCK_N=block_n, PREC="tf32")
+            c = compile_sm90(kb._bwd_dq_short_kernel, meta, FUSED_POINTERS, num_warps=warps, num_stages=stages)
+            r = resources(c)
+            print(f"D {head_dim} GQA {group} (GH {rt.GH}, POS {rt.POS}) warps {warps} BLOCK_N {block_n:3d} "
+                  f"stages {stages}: {r['regs']} registers, {r['spills']} spilled, {r['shared']} B shared")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python tools/sm90.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["topk", "fused"])
+    ap.add_argument("--head-dim", type=int, default=128, help="fused: D (default 128)")
+    ap.add_argument("--group", type=int, default=8, help="fused: query heads per KV head (default 8)")
+    ap.add_argument("--stages", type=int, default=2, help="fused: pipeline depth (default 2)")
+    a = ap.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET"):
+        ap.error("unset TRITON_INTERPRET: the kernels must be compiled, not interpreted")
+    if a.what == "fused":
+        if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
+            ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 63")
+        fused_report(a.head_dim, a.group, a.stages)
+        return
+    failed = 0
+    for name, kernel, meta, warps in topk_cases():
+        try:
+            compile_sm90(kernel, meta, TOPK_POINTERS, num_warps=warps, num_stages=1)
+            print(f"ok      {name}")
+        except Exception as e:  # report every failing shape, not just the first
+            failed += 1
+            print(f"FAILED  {name}: {str(e).strip().splitlines()[-1][:300]}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
