@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -106,3 +107,15 @@ def test_offline_assets_are_served_by_the_book():
         if "application/vnd.jupyter.widget-view+json" in text:
             assert re.search(r'src="[^"]*_static/widgets/embed-amd\.js', text), f"{name}: widgets JS not local"
             assert re.search(r'src="[^"]*_static/require/require\.js', text), f"{name}: require.js not local"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_shown_code_fits_the_column(name):
+    # every highlighted Python block of a chapter, its input cells and the library functions
+    # that `show_source` displays, fits the 88-column code box (a longer line wraps or scrolls)
+    blocks = re.findall(r'<div class="highlight-(?:python|ipython3)[^"]*"><div class="highlight"><pre>(.*?)</pre>',
+                        page(name), re.S)
+    assert blocks, f"{name}: no code blocks found (has the page's markup changed?)"
+    long = [line for b in blocks for line in html.unescape(re.sub(r"<[^>]+>", "", b)).splitlines()
+            if len(line) > 88]
+    assert not long, f"{name}: {len(long)} shown code lines over 88 columns, e.g. {long[:2]}"

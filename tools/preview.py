@@ -77,7 +77,9 @@ def shoot(html: Path, chapters: list[str], out: Path) -> None:
         for c in chapters:
             driver.get(f"http://127.0.0.1:{srv.server_port}/notebooks/{c}.html")
             height = driver.execute_script("return document.body.scrollHeight")
-            for k, y in enumerate(range(0, height, 950)):
+            # step by the visible height less a small overlap, so no line falls between two shots
+            step = driver.execute_script("return window.innerHeight") - 40
+            for k, y in enumerate(range(0, height, step)):
                 driver.execute_script(f"window.scrollTo(0, {y})")
                 driver.save_screenshot(str(shots / f"{c[:2]}-{k:02d}.png"))
             figs = driver.execute_script(_FIGURES_JS)

@@ -251,10 +251,11 @@ _WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS, FWD_OFFSET_MIN_PO
 
 
 def pick_short(group: int, head_dim: int) -> str:
-    """How a backward of several positions per tile forms the short window's key gradients:
-    what ``$SIMPLEX_BWD_SHORT`` forces, for measuring; by default ("auto") ``"fused"`` at
-    ``head_dim <= 64`` or from :data:`BWD_FUSED_MIN_GROUP` query heads per KV head, else
-    ``"kv"`` (:data:`BWD_SHORT_PATHS`).
+    """How a backward of several positions per tile forms the short window's
+    key gradients: what ``$SIMPLEX_BWD_SHORT`` forces, for measuring; by
+    default ("auto") ``"fused"`` at ``head_dim <= 64`` or from
+    :data:`BWD_FUSED_MIN_GROUP` query heads per KV head, else ``"kv"``
+    (:data:`BWD_SHORT_PATHS`).
 
     Parameters
     ----------
