@@ -66,17 +66,19 @@ def bits_per_byte(nats: float) -> float:
 def steady_throughput(run: dict, after_step: int | None = None) -> float:
     """Bytes (tokens) per second of training after warm-up.
 
-    The summary's own ``tokens_per_s`` divides all tokens by all training time, including the
-    first steps, where a GPU run compiles and autotunes its kernels. This rate is measured
-    between the log record at ``after_step`` (default: the first record) and the last one.
+    The summary's own ``tokens_per_s`` divides all tokens by all training time,
+    including the first steps, where a GPU run compiles and autotunes its kernels. This
+    rate is measured between the log record at ``after_step`` (default: the first
+    record) and the last one.
 
     Parameters
     ----------
     run : dict
-        A run summary with a ``log`` of records holding ``step``, ``tokens``, ``train_time_s``.
+        A run summary with a ``log`` of records holding ``step``, ``tokens``,
+        ``train_time_s``.
     after_step : int, optional
-        The rate starts at the first record whose step is at least this one. Default: the first
-        record.
+        The rate starts at the first record whose step is at least this one. Default:
+        the first record.
 
     Returns
     -------
@@ -97,11 +99,13 @@ def steady_throughput(run: dict, after_step: int | None = None) -> float:
     100.0
     """
     log = run["log"]
-    start = log[0] if after_step is None else next(r for r in log if r["step"] >= after_step)
+    start = (log[0] if after_step is None
+             else next(r for r in log if r["step"] >= after_step))
     end = log[-1]
     if end["step"] <= start["step"]:
         raise ValueError("the run has no log records after its warm-up")
-    return (end["tokens"] - start["tokens"]) / (end["train_time_s"] - start["train_time_s"])
+    return ((end["tokens"] - start["tokens"])
+            / (end["train_time_s"] - start["train_time_s"]))
 
 
 def warmup_seconds(run: dict) -> tuple:

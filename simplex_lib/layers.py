@@ -278,23 +278,26 @@ class TwoSimplicialAttention(nn.Module):
 
         Returns
         -------
-        Tensor ``[batch, seq, n_heads, head_dim]``, the value products ``v1_j * v2_k`` mixed by
-        the attention weights.
+        Tensor ``[batch, seq, n_heads, head_dim]``
+            The value products ``v1_j * v2_k`` mixed by the attention weights.
 
         Raises
         ------
         ValueError
-            If the tensors' shapes, dtypes or devices disagree (the backends' checks); with
-            ``backend="triton"``, also for inputs the kernel does not take (head_dim, dtype, a
-            CPU tensor without ``TRITON_INTERPRET=1``).
+            If the tensors' shapes, dtypes or devices disagree (the backends' checks);
+            with ``backend="triton"``, also for inputs the kernel does not take
+            (head_dim, dtype, a CPU tensor without ``TRITON_INTERPRET=1``).
         """
         if self.backend == "reference":
-            return reference_two_simplicial(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2, causal=True)
+            return reference_two_simplicial(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2,
+                                            causal=True)
         if self.backend == "triton":
-            # Imported here: Triton is an optional, heavy dependency that the other backends never need.
+            # Imported here: Triton is an optional, heavy dependency that the other
+            # backends never need.
             from .ops.two_simplicial.interface import two_simplicial_attention
 
-            return two_simplicial_attention(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2, scale=None)
+            return two_simplicial_attention(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2,
+                                            scale=None)
         return windowed_two_simplicial_attention(q, k1, k2, v1, v2, w1=self.w1, w2=self.w2)
 
     def forward(self, x, prev_qk=None):

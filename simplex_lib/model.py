@@ -42,7 +42,8 @@ INITS = ("gpt2", "torch")
 
 
 def simplicial_layer_ids(n_layer: int, every: int = 4) -> tuple:
-    """Indices ``l`` with ``(l + 1) % every == 0``: every ``every``-th block, counting from 1.
+    """Indices ``l`` with ``(l + 1) % every == 0``: every ``every``-th block, counting
+    from 1.
 
     Parameters
     ----------
@@ -68,7 +69,8 @@ def simplicial_layer_ids(n_layer: int, every: int = 4) -> tuple:
     (0, 1, 2)
     """
     if every < 1 or n_layer < 0:
-        raise ValueError(f"every must be >= 1 and n_layer >= 0, got every={every}, n_layer={n_layer}")
+        raise ValueError(f"every must be >= 1 and n_layer >= 0, "
+                         f"got every={every}, n_layer={n_layer}")
     return tuple(l for l in range(n_layer) if (l + 1) % every == 0)
 
 

@@ -81,12 +81,12 @@ def indexer_scores(q_index, k_index, weights=None, *, rule: str = "relu", scale=
 def topk_indices(scores, k: int) -> torch.Tensor:
     """Per query, the positions of the ``k`` best-scoring past keys (``-1`` padded).
 
-    Query ``i`` has only ``i + 1`` past keys (``j <= i``); when ``i + 1 < k`` its row holds all of
-    them followed by ``-1``. Future keys are never chosen, whatever their score. Equal scores go
-    to the earlier key (``torch.topk`` leaves ties to the implementation; the ReLU indexer scores
-    many keys exactly 0), so the selection is the same on every machine and in the browser's
-    explorer. Positions in a row are sorted in increasing order (the order does not matter to
-    attention).
+    Query ``i`` has only ``i + 1`` past keys (``j <= i``); when ``i + 1 < k`` its row
+    holds all of them followed by ``-1``. Future keys are never chosen, whatever their
+    score. Equal scores go to the earlier key (``torch.topk`` leaves ties to the
+    implementation; the ReLU indexer scores many keys exactly 0), so the selection is
+    the same on every machine and in the browser's explorer. Positions in a row are
+    sorted in increasing order (the order does not matter to attention).
 
     Parameters
     ----------
@@ -97,20 +97,23 @@ def topk_indices(scores, k: int) -> torch.Tensor:
 
     Returns
     -------
-    int64 Tensor ``[batch, seq, heads, k]`` (``heads = 1`` for 3-D scores); validity is ``idx >= 0``.
+    int64 Tensor ``[batch, seq, heads, k]``
+        ``heads = 1`` for 3-D scores; validity is ``idx >= 0``.
 
     Examples
     --------
     >>> s = torch.tensor([[[5., 0, 0], [1, 2, 0], [3, 1, 2]]])
     >>> topk_indices(s, 2)[0, :, 0].tolist()
     [[0, -1], [0, 1], [0, 2]]
-    >>> topk_indices(torch.zeros(1, 3, 3), 2)[0, 2, 0].tolist()  # a tie: the earlier keys
+    >>> # a tie: the earlier keys
+    >>> topk_indices(torch.zeros(1, 3, 3), 2)[0, 2, 0].tolist()
     [0, 1]
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an int >= 1, got {k!r}")
     if not isinstance(scores, torch.Tensor) or scores.dim() not in (3, 4):
-        raise ValueError("scores must be a Tensor [batch, seq_q, seq_k] or [batch, heads, seq_q, seq_k]")
+        raise ValueError("scores must be a Tensor [batch, seq_q, seq_k] or "
+                         "[batch, heads, seq_q, seq_k]")
     if scores.dim() == 3:
         scores = scores[:, None]
     B, H, N, M = scores.shape
@@ -124,7 +127,8 @@ def topk_indices(scores, k: int) -> torch.Tensor:
     lowest = torch.finfo(torch.float64).min
     key = torch.where(vis, past.clamp(min=lowest), torch.full_like(past, float("-inf")))
     kk = min(k, N)
-    top = torch.sort(key, dim=-1, descending=True, stable=True).indices[..., :kk]  # [B, H, N, kk]
+    order = torch.sort(key, dim=-1, descending=True, stable=True).indices
+    top = order[..., :kk]  # [B, H, N, kk]
     i = torch.arange(N, device=scores.device)[None, None, :, None]
     rank = torch.arange(kk, device=scores.device)
     valid = rank <= i  # query i has i + 1 past keys
@@ -136,13 +140,16 @@ def topk_indices(scores, k: int) -> torch.Tensor:
     return top.permute(0, 2, 1, 3).contiguous()
 
 
-def previous_layer_topk(q, k, topk: int, *, per_head: bool = False, scale=None) -> torch.Tensor:
-    """The shared-selection shortcut: pick the top-k keys from a dot-product layer's scores.
+def previous_layer_topk(q, k, topk: int, *, per_head: bool = False,
+                        scale=None) -> torch.Tensor:
+    """The shared-selection shortcut: pick the top-k keys from a dot-product layer's
+    scores.
 
-    The blog's variant does not run a separate indexer for K1 and K2: it ranks keys by the causal
-    attention of the preceding dot-product layer and uses the same ``k`` positions for both key
-    sets. With ``per_head=False`` the softmax weights are averaged over heads to one set per query;
-    with ``per_head=True`` each head keeps its own set.
+    The blog's variant does not run a separate indexer for K1 and K2: it ranks keys by
+    the causal attention of the preceding dot-product layer and uses the same ``k``
+    positions for both key sets. With ``per_head=False`` the softmax weights are
+    averaged over heads to one set per query; with ``per_head=True`` each head keeps its
+    own set.
 
     Parameters
     ----------
@@ -157,7 +164,8 @@ def previous_layer_topk(q, k, topk: int, *, per_head: bool = False, scale=None) 
 
     Returns
     -------
-    int64 Tensor ``[batch, seq, 1 or Hq, topk]`` with ``-1`` padding (see :func:`topk_indices`).
+    int64 Tensor ``[batch, seq, 1 or Hq, topk]``
+        With ``-1`` padding (see :func:`topk_indices`).
 
     Examples
     --------

@@ -119,9 +119,10 @@ def det_logits(q, k1, k2) -> torch.Tensor:
 def det_logits_sarrus(q, k1, k2) -> torch.Tensor:
     """Eq. 9 by Sarrus' rule: two plain trilinear einsums of cyclically shifted chunks.
 
-    Per chunk, ``det[a, b, c] = <a, b', c''> - <a, b'', c'>`` where ``x'`` rotates the chunk's
-    entries left by one (``(x1, x2, x0)``) and ``x''`` by two (``(x2, x0, x1)``), and
-    ``<a, b, c> = sum_m a_m b_m c_m`` is the plain trilinear form (the paper's eq. 8).
+    Per chunk, ``det[a, b, c] = <a, b', c''> - <a, b'', c'>`` where ``x'`` rotates the
+    chunk's entries left by one (``(x1, x2, x0)``) and ``x''`` by two
+    (``(x2, x0, x1)``), and ``<a, b, c> = sum_m a_m b_m c_m`` is the plain trilinear
+    form (the paper's eq. 8).
 
     Parameters
     ----------
@@ -146,7 +147,8 @@ def det_logits_sarrus(q, k1, k2) -> torch.Tensor:
         return torch.roll(_chunks(t), shifts=-s, dims=-1).flatten(-2)
 
     tri = "bihd,bjhd,bkhd->bhijk"
-    return torch.einsum(tri, q, shift(k1, 1), shift(k2, 2)) - torch.einsum(tri, q, shift(k1, 2), shift(k2, 1))
+    return (torch.einsum(tri, q, shift(k1, 1), shift(k2, 2))
+            - torch.einsum(tri, q, shift(k1, 2), shift(k2, 1)))
 
 
 def determinant_attention(q, k1, k2, v1, v2, *, w1=None, w2=None, causal: bool = True, scale=None) -> torch.Tensor:
@@ -313,11 +315,13 @@ def so3_rotations(positions, head_dim: int, *, base: float = 10000.0, axis=(1.0,
     return eye + s * G + (1 - c) * (G @ G)
 
 
-def rope_so3(x, positions=None, *, base: float = 10000.0, axis=(1.0, 1.0, 1.0)) -> torch.Tensor:
-    """Rotary encoding for determinant logits: rotate chunk ``l`` of token ``t`` by ``R_l(t)``.
+def rope_so3(x, positions=None, *, base: float = 10000.0,
+             axis=(1.0, 1.0, 1.0)) -> torch.Tensor:
+    """Rotary encoding for determinant logits: rotate chunk ``l`` of token ``t`` by
+    ``R_l(t)``.
 
-    Applied to ``q``, ``k1`` and ``k2``, it makes :func:`det_logits` depend on positions only
-    through the offsets ``(j - i, k - i)``:
+    Applied to ``q``, ``k1`` and ``k2``, it makes :func:`det_logits` depend on positions
+    only through the offsets ``(j - i, k - i)``:
     ``det[R(i) a, R(j) b, R(k) c] = det[a, R(j - i) b, R(k - i) c]``.
 
     Parameters

@@ -48,7 +48,8 @@ def _rotate_chunks(t: torch.Tensor, s: int) -> torch.Tensor:
 
 
 def det_trilinear_operands(q, k1, k2):
-    """Operands over ``2 * head_dim`` whose plain trilinear form equals the determinant logits.
+    """Operands over ``2 * head_dim`` whose plain trilinear form equals the determinant
+    logits.
 
     Parameters
     ----------

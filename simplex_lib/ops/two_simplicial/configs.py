@@ -70,7 +70,8 @@ class RowTiling:
 
 
 def row_tiling(group: int, block_m: int) -> RowTiling:
-    """Pack the ``group`` query heads that share a KV head into tiles of ``block_m`` rows.
+    """Pack the ``group`` query heads that share a KV head into tiles of
+    ``block_m`` rows.
 
     Parameters
     ----------

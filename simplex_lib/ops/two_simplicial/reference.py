@@ -60,7 +60,8 @@ def _check_windows(w1, w2, causal) -> tuple:
 
 
 def two_simplicial_logits(q, k1, k2, *, scale=None) -> torch.Tensor:
-    """The full trilinear logit tensor ``A[b, h, i, j, k] = s * sum_l q_il k1_jl k2_kl``.
+    """The full trilinear logit tensor
+    ``A[b, h, i, j, k] = s * sum_l q_il k1_jl k2_kl``.
 
     Materialises ``seq^3`` entries per head: for teaching and small inputs only.
 
@@ -82,7 +83,8 @@ def two_simplicial_logits(q, k1, k2, *, scale=None) -> torch.Tensor:
     """
     group = check_qkv(q, {"k1": k1, "k2": k2})
     s = default_scale(q.shape[-1], scale)
-    return torch.einsum("bihd,bjhd,bkhd->bhijk", q, expand_kv(k1, group), expand_kv(k2, group)) * s
+    k1, k2 = expand_kv(k1, group), expand_kv(k2, group)
+    return torch.einsum("bihd,bjhd,bkhd->bhijk", q, k1, k2) * s
 
 
 def two_simplicial_mask(n: int, *, w1=None, w2=None, causal: bool = True, device=None) -> torch.Tensor:

@@ -117,14 +117,15 @@ def count_tile(row_positions, k1_rows, k2_rows, w1: int, w2: int) -> TileWork:
     return TileWork(len(rows), len(k1), len(k2), len(rows) * len(k1) * len(k2), useful)
 
 
-def listing_tile(block_q: int, w1: int, w2: int, *, block_kv: int = 32, q_start: int | None = None,
-                 n: int | None = None) -> TileWork:
-    """Work of one tile of the paper's forward listing (sequence tiling, one head per tile).
+def listing_tile(block_q: int, w1: int, w2: int, *, block_kv: int = 32,
+                 q_start: int | None = None, n: int | None = None) -> TileWork:
+    """Work of one tile of the paper's forward listing (sequence tiling, one head per
+    tile).
 
-    The tile holds ``block_q`` consecutive positions ``[q_start, q_start + block_q)``. It walks
-    the first set one row at a time over ``[q_start - w1, q_start + block_q)`` and the second
-    set in blocks of ``block_kv`` rows starting at ``q_start - w2`` (both clipped to
-    ``[0, n)``; a block reaching past ``n`` is still computed in full).
+    The tile holds ``block_q`` consecutive positions ``[q_start, q_start + block_q)``.
+    It walks the first set one row at a time over ``[q_start - w1, q_start + block_q)``
+    and the second set in blocks of ``block_kv`` rows starting at ``q_start - w2`` (both
+    clipped to ``[0, n)``; a block reaching past ``n`` is still computed in full).
 
     Parameters
     ----------
@@ -150,7 +151,8 @@ def listing_tile(block_q: int, w1: int, w2: int, *, block_kv: int = 32, q_start:
     >>> t.k1_rows, t.k2_rows, round(t.masked_fraction, 3)
     (576, 96, 0.704)
     """
-    for name, v in (("block_q", block_q), ("w1", w1), ("w2", w2), ("block_kv", block_kv)):
+    sizes = (("block_q", block_q), ("w1", w1), ("w2", w2), ("block_kv", block_kv))
+    for name, v in sizes:
         _check_pos_int(name, v)
     if q_start is None:
         q_start = w1 + w2 + block_q
@@ -338,12 +340,13 @@ def listing_useful_fraction(block_q: int, w1: int, w2: int, *, block_kv: int = 3
 
 
 def online_softmax(scores: torch.Tensor, values: torch.Tensor, block: int):
-    """Softmax-weighted sum computed block by block, as a FlashAttention-style kernel does.
+    """Softmax-weighted sum computed block by block, as a FlashAttention-style kernel
+    does.
 
-    Walks the last axis of ``scores`` in blocks, keeping per row a running maximum ``m``, a
-    running normaliser ``l`` (sum of ``exp(s - m)``) and an unnormalised accumulator; when the
-    maximum grows, the old ``l`` and accumulator are rescaled by ``exp(m_old - m_new)``.
-    Entries equal to ``-inf`` are masked.
+    Walks the last axis of ``scores`` in blocks, keeping per row a running maximum
+    ``m``, a running normaliser ``l`` (sum of ``exp(s - m)``) and an unnormalised
+    accumulator; when the maximum grows, the old ``l`` and accumulator are rescaled by
+    ``exp(m_old - m_new)``. Entries equal to ``-inf`` are masked.
 
     Parameters
     ----------
@@ -359,9 +362,11 @@ def online_softmax(scores: torch.Tensor, values: torch.Tensor, block: int):
 
     Examples
     --------
-    >>> s, v = torch.randn(3, 10, dtype=torch.float64), torch.randn(10, 4, dtype=torch.float64)
+    >>> s = torch.randn(3, 10, dtype=torch.float64)
+    >>> v = torch.randn(10, 4, dtype=torch.float64)
     >>> out, lse = online_softmax(s, v, block=4)
-    >>> torch.allclose(out, torch.softmax(s, -1) @ v), torch.allclose(lse, s.logsumexp(-1))
+    >>> (torch.allclose(out, torch.softmax(s, -1) @ v),
+    ...  torch.allclose(lse, s.logsumexp(-1)))
     (True, True)
     """
     _check_pos_int("block", block)
@@ -374,7 +379,8 @@ def online_softmax(scores: torch.Tensor, values: torch.Tensor, block: int):
     for c in range(0, scores.shape[1], block):
         s = scores[:, c:c + block]
         m_new = torch.maximum(m, s.max(-1).values)
-        safe = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)  # all-masked rows
+        # all-masked rows
+        safe = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
         alpha = torch.exp(m - safe)
         p = torch.exp(s - safe[:, None])
         l = l * alpha + p.sum(-1)  # noqa: E741
