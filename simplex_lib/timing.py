@@ -399,20 +399,28 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
     return {"meta": record_meta(), "records": records}
 
 
-def _bench_indexer(B, N, k, heads, dim, dtype, device="cuda") -> dict:
-    """One ``"topk-indexer"`` record: scores of every past key and the top-``k`` selection."""
+def _bench_indexer(B, N, k, heads, dim, dtype, device="cuda") -> list:
+    """Two records of the indexer (scores of every past key and the top-``k`` selection):
+    ``"topk-indexer"``, the reference path of :mod:`simplex_lib.selection` (all ``n^2`` scores,
+    then a sort), and ``"topk-indexer-fused"``, the fused kernel
+    :func:`simplex_lib.ops.topk.indexer.indexer_topk_triton`."""
+    from simplex_lib.ops.topk.indexer import indexer_topk_triton
     from simplex_lib.selection import indexer_scores, topk_indices
 
-    rec = dict(group="topk-indexer", mode="fwd", B=B, N=N, k=k, indexer_heads=heads, indexer_dim=dim,
-               dtype=str(dtype))
     qi = torch.randn(B, N, heads, dim, device=device, dtype=dtype)
     ki = torch.randn(B, N, 1, dim, device=device, dtype=dtype)
-    try:
-        ms, peak = time_and_peak_memory(lambda: (lambda: topk_indices(indexer_scores(qi, ki), k)))
-    except Exception as e:  # keep the run going; the record says what failed
-        return {**rec, "error": _error_line(e)}
     F = indexer_flops(N, batch=B, indexer_heads=heads, indexer_dim=dim)
-    return {**rec, "ms": ms, "tflops": F / ms / 1e9, "flops": F, "peak_extra_bytes": peak}
+    out = []
+    for group, f in (("topk-indexer", lambda: topk_indices(indexer_scores(qi, ki), k)),
+                     ("topk-indexer-fused", lambda: indexer_topk_triton(qi, ki, k))):
+        rec = dict(group=group, mode="fwd", B=B, N=N, k=k, indexer_heads=heads, indexer_dim=dim,
+                   dtype=str(dtype))
+        try:
+            ms, peak = time_and_peak_memory(lambda: f)
+            out.append({**rec, "ms": ms, "tflops": F / ms / 1e9, "flops": F, "peak_extra_bytes": peak})
+        except Exception as e:  # keep the run going; the record says what failed
+            out.append({**rec, "error": _error_line(e)})
+    return out
 
 
 def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 32))), tokens=8192,
@@ -436,10 +444,12 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
     modes : sequence of str, default ``("fwd", "bwd")``
     dtype : torch.dtype, default ``torch.bfloat16``
     indexer_heads, indexer_dim : int, default 4 and 32
-        The DSA-style indexer timed per length (group ``"topk-indexer"``): ReLU scores of every
-        past key (:func:`simplex_lib.selection.indexer_scores`) and the selection of the largest
-        ``k`` (:func:`simplex_lib.selection.topk_indices`), counted with
-        :func:`simplex_lib.cost.indexer_flops`.
+        The DSA-style indexer timed per length: ReLU scores of every past key and the
+        selection of the largest ``k``, by the reference path
+        (:func:`simplex_lib.selection.indexer_scores`, then
+        :func:`simplex_lib.selection.topk_indices`; group ``"topk-indexer"``) and by the fused
+        kernel (:func:`simplex_lib.ops.topk.indexer.indexer_topk_triton`; group
+        ``"topk-indexer-fused"``), both counted with :func:`simplex_lib.cost.indexer_flops`.
 
     Returns
     -------
@@ -457,8 +467,9 @@ def bench_topk(seqlens=(2048, 4096, 8192), pairs=((128, (512, 32)), (64, (128, 3
     for N in seqlens:
         B = max(1, tokens // N)
         xs = [torch.randn(B, N, h, D, device="cuda", dtype=dtype) for h in (Hq, Hkv, Hkv, Hkv, Hkv)]
-        recs.append(_bench_indexer(B, N, max(k for k, _ in pairs), indexer_heads, indexer_dim, dtype))
-        print(recs[-1], flush=True)
+        for rec in _bench_indexer(B, N, max(k for k, _ in pairs), indexer_heads, indexer_dim, dtype):
+            recs.append(rec)
+            print(rec, flush=True)
         for k, (w1, w2) in pairs:
             idx = random_causal_topk(B, N, 1, k)
             # one selection per query head, drawn 8 heads at a time (the scores are [B, H, N, N])

@@ -88,6 +88,10 @@ def test_indexer_record(monkeypatch):
     calls = []
     monkeypatch.setattr(timing, "time_and_peak_memory",
                         lambda make_fn, repeats=1: (calls.append(make_fn()()) or 2.0, 64))
-    rec = timing._bench_indexer(1, 12, 5, 4, 8, torch.float32, device="cpu")
-    assert calls[0].shape == (1, 12, 1, 5) and rec["group"] == "topk-indexer" and rec["ms"] == 2.0
-    assert rec["flops"] == 4 * 8 * 12 ** 2 and rec["tflops"] == rec["flops"] / 2.0 / 1e9
+    recs = timing._bench_indexer(1, 12, 5, 4, 8, torch.float32, device="cpu")
+    # the reference path and the fused kernel, on the same inputs: the same selection
+    assert [r["group"] for r in recs] == ["topk-indexer", "topk-indexer-fused"]
+    assert calls[0].shape == calls[1].shape == (1, 12, 1, 5) and torch.equal(calls[0], calls[1])
+    for rec in recs:
+        assert rec["ms"] == 2.0 and rec["flops"] == 4 * 8 * 12 ** 2
+        assert rec["tflops"] == rec["flops"] / 2.0 / 1e9

@@ -72,14 +72,16 @@ def resources(compiled) -> dict:
 
 TOPK_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "O", "DO", "DQ"], "*bf16") | {
     "IA": "*i32", "IB": "*i32", "LSE": "*fp32", "DELTA": "*fp32",
-    "DK1": "*fp32", "DK2": "*fp32", "DV1": "*fp32", "DV2": "*fp32"}
+    "DK1": "*fp32", "DK2": "*fp32", "DV1": "*fp32", "DV2": "*fp32",
+    "QI": "*bf16", "KI": "*bf16", "W": "*fp32", "IDX": "*i64"}
 FUSED_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "DO", "DQ"], "*bf16") | dict.fromkeys(
     ["LSE", "DELTA", "PK2", "PV2"], "*fp32")
 
 
 def topk_cases():
     """The top-k row kernels at every block shape ``_blocks`` gives for equal and unequal
-    selections and both head sizes: ``(name, kernel, constexprs, warps)``."""
+    selections and both head sizes, and the fused indexer: ``(name, kernel, constexprs,
+    warps)``."""
     from simplex_lib.ops.topk import triton as tk
     shapes = [(128, 128, 128), (128, 32, 128), (16, 64, 64), (64, 64, 64), (100, 7, 128)]  # (kA, kB, D)
     for bd, ba, bb in sorted({b for ka, kb, d in shapes for b in tk._blocks(ka, kb, d)}):
@@ -88,6 +90,11 @@ def topk_cases():
         yield f"fwd {bd}x{ba}x{bb}", tk._topk_fwd_kernel, meta, warps
         for partial in (False, True):
             yield f"bwd {bd}x{ba}x{bb} partial={partial}", tk._topk_bwd_kernel, meta | {"PARTIAL": partial}, warps
+    from simplex_lib.ops.topk import indexer as ix
+    # the fused indexer: the small indexer and DeepSeek's (64 heads of 128), both k ranges
+    for hi, bd, bq, kp2 in ((4, 32, 32, 64), (4, 32, 16, 128), (64, 128, 16, 256)):
+        meta = dict(HI=hi, BLOCK_D=bd, BLOCK_Q=bq, K_P2=kp2, PREC="tf32", NONE=ix.NO_KEY)
+        yield f"indexer {hi}x{bd} BLOCK_Q {bq} K {kp2}", ix._indexer_topk_kernel, meta, 4
 
 
 def fused_report(head_dim: int, group: int, stages: int):

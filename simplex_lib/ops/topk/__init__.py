@@ -4,6 +4,8 @@
 - :mod:`.triton`     the Triton kernels (forward and backward) behind
   :func:`topk_two_simplicial_attention_triton`, loaded on first use so that importing the
   reference never imports Triton.
+- :mod:`.indexer`    a fused lightning indexer (ReLU scores and the top-k selection in one Triton
+  kernel, ``O(seq * k)`` memory), :func:`~.indexer.indexer_topk_triton`.
 
 Selections (which keys each query keeps) come from :mod:`simplex_lib.selection`; they are
 validated by :func:`simplex_lib.masks.check_topk_index`.
