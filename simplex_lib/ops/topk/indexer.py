@@ -41,10 +41,11 @@ NO_KEY = -(2 ** 63)
 
 @triton.jit
 def _sort_keys(b_s, o_k):
-    """int64 keys whose order is (score, then earlier position) for scores ``b_s`` (fp32)
-    of key positions ``o_k``: the IEEE bits as a signed integer, with the magnitude bits of
-    negative floats inverted so that integer order is float order, in the high 32 bits;
-    ``2^32 - 1 - j`` in the low 32 bits. Every key is above :data:`NO_KEY`."""
+    """int64 keys whose order is (score, then earlier position) for scores
+    ``b_s`` (fp32) of key positions ``o_k``: in the high 32 bits the IEEE bits
+    as a signed integer, with the magnitude bits of negative floats inverted so
+    that integer order is float order; in the low 32 bits ``2^32 - 1 - j``.
+    Every key is above :data:`NO_KEY`."""
     b_s = tl.where(b_s == 0.0, 0.0, b_s)  # -0.0 and 0.0 are one score
     bits = b_s.to(tl.int32, bitcast=True)
     ordered = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
