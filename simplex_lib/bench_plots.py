@@ -32,6 +32,7 @@ __all__ = [
     "provenance",
     "flat_records",
     "select",
+    "time_ratios",
     "pair_sdpa",
     "plot_tflops_vs_seqlen",
     "plot_windows",
@@ -526,6 +527,43 @@ def plot_topk_vs_window(ax, records: list, mode: str = "fwd") -> int:
     else:
         _no_data(ax, f"{mode} top-k timings")
     return n
+
+
+def time_ratios(records: list, group: str, mode: str, k: int, base: str = "window-kernel") -> list:
+    """Time of ``group`` over time of ``base`` at ``k^2`` pairs per query, one ratio per
+    ``(group, base)`` pair of records with the same batch and length (the top-k benchmark's
+    comparison at equal arithmetic).
+
+    A record is at ``k`` when its field ``k`` equals ``k`` (top-k groups) or its windows have
+    ``w1 * w2 = k^2`` (window groups); records without ``ms`` are left out.
+
+    Parameters
+    ----------
+    records : list of dict
+        Records of the top-k benchmark (:func:`simplex_lib.timing.bench_topk`).
+    group, base : str
+        The timed group and the one it is divided by.
+    mode : str
+        ``"fwd"`` or ``"bwd"``.
+    k : int
+        Selected keys per query (``k^2`` pairs).
+
+    Returns
+    -------
+    list of float
+
+    Examples
+    --------
+    >>> recs = [dict(group="topk-kernel", mode="fwd", B=1, N=64, k=8, ms=3.0),
+    ...         dict(group="window-kernel", mode="fwd", B=1, N=64, w1=16, w2=4, ms=2.0)]
+    >>> time_ratios(recs, "topk-kernel", "fwd", 8)
+    [1.5]
+    """
+    def at(g):
+        return [r for r in select(records, group=g, mode=mode)
+                if "ms" in r and (r.get("k") == k or r.get("w1", 0) * r.get("w2", 0) == k * k)]
+
+    return [t["ms"] / b["ms"] for t in at(group) for b in at(base) if (t["B"], t["N"]) == (b["B"], b["N"])]
 
 
 def summary_rows(records: list, groups=("kernel", "sdpa"), modes=("fwd", "bwd", "fwdbwd"), windows=None) -> list:

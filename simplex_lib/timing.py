@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from triton.testing import do_bench
 
 from simplex_lib.ops.topk.triton import topk_dispatch, topk_two_simplicial_attention_triton
+from simplex_lib.ops.two_simplicial.backward import short_window_path
 from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
 from simplex_lib.cost import dot_flops, equal_cost_dot_length, indexer_flops, topk_flops, windowed_flops
@@ -249,8 +250,9 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     dict with the shape, ``impl``, ``mode``, ``dtype``, ``ms``, ``tflops``, ``flops`` (from
     :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes``, ``us_per_token`` and
     ``fwd_walk`` and ``bwd_walk`` (the walks the shape's launches take,
-    :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`) and ``bwd_short`` (how tiles of
-    several positions get the short window's key gradients, ``BwdConfig.SHORT``); with ``repeats > 1``
+    :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`) and ``bwd_short`` (the kernels
+    that give the short window's key gradients, ``"ring"``, ``"fused"`` or ``"kv"``,
+    :func:`simplex_lib.ops.two_simplicial.backward.short_window_path`); with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
     """
     attn = two_simplicial_attention if impl == "kernel" else reference_attention
@@ -260,7 +262,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     bwd = bwd_config(D, Hq // Hkv, w1, w2)
     return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
-                fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd.WALK, bwd_short=bwd.SHORT)
+                fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd.WALK,
+                bwd_short=short_window_path(Hq // Hkv, D, min(w1, w2), bwd))
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

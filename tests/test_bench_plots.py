@@ -223,3 +223,17 @@ def test_per_token_crossover():
     a = bp.slope_through_origin([(1000, 1.0), (2000, 2.0)])
     fig, ax = new_figure()
     assert bp.plot_per_token(ax, [(1000, 1.0), (2000, 2.0)], a, 3.0, what="forward") == pytest.approx(3000)
+
+
+def test_time_ratios_pair_equal_arithmetic_and_shape():
+    from simplex_lib.bench_plots import time_ratios
+
+    recs = [dict(group="topk-kernel", mode="fwd", B=B, N=N, k=16, ms=ms)
+            for B, N, ms in ((1, 512, 6.0), (2, 256, 4.0))]
+    recs += [dict(group="window-kernel", mode="fwd", B=B, N=N, w1=64, w2=4, ms=ms)   # 16^2 pairs
+             for B, N, ms in ((1, 512, 3.0), (2, 256, 2.0))]
+    recs += [dict(group="window-kernel", mode="fwd", B=1, N=512, w1=32, w2=4, ms=1.0),  # other k
+             dict(group="window-kernel", mode="bwd", B=1, N=512, w1=64, w2=4, ms=9.0),  # other mode
+             dict(group="topk-kernel", mode="fwd", B=1, N=512, k=16, error="x")]        # no timing
+    assert sorted(time_ratios(recs, "topk-kernel", "fwd", 16)) == [2.0, 2.0]
+    assert time_ratios(recs, "topk-kernel", "bwd", 16) == []

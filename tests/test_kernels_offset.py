@@ -179,3 +179,15 @@ def test_short_path_rule(monkeypatch):
     cands = bwd_configs(64, 4, 512, 32, 2, 10**6)
     assert [c.SHORT for c in cands[:3]] == ["fused", "fused", "kv"]
     assert all(c.SHORT == "kv" for c in cands[3:])
+
+
+def test_short_window_path_is_the_dispatch():
+    from simplex_lib.ops.two_simplicial.backward import ring_size, short_window_path
+    from simplex_lib.ops.two_simplicial.configs import BwdConfig
+
+    cfg = BwdConfig(64, 128, 128, 16, 4, 2, SHORT="fused")
+    assert short_window_path(64, 128, 32, cfg) == "ring"             # one position per block
+    assert short_window_path(8, 128, 32, cfg) == "fused"             # several positions
+    assert short_window_path(8, 128, 32, BwdConfig(64, 128, 128, 16, 4, 2)) == "kv"
+    too_big = 2 * cfg.RING_MAX // ring_size(32)                      # the ring would not fit
+    assert short_window_path(64, too_big, 32, cfg) == "kv"           # POS 1: never fused

@@ -572,6 +572,22 @@ def _key_rows(idx, N: int, Hkv: int, G: int) -> torch.Tensor:
     return torch.where(idx >= 0, rows, -1)
 
 
+def _chunk_args(q, k1, k2, v1, v2, ia, ib, do, lse, delta, dq, n0: int, n1: int) -> list:
+    """The backward kernels' tensor arguments for positions ``[n0, n1)``: views of ``q``,
+    ``do``, ``dq`` (the kernels take their strides), contiguous slices of the selections,
+    ``lse`` and ``delta``, and the whole key/value tensors."""
+    return [q[:, n0:n1], k1, k2, v1, v2, ia[:, n0:n1].contiguous(), ib[:, n0:n1].contiguous(),
+            do[:, n0:n1], lse[:, n0:n1].contiguous(), delta[:, n0:n1].contiguous(), dq[:, n0:n1]]
+
+
+def _add_partials(parts, rows_a, rows_b, grads, n_keys: int) -> None:
+    """Add the partial rows of ``dk1, dk2, dv1, dv2`` (``parts``, in that order) into
+    ``grads``: the first set's slots belong to the key rows ``rows_a``, the second's to
+    ``rows_b`` (:func:`_slot_sums`, a fixed order)."""
+    for part, grad, rows in zip(parts, grads, (rows_a, rows_b, rows_a, rows_b)):
+        _slot_sums(part.view(-1, grad.shape[-1]), rows, grad.view(-1, grad.shape[-1]), n_keys)
+
+
 def _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, deterministic=False):
     B, N, Hq, D = q.shape
     Hkv = k1.shape[2]
@@ -583,9 +599,7 @@ def _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, deterministic=False)
     def run(blocks, n0, n1, grads):
         bd, ba, bb = blocks
         n = n1 - n0
-        # a chunk of positions: views of q, do, dq (their strides), contiguous copies of the rest
-        args = [q[:, n0:n1], k1, k2, v1, v2, ia[:, n0:n1].contiguous(), ib[:, n0:n1].contiguous(),
-                do[:, n0:n1], lse[:, n0:n1].contiguous(), delta[:, n0:n1].contiguous(), dq[:, n0:n1]]
+        args = _chunk_args(q, k1, k2, v1, v2, ia, ib, do, lse, delta, dq, n0, n1)
         if deterministic:
             parts = [torch.zeros(B * n * Hq, kk, D, device=q.device, dtype=torch.float32)
                      for kk in (KA, KB, KA, KB)]
@@ -598,8 +612,7 @@ def _backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, deterministic=False)
         )
         if deterministic:
             rows = [_key_rows(args[i], N, Hkv, G).view(-1) for i in (5, 6)]
-            for part, grad, r in zip(parts, grads, (rows[0], rows[1], rows[0], rows[1])):
-                _slot_sums(part.view(-1, D), r, grad.view(-1, D), B * N * Hkv)
+            _add_partials(parts, *rows, grads, B * N * Hkv)
 
     def launch(blocks):
         grads = [torch.zeros(k1.shape, device=q.device, dtype=torch.float32) for _ in range(4)]
@@ -642,8 +655,7 @@ def _packed_backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, deterministic
         bd, gh, ba = blocks
         n_hblocks = triton.cdiv(G, gh)
         n = n1 - n0
-        args = [q[:, n0:n1], k1, k2, v1, v2, ia[:, n0:n1].contiguous(), ib[:, n0:n1].contiguous(),
-                do[:, n0:n1], lse[:, n0:n1].contiguous(), delta[:, n0:n1].contiguous(), dq[:, n0:n1]]
+        args = _chunk_args(q, k1, k2, v1, v2, ia, ib, do, lse, delta, dq, n0, n1)
         if deterministic:
             parts = [torch.zeros(B * n * Hkv * n_hblocks, kk, D, device=q.device, dtype=torch.float32)
                      for kk in (KA, KB, KA, KB)]
@@ -657,8 +669,7 @@ def _packed_backward(do, q, k1, k2, v1, v2, ia, ib, o, lse, scale, deterministic
         if deterministic:  # every head block of a position has its own partial row
             rows = [_key_rows(args[i], N, Hkv, 1).unsqueeze(3).expand(-1, -1, -1, n_hblocks, -1)
                     .reshape(-1) for i in (5, 6)]
-            for part, grad, r in zip(parts, grads, (rows[0], rows[1], rows[0], rows[1])):
-                _slot_sums(part.view(-1, D), r, grad.view(-1, D), B * N * Hkv)
+            _add_partials(parts, *rows, grads, B * N * Hkv)
 
     def launch(blocks):
         grads = [torch.zeros(k1.shape, device=q.device, dtype=torch.float32) for _ in range(4)]

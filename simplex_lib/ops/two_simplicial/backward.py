@@ -38,8 +38,9 @@ from .configs import (bwd_configs, interpreting, launch_with_fallback,
 from .forward import (LOG2E, precision, tile_program, tile_range, tile_rows,
                       window_mask)
 
-__all__ = ["compute_delta", "launch_dq", "launch_dq_short", "launch_kv", "ring_size",
-           "use_ring", "launch_ring", "backward"]
+__all__ = ["compute_delta", "launch_dq", "launch_dq_short", "launch_kv",
+           "ring_size", "use_ring", "short_window_path", "launch_ring",
+           "backward"]
 
 
 @triton.jit
@@ -747,8 +748,9 @@ def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     window's key gradients (``_bwd_dq_short_kernel``), then the fixed-order
     sum of their partial rows (``_short_sums_kernel``).
 
-    Taken for tiles of several positions when ``cfg.SHORT == "fused"``
-    (the default rule of ``configs.pick_short``, or ``$SIMPLEX_BWD_SHORT``). Extra memory: two fp32 partial buffers of
+    Taken for tiles of several positions when ``cfg.SHORT == "fused"`` (the
+    default rule of ``configs.pick_short``, or ``$SIMPLEX_BWD_SHORT``; see
+    :func:`short_window_path`). Extra memory: two fp32 partial buffers of
     ``B * Hkv * cdiv(N, POS) * n_hblocks * (POS + w2 - 1) * D`` elements.
 
     Parameters
@@ -813,8 +815,35 @@ def use_ring(q, k1, w2, cfg) -> bool:
         ``ring_size(w2) * head_dim <= cfg.RING_MAX``.
     """
     G = q.shape[2] // k1.shape[2]
-    one_position = row_tiling(G, cfg.BLOCK_M).POS == 1
-    return one_position and ring_size(w2) * q.shape[-1] <= cfg.RING_MAX
+    return short_window_path(G, q.shape[-1], w2, cfg) == "ring"
+
+
+def short_window_path(group: int, head_dim: int, w2: int, cfg) -> str:
+    """Which kernels give ``dq`` and the short window's ``dk2``, ``dv2``; the
+    dispatch of :func:`backward`.
+
+    Parameters
+    ----------
+    group, head_dim : int
+        Query heads per KV head, and ``D``.
+    w2 : int
+        The short window.
+    cfg : BwdConfig
+        Its ``BLOCK_M``, ``RING_MAX`` and ``SHORT``.
+
+    Returns
+    -------
+    str
+        ``"ring"`` (:func:`launch_ring`: one position per row block and a
+        ring of ``ring_size(w2) * head_dim <= cfg.RING_MAX``), ``"fused"``
+        (:func:`launch_dq_short`: several positions per block and
+        ``cfg.SHORT == "fused"``) or ``"kv"`` (:func:`launch_dq` beside
+        :func:`launch_kv` for the short set).
+    """
+    pos = row_tiling(group, cfg.BLOCK_M).POS
+    if pos == 1 and ring_size(w2) * head_dim <= cfg.RING_MAX:
+        return "ring"
+    return "fused" if pos > 1 and cfg.SHORT == "fused" else "kv"
 
 
 def launch_ring(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
@@ -908,10 +937,11 @@ def backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float,
     def run(c):
         dk1, dv1 = launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2,
                              scale, c)
-        if use_ring(q, k1, w2, c):
+        path = short_window_path(G, D, w2, c)
+        if path == "ring":
             dq, dk2, dv2 = launch_ring(q, k1, k2, v1, v2, do, lse, delta,
                                        w1, w2, scale, c)
-        elif c.SHORT == "fused" and row_tiling(G, c.BLOCK_M).POS > 1:
+        elif path == "fused":
             dq, dk2, dv2 = launch_dq_short(q, k1, k2, v1, v2, do, lse, delta,
                                            w1, w2, scale, c)
         else:
