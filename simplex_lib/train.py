@@ -56,9 +56,8 @@ from .provenance import provenance
 from .tasks.corpus import Corpus, CorpusTask
 
 __all__ = ["TrainConfig", "PRESETS", "VARIANTS", "RUN_CONTROL_FIELDS", "RunError", "lr_at", "config_changes",
-           "read_log", "open_run",
-           "train", "load_run", "compare_runs", "plot_runs", "save_plots", "build_parser",
-           "config_from_args", "main"]
+           "read_log", "open_run", "train", "TOGETHER_FIELDS", "train_together", "load_run", "compare_runs",
+           "plot_runs", "save_plots", "build_parser", "config_from_args", "main"]
 
 PROG = "python -m simplex_lib.train"  # the name in usage lines and messages
 
@@ -670,6 +669,191 @@ def train(cfg: TrainConfig, task=None) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return summary
+
+
+#: What may differ between the runs that :func:`train_together` trains in one step.
+TOGETHER_FIELDS = ("lr", "seed")
+
+
+def train_together(cfgs, task) -> tuple[list, list]:
+    """Train several small models that differ only in seed and learning rate, all in one step.
+
+    Each step runs every model at once through :func:`torch.func.vmap` (weights stacked along a
+    new leading axis): one launch sequence instead of one per model, which is what makes sweeps
+    of tiny models fast on a GPU. Each run is the run :func:`train` makes of its configuration:
+    the same initial weights (from its ``seed``), batches, learning-rate schedule, gradient
+    clipping (per model), AdamW update and validation batches; the results agree with
+    :func:`train`'s up to the rounding of the batched arithmetic (tested). No run folder, resume,
+    DDP or ``torch.compile``.
+
+    Parameters
+    ----------
+    cfgs : sequence of TrainConfig
+        Equal in every field except ``lr`` and ``seed`` (and the run-control fields
+        ``progress``, ``log_every``, ``threads``); ``out`` unset, ``compile`` off, no
+        ``max_minutes`` or ``stop_at``.
+    task : task object of :mod:`simplex_lib.tasks`
+        As for :func:`train`.
+
+    Returns
+    -------
+    summaries : list of dict
+        One per configuration, with :func:`train`'s keys (``log``, ``final_val_loss``,
+        ``final_val_accuracy``, ...) and ``trained_together`` (the number of models in the step);
+        ``train_time_s`` is the time of the whole group.
+    models : list of Model
+        The trained models, in eval mode on the training device.
+
+    Raises
+    ------
+    ValueError
+        If ``cfgs`` is empty or its configurations differ in another field, or one asks for a
+        feature this path lacks.
+
+    Examples
+    --------
+    >>> from simplex_lib.tasks.hops import HopTask
+    >>> base = TrainConfig(variant="simplicial", simplicial_every=1, n_layer=1, d_model=16, n_heads=2,
+    ...                    steps=2, warmup=0, eval_every=2, eval_batches=1, batch_size=4, progress=False)
+    >>> sums, models = train_together([base, replace(base, seed=1, lr=1e-2)], HopTask(M=3, hops=1))
+    >>> [s["config"]["seed"] for s in sums], len(models)
+    ([0, 1], 2)
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+
+    cfgs = list(cfgs)
+    if not cfgs:
+        raise ValueError("cfgs must hold at least one TrainConfig")
+    cfg = cfgs[0]
+    free = set(TOGETHER_FIELDS) | {"progress", "log_every", "threads"}
+    for other in cfgs[1:]:
+        differ = [f.name for f in fields(TrainConfig)
+                  if f.name not in free and getattr(other, f.name) != getattr(cfg, f.name)]
+        if differ:
+            raise ValueError(f"cfgs must differ only in lr and seed; {differ[0]} differs")
+    for name, bad in (("out", cfg.out), ("compile", cfg.compile), ("max_minutes", cfg.max_minutes),
+                      ("stop_at", cfg.stop_at), ("resume", cfg.resume)):
+        if bad:
+            raise ValueError(f"train_together does not support {name} (got {bad!r}); use train()")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    on_gpu = str(device).startswith("cuda")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if on_gpu:
+        if torch.device(device).index is not None:
+            torch.cuda.set_device(torch.device(device))
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if (on_gpu and cfg.amp)
+           else contextlib.nullcontext())
+    mcfg = cfg.model_config(task)
+    models = []
+    for c in cfgs:
+        torch.manual_seed(c.seed)  # the initial weights train() starts from
+        models.append(Model(mcfg).to(device))
+    params, buffers = stack_module_state(models)  # [R, ...] leaves
+    shell = Model(mcfg).to("meta")
+
+    def loss_and_logits(p, b, x, y):
+        logits, loss = functional_call(shell, (p, b), (x, y))
+        return loss, logits
+
+    together = vmap(loss_and_logits)
+    R = len(cfgs)
+    seeds = sorted({c.seed for c in cfgs})
+    row = torch.tensor([seeds.index(c.seed) for c in cfgs])  # model -> its seed's batch
+
+    def batches(split, seed_of):  # one batch per seed, stacked per model: [R, batch, ...]
+        xs, ys = zip(*[task.batch(split, cfg.batch_size, cfg.block_size,
+                                  torch.Generator().manual_seed(seed_of(s))) for s in seeds])
+        return torch.stack(xs)[row].to(device), torch.stack(ys)[row].to(device)
+
+    def view(t):  # a per-model [R] vector shaped to broadcast against a [R, ...] parameter
+        return lambda p: t.view(-1, *([1] * (p.dim() - 1))).to(p.dtype)
+
+    decays = {k: v.dim() > 2 for k, v in params.items()}  # matrices of the unstacked model
+    state = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
+    beta1, beta2, eps = 0.9, 0.95, 1e-8
+
+    def evaluate():
+        shell.eval()
+        sums = torch.zeros(2, R, dtype=torch.float64, device=device)  # loss, accuracy
+        counts = 0  # label counts per model [R, classes]
+        with torch.no_grad(), amp:
+            for i in range(cfg.eval_batches):
+                x, y = batches("val", lambda s: 10_000_019 + 7919 * i + s)
+                loss, logits = together(params, buffers, x, y)
+                sums[0] += loss.double()
+                if task.head != "lm":
+                    sums[1] += (logits.argmax(-1) == y).double().flatten(1).mean(1)
+                    counts = counts + torch.nn.functional.one_hot(y.flatten(1), task.n_classes).sum(1)
+        shell.train()
+        mean = (sums / cfg.eval_batches).cpu()
+        rec = [{"val_loss": float(v)} for v in mean[0]]
+        if task.head != "lm":
+            majority = (counts.max(1).values / counts.sum(1)).tolist()
+            for r, a, m in zip(rec, mean[1].tolist(), majority):
+                r.update(val_accuracy=a, val_majority=m)
+        return rec
+
+    records = [[] for _ in cfgs]
+    running, n_running, train_time, tokens = torch.zeros(R, device=device), 0, 0.0, 0
+    bar = tqdm(total=cfg.steps, desc=f"{cfg.variant} x{R}", unit="step", disable=not cfg.progress)
+    for step in range(cfg.steps):
+        t0 = time.perf_counter()
+        lr = torch.tensor([lr_at(step, c) for c in cfgs], device=device)
+        x, y = batches("train", lambda s: s * 1_000_003 + step * 1_009)
+        with amp:
+            loss, _ = together(params, buffers, x, y)
+        loss.sum().backward()  # the models share nothing: each slice gets its own gradient
+        with torch.no_grad():
+            grads = {k: v.grad for k, v in params.items()}
+            if cfg.grad_clip > 0:  # clip_grad_norm_ per model
+                norm = torch.stack([g.float().pow(2).flatten(1).sum(1) for g in grads.values()]).sum(0).sqrt()
+                coef = (cfg.grad_clip / (norm + 1e-6)).clamp(max=1.0)
+            t = step + 1
+            for k, p in params.items():  # AdamW, as torch.optim.AdamW computes it
+                g, (m, v) = grads[k], state[k]
+                if cfg.grad_clip > 0:
+                    g = g * view(coef)(g)
+                if decays[k]:
+                    p.mul_(1 - view(lr)(p) * cfg.weight_decay)
+                m.lerp_(g, 1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denom = (v.sqrt() / math.sqrt(1 - beta2 ** t)).add_(eps)
+                p.sub_(view(lr / (1 - beta1 ** t))(p) * m / denom)
+                p.grad = None
+            running += loss.detach().float()
+        n_running += 1
+        train_time += time.perf_counter() - t0
+        tokens += x[0].numel()
+        done = step + 1
+        last = done == cfg.steps
+        if done % cfg.log_every == 0 or done % cfg.eval_every == 0 or last:
+            means = (running / n_running).tolist()
+            running.zero_()
+            n_running = 0
+            evals = evaluate() if (done % cfg.eval_every == 0 or last) else [{}] * R
+            for r, c, m, e in zip(records, cfgs, means, evals):
+                r.append({"step": done, "tokens": tokens, "train_loss": m, "lr": lr_at(step, c),
+                          "train_time_s": train_time, "tokens_per_s": tokens * R / max(train_time, 1e-9),
+                          **e})
+        bar.update(1)
+    bar.close()
+
+    out = []
+    for i, (c, m, recs) in enumerate(zip(cfgs, models, records)):
+        m.load_state_dict({k: v[i].detach() for k, v in {**params, **buffers}.items()})
+        m.eval()
+        final = next((r for r in reversed(recs) if "val_loss" in r), {})
+        out.append({"config": asdict(c), "model": mcfg.to_dict(), "simplicial_layers": list(mcfg.simplicial_layers),
+                    "n_params": count_parameters(m), "world_size": 1, "provenance": provenance(device),
+                    "task": task.info, "config_changes": [], "steps_done": cfg.steps, "stopped_early": False,
+                    "interrupted": None, "tokens": tokens, "train_time_s": train_time,
+                    "tokens_per_s": tokens / max(train_time, 1e-9), "trained_together": R,
+                    "final_val_loss": final.get("val_loss"), "final_val_accuracy": final.get("val_accuracy"),
+                    "final_val_majority": final.get("val_majority"), "log": recs})
+    return out, models
 
 
 def load_run(path: str) -> dict:

@@ -340,3 +340,18 @@ def test_sweep_spreads_runs_over_every_gpu(monkeypatch):
     assert sweep_devices("cuda") == ["cuda:0"]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert sweep_devices("cuda") == ["cuda"]
+
+
+def test_group_training_gives_the_single_runs_records():
+    """train_match3_group: every record is train_match3's for its (lr, seed), up to rounding."""
+    from simplex_lib.tasks.match3 import train_match3_group
+
+    kw = dict(width=8, steps=6, batch=8, eval_size=16, test_size=32, device="cpu")
+    group = train_match3_group("simplicial", 4, 7, lrs=(1e-2, 3e-2), seeds=(0, 1), **kw)
+    assert [(r["lr"], r["seed"]) for r in group] == [(1e-2, 0), (1e-2, 1), (3e-2, 0), (3e-2, 1)]
+    for r in group:
+        one = train_match3("simplicial", 4, 7, lr=r["lr"], seed=r["seed"], **kw)
+        assert r["trained_together"] == 4 and one["trained_together"] == 1
+        assert r["final_loss"] == pytest.approx(one["final_loss"], abs=1e-5)
+        assert r["val_accuracy"] == pytest.approx(one["val_accuracy"], abs=1e-9)
+        assert r["model"] == one["model"] and r["rule"] == one["rule"]

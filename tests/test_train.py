@@ -445,3 +445,39 @@ def test_topk_variant_trains_with_the_triton_kernels(corpus, capsys, monkeypatch
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps_done"] == 2 and torch.isfinite(torch.tensor(summary["final_val_loss"]))
     assert calls  # the top-k blocks ran the kernels, not another backend
+
+
+def test_train_together_is_train_for_each_model(tmp_path):
+    """Models trained in one vmapped step end where train() takes each of them, up to rounding."""
+    from simplex_lib.tasks.match3 import Match3Task, match3_config
+    from simplex_lib.train import train_together
+
+    task = Match3Task(5, 11)
+    for kind in ("dot", "simplicial"):
+        base = match3_config(kind, width=16, steps=12, batch=8, eval_size=16, device="cpu")
+        cfgs = [replace(base, seed=s, lr=lr) for s, lr in ((0, 1e-2), (1, 3e-3), (0, 3e-2))]
+        sums, models = train_together(cfgs, task)
+        for i, (cfg, s, model) in enumerate(zip(cfgs, sums, models)):
+            ref = train(replace(cfg, out=str(tmp_path / f"{kind}{i}")), task)
+            for key in ("final_val_loss", "final_val_accuracy", "final_val_majority"):
+                assert s[key] == pytest.approx(ref[key], abs=1e-5), (kind, i, key)
+            assert s["log"][-1]["train_loss"] == pytest.approx(ref["log"][-1]["train_loss"], abs=1e-5)
+            assert s["n_params"] == ref["n_params"] and s["trained_together"] == 3
+            weights = torch.load(tmp_path / f"{kind}{i}" / "ckpt.pt", map_location="cpu")["model"]
+            for name, value in model.state_dict().items():
+                torch.testing.assert_close(value, weights[name], atol=1e-5, rtol=1e-4)
+
+
+def test_train_together_errors():
+    from simplex_lib.tasks.match3 import Match3Task
+    from simplex_lib.train import train_together
+
+    base = TrainConfig(variant="dot", n_layer=1, d_model=8, n_heads=2, steps=1, warmup=0, eval_every=1,
+                       eval_batches=1, batch_size=2, progress=False)
+    task = Match3Task(3, 5)
+    with pytest.raises(ValueError, match="at least one"):
+        train_together([], task)
+    with pytest.raises(ValueError, match="d_model differs"):
+        train_together([base, replace(base, d_model=16)], task)
+    with pytest.raises(ValueError, match="does not support out"):
+        train_together([replace(base, out="/tmp/x")], task)

@@ -59,7 +59,7 @@ from ..ops.determinant.reference import det_logits
 from ..model import Model
 from ..provenance import provenance
 from ..runtime import default_device
-from ..train import TrainConfig, train
+from ..train import TrainConfig, train, train_together
 
 __all__ = [
     "match2_labels",
@@ -81,6 +81,7 @@ __all__ = [
     "match3_test_set",
     "token_breakdown",
     "train_match3",
+    "train_match3_group",
     "match3_sweep",
     "summarize_sweep",
     "sweep_table",
@@ -842,18 +843,73 @@ def train_match3(kind: str, n: int, M: int, *, distinct: bool = False, test_size
         s = train(replace(cfg, out=tmp), task)
         model = Model(cfg.model_config(task))
         model.load_state_dict(torch.load(os.path.join(tmp, "ckpt.pt"), map_location="cpu")["model"])
-    x, y = match3_test_set(n, M, cfg.seed, test_size or kw.get("eval_size", 512), cfg.batch_size, distinct)
     device = default_device() if cfg.device == "auto" else cfg.device
-    model = model.to(device).eval()
+    test = match3_test_set(n, M, cfg.seed, test_size or kw.get("eval_size", 512), cfg.batch_size, distinct)
+    return _tested(kind, n, M, distinct, cfg, s, model.to(device), test)
+
+
+def _tested(kind, n, M, distinct, cfg, summary, model, test) -> dict:
+    """The record of one trained Match3 model: its run, and the model and the shortcut on ``test``."""
+    x, y = test
+    device = next(model.parameters()).device
+    model.eval()
     with torch.no_grad():
         pred = torch.cat([model(xb.to(device))[0].argmax(-1).cpu() for xb in x.split(cfg.batch_size)])
     m = token_breakdown(pred, x, y, M)
     return {"kind": kind, "n": n, "M": M, "distinct": bool(distinct), "width": cfg.d_model,
             "heads": cfg.n_heads, "layers": cfg.n_layer, "steps": cfg.steps, "batch": cfg.batch_size,
-            "lr": cfg.lr, "seed": cfg.seed, "params": s["n_params"], "val_accuracy": s["final_val_accuracy"],
-            "accuracy": m["accuracy"], "baseline": m["majority"], "model": m,
-            "rule": token_breakdown(pairwise_witness_labels(x, M), x, y, M),
-            "final_loss": s["log"][-1]["train_loss"], "seconds": s["train_time_s"]}
+            "lr": cfg.lr, "seed": cfg.seed, "params": summary["n_params"],
+            "val_accuracy": summary["final_val_accuracy"], "accuracy": m["accuracy"], "baseline": m["majority"],
+            "model": m, "rule": token_breakdown(pairwise_witness_labels(x, M), x, y, M),
+            "final_loss": summary["log"][-1]["train_loss"], "seconds": summary["train_time_s"],
+            "trained_together": summary.get("trained_together", 1)}
+
+
+def train_match3_group(kind: str, n: int, M: int, *, distinct: bool = False, lrs=(1e-2,), seeds=(0,),
+                       test_size: int | None = None, **kw) -> list:
+    """:func:`train_match3` for every learning rate and seed of one configuration, in one go.
+
+    All ``len(lrs) * len(seeds)`` models train in the same steps
+    (:func:`simplex_lib.train.train_together`): the runs are those :func:`train_match3` makes, up
+    to rounding, at a fraction of the launches, which is what lets the recorded sweep of tiny models
+    finish on one GPU in minutes.
+
+    Parameters
+    ----------
+    kind : str
+        ``"dot"`` or ``"simplicial"``.
+    n, M : int
+        Sequence length and modulus.
+    distinct : bool, default False
+        The distinct-positions variant of the task.
+    lrs : tuple of float, default ``(1e-2,)``
+        Peak learning rates.
+    seeds : tuple of int, default ``(0,)``
+        Seeds (each with its own test set, shared by the learning rates).
+    test_size : int, optional
+        Test sequences. Default: ``eval_size``.
+    **kw
+        Keywords of :func:`match3_config` other than ``lr`` and ``seed``.
+
+    Returns
+    -------
+    list of dict
+        One :func:`train_match3` record per ``(lr, seed)``, lr-major; ``seconds`` is the
+        group's training time and ``trained_together`` its size.
+
+    Examples
+    --------
+    >>> rs = train_match3_group("dot", 4, 7, lrs=(1e-2, 3e-2), seeds=(0,), width=8, steps=3, batch=4,
+    ...                         eval_size=8)
+    >>> [(r["lr"], r["seed"], r["trained_together"]) for r in rs]
+    [(0.01, 0, 2), (0.03, 0, 2)]
+    """
+    cfgs = [match3_config(kind, lr=lr, seed=s, **kw) for lr in lrs for s in seeds]
+    task = Match3Task(n, M, distinct=distinct)
+    summaries, models = train_together(cfgs, task)
+    size = test_size or kw.get("eval_size", 512)
+    tests = {s: match3_test_set(n, M, s, size, cfgs[0].batch_size, distinct) for s in seeds}
+    return [_tested(kind, n, M, distinct, c, s, m, tests[c.seed]) for c, s, m in zip(cfgs, summaries, models)]
 
 
 def match3_sweep(configs, kinds=("dot", "simplicial"), seeds=(0, 1, 2), lrs=(1e-2,), variants=(False,),
@@ -1241,11 +1297,12 @@ RECORDED_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 
 
 def _job(args):
-    n, M, distinct, kind, lr, seed, threads, kw = args
+    n, M, distinct, kind, runs, threads, kw = args
     # One intra-op thread per worker: several workers with all cores each oversubscribe the CPU.
     torch.set_num_threads(threads)
-    run = train_match3(kind, n, M, distinct=distinct, lr=lr, seed=seed, progress=False, **kw)
-    return {**run, "device": str(kw["device"])}
+    lrs, seeds = sorted({lr for lr, _ in runs}), sorted({s for _, s in runs})
+    done = train_match3_group(kind, n, M, distinct=distinct, lrs=lrs, seeds=seeds, progress=False, **kw)
+    return [{**r, "device": str(kw["device"])} for r in done if (r["lr"], r["seed"]) in runs]
 
 
 def sweep_devices(device: str) -> list:
@@ -1300,8 +1357,9 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
     """Run the length and modulus sweeps, writing JSON (with provenance) after every finished run.
 
     Every ``(n, M)`` configuration is trained for each task variant, model kind, learning rate
-    of ``lrs`` and seed (:func:`train_match3`); :func:`summarize_sweep` turns the records into
-    tuned, paired comparisons.
+    of ``lrs`` and seed; the runs of one configuration, variant and kind train together
+    (:func:`train_match3_group`, one job per group). :func:`summarize_sweep` turns the records
+    into tuned, paired comparisons.
 
     Parameters
     ----------
@@ -1315,7 +1373,8 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
     variants : tuple of bool, default ``(False, True)``
         Values of ``distinct``.
     workers : int, default 4
-        Parallel worker processes (small models are launch-bound; processes overlap).
+        Parallel worker processes, each training one group at a time (small models are
+        launch-bound; processes overlap).
     threads : int, default 1
         Torch intra-op threads per worker.
     device : str, optional
@@ -1355,10 +1414,9 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
     devices = sweep_devices(device)  # runs go round-robin over the GPUs
     grid = [(n, M, d, k, lr, s) for (n, M) in configs for d in variants
             for k in ("dot", "simplicial") for lr in lrs for s in seeds]
-    jobs = [(*g, threads, dict(kw, device=devices[i % len(devices)])) for i, g in enumerate(grid)]
     config = {"lengths": lengths, "moduli": moduli, "configs": configs, "variants": list(variants),
               "seeds": list(seeds), "lrs": list(lrs), "train": {**kw}, "workers": workers,
-              "threads_per_worker": threads, "devices": devices,
+              "threads_per_worker": threads, "devices": devices, "trainer": "train_together",
               "command": command or "python -m simplex_lib.tasks.match3"}
     config = json.loads(json.dumps(config))  # as it reads back from the file (tuples become lists)
     record = {"provenance": provenance(device), "config": config, "records": [], "sessions": [],
@@ -1374,18 +1432,24 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
                       sessions=old.get("sessions") or [old["provenance"]])
     record["sessions"].append(record["provenance"])
     done = {_run_key(r) for r in record["records"]}
-    todo = [j for j in jobs if (j[0], j[1], bool(j[2]), j[3], float(j[4]), j[5]) not in done]
-    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already recorded; {len(todo)} to run", flush=True)
+    todo = [g for g in grid if (g[0], g[1], bool(g[2]), g[3], float(g[4]), g[5]) not in done]
+    print(f"{len(grid) - len(todo)} of {len(grid)} runs already recorded; {len(todo)} to run", flush=True)
+    groups = {}  # the runs of one (n, M, variant, kind) train together
+    for n, M, d, k, lr, s in todo:
+        groups.setdefault((n, M, d, k), []).append((lr, s))
+    order = sorted(groups, key=lambda key: -key[0])  # the longest sequences (slowest groups) first
+    jobs = [(*key, groups[key], threads, dict(kw, device=devices[i % len(devices)]))
+            for i, key in enumerate(order)]
 
     def write():
-        record["complete"] = len(record["records"]) == len(jobs)
+        record["complete"] = len(record["records"]) == len(grid)
         tmp = f"{out_path}.tmp"
         with open(tmp, "w") as f:
             json.dump(record, f, indent=1)
         os.replace(tmp, out_path)
 
     t0, wall0 = time.perf_counter(), record["wall_seconds"]
-    pending = iter(todo)
+    pending = iter(jobs)
     with mp.get_context("spawn").Pool(workers) as pool:
         in_flight = []
 
@@ -1403,17 +1467,19 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
                 time.sleep(0.05)
                 continue
             in_flight.remove(finished)
-            r = finished.get()
-            record["records"].append(r)
+            rs = finished.get()
+            record["records"].extend(rs)
             record["wall_seconds"] = wall0 + time.perf_counter() - t0
             write()
-            print(f"{len(record['records'])}/{len(jobs)} {r['kind']} n={r['n']} M={r['M']} "
-                  f"distinct={r['distinct']} lr={r['lr']:g} seed={r['seed']} acc={r['accuracy']:.3f} "
-                  f"rule={r['rule']['accuracy']:.3f} ({r['seconds']:.1f}s)", flush=True)
+            r = rs[0]
+            accs = " ".join(f"{x['accuracy']:.3f}" for x in rs)
+            print(f"{len(record['records'])}/{len(grid)} {r['kind']} n={r['n']} M={r['M']} "
+                  f"distinct={r['distinct']}: {len(rs)} runs in {r['seconds']:.1f}s, accuracy {accs} "
+                  f"(rule {r['rule']['accuracy']:.3f})", flush=True)
             submit()
     write()
     if not record["complete"]:
-        print(f"stopped at the time limit with {len(record['records'])} of {len(jobs)} runs; "
+        print(f"stopped at the time limit with {len(record['records'])} of {len(grid)} runs; "
               f"the same command with --resume continues", flush=True)
     return record
 

@@ -56,6 +56,12 @@ def causal_window_mask(n: int, w=None, *, causal: bool = True, device=None) -> t
     return vis
 
 
+def _surely(flag: torch.Tensor) -> bool:
+    """``bool(flag)``, or False under :func:`torch.func.vmap`, where a batched value cannot steer
+    control flow (the caller then takes its general path)."""
+    return not torch._C._functorch.is_batchedtensor(flag) and bool(flag)
+
+
 def per_query(t: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """``t [batch, seq, heads, d]`` seen from each query: ``[batch, heads, i, j, d]``, zero where
     ``visible[..., i, j]`` is False (``[batch, heads, 1, j, d]``, a view, when ``t`` is finite).
@@ -95,9 +101,9 @@ def per_query(t: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
             or visible.shape[-1] != n):
         raise ValueError(f"visible must be a bool Tensor [..., i, j] with j = seq = {n}")
     t = t.permute(0, 2, 1, 3)[:, :, None]  # [B, H, 1, j, d]
-    if bool(torch.isfinite(t).all()):
-        # A masked weight (exactly 0) times a finite value is exactly 0: the view broadcasts over
-        # the queries without a copy, and the dense einsums keep their memory.
+    if _surely(visible.all()) or _surely(torch.isfinite(t).all()):
+        # Nothing masked, or a masked weight (exactly 0) times a finite value is exactly 0: the
+        # view broadcasts over the queries without a copy, and the dense einsums keep their memory.
         return t
     return torch.where(visible[..., None], t, torch.zeros((), dtype=t.dtype, device=t.device))
 
