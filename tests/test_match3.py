@@ -355,3 +355,14 @@ def test_group_training_gives_the_single_runs_records():
         assert r["final_loss"] == pytest.approx(one["final_loss"], abs=1e-5)
         assert r["val_accuracy"] == pytest.approx(one["val_accuracy"], abs=1e-9)
         assert r["model"] == one["model"] and r["rule"] == one["rule"]
+
+
+@pytest.mark.parametrize("distinct", [False, True])
+def test_batch_labels_by_pair_sums_equal_brute_force(distinct):
+    from simplex_lib.tasks.match3 import _labels_from_pair_sums
+
+    g = torch.Generator().manual_seed(0)
+    for M in (2, 3, 5, 7, 13, 97):
+        for n in (1, 2, 3, 5, 8, 16):
+            x = torch.randint(0, M, (200, n), generator=g)
+            assert torch.equal(_labels_from_pair_sums(x, M, distinct), match3_labels(x, M, distinct)), (M, n)

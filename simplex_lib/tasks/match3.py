@@ -219,6 +219,26 @@ def _pair_sums_present(x: torch.Tensor, M: int) -> torch.Tensor:
     return out.scatter_(1, s.flatten(1), True)
 
 
+def _labels_from_pair_sums(x: torch.Tensor, M: int, distinct: bool) -> torch.Tensor:
+    """:func:`match3_labels` of ``x [batch, n]`` in ``O(n^2 + M)`` per sequence instead of ``O(n^3)``.
+
+    ``y_i = 1`` iff ``-x_i`` is the sum of some ordered pair: count the pairs of each residue
+    once per sequence, then look up ``-x_i``. For ``distinct`` the count skips ``j1 = j2`` and
+    drops the ``2 c_i`` pairs that use ``i`` itself (``x_i + x_j = -x_i`` needs ``x_j = -2 x_i``).
+    """
+    b, n = x.shape
+    sums = (x[:, :, None] + x[:, None, :]) % M  # [b, j1, j2]
+    if distinct:
+        sums = sums.masked_fill(torch.eye(n, dtype=torch.bool), M)  # j1 = j2 go to a spare bin
+    count = torch.zeros(b, M + 1, dtype=torch.long).scatter_add_(1, sums.flatten(1), torch.ones_like(sums.flatten(1)))
+    need = (-x) % M
+    have = count.gather(1, need)
+    if distinct:
+        uses_i = ((x[:, None, :] - (-2 * x[:, :, None])) % M == 0)  # [b, i, j]: x_j = -2 x_i
+        have = have - 2 * (uses_i & ~torch.eye(n, dtype=torch.bool)).sum(-1)
+    return (have > 0).long()
+
+
 def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, balance: bool = True,
                  distinct: bool = False):
     """A batch of Match3 sequences and their exact labels.
@@ -260,7 +280,7 @@ def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, bala
         raise ValueError(f"M must be >= 2, got {M}")
     x = torch.randint(0, M, (batch, n), generator=generator)
     if balance:
-        r = float(match3_labels(x, M, distinct).float().mean())
+        r = float(_labels_from_pair_sums(x, M, distinct).float().mean())
         # A planted triple makes all three of its tokens positive, hence the factor 3.
         f = (0.5 - r) / (3.0 * (1.0 - r)) if r < 0.5 else 0.0
         redraw = torch.rand(batch, n, generator=generator) < f
@@ -275,7 +295,7 @@ def match3_batch(batch: int, n: int, M: int, generator: torch.Generator, *, bala
         planted = (-(x.gather(1, j1) + x.gather(1, j2))) % M
         ok = redraw & (kept.sum(-1, keepdim=True) >= (2 if distinct else 1))
         x = torch.where(ok, planted, x)
-    return x, match3_labels(x, M, distinct)
+    return x, _labels_from_pair_sums(x, M, distinct)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1437,9 +1457,12 @@ def run_recorded_sweep(out_path: str, *, seeds=(0, 1, 2, 3, 4), lrs=RECORDED_LRS
     groups = {}  # the runs of one (n, M, variant, kind) train together
     for n, M, d, k, lr, s in todo:
         groups.setdefault((n, M, d, k), []).append((lr, s))
-    order = sorted(groups, key=lambda key: -key[0])  # the longest sequences (slowest groups) first
-    jobs = [(*key, groups[key], threads, dict(kw, device=devices[i % len(devices)]))
-            for i, key in enumerate(order)]
+    parts = list(groups.items())
+    if len(parts) < workers:  # few groups left: one job per learning rate keeps more workers busy
+        parts = [(key, [r for r in runs if r[0] == lr]) for key, runs in parts for lr in dict(runs)]
+    parts.sort(key=lambda part: -part[0][0])  # the longest sequences (slowest groups) first
+    jobs = [(*key, runs, threads, dict(kw, device=devices[i % len(devices)]))
+            for i, (key, runs) in enumerate(parts)]
 
     def write():
         record["complete"] = len(record["records"]) == len(grid)
