@@ -89,6 +89,8 @@ __all__ = [
     "plot_head_states",
     "plot_theorem_head",
     "plot_paired",
+    "plot_sweep",
+    "paired_table",
     "RECORDED_LENGTHS",
     "RECORDED_MODULI",
     "RECORDED_LRS",
@@ -1093,6 +1095,43 @@ def sweep_table(summary) -> str:
     return "\n".join(acc) + "\n\n" + "\n".join(diff) + "\n"
 
 
+def paired_table(summary) -> str:
+    """One Markdown line per configuration: the paired test-accuracy differences that matter.
+
+    Columns: 2-simplicial minus dot-product, 2-simplicial minus the shortcut rule, and dot minus
+    the rule, in percentage points with 95% intervals over seeds ("–" where the rule is not a
+    predictor: the distinct variant).
+
+    Parameters
+    ----------
+    summary : list of dict
+        Rows of :func:`summarize_sweep`.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> rs = match3_sweep([(3, 5)], seeds=(0, 1), steps=2, batch=4, eval_size=4, width=8, progress=False)
+    >>> paired_table(summarize_sweep(rs)).splitlines()[0]
+    '| variant | n | M | 2-simplicial − dot | 2-simplicial − rule | dot − rule |'
+    """
+    def cell(r, key):
+        if key not in r or (r["distinct"] and key.endswith("_rule")):
+            return "–"
+        d = r[key]
+        return f"{100 * d['mean']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
+
+    lines = ["| variant | n | M | 2-simplicial − dot | 2-simplicial − rule | dot − rule |",
+             "|---|---|---|---|---|---|"]
+    for r in summary:
+        lines.append(f"| {'distinct' if r['distinct'] else 'any'} | {r['n']} | {r['M']} | "
+                     + " | ".join(cell(r, k) for k in ("simplicial_minus_dot", "simplicial_minus_rule",
+                                                       "dot_minus_rule")) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
@@ -1228,6 +1267,53 @@ def plot_paired(summary, distinct: bool = False, title: str | None = None):
     ax.legend(loc="best")
     viz.finish(fig)
     return fig, ax
+
+
+def plot_sweep(summary, *, length_M: int = 97, moduli_n: int = 8):
+    """Test accuracy against the length ``n`` and the modulus ``M``, for both task variants.
+
+    A 2 x 2 grid: rows are the variants (repeated positions allowed, distinct positions),
+    columns the length sweep (at ``M = length_M``) and the modulus sweep (at ``n = moduli_n``).
+    Each panel shows the mean over seeds of the dot-product and 2-simplicial models at their
+    tuned learning rates, the shortcut rule (where it is a predictor) and the majority class.
+
+    Parameters
+    ----------
+    summary : list of dict
+        Rows of :func:`summarize_sweep`.
+    length_M, moduli_n : int
+        The fixed modulus of the length sweep and the fixed length of the modulus sweep.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    axes : 2-D array of Axes ``[variant, sweep]``
+    """
+    fig, axes = viz.new_figure(ncols=2, nrows=2, width=viz.COLUMN_WIDTH, height=6.2, sharey="row",
+                               squeeze=False)
+    lines = [("dot_acc", "dot product", viz.PALETTE["dot"], "-o"),
+             ("simplicial_acc", "2-simplicial", viz.PALETTE["simplicial"], "-s"),
+             ("rule", "shortcut rule", viz.PALETTE["accent3"], "--^"),
+             ("majority", "majority class", viz.PALETTE["reference"], ":")]
+    for row, distinct in enumerate((False, True)):
+        for col, (x, fixed, keep) in enumerate((("n", f"M = {length_M}", lambda r: r["M"] == length_M),
+                                                 ("M", f"n = {moduli_n}", lambda r: r["n"] == moduli_n))):
+            ax = axes[row, col]
+            rows = sorted((r for r in summary if r["distinct"] == distinct and keep(r)), key=lambda r: r[x])
+            for key, name, color, style in lines:
+                if distinct and key == "rule":
+                    continue  # the rule is no predictor without repeated positions
+                pts = [(r[x], 100 * r[key]) for r in rows if key in r]
+                if pts:
+                    ax.plot(*zip(*pts), style, color=color, label=name, lw=1.6)
+            variant = "distinct positions" if distinct else "repeats allowed"
+            viz.label(ax, x, "test accuracy (%)" if col == 0 else "", f"{variant}, {fixed}")
+            ax.set_xticks([r[x] for r in rows])
+    viz.finish(fig)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 1.0), fontsize=10,
+               frameon=False, handlelength=1.8, columnspacing=1.0)
+    return fig, axes
 
 
 def plot_circle(x, M: int, triple, *, ax=None):
