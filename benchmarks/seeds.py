@@ -25,8 +25,10 @@ A tiny CPU version (the example committed in ``benchmarks/results/seeds_cpu_tiny
         --variants dot,window,topk --seeds 0,1,2 --jobs 2 --threads 1 \\
         --out /tmp/seeds_cpu_tiny --export benchmarks/results/seeds_cpu_tiny
 
-``simplex_lib.train`` has one ``--seed`` for the initial weights and the data order together,
-so a seed here changes both.
+Each run has two seeds: ``--seed`` for the initial weights and ``--data-seed`` for the order of the
+batches (and the held-out batches). By default run ``s`` uses data seed ``DATA_SEED_OFFSET + s``, a
+stream apart from the weights'; ``--data-seeds`` sets them one by one (the same list for every
+variant, so that runs pair by seed).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from simplex_lib.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Run ``s`` draws its batches from data seed ``DATA_SEED_OFFSET + s`` unless ``--data-seeds`` is given.
+DATA_SEED_OFFSET = 100
+
 
 def _run_state(folder: Path, steps: int) -> str:
     """``done``, ``resume`` (a checkpoint to continue from), ``restart`` (files of a run cut off
@@ -60,12 +65,16 @@ def _run_state(folder: Path, steps: int) -> str:
 
 def build_jobs(args) -> list:
     jobs = []
+    data_seeds = args.data_seeds or [DATA_SEED_OFFSET + s for s in args.seeds]
+    if len(data_seeds) != len(args.seeds):
+        raise SystemExit(f"--data-seeds needs one seed per --seeds entry ({len(args.seeds)}), "
+                         f"got {len(data_seeds)}")
     for variant in args.variants:
-        for seed in args.seeds:
+        for seed, data_seed in zip(args.seeds, data_seeds):
             folder = Path(args.out) / f"{variant}_s{seed}"
             cmd = [sys.executable, "-m", "simplex_lib.train", "--preset", args.preset,
-                   "--variant", variant, "--seed", str(seed), "--eval-every", str(args.eval_every),
-                   "--no-progress", "--out", str(folder)]
+                   "--variant", variant, "--seed", str(seed), "--data-seed", str(data_seed),
+                   "--eval-every", str(args.eval_every), "--no-progress", "--out", str(folder)]
             if variant == "window" and args.window_backend:
                 cmd += ["--backend", args.window_backend]
             for flag in ("steps", "log_every", "threads"):
@@ -74,7 +83,8 @@ def build_jobs(args) -> list:
             if not args.gpus:
                 cmd += ["--device", "cpu"]
             cmd += args.train_args
-            jobs.append({"variant": variant, "seed": seed, "folder": str(folder), "cmd": cmd})
+            jobs.append({"variant": variant, "seed": seed, "data_seed": data_seed, "folder": str(folder),
+                         "cmd": cmd})
     return jobs
 
 
@@ -163,7 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default="dot,window,topk", type=lambda s: s.split(","),
                    help="comma-separated variants (default: dot,window,topk)")
     p.add_argument("--seeds", default="0,1,2", type=lambda s: [int(x) for x in s.split(",")],
-                   help="comma-separated seeds (default: 0,1,2)")
+                   help="comma-separated seeds of the initial weights (default: 0,1,2)")
+    p.add_argument("--data-seeds", default="", type=lambda s: [int(x) for x in s.split(",") if x],
+                   help=f"comma-separated seeds of the batches, one per --seeds entry "
+                        f"(default: {DATA_SEED_OFFSET} + each seed)")
     p.add_argument("--eval-every", type=int, default=100, help="steps between evaluations (default: 100)")
     p.add_argument("--steps", type=int, default=0, help="override the preset's steps")
     p.add_argument("--log-every", type=int, default=0, help="override the preset's log interval")

@@ -28,7 +28,7 @@ the checkpoint's (each change is named) unless ``allow_config_change``. An ``out
 already holds a run is refused unless ``resume`` or ``overwrite``.
 
 Determinism: weights are initialised from ``seed``; the batch of step ``s`` on rank ``r`` is drawn
-from a generator seeded by ``(seed, s, r)``, so a resumed run is bitwise equal to an
+from a generator seeded by ``(data_seed, s, r)`` (``data_seed`` defaults to ``seed``), so a resumed run is bitwise equal to an
 uninterrupted one (on the same device).
 """
 
@@ -115,7 +115,8 @@ class TrainConfig:
     warmup: int = _doc("steps of linear learning-rate warm-up", default=20)
     weight_decay: float = _doc("AdamW weight decay of the matrices (not of biases and norms)", default=0.1)
     grad_clip: float = _doc("gradient-norm clipping; 0 turns it off", default=1.0)
-    seed: int = _doc("seed of the initial weights and of every batch", default=0)
+    seed: int = _doc("seed of the initial weights (and of the batches, unless data_seed is set)", default=0)
+    data_seed: int = _doc("seed of the training and held-out batches; -1: the same as seed", default=-1)
     # evaluation and logging
     eval_every: int = _doc("steps between evaluations on held-out batches", default=50)
     eval_batches: int = _doc("held-out batches per evaluation (per run, spread over processes)", default=8)
@@ -141,7 +142,8 @@ class TrainConfig:
         for name, low in (("n_layer", 1), ("simplicial_every", 1), ("d_model", 1), ("n_heads", 1),
                           ("mlp_ratio", 1), ("w", 1), ("topk", 1), ("block_size", 1), ("batch_size", 1),
                           ("steps", 1), ("warmup", 0), ("seed", 0), ("eval_every", 1), ("eval_batches", 1),
-                          ("log_every", 1), ("ckpt_every", 0), ("stop_at", 0), ("threads", 0)):
+                          ("log_every", 1), ("ckpt_every", 0), ("stop_at", 0), ("threads", 0),
+                          ("data_seed", -1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
@@ -181,6 +183,11 @@ class TrainConfig:
     def layers(self) -> tuple:
         """Attention kind of each block."""
         return interleave(self.variant, self.n_layer, self.simplicial_every)
+
+    @property
+    def batch_seed(self) -> int:
+        """The seed the batches are drawn from: ``data_seed``, or ``seed`` when it is -1."""
+        return self.seed if self.data_seed < 0 else self.data_seed
 
     def model_config(self, task=CorpusTask) -> ModelConfig:
         """The :class:`~simplex_lib.model.ModelConfig` of this run on ``task`` (default: the corpus).
@@ -314,8 +321,13 @@ def config_changes(saved: dict, cfg: TrainConfig) -> list:
     ['lr: 0.003 -> 0.5']
     """
     now = asdict(cfg)
+    saved = {**_ADDED_LATER, **saved}  # a field added since the run was saved had its default then
     return [f"{k}: {saved.get(k, '(absent)')!r} -> {now[k]!r}" for k in now
             if k not in RUN_CONTROL_FIELDS and saved.get(k, "(absent)") != now[k]]
+
+
+#: Fields added after runs were first saved, with the value that reproduces the older runs.
+_ADDED_LATER = {"data_seed": -1}
 
 
 def _load_checkpoint(path: str) -> dict:
@@ -490,7 +502,7 @@ def _evaluate(model, task, cfg, rank, world, device, amp):
     labels = []
     with torch.no_grad(), amp:
         for i in range(rank, cfg.eval_batches, world):
-            g = torch.Generator().manual_seed(10_000_019 + 7919 * i + cfg.seed)
+            g = torch.Generator().manual_seed(10_000_019 + 7919 * i + cfg.batch_seed)
             x, y = task.batch("val", cfg.batch_size, cfg.block_size, g)
             x, y = x.to(device), y.to(device)
             logits, loss = model(x, y)
@@ -599,7 +611,7 @@ def train(cfg: TrainConfig, task=None) -> dict:
             lr = lr_at(step, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1_009 + rank)
+            g = torch.Generator().manual_seed(cfg.batch_seed * 1_000_003 + step * 1_009 + rank)
             x, y = task.batch("train", cfg.batch_size, cfg.block_size, g)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with amp:
@@ -672,11 +684,11 @@ def train(cfg: TrainConfig, task=None) -> dict:
 
 
 #: What may differ between the runs that :func:`train_together` trains in one step.
-TOGETHER_FIELDS = ("lr", "seed")
+TOGETHER_FIELDS = ("lr", "seed", "data_seed")
 
 
 def train_together(cfgs, task) -> tuple[list, list]:
-    """Train several small models that differ only in seed and learning rate, all in one step.
+    """Train several small models that differ only in seeds and learning rate, all in one step.
 
     Each step runs every model at once through :func:`torch.func.vmap` (weights stacked along a
     new leading axis): one launch sequence instead of one per model, which is what makes sweeps
@@ -689,7 +701,7 @@ def train_together(cfgs, task) -> tuple[list, list]:
     Parameters
     ----------
     cfgs : sequence of TrainConfig
-        Equal in every field except ``lr`` and ``seed`` (and the run-control fields
+        Equal in every field except ``lr``, ``seed`` and ``data_seed`` (and the run-control fields
         ``progress``, ``log_every``, ``threads``); ``out`` unset, ``compile`` off, no
         ``max_minutes`` or ``stop_at``.
     task : task object of :mod:`simplex_lib.tasks`
@@ -730,7 +742,7 @@ def train_together(cfgs, task) -> tuple[list, list]:
         differ = [f.name for f in fields(TrainConfig)
                   if f.name not in free and getattr(other, f.name) != getattr(cfg, f.name)]
         if differ:
-            raise ValueError(f"cfgs must differ only in lr and seed; {differ[0]} differs")
+            raise ValueError(f"cfgs must differ only in lr, seed and data_seed; {differ[0]} differs")
     for name, bad in (("out", cfg.out), ("compile", cfg.compile), ("max_minutes", cfg.max_minutes),
                       ("stop_at", cfg.stop_at), ("resume", cfg.resume)):
         if bad:
@@ -760,8 +772,8 @@ def train_together(cfgs, task) -> tuple[list, list]:
 
     together = vmap(loss_and_logits)
     R = len(cfgs)
-    seeds = sorted({c.seed for c in cfgs})
-    row = torch.tensor([seeds.index(c.seed) for c in cfgs])  # model -> its seed's batch
+    seeds = sorted({c.batch_seed for c in cfgs})
+    row = torch.tensor([seeds.index(c.batch_seed) for c in cfgs])  # model -> its batches
 
     def batches(split, seed_of):  # one batch per seed, stacked per model: [R, batch, ...]
         xs, ys = zip(*[task.batch(split, cfg.batch_size, cfg.block_size,

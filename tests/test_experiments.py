@@ -69,6 +69,14 @@ def test_runner_jobs_and_resume_state(tmp_path):
     assert "--backend" not in jobs[0]["cmd"] and jobs[2]["cmd"][-2:] != ["--device", "cpu"]
     assert jobs[2]["cmd"][jobs[2]["cmd"].index("--backend") + 1] == "triton"
     assert jobs[0]["cmd"][jobs[0]["cmd"].index("--eval-every") + 1] == "100"
+    # two seeds per run: the weights' and the batches' (a stream apart by default, or given)
+    assert [(j["seed"], j["data_seed"]) for j in jobs[:2]] == [(0, 100), (1, 101)]
+    assert jobs[1]["cmd"][jobs[1]["cmd"].index("--data-seed") + 1] == "101"
+    given = seeds.build_parser().parse_args(["--seeds", "0,1", "--data-seeds", "7,9", "--out", str(tmp_path)])
+    assert [j["data_seed"] for j in seeds.build_jobs(given)][:2] == [7, 9]
+    short = seeds.build_parser().parse_args(["--seeds", "0,1", "--data-seeds", "7", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="one seed per --seeds entry"):
+        seeds.build_jobs(short)
     folder = tmp_path / "dot_s0"
     assert seeds._run_state(folder, 1500) == "new"
     folder.mkdir()

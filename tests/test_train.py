@@ -481,3 +481,23 @@ def test_train_together_errors():
         train_together([base, replace(base, d_model=16)], task)
     with pytest.raises(ValueError, match="does not support out"):
         train_together([replace(base, out="/tmp/x")], task)
+
+
+def test_data_seed_moves_the_batches_not_the_weights(tmp_path):
+    base = replace(TINY, steps=3, warmup=0, eval_every=3, log_every=3)
+    a = train(base)
+    b = train(replace(base, data_seed=base.seed))         # the default, spelt out
+    c = train(replace(base, data_seed=base.seed + 1))     # other batches, same initial weights
+    assert a["log"] == [{**r, "train_time_s": a["log"][i]["train_time_s"],
+                         "tokens_per_s": a["log"][i]["tokens_per_s"]} for i, r in enumerate(b["log"])]
+    assert c["final_val_loss"] != a["final_val_loss"]
+    cfg = replace(base, data_seed=5)
+    assert cfg.batch_seed == 5 and base.batch_seed == base.seed
+    with pytest.raises(ValueError, match="data_seed must be an int >= -1"):
+        replace(base, data_seed=-2)
+    # a checkpoint saved before data_seed existed resumes as data_seed = -1
+    from dataclasses import asdict
+
+    from simplex_lib.train import config_changes
+    old = {k: v for k, v in asdict(base).items() if k != "data_seed"}
+    assert config_changes(old, base) == [] and config_changes(old, cfg) == ["data_seed: -1 -> 5"]
