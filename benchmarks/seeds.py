@@ -13,10 +13,10 @@ checkpoints, to a folder that can be committed; :func:`simplex_lib.experiments.l
 reads either folder.
 
 The GPU re-run of chapter 12 (three seeds of the three variants, the full 1,500-step schedule,
-an evaluation every 100 steps; the windowed model on the Triton kernels)::
+an evaluation every 100 steps; the windowed and top-k models on the Triton kernels)::
 
     python -m benchmarks.seeds --preset gpu --variants dot,window,topk --seeds 0,1,2 \\
-        --eval-every 100 --window-backend triton --gpus all --per-gpu 2 \\
+        --eval-every 100 --window-backend triton --topk-backend triton --gpus all --per-gpu 3 \\
         --out runs/seeds_gpu --export benchmarks/results/seeds_gpu
 
 A tiny CPU version (the example committed in ``benchmarks/results/seeds_cpu_tiny``)::
@@ -75,8 +75,9 @@ def build_jobs(args) -> list:
             cmd = [sys.executable, "-m", "simplex_lib.train", "--preset", args.preset,
                    "--variant", variant, "--seed", str(seed), "--data-seed", str(data_seed),
                    "--eval-every", str(args.eval_every), "--no-progress", "--out", str(folder)]
-            if variant == "window" and args.window_backend:
-                cmd += ["--backend", args.window_backend]
+            backend = {"window": args.window_backend, "topk": args.topk_backend}.get(variant)
+            if backend:
+                cmd += ["--backend", backend]
             for flag in ("steps", "log_every", "threads"):
                 if getattr(args, flag):
                     cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=0, help="override the preset's log interval")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per run (CPU runs)")
     p.add_argument("--window-backend", default="", help="backend of the window variant (e.g. triton)")
+    p.add_argument("--topk-backend", default="", help="backend of the topk variant (e.g. triton)")
     p.add_argument("--gpus", default="", help="'all', or comma-separated GPU ids; empty: CPU")
     p.add_argument("--per-gpu", type=int, default=1, help="runs at a time on each GPU (default: 1)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time on the CPU (default: 1)")

@@ -63,6 +63,7 @@ def test_load_seed_runs(tmp_path, runs):
 def test_runner_jobs_and_resume_state(tmp_path):
     args = seeds.build_parser().parse_args(
         ["--preset", "gpu", "--variants", "dot,window", "--seeds", "0,1", "--window-backend", "triton",
+         "--topk-backend", "reference",
          "--gpus", "0,1", "--out", str(tmp_path)])
     jobs = seeds.build_jobs(args)
     assert [(j["variant"], j["seed"]) for j in jobs] == [("dot", 0), ("dot", 1), ("window", 0), ("window", 1)]
