@@ -28,8 +28,8 @@ the checkpoint's (each change is named) unless ``allow_config_change``. An ``out
 already holds a run is refused unless ``resume`` or ``overwrite``.
 
 Determinism: weights are initialised from ``seed``; the batch of step ``s`` on rank ``r`` is drawn
-from a generator seeded by ``(data_seed, s, r)`` (``data_seed`` defaults to ``seed``), so a resumed run is bitwise equal to an
-uninterrupted one (on the same device).
+from a generator seeded by ``(data_seed, s, r)`` (``data_seed`` defaults to ``seed``), so a
+resumed run is bitwise equal to an uninterrupted one (on the same device).
 """
 
 from __future__ import annotations
