@@ -61,3 +61,16 @@ def test_tool_refuses_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     run = subprocess.run([sys.executable, str(TOOL), "topk"], env=env, capture_output=True, text=True)
     assert run.returncode == 2 and "unset TRITON_INTERPRET" in run.stderr.splitlines()[-1]
+
+
+def test_hopper_forward_compiles_for_sm90():
+    """The Gluon forward (not runnable under the interpreter) builds for Hopper: warp-group GEMMs,
+    per-partition register budgets, and its shared memory within the H200's 227 KB."""
+    run = _run([str(TOOL), "hopper"])
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 3, lines
+    for line in lines:
+        shared = int(line.split(" B shared")[0].rsplit(" ", 1)[1])
+        hgmma = int(line.split(" HGMMA")[0].rsplit(" ", 1)[1])
+        assert shared <= 227 * 1024 and hgmma >= 16 and " 0 SETMAXREG" not in line, line

@@ -13,6 +13,7 @@ Run it in a process without ``TRITON_INTERPRET``::
 
     python tools/sm90.py topk                  # the top-k kernels at every block shape
     python tools/sm90.py fused --head-dim 128  # the fused short-window backward: warps x BLOCK_N
+    python tools/sm90.py hopper                # the Gluon forward (ops/two_simplicial/hopper.py)
 """
 import argparse
 import os
@@ -37,7 +38,7 @@ DIVISIBLE = ("stride_qb", "stride_qn", "stride_qh", "stride_kb", "stride_kn", "s
 
 
 def compile_sm90(kernel, constexprs: dict, pointers: dict, *, num_warps: int = 4, num_stages: int = 2,
-                 divisible: tuple = DIVISIBLE):
+                 divisible: tuple = DIVISIBLE, maxnreg: int | None = None):
     """Compile ``kernel`` (a ``@triton.jit`` function) for sm_90; return the compiled kernel.
 
     ``pointers`` maps every pointer argument to its Triton type (``"*bf16"``, ``"*fp32"``,
@@ -53,8 +54,16 @@ def compile_sm90(kernel, constexprs: dict, pointers: dict, *, num_warps: int = 4
     consts = {n: constexprs.get(n, defaults[n]) for n in const_names}
     div16 = [(i,) for i, n in enumerate(kernel.arg_names)
              if n not in const_names and (sig[n].startswith("*") or n in divisible)]
-    src = ASTSource(kernel, sig, constexprs=consts, attrs={k: [["tt.divisibility", 16]] for k in div16})
-    return triton.compile(src, target=HOPPER, options={"num_warps": num_warps, "num_stages": num_stages})
+    attrs = {k: [["tt.divisibility", 16]] for k in div16}
+    if getattr(kernel, "is_gluon", lambda: False)():
+        from triton.experimental.gluon._runtime import GluonASTSource
+        src = GluonASTSource(kernel, sig, constexprs=consts, attrs=attrs)
+    else:
+        src = ASTSource(kernel, sig, constexprs=consts, attrs=attrs)
+    options = {"num_warps": num_warps, "num_stages": num_stages}
+    if maxnreg is not None:
+        options["maxnreg"] = maxnreg
+    return triton.compile(src, target=HOPPER, options=options)
 
 
 def resources(compiled) -> dict:
@@ -112,15 +121,39 @@ def fused_report(head_dim: int, group: int, stages: int):
                   f"stages {stages}: {r['regs']} registers, {r['spills']} spilled, {r['shared']} B shared")
 
 
+HOPPER_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "O"], "*bf16") | {"LSE": "*fp32"}
+
+
+def hopper_report(head_dim: int, block_n: int, stages: int) -> dict:
+    """Resources of the Gluon forward (``_hopper_fwd_kernel``) as ``hopper_forward`` launches it,
+    plus the number of ``HGMMA`` instructions in its SASS."""
+    from simplex_lib.ops.two_simplicial import hopper as hp
+    c = compile_sm90(hp._hopper_fwd_kernel, dict(D=head_dim, BLOCK_N=block_n, STAGES=stages), HOPPER_POINTERS,
+                     num_warps=4, num_stages=1, maxnreg=168)
+    r = resources(c)
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(c.asm["cubin"])
+        sass = subprocess.run([str(tool), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
+    return r | {"hgmma": sass.count("HGMMA."), "setmaxnreg": sass.count("SETMAXREG")}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python tools/sm90.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["topk", "fused"])
+    ap.add_argument("what", choices=["topk", "fused", "hopper"])
     ap.add_argument("--head-dim", type=int, default=128, help="fused: D (default 128)")
     ap.add_argument("--group", type=int, default=8, help="fused: query heads per KV head (default 8)")
-    ap.add_argument("--stages", type=int, default=2, help="fused: pipeline depth (default 2)")
+    ap.add_argument("--stages", type=int, default=2, help="fused, hopper: pipeline depth (default 2)")
     a = ap.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET"):
         ap.error("unset TRITON_INTERPRET: the kernels must be compiled, not interpreted")
+    if a.what == "hopper":
+        for d, bn in ((64, 128), (128, 64), (128, 128)):
+            r = hopper_report(d, bn, a.stages)
+            print(f"D {d} BLOCK_N {bn} stages {a.stages}: {r['regs']} registers (launch cap), {r['spills']} "
+                  f"spilled, {r['shared']} B shared, {r['hgmma']} HGMMA, {r['setmaxnreg']} SETMAXREG")
+        return
     if a.what == "fused":
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
             ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 63")

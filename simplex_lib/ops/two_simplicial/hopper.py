@@ -1,0 +1,276 @@
+"""A Hopper-native forward of sliding-window 2-simplicial attention, in Gluon (experimental).
+
+Status: compiles for sm_90 (``tools/sm90.py``, tested on the CPU); its GPU test has not run yet,
+so nothing dispatches to it. :func:`hopper_forward` is called explicitly.
+
+What it covers: GQA 64 (the 64 query heads of one key/value head are the 64 rows of a tile),
+one query position per program, bf16, ``D`` 64 or 128, ``w1`` a multiple of ``BLOCK_N``,
+contiguous ``[B, N, H, D]`` tensors.
+
+Why Gluon: the portable kernel runs each short-window step as GEMM, softmax, GEMM in one warp
+group, so the tensor cores wait while the same warps compute ``exp2`` (chapter 10's profile).
+Here three partitions of one program share the work (``gl.warp_specialize``):
+
+- the loader (1 warp, 24 registers) streams the long window's ``K1``/``V1`` tiles, from the
+  query down, with TMA into a ``STAGES``-deep shared-memory ring (``ready``/``empty`` mbarriers;
+  a tile is free once both consumers are done with it);
+- two consumers (4 warps each, 240 registers) own all 64 rows and split the short window by
+  parity: consumer ``p`` takes the keys ``k_lo + p, k_lo + p + 2, ...``. While one warp group
+  computes its softmax, the other's ``wgmma`` runs;
+- at the end consumer 1 hands its ``(m, l, acc)`` to consumer 0 through shared memory, and
+  consumer 0 merges the two online softmaxes and writes ``O`` and the base-2 LSE, as the
+  portable kernel does.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
+                                                               warpgroup_mma)
+
+__all__ = ["GH", "hopper_forward", "hopper_supported"]
+
+LOG2E = 1.4426950408889634
+#: Query heads per key/value head that the kernel packs into one tile (its 64 rows).
+GH = gl.constexpr(64)
+
+
+@gluon.constexpr_function
+def _mma_layout(n, num_warps):
+    """The accumulator layout of a ``[64, n]`` warp-group GEMM (wgmma, instruction 16 x n x 16)."""
+    return gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                     instr_shape=[16, n, 16])
+
+
+@gluon.jit
+def _consume(args, PARITY: gl.constexpr):
+    """One consumer warp group: the short-window keys of one parity against every K1/V1 tile.
+
+    Per ``(tile, k)``: ``a = q * k2[k]`` in registers, ``S = a @ K1^T`` (wgmma, A from registers,
+    B the tile in shared memory), the base-2 online softmax, ``acc = acc * alpha + (P @ V1) *
+    v2[k]``. Returns ``(m, l, acc)`` (consumer 1 also leaves them in shared memory).
+    """
+    (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, done,
+     q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc) = args
+    STAGES: gl.constexpr = bufs_k1.type.shape[0]
+    BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
+    D: gl.constexpr = bufs_k1.type.shape[2]
+    s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
+    o_layout: gl.constexpr = _mma_layout(D, 4)  # [GH, D] accumulator
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+
+    # q [GH, D] as loaded (bf16: half the registers); scale * log2(e) goes on k2, so that
+    # a = q * k2 is rounded once, as in the portable kernel
+    o_r = gl.arange(0, GH, gl.SliceLayout(1, o_layout))
+    o_d = gl.arange(0, D, gl.SliceLayout(0, o_layout))
+    q = gl.load(Q + q_row0 + o_r[:, None] * D + o_d[None, :])
+    m = gl.full([GH], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+    l = gl.zeros([GH], gl.float32, gl.SliceLayout(1, s_layout))
+    acc = gl.zeros([GH, D], gl.float32, o_layout)
+    o_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, s_layout))
+    for t in range(n_tiles):
+        s = t % STAGES
+        mbarrier.wait(ready.index(s), (t // STAGES) & 1)
+        k1 = bufs_k1.index(s)  # [BLOCK_N, D]
+        v1 = bufs_v1.index(s)  # [BLOCK_N, D]
+        m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
+        for k in range(k_lo + PARITY, i + 1, 2):
+            p_k = kv_row0 + k * stride_kn + col + o_d
+            k2 = gl.load(K2 + p_k).to(gl.float32) * qk_scale  # [D]
+            a = (q.to(gl.float32) * k2[None, :]).to(gl.bfloat16)
+            sc = warpgroup_mma(gl.convert_layout(a, a_layout), k1.permute((1, 0)),
+                               gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False)
+            sc = gl.where(m_vis, sc, float("-inf"))
+            m_new = gl.maximum(m, gl.max(sc, 1))
+            m_ref = gl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = gl.exp2(m - m_ref)
+            p = gl.exp2(sc - m_ref[:, None])  # [GH, BLOCK_N]
+            l = l * alpha + gl.sum(p, 1)
+            m = m_new
+            pv = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v1,
+                               gl.zeros([GH, D], gl.float32, o_layout), use_acc=False)
+            v2 = gl.load(V2 + p_k).to(gl.float32)  # [D]
+            alpha_o = gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))
+            acc = acc * alpha_o[:, None] + pv * v2[None, :]
+        mbarrier.arrive(empty.index(s), count=1)
+    if PARITY == 1:  # hand the state to consumer 0
+        x_acc.store(acc)
+        x_m.store(m)
+        x_l.store(l)
+        mbarrier.arrive(done, count=1)
+    return m, l, acc
+
+
+@gluon.jit
+def _consumer0(args):
+    return _consume(args, 0)
+
+
+@gluon.jit
+def _consumer1(args):
+    _consume(args, 1)
+
+
+@gluon.jit
+def _loader(args):
+    """TMA loads of the long window's tiles, from the query down, into the shared-memory ring."""
+    (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, done,
+     q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc) = args
+    STAGES: gl.constexpr = bufs_k1.type.shape[0]
+    BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
+    for t in range(n_tiles):
+        s = t % STAGES
+        mbarrier.wait(empty.index(s), ((t // STAGES) & 1) ^ 1)  # both consumers done with it
+        mbarrier.expect(ready.index(s), 2 * k1_desc.block_type.nbytes)
+        j0 = i + 1 - (t + 1) * BLOCK_N  # may be < 0: the descriptor zero-fills those rows
+        tma.async_copy_global_to_shared(k1_desc, [j0, col], ready.index(s), bufs_k1.index(s))
+        tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s), bufs_v1.index(s))
+
+
+@gluon.jit
+def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
+                       D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+    """Forward for GQA 64; grid ``(N, B * Hkv)``: program ``(i, b * Hkv + g)`` owns the 64 query
+    heads of KV head ``g`` at position ``i`` and writes their ``O`` and LSE. Warps: 4 (consumer
+    0) + 4 (consumer 1) + 1 (loader). FLOPs as the portable kernel: ``4 D`` per visible triple on
+    tensor cores."""
+    i = gl.program_id(0)
+    i_bg = gl.program_id(1)
+    b = i_bg // Hkv
+    g = i_bg % Hkv
+    lo1 = gl.maximum(i - W1 + 1, 0)
+    k_lo = gl.maximum(i - W2 + 1, 0)
+    n_tiles = (i + 1 - lo1 + BLOCK_N - 1) // BLOCK_N
+    stride_kn = Hkv * D
+    kv_row0 = b * N * stride_kn
+    col = g * D
+    q_row0 = ((b * N + i) * Hq + g * GH) * D
+
+    tile_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, D], gl.bfloat16)
+    # one descriptor per batch: rows before the sequence are zero-filled, never another batch's
+    k1_desc = tma.make_tensor_descriptor(K1 + kv_row0, [N, stride_kn], [stride_kn, 1], [BLOCK_N, D],
+                                         tile_layout)
+    v1_desc = tma.make_tensor_descriptor(V1 + kv_row0, [N, stride_kn], [stride_kn, 1], [BLOCK_N, D],
+                                         tile_layout)
+    bufs_k1 = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_N, D], tile_layout)
+    bufs_v1 = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_N, D], tile_layout)
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for s in gl.static_range(STAGES):
+        mbarrier.init(ready.index(s), count=1)
+        mbarrier.init(empty.index(s), count=2)  # both consumers release a tile
+    done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    mbarrier.init(done, count=1)
+    x_acc = gl.allocate_shared_memory(gl.float32, [GH, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    x_m = gl.allocate_shared_memory(gl.float32, [GH], gl.SwizzledSharedLayout(1, 1, 1, [0]))
+    x_l = gl.allocate_shared_memory(gl.float32, [GH], gl.SwizzledSharedLayout(1, 1, 1, [0]))
+    fence_async_shared()
+
+    args = (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, done,
+            q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc)
+    m0, l0, acc0 = gl.warp_specialize([(_consumer0, (args, )), (_consumer1, (args, )), (_loader, (args, ))],
+                                      [4, 1], [240, 24])
+
+    # merge consumer 1's online softmax into consumer 0's
+    s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)
+    o_layout: gl.constexpr = _mma_layout(D, 4)
+    mbarrier.wait(done, 0)
+    acc1 = x_acc.load(o_layout)
+    m1 = x_m.load(gl.SliceLayout(1, s_layout))
+    l1 = x_l.load(gl.SliceLayout(1, s_layout))
+    m = gl.maximum(m0, m1)
+    a0 = gl.exp2(m0 - m)
+    a1 = gl.exp2(m1 - m)
+    l = l0 * a0 + l1 * a1
+    a0o = gl.convert_layout(a0, gl.SliceLayout(1, o_layout))
+    a1o = gl.convert_layout(a1, gl.SliceLayout(1, o_layout))
+    lo = gl.convert_layout(l, gl.SliceLayout(1, o_layout))
+    out = (acc0 * a0o[:, None] + acc1 * a1o[:, None]) / lo[:, None]
+    o_r = gl.arange(0, GH, gl.SliceLayout(1, o_layout))
+    o_d = gl.arange(0, D, gl.SliceLayout(0, o_layout))
+    gl.store(O + q_row0 + o_r[:, None] * D + o_d[None, :], out.to(gl.bfloat16))
+    o_rs = gl.arange(0, GH, gl.SliceLayout(1, s_layout))
+    gl.store(LSE + (b * Hq + g * GH + o_rs) * N + i, m + gl.log2(l))
+
+
+def hopper_supported(q, k1, w1: int, w2: int, block_n: int = 128) -> str | None:
+    """``None`` when :func:`hopper_forward` takes these inputs, else the reason it does not.
+
+    Parameters
+    ----------
+    q : Tensor ``[B, N, Hq, D]``
+    k1 : Tensor ``[B, N, Hkv, D]``
+    w1, w2 : int
+        The long and the short window.
+    block_n : int, default 128
+        Long-window keys per tile.
+
+    Returns
+    -------
+    str or None
+    """
+    if q.dim() != 4 or k1.dim() != 4:
+        return "q and k1 must be [B, N, H, D]"
+    if q.shape[2] != GH.value * k1.shape[2]:
+        return f"needs {GH.value} query heads per key/value head, got {q.shape[2]} / {k1.shape[2]}"
+    if q.dtype != torch.bfloat16:
+        return f"needs bfloat16, got {q.dtype}"
+    if q.shape[3] not in (64, 128):
+        return f"needs head_dim 64 or 128, got {q.shape[3]}"
+    if block_n not in (64, 128) or w1 % block_n or w1 < w2 or w2 < 1:
+        return f"needs w1 >= w2 >= 1 and w1 a multiple of block_n in (64, 128), got {w1}, {w2}, {block_n}"
+    if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
+        return "needs a Hopper GPU (sm_90)"
+    return None
+
+
+def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: int = 128,
+                   stages: int = 2):
+    """Forward of the Gluon kernel: ``(o, lse)`` as :func:`~simplex_lib.ops.two_simplicial.forward.forward`.
+
+    Parameters
+    ----------
+    q : Tensor ``[B, N, Hq, D]``, bf16, contiguous, ``Hq = 64 Hkv``
+    k1, k2, v1, v2 : Tensor ``[B, N, Hkv, D]``, like ``q``
+    w1, w2 : int
+        The long and the short window (``w1 >= w2``, ``w1`` a multiple of ``block_n``).
+    scale : float
+        Logit scale.
+    block_n : int, default 128
+        Long-window keys per tile (64 or 128).
+    stages : int, default 2
+        Depth of the K1/V1 ring.
+
+    Returns
+    -------
+    o : Tensor like ``q``
+    lse : float32 Tensor ``[B, Hq, N]``, base 2
+
+    Raises
+    ------
+    ValueError
+        If :func:`hopper_supported` gives a reason, or a tensor is not contiguous or of another
+        shape than ``k1``.
+    """
+    why = hopper_supported(q, k1, w1, w2, block_n)
+    if why is not None:
+        raise ValueError(f"hopper_forward: {why}")
+    if any(t.shape != k1.shape or t.dtype != q.dtype for t in (k2, v1, v2)):
+        raise ValueError("hopper_forward: k1, k2, v1 and v2 must have one shape and q's dtype")
+    if not all(t.is_contiguous() for t in (q, k1, k2, v1, v2)):
+        raise ValueError("hopper_forward: every input must be contiguous")
+    if not isinstance(stages, int) or not 1 <= stages <= 4:
+        raise ValueError(f"stages must be an int in [1, 4], got {stages!r}")
+    B, N, Hq, D = q.shape
+    Hkv = k1.shape[2]
+    o = torch.empty_like(q)
+    lse = torch.empty((B, Hq, N), device=q.device, dtype=torch.float32)
+    # the device-side TMA descriptors live in a scratch buffer Triton allocates through this
+    triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device=q.device))
+    _hopper_fwd_kernel[(N, B * Hkv)](q, k1, k2, v1, v2, o, lse, N, Hq, Hkv, w1, w2, scale * LOG2E,
+                                     D=D, BLOCK_N=block_n, STAGES=stages, num_warps=4, maxnreg=168)
+    return o, lse
