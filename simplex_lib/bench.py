@@ -103,8 +103,8 @@ def print_table(result: dict) -> None:
         line per record (ms to 3 decimals, TFLOPS to 1, peak memory in MiB, a failed record's
         error at the end of its line).
     """
-    cols = ("group", "mode", "B", "N", "Hq", "Hkv", "D", "w1", "w2", "ms", "tflops", "tflops_min", "tflops_max",
-            "peak_extra_bytes")
+    cols = ("group", "backend", "mode", "B", "N", "Hq", "Hkv", "D", "w1", "w2", "ms", "tflops", "tflops_min",
+            "tflops_max", "peak_extra_bytes")
     print(" ".join(f"{c:>9s}" for c in cols))
     for r in result["records"]:
         vals = []
@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "value, else kv)")
     ap.add_argument("--table1", action="store_true", help="the paper's Table 1 window sweep")
     ap.add_argument("--claim48k", action="store_true", help="512x32 vs dot attention at 32k/48k")
+    ap.add_argument("--hopper", action="store_true",
+                    help="also the Gluon Hopper forward beside the portable one (B2 N8192 Hq64 Hkv1 512x32, "
+                         "D 64,128; group 'hopper'; sm_90 only)")
     ap.add_argument("--no-sdpa", action="store_true")
     ap.add_argument("--reference-max-n", type=int_at_least(0), default=0)
     ap.add_argument("--topk", action="store_true",
@@ -350,7 +353,7 @@ def main(argv=None) -> dict:
                         tokens=a.tokens[0] if a.tokens else 16384)
         res = timing.run_benchmark(**grid, modes=a.modes, table1=a.table1, compare_sdpa=not a.no_sdpa,
                                    reference_max_n=a.reference_max_n, claim48k=a.claim48k,
-                                   repeats=a.repeats)
+                                   repeats=a.repeats, hopper=a.hopper)
     res["compiled"] = timing.compiled_kernels()
     with open(path, "w") as f:
         json.dump(res, f, indent=1)

@@ -31,7 +31,8 @@ from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_atte
 __all__ = [
     "FLOPS_CONVENTION", "MODES", "DEFAULT_WINDOWS", "TABLE1_WINDOWS", "SHAPE_GRID", "record_meta",
     "time_and_peak_memory",
-    "random_causal_topk", "compiled_kernels", "bench_simplicial", "bench_sdpa", "run_benchmark", "bench_topk",
+    "random_causal_topk", "compiled_kernels", "BACKENDS", "bench_simplicial", "bench_sdpa", "run_benchmark",
+    "bench_topk",
 ]
 
 FLOPS_CONVENTION = ("fwd 4*B*Hq*N*D*w1*w2 (top-k: w1*w2 = kA*kB); bwd 2.5x; fwdbwd 3.5x; "
@@ -223,6 +224,16 @@ def _mode_fn(f, xs, mode):
     return lambda: torch.autograd.grad(f(xs), xs, do)
 
 
+def _hopper_attention(q, k1, k2, v1, v2, w1, w2):
+    """The Gluon Hopper forward as an attention call (no backward yet)."""
+    from simplex_lib.ops.two_simplicial.hopper import hopper_forward
+    return hopper_forward(q, k1, k2, v1, v2, w1, w2, q.shape[-1] ** -0.5)[0]
+
+
+#: What ``bench_simplicial(impl=...)`` times, recorded as ``backend``.
+BACKENDS = {"kernel": "portable", "hopper": "hopper", "reference": "reference"}
+
+
 def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.bfloat16, repeats=1) -> dict:
     """One timing record of the kernel (or the reference) for one shape and mode.
 
@@ -237,30 +248,40 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
         Windows of the two key sets.
     mode : ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``
         What is timed: the forward (without autograd), the backward of a stored graph, or both.
-    impl : ``"kernel"`` (default) or anything else
-        The Triton kernel
-        (:func:`simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`), otherwise
-        the PyTorch windowed path (recorded under that name).
+    impl : ``"kernel"`` (default), ``"hopper"`` or ``"reference"``
+        The portable Triton kernels
+        (:func:`simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`), the Gluon
+        Hopper forward (:func:`simplex_lib.ops.two_simplicial.hopper.hopper_forward`; ``fwd``
+        only), or the PyTorch windowed path. Recorded as ``impl`` and ``backend``.
     dtype : torch.dtype, default ``torch.bfloat16``
     repeats : int, default 1
         Independent measurements (see :func:`time_and_peak_memory`).
 
     Returns
     -------
-    dict with the shape, ``impl``, ``mode``, ``dtype``, ``ms``, ``tflops``, ``flops`` (from
+    dict with the shape, ``impl``, ``backend``, ``mode``, ``dtype``, ``ms``, ``tflops``, ``flops`` (from
     :func:`simplex_lib.cost.windowed_flops`), ``peak_extra_bytes``, ``us_per_token`` and
     ``fwd_walk`` and ``bwd_walk`` (the walks the shape's launches take,
     :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`) and ``bwd_short`` (the kernels
     that give the short window's key gradients, ``"ring"``, ``"fused"`` or ``"kv"``,
     :func:`simplex_lib.ops.two_simplicial.backward.short_window_path`); with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
+
+    Raises
+    ------
+    ValueError
+        If ``impl`` is unknown, or ``"hopper"`` with a mode other than ``"fwd"``.
     """
-    attn = two_simplicial_attention if impl == "kernel" else reference_attention
+    if impl not in BACKENDS:
+        raise ValueError(f"impl must be one of {sorted(BACKENDS)}, got {impl!r}")
+    if impl == "hopper" and mode != "fwd":
+        raise ValueError(f"impl 'hopper' has a forward only, got mode {mode!r}")
+    attn = {"kernel": two_simplicial_attention, "hopper": _hopper_attention}.get(impl, reference_attention)
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     bwd = bwd_config(D, Hq // Hkv, w1, w2)
-    return dict(impl=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
+    return dict(impl=impl, backend=BACKENDS[impl], mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
                 fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd.WALK,
                 bwd_short=short_window_path(Hq // Hkv, D, min(w1, w2), bwd))
@@ -309,7 +330,7 @@ def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:
 def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=(4096, 8192, 16384),
                   modes=MODES, tokens=16384, heads_gqa=64, heads_mha=16, table1=False,
                   compare_sdpa=True, reference_max_n=0, claim48k=False, progress=True,
-                  heads=None, repeats=1) -> dict:
+                  heads=None, repeats=1, hopper=False) -> dict:
     """Time the kernels over a grid; return ``{"meta", "records"}``.
 
     ``B = max(1, tokens // N)`` keeps the token count fixed across lengths. A GQA ratio of 1 uses
@@ -346,6 +367,9 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
         instead of ``heads_mha`` / ``heads_gqa``; :data:`SHAPE_GRID` uses 16, 32, 32, 64.
     repeats : int, default 1
         Independent measurements of every shape (records then carry their spread).
+    hopper : bool, default False
+        Also time the Gluon Hopper forward and the portable forward, in group ``"hopper"``, at
+        ``B=2, N=8192, Hq=64, Hkv=1``, ``512 x 32``, D 64 and 128.
 
     Returns
     -------
@@ -375,6 +399,10 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
         for (w1, w2) in TABLE1_WINDOWS:
             for mode in ("fwd", "fwdbwd"):
                 jobs.append(("table1", 2, 8192, 64, 1, 128, w1, w2, mode))
+    if hopper:
+        for D in (64, 128):
+            for impl in ("hopper", "kernel"):
+                jobs.append((f"hopper:{impl}", 2, 8192, 64, 1, D, 512, 32, "fwd"))
     if claim48k:
         jobs.append(("claim-kernel", 1, 8192, 64, 1, 128, 512, 32, "fwd"))
         for n in (32768, 49152):
@@ -390,10 +418,12 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
                 rec["paired_with"] = [w1, w2]
                 if impl == "sdpa":
                     rec["paired_N"] = int(round(N ** 2 / (2 * w1 * w2) / 256)) * 256
+            elif impl.startswith("hopper:"):
+                rec = bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, repeats=repeats, impl=impl[7:])
             else:
                 rec = bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, repeats=repeats,
                                        impl="reference" if impl == "reference" else "kernel")
-            rec["group"] = impl
+            rec["group"] = impl.split(":")[0]
         except Exception as e:  # record and continue: one failing shape must not lose the run
             rec = dict(group=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                        error=_error_line(e))
