@@ -523,6 +523,11 @@ def _evaluate(model, task, cfg, rank, world, device, amp):
     return rec
 
 
+def _resolve_task(task):
+    """The task object of ``task``: the byte corpus for ``None``, a Corpus wrapped as a task."""
+    return CorpusTask(task) if isinstance(task, Corpus) else (CorpusTask() if task is None else task)
+
+
 def train(cfg: TrainConfig, task=None) -> dict:
     """Train one model on ``task``; return the summary (also written to ``cfg.out/summary.json``).
 
@@ -549,7 +554,7 @@ def train(cfg: TrainConfig, task=None) -> dict:
     >>> 0.0 <= s["final_val_accuracy"] <= 1.0
     True
     """
-    task = CorpusTask(task) if isinstance(task, Corpus) else (CorpusTask() if task is None else task)
+    task = _resolve_task(task)
     ck = open_run(cfg)  # before any work: a bad out folder or checkpoint fails at once
     mcfg = cfg.model_config(task)
     if cfg.threads > 0:  # small CPU runs are faster on one thread than fighting for shared cores
@@ -687,7 +692,7 @@ def train(cfg: TrainConfig, task=None) -> dict:
 TOGETHER_FIELDS = ("lr", "seed", "data_seed")
 
 
-def train_together(cfgs, task) -> tuple[list, list]:
+def train_together(cfgs, task=None) -> tuple[list, list]:
     """Train several small models that differ only in seeds and learning rate, all in one step.
 
     Each step runs every model at once through :func:`torch.func.vmap` (weights stacked along a
@@ -701,11 +706,13 @@ def train_together(cfgs, task) -> tuple[list, list]:
     Parameters
     ----------
     cfgs : sequence of TrainConfig
-        Equal in every field except ``lr``, ``seed`` and ``data_seed`` (and the run-control fields
+        Variant ``dot`` or ``simplicial`` (the task models; the language models tie weights and
+        select keys by value, which :func:`torch.func.vmap` cannot batch). Equal in every field
+        except ``lr``, ``seed`` and ``data_seed`` (and the run-control fields
         ``progress``, ``log_every``, ``threads``); ``out`` unset, ``compile`` off, no
         ``max_minutes`` or ``stop_at``.
-    task : task object of :mod:`simplex_lib.tasks`
-        As for :func:`train`.
+    task : task object of :mod:`simplex_lib.tasks`, or a Corpus, optional
+        As for :func:`train` (default: the standard-library byte corpus).
 
     Returns
     -------
@@ -736,6 +743,7 @@ def train_together(cfgs, task) -> tuple[list, list]:
     cfgs = list(cfgs)
     if not cfgs:
         raise ValueError("cfgs must hold at least one TrainConfig")
+    task = _resolve_task(task)
     cfg = cfgs[0]
     free = set(TOGETHER_FIELDS) | {"progress", "log_every", "threads"}
     for other in cfgs[1:]:
@@ -747,6 +755,11 @@ def train_together(cfgs, task) -> tuple[list, list]:
                       ("stop_at", cfg.stop_at), ("resume", cfg.resume)):
         if bad:
             raise ValueError(f"train_together does not support {name} (got {bad!r}); use train()")
+    # The language models tie weights and select keys by value, which vmap cannot batch.
+    if task.head == "lm" or cfg.variant not in ("dot", "simplicial"):
+        raise ValueError(f"train_together trains the task models (variant dot or simplicial, a "
+                         f"classification head), got variant {cfg.variant!r} on a {task.head!r} task; "
+                         f"use train()")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     on_gpu = str(device).startswith("cuda")
     if cfg.threads > 0:

@@ -481,6 +481,10 @@ def test_train_together_errors():
         train_together([base, replace(base, d_model=16)], task)
     with pytest.raises(ValueError, match="does not support out"):
         train_together([replace(base, out="/tmp/x")], task)
+    with pytest.raises(ValueError, match="use train"):
+        train_together([replace(TINY, variant="dot")])   # the byte corpus: a language model
+    with pytest.raises(ValueError, match="variant 'window'"):
+        train_together([replace(base, variant="window")], task)
 
 
 def test_data_seed_moves_the_batches_not_the_weights(tmp_path):
