@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simplex_lib.ops.two_simplicial import forward as portable
-from simplex_lib.ops.two_simplicial.hopper import hopper_forward, hopper_supported
+from simplex_lib.ops.two_simplicial.hopper import default_block_n, hopper_forward, hopper_supported
 from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention
 
 
@@ -29,6 +29,7 @@ def test_supported_names_what_it_lacks():
     assert "w1 >= w2" in hopper_supported(q, k1, 128, 256)
     with pytest.raises(ValueError, match="hopper_forward: needs a Hopper GPU"):
         hopper_forward(*_inputs(1, 8, 1, 64, "cpu"), 128, 32, 0.125)
+    assert (default_block_n(64), default_block_n(128)) == (128, 64)
 
 
 def _sm90():
@@ -42,6 +43,7 @@ def _sm90():
     (2, 300, 1, 128, 128, 32, 128),     # N not a multiple of the tile; windows longer than the start
     (1, 333, 2, 64, 256, 16, 128),      # two KV heads, D 64
     (1, 260, 1, 128, 128, 7, 64),       # odd short window, BLOCK_N 64
+    (1, 200, 1, 128, 256, 32, None),    # the default tile
     (1, 90, 1, 128, 512, 512, 128),     # both windows longer than the sequence
 ])
 def test_matches_the_reference(B, N, Hkv, D, w1, w2, block_n):

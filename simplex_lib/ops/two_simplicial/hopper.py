@@ -5,7 +5,7 @@ so nothing dispatches to it. :func:`hopper_forward` is called explicitly.
 
 What it covers: GQA 64 (the 64 query heads of one key/value head are the 64 rows of a tile),
 one query position per program, bf16, ``D`` 64 or 128, ``w1`` a multiple of ``BLOCK_N``,
-contiguous ``[B, N, H, D]`` tensors.
+contiguous ``[B, N, H, D]`` tensors, a positive scale.
 
 Why Gluon: the portable kernel runs each short-window step as GEMM, softmax, GEMM in one warp
 group, so the tensor cores wait while the same warps compute ``exp2`` (chapter 10's profile).
@@ -31,7 +31,7 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
                                                                warpgroup_mma)
 
-__all__ = ["GH", "hopper_forward", "hopper_supported"]
+__all__ = ["GH", "default_block_n", "hopper_forward", "hopper_supported"]
 
 LOG2E = 1.4426950408889634
 #: Query heads per key/value head that the kernel packs into one tile (its 64 rows).
@@ -63,8 +63,9 @@ def _consume(args, PARITY: gl.constexpr):
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
 
-    # q [GH, D] as loaded (bf16: half the registers); scale * log2(e) goes on k2, so that
-    # a = q * k2 is rounded once, as in the portable kernel
+    # q [GH, D] as loaded (bf16: half the registers). a = q * k2 is one bf16 product (rounded
+    # once, as in the portable kernel); scale * log2(e) is applied to the logits, inside the
+    # exp2's FMA
     o_r = gl.arange(0, GH, gl.SliceLayout(1, o_layout))
     o_d = gl.arange(0, D, gl.SliceLayout(0, o_layout))
     q = gl.load(Q + q_row0 + o_r[:, None] * D + o_d[None, :])
@@ -80,22 +81,22 @@ def _consume(args, PARITY: gl.constexpr):
         m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
         for k in range(k_lo + PARITY, i + 1, 2):
             p_k = kv_row0 + k * stride_kn + col + o_d
-            k2 = gl.load(K2 + p_k).to(gl.float32) * qk_scale  # [D]
-            a = (q.to(gl.float32) * k2[None, :]).to(gl.bfloat16)
+            a = q * gl.load(K2 + p_k)[None, :]  # [GH, D] bf16
             sc = warpgroup_mma(gl.convert_layout(a, a_layout), k1.permute((1, 0)),
                                gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False)
-            sc = gl.where(m_vis, sc, float("-inf"))
-            m_new = gl.maximum(m, gl.max(sc, 1))
+            sc = gl.where(m_vis, sc, float("-inf"))  # unscaled logits
+            m_new = gl.maximum(m, gl.max(sc, 1) * qk_scale)  # base 2, scaled
             m_ref = gl.where(m_new == float("-inf"), 0.0, m_new)
             alpha = gl.exp2(m - m_ref)
-            p = gl.exp2(sc - m_ref[:, None])  # [GH, BLOCK_N]
+            p = gl.exp2(sc * qk_scale - m_ref[:, None])  # [GH, BLOCK_N]
             l = l * alpha + gl.sum(p, 1)
             m = m_new
+            # rescale before the GEMM, so that alpha is dead while pv lives
+            acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
             pv = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v1,
                                gl.zeros([GH, D], gl.float32, o_layout), use_acc=False)
-            v2 = gl.load(V2 + p_k).to(gl.float32)  # [D]
-            alpha_o = gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))
-            acc = acc * alpha_o[:, None] + pv * v2[None, :]
+            v2 = gl.load(V2 + p_k)  # [D] bf16: half the registers of fp32
+            acc = acc + pv * v2.to(gl.float32)[None, :]
         mbarrier.arrive(empty.index(s), count=1)
     if PARITY == 1:  # hand the state to consumer 0
         x_acc.store(acc)
@@ -228,7 +229,13 @@ def hopper_supported(q, k1, w1: int, w2: int, block_n: int = 128) -> str | None:
     return None
 
 
-def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: int = 128,
+def default_block_n(head_dim: int) -> int:
+    """Long-window keys per tile: 128 at ``D <= 64``, 64 at ``D = 128`` (where 128 spills: 18
+    words a thread against none, ``python tools/sm90.py hopper``)."""
+    return 128 if head_dim <= 64 else 64
+
+
+def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: int | None = None,
                    stages: int = 2):
     """Forward of the Gluon kernel: ``(o, lse)`` as :func:`~simplex_lib.ops.two_simplicial.forward.forward`.
 
@@ -239,9 +246,9 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
     w1, w2 : int
         The long and the short window (``w1 >= w2``, ``w1`` a multiple of ``block_n``).
     scale : float
-        Logit scale.
-    block_n : int, default 128
-        Long-window keys per tile (64 or 128).
+        Logit scale, > 0.
+    block_n : int, optional
+        Long-window keys per tile (64 or 128); default :func:`default_block_n`.
     stages : int, default 2
         Depth of the K1/V1 ring.
 
@@ -256,6 +263,8 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         If :func:`hopper_supported` gives a reason, or a tensor is not contiguous or of another
         shape than ``k1``.
     """
+    if block_n is None:
+        block_n = default_block_n(q.shape[-1]) if q.dim() == 4 else 128
     why = hopper_supported(q, k1, w1, w2, block_n)
     if why is not None:
         raise ValueError(f"hopper_forward: {why}")
@@ -263,6 +272,8 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         raise ValueError("hopper_forward: k1, k2, v1 and v2 must have one shape and q's dtype")
     if not all(t.is_contiguous() for t in (q, k1, k2, v1, v2)):
         raise ValueError("hopper_forward: every input must be contiguous")
+    if not scale > 0:  # the kernel takes maxima of unscaled logits
+        raise ValueError(f"hopper_forward: scale must be > 0, got {scale!r}")
     if not isinstance(stages, int) or not 1 <= stages <= 4:
         raise ValueError(f"stages must be an int in [1, 4], got {stages!r}")
     B, N, Hq, D = q.shape
