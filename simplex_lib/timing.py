@@ -224,14 +224,15 @@ def _mode_fn(f, xs, mode):
     return lambda: torch.autograd.grad(f(xs), xs, do)
 
 
-def _hopper_attention(q, k1, k2, v1, v2, w1, w2):
+def _hopper_attention(q, k1, k2, v1, v2, w1, w2, pipeline=False):
     """The Gluon Hopper forward as an attention call (no backward yet)."""
     from simplex_lib.ops.two_simplicial.hopper import hopper_forward
-    return hopper_forward(q, k1, k2, v1, v2, w1, w2, q.shape[-1] ** -0.5)[0]
+    return hopper_forward(q, k1, k2, v1, v2, w1, w2, q.shape[-1] ** -0.5, pipeline=pipeline)[0]
 
 
 #: What ``bench_simplicial(impl=...)`` times, recorded as ``backend``.
-BACKENDS = {"kernel": "portable", "hopper": "hopper", "reference": "reference"}
+BACKENDS = {"kernel": "portable", "hopper": "hopper", "hopper-pipelined": "hopper (pipelined)",
+            "reference": "reference"}
 
 
 def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.bfloat16, repeats=1) -> dict:
@@ -248,11 +249,12 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
         Windows of the two key sets.
     mode : ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``
         What is timed: the forward (without autograd), the backward of a stored graph, or both.
-    impl : ``"kernel"`` (default), ``"hopper"`` or ``"reference"``
+    impl : ``"kernel"`` (default), ``"hopper"``, ``"hopper-pipelined"`` or ``"reference"``
         The portable Triton kernels
         (:func:`simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`), the Gluon
-        Hopper forward (:func:`simplex_lib.ops.two_simplicial.hopper.hopper_forward`; ``fwd``
-        only), or the PyTorch windowed path. Recorded as ``impl`` and ``backend``.
+        Hopper forward (:func:`simplex_lib.ops.two_simplicial.hopper.hopper_forward`, without
+        or with ``pipeline``; ``fwd`` only), or the PyTorch windowed path. Recorded as ``impl``
+        and ``backend``.
     dtype : torch.dtype, default ``torch.bfloat16``
     repeats : int, default 1
         Independent measurements (see :func:`time_and_peak_memory`).
@@ -270,13 +272,15 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     Raises
     ------
     ValueError
-        If ``impl`` is unknown, or ``"hopper"`` with a mode other than ``"fwd"``.
+        If ``impl`` is unknown, or a Hopper one with a mode other than ``"fwd"``.
     """
     if impl not in BACKENDS:
         raise ValueError(f"impl must be one of {sorted(BACKENDS)}, got {impl!r}")
-    if impl == "hopper" and mode != "fwd":
+    if impl.startswith("hopper") and mode != "fwd":
         raise ValueError(f"impl 'hopper' has a forward only, got mode {mode!r}")
-    attn = {"kernel": two_simplicial_attention, "hopper": _hopper_attention}.get(impl, reference_attention)
+    attn = {"kernel": two_simplicial_attention, "hopper": _hopper_attention,
+            "hopper-pipelined": lambda *x, **w: _hopper_attention(*x, **w, pipeline=True),
+            }.get(impl, reference_attention)
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
@@ -368,7 +372,8 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
     repeats : int, default 1
         Independent measurements of every shape (records then carry their spread).
     hopper : bool, default False
-        Also time the Gluon Hopper forward and the portable forward, in group ``"hopper"``, at
+        Also time the Gluon Hopper forward (plain and pipelined) and the portable forward, in
+        group ``"hopper"``, at
         ``B=2, N=8192, Hq=64, Hkv=1``, ``512 x 32``, D 64 and 128.
 
     Returns
@@ -401,7 +406,7 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
                 jobs.append(("table1", 2, 8192, 64, 1, 128, w1, w2, mode))
     if hopper:
         for D in (64, 128):
-            for impl in ("hopper", "kernel"):
+            for impl in ("hopper", "hopper-pipelined", "kernel"):
                 jobs.append((f"hopper:{impl}", 2, 8192, 64, 1, D, 512, 32, "fwd"))
     if claim48k:
         jobs.append(("claim-kernel", 1, 8192, 64, 1, 128, 512, 32, "fwd"))

@@ -46,10 +46,11 @@ def _sm90():
     (1, 200, 1, 128, 256, 32, None),    # the default tile
     (1, 90, 1, 128, 512, 512, 128),     # both windows longer than the sequence
 ])
-def test_matches_the_reference(B, N, Hkv, D, w1, w2, block_n):
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_matches_the_reference(B, N, Hkv, D, w1, w2, block_n, pipeline):
     xs = _inputs(B, N, Hkv, D, "cuda")
     scale = D ** -0.5
-    o, lse = hopper_forward(*xs, w1, w2, scale, block_n=block_n)
+    o, lse = hopper_forward(*xs, w1, w2, scale, block_n=block_n, pipeline=pipeline)
     want = windowed_two_simplicial_attention(*(t.double() for t in xs), w1=w1, w2=w2, scale=scale)
     o_p, lse_p = portable.forward(*xs, w1, w2, scale)
     err, err_p = ((t.double() - want).abs().max().item() for t in (o, o_p))

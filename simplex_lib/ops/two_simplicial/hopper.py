@@ -29,7 +29,7 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
-                                                               warpgroup_mma)
+                                                               warpgroup_mma, warpgroup_mma_wait)
 
 __all__ = ["GH", "default_block_n", "hopper_forward", "hopper_supported"]
 
@@ -46,57 +46,100 @@ def _mma_layout(n, num_warps):
 
 
 @gluon.jit
-def _consume(args, PARITY: gl.constexpr):
+def _logits(q, K2, off, k1, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
+    """``S = (q * k2) @ K1^T`` for one short-window key: ``[GH, BLOCK_N]``, unscaled (with
+    ``ASYNC`` the wgmma is only issued: a token for :func:`warpgroup_mma_wait`). ``off`` is
+    the element offset of the key's row in ``K2``; with ``Q_SMEM``, ``q`` is a shared-memory
+    buffer, read here (registers for the pipelined loop)."""
+    BLOCK_N: gl.constexpr = k1.type.shape[0]
+    D: gl.constexpr = k1.type.shape[1]
+    s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+    o_d = gl.arange(0, D, gl.SliceLayout(0, _mma_layout(D, 4)))
+    if Q_SMEM:
+        q = q.load(_mma_layout(D, 4))
+    a = q * gl.load(K2 + off + o_d)[None, :]  # [GH, D] bf16: one product, rounded once
+    return warpgroup_mma(gl.convert_layout(a, a_layout), k1.permute((1, 0)),
+                         gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False, is_async=ASYNC)
+
+
+@gluon.jit
+def _softmax_accumulate(sc, m, l, acc, m_vis, qk_scale, v1, V2, off):
+    """The online softmax of one block of logits and ``acc = acc * alpha + (P @ V1) * v2``.
+
+    ``sc`` ``[GH, BLOCK_N]`` are unscaled logits; ``scale * log2(e)`` is applied inside the
+    exp2's FMA (the maximum is taken before scaling, so the scale must be positive).
+    """
+    D: gl.constexpr = acc.type.shape[1]
+    o_layout: gl.constexpr = _mma_layout(D, 4)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    sc = gl.where(m_vis, sc, float("-inf"))
+    m_new = gl.maximum(m, gl.max(sc, 1) * qk_scale)  # base 2, scaled
+    m_ref = gl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = gl.exp2(m - m_ref)
+    p = gl.exp2(sc * qk_scale - m_ref[:, None])  # [GH, BLOCK_N]
+    l = l * alpha + gl.sum(p, 1)
+    # rescale before the GEMM, so that alpha is dead while pv lives
+    acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
+    pv = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v1,
+                       gl.zeros([GH, D], gl.float32, o_layout), use_acc=False)
+    o_d = gl.arange(0, D, gl.SliceLayout(0, o_layout))
+    v2 = gl.load(V2 + off + o_d)  # [D] bf16: half the registers of fp32
+    return m_new, l, acc + pv * v2.to(gl.float32)[None, :]
+
+
+@gluon.jit
+def _consume(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
     """One consumer warp group: the short-window keys of one parity against every K1/V1 tile.
 
     Per ``(tile, k)``: ``a = q * k2[k]`` in registers, ``S = a @ K1^T`` (wgmma, A from registers,
     B the tile in shared memory), the base-2 online softmax, ``acc = acc * alpha + (P @ V1) *
-    v2[k]``. Returns ``(m, l, acc)`` (consumer 1 also leaves them in shared memory).
+    v2[k]``. With ``PIPELINE`` the logits of the next key are issued before the softmax of this
+    one, so that the softmax runs under that GEMM. Returns ``(m, l, acc)`` (consumer 1 also
+    leaves them in shared memory).
     """
-    (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, done,
+    (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
      q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
     D: gl.constexpr = bufs_k1.type.shape[2]
     s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
     o_layout: gl.constexpr = _mma_layout(D, 4)  # [GH, D] accumulator
-    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
-    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
 
-    # q [GH, D] as loaded (bf16: half the registers). a = q * k2 is one bf16 product (rounded
-    # once, as in the portable kernel); scale * log2(e) is applied to the logits, inside the
-    # exp2's FMA
     o_r = gl.arange(0, GH, gl.SliceLayout(1, o_layout))
     o_d = gl.arange(0, D, gl.SliceLayout(0, o_layout))
-    q = gl.load(Q + q_row0 + o_r[:, None] * D + o_d[None, :])
+    if PIPELINE:  # the pipelined loop needs the registers: q stays in shared memory
+        q = x_q
+    else:
+        q = gl.load(Q + q_row0 + o_r[:, None] * D + o_d[None, :])  # [GH, D] bf16
     m = gl.full([GH], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
     l = gl.zeros([GH], gl.float32, gl.SliceLayout(1, s_layout))
     acc = gl.zeros([GH, D], gl.float32, o_layout)
     o_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, s_layout))
+    off0 = kv_row0 + col  # the offset of row 0 of K2 / V2
+    k_first = k_lo + PARITY
+    k_last = i - (i - k_first) % 2  # this consumer's last key (< k_first: it has none)
     for t in range(n_tiles):
         s = t % STAGES
         mbarrier.wait(ready.index(s), (t // STAGES) & 1)
         k1 = bufs_k1.index(s)  # [BLOCK_N, D]
         v1 = bufs_v1.index(s)  # [BLOCK_N, D]
         m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
-        for k in range(k_lo + PARITY, i + 1, 2):
-            p_k = kv_row0 + k * stride_kn + col + o_d
-            a = q * gl.load(K2 + p_k)[None, :]  # [GH, D] bf16
-            sc = warpgroup_mma(gl.convert_layout(a, a_layout), k1.permute((1, 0)),
-                               gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False)
-            sc = gl.where(m_vis, sc, float("-inf"))  # unscaled logits
-            m_new = gl.maximum(m, gl.max(sc, 1) * qk_scale)  # base 2, scaled
-            m_ref = gl.where(m_new == float("-inf"), 0.0, m_new)
-            alpha = gl.exp2(m - m_ref)
-            p = gl.exp2(sc * qk_scale - m_ref[:, None])  # [GH, BLOCK_N]
-            l = l * alpha + gl.sum(p, 1)
-            m = m_new
-            # rescale before the GEMM, so that alpha is dead while pv lives
-            acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
-            pv = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v1,
-                               gl.zeros([GH, D], gl.float32, o_layout), use_acc=False)
-            v2 = gl.load(V2 + p_k)  # [D] bf16: half the registers of fp32
-            acc = acc + pv * v2.to(gl.float32)[None, :]
+        if PIPELINE:
+            if k_first <= i:
+                sc = _logits(q, K2, off0 + k_first * stride_kn, k1, False, True)
+                for k in range(k_first, k_last, 2):
+                    nxt = _logits(q, K2, off0 + (k + 2) * stride_kn, k1, True, True)  # in flight
+                    m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, qk_scale, v1, V2,
+                                                    off0 + k * stride_kn)
+                    sc = warpgroup_mma_wait(num_outstanding=0, deps=(nxt, ))
+                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, qk_scale, v1, V2,
+                                                off0 + k_last * stride_kn)
+        else:
+            for k in range(k_first, i + 1, 2):
+                sc = _logits(q, K2, off0 + k * stride_kn, k1, False, False)
+                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, qk_scale, v1, V2,
+                                                off0 + k * stride_kn)
         mbarrier.arrive(empty.index(s), count=1)
     if PARITY == 1:  # hand the state to consumer 0
         x_acc.store(acc)
@@ -107,19 +150,19 @@ def _consume(args, PARITY: gl.constexpr):
 
 
 @gluon.jit
-def _consumer0(args):
-    return _consume(args, 0)
+def _consumer0(args, PIPELINE: gl.constexpr):
+    return _consume(args, 0, PIPELINE)
 
 
 @gluon.jit
-def _consumer1(args):
-    _consume(args, 1)
+def _consumer1(args, PIPELINE: gl.constexpr):
+    _consume(args, 1, PIPELINE)
 
 
 @gluon.jit
-def _loader(args):
+def _loader(args, PIPELINE: gl.constexpr):
     """TMA loads of the long window's tiles, from the query down, into the shared-memory ring."""
-    (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, done,
+    (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
      q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
@@ -134,7 +177,8 @@ def _loader(args):
 
 @gluon.jit
 def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
-                       D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+                       D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+                       PIPELINE: gl.constexpr = False):
     """Forward for GQA 64; grid ``(N, B * Hkv)``: program ``(i, b * Hkv + g)`` owns the 64 query
     heads of KV head ``g`` at position ``i`` and writes their ``O`` and LSE. Warps: 4 (consumer
     0) + 4 (consumer 1) + 1 (loader). FLOPs as the portable kernel: ``4 D`` per visible triple on
@@ -169,12 +213,19 @@ def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
     x_acc = gl.allocate_shared_memory(gl.float32, [GH, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
     x_m = gl.allocate_shared_memory(gl.float32, [GH], gl.SwizzledSharedLayout(1, 1, 1, [0]))
     x_l = gl.allocate_shared_memory(gl.float32, [GH], gl.SwizzledSharedLayout(1, 1, 1, [0]))
+    # q for the pipelined consumers, which read it from shared memory at every key
+    q_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+    o_qr = gl.arange(0, GH, gl.SliceLayout(1, q_layout))
+    o_qd = gl.arange(0, D, gl.SliceLayout(0, q_layout))
+    x_q = gl.allocate_shared_memory(gl.bfloat16, [GH, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]),
+                                    gl.load(Q + q_row0 + o_qr[:, None] * D + o_qd[None, :]))
     fence_async_shared()
 
-    args = (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, done,
+    args = (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
             q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc)
-    m0, l0, acc0 = gl.warp_specialize([(_consumer0, (args, )), (_consumer1, (args, )), (_loader, (args, ))],
-                                      [4, 1], [240, 24])
+    m0, l0, acc0 = gl.warp_specialize(
+        [(_consumer0, (args, PIPELINE)), (_consumer1, (args, PIPELINE)), (_loader, (args, PIPELINE))],
+        [4, 1], [240, 24])
 
     # merge consumer 1's online softmax into consumer 0's
     s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)
@@ -236,7 +287,7 @@ def default_block_n(head_dim: int) -> int:
 
 
 def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: int | None = None,
-                   stages: int = 2):
+                   stages: int = 2, pipeline: bool = False):
     """Forward of the Gluon kernel: ``(o, lse)`` as :func:`~simplex_lib.ops.two_simplicial.forward.forward`.
 
     Parameters
@@ -251,6 +302,10 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         Long-window keys per tile (64 or 128); default :func:`default_block_n`.
     stages : int, default 2
         Depth of the K1/V1 ring.
+    pipeline : bool, default False
+        Issue the next key's logits GEMM before this key's softmax (q then lives in shared
+        memory). At D128 it compiles with spills (22 words a thread at BLOCK_N 64), at D64
+        without.
 
     Returns
     -------
@@ -283,5 +338,6 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
     # the device-side TMA descriptors live in a scratch buffer Triton allocates through this
     triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device=q.device))
     _hopper_fwd_kernel[(N, B * Hkv)](q, k1, k2, v1, v2, o, lse, N, Hq, Hkv, w1, w2, scale * LOG2E,
-                                     D=D, BLOCK_N=block_n, STAGES=stages, num_warps=4, maxnreg=168)
+                                     D=D, BLOCK_N=block_n, STAGES=stages, PIPELINE=bool(pipeline),
+                                     num_warps=4, maxnreg=168)
     return o, lse
