@@ -64,7 +64,8 @@ def _surely(flag: torch.Tensor) -> bool:
 
 def per_query(t: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """``t [batch, seq, heads, d]`` seen from each query: ``[batch, heads, i, j, d]``, zero where
-    ``visible[..., i, j]`` is False (``[batch, heads, 1, j, d]``, a view, when ``t`` is finite).
+    ``visible[..., i, j]`` is False (``[batch, heads, 1, j, d]``, a view, when nothing is masked
+    or ``t`` is finite).
 
     Zeroing by ``where`` before any arithmetic is what keeps a NaN or inf at a masked key out of
     the queries that cannot see it (a masked weight of 0 times NaN would still be NaN).
@@ -79,8 +80,9 @@ def per_query(t: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
 
     Returns
     -------
-    Tensor ``[batch, heads, i, j, d]``, or the view ``[batch, heads, 1, j, d]`` when every entry
-    of ``t`` is finite (a masked weight times it is then exactly 0 anyway).
+    Tensor ``[batch, heads, i, j, d]``, or the view ``[batch, heads, 1, j, d]`` when nothing is
+    masked or every entry of ``t`` is finite (a masked weight times it is then exactly 0 anyway;
+    under :func:`torch.func.vmap` the finiteness is not tested and the full tensor is returned).
 
     Raises
     ------
