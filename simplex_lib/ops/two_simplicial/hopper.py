@@ -281,8 +281,18 @@ def hopper_supported(q, k1, w1: int, w2: int, block_n: int = 128) -> str | None:
 
 
 def default_block_n(head_dim: int) -> int:
-    """Long-window keys per tile: 128 at ``D <= 64``, 64 at ``D = 128`` (where 128 spills: 18
-    words a thread against none, ``python tools/sm90.py hopper``)."""
+    """Long-window keys per tile: 128 at ``D <= 64``, 64 at ``D = 128`` (where 128 spills and 64
+    does not, ``python tools/sm90.py hopper``).
+
+    Parameters
+    ----------
+    head_dim : int
+        ``D``.
+
+    Returns
+    -------
+    int
+    """
     return 128 if head_dim <= 64 else 64
 
 
