@@ -15,6 +15,7 @@ FLOPs come from the one cost model, :mod:`simplex_lib.cost`; the convention
 
 from __future__ import annotations
 
+from functools import partial
 
 import torch
 from tqdm.auto import tqdm
@@ -279,8 +280,7 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     if impl.startswith("hopper") and mode != "fwd":
         raise ValueError(f"impl 'hopper' has a forward only, got mode {mode!r}")
     attn = {"kernel": two_simplicial_attention, "hopper": _hopper_attention,
-            "hopper-pipelined": lambda *x, **w: _hopper_attention(*x, **w, pipeline=True),
-            }.get(impl, reference_attention)
+            "hopper-pipelined": partial(_hopper_attention, pipeline=True)}.get(impl, reference_attention)
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)

@@ -793,8 +793,8 @@ def train_together(cfgs, task=None) -> tuple[list, list]:
                                   torch.Generator().manual_seed(seed_of(s))) for s in seeds])
         return torch.stack(xs)[row].to(device), torch.stack(ys)[row].to(device)
 
-    def view(t):  # a per-model [R] vector shaped to broadcast against a [R, ...] parameter
-        return lambda p: t.view(-1, *([1] * (p.dim() - 1))).to(p.dtype)
+    def per_model(t, like):  # a per-model [R] vector shaped to broadcast against [R, ...] ``like``
+        return t.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
 
     decays = {k: v.dim() > 2 for k, v in params.items()}  # matrices of the unstacked model
     state = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
@@ -809,17 +809,13 @@ def train_together(cfgs, task=None) -> tuple[list, list]:
                 x, y = batches("val", lambda s: 10_000_019 + 7919 * i + s)
                 loss, logits = together(params, buffers, x, y)
                 sums[0] += loss.double()
-                if task.head != "lm":
-                    sums[1] += (logits.argmax(-1) == y).double().flatten(1).mean(1)
-                    counts = counts + torch.nn.functional.one_hot(y.flatten(1), task.n_classes).sum(1)
+                sums[1] += (logits.argmax(-1) == y).double().flatten(1).mean(1)
+                counts = counts + torch.nn.functional.one_hot(y.flatten(1), task.n_classes).sum(1)
         shell.train()
-        mean = (sums / cfg.eval_batches).cpu()
-        rec = [{"val_loss": float(v)} for v in mean[0]]
-        if task.head != "lm":
-            majority = (counts.max(1).values / counts.sum(1)).tolist()
-            for r, a, m in zip(rec, mean[1].tolist(), majority):
-                r.update(val_accuracy=a, val_majority=m)
-        return rec
+        loss, acc = (sums / cfg.eval_batches).tolist()
+        majority = (counts.max(1).values / counts.sum(1)).tolist()
+        return [{"val_loss": v, "val_accuracy": a, "val_majority": mj}
+                for v, a, mj in zip(loss, acc, majority)]
 
     records = [[] for _ in cfgs]
     running, n_running, train_time, tokens = torch.zeros(R, device=device), 0, 0.0, 0
@@ -840,13 +836,13 @@ def train_together(cfgs, task=None) -> tuple[list, list]:
             for k, p in params.items():  # AdamW, as torch.optim.AdamW computes it
                 g, (m, v) = grads[k], state[k]
                 if cfg.grad_clip > 0:
-                    g = g * view(coef)(g)
+                    g = g * per_model(coef, g)
                 if decays[k]:
-                    p.mul_(1 - view(lr)(p) * cfg.weight_decay)
+                    p.mul_(1 - per_model(lr, p) * cfg.weight_decay)
                 m.lerp_(g, 1 - beta1)
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 denom = (v.sqrt() / math.sqrt(1 - beta2 ** t)).add_(eps)
-                p.sub_(view(lr / (1 - beta1 ** t))(p) * m / denom)
+                p.sub_(per_model(lr / (1 - beta1 ** t), p) * m / denom)
                 p.grad = None
             running += loss.detach().float()
         n_running += 1
@@ -861,7 +857,7 @@ def train_together(cfgs, task=None) -> tuple[list, list]:
             evals = evaluate() if (done % cfg.eval_every == 0 or last) else [{}] * R
             for r, c, m, e in zip(records, cfgs, means, evals):
                 r.append({"step": done, "tokens": tokens, "train_loss": m, "lr": lr_at(step, c),
-                          "train_time_s": train_time, "tokens_per_s": tokens * R / max(train_time, 1e-9),
+                          "train_time_s": train_time, "tokens_per_s": tokens / max(train_time, 1e-9),
                           **e})
         bar.update(1)
     bar.close()

@@ -229,15 +229,15 @@ def _labels_from_pair_sums(x: torch.Tensor, M: int, distinct: bool) -> torch.Ten
     drops the ``2 c_i`` pairs that use ``i`` itself (``x_i + x_j = -x_i`` needs ``x_j = -2 x_i``).
     """
     b, n = x.shape
-    sums = (x[:, :, None] + x[:, None, :]) % M  # [b, j1, j2]
+    eye = torch.eye(n, dtype=torch.bool, device=x.device)
+    sums = ((x[:, :, None] + x[:, None, :]) % M).flatten(1)  # [b, j1 * j2]
     if distinct:
-        sums = sums.masked_fill(torch.eye(n, dtype=torch.bool), M)  # j1 = j2 go to a spare bin
-    count = torch.zeros(b, M + 1, dtype=torch.long).scatter_add_(1, sums.flatten(1), torch.ones_like(sums.flatten(1)))
-    need = (-x) % M
-    have = count.gather(1, need)
+        sums = sums.masked_fill(eye.flatten(), M)  # j1 = j2 go to a spare bin
+    count = torch.zeros(b, M + 1, dtype=torch.long, device=x.device)
+    have = count.scatter_add_(1, sums, torch.ones_like(sums)).gather(1, (-x) % M)
     if distinct:
-        uses_i = ((x[:, None, :] - (-2 * x[:, :, None])) % M == 0)  # [b, i, j]: x_j = -2 x_i
-        have = have - 2 * (uses_i & ~torch.eye(n, dtype=torch.bool)).sum(-1)
+        uses_i = (2 * x[:, :, None] + x[:, None, :]) % M == 0  # [b, i, j]: x_j = -2 x_i
+        have = have - 2 * (uses_i & ~eye).sum(-1)
     return (have > 0).long()
 
 
