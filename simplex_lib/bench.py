@@ -32,6 +32,7 @@ import torch
 from simplex_lib import timing, viz
 from simplex_lib.cli import int_at_least, int_list
 from simplex_lib.ops.two_simplicial.configs import BWD_SHORT_PATHS, FWD_WALKS
+from simplex_lib.ops.two_simplicial.interface import FORWARD_BACKENDS
 from simplex_lib.ops.topk.triton import TOPK_KERNELS, topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
 from simplex_lib.testing import rel_error
@@ -282,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how tiles of several positions get the short window's key gradients: kv (the "
                          "key-tile kernel) or fused (the dq kernel; sets SIMPLEX_BWD_SHORT; default: its "
                          "value, else kv)")
+    ap.add_argument("--backend", choices=FORWARD_BACKENDS, default="auto",
+                    help="the windowed kernels' forward: auto (the Gluon kernel on sm_90 where it takes the "
+                         "shape, else portable), portable or hopper (default auto; records name the one that ran)")
     ap.add_argument("--table1", action="store_true", help="the paper's Table 1 window sweep")
     ap.add_argument("--claim48k", action="store_true", help="512x32 vs dot attention at 32k/48k")
     ap.add_argument("--hopper", action="store_true",
@@ -353,7 +357,7 @@ def main(argv=None) -> dict:
                         tokens=a.tokens[0] if a.tokens else 16384)
         res = timing.run_benchmark(**grid, modes=a.modes, table1=a.table1, compare_sdpa=not a.no_sdpa,
                                    reference_max_n=a.reference_max_n, claim48k=a.claim48k,
-                                   repeats=a.repeats, hopper=a.hopper)
+                                   repeats=a.repeats, hopper=a.hopper, backend=a.backend)
     res["compiled"] = timing.compiled_kernels()
     with open(path, "w") as f:
         json.dump(res, f, indent=1)

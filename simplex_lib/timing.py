@@ -24,7 +24,7 @@ from triton.testing import do_bench
 from simplex_lib.ops.topk.triton import topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.two_simplicial.backward import short_window_path
 from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config
-from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
+from simplex_lib.ops.two_simplicial.interface import forward_backend, two_simplicial_attention
 from simplex_lib.cost import dot_flops, equal_cost_dot_length, indexer_flops, topk_flops, windowed_flops
 from simplex_lib.provenance import provenance
 from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention as reference_attention
@@ -32,7 +32,7 @@ from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_atte
 __all__ = [
     "FLOPS_CONVENTION", "MODES", "DEFAULT_WINDOWS", "TABLE1_WINDOWS", "SHAPE_GRID", "record_meta",
     "time_and_peak_memory",
-    "random_causal_topk", "compiled_kernels", "BACKENDS", "bench_simplicial", "bench_sdpa", "run_benchmark",
+    "random_causal_topk", "compiled_kernels", "BACKENDS", "IMPLS", "bench_simplicial", "bench_sdpa", "run_benchmark",
     "bench_topk",
 ]
 
@@ -225,15 +225,21 @@ def _mode_fn(f, xs, mode):
     return lambda: torch.autograd.grad(f(xs), xs, do)
 
 
-def _hopper_attention(q, k1, k2, v1, v2, w1, w2, pipeline=False):
-    """The Gluon Hopper forward as an attention call (no backward yet)."""
+def _hopper_pipelined(q, k1, k2, v1, v2, w1, w2):
+    """The pipelined variant of the Gluon Hopper forward as an attention call (forward only)."""
     from simplex_lib.ops.two_simplicial.hopper import hopper_forward
-    return hopper_forward(q, k1, k2, v1, v2, w1, w2, q.shape[-1] ** -0.5, pipeline=pipeline)[0]
+    return hopper_forward(q, k1, k2, v1, v2, w1, w2, q.shape[-1] ** -0.5, pipeline=True)[0]
 
 
-#: What ``bench_simplicial(impl=...)`` times, recorded as ``backend``.
-BACKENDS = {"kernel": "portable", "hopper": "hopper", "hopper-pipelined": "hopper (pipelined)",
-            "reference": "reference"}
+#: What ``bench_simplicial(impl=...)`` times: the kernels' entry point with a forward backend, the
+#: pipelined Gluon forward, or the PyTorch windowed path.
+IMPLS = {"kernel": partial(two_simplicial_attention, backend="auto"),
+         "portable": partial(two_simplicial_attention, backend="portable"),
+         "hopper": partial(two_simplicial_attention, backend="hopper"),
+         "hopper-pipelined": _hopper_pipelined, "reference": reference_attention}
+#: The ``backend`` a record of each ``impl`` names (``"kernel"``: whichever ``"auto"`` picked).
+BACKENDS = {"kernel": "auto", "portable": "portable", "hopper": "hopper",
+            "hopper-pipelined": "hopper (pipelined)", "reference": "reference"}
 
 
 def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.bfloat16, repeats=1) -> dict:
@@ -250,12 +256,14 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
         Windows of the two key sets.
     mode : ``"fwd"``, ``"bwd"`` or ``"fwdbwd"``
         What is timed: the forward (without autograd), the backward of a stored graph, or both.
-    impl : ``"kernel"`` (default), ``"hopper"``, ``"hopper-pipelined"`` or ``"reference"``
-        The portable Triton kernels
-        (:func:`simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`), the Gluon
-        Hopper forward (:func:`simplex_lib.ops.two_simplicial.hopper.hopper_forward`, without
-        or with ``pipeline``; ``fwd`` only), or the PyTorch windowed path. Recorded as ``impl``
-        and ``backend``.
+    impl : ``"kernel"`` (default), ``"portable"``, ``"hopper"``, ``"hopper-pipelined"`` or ``"reference"``
+        The kernels' entry point
+        (:func:`simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`) with the
+        forward backend it picks (``"kernel"``) or a forced one (``"portable"``, ``"hopper"``;
+        the backward is the portable kernel in every case), the pipelined Gluon forward
+        (:func:`simplex_lib.ops.two_simplicial.hopper.hopper_forward`, ``fwd`` only), or the
+        PyTorch windowed path. Recorded as ``impl``, ``backend`` (the forward kernel that ran)
+        and, where a backward ran, ``bwd_backend``.
     dtype : torch.dtype, default ``torch.bfloat16``
     repeats : int, default 1
         Independent measurements (see :func:`time_and_peak_memory`).
@@ -275,17 +283,20 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     ValueError
         If ``impl`` is unknown, or a Hopper one with a mode other than ``"fwd"``.
     """
-    if impl not in BACKENDS:
-        raise ValueError(f"impl must be one of {sorted(BACKENDS)}, got {impl!r}")
-    if impl.startswith("hopper") and mode != "fwd":
-        raise ValueError(f"impl 'hopper' has a forward only, got mode {mode!r}")
-    attn = {"kernel": two_simplicial_attention, "hopper": _hopper_attention,
-            "hopper-pipelined": partial(_hopper_attention, pipeline=True)}.get(impl, reference_attention)
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {sorted(IMPLS)}, got {impl!r}")
+    if impl == "hopper-pipelined" and mode != "fwd":
+        raise ValueError(f"impl 'hopper-pipelined' has a forward only, got mode {mode!r}")
+    attn = IMPLS[impl]
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
+    backend = BACKENDS[impl]
+    if backend == "auto":
+        backend = forward_backend(xs[0], xs[1], w1, w2)
+    kernels = {} if impl == "reference" else {"bwd_backend": "portable"} if mode != "fwd" else {}
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     bwd = bwd_config(D, Hq // Hkv, w1, w2)
-    return dict(impl=impl, backend=BACKENDS[impl], mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
+    return dict(impl=impl, backend=backend, **kernels, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
                 fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd.WALK,
                 bwd_short=short_window_path(Hq // Hkv, D, min(w1, w2), bwd))
@@ -334,7 +345,7 @@ def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:
 def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=(4096, 8192, 16384),
                   modes=MODES, tokens=16384, heads_gqa=64, heads_mha=16, table1=False,
                   compare_sdpa=True, reference_max_n=0, claim48k=False, progress=True,
-                  heads=None, repeats=1, hopper=False) -> dict:
+                  heads=None, repeats=1, hopper=False, backend="auto") -> dict:
     """Time the kernels over a grid; return ``{"meta", "records"}``.
 
     ``B = max(1, tokens // N)`` keeps the token count fixed across lengths. A GQA ratio of 1 uses
@@ -375,6 +386,10 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
         Also time the Gluon Hopper forward (plain and pipelined) and the portable forward, in
         group ``"hopper"``, at
         ``B=2, N=8192, Hq=64, Hkv=1``, ``512 x 32``, D 64 and 128.
+    backend : ``"auto"`` (default), ``"portable"`` or ``"hopper"``
+        The forward kernel of the grid's records
+        (:func:`simplex_lib.ops.two_simplicial.interface.forward_backend`); each record names
+        the one that ran.
 
     Returns
     -------
@@ -406,7 +421,7 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
                 jobs.append(("table1", 2, 8192, 64, 1, 128, w1, w2, mode))
     if hopper:
         for D in (64, 128):
-            for impl in ("hopper", "hopper-pipelined", "kernel"):
+            for impl in ("hopper", "hopper-pipelined", "portable"):
                 jobs.append((f"hopper:{impl}", 2, 8192, 64, 1, D, 512, 32, "fwd"))
     if claim48k:
         jobs.append(("claim-kernel", 1, 8192, 64, 1, 128, 512, 32, "fwd"))
@@ -426,8 +441,9 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
             elif impl.startswith("hopper:"):
                 rec = bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, repeats=repeats, impl=impl[7:])
             else:
+                grid_impl = {"auto": "kernel"}.get(backend, backend)
                 rec = bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, repeats=repeats,
-                                       impl="reference" if impl == "reference" else "kernel")
+                                       impl="reference" if impl == "reference" else grid_impl)
             rec["group"] = impl.split(":")[0]
         except Exception as e:  # record and continue: one failing shape must not lose the run
             rec = dict(group=impl, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,

@@ -99,17 +99,24 @@ def test_indexer_record(monkeypatch):
 
 def test_hopper_jobs_sit_beside_the_portable_forward(monkeypatch):
     """--hopper times the Gluon forward and the portable one at the same shapes, in one group, and
-    each record names its backend; the Gluon path has no backward yet."""
+    each record names its backend; the pipelined Gluon variant has no backward; --backend reaches
+    the grid's records."""
     seen, bench_simplicial = [], timing.bench_simplicial
     monkeypatch.setattr(timing, "bench_simplicial",
                         lambda *a, impl="kernel", **kw: seen.append((a, impl)) or dict(impl=impl))
     res = timing.run_benchmark(windows=(), hopper=True, compare_sdpa=False, progress=False)
-    assert [impl for _, impl in seen] == ["hopper", "hopper-pipelined", "kernel"] * 2
+    assert [impl for _, impl in seen] == ["hopper", "hopper-pipelined", "portable"] * 2
     assert {a[:8] for a, _ in seen} == {(2, 8192, 64, 1, D, 512, 32, "fwd") for D in (64, 128)}
     assert {r["group"] for r in res["records"]} == {"hopper"}
     assert bench.build_parser().parse_args(["--hopper"]).hopper
-    assert set(timing.BACKENDS) == {"kernel", "hopper", "hopper-pipelined", "reference"}
+    assert set(timing.BACKENDS) == set(timing.IMPLS) == {"kernel", "portable", "hopper", "hopper-pipelined",
+                                                         "reference"}
     with pytest.raises(ValueError, match="forward only"):
-        bench_simplicial(1, 8, 64, 1, 64, 128, 32, "bwd", impl="hopper")
+        bench_simplicial(1, 8, 64, 1, 64, 128, 32, "bwd", impl="hopper-pipelined")
     with pytest.raises(ValueError, match="impl must be one of"):
         bench_simplicial(1, 8, 64, 1, 64, 128, 32, "fwd", impl="fast")
+    seen.clear()
+    timing.run_benchmark(windows=((512, 32),), dims=(128,), gqa=(64,), seqlens=(8192,), modes=("fwd",),
+                         compare_sdpa=False, progress=False, backend="portable")
+    assert [impl for _, impl in seen] == ["portable"]
+    assert bench.build_parser().parse_args(["--backend", "hopper"]).backend == "hopper"

@@ -14,6 +14,7 @@ Run it in a process without ``TRITON_INTERPRET``::
     python tools/sm90.py topk                  # the top-k kernels at every block shape
     python tools/sm90.py fused --head-dim 128  # the fused short-window backward: warps x BLOCK_N
     python tools/sm90.py hopper                # the Gluon forward (ops/two_simplicial/hopper.py)
+    python tools/sm90.py hopper-bwd            # the Gluon dq/dk2/dv2 backward (hopper_bwd.py)
 """
 import argparse
 import os
@@ -139,12 +140,48 @@ def hopper_report(head_dim: int, block_n: int, stages: int) -> dict:
     return r | {"hgmma": sass.count("HGMMA."), "setmaxnreg": sass.count("SETMAXREG")}
 
 
+HOPPER_BWD_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "DO", "DQ"], "*bf16") | dict.fromkeys(
+    ["LSE", "DELTA", "DK2", "DV2"], "*fp32")
+
+
+def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32) -> dict:
+    """Resources of the Gluon backward (``_hopper_bwd_dq_kernel``) as ``hopper_backward_dq``
+    launches it (BLOCK_N 64, ``W2P = next_pow2(w2)``), plus its ``HGMMA`` instructions, the
+    setmaxnreg of its three partitions (S, consumer 0, consumer 1) and whether ptxas serialised
+    the wgmmas (it does so, silently but for an info line, when registers run short)."""
+    from simplex_lib.ops.two_simplicial import hopper_bwd as hb
+    regs = hb.REGS[head_dim]
+    meta = dict(D=head_dim, BLOCK_N=hb.BWD_BLOCK_N, STAGES=stages, W2P=triton.next_power_of_2(w2),
+                REGS0=regs[0], REGS1=regs[1])
+    c = compile_sm90(hb._hopper_bwd_dq_kernel, meta, HOPPER_BWD_POINTERS, num_warps=4, num_stages=1,
+                     maxnreg=hb.MAXNREG)
+    r = resources(c)
+    bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(c.asm["cubin"])
+        sass = subprocess.run([str(bin_dir / "cuobjdump"), "-sass", str(path)], capture_output=True, text=True,
+                              check=True).stdout
+        ptx = Path(tmp) / "kernel.ptx"
+        ptx.write_text(c.asm["ptx"])
+        info = subprocess.run([str(bin_dir / "ptxas"), "-arch=sm_90a", "-v", f"-maxrregcount={hb.MAXNREG}", str(ptx),
+                               "-o", str(Path(tmp) / "again.cubin")], capture_output=True, text=True).stderr
+    # the default partition (S) gets what the consumers leave of the warp groups' budget
+    parts = (c.metadata.num_warps // 4 * hb.MAXNREG - sum(regs), *regs)
+    found = {int(n) for n in re.findall(r"setmaxnreg\.\w+\.sync\.aligned\.u32\s+(\d+)", c.asm["ptx"])}
+    if not set(parts) <= found:
+        raise RuntimeError(f"expected setmaxnreg {parts} in the PTX, found {sorted(found)}")
+    return r | {"hgmma": sass.count("HGMMA."), "partitions": parts, "warps": c.metadata.num_warps,
+                "serialised": "serialized" in info}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python tools/sm90.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["topk", "fused", "hopper"])
+    ap.add_argument("what", choices=["topk", "fused", "hopper", "hopper-bwd"])
     ap.add_argument("--head-dim", type=int, default=128, help="fused: D (default 128)")
     ap.add_argument("--group", type=int, default=8, help="fused: query heads per KV head (default 8)")
-    ap.add_argument("--stages", type=int, default=2, help="fused, hopper: pipeline depth (default 2)")
+    ap.add_argument("--stages", type=int, default=2, help="fused, hopper, hopper-bwd: pipeline depth (default 2)")
+    ap.add_argument("--w2", type=int, default=32, help="hopper-bwd: short window, sizes its buffers (default 32)")
     a = ap.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET"):
         ap.error("unset TRITON_INTERPRET: the kernels must be compiled, not interpreted")
@@ -153,6 +190,15 @@ def main(argv=None):
             r = hopper_report(d, bn, a.stages)
             print(f"D {d} BLOCK_N {bn} stages {a.stages}: {r['regs']} registers (launch cap), {r['spills']} "
                   f"spilled, {r['shared']} B shared, {r['hgmma']} HGMMA, {r['setmaxnreg']} SETMAXREG")
+        return
+    if a.what == "hopper-bwd":
+        if not 1 <= a.w2 <= 64:
+            ap.error("--w2 must be between 1 and 64 (hopper_bwd.MAX_W2)")
+        for d in (64, 128):
+            r = hopper_bwd_report(d, a.stages, a.w2)
+            print(f"D {d} BLOCK_N 64 stages {a.stages} w2 {a.w2}: {r['regs']} registers (launch cap, {r['warps']} "
+                  f"warps), {r['spills']} spilled, {r['shared']} B shared, {r['hgmma']} HGMMA, setmaxnreg S/0/1 "
+                  f"{'/'.join(map(str, r['partitions']))}, wgmma {'serialised' if r['serialised'] else 'pipelined'}")
         return
     if a.what == "fused":
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:

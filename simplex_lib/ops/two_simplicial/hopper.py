@@ -1,11 +1,13 @@
 """A Hopper-native forward of sliding-window 2-simplicial attention, in Gluon (experimental).
 
-Status: compiles for sm_90 (``tools/sm90.py``, tested on the CPU); its GPU test has not run yet,
-so nothing dispatches to it. :func:`hopper_forward` is called explicitly.
+Status: its GPU tests pass on an H200 (``tests/test_kernels_hopper.py``: output and LSE against
+float64, and the gradients through the portable backward), but it is slower than the portable
+forward there (NOTES.md), so ``two_simplicial_attention(backend="auto")`` does not pick it;
+``backend="hopper"`` (or :func:`hopper_forward`) runs it.
 
 What it covers: GQA 64 (the 64 query heads of one key/value head are the 64 rows of a tile),
 one query position per program, bf16, ``D`` 64 or 128, ``w1`` a multiple of ``BLOCK_N``,
-contiguous ``[B, N, H, D]`` tensors, a positive scale.
+contiguous ``[B, N, H, D]`` tensors.
 
 Why Gluon: the portable kernel runs each short-window step as GEMM, softmax, GEMM in one warp
 group, so the tensor cores wait while the same warps compute ``exp2`` (chapter 10's profile).
@@ -46,11 +48,15 @@ def _mma_layout(n, num_warps):
 
 
 @gluon.jit
-def _logits(q, K2, off, k1, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
-    """``S = (q * k2) @ K1^T`` for one short-window key: ``[GH, BLOCK_N]``, unscaled (with
-    ``ASYNC`` the wgmma is only issued: a token for :func:`warpgroup_mma_wait`). ``off`` is
-    the element offset of the key's row in ``K2``; with ``Q_SMEM``, ``q`` is a shared-memory
-    buffer, read here (registers for the pipelined loop)."""
+def _logits(q, K2, off, k1, qk_scale, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
+    """``S = (q * scale * log2(e) * k2) @ K1^T`` for one short-window key: ``[GH, BLOCK_N]``, in
+    base-2 units (with ``ASYNC`` the wgmma is only issued: a token for
+    :func:`warpgroup_mma_wait`). ``off`` is the element offset of the key's row in ``K2``; with
+    ``Q_SMEM``, ``q`` is a shared-memory buffer, read here (registers for the pipelined loop).
+
+    The operand is rounded to bf16 once, from the fp32 product, as the portable kernels round
+    theirs: the portable backward recomputes these logits, and its ``P = exp2(S - lse)`` sums
+    to one only if both kernels see the same ``S``."""
     BLOCK_N: gl.constexpr = k1.type.shape[0]
     D: gl.constexpr = k1.type.shape[1]
     s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)
@@ -58,26 +64,24 @@ def _logits(q, K2, off, k1, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
     o_d = gl.arange(0, D, gl.SliceLayout(0, _mma_layout(D, 4)))
     if Q_SMEM:
         q = q.load(_mma_layout(D, 4))
-    a = q * gl.load(K2 + off + o_d)[None, :]  # [GH, D] bf16: one product, rounded once
+    k2 = gl.load(K2 + off + o_d).to(gl.float32)  # [D]
+    a = ((q.to(gl.float32) * qk_scale) * k2[None, :]).to(gl.bfloat16)  # [GH, D], the portable order
     return warpgroup_mma(gl.convert_layout(a, a_layout), k1.permute((1, 0)),
                          gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False, is_async=ASYNC)
 
 
 @gluon.jit
-def _softmax_accumulate(sc, m, l, acc, m_vis, qk_scale, v1, V2, off):
-    """The online softmax of one block of logits and ``acc = acc * alpha + (P @ V1) * v2``.
-
-    ``sc`` ``[GH, BLOCK_N]`` are unscaled logits; ``scale * log2(e)`` is applied inside the
-    exp2's FMA (the maximum is taken before scaling, so the scale must be positive).
-    """
+def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off):
+    """The online softmax of one block of base-2 logits ``sc`` ``[GH, BLOCK_N]`` and
+    ``acc = acc * alpha + (P @ V1) * v2``."""
     D: gl.constexpr = acc.type.shape[1]
     o_layout: gl.constexpr = _mma_layout(D, 4)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     sc = gl.where(m_vis, sc, float("-inf"))
-    m_new = gl.maximum(m, gl.max(sc, 1) * qk_scale)  # base 2, scaled
+    m_new = gl.maximum(m, gl.max(sc, 1))
     m_ref = gl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = gl.exp2(m - m_ref)
-    p = gl.exp2(sc * qk_scale - m_ref[:, None])  # [GH, BLOCK_N]
+    p = gl.exp2(sc - m_ref[:, None])  # [GH, BLOCK_N]
     l = l * alpha + gl.sum(p, 1)
     # rescale before the GEMM, so that alpha is dead while pv lives
     acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
@@ -127,19 +131,16 @@ def _consume(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
         m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
         if PIPELINE:
             if k_first <= i:
-                sc = _logits(q, K2, off0 + k_first * stride_kn, k1, False, True)
+                sc = _logits(q, K2, off0 + k_first * stride_kn, k1, qk_scale, False, True)
                 for k in range(k_first, k_last, 2):
-                    nxt = _logits(q, K2, off0 + (k + 2) * stride_kn, k1, True, True)  # in flight
-                    m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, qk_scale, v1, V2,
-                                                    off0 + k * stride_kn)
+                    nxt = _logits(q, K2, off0 + (k + 2) * stride_kn, k1, qk_scale, True, True)  # in flight
+                    m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn)
                     sc = warpgroup_mma_wait(num_outstanding=0, deps=(nxt, ))
-                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, qk_scale, v1, V2,
-                                                off0 + k_last * stride_kn)
+                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k_last * stride_kn)
         else:
             for k in range(k_first, i + 1, 2):
-                sc = _logits(q, K2, off0 + k * stride_kn, k1, False, False)
-                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, qk_scale, v1, V2,
-                                                off0 + k * stride_kn)
+                sc = _logits(q, K2, off0 + k * stride_kn, k1, qk_scale, False, False)
+                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn)
         mbarrier.arrive(empty.index(s), count=1)
     if PARITY == 1:  # hand the state to consumer 0
         x_acc.store(acc)
@@ -176,13 +177,11 @@ def _loader(args, PIPELINE: gl.constexpr):
 
 
 @gluon.jit
-def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
-                       D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-                       PIPELINE: gl.constexpr = False):
-    """Forward for GQA 64; grid ``(N, B * Hkv)``: program ``(i, b * Hkv + g)`` owns the 64 query
-    heads of KV head ``g`` at position ``i`` and writes their ``O`` and LSE. Warps: 4 (consumer
-    0) + 4 (consumer 1) + 1 (loader). FLOPs as the portable kernel: ``4 D`` per visible triple on
-    tensor cores."""
+def _program(N, Hq, Hkv, W1, W2, D: gl.constexpr, BLOCK_N: gl.constexpr):
+    """What program ``(i, b * Hkv + g)`` owns (position ``i``, the 64 query heads of KV head ``g``)
+    and its windows: ``(i, b, g, lo1, k_lo, n_tiles, stride_kn, kv_row0, col, q_row0)``, the first
+    long- and short-window keys, the long window's tiles, and element offsets into ``[B, N, H,
+    D]`` tensors (``kv_row0 + col``: row 0 of the key/value head, ``q_row0``: the first head)."""
     i = gl.program_id(0)
     i_bg = gl.program_id(1)
     b = i_bg // Hkv
@@ -194,7 +193,15 @@ def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
     kv_row0 = b * N * stride_kn
     col = g * D
     q_row0 = ((b * N + i) * Hq + g * GH) * D
+    return i, b, g, lo1, k_lo, n_tiles, stride_kn, kv_row0, col, q_row0
 
+
+@gluon.jit
+def _tile_ring(K1, V1, kv_row0, N, stride_kn, D: gl.constexpr, BLOCK_N: gl.constexpr,
+               STAGES: gl.constexpr, READERS: gl.constexpr):
+    """The TMA descriptors of one batch's ``K1``/``V1`` and a ``STAGES``-deep shared-memory ring
+    of ``[BLOCK_N, D]`` tiles with its ``ready`` (one TMA arrival) and ``empty`` (``READERS``
+    releases) mbarriers: ``(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty)``."""
     tile_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, D], gl.bfloat16)
     # one descriptor per batch: rows before the sequence are zero-filled, never another batch's
     k1_desc = tma.make_tensor_descriptor(K1 + kv_row0, [N, stride_kn], [stride_kn, 1], [BLOCK_N, D],
@@ -207,7 +214,21 @@ def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     for s in gl.static_range(STAGES):
         mbarrier.init(ready.index(s), count=1)
-        mbarrier.init(empty.index(s), count=2)  # both consumers release a tile
+        mbarrier.init(empty.index(s), count=READERS)
+    return k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty
+
+
+@gluon.jit
+def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
+                       D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+                       PIPELINE: gl.constexpr = False):
+    """Forward for GQA 64; grid ``(N, B * Hkv)``: program ``(i, b * Hkv + g)`` owns the 64 query
+    heads of KV head ``g`` at position ``i`` and writes their ``O`` and LSE. Warps: 4 (consumer
+    0) + 4 (consumer 1) + 1 (loader). FLOPs as the portable kernel: ``4 D`` per visible triple on
+    tensor cores."""
+    i, b, g, lo1, k_lo, n_tiles, stride_kn, kv_row0, col, q_row0 = _program(N, Hq, Hkv, W1, W2, D, BLOCK_N)
+    k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty = _tile_ring(K1, V1, kv_row0, N, stride_kn, D, BLOCK_N,
+                                                                  STAGES, 2)  # both consumers release a tile
     done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     mbarrier.init(done, count=1)
     x_acc = gl.allocate_shared_memory(gl.float32, [GH, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
@@ -281,8 +302,8 @@ def hopper_supported(q, k1, w1: int, w2: int, block_n: int = 128) -> str | None:
 
 
 def default_block_n(head_dim: int) -> int:
-    """Long-window keys per tile: 128 at ``D <= 64``, 64 at ``D = 128`` (where 128 spills and 64
-    does not, ``python tools/sm90.py hopper``).
+    """Long-window keys per tile: 128 at ``D <= 64``, 64 at ``D = 128`` (where 128 spills twice as
+    much as 64, ``python tools/sm90.py hopper``).
 
     Parameters
     ----------
@@ -307,7 +328,7 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
     w1, w2 : int
         The long and the short window (``w1 >= w2``, ``w1`` a multiple of ``block_n``).
     scale : float
-        Logit scale, > 0.
+        Logit scale.
     block_n : int, optional
         Long-window keys per tile (64 or 128); default :func:`default_block_n`.
     stages : int, default 2
@@ -337,8 +358,6 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         raise ValueError("hopper_forward: k1, k2, v1 and v2 must have one shape and q's dtype")
     if not all(t.is_contiguous() for t in (q, k1, k2, v1, v2)):
         raise ValueError("hopper_forward: every input must be contiguous")
-    if not scale > 0:  # the kernel takes maxima of unscaled logits
-        raise ValueError(f"hopper_forward: scale must be > 0, got {scale!r}")
     if not isinstance(stages, int) or not 1 <= stages <= 4:
         raise ValueError(f"stages must be an int in [1, 4], got {stages!r}")
     B, N, Hq, D = q.shape

@@ -5,6 +5,11 @@ custom ops with fake implementations, so ``torch.compile`` traces a model throug
 graph break; the backward is attached with ``register_autograd`` and refuses to be
 differentiated again. The public entry point is :func:`two_simplicial_attention`, which checks
 every argument; the ops check shapes as well, since ``torch.ops`` makes them reachable.
+
+Two forward kernels sit behind it: the portable Triton kernel (:mod:`.forward`, any GPU Triton
+supports, and the CPU interpreter) and the Gluon kernel for Hopper (:mod:`.hopper`, sm_90, the
+shapes :func:`.hopper.hopper_supported` accepts). :func:`forward_backend` picks one; both give
+the same ``(o, lse)``, so the backward (portable) does not depend on the choice.
 """
 
 from __future__ import annotations
@@ -19,9 +24,16 @@ from . import backward as _bwd
 from . import forward as _fwd
 from .configs import interpreting
 
-__all__ = ["SUPPORTED_HEAD_DIMS", "two_simplicial_attention", "check_kernel_inputs", "check_scale"]
+__all__ = ["SUPPORTED_HEAD_DIMS", "FORWARD_BACKENDS", "AUTO_PICKS_HOPPER", "two_simplicial_attention",
+           "forward_backend", "check_kernel_inputs", "check_scale"]
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
+#: What ``two_simplicial_attention(backend=...)`` accepts; ``"auto"`` takes :func:`forward_backend`'s pick.
+FORWARD_BACKENDS = ("auto", "portable", "hopper")
+#: Whether ``"auto"`` takes the Gluon forward where it can run. Off: on an H200 it is slower than
+#: the portable kernel at the shapes it takes (426 against 443 TFLOPS at D 128, 340 against 363 at
+#: D 64; ``benchmarks/results/h200/hopper_h200.json``), so it runs only when asked for.
+AUTO_PICKS_HOPPER = False
 
 
 def check_kernel_inputs(q: torch.Tensor, named: dict, *, fallback: str) -> None:
@@ -105,6 +117,62 @@ def _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale) -> None:
     check_scale(scale, q.shape[-1])
 
 
+def _hopper_reason(q, k1, w1, w2) -> str | None:
+    """Why the Hopper forward cannot take these inputs (windows already clipped and ordered
+    long-first), or ``None``."""
+    if interpreting():
+        return "the Gluon kernel does not run under TRITON_INTERPRET=1"
+    if not q.is_cuda:
+        return "needs a Hopper GPU (sm_90)"
+    from .hopper import default_block_n, hopper_supported  # imports Gluon: only on a GPU
+
+    return hopper_supported(q, k1, w1, w2, default_block_n(q.shape[-1]))
+
+
+def forward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto") -> str:
+    """The forward kernel :func:`two_simplicial_attention` runs: ``"hopper"`` or ``"portable"``.
+
+    ``"hopper"`` takes the Gluon kernel, which accepts sm_90, bf16, 64 query heads per key/value
+    head, ``D`` 64 or 128 and the long window a multiple of its tile, and
+    raises elsewhere. ``"auto"`` takes it wherever it accepts the inputs if
+    :data:`AUTO_PICKS_HOPPER` is set (it is not: the measured Gluon forward is the slower one),
+    and the portable kernel, which is always correct, everywhere else.
+
+    Parameters
+    ----------
+    q : Tensor ``[B, N, Hq, D]``
+    k1 : Tensor ``[B, N, Hkv, D]``
+    w1, w2 : int >= 1
+        The windows as passed (clipped to ``N`` and ordered long-first here, as the kernels do).
+    scale : float, optional
+        The logit scale (``1/sqrt(D)`` when ``None``).
+    backend : ``"auto"``, ``"portable"`` or ``"hopper"``
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is unknown, or ``"hopper"`` for inputs the Hopper kernel cannot take (the
+        message says why).
+    """
+    if backend not in FORWARD_BACKENDS:
+        raise ValueError(f"backend must be one of {FORWARD_BACKENDS}, got {backend!r}")
+    if backend == "portable" or (backend == "auto" and not AUTO_PICKS_HOPPER):
+        return "portable"
+    N = q.shape[1]
+    wl, ws = sorted((min(w1, N), min(w2, N)), reverse=True)
+    check_scale(scale, q.shape[-1])
+    why = _hopper_reason(q, k1, wl, ws)
+    if why is None:
+        return "hopper"
+    if backend == "hopper":
+        raise ValueError(f"backend='hopper' cannot take these inputs: {why}")
+    return "portable"
+
+
 def _prepare(q, k1, k2, v1, v2, w1, w2):
     """Contiguous inputs (fp32 under the interpreter), windows clipped to the sequence and
     ordered long-first. Returns the tensors, the windows and whether the sets were swapped."""
@@ -121,18 +189,25 @@ def _prepare(q, k1, k2, v1, v2, w1, w2):
 
 @torch.library.custom_op("simplex_lib::two_simplicial_fwd", mutates_args=())
 def two_simplicial_fwd(q: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor, v1: torch.Tensor,
-                       v2: torch.Tensor, w1: int, w2: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward custom op: ``(o, lse)`` with ``lse`` ``[B, Hq, N]`` float32 (base 2)."""
+                       v2: torch.Tensor, w1: int, w2: int, scale: float, backend: str = "portable"
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward custom op: ``(o, lse)`` with ``lse`` ``[B, Hq, N]`` float32 (base 2); ``backend``
+    as :func:`forward_backend` takes it."""
     _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale)
     if q.numel() == 0:
+        forward_backend(q, k1, w1, w2, scale, backend)  # a bad name fails here too
         return torch.zeros_like(q), q.new_zeros((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32)
     (q_, k1_, k2_, v1_, v2_), w1_, w2_, _ = _prepare(q, k1, k2, v1, v2, w1, w2)
+    if forward_backend(q_, k1_, w1_, w2_, scale, backend) == "hopper":
+        from .hopper import hopper_forward
+
+        return hopper_forward(q_, k1_, k2_, v1_, v2_, w1_, w2_, scale)
     o, lse = _fwd.forward(q_, k1_, k2_, v1_, v2_, w1_, w2_, scale)
     return o.to(q.dtype), lse
 
 
 @two_simplicial_fwd.register_fake
-def _(q, k1, k2, v1, v2, w1, w2, scale):
+def _(q, k1, k2, v1, v2, w1, w2, scale, backend="portable"):
     B, N, Hq, _ = q.shape
     return torch.empty_like(q), q.new_empty((B, Hq, N), dtype=torch.float32)
 
@@ -209,7 +284,7 @@ def _(do, q, k1, k2, v1, v2, o, lse, w1, w2, scale):
 
 
 def _setup_context(ctx, inputs, output):
-    q, k1, k2, v1, v2, w1, w2, scale = inputs
+    q, k1, k2, v1, v2, w1, w2, scale, _backend = inputs
     o, lse = output
     ctx.save_for_backward(q, k1, k2, v1, v2, o, lse)
     ctx.w1, ctx.w2, ctx.scale = w1, w2, scale
@@ -220,7 +295,7 @@ def _backward(ctx, do, dlse):
     q, k1, k2, v1, v2, o, lse = ctx.saved_tensors
     grads = torch.ops.simplex_lib.two_simplicial_bwd(do, q, k1, k2, v1, v2, o, lse,
                                                       ctx.w1, ctx.w2, ctx.scale)
-    return (*grads, None, None, None)
+    return (*grads, None, None, None, None)
 
 
 # The backward op has no derivative of its own: a second derivative raises
@@ -228,7 +303,7 @@ def _backward(ctx, do, dlse):
 two_simplicial_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None):
+def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None, backend: str = "auto"):
     """Sliding-window 2-simplicial attention with Triton kernels (forward and backward).
 
     Computes ``o[b,i,h] = sum_{j,k} P[i,j,k] * v1[b,j,g] * v2[b,k,g]`` where ``g = h // (Hq // Hkv)``,
@@ -246,6 +321,11 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None)
         Window lengths (longer than ``N`` means the whole causal prefix).
     scale : float, optional
         Logit scale, ``1/sqrt(D)`` by default; must be finite.
+    backend : ``"auto"`` (default), ``"portable"`` or ``"hopper"``
+        The forward kernel (:func:`forward_backend`): ``"hopper"`` the Gluon kernel for H100/H200
+        (raises where it cannot run), ``"portable"`` the Triton kernel that runs everywhere,
+        ``"auto"`` the faster one that takes the inputs (today the portable kernel). The
+        backward is the portable kernel.
 
     Returns
     -------
@@ -256,8 +336,8 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None)
     Raises
     ------
     ValueError
-        Naming the argument: a shape, head count (``Hq % Hkv``), dtype, device, window, scale or
-        head_dim the kernels do not support.
+        Naming the argument: a shape, head count (``Hq % Hkv``), dtype, device, window, scale,
+        head_dim or backend the kernels do not support.
 
     Examples
     --------
@@ -277,5 +357,6 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None)
         raise ValueError(f"head_dim must be one of {SUPPORTED_HEAD_DIMS} for the kernels, got {D}")
     check_kernel_inputs(q, named, fallback='backend="reference"')
     scale = check_scale(scale, D)
-    o, _ = torch.ops.simplex_lib.two_simplicial_fwd(q, k1, k2, v1, v2, int(w1), int(w2), scale)
+    forward_backend(q, k1, int(w1), int(w2), scale, backend)  # an unknown or impossible backend fails here
+    o, _ = torch.ops.simplex_lib.two_simplicial_fwd(q, k1, k2, v1, v2, int(w1), int(w2), scale, backend)
     return o

@@ -1,0 +1,442 @@
+"""A Hopper-native backward for ``dq``, ``dk2`` and ``dv2`` of sliding-window 2-simplicial attention,
+in Gluon (experimental).
+
+Status: compiles for sm_90 (``python tools/sm90.py hopper-bwd``, on the CPU); it has never run on
+a GPU, so nothing dispatches to it. :func:`hopper_backward_dq` is called explicitly; ``dk1`` and
+``dv1`` stay with the portable key-tile kernel (:func:`.backward.launch_kv`).
+
+What it covers: the shapes of :func:`.hopper.hopper_forward` (GQA 64, bf16, ``D`` 64 or 128,
+contiguous ``[B, N, H, D]``) with ``BLOCK_N = 64`` and ``w2 <= 64``.
+
+Grid and ownership: program ``(i, b * Hkv + g)`` owns the 64 query heads of KV head ``g`` at
+position ``i`` (the 64 rows M of every tile), as the forward. It writes their ``dq`` once, and
+adds its share of the ``dk2``/``dv2`` rows of the short window ``k_lo..i`` with fp32 atomics:
+``w2`` programs share each such key. The long window is walked in tiles ``J`` of ``BLOCK_N``
+rows, from the query down; inside a tile, the short-window keys ``k``. Per ``(J, k)``, with
+``a_k = q * k2[k]`` and ``b_k = do * v2[k]`` (``[64, D]`` bf16, formed in registers):
+
+1. ``S = a_k K1_J^T``, ``dP = b_k V1_J^T`` (``[64, BLOCK_N]``);
+2. ``P = exp2(S - lse)`` (``S`` in base-2 units: the operand is ``(q * scale * log2 e) * k2``,
+   rounded once from fp32 as every forward rounds it), ``dS = P * (dP - delta)`` (the gradient w.r.t. the
+   logits ``scale * sum q k1 k2``, so everything downstream carries ``scale``, never
+   ``log2(e)``);
+3. ``X^T = K1_J^T dS^T`` and ``Y^T = V1_J^T P^T`` (``[D, 64]``: M = D, N = the 64 heads, K =
+   ``BLOCK_N``; A = the ``K1``/``V1`` tile in shared memory read transposed, B = ``dS^T``/``P^T``
+   from shared memory);
+4. ``dq^T += X^T * k2[k][:, None]``, ``dk2[k] += rowsum(X^T * q^T)``, ``dv2[k] += rowsum(Y^T *
+   do^T)``: with the heads on the N axis of the accumulator these sums stay inside a warp (each
+   thread's own columns, then two shuffles within a quad).
+
+FLOPs: four GEMMs of ``2 * 64 * BLOCK_N * D`` per ``(J, k)``, i.e. ``8 D`` per visible triple
+``(h, j, k)``, all on tensor cores; the key-tile kernel adds its own for ``dk1``/``dv1``.
+
+Partitions (``gl.warp_specialize``): three warp groups, 12 warps, launch cap 168 registers, so
+the setmaxnreg budget is ``3 * 168 = 504`` a thread summed over the groups.
+
+- Consumer S (the default partition) does steps 1-2 for all 64 heads and hands ``P`` and ``dS``
+  (bf16) to the two others through a double-buffered shared-memory ring (a ``ready``/``empty``
+  mbarrier pair per buffer and slot, so the readers of ``P`` and of ``dS`` run on their own). It
+  also issues the TMA loads of the ``K1``/``V1`` tiles into a ``STAGES``-deep ring, as the
+  forward's loader does (from the query down, rows before the sequence zero-filled by the
+  per-batch descriptor), one tile ahead; a tile is free once all three groups released it.
+- Consumers 0 and 1 do steps 3-4. At D 128 each owns half of D: rows ``64 p .. 64 p + 63`` of
+  ``X^T``, ``Y^T``, ``dq^T`` and of the ``dk2``/``dv2`` rows (A = that column slice of the tile,
+  transposed: M = 64). At D 64 a half would be a 32-row wgmma, below the instruction's 64, so
+  consumer 0 takes ``dS`` (``X^T``, ``dq``, ``dk2``) and consumer 1 takes ``P`` (``Y^T``,
+  ``dv2``).
+
+No separate loader warp: one would add a fourth warp group (13 warps are padded to 16), lower the
+launch cap to 128 and leave ``4 * 128 - 24 = 488`` registers for the three groups, where they
+need 504 (below). The TMA issue costs S a few scalar registers; it runs at step ``NBUF`` of a
+tile, when the slot it refills is certain to be free, so it does not wait (unless the short
+window has at most ``NBUF`` keys: then at the tile's last key, and it may).
+
+Register plan (a thread, D 128), as ``tools/sm90.py hopper-bwd`` finds it (no spills, wgmma not
+serialised): S 152 (``a``, ``b``: 32 + 32 bf16 pairs in the A-operand layout, the ``S`` and
+``dP`` accumulators 32 + 32; ``q``/``do`` are re-read from shared memory at every key, and the
+``dP`` GEMM is issued only once ``S`` is in, so that ``a``, ``b`` and both accumulators are never
+live together: that order is what keeps ptxas from serialising the wgmmas); consumers 176 each
+(``dq^T`` half 32, ``q^T`` and ``do^T`` halves 32 + 32 held as fp32, ``X^T`` and ``Y^T`` 32 + 32,
+partly overlapped). At D 64 everything halves, ``q``/``do`` stay in S's registers and the split
+is 224 / 152 / 128. The ``dk2``/``dv2`` rows of the ``w2`` keys live in shared memory
+(``[W2P, D]`` fp32 each), summed over the ``J`` tiles there and flushed with atomics at the end.
+
+Shared memory (D 128, w2 32, 2 stages): the ``K1``/``V1`` ring 64 KB, the ``P``/``dS`` ring
+32 KB, ``q``/``do`` 32 KB, ``dk2``/``dv2`` 32 KB (64 at w2 64), 8 KB scratch: 168 KB.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
+                                                               warpgroup_mma, warpgroup_mma_wait)
+
+from .hopper import GH, LOG2E, _mma_layout, _program, _tile_ring, hopper_supported
+
+__all__ = ["BWD_BLOCK_N", "MAX_W2", "hopper_backward_dq", "hopper_bwd_supported"]
+
+#: Long-window keys per tile (the N of the logits GEMMs, the K of the gradient GEMMs).
+BWD_BLOCK_N = 64
+#: Largest short window: the per-program ``dk2``/``dv2`` buffers take ``2 * next_pow2(w2) * D * 4``
+#: bytes of shared memory (64 KB at D 128).
+MAX_W2 = 64
+#: setmaxnreg of ``(consumer 0, consumer 1)`` per D; consumer S (the default partition) gets the
+#: rest of ``3 * MAXNREG``.
+REGS = {64: (152, 128), 128: (176, 176)}
+#: Launch cap: 12 warps share the 64K-register file.
+MAXNREG = 168
+#: Slots of the P / dS hand-off ring.
+NBUF = gl.constexpr(2)
+
+
+@gluon.jit
+def _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t, i, col):
+    """TMA loads of the long window's tile ``t`` (counted from the query down) into its ring slot,
+    once the three warp groups have released the slot's previous tile."""
+    STAGES: gl.constexpr = bufs_k1.type.shape[0]
+    BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
+    s = t % STAGES
+    mbarrier.wait(empty.index(s), ((t // STAGES) & 1) ^ 1)
+    mbarrier.expect(ready.index(s), 2 * k1_desc.block_type.nbytes)
+    j0 = i + 1 - (t + 1) * BLOCK_N  # may be < 0: the descriptor zero-fills those rows
+    tma.async_copy_global_to_shared(k1_desc, [j0, col], ready.index(s), bufs_k1.index(s))
+    tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s), bufs_v1.index(s))
+
+
+@gluon.jit
+def _scores(args):
+    """Consumer S (4 warps): ``P`` and ``dS`` of every ``(J, k)`` for the 64 heads, into the ring,
+    and the TMA loads of the ``K1``/``V1`` tiles.
+
+    Per key: ``a = q * k2[k]``, the logits' wgmma (async), ``b = do * v2[k]`` under it, then the
+    ``dP`` wgmma (async) and ``P``'s ``exp2`` under that one. ``P`` is handed over as soon as it
+    exists; ``dS`` follows once ``dP`` is in. At D 128 ``q`` and ``do`` are re-read from shared
+    memory at every key (64 registers saved); at D 64 they stay in registers.
+    """
+    (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
+     ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
+     stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc) = args
+    STAGES: gl.constexpr = bufs_k1.type.shape[0]
+    BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
+    D: gl.constexpr = bufs_k1.type.shape[2]
+    NB: gl.constexpr = p_buf.type.shape[0]
+    Q_SMEM: gl.constexpr = D > 64
+    s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+
+    o_d = gl.arange(0, D, gl.SliceLayout(0, a_layout))
+    if Q_SMEM:
+        q = x_q
+        do = x_do
+    else:
+        q = x_q.load(a_layout)  # [GH, D] bf16, already in the A-operand layout
+        do = x_do.load(a_layout)
+    o_rs = gl.arange(0, GH, gl.SliceLayout(1, s_layout))
+    lse = gl.load(LSE + lse_row0 + o_rs * N)  # [GH] base 2
+    delta = gl.load(DELTA + lse_row0 + o_rs * N)  # [GH]
+    o_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, s_layout))
+    off0 = kv_row0 + col  # the offset of row 0 of K2 / V2
+    for t0 in gl.static_range(STAGES - 1):  # the first tiles; the others are issued in the loop
+        if t0 < n_tiles:
+            _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t0, i, col)
+    # tile t + STAGES - 1 goes into the slot of tile t - 1, issued at step NB of tile t: S has then
+    # waited for the readers of step 0 of tile t, who release tile t - 1 before it, so the wait in
+    # _load_tile does not block (with fewer than NB + 1 keys: at the last key, and it may)
+    k_issue = gl.minimum(k_lo + NB, i)
+    c = 0  # (J, k) steps so far: the ring's slot and phase
+    for t in range(n_tiles):
+        s = t % STAGES
+        mbarrier.wait(ready.index(s), (t // STAGES) & 1)
+        k1t = bufs_k1.index(s).permute((1, 0))  # [D, BLOCK_N]: B of S = a K1^T
+        v1t = bufs_v1.index(s).permute((1, 0))  # [D, BLOCK_N]
+        # rows of the tile before the window (only in the first tiles of the sequence, where
+        # the descriptor zero-filled them) must not count
+        m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
+        for k in range(k_lo, i + 1):
+            off = off0 + k * stride_kn
+            # (q * scale * log2 e) * k2 in fp32, rounded once: the forward's logits exactly, so
+            # that exp2(S - lse) is the forward's P
+            k2 = gl.load(K2 + off + o_d).to(gl.float32)
+            if Q_SMEM:
+                a = ((q.load(a_layout).to(gl.float32) * qk_scale) * k2[None, :]).to(gl.bfloat16)
+            else:
+                a = ((q.to(gl.float32) * qk_scale) * k2[None, :]).to(gl.bfloat16)  # [GH, D]
+            s_tok = warpgroup_mma(a, k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False,
+                                  is_async=True)
+            if Q_SMEM:  # under the logits' GEMM
+                b = do.load(a_layout) * gl.load(V2 + off + o_d)[None, :]  # [GH, D] bf16
+            else:
+                b = do * gl.load(V2 + off + o_d)[None, :]
+            sc, a = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok, a))
+            # dP is issued only now, so that a, b and both accumulators are never live together
+            dp_tok = warpgroup_mma(b, v1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False,
+                                   is_async=True)
+            p = gl.exp2(gl.where(m_vis, sc - lse[:, None], float("-inf")))  # under dP's GEMM
+            r = c % NB
+            ph = (c // NB) & 1
+            mbarrier.wait(p_empty.index(r), ph ^ 1)  # the slot's last P has been read
+            p_buf.index(r).store(p.to(gl.bfloat16))
+            fence_async_shared()  # generic-proxy stores, then the consumers' wgmma reads them
+            mbarrier.arrive(p_ready.index(r), count=1)
+            dp, b = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok, b))
+            ds = p * (dp - delta[:, None])  # [GH, BLOCK_N]: d/d(logit), without scale
+            mbarrier.wait(ds_empty.index(r), ph ^ 1)
+            ds_buf.index(r).store(ds.to(gl.bfloat16))
+            fence_async_shared()
+            mbarrier.arrive(ds_ready.index(r), count=1)
+            if k == k_issue:
+                if t + STAGES - 1 < n_tiles:
+                    _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t + STAGES - 1, i, col)
+            c += 1
+        mbarrier.arrive(empty.index(s), count=1)
+
+
+@gluon.jit
+def _slot_add(row, part, first):
+    """``row (+)= part`` for a ``[DH]`` fp32 shared-memory slot (``first``: store, no read)."""
+    if first:
+        row.store(part)
+    else:
+        row.store(row.load(part.type.layout) + part)
+
+
+@gluon.jit
+def _key_grads(args, PART: gl.constexpr):
+    """Consumer ``PART`` (0 or 1, 4 warps each) of ``X^T = K1_J^T dS^T`` and ``Y^T = V1_J^T P^T``.
+
+    D 128: each consumer owns half of D, rows ``d0 = 64 PART ..`` of both ``X^T`` and ``Y^T``
+    (A = the column slice of the ``K1``/``V1`` tile, seen transposed; M = 64), of ``dq^T`` and of
+    the ``dk2``/``dv2`` rows. D 64: consumer 0 owns ``X^T`` (``dS``, ``K1``, ``dq``, ``dk2``),
+    consumer 1 ``Y^T`` (``P``, ``V1``, ``dv2``), since a 32-row half is below wgmma's M of 64.
+
+    Per ``(J, k)``: the GEMM (``[DH, GH]``, heads on N), released slot, then ``dq^T += X^T *
+    k2[k]`` and the row sums ``sum_h X^T * q^T`` / ``sum_h Y^T * do^T`` into the key's slot of
+    the program's shared-memory buffers. A row of the accumulator layout lives in one warp (a
+    quad of lanes holds each sum), so the slots' read-modify-write never crosses warps. At the
+    end: ``dq`` and the fp32 atomics into the global ``dk2``/``dv2``.
+    """
+    (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
+     ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
+     stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc) = args
+    STAGES: gl.constexpr = bufs_k1.type.shape[0]
+    D: gl.constexpr = bufs_k1.type.shape[2]
+    NB: gl.constexpr = p_buf.type.shape[0]
+    SPLIT: gl.constexpr = D > 64
+    DH: gl.constexpr = D // 2 if SPLIT else D  # rows of X^T / Y^T this consumer owns
+    D0: gl.constexpr = PART * DH if SPLIT else 0
+    DO_X: gl.constexpr = SPLIT or PART == 0
+    DO_Y: gl.constexpr = SPLIT or PART == 1
+    z_layout: gl.constexpr = _mma_layout(GH, 4)  # [DH, GH]: heads as N
+    row_layout: gl.constexpr = gl.SliceLayout(1, z_layout)  # [DH], a quad of lanes per value
+    o_d = D0 + gl.arange(0, DH, row_layout)
+    o_h = gl.arange(0, GH, gl.SliceLayout(0, z_layout))
+    o_ut = q_row0 + o_h[None, :] * D + o_d[:, None]  # [DH, GH]: q / do transposed
+    if DO_X:
+        q_t = gl.load(Q + o_ut)  # [DH, GH] bf16
+        dq_t = gl.zeros([DH, GH], gl.float32, z_layout)
+    if DO_Y:
+        do_t = gl.load(DO + o_ut)  # [DH, GH] bf16
+    off0 = kv_row0 + col
+    c = 0
+    for t in range(n_tiles):
+        s = t % STAGES
+        mbarrier.wait(ready.index(s), (t // STAGES) & 1)
+        k1t = bufs_k1.index(s).slice(D0, DH, dim=1).permute((1, 0))  # [DH, BLOCK_N]: A, M-major
+        v1t = bufs_v1.index(s).slice(D0, DH, dim=1).permute((1, 0))
+        for k in range(k_lo, i + 1):
+            r = c % NB
+            ph = (c // NB) & 1
+            if DO_X:
+                mbarrier.wait(ds_ready.index(r), ph)
+                x_t = warpgroup_mma(k1t, ds_buf.index(r).permute((1, 0)),
+                                    gl.zeros([DH, GH], gl.float32, z_layout), use_acc=False)  # [DH, GH]
+                mbarrier.arrive(ds_empty.index(r), count=1)  # read: S may refill the slot
+                k2 = gl.load(K2 + off0 + k * stride_kn + o_d).to(gl.float32)  # [DH]
+                dq_t += x_t * k2[:, None]
+                _slot_add(x_dk2.index(k - k_lo).slice(D0, DH), gl.sum(x_t * q_t.to(gl.float32), 1), t == 0)
+            if DO_Y:
+                mbarrier.wait(p_ready.index(r), ph)
+                y_t = warpgroup_mma(v1t, p_buf.index(r).permute((1, 0)),
+                                    gl.zeros([DH, GH], gl.float32, z_layout), use_acc=False)  # [DH, GH]
+                mbarrier.arrive(p_empty.index(r), count=1)
+                _slot_add(x_dv2.index(k - k_lo).slice(D0, DH), gl.sum(y_t * do_t.to(gl.float32), 1), t == 0)
+            c += 1
+        mbarrier.arrive(empty.index(s), count=1)
+    if DO_X:
+        # dq written once, transposed back: [GH, DH] of the program's 64 heads. Through a layout
+        # with d fastest (coalesced), whose offsets are computed here: reusing o_ut would keep
+        # its DH * GH / 128 addresses live (and spilled) across the whole loop.
+        st_layout: gl.constexpr = gl.BlockedLayout([8, 1], [DH // 8, 256 // DH], [1, 4], [0, 1])
+        dq_st = gl.convert_layout((dq_t * scale).to(DQ.dtype.element_ty), st_layout)  # [DH, GH]
+        o_sd = D0 + gl.arange(0, DH, gl.SliceLayout(1, st_layout))
+        o_sh = gl.arange(0, GH, gl.SliceLayout(0, st_layout))
+        gl.store(DQ + q_row0 + o_sh[None, :] * D + o_sd[:, None], dq_st)
+    # w2 programs share each key: relaxed fp32 atomics (the order of the additions, hence the
+    # last bits, is not deterministic, unlike the portable backward)
+    for u in range(0, i + 1 - k_lo):
+        o_u = off0 + (k_lo + u) * stride_kn + o_d  # [DH]
+        if DO_X:  # dk2 = scale * sum dS q k1
+            gl.atomic_add(DK2 + o_u, x_dk2.index(u).slice(D0, DH).load(row_layout) * scale, sem="relaxed")
+        if DO_Y:
+            gl.atomic_add(DV2 + o_u, x_dv2.index(u).slice(D0, DH).load(row_layout), sem="relaxed")
+
+
+@gluon.jit
+def _consumer0(args):
+    _key_grads(args, 0)
+
+
+@gluon.jit
+def _consumer1(args):
+    _key_grads(args, 1)
+
+
+@gluon.jit
+def _hopper_bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2, N, Hq, Hkv, W1, W2, qk_scale, scale,
+                          D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, W2P: gl.constexpr,
+                          REGS0: gl.constexpr, REGS1: gl.constexpr):
+    """``dq``, ``dk2``, ``dv2`` for GQA 64; grid ``(N, B * Hkv)``: program ``(i, b * Hkv + g)``
+    owns the 64 query heads of KV head ``g`` at position ``i``. ``DK2``/``DV2`` are fp32 and
+    zeroed (atomics add into them). ``W2P >= W2`` (a power of two) sizes the per-program
+    ``dk2``/``dv2`` buffers; ``REGS0``/``REGS1`` are the consumers' setmaxnreg (:data:`REGS`).
+    Warps: 4 (S, also the TMA issue) + 4 + 4. FLOPs: ``8 D`` per visible triple on tensor
+    cores."""
+    gl.static_assert(STAGES >= 2, "S loads tile t + STAGES - 1 while it works on tile t")
+    i, b, g, lo1, k_lo, n_tiles, stride_kn, kv_row0, col, q_row0 = _program(N, Hq, Hkv, W1, W2, D, BLOCK_N)
+    lse_row0 = (b * Hq + g * GH) * N + i  # LSE / Delta are [B, Hq, N]: head h at + h * N
+    k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty = _tile_ring(K1, V1, kv_row0, N, stride_kn, D, BLOCK_N,
+                                                                  STAGES, 3)  # S and both consumers release
+    # the P / dS hand-off ring, [GH, BLOCK_N] bf16 a slot, swizzled for wgmma's B operand
+    pds_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([GH, BLOCK_N], gl.bfloat16)
+    p_buf = gl.allocate_shared_memory(gl.bfloat16, [NBUF, GH, BLOCK_N], pds_layout)
+    ds_buf = gl.allocate_shared_memory(gl.bfloat16, [NBUF, GH, BLOCK_N], pds_layout)
+    p_ready = gl.allocate_shared_memory(gl.int64, [NBUF, 1], mbarrier.MBarrierLayout())
+    p_empty = gl.allocate_shared_memory(gl.int64, [NBUF, 1], mbarrier.MBarrierLayout())
+    ds_ready = gl.allocate_shared_memory(gl.int64, [NBUF, 1], mbarrier.MBarrierLayout())
+    ds_empty = gl.allocate_shared_memory(gl.int64, [NBUF, 1], mbarrier.MBarrierLayout())
+    readers: gl.constexpr = 2 if D > 64 else 1  # consumers that read each P / dS (_key_grads)
+    for r in gl.static_range(NBUF):
+        mbarrier.init(p_ready.index(r), count=1)
+        mbarrier.init(p_empty.index(r), count=readers)
+        mbarrier.init(ds_ready.index(r), count=1)
+        mbarrier.init(ds_empty.index(r), count=readers)
+    # dk2 / dv2 of the short window's keys, slot k - k_lo, summed over the J tiles
+    acc_layout: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])  # of a [D] slot
+    x_dk2 = gl.allocate_shared_memory(gl.float32, [W2P, D], acc_layout)
+    x_dv2 = gl.allocate_shared_memory(gl.float32, [W2P, D], acc_layout)
+    # q and do for consumer S (swizzled for its A-operand loads)
+    qd_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([GH, D], gl.bfloat16)
+    ld_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+    o_qr = gl.arange(0, GH, gl.SliceLayout(1, ld_layout))
+    o_qd = gl.arange(0, D, gl.SliceLayout(0, ld_layout))
+    o_q = q_row0 + o_qr[:, None] * D + o_qd[None, :]
+    x_q = gl.allocate_shared_memory(gl.bfloat16, [GH, D], qd_layout, gl.load(Q + o_q))
+    x_do = gl.allocate_shared_memory(gl.bfloat16, [GH, D], qd_layout, gl.load(DO + o_q))
+    fence_async_shared()
+
+    args = (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
+            ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
+            stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc)
+    gl.warp_specialize([(_scores, (args, )), (_consumer0, (args, )), (_consumer1, (args, ))], [4, 4],
+                       [REGS0, REGS1])
+
+
+def hopper_bwd_supported(q, k1, w1: int, w2: int) -> str | None:
+    """``None`` when :func:`hopper_backward_dq` takes these inputs, else the reason it does not.
+
+    The forward's conditions (:func:`.hopper.hopper_supported` at ``BLOCK_N = 64``) and
+    ``w2 <= MAX_W2`` (the per-program ``dk2``/``dv2`` buffers live in shared memory).
+
+    Parameters
+    ----------
+    q : Tensor ``[B, N, Hq, D]``
+    k1 : Tensor ``[B, N, Hkv, D]``
+    w1, w2 : int
+        The long and the short window.
+
+    Returns
+    -------
+    str or None
+    """
+    why = hopper_supported(q, k1, w1, w2, BWD_BLOCK_N)
+    if why is not None:
+        return why
+    if w2 > MAX_W2:
+        return f"needs w2 <= {MAX_W2} (its dk2/dv2 rows live in shared memory), got {w2}"
+    return None
+
+
+def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scale: float, stages: int = 2):
+    """``(dq, dk2, dv2)`` of sliding-window 2-simplicial attention from the Gluon kernel.
+
+    ``dk1``/``dv1`` are not computed here: the portable key-tile kernel gives them
+    (:func:`.backward.launch_kv`).
+
+    Parameters
+    ----------
+    q : Tensor ``[B, N, Hq, D]``, bf16, contiguous, ``Hq = 64 Hkv``
+    k1, k2, v1, v2 : Tensor ``[B, N, Hkv, D]``, like ``q``
+    do : Tensor like ``q``
+        Gradient of the output.
+    lse : float32 Tensor ``[B, Hq, N]``
+        The forward's base-2 log-sum-exp.
+    delta : float32 Tensor ``[B, Hq, N]``
+        ``rowsum(do * o)`` (:func:`.backward.compute_delta`).
+    w1, w2 : int
+        The long and the short window (``w1 >= w2``, ``w1`` a multiple of 64, ``w2 <= 64``).
+    scale : float
+        Logit scale (finite).
+    stages : int, default 2
+        Depth of the K1/V1 ring (2 or 3; 3 at D 128 needs ``w2 <= 32`` to fit in shared memory).
+
+    Returns
+    -------
+    dq : Tensor like ``q``
+    dk2, dv2 : float32 Tensor ``[B, N, Hkv, D]``
+        Accumulated with fp32 atomics (the summation order, hence the last bits, varies from
+        run to run).
+
+    Raises
+    ------
+    ValueError
+        If :func:`hopper_bwd_supported` gives a reason, or a tensor is not contiguous or of
+        another shape or dtype than expected.
+    """
+    why = hopper_bwd_supported(q, k1, w1, w2)
+    if why is not None:
+        raise ValueError(f"hopper_backward_dq: {why}")
+    if any(t.shape != k1.shape or t.dtype != q.dtype for t in (k2, v1, v2)):
+        raise ValueError("hopper_backward_dq: k1, k2, v1 and v2 must have one shape and q's dtype")
+    if do.shape != q.shape or do.dtype != q.dtype:
+        raise ValueError(f"hopper_backward_dq: do must be like q, got {tuple(do.shape)} {do.dtype}")
+    B, N, Hq, D = q.shape
+    for name, t in (("lse", lse), ("delta", delta)):
+        if tuple(t.shape) != (B, Hq, N) or t.dtype != torch.float32:
+            raise ValueError(f"hopper_backward_dq: {name} must be float32 [B, Hq, N] = {(B, Hq, N)}, "
+                             f"got {tuple(t.shape)} {t.dtype}")
+    if not all(t.is_contiguous() for t in (q, k1, k2, v1, v2, do, lse, delta)):
+        raise ValueError("hopper_backward_dq: every input must be contiguous")
+    if q.numel() >= 2**31:  # the kernel's offsets are int32
+        raise ValueError(f"hopper_backward_dq: q must have fewer than 2**31 elements, got {q.numel()}")
+    if not math.isfinite(scale):
+        raise ValueError(f"hopper_backward_dq: scale must be finite, got {scale!r}")
+    if not isinstance(stages, int) or not 2 <= stages <= 3:
+        raise ValueError(f"hopper_backward_dq: stages must be 2 or 3, got {stages!r}")
+    if stages == 3 and q.shape[3] > 64 and w2 > 32:  # 232 KB of shared memory, over the 227 KB
+        raise ValueError(f"hopper_backward_dq: stages 3 at head_dim 128 needs w2 <= 32, got {w2}")
+    Hkv = k1.shape[2]
+    dq = torch.empty_like(q)
+    dk2 = torch.zeros(k2.shape, device=q.device, dtype=torch.float32)
+    dv2 = torch.zeros(v2.shape, device=q.device, dtype=torch.float32)
+    # the device-side TMA descriptors live in a scratch buffer Triton allocates through this
+    triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device=q.device))
+    _hopper_bwd_dq_kernel[(N, B * Hkv)](q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2, N, Hq, Hkv, w1, w2,
+                                        scale * LOG2E, scale, D=D, BLOCK_N=BWD_BLOCK_N, STAGES=stages,
+                                        W2P=triton.next_power_of_2(w2), REGS0=REGS[D][0], REGS1=REGS[D][1],
+                                        num_warps=4, maxnreg=MAXNREG)
+    return dq, dk2, dv2
