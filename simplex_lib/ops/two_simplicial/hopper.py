@@ -76,7 +76,8 @@ def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off):
     ``acc = acc * alpha + (P @ V1) * v2``."""
     D: gl.constexpr = acc.type.shape[1]
     o_layout: gl.constexpr = _mma_layout(D, 4)
-    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
+                                                 k_width=2)
     sc = gl.where(m_vis, sc, float("-inf"))
     m_new = gl.maximum(m, gl.max(sc, 1))
     m_ref = gl.where(m_new == float("-inf"), 0.0, m_new)
@@ -162,18 +163,22 @@ def _consumer1(args, PIPELINE: gl.constexpr):
 
 @gluon.jit
 def _loader(args, PIPELINE: gl.constexpr):
-    """TMA loads of the long window's tiles, from the query down, into the shared-memory ring."""
+    """TMA loads of the long window's tiles, from the query down, into the ring."""
     (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
-     q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc) = args
+     q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale,
+     k1_desc, v1_desc) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
     for t in range(n_tiles):
         s = t % STAGES
-        mbarrier.wait(empty.index(s), ((t // STAGES) & 1) ^ 1)  # both consumers done with it
+        # wait until both consumers are done with the tile in slot s
+        mbarrier.wait(empty.index(s), ((t // STAGES) & 1) ^ 1)
         mbarrier.expect(ready.index(s), 2 * k1_desc.block_type.nbytes)
-        j0 = i + 1 - (t + 1) * BLOCK_N  # may be < 0: the descriptor zero-fills those rows
-        tma.async_copy_global_to_shared(k1_desc, [j0, col], ready.index(s), bufs_k1.index(s))
-        tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s), bufs_v1.index(s))
+        j0 = i + 1 - (t + 1) * BLOCK_N  # < 0: the descriptor zero-fills those rows
+        tma.async_copy_global_to_shared(k1_desc, [j0, col], ready.index(s),
+                                        bufs_k1.index(s))
+        tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s),
+                                        bufs_v1.index(s))
 
 
 @gluon.jit

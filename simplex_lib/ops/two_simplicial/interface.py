@@ -31,8 +31,8 @@ SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 #: What ``two_simplicial_attention(backend=...)`` accepts; ``"auto"`` takes :func:`forward_backend`'s pick.
 FORWARD_BACKENDS = ("auto", "portable", "hopper")
 #: Whether ``"auto"`` takes the Gluon forward where it can run. Off: on an H200 it is slower than
-#: the portable kernel at the shapes it takes (426 against 443 TFLOPS at D 128, 340 against 363 at
-#: D 64; ``benchmarks/results/h200/hopper_h200.json``), so it runs only when asked for.
+#: the portable kernel at the shapes it takes (319 against 443 TFLOPS at D 128, 351 against 363 at
+#: D 64; ``benchmarks/results/h200/hopper_rounding.json``), so it runs only when asked for.
 AUTO_PICKS_HOPPER = False
 
 
