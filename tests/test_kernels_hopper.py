@@ -119,3 +119,43 @@ def test_backend_hopper_takes_the_gluon_forward_and_the_portable_backward():
     for name, g, g_p, g_w in zip(("q", "k1", "k2", "v1", "v2"), grads, grads_p, want):
         err, err_p = (g.double() - g_w).abs().max().item(), (g_p.double() - g_w).abs().max().item()
         assert err <= 2 * err_p + 2e-3, (name, err, err_p)
+
+
+def test_backward_draft_names_what_it_lacks():
+    from simplex_lib.ops.two_simplicial.hopper_bwd import hopper_bwd_supported
+
+    q, k1, *_ = _inputs(1, 8, 1, 64, "cpu")
+    assert "Hopper GPU" in hopper_bwd_supported(q, k1, 128, 32)
+    assert "multiple of block_n" in hopper_bwd_supported(q, k1, 96, 32)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _sm90(), reason="needs a Hopper GPU")
+@pytest.mark.parametrize("N, Hkv, D, w1, w2", [
+    (1, 1, 128, 128, 32),      # one position
+    (300, 1, 128, 128, 32),    # i < w1 and i < w2 at the start
+    (333, 2, 64, 256, 16),     # two KV heads, D 64
+    (200, 1, 128, 64, 2),      # the shortest windows the TMA issue order handles
+    (150, 1, 64, 128, 64),     # the largest short window
+    (97, 1, 128, 128, 1),      # one short-window key
+])
+def test_backward_draft_matches_the_reference(N, Hkv, D, w1, w2):
+    """The Gluon dq/dk2/dv2 kernel against float64 autograd, with the forward's LSE and the
+    portable backward's gradients as the bf16 yardstick."""
+    from simplex_lib.ops.two_simplicial import backward as portable_bwd
+    from simplex_lib.ops.two_simplicial.hopper_bwd import hopper_backward_dq
+
+    xs = _inputs(1, N, Hkv, D, "cuda")
+    scale = D ** -0.5
+    o, lse = portable.forward(*xs, w1, w2, scale)
+    do = torch.randn_like(o)
+    delta = (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous()  # [B, Hq, N]
+    dq, dk2, dv2 = hopper_backward_dq(*xs, do, lse, delta, w1, w2, scale)
+    xd = [t.double().requires_grad_() for t in xs]
+    want = torch.autograd.grad(windowed_two_simplicial_attention(*xd, w1=w1, w2=w2, scale=scale),
+                               xd, do.double())
+    port = portable_bwd.backward(do, *xs, o, lse, w1, w2, scale)
+    for name, got, p, w in (("dq", dq, port[0], want[0]), ("dk2", dk2, port[2], want[2]),
+                            ("dv2", dv2, port[4], want[4])):
+        err, err_p = (got.double() - w).abs().max().item(), (p.double() - w).abs().max().item()
+        assert err <= 2 * err_p + 2e-3, (name, err, err_p)
