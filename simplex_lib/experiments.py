@@ -251,13 +251,13 @@ def _mean_sd(xs: list) -> tuple:
 
 
 def seed_table(runs: dict, baseline: str = "dot", step: int | None = None) -> list:
-    """One row per variant at evaluation ``step`` (default: the last step all runs share).
+    """One row per variant at evaluation ``step`` (default: the last one all share).
 
-    Losses are in bits per byte. Each row: ``variant``, ``n`` (seeds), ``step``, ``mean``, ``sd``
-    (over seeds), ``diff_mean``, ``diff_sd`` and ``diff_ci`` (half-width of a 95 % t interval)
-    of the paired difference ``variant - baseline`` over the seeds both have (``None`` for the
-    baseline itself, or with fewer than two pairs), and ``bytes_per_s`` (mean steady-state
-    throughput).
+    Losses are in bits per byte. Each row: ``variant``, ``n`` (seeds), ``step``,
+    ``mean``, ``sd`` (over seeds), ``diff_mean``, ``diff_sd`` and ``diff_ci`` (the
+    half-width of a 95 % t interval) of the paired difference ``variant - baseline``
+    over the seeds both have (``None`` for the baseline itself, or with fewer than two
+    pairs), and ``bytes_per_s`` (mean steady-state throughput).
 
     Parameters
     ----------
@@ -286,16 +286,16 @@ def seed_table(runs: dict, baseline: str = "dot", step: int | None = None) -> li
     for variant, seeds in runs.items():
         vals = {s: bits_per_byte(_val_at(r, step)) for s, r in seeds.items()}
         mean, sd = _mean_sd(list(vals.values()))
+        rate = statistics.fmean(steady_throughput(r) for r in seeds.values())
         row = {"variant": variant, "n": len(vals), "step": step, "mean": mean, "sd": sd,
-               "diff_mean": None, "diff_sd": None, "diff_ci": None,
-               "bytes_per_s": statistics.fmean(steady_throughput(r) for r in seeds.values())}
+               "diff_mean": None, "diff_sd": None, "diff_ci": None, "bytes_per_s": rate}
         if variant != baseline and baseline in runs:
             diffs = [vals[s] - bits_per_byte(_val_at(runs[baseline][s], step))
                      for s in vals if s in runs[baseline]]
             if len(diffs) >= 2:
                 dm, dsd = _mean_sd(diffs)
-                row.update(diff_mean=dm, diff_sd=dsd,
-                           diff_ci=t_quantile(0.975, len(diffs) - 1) * dsd / math.sqrt(len(diffs)))
+                half = t_quantile(0.975, len(diffs) - 1) * dsd / math.sqrt(len(diffs))
+                row.update(diff_mean=dm, diff_sd=dsd, diff_ci=half)
         rows.append(row)
     return rows
 
