@@ -8,8 +8,9 @@ every argument; the ops check shapes as well, since ``torch.ops`` makes them rea
 
 Two forward kernels sit behind it: the portable Triton kernel (:mod:`.forward`, any GPU Triton
 supports, and the CPU interpreter) and the Gluon kernel for Hopper (:mod:`.hopper`, sm_90, the
-shapes :func:`.hopper.hopper_supported` accepts). :func:`forward_backend` picks one; both give
-the same ``(o, lse)``, so the backward (portable) does not depend on the choice.
+shapes :func:`.hopper.hopper_supported` accepts). :func:`forward_backend` picks one. Both round
+the logits' operand the same way, so the portable backward, which recomputes the logits, agrees
+with the log-sum-exp of either.
 """
 
 from __future__ import annotations
@@ -133,10 +134,10 @@ def forward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto") 
     """The forward kernel :func:`two_simplicial_attention` runs: ``"hopper"`` or ``"portable"``.
 
     ``"hopper"`` takes the Gluon kernel, which accepts sm_90, bf16, 64 query heads per key/value
-    head, ``D`` 64 or 128 and the long window a multiple of its tile, and
-    raises elsewhere. ``"auto"`` takes it wherever it accepts the inputs if
-    :data:`AUTO_PICKS_HOPPER` is set (it is not: the measured Gluon forward is the slower one),
-    and the portable kernel, which is always correct, everywhere else.
+    head, ``D`` 64 or 128 and the long window a multiple of its tile, and raises elsewhere.
+    ``"auto"`` takes it wherever it accepts the inputs if :data:`AUTO_PICKS_HOPPER` is set (it is
+    not: the measured Gluon forward is the slower one), and the portable kernel, which is always
+    correct, everywhere else.
 
     Parameters
     ----------
