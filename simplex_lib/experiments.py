@@ -30,6 +30,7 @@ __all__ = [
     "warmup_seconds",
     "epochs",
     "final_gap",
+    "eval_record",
     "eval_points",
     "load_seed_runs",
     "common_eval_steps",
@@ -171,8 +172,35 @@ def final_gap(run: dict) -> float:
     float
         ``val_loss - train_loss`` of the last record that has a ``val_loss``.
     """
-    last = [r for r in run["log"] if "val_loss" in r][-1]
+    last = eval_record(run)
     return last["val_loss"] - last["train_loss"]
+
+
+def eval_record(run: dict, step: int | None = None) -> dict:
+    """The log record of the evaluation at ``step`` (default: the last evaluation).
+
+    Parameters
+    ----------
+    run : dict
+        A run summary; its ``log`` records with a ``val_loss`` are the evaluations.
+    step : int, optional
+        The optimizer step. Default: the run's last evaluation.
+
+    Returns
+    -------
+    dict
+        The record, with ``step``, ``tokens``, ``train_loss`` (the mean over the steps since the
+        previous record) and ``val_loss`` (nats).
+
+    Raises
+    ------
+    ValueError
+        If the run has no evaluation at ``step``, or none at all.
+    """
+    evals = [r for r in run["log"] if "val_loss" in r and (step is None or r["step"] == step)]
+    if not evals:
+        raise ValueError(f"the run has no evaluation{'' if step is None else f' at step {step}'}")
+    return evals[-1]
 
 
 def eval_points(run: dict) -> list:
@@ -243,7 +271,7 @@ def common_eval_steps(runs: dict) -> list:
 
 
 def _val_at(run: dict, step: int) -> float:
-    return next(v for s, _, v in eval_points(run) if s == step)
+    return eval_record(run, step)["val_loss"]
 
 
 def _mean_sd(xs: list) -> tuple:

@@ -87,3 +87,15 @@ def test_runner_jobs_and_resume_state(tmp_path):
     assert seeds._run_state(folder, 1500) == "resume"
     (folder / "summary.json").write_text(json.dumps({"steps_done": 1500, "stopped_early": False}))
     assert seeds._run_state(folder, 1500) == "done"
+
+
+def test_eval_record_finds_an_evaluation_or_says_there_is_none():
+    run = {"log": [{"step": 25, "train_loss": 3.0},
+                   {"step": 50, "train_loss": 2.5, "val_loss": 2.4, "tokens": 100},
+                   {"step": 100, "train_loss": 2.0, "val_loss": 2.2, "tokens": 200}]}
+    assert ex.eval_record(run)["step"] == 100 and ex.eval_record(run, 50)["val_loss"] == 2.4
+    assert ex.final_gap(run) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="no evaluation at step 25"):
+        ex.eval_record(run, 25)
+    with pytest.raises(ValueError, match="no evaluation"):
+        ex.eval_record({"log": []})

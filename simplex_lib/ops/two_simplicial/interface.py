@@ -163,8 +163,7 @@ def forward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto") 
         raise ValueError(f"backend must be one of {FORWARD_BACKENDS}, got {backend!r}")
     if backend == "portable" or (backend == "auto" and not AUTO_PICKS_HOPPER):
         return "portable"
-    N = q.shape[1]
-    wl, ws = sorted((min(w1, N), min(w2, N)), reverse=True)
+    wl, ws, _ = _kernel_windows(q.shape[1], w1, w2)
     check_scale(scale, q.shape[-1])
     why = _hopper_reason(q, k1, wl, ws)
     if why is None:
@@ -174,14 +173,20 @@ def forward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto") 
     return "portable"
 
 
+def _kernel_windows(N: int, w1: int, w2: int) -> tuple:
+    """The windows the kernels walk: ``(long, short, swapped)``, each clipped to the sequence
+    (a window longer than it shows every key). The kernels walk the longer window in tiles and
+    the shorter one row by row, so ``swapped`` says the two key/value sets trade places."""
+    w1, w2 = min(w1, N), min(w2, N)
+    return max(w1, w2), min(w1, w2), w2 > w1
+
+
 def _prepare(q, k1, k2, v1, v2, w1, w2):
     """Contiguous inputs (fp32 under the interpreter), windows clipped to the sequence and
     ordered long-first. Returns the tensors, the windows and whether the sets were swapped."""
-    N = q.shape[1]
-    w1, w2 = min(w1, N), min(w2, N)  # a window longer than the sequence shows every key
-    swap = w2 > w1  # the kernels walk the longer window in tiles, the shorter row by row
+    w1, w2, swap = _kernel_windows(q.shape[1], w1, w2)
     if swap:
-        k1, k2, v1, v2, w1, w2 = k2, k1, v2, v1, w2, w1
+        k1, k2, v1, v2 = k2, k1, v2, v1
     ts = [t.contiguous() for t in (q, k1, k2, v1, v2)]
     if interpreting():
         ts = [t.float() for t in ts]  # the interpreter miscomputes bf16 dots (Triton #11584)
