@@ -32,7 +32,7 @@ import torch
 from simplex_lib import timing, viz
 from simplex_lib.cli import int_at_least, int_list
 from simplex_lib.ops.two_simplicial.configs import BWD_SHORT_PATHS, FWD_WALKS
-from simplex_lib.ops.two_simplicial.interface import FORWARD_BACKENDS
+from simplex_lib.ops.two_simplicial.interface import KERNEL_BACKENDS
 from simplex_lib.ops.topk.triton import TOPK_KERNELS, topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
 from simplex_lib.testing import rel_error
@@ -283,14 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how tiles of several positions get the short window's key gradients: kv (the "
                          "key-tile kernel) or fused (the dq kernel; sets SIMPLEX_BWD_SHORT; default: its "
                          "value, else kv)")
-    ap.add_argument("--backend", choices=FORWARD_BACKENDS, default="auto",
-                    help="the windowed kernels' forward: auto (the Gluon kernel on sm_90 where it takes the "
-                         "shape, else portable), portable or hopper (default auto; records name the one that ran)")
+    ap.add_argument("--backend", choices=KERNEL_BACKENDS, default="auto",
+                    help="the windowed kernels of each direction: auto (the faster one that takes the shape), "
+                         "portable or hopper (the Gluon kernels, sm_90; default auto; records name those that ran)")
     ap.add_argument("--table1", action="store_true", help="the paper's Table 1 window sweep")
     ap.add_argument("--claim48k", action="store_true", help="512x32 vs dot attention at 32k/48k")
     ap.add_argument("--hopper", action="store_true",
-                    help="also the Gluon Hopper forward beside the portable one (B2 N8192 Hq64 Hkv1 512x32, "
-                         "D 64,128; group 'hopper'; sm_90 only)")
+                    help="also the Gluon Hopper kernels beside the portable ones, for each of --modes "
+                         "(B2 N8192 Hq64 Hkv1 512x32, D 64,128; group 'hopper'; sm_90 only)")
     ap.add_argument("--no-sdpa", action="store_true")
     ap.add_argument("--reference-max-n", type=int_at_least(0), default=0)
     ap.add_argument("--topk", action="store_true",

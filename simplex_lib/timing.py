@@ -24,7 +24,7 @@ from triton.testing import do_bench
 from simplex_lib.ops.topk.triton import topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.two_simplicial.backward import short_window_path
 from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config
-from simplex_lib.ops.two_simplicial.interface import forward_backend, two_simplicial_attention
+from simplex_lib.ops.two_simplicial.interface import backward_backend, forward_backend, two_simplicial_attention
 from simplex_lib.cost import dot_flops, equal_cost_dot_length, indexer_flops, topk_flops, windowed_flops
 from simplex_lib.provenance import provenance
 from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention as reference_attention
@@ -259,8 +259,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     impl : ``"kernel"`` (default), ``"portable"``, ``"hopper"``, ``"hopper-pipelined"`` or ``"reference"``
         The kernels' entry point
         (:func:`simplex_lib.ops.two_simplicial.interface.two_simplicial_attention`) with the
-        forward backend it picks (``"kernel"``) or a forced one (``"portable"``, ``"hopper"``;
-        the backward is the portable kernel in every case), the pipelined Gluon forward
+        backends it picks (``"kernel"``) or forced ones (``"portable"``, ``"hopper"``), the
+        pipelined Gluon forward
         (:func:`simplex_lib.ops.two_simplicial.hopper.hopper_forward`, ``fwd`` only), or the
         PyTorch windowed path. Recorded as ``impl``, ``backend`` (the forward kernel that ran)
         and, where a backward ran, ``bwd_backend``.
@@ -281,7 +281,7 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     Raises
     ------
     ValueError
-        If ``impl`` is unknown, or a Hopper one with a mode other than ``"fwd"``.
+        If ``impl`` is unknown, or ``"hopper-pipelined"`` with a mode other than ``"fwd"``.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {sorted(IMPLS)}, got {impl!r}")
@@ -292,7 +292,9 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     backend = BACKENDS[impl]
     if backend == "auto":
         backend = forward_backend(xs[0], xs[1], w1, w2)
-    kernels = {} if impl == "reference" else {"bwd_backend": "portable"} if mode != "fwd" else {}
+    kernels = {}
+    if impl in ("kernel", "portable", "hopper") and mode != "fwd":
+        kernels["bwd_backend"] = backward_backend(xs[0], xs[1], w1, w2, None, BACKENDS[impl])
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     bwd = bwd_config(D, Hq // Hkv, w1, w2)
@@ -383,13 +385,13 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
     repeats : int, default 1
         Independent measurements of every shape (records then carry their spread).
     hopper : bool, default False
-        Also time the Gluon Hopper forward (plain and pipelined) and the portable forward, in
-        group ``"hopper"``, at
+        Also time the Gluon Hopper kernels (``backend="hopper"``; the pipelined forward in
+        ``fwd``) beside the portable ones, for each of ``modes``, in group ``"hopper"``, at
         ``B=2, N=8192, Hq=64, Hkv=1``, ``512 x 32``, D 64 and 128.
     backend : ``"auto"`` (default), ``"portable"`` or ``"hopper"``
-        The forward kernel of the grid's records
-        (:func:`simplex_lib.ops.two_simplicial.interface.forward_backend`); each record names
-        the one that ran.
+        The kernels of the grid's records, each direction's
+        (:func:`simplex_lib.ops.two_simplicial.interface.forward_backend`, ``backward_backend``);
+        each record names those that ran (``backend``, ``bwd_backend``).
 
     Returns
     -------
@@ -421,8 +423,10 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
                 jobs.append(("table1", 2, 8192, 64, 1, 128, w1, w2, mode))
     if hopper:
         for D in (64, 128):
-            for impl in ("hopper", "hopper-pipelined", "portable"):
-                jobs.append((f"hopper:{impl}", 2, 8192, 64, 1, D, 512, 32, "fwd"))
+            for mode in modes:
+                for impl in ("hopper", "hopper-pipelined", "portable"):
+                    if impl != "hopper-pipelined" or mode == "fwd":
+                        jobs.append((f"hopper:{impl}", 2, 8192, 64, 1, D, 512, 32, mode))
     if claim48k:
         jobs.append(("claim-kernel", 1, 8192, 64, 1, 128, 512, 32, "fwd"))
         for n in (32768, 49152):

@@ -96,16 +96,21 @@ def test_forward_backend_names_its_pick_and_refuses_what_cannot_run():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not _sm90(), reason="needs a Hopper GPU")
-def test_backend_hopper_takes_the_gluon_forward_and_the_portable_backward():
-    from simplex_lib.ops.two_simplicial.interface import forward_backend, two_simplicial_attention
-
+def test_backend_hopper_takes_the_gluon_kernels_both_ways():
     from simplex_lib.ops.two_simplicial import interface
+    from simplex_lib.ops.two_simplicial.interface import (backward_backend, forward_backend,
+                                                          two_simplicial_attention)
 
     xs = [t.requires_grad_() for t in _inputs(1, 300, 1, 128, "cuda")]
     assert forward_backend(xs[0], xs[1], 256, 32, None, "hopper") == "hopper"
     assert forward_backend(xs[0], xs[1], 256, 32) == ("hopper" if interface.AUTO_PICKS_HOPPER else "portable")
+    assert backward_backend(xs[0], xs[1], 256, 32) == ("hopper" if interface.AUTO_BWD_PICKS_HOPPER
+                                                       else "portable")
     with pytest.raises(ValueError, match="multiple of block_n"):  # w1 not a multiple of the tile
         forward_backend(xs[0], xs[1], 200, 32, None, "hopper")
+    with pytest.raises(ValueError, match=r"\(backward\): needs w2 <= 64"):
+        two_simplicial_attention(*xs, w1=256, w2=128, backend="hopper")
+    assert backward_backend(xs[0], xs[1], 256, 128) == "portable"  # auto: the portable backward
     assert forward_backend(xs[0], xs[1], 256, 32, -1.0, "hopper") == "hopper"  # any finite scale
     o = two_simplicial_attention(*xs, w1=256, w2=32, backend="hopper")
     o_h, _ = hopper_forward(*(t.detach() for t in xs), 256, 32, 128 ** -0.5)
@@ -121,7 +126,62 @@ def test_backend_hopper_takes_the_gluon_forward_and_the_portable_backward():
         assert err <= 2 * err_p + 2e-3, (name, err, err_p)
 
 
-def test_backward_draft_names_what_it_lacks():
+@pytest.mark.gpu
+@pytest.mark.skipif(not _sm90(), reason="needs a Hopper GPU")
+@pytest.mark.parametrize("D", [64, 128])
+def test_hopper_backward_is_deterministic_and_agrees_at_a_large_shape(D):
+    """B 2, N 4096, GQA 64, 512 x 32 through the public entry point: the default (auto) backward
+    twice bitwise equal; its five gradients of the last 64 positions against float64 autograd
+    on the slice of the sequence they depend on, no worse than the portable backward's; the
+    atomic variant of the kernel close to the fixed-order one."""
+    from simplex_lib.ops.two_simplicial.backward import compute_delta
+    from simplex_lib.ops.two_simplicial.hopper_bwd import hopper_backward_dq
+    from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention
+
+    N, T, w1, w2 = 4096, 64, 512, 32
+    xs = [t.requires_grad_() for t in _inputs(2, N, 1, D, "cuda")]
+    o = two_simplicial_attention(*xs, w1=w1, w2=w2)
+    do = torch.randn_like(o)
+    g1 = torch.autograd.grad(o, xs, do, retain_graph=True)
+    g2 = torch.autograd.grad(o, xs, do)
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+    o_p = two_simplicial_attention(*xs, w1=w1, w2=w2, backend="portable")
+    gp = torch.autograd.grad(o_p, xs, do)
+    # a query's gradients, and those of the keys of the last T positions, depend only on the
+    # positions from N - T - w1 + 1 on: float64 on that slice (batch 0) is exact for them
+    sl = slice(N - T - w1 + 1, N)
+    xd = [t.detach()[:1, sl].double().requires_grad_() for t in xs]
+    want = torch.autograd.grad(windowed_two_simplicial_attention(*xd, w1=w1, w2=w2), xd, do[:1, sl].double())
+    for name, a, b, w in zip(("q", "k1", "k2", "v1", "v2"), g1, gp, want):
+        assert not torch.isnan(a).any(), name
+        err, err_p = ((t[:1, N - T:].double() - w[:, -T:]).abs().max().item() for t in (a, b))
+        assert err <= 2 * err_p + 2e-3, (name, err, err_p)
+    q, k1, k2, v1, v2 = (t.detach() for t in xs)
+    o_f, lse = portable.forward(q, k1, k2, v1, v2, 512, 32, D ** -0.5)
+    delta = compute_delta(o_f, do)
+    fixed = hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, 512, 32, D ** -0.5)
+    atomic = hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, 512, 32, D ** -0.5, deterministic=False)
+    assert torch.equal(fixed[0], atomic[0])  # dq has one writer either way
+    for a, b in zip(fixed[1:], atomic[1:]):
+        torch.testing.assert_close(a.float(), b.float(), atol=1e-2 * b.float().abs().max().item(), rtol=0)
+
+
+def test_backward_backend_names_its_pick_and_refuses_what_cannot_run():
+    from simplex_lib.ops.two_simplicial.interface import backward_backend
+
+    q, k1, *_ = _inputs(1, 8, 1, 64, "cpu")
+    assert backward_backend(q, k1, 128, 32) == "portable"  # no Hopper GPU here
+    with pytest.raises(ValueError, match="backend must be one of"):
+        backward_backend(q, k1, 128, 32, None, "gluon")
+    with pytest.raises(ValueError, match=r"cannot take these inputs \(backward\): (needs a Hopper|the Gluon)"):
+        backward_backend(q, k1, 128, 32, None, "hopper")
+    with pytest.raises(ValueError, match="hopper_backward: needs a Hopper GPU"):
+        from simplex_lib.ops.two_simplicial.hopper_bwd import hopper_backward
+
+        hopper_backward(q, q, k1, k1, k1, k1, q, None, 128, 32, 0.125)
+
+
+def test_hopper_backward_names_what_it_lacks():
     from simplex_lib.ops.two_simplicial.hopper_bwd import hopper_bwd_supported
 
     q, k1, *_ = _inputs(1, 8, 1, 64, "cpu")
@@ -139,9 +199,10 @@ def test_backward_draft_names_what_it_lacks():
     (150, 1, 64, 128, 64),     # the largest short window
     (97, 1, 128, 128, 1),      # one short-window key
 ])
-def test_backward_draft_matches_the_reference(N, Hkv, D, w1, w2):
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_hopper_backward_dq_matches_the_reference(N, Hkv, D, w1, w2, deterministic):
     """The Gluon dq/dk2/dv2 kernel against float64 autograd, with the forward's LSE and the
-    portable backward's gradients as the bf16 yardstick."""
+    portable backward's gradients as the bf16 yardstick; both ways of summing dk2 / dv2."""
     from simplex_lib.ops.two_simplicial import backward as portable_bwd
     from simplex_lib.ops.two_simplicial.hopper_bwd import hopper_backward_dq
 
@@ -150,7 +211,7 @@ def test_backward_draft_matches_the_reference(N, Hkv, D, w1, w2):
     o, lse = portable.forward(*xs, w1, w2, scale)
     do = torch.randn_like(o)
     delta = (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous()  # [B, Hq, N]
-    dq, dk2, dv2 = hopper_backward_dq(*xs, do, lse, delta, w1, w2, scale)
+    dq, dk2, dv2 = hopper_backward_dq(*xs, do, lse, delta, w1, w2, scale, deterministic=deterministic)
     xd = [t.double().requires_grad_() for t in xs]
     want = torch.autograd.grad(windowed_two_simplicial_attention(*xd, w1=w1, w2=w2, scale=scale),
                                xd, do.double())

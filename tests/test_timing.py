@@ -104,9 +104,14 @@ def test_hopper_jobs_sit_beside_the_portable_forward(monkeypatch):
     seen, bench_simplicial = [], timing.bench_simplicial
     monkeypatch.setattr(timing, "bench_simplicial",
                         lambda *a, impl="kernel", **kw: seen.append((a, impl)) or dict(impl=impl))
-    res = timing.run_benchmark(windows=(), hopper=True, compare_sdpa=False, progress=False)
+    res = timing.run_benchmark(windows=(), hopper=True, modes=("fwd",), compare_sdpa=False, progress=False)
     assert [impl for _, impl in seen] == ["hopper", "hopper-pipelined", "portable"] * 2
     assert {a[:8] for a, _ in seen} == {(2, 8192, 64, 1, D, 512, 32, "fwd") for D in (64, 128)}
+    seen.clear()  # with a backward: both Gluon kernels beside the portable ones, no pipelined one
+    timing.run_benchmark(windows=(), hopper=True, modes=("fwd", "bwd"), compare_sdpa=False, progress=False)
+    assert [(a[4], a[7], impl) for a, impl in seen] == [
+        (D, m, impl) for D in (64, 128) for m, impls in (("fwd", ("hopper", "hopper-pipelined", "portable")),
+                                                         ("bwd", ("hopper", "portable"))) for impl in impls]
     assert {r["group"] for r in res["records"]} == {"hopper"}
     assert bench.build_parser().parse_args(["--hopper"]).hopper
     assert set(timing.BACKENDS) == set(timing.IMPLS) == {"kernel", "portable", "hopper", "hopper-pipelined",

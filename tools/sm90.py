@@ -144,7 +144,7 @@ HOPPER_BWD_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "DO", "DQ"], "
     ["LSE", "DELTA", "DK2", "DV2"], "*fp32")
 
 
-def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32) -> dict:
+def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32, partial: bool = True) -> dict:
     """Resources of the Gluon backward (``_hopper_bwd_dq_kernel``) as ``hopper_backward_dq``
     launches it (BLOCK_N 64, ``W2P = next_pow2(w2)``), plus its ``HGMMA`` instructions, the
     setmaxnreg of its three partitions (S, consumer 0, consumer 1) and whether ptxas serialised
@@ -152,7 +152,7 @@ def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32) -> dict:
     from simplex_lib.ops.two_simplicial import hopper_bwd as hb
     regs = hb.REGS[head_dim]
     meta = dict(D=head_dim, BLOCK_N=hb.BWD_BLOCK_N, STAGES=stages, W2P=triton.next_power_of_2(w2),
-                REGS0=regs[0], REGS1=regs[1])
+                REGS0=regs[0], REGS1=regs[1], PARTIAL=partial)
     c = compile_sm90(hb._hopper_bwd_dq_kernel, meta, HOPPER_BWD_POINTERS, num_warps=4, num_stages=1,
                      maxnreg=hb.MAXNREG)
     r = resources(c)

@@ -1,17 +1,24 @@
 """A Hopper-native backward for ``dq``, ``dk2`` and ``dv2`` of sliding-window 2-simplicial attention,
-in Gluon (experimental).
+in Gluon.
 
-Status: compiles for sm_90 (``python tools/sm90.py hopper-bwd``, on the CPU); it has never run on
-a GPU, so nothing dispatches to it. :func:`hopper_backward_dq` is called explicitly; ``dk1`` and
-``dv1`` stay with the portable key-tile kernel (:func:`.backward.launch_kv`).
+:func:`hopper_backward` gives all five gradients: ``dq``, ``dk2`` and ``dv2`` from the kernel here
+(:func:`hopper_backward_dq`), ``dk1`` and ``dv1`` from the portable key-tile kernel
+(:func:`.backward.launch_kv`). ``two_simplicial_attention`` takes it on sm_90 wherever
+:func:`hopper_bwd_supported` accepts the inputs (``interface.backward_backend``). On an H200 (bf16,
+B 2, N 8192, 64 query heads on one KV head, 512 x 32) the kernel takes 46 ms at D 128 where the
+portable ring kernel it replaces takes 129 (``benchmarks/NOTES.md``). Its GPU tests check it
+against float64 autograd; it does not run under the CPU interpreter, where the portable kernels
+are the tested implementation (``python tools/sm90.py hopper-bwd`` compiles it for sm_90 on a
+CPU and reports registers and spills).
 
 What it covers: the shapes of :func:`.hopper.hopper_forward` (GQA 64, bf16, ``D`` 64 or 128,
 contiguous ``[B, N, H, D]``) with ``BLOCK_N = 64`` and ``w2 <= 64``.
 
 Grid and ownership: program ``(i, b * Hkv + g)`` owns the 64 query heads of KV head ``g`` at
 position ``i`` (the 64 rows M of every tile), as the forward. It writes their ``dq`` once, and
-adds its share of the ``dk2``/``dv2`` rows of the short window ``k_lo..i`` with fp32 atomics:
-``w2`` programs share each such key. The long window is walked in tiles ``J`` of ``BLOCK_N``
+its share of the ``dk2``/``dv2`` rows of the short window ``k_lo..i`` to its own slots of two
+partial buffers, which a second launch adds in a fixed order (``w2`` programs share each key;
+``deterministic=False`` adds them with fp32 atomics instead). The long window is walked in tiles ``J`` of ``BLOCK_N``
 rows, from the query down; inside a tile, the short-window keys ``k``. Per ``(J, k)``, with
 ``a_k = q * k2[k]`` and ``b_k = do * v2[k]`` (``[64, D]`` bf16, formed in registers):
 
@@ -59,7 +66,7 @@ live together: that order is what keeps ptxas from serialising the wgmmas); cons
 (``dq^T`` half 32, ``q^T`` and ``do^T`` halves 32 + 32 held as fp32, ``X^T`` and ``Y^T`` 32 + 32,
 partly overlapped). At D 64 everything halves, ``q``/``do`` stay in S's registers and the split
 is 224 / 152 / 128. The ``dk2``/``dv2`` rows of the ``w2`` keys live in shared memory
-(``[W2P, D]`` fp32 each), summed over the ``J`` tiles there and flushed with atomics at the end.
+(``[W2P, D]`` fp32 each), summed over the ``J`` tiles there and written out at the end.
 
 Shared memory (D 128, w2 32, 2 stages): the ``K1``/``V1`` ring 64 KB, the ``P``/``dS`` ring
 32 KB, ``q``/``do`` 32 KB, ``dk2``/``dv2`` 32 KB (64 at w2 64), 8 KB scratch: 168 KB.
@@ -76,9 +83,11 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
                                                                warpgroup_mma, warpgroup_mma_wait)
 
+from .backward import _short_sums_kernel, compute_delta, launch_kv
+from .configs import bwd_configs, max_shared_memory
 from .hopper import GH, LOG2E, _mma_layout, _program, _tile_ring, hopper_supported
 
-__all__ = ["BWD_BLOCK_N", "MAX_W2", "hopper_backward_dq", "hopper_bwd_supported"]
+__all__ = ["BWD_BLOCK_N", "MAX_W2", "hopper_backward", "hopper_backward_dq", "hopper_bwd_supported"]
 
 #: Long-window keys per tile (the N of the logits GEMMs, the K of the gradient GEMMs).
 BWD_BLOCK_N = 64
@@ -120,7 +129,7 @@ def _scores(args):
     """
     (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
      ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
-     stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc) = args
+     stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
     D: gl.constexpr = bufs_k1.type.shape[2]
@@ -206,7 +215,7 @@ def _slot_add(row, part, first):
 
 
 @gluon.jit
-def _key_grads(args, PART: gl.constexpr):
+def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     """Consumer ``PART`` (0 or 1, 4 warps each) of ``X^T = K1_J^T dS^T`` and ``Y^T = V1_J^T P^T``.
 
     D 128: each consumer owns half of D, rows ``d0 = 64 PART ..`` of both ``X^T`` and ``Y^T``
@@ -218,11 +227,12 @@ def _key_grads(args, PART: gl.constexpr):
     k2[k]`` and the row sums ``sum_h X^T * q^T`` / ``sum_h Y^T * do^T`` into the key's slot of
     the program's shared-memory buffers. A row of the accumulator layout lives in one warp (a
     quad of lanes holds each sum), so the slots' read-modify-write never crosses warps. At the
-    end: ``dq`` and the fp32 atomics into the global ``dk2``/``dv2``.
+    end: ``dq``, and the slots to the partial buffers (``PARTIAL``) or, with fp32 atomics, to
+    ``dk2``/``dv2``.
     """
     (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
      ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
-     stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc) = args
+     stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     D: gl.constexpr = bufs_k1.type.shape[2]
     NB: gl.constexpr = p_buf.type.shape[0]
@@ -276,39 +286,57 @@ def _key_grads(args, PART: gl.constexpr):
         o_sd = D0 + gl.arange(0, DH, gl.SliceLayout(1, st_layout))
         o_sh = gl.arange(0, GH, gl.SliceLayout(0, st_layout))
         gl.store(DQ + q_row0 + o_sh[None, :] * D + o_sd[:, None], dq_st)
-    # w2 programs share each key: relaxed fp32 atomics (the order of the additions, hence the
-    # last bits, is not deterministic, unlike the portable backward)
+    # w2 programs share each key. PARTIAL: this program's own rows of the partial buffers
+    # (key k at row part0 + k), which _short_sums_kernel adds in a fixed order (deterministic);
+    # else relaxed fp32 atomics into DK2 / DV2 (the order of the additions, hence the last bits,
+    # varies from run to run)
     for u in range(0, i + 1 - k_lo):
-        o_u = off0 + (k_lo + u) * stride_kn + o_d  # [DH]
+        if PARTIAL:
+            o_u = (part0 + k_lo + u) * D + o_d  # [DH] int64
+        else:
+            o_u = off0 + (k_lo + u) * stride_kn + o_d  # [DH]
         if DO_X:  # dk2 = scale * sum dS q k1
-            gl.atomic_add(DK2 + o_u, x_dk2.index(u).slice(D0, DH).load(row_layout) * scale, sem="relaxed")
+            x = x_dk2.index(u).slice(D0, DH).load(row_layout) * scale
+            if PARTIAL:
+                gl.store(DK2 + o_u, x)
+            else:
+                gl.atomic_add(DK2 + o_u, x, sem="relaxed")
         if DO_Y:
-            gl.atomic_add(DV2 + o_u, x_dv2.index(u).slice(D0, DH).load(row_layout), sem="relaxed")
+            y = x_dv2.index(u).slice(D0, DH).load(row_layout)
+            if PARTIAL:
+                gl.store(DV2 + o_u, y)
+            else:
+                gl.atomic_add(DV2 + o_u, y, sem="relaxed")
 
 
 @gluon.jit
-def _consumer0(args):
-    _key_grads(args, 0)
+def _consumer0(args, PARTIAL: gl.constexpr):
+    _key_grads(args, 0, PARTIAL)
 
 
 @gluon.jit
-def _consumer1(args):
-    _key_grads(args, 1)
+def _consumer1(args, PARTIAL: gl.constexpr):
+    _key_grads(args, 1, PARTIAL)
 
 
 @gluon.jit
 def _hopper_bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2, N, Hq, Hkv, W1, W2, qk_scale, scale,
                           D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, W2P: gl.constexpr,
-                          REGS0: gl.constexpr, REGS1: gl.constexpr):
+                          REGS0: gl.constexpr, REGS1: gl.constexpr, PARTIAL: gl.constexpr):
     """``dq``, ``dk2``, ``dv2`` for GQA 64; grid ``(N, B * Hkv)``: program ``(i, b * Hkv + g)``
-    owns the 64 query heads of KV head ``g`` at position ``i``. ``DK2``/``DV2`` are fp32 and
-    zeroed (atomics add into them). ``W2P >= W2`` (a power of two) sizes the per-program
+    owns the 64 query heads of KV head ``g`` at position ``i``. ``PARTIAL``: ``DK2``/``DV2`` are
+    the fp32 partial buffers (``[B * Hkv * N * W2, D]``, key ``k`` of program ``i`` at row
+    ``(b * Hkv + g) * N * W2 + i * W2 + k - (i - W2 + 1)``); else the fp32 gradients, zeroed
+    (atomics add into them). ``W2P >= W2`` (a power of two) sizes the per-program
     ``dk2``/``dv2`` buffers; ``REGS0``/``REGS1`` are the consumers' setmaxnreg (:data:`REGS`).
     Warps: 4 (S, also the TMA issue) + 4 + 4. FLOPs: ``8 D`` per visible triple on tensor
     cores."""
     gl.static_assert(STAGES >= 2, "S loads tile t + STAGES - 1 while it works on tile t")
     i, b, g, lo1, k_lo, n_tiles, stride_kn, kv_row0, col, q_row0 = _program(N, Hq, Hkv, W1, W2, D, BLOCK_N)
     lse_row0 = (b * Hq + g * GH) * N + i  # LSE / Delta are [B, Hq, N]: head h at + h * N
+    # PARTIAL: key k's row of this program's partial dk2 / dv2 slots (W2 a program, the layout of
+    # backward._short_sums_kernel at one position a tile: slot k - (i - W2 + 1))
+    part0 = ((b * Hkv + g) * N + i).to(gl.int64) * W2 - (i - W2 + 1)
     k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty = _tile_ring(K1, V1, kv_row0, N, stride_kn, D, BLOCK_N,
                                                                   STAGES, 3)  # S and both consumers release
     # the P / dS hand-off ring, [GH, BLOCK_N] bf16 a slot, swizzled for wgmma's B operand
@@ -341,8 +369,8 @@ def _hopper_bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2, N, Hq
 
     args = (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
             ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
-            stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc)
-    gl.warp_specialize([(_scores, (args, )), (_consumer0, (args, )), (_consumer1, (args, ))], [4, 4],
+            stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0)
+    gl.warp_specialize([(_scores, (args, )), (_consumer0, (args, PARTIAL)), (_consumer1, (args, PARTIAL))], [4, 4],
                        [REGS0, REGS1])
 
 
@@ -371,7 +399,8 @@ def hopper_bwd_supported(q, k1, w1: int, w2: int) -> str | None:
     return None
 
 
-def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scale: float, stages: int = 2):
+def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scale: float, stages: int = 2,
+                       deterministic: bool = True):
     """``(dq, dk2, dv2)`` of sliding-window 2-simplicial attention from the Gluon kernel.
 
     ``dk1``/``dv1`` are not computed here: the portable key-tile kernel gives them
@@ -393,13 +422,16 @@ def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scal
         Logit scale (finite).
     stages : int, default 2
         Depth of the K1/V1 ring (2 or 3; 3 at D 128 needs ``w2 <= 32`` to fit in shared memory).
+    deterministic : bool, default True
+        Each program writes its ``w2`` rows of ``dk2``/``dv2`` to its own slots of two fp32
+        partial buffers (``B * Hkv * N * w2 * D`` elements each, ``2 w2 / GH`` times the size of
+        ``q`` for the two), and :func:`.backward._short_sums_kernel` adds each key's slots in a
+        fixed order: bitwise-equal gradients on repeat. ``False``: fp32 atomics instead (no
+        partial buffers; the order of the additions, hence the last bits, varies).
 
     Returns
     -------
-    dq : Tensor like ``q``
-    dk2, dv2 : float32 Tensor ``[B, N, Hkv, D]``
-        Accumulated with fp32 atomics (the summation order, hence the last bits, varies from
-        run to run).
+    dq, dk2, dv2 : Tensors like ``q``, ``k2`` and ``v2``
 
     Raises
     ------
@@ -427,16 +459,60 @@ def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scal
         raise ValueError(f"hopper_backward_dq: scale must be finite, got {scale!r}")
     if not isinstance(stages, int) or not 2 <= stages <= 3:
         raise ValueError(f"hopper_backward_dq: stages must be 2 or 3, got {stages!r}")
+    if not isinstance(deterministic, bool):
+        raise ValueError(f"hopper_backward_dq: deterministic must be a bool, got {deterministic!r}")
     if stages == 3 and q.shape[3] > 64 and w2 > 32:  # 232 KB of shared memory, over the 227 KB
         raise ValueError(f"hopper_backward_dq: stages 3 at head_dim 128 needs w2 <= 32, got {w2}")
     Hkv = k1.shape[2]
     dq = torch.empty_like(q)
-    dk2 = torch.zeros(k2.shape, device=q.device, dtype=torch.float32)
-    dv2 = torch.zeros(v2.shape, device=q.device, dtype=torch.float32)
+    if deterministic:  # every slot a program owns is written (keys 0..i of its short window)
+        dk2 = torch.empty(B * Hkv * N * w2, D, device=q.device, dtype=torch.float32)
+        dv2 = torch.empty_like(dk2)
+    else:
+        dk2 = torch.zeros(k2.shape, device=q.device, dtype=torch.float32)
+        dv2 = torch.zeros(v2.shape, device=q.device, dtype=torch.float32)
     # the device-side TMA descriptors live in a scratch buffer Triton allocates through this
     triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device=q.device))
     _hopper_bwd_dq_kernel[(N, B * Hkv)](q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2, N, Hq, Hkv, w1, w2,
                                         scale * LOG2E, scale, D=D, BLOCK_N=BWD_BLOCK_N, STAGES=stages,
                                         W2P=triton.next_power_of_2(w2), REGS0=REGS[D][0], REGS1=REGS[D][1],
-                                        num_warps=4, maxnreg=MAXNREG)
-    return dq, dk2, dv2
+                                        PARTIAL=deterministic, num_warps=4, maxnreg=MAXNREG)
+    if not deterministic:
+        return dq, dk2.to(k2.dtype), dv2.to(v2.dtype)
+    sk2, sv2 = torch.empty_like(k2), torch.empty_like(v2)
+    # one position a tile (POS 1), one head block: the fused portable kernel's slot layout
+    _short_sums_kernel[(N, B * Hkv)](dk2, dv2, sk2, sv2, N, Hkv, w2, N, 1, k2.stride(0), k2.stride(1),
+                                     k2.stride(2), HEAD_DIM=D, POS=1, num_warps=1)
+    return dq, sk2, sv2
+
+
+def hopper_backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float):
+    """All five gradients ``(dq, dk1, dk2, dv1, dv2)``: ``dq``, ``dk2``, ``dv2`` from the Gluon
+    kernel (:func:`hopper_backward_dq`, deterministic), ``dk1``, ``dv1`` from the portable
+    key-tile kernel (:func:`.backward.launch_kv` with the default configuration).
+
+    Parameters
+    ----------
+    do, q, k1, k2, v1, v2, o : Tensor
+        As :func:`hopper_backward_dq` takes them (``o`` the forward's output, like ``q``).
+    lse : float32 Tensor ``[B, Hq, N]``
+        The forward's base-2 log-sum-exp (of either forward: they round the logits alike).
+    w1, w2 : int
+        The long and the short window, ``w1 >= w2``.
+    scale : float
+
+    Returns
+    -------
+    dq, dk1, dk2, dv1, dv2 : Tensors like ``q``, ``k1``, ``k2``, ``v1``, ``v2``
+    """
+    why = hopper_bwd_supported(q, k1, w1, w2)
+    if why is not None:
+        raise ValueError(f"hopper_backward: {why}")
+    D, G = q.shape[3], q.shape[2] // k1.shape[2]
+    delta = compute_delta(o.contiguous(), do.contiguous())
+    cfg = bwd_configs(D, G, w1, w2, q.element_size(), max_shared_memory(q.device))[0]
+    dk1, dv1 = launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2, scale, cfg)
+    # a third K1/V1 stage: 46.3 against 47.3 ms at D 128 (w2 32); it does not fit with w2 > 32
+    stages = 3 if D > 64 and w2 <= 32 else 2
+    dq, dk2, dv2 = hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, stages=stages)
+    return dq, dk1, dk2, dv1, dv2

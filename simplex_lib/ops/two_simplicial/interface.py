@@ -6,11 +6,13 @@ graph break; the backward is attached with ``register_autograd`` and refuses to 
 differentiated again. The public entry point is :func:`two_simplicial_attention`, which checks
 every argument; the ops check shapes as well, since ``torch.ops`` makes them reachable.
 
-Two forward kernels sit behind it: the portable Triton kernel (:mod:`.forward`, any GPU Triton
-supports, and the CPU interpreter) and the Gluon kernel for Hopper (:mod:`.hopper`, sm_90, the
-shapes :func:`.hopper.hopper_supported` accepts). :func:`forward_backend` picks one. Both round
-the logits' operand the same way, so the portable backward, which recomputes the logits, agrees
-with the log-sum-exp of either.
+Two kernels sit behind each direction: the portable Triton kernels (:mod:`.forward`,
+:mod:`.backward`: any GPU Triton supports, and the CPU interpreter) and the Gluon kernels for
+Hopper (:mod:`.hopper`, :mod:`.hopper_bwd`: sm_90, the shapes their ``*_supported`` accept; the
+Gluon backward gives ``dq``, ``dk2``, ``dv2`` and leaves ``dk1``, ``dv1`` to the portable key-tile
+kernel). :func:`forward_backend` and :func:`backward_backend` pick one for each direction. Every
+kernel rounds the logits' operand the same way, so either backward, which recomputes the logits,
+agrees with the log-sum-exp of either forward.
 """
 
 from __future__ import annotations
@@ -25,16 +27,22 @@ from . import backward as _bwd
 from . import forward as _fwd
 from .configs import interpreting
 
-__all__ = ["SUPPORTED_HEAD_DIMS", "FORWARD_BACKENDS", "AUTO_PICKS_HOPPER", "two_simplicial_attention",
-           "forward_backend", "check_kernel_inputs", "check_scale"]
+__all__ = ["SUPPORTED_HEAD_DIMS", "KERNEL_BACKENDS", "AUTO_PICKS_HOPPER", "AUTO_BWD_PICKS_HOPPER",
+           "two_simplicial_attention", "forward_backend", "backward_backend", "check_kernel_inputs",
+           "check_scale"]
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
-#: What ``two_simplicial_attention(backend=...)`` accepts; ``"auto"`` takes :func:`forward_backend`'s pick.
-FORWARD_BACKENDS = ("auto", "portable", "hopper")
+#: What ``two_simplicial_attention(backend=...)`` accepts; ``"auto"`` takes the picks of
+#: :func:`forward_backend` and :func:`backward_backend`.
+KERNEL_BACKENDS = ("auto", "portable", "hopper")
 #: Whether ``"auto"`` takes the Gluon forward where it can run. Off: on an H200 it is slower than
 #: the portable kernel at the shapes it takes (319 against 443 TFLOPS at D 128, 351 against 363 at
 #: D 64; ``benchmarks/results/h200/hopper_rounding.json``), so it runs only when asked for.
 AUTO_PICKS_HOPPER = False
+#: Whether ``"auto"`` takes the Gluon backward (``dq``, ``dk2``, ``dv2``) where it can run. On: on
+#: an H200 its kernel takes 46 ms where the portable ring kernel takes 129 (D 128, 512 x 32, B 2,
+#: N 8192, GQA 64; ``benchmarks/results/h200/hopper_bwd.json``), and it is deterministic as well.
+AUTO_BWD_PICKS_HOPPER = True
 
 
 def check_kernel_inputs(q: torch.Tensor, named: dict, *, fallback: str) -> None:
@@ -118,16 +126,36 @@ def _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale) -> None:
     check_scale(scale, q.shape[-1])
 
 
-def _hopper_reason(q, k1, w1, w2) -> str | None:
-    """Why the Hopper forward cannot take these inputs (windows already clipped and ordered
-    long-first), or ``None``."""
+def _hopper_reason(q, k1, w1, w2, direction: str = "forward") -> str | None:
+    """Why the Hopper kernel of ``direction`` (``"forward"`` or ``"backward"``) cannot take these
+    inputs (windows already clipped and ordered long-first), or ``None``."""
     if interpreting():
         return "the Gluon kernel does not run under TRITON_INTERPRET=1"
     if not q.is_cuda:
         return "needs a Hopper GPU (sm_90)"
-    from .hopper import default_block_n, hopper_supported  # imports Gluon: only on a GPU
+    if direction == "backward":
+        from .hopper_bwd import hopper_bwd_supported  # imports Gluon: only on a GPU
+
+        return hopper_bwd_supported(q, k1, w1, w2)
+    from .hopper import default_block_n, hopper_supported
 
     return hopper_supported(q, k1, w1, w2, default_block_n(q.shape[-1]))
+
+
+def _pick(direction: str, auto_picks: bool, q, k1, w1: int, w2: int, scale, backend: str) -> str:
+    """:func:`forward_backend` / :func:`backward_backend` for ``direction``."""
+    if backend not in KERNEL_BACKENDS:
+        raise ValueError(f"backend must be one of {KERNEL_BACKENDS}, got {backend!r}")
+    if backend == "portable" or (backend == "auto" and not auto_picks):
+        return "portable"
+    wl, ws, _ = _kernel_windows(q.shape[1], w1, w2)
+    check_scale(scale, q.shape[-1])
+    why = _hopper_reason(q, k1, wl, ws, direction)
+    if why is None:
+        return "hopper"
+    if backend == "hopper":
+        raise ValueError(f"backend='hopper' cannot take these inputs ({direction}): {why}")
+    return "portable"
 
 
 def forward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto") -> str:
@@ -159,18 +187,40 @@ def forward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto") 
         If ``backend`` is unknown, or ``"hopper"`` for inputs the Hopper kernel cannot take (the
         message says why).
     """
-    if backend not in FORWARD_BACKENDS:
-        raise ValueError(f"backend must be one of {FORWARD_BACKENDS}, got {backend!r}")
-    if backend == "portable" or (backend == "auto" and not AUTO_PICKS_HOPPER):
-        return "portable"
-    wl, ws, _ = _kernel_windows(q.shape[1], w1, w2)
-    check_scale(scale, q.shape[-1])
-    why = _hopper_reason(q, k1, wl, ws)
-    if why is None:
-        return "hopper"
-    if backend == "hopper":
-        raise ValueError(f"backend='hopper' cannot take these inputs: {why}")
-    return "portable"
+    return _pick("forward", AUTO_PICKS_HOPPER, q, k1, w1, w2, scale, backend)
+
+
+def backward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto") -> str:
+    """The backward kernels :func:`two_simplicial_attention` runs: ``"hopper"`` or ``"portable"``.
+
+    ``"hopper"`` takes the Gluon kernel for ``dq``, ``dk2`` and ``dv2``
+    (:func:`.hopper_bwd.hopper_backward`; ``dk1``, ``dv1`` from the portable key-tile kernel),
+    which accepts the Hopper forward's shapes with ``w2 <= 64`` and the long window a multiple of
+    64, and raises elsewhere. ``"auto"`` takes it wherever it accepts the inputs if
+    :data:`AUTO_BWD_PICKS_HOPPER` is set (it is), and the portable kernels everywhere else. Both
+    are deterministic.
+
+    Parameters
+    ----------
+    q : Tensor ``[B, N, Hq, D]``
+    k1 : Tensor ``[B, N, Hkv, D]``
+    w1, w2 : int >= 1
+        The windows as passed (clipped to ``N`` and ordered long-first here, as the kernels do).
+    scale : float, optional
+        The logit scale (``1/sqrt(D)`` when ``None``).
+    backend : ``"auto"``, ``"portable"`` or ``"hopper"``
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is unknown, or ``"hopper"`` for inputs the Hopper kernel cannot take (the
+        message says why).
+    """
+    return _pick("backward", AUTO_BWD_PICKS_HOPPER, q, k1, w1, w2, scale, backend)
 
 
 def _kernel_windows(N: int, w1: int, w2: int) -> tuple:
@@ -221,9 +271,10 @@ def _(q, k1, k2, v1, v2, w1, w2, scale, backend="portable"):
 @torch.library.custom_op("simplex_lib::two_simplicial_bwd", mutates_args=())
 def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
                        v1: torch.Tensor, v2: torch.Tensor, o: torch.Tensor, lse: torch.Tensor,
-                       w1: int, w2: int, scale: float
+                       w1: int, w2: int, scale: float, backend: str = "portable"
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Backward custom op: ``(dq, dk1, dk2, dv1, dv2)`` in the inputs' dtypes."""
+    """Backward custom op: ``(dq, dk1, dk2, dv1, dv2)`` in the inputs' dtypes; ``backend`` as
+    :func:`backward_backend` takes it."""
     _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale)
     B, N, Hq, _ = q.shape
     for name, t, shape in (("do", do, q.shape), ("o", o, q.shape), ("lse", lse, (B, Hq, N))):
@@ -231,16 +282,22 @@ def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: 
             raise ValueError(f"{name} must have shape {tuple(shape)} on {q.device}, "
                              f"got {tuple(t.shape)} on {t.device}")
     if q.numel() == 0:
+        backward_backend(q, k1, w1, w2, scale, backend)  # a bad name fails here too
         return tuple(torch.zeros_like(t) for t in (q, k1, k2, v1, v2))
     rows = nonfinite_rows(do, q, k1, k2, v1, v2)
     if rows is not None:  # rare: run on zeroed rows, then put NaN back where it belongs
-        return _backward_nonfinite(rows, do, q, k1, k2, v1, v2, o, lse, w1, w2, scale)
+        return _backward_nonfinite(rows, do, q, k1, k2, v1, v2, o, lse, w1, w2, scale, backend)
     (q_, k1_, k2_, v1_, v2_), w1_, w2_, swap = _prepare(q, k1, k2, v1, v2, w1, w2)
     do_, o_ = do.contiguous(), o.contiguous()
     if interpreting():
         do_, o_ = do_.float(), o_.float()
-    dq, dk1, dk2, dv1, dv2 = _bwd.backward(do_, q_, k1_, k2_, v1_, v2_, o_, lse.float().contiguous(),
-                                           w1_, w2_, scale)
+    lse_ = lse.float().contiguous()
+    if backward_backend(q_, k1_, w1_, w2_, scale, backend) == "hopper":
+        from .hopper_bwd import hopper_backward
+
+        dq, dk1, dk2, dv1, dv2 = hopper_backward(do_, q_, k1_, k2_, v1_, v2_, o_, lse_, w1_, w2_, scale)
+    else:
+        dq, dk1, dk2, dv1, dv2 = _bwd.backward(do_, q_, k1_, k2_, v1_, v2_, o_, lse_, w1_, w2_, scale)
     if swap:
         dk1, dk2, dv1, dv2 = dk2, dk1, dv2, dv1
     return dq.to(q.dtype), dk1.to(k1.dtype), dk2.to(k2.dtype), dv1.to(v1.dtype), dv2.to(v2.dtype)
@@ -256,7 +313,7 @@ def _any_in_window(x: torch.Tensor, w: int, *, ahead: bool = False) -> torch.Ten
     return (c - before) > 0
 
 
-def _backward_nonfinite(rows, do, q, k1, k2, v1, v2, o, lse, w1, w2, scale):
+def _backward_nonfinite(rows, do, q, k1, k2, v1, v2, o, lse, w1, w2, scale, backend):
     """The backward when some input row is not finite, with NaN kept where it belongs.
 
     A query is poisoned when its own ``q`` or ``do`` row, or a K1/V1 row in its ``w1`` window, or
@@ -279,28 +336,29 @@ def _backward_nonfinite(rows, do, q, k1, k2, v1, v2, o, lse, w1, w2, scale):
     grads = two_simplicial_bwd(zero_rows(do, poisoned), zero_rows(q, bad_q), zero_rows(k1, bad_k1),
                                zero_rows(k2, bad_k2), zero_rows(v1, bad_v1), zero_rows(v2, bad_v2),
                                zero_rows(o, poisoned),
-                               lse.masked_fill(poisoned.transpose(1, 2), float("inf")), w1, w2, scale)
+                               lse.masked_fill(poisoned.transpose(1, 2), float("inf")), w1, w2, scale,
+                               backend)
     return nan_rows(grads, (poisoned, read1, read2, read1, read2))
 
 
 @two_simplicial_bwd.register_fake
-def _(do, q, k1, k2, v1, v2, o, lse, w1, w2, scale):
+def _(do, q, k1, k2, v1, v2, o, lse, w1, w2, scale, backend="portable"):
     return (torch.empty_like(q), torch.empty_like(k1), torch.empty_like(k2),
             torch.empty_like(v1), torch.empty_like(v2))
 
 
 def _setup_context(ctx, inputs, output):
-    q, k1, k2, v1, v2, w1, w2, scale, _backend = inputs
+    q, k1, k2, v1, v2, w1, w2, scale, backend = inputs
     o, lse = output
     ctx.save_for_backward(q, k1, k2, v1, v2, o, lse)
-    ctx.w1, ctx.w2, ctx.scale = w1, w2, scale
+    ctx.w1, ctx.w2, ctx.scale, ctx.backend = w1, w2, scale, backend
 
 
 def _backward(ctx, do, dlse):
     # dlse is never used: the public function returns only o.
     q, k1, k2, v1, v2, o, lse = ctx.saved_tensors
     grads = torch.ops.simplex_lib.two_simplicial_bwd(do, q, k1, k2, v1, v2, o, lse,
-                                                      ctx.w1, ctx.w2, ctx.scale)
+                                                      ctx.w1, ctx.w2, ctx.scale, ctx.backend)
     return (*grads, None, None, None, None)
 
 
@@ -328,10 +386,10 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None,
     scale : float, optional
         Logit scale, ``1/sqrt(D)`` by default; must be finite.
     backend : ``"auto"`` (default), ``"portable"`` or ``"hopper"``
-        The forward kernel (:func:`forward_backend`): ``"hopper"`` the Gluon kernel for H100/H200
-        (raises where it cannot run), ``"portable"`` the Triton kernel that runs everywhere,
-        ``"auto"`` the faster one that takes the inputs (today the portable kernel). The
-        backward is the portable kernel.
+        The kernels of each direction (:func:`forward_backend`, :func:`backward_backend`):
+        ``"hopper"`` the Gluon kernels for H100/H200 (raises where either cannot run),
+        ``"portable"`` the Triton kernels that run everywhere, ``"auto"`` the faster one that
+        takes the inputs (today the portable forward and, where it runs, the Gluon backward).
 
     Returns
     -------
@@ -363,6 +421,9 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None,
         raise ValueError(f"head_dim must be one of {SUPPORTED_HEAD_DIMS} for the kernels, got {D}")
     check_kernel_inputs(q, named, fallback='backend="reference"')
     scale = check_scale(scale, D)
-    forward_backend(q, k1, int(w1), int(w2), scale, backend)  # an unknown or impossible backend fails here
+    # an unknown or impossible backend fails here, not in the backward
+    forward_backend(q, k1, int(w1), int(w2), scale, backend)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k1, k2, v1, v2)):
+        backward_backend(q, k1, int(w1), int(w2), scale, backend)
     o, _ = torch.ops.simplex_lib.two_simplicial_fwd(q, k1, k2, v1, v2, int(w1), int(w2), scale, backend)
     return o
