@@ -397,7 +397,7 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None,
     derivative raises). The forward keeps ``O(B * N * Hq)`` extra (the log-sum-exp). The
     backward's paths that sum the short window's key gradients in a fixed order (the Gluon
     backward, and the fused portable one at several positions a tile) hold two fp32 partial
-    buffers of about ``B * Hkv * N * w2 * D`` elements each while they run; nothing is of size
+    buffers of at most ``B * Hkv * N * w2 * D`` elements each while they run; nothing is of size
     ``N * w1 * w2``. An empty batch or sequence gives an empty result.
 
     Raises
