@@ -228,3 +228,21 @@ def test_hopper_backward_dq_matches_the_reference(N, Hkv, D, w1, w2, determinist
                             ("dv2", dv2, port[4], want[4])):
         err, err_p = (got.double() - w).abs().max().item(), (p.double() - w).abs().max().item()
         assert err <= 2 * err_p + 2e-3, (name, err, err_p)
+
+
+def test_auto_takes_gluon_only_with_a_tested_triton(monkeypatch):
+    """Gluon's API moves between Triton releases: "auto" takes the Hopper kernels only with a
+    release they are tested with, and a GPU without Gluon gets a reason, not an ImportError."""
+    import triton
+
+    from simplex_lib.ops.two_simplicial import interface
+
+    assert interface._gluon_tested()  # the pinned Triton
+    monkeypatch.setattr(triton, "__version__", "3.9.1")
+    assert not interface._gluon_tested()
+    monkeypatch.setattr(interface, "_hopper_reason", lambda *a: None)  # as on an H100 / H200
+    q, k1, *_ = _inputs(1, 8, 1, 64, "cpu")
+    assert interface.backward_backend(q, k1, 128, 32) == "portable"
+    assert interface.backward_backend(q, k1, 128, 32, None, "hopper") == "hopper"
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    assert interface.backward_backend(q, k1, 128, 32) == "hopper"

@@ -27,7 +27,7 @@ from . import backward as _bwd
 from . import forward as _fwd
 from .configs import interpreting
 
-__all__ = ["SUPPORTED_HEAD_DIMS", "KERNEL_BACKENDS", "AUTO_PICKS_HOPPER", "AUTO_BWD_PICKS_HOPPER",
+__all__ = ["SUPPORTED_HEAD_DIMS", "KERNEL_BACKENDS", "AUTO_PICKS_HOPPER", "AUTO_BWD_PICKS_HOPPER", "GLUON_TESTED",
            "two_simplicial_attention", "forward_backend", "backward_backend", "check_kernel_inputs",
            "check_scale"]
 
@@ -131,15 +131,27 @@ def _hopper_reason(q, k1, w1, w2, direction: str = "forward") -> str | None:
     inputs (windows already clipped and ordered long-first), or ``None``."""
     if interpreting():
         return "the Gluon kernel does not run under TRITON_INTERPRET=1"
-    if not q.is_cuda:
+    if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
         return "needs a Hopper GPU (sm_90)"
+    try:  # Gluon's Hopper module: only on an sm_90 GPU, and only with a Triton that has it
+        from .hopper import default_block_n, hopper_supported
+        from .hopper_bwd import hopper_bwd_supported
+    except ImportError as e:
+        return f"needs a Triton with Gluon's Hopper module (import failed: {e})"
     if direction == "backward":
-        from .hopper_bwd import hopper_bwd_supported  # imports Gluon: only on a GPU
-
         return hopper_bwd_supported(q, k1, w1, w2)
-    from .hopper import default_block_n, hopper_supported
-
     return hopper_supported(q, k1, w1, w2, default_block_n(q.shape[-1]))
+
+
+#: Triton releases (major.minor) whose Gluon the Hopper kernels are tested with; ``"auto"`` takes
+#: them only there (``"hopper"`` tries them anywhere).
+GLUON_TESTED = ("3.6",)
+
+
+def _gluon_tested() -> bool:
+    import triton
+
+    return ".".join(triton.__version__.split(".")[:2]) in GLUON_TESTED
 
 
 def _pick(direction: str, auto_picks: bool, q, k1, w1: int, w2: int, scale, backend: str) -> str:
@@ -151,6 +163,8 @@ def _pick(direction: str, auto_picks: bool, q, k1, w1: int, w2: int, scale, back
     wl, ws, _ = _kernel_windows(q.shape[1], w1, w2)
     check_scale(scale, q.shape[-1])
     why = _hopper_reason(q, k1, wl, ws, direction)
+    if why is None and backend == "auto" and not _gluon_tested():
+        return "portable"  # Gluon is experimental: its API moves between Triton releases
     if why is None:
         return "hopper"
     if backend == "hopper":
@@ -197,8 +211,9 @@ def backward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto")
     (:func:`.hopper_bwd.hopper_backward`; ``dk1``, ``dv1`` from the portable key-tile kernel),
     which accepts the Hopper forward's shapes with ``w2 <= 64`` and the long window a multiple of
     64, and raises elsewhere. ``"auto"`` takes it wherever it accepts the inputs if
-    :data:`AUTO_BWD_PICKS_HOPPER` is set (it is), and the portable kernels everywhere else. Both
-    are deterministic.
+    :data:`AUTO_BWD_PICKS_HOPPER` is set (it is) and Triton is a release the Gluon kernels are
+    tested with (:data:`GLUON_TESTED`), and the portable kernels everywhere else. Both are
+    deterministic.
 
     Parameters
     ----------
