@@ -449,8 +449,8 @@ def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scal
     deterministic : bool, default True
         Each program writes its ``w2`` rows of ``dk2``/``dv2`` to its own slots of two fp32
         partial buffers (``B * Hkv * N * w2 * D`` elements each; the two take ``4 w2 / GH``
-        times the bytes of a bf16 ``q``), and :func:`.backward._short_sums_kernel` adds each key's slots in a
-        fixed order: bitwise-equal gradients on repeat. ``False``: fp32 atomics instead (no
+        times the bytes of a bf16 ``q``), and ``backward._short_sums_kernel`` adds each
+        key's slots in a fixed order: bitwise-equal gradients on repeat. ``False``: fp32 atomics instead (no
         partial buffers; the order of the additions, hence the last bits, varies).
 
     Returns
