@@ -216,12 +216,13 @@ def _slot_add(row, part, first):
 
 @gluon.jit
 def _gradient_gemm(tile_t, ring, full, free, r, ph, DH: gl.constexpr):
-    """``Z^T = tile^T ring[r]^T``, ``[DH, GH]`` fp32, once slot ``r`` of the P / dS ring
-    is full (phase ``ph``); the slot is freed as soon as the product is in.
+    """``Z^T = tile^T ring[r]^T``, ``[DH, GH]`` fp32, once slot ``r`` of the
+    P / dS ring is full (phase ``ph``); the slot is freed once the product is in.
 
-    ``tile_t`` is this consumer's ``[DH, BLOCK_N]`` slice of the K1 / V1 tile, read
-    transposed from shared memory (A); the ring slot is ``[GH, BLOCK_N]`` (B, also read
-    transposed). The heads lie on N, so a sum over heads stays inside a warp.
+    ``tile_t`` is this consumer's ``[DH, BLOCK_N]`` slice of the K1 / V1 tile,
+    read transposed from shared memory (A); the ring slot is ``[GH, BLOCK_N]``
+    (B, also read transposed). The heads lie on N, so a sum over heads stays
+    inside a warp.
     """
     z_layout: gl.constexpr = _mma_layout(GH, 4)
     mbarrier.wait(full.index(r), ph)
@@ -233,12 +234,14 @@ def _gradient_gemm(tile_t, ring, full, free, r, ph, DH: gl.constexpr):
 
 @gluon.jit
 def _store_dq(DQ, q_row0, dq_t, D0: gl.constexpr, D: gl.constexpr):
-    """``dq`` of the program's 64 heads, columns ``D0 .. D0 + DH``, from ``dq_t``
-    ``[DH, GH]``. Written through a layout with ``d`` fastest (coalesced) whose offsets
-    are formed here: the loop's transposed offsets would keep ``DH * GH / 128`` addresses
-    a thread live (and spilled) across the whole loop."""
+    """``dq`` of the program's 64 heads, columns ``D0 .. D0 + DH``, from
+    ``dq_t`` ``[DH, GH]``. Written through a layout with ``d`` fastest
+    (coalesced) whose offsets are formed here: the loop's transposed offsets
+    would keep ``DH * GH / 128`` addresses a thread live (and spilled) across
+    the whole loop."""
     DH: gl.constexpr = dq_t.type.shape[0]
-    st: gl.constexpr = gl.BlockedLayout([8, 1], [DH // 8, 256 // DH], [1, 4], [0, 1])
+    st: gl.constexpr = gl.BlockedLayout([8, 1], [DH // 8, 256 // DH], [1, 4],
+                                        [0, 1])
     dq_st = gl.convert_layout(dq_t.to(DQ.dtype.element_ty), st)  # [DH, GH]
     o_sd = D0 + gl.arange(0, DH, gl.SliceLayout(1, st))
     o_sh = gl.arange(0, GH, gl.SliceLayout(0, st))
@@ -247,8 +250,9 @@ def _store_dq(DQ, q_row0, dq_t, D0: gl.constexpr, D: gl.constexpr):
 
 @gluon.jit
 def _flush(ptrs, rows, PARTIAL: gl.constexpr):
-    """A key's gradient rows out of shared memory: a plain store into this program's own
-    slot (``PARTIAL``), or a relaxed fp32 atomic add into the gradient."""
+    """A key's gradient rows out of shared memory: a plain store into this
+    program's own slot (``PARTIAL``), or a relaxed fp32 atomic add into the
+    gradient."""
     if PARTIAL:
         gl.store(ptrs, rows)
     else:
@@ -257,34 +261,35 @@ def _flush(ptrs, rows, PARTIAL: gl.constexpr):
 
 @gluon.jit
 def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
-    """Consumer ``PART`` (0 or 1, 4 warps): ``X^T = K1_J^T dS^T``, ``Y^T = V1_J^T P^T``.
+    """Consumer ``PART`` (0 or 1, 4 warps): ``X^T = K1_J^T dS^T`` and
+    ``Y^T = V1_J^T P^T``.
 
-    D 128: each consumer owns half of D, rows ``D0 = 64 PART ..`` of ``X^T`` and ``Y^T``
-    (M = 64), of ``dq^T`` and of the ``dk2`` / ``dv2`` rows. D 64: consumer 0 owns
-    ``X^T`` (``dS``, ``K1``, ``dq``, ``dk2``), consumer 1 ``Y^T`` (``P``, ``V1``,
-    ``dv2``): a 32-row half would be below wgmma's M of 64.
+    D 128: each consumer owns half of D, rows ``D0 = 64 PART ..`` of ``X^T``
+    and ``Y^T`` (M = 64), of ``dq^T`` and of the ``dk2`` / ``dv2`` rows. D 64:
+    consumer 0 owns ``X^T`` (``dS``, ``K1``, ``dq``, ``dk2``), consumer 1
+    ``Y^T`` (``P``, ``V1``, ``dv2``): a 32-row half would be below wgmma's M.
 
-    Per ``(J, k)``: the product (heads on N), then ``dq^T += X^T * k2[k]`` and the row
-    sums ``sum_h X^T * q^T``, ``sum_h Y^T * do^T`` into the key's slot of the program's
-    shared-memory buffers. A row of the accumulator lives in one warp (a quad of lanes
-    holds each sum), so no slot's read-modify-write crosses warps. At the end: ``dq``,
-    and each key's rows to the partial buffers (``PARTIAL``) or, with atomics, to
-    ``dk2`` / ``dv2``.
+    Per ``(J, k)``: the product (heads on N), then ``dq^T += X^T * k2[k]`` and
+    the row sums ``sum_h X^T * q^T``, ``sum_h Y^T * do^T`` into the key's slot
+    of the program's shared-memory buffers. A row of the accumulator lives in
+    one warp (a quad of lanes holds each sum), so no slot's read-modify-write
+    crosses warps. At the end: ``dq``, and each key's rows to the partial
+    buffers (``PARTIAL``) or, with atomics, to ``dk2`` / ``dv2``.
     """
     (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf,
-     p_ready, p_empty, ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0,
-     col, i, lo1, k_lo, n_tiles, stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2,
-     DV2, k1_desc, v1_desc, part0) = args
+     p_ready, p_empty, ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0,
+     kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, lse_row0, N, qk_scale,
+     scale, DQ, DK2, DV2, k1_desc, v1_desc, part0) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     D: gl.constexpr = bufs_k1.type.shape[2]
     NB: gl.constexpr = p_buf.type.shape[0]
     SPLIT: gl.constexpr = D > 64
-    DH: gl.constexpr = D // 2 if SPLIT else D  # rows of X^T / Y^T this consumer owns
+    DH: gl.constexpr = D // 2 if SPLIT else D  # rows of X^T / Y^T it owns
     D0: gl.constexpr = PART * DH if SPLIT else 0
     DO_X: gl.constexpr = SPLIT or PART == 0
     DO_Y: gl.constexpr = SPLIT or PART == 1
     z_layout: gl.constexpr = _mma_layout(GH, 4)  # [DH, GH]: heads as N
-    row_layout: gl.constexpr = gl.SliceLayout(1, z_layout)  # [DH]: a lane quad a value
+    row_layout: gl.constexpr = gl.SliceLayout(1, z_layout)  # [DH]: a lane quad
     o_d = D0 + gl.arange(0, DH, row_layout)
     o_h = gl.arange(0, GH, gl.SliceLayout(0, z_layout))
     o_ut = q_row0 + o_h[None, :] * D + o_d[:, None]  # [DH, GH]: q / do transposed
@@ -298,7 +303,7 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     for t in range(n_tiles):
         s = t % STAGES
         mbarrier.wait(ready.index(s), (t // STAGES) & 1)
-        # [DH, BLOCK_N]: this consumer's columns of the tile, transposed (A, M-major)
+        # [DH, BLOCK_N]: this consumer's columns of the tile, transposed (A)
         k1t = bufs_k1.index(s).slice(D0, DH, dim=1).permute((1, 0))
         v1t = bufs_v1.index(s).slice(D0, DH, dim=1).permute((1, 0))
         for k in range(k_lo, i + 1):
@@ -306,7 +311,7 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
             ph = (c // NB) & 1
             if DO_X:  # dq and dk2
                 x_t = _gradient_gemm(k1t, ds_buf, ds_ready, ds_empty, r, ph, DH)
-                k2 = gl.load(K2 + off0 + k * stride_kn + o_d).to(gl.float32)  # [DH]
+                k2 = gl.load(K2 + off0 + k * stride_kn + o_d).to(gl.float32)
                 dq_t += x_t * k2[:, None]
                 _slot_add(x_dk2.index(k - k_lo).slice(D0, DH),
                           gl.sum(x_t * q_t.to(gl.float32), 1), t == 0)
@@ -318,19 +323,20 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
         mbarrier.arrive(empty.index(s), count=1)
     if DO_X:
         _store_dq(DQ, q_row0, dq_t * scale, D0, D)
-    # w2 programs share each key. PARTIAL: this program's own slots (key k at row
-    # part0 + k), added in a fixed order by _short_sums_kernel; else atomics, whose
-    # order (hence the last bits) varies from run to run
+    # w2 programs share each key. PARTIAL: this program's own slots (key k at
+    # row part0 + k), added in a fixed order by _short_sums_kernel; else
+    # atomics, whose order (hence the last bits) varies from run to run
     for u in range(0, i + 1 - k_lo):
         if PARTIAL:
             o_u = (part0 + k_lo + u) * D + o_d  # [DH] int64
         else:
             o_u = off0 + (k_lo + u) * stride_kn + o_d  # [DH]
         if DO_X:  # dk2 = scale * sum dS q k1
-            _flush(DK2 + o_u, x_dk2.index(u).slice(D0, DH).load(row_layout) * scale,
-                   PARTIAL)
+            rows = x_dk2.index(u).slice(D0, DH).load(row_layout) * scale
+            _flush(DK2 + o_u, rows, PARTIAL)
         if DO_Y:
-            _flush(DV2 + o_u, x_dv2.index(u).slice(D0, DH).load(row_layout), PARTIAL)
+            rows = x_dv2.index(u).slice(D0, DH).load(row_layout)
+            _flush(DV2 + o_u, rows, PARTIAL)
 
 
 @gluon.jit
@@ -510,10 +516,12 @@ def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scal
     return dq, sk2, sv2
 
 
-def hopper_backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float):
-    """All five gradients ``(dq, dk1, dk2, dv1, dv2)``: ``dq``, ``dk2``, ``dv2`` from
-    the Gluon kernel (:func:`hopper_backward_dq`, deterministic), ``dk1``, ``dv1`` from
-    the portable key-tile kernel (:func:`.backward.launch_kv`, default configuration).
+def hopper_backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int,
+                    scale: float):
+    """All five gradients ``(dq, dk1, dk2, dv1, dv2)``: ``dq``, ``dk2``, ``dv2``
+    from the Gluon kernel (:func:`hopper_backward_dq`, deterministic), ``dk1``,
+    ``dv1`` from the portable key-tile kernel (:func:`.backward.launch_kv`, its
+    default configuration).
 
     Parameters
     ----------
@@ -538,8 +546,8 @@ def hopper_backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: floa
     smem = max_shared_memory(q.device)
     cfg = bwd_configs(D, G, w1, w2, q.element_size(), smem)[0]
     dk1, dv1 = launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2, scale, cfg)
-    # a third K1/V1 stage: 46.3 against 47.3 ms at D 128, w2 32 (it fits up to w2 32)
+    # a third K1/V1 stage: 46.3 against 47.3 ms at D 128, w2 32 (fits to w2 32)
     stages = 3 if D > 64 and w2 <= 32 else 2
-    dq, dk2, dv2 = hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale,
-                                      stages=stages)
+    dq, dk2, dv2 = hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2,
+                                      scale, stages=stages)
     return dq, dk1, dk2, dv1, dv2
