@@ -24,7 +24,7 @@ from triton.testing import do_bench
 from simplex_lib.ops.topk.triton import topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.two_simplicial.backward import short_window_path
 from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config
-from simplex_lib.ops.two_simplicial.interface import backward_backend, forward_backend, two_simplicial_attention
+from simplex_lib.ops.two_simplicial.interface import kernel_backend, two_simplicial_attention
 from simplex_lib.cost import dot_flops, equal_cost_dot_length, indexer_flops, topk_flops, windowed_flops
 from simplex_lib.provenance import provenance
 from simplex_lib.ops.two_simplicial.windowed import windowed_two_simplicial_attention as reference_attention
@@ -291,10 +291,10 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     xs = _inputs(B, N, Hq, Hkv, D, dtype, "cuda", grad=mode != "fwd")
     backend = BACKENDS[impl]
     if backend == "auto":
-        backend = forward_backend(xs[0], xs[1], w1, w2)
+        backend = kernel_backend("forward", xs[0], xs[1], w1, w2)
     kernels = {}
     if impl in ("kernel", "portable", "hopper") and mode != "fwd":
-        kernels["bwd_backend"] = backward_backend(xs[0], xs[1], w1, w2, None, BACKENDS[impl])
+        kernels["bwd_backend"] = kernel_backend("backward", xs[0], xs[1], w1, w2, None, BACKENDS[impl])
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     bwd = bwd_config(D, Hq // Hkv, w1, w2)
@@ -390,7 +390,7 @@ def run_benchmark(windows=DEFAULT_WINDOWS, dims=(64, 128), gqa=(64, 1), seqlens=
         ``B=2, N=8192, Hq=64, Hkv=1``, ``512 x 32``, D 64 and 128.
     backend : ``"auto"`` (default), ``"portable"`` or ``"hopper"``
         The kernels of the grid's records, each direction's
-        (:func:`simplex_lib.ops.two_simplicial.interface.forward_backend`, ``backward_backend``);
+        (:func:`simplex_lib.ops.two_simplicial.interface.kernel_backend`);
         each record names those that ran (``backend``, ``bwd_backend``).
 
     Returns

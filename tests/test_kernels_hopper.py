@@ -80,16 +80,16 @@ def test_matches_the_reference(B, N, Hkv, D, w1, w2, block_n, sign, pipeline):
     torch.testing.assert_close(lse, lse_p, atol=1e-3, rtol=0)
 
 
-def test_forward_backend_names_its_pick_and_refuses_what_cannot_run():
-    from simplex_lib.ops.two_simplicial.interface import forward_backend, two_simplicial_attention
+def test_kernel_backend_names_its_forward_pick_and_refuses_what_cannot_run():
+    from simplex_lib.ops.two_simplicial.interface import kernel_backend, two_simplicial_attention
 
     q, k1, *_ = _inputs(1, 8, 1, 64, "cpu")
-    assert forward_backend(q, k1, 128, 32, None, "portable") == "portable"
-    assert forward_backend(q, k1, 128, 32) == "portable"  # no Hopper GPU here: the portable kernel
+    assert kernel_backend("forward", q, k1, 128, 32, None, "portable") == "portable"
+    assert kernel_backend("forward", q, k1, 128, 32) == "portable"  # no Hopper GPU here: the portable kernel
     with pytest.raises(ValueError, match="backend must be one of"):
-        forward_backend(q, k1, 128, 32, None, "cuda")
+        kernel_backend("forward", q, k1, 128, 32, None, "cuda")
     with pytest.raises(ValueError, match="backend='hopper' cannot take these inputs"):
-        forward_backend(q, k1, 128, 32, None, "hopper")
+        kernel_backend("forward", q, k1, 128, 32, None, "hopper")
     with pytest.raises(ValueError, match="backend must be one of"):
         two_simplicial_attention(q, k1, k1, k1, k1, w1=4, w2=2, backend="gluon")
 
@@ -98,20 +98,19 @@ def test_forward_backend_names_its_pick_and_refuses_what_cannot_run():
 @pytest.mark.skipif(not _sm90(), reason="needs a Hopper GPU")
 def test_backend_hopper_takes_the_gluon_kernels_both_ways():
     from simplex_lib.ops.two_simplicial import interface
-    from simplex_lib.ops.two_simplicial.interface import (backward_backend, forward_backend,
-                                                          two_simplicial_attention)
+    from simplex_lib.ops.two_simplicial.interface import kernel_backend, two_simplicial_attention
 
     xs = [t.requires_grad_() for t in _inputs(1, 300, 1, 128, "cuda")]
-    assert forward_backend(xs[0], xs[1], 256, 32, None, "hopper") == "hopper"
-    assert forward_backend(xs[0], xs[1], 256, 32) == ("hopper" if interface.AUTO_PICKS_HOPPER else "portable")
-    assert backward_backend(xs[0], xs[1], 256, 32) == ("hopper" if interface.AUTO_BWD_PICKS_HOPPER
+    assert kernel_backend("forward", xs[0], xs[1], 256, 32, None, "hopper") == "hopper"
+    assert kernel_backend("forward", xs[0], xs[1], 256, 32) == ("hopper" if interface.AUTO_PICKS_HOPPER else "portable")
+    assert kernel_backend("backward", xs[0], xs[1], 256, 32) == ("hopper" if interface.AUTO_BWD_PICKS_HOPPER
                                                        else "portable")
     with pytest.raises(ValueError, match="multiple of block_n"):  # w1 not a multiple of the tile
-        forward_backend(xs[0], xs[1], 200, 32, None, "hopper")
+        kernel_backend("forward", xs[0], xs[1], 200, 32, None, "hopper")
     with pytest.raises(ValueError, match=r"\(backward\): needs w2 <= 64"):
         two_simplicial_attention(*xs, w1=256, w2=128, backend="hopper")
-    assert backward_backend(xs[0], xs[1], 256, 128) == "portable"  # auto: the portable backward
-    assert forward_backend(xs[0], xs[1], 256, 32, -1.0, "hopper") == "hopper"  # any finite scale
+    assert kernel_backend("backward", xs[0], xs[1], 256, 128) == "portable"  # auto: the portable backward
+    assert kernel_backend("forward", xs[0], xs[1], 256, 32, -1.0, "hopper") == "hopper"  # any finite scale
     o = two_simplicial_attention(*xs, w1=256, w2=32, backend="hopper")
     o_h, _ = hopper_forward(*(t.detach() for t in xs), 256, 32, 128 ** -0.5)
     assert torch.equal(o.detach(), o_h)
@@ -174,15 +173,17 @@ def test_hopper_backward_is_deterministic_and_agrees_at_a_large_shape(D):
         torch.testing.assert_close(a.float(), b.float(), atol=1e-2 * b.float().abs().max().item(), rtol=0)
 
 
-def test_backward_backend_names_its_pick_and_refuses_what_cannot_run():
-    from simplex_lib.ops.two_simplicial.interface import backward_backend
+def test_kernel_backend_names_its_backward_pick_and_refuses_what_cannot_run():
+    from simplex_lib.ops.two_simplicial.interface import kernel_backend
 
     q, k1, *_ = _inputs(1, 8, 1, 64, "cpu")
-    assert backward_backend(q, k1, 128, 32) == "portable"  # no Hopper GPU here
+    assert kernel_backend("backward", q, k1, 128, 32) == "portable"  # no Hopper GPU here
     with pytest.raises(ValueError, match="backend must be one of"):
-        backward_backend(q, k1, 128, 32, None, "gluon")
+        kernel_backend("backward", q, k1, 128, 32, None, "gluon")
+    with pytest.raises(ValueError, match="direction must be 'forward' or 'backward'"):
+        kernel_backend("sideways", q, k1, 128, 32)
     with pytest.raises(ValueError, match=r"cannot take these inputs \(backward\): (needs a Hopper|the Gluon)"):
-        backward_backend(q, k1, 128, 32, None, "hopper")
+        kernel_backend("backward", q, k1, 128, 32, None, "hopper")
     with pytest.raises(ValueError, match="hopper_backward: needs a Hopper GPU"):
         from simplex_lib.ops.two_simplicial.hopper_bwd import hopper_backward
 
@@ -242,7 +243,7 @@ def test_auto_takes_gluon_only_with_a_tested_triton(monkeypatch):
     assert not interface._gluon_tested()
     monkeypatch.setattr(interface, "_hopper_reason", lambda *a: None)  # as on an H100 / H200
     q, k1, *_ = _inputs(1, 8, 1, 64, "cpu")
-    assert interface.backward_backend(q, k1, 128, 32) == "portable"
-    assert interface.backward_backend(q, k1, 128, 32, None, "hopper") == "hopper"
+    assert interface.kernel_backend("backward", q, k1, 128, 32) == "portable"
+    assert interface.kernel_backend("backward", q, k1, 128, 32, None, "hopper") == "hopper"
     monkeypatch.setattr(triton, "__version__", "3.6.0")
-    assert interface.backward_backend(q, k1, 128, 32) == "hopper"
+    assert interface.kernel_backend("backward", q, k1, 128, 32) == "hopper"

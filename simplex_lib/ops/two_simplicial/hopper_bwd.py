@@ -4,7 +4,7 @@ in Gluon.
 :func:`hopper_backward` gives all five gradients: ``dq``, ``dk2`` and ``dv2`` from the kernel here
 (:func:`hopper_backward_dq`), ``dk1`` and ``dv1`` from the portable key-tile kernel
 (:func:`.backward.launch_kv`). ``two_simplicial_attention`` takes it on sm_90 wherever
-:func:`hopper_bwd_supported` accepts the inputs (``interface.backward_backend``). On an H200 (bf16,
+:func:`hopper_bwd_supported` accepts the inputs (``interface.kernel_backend``). On an H200 (bf16,
 B 2, N 8192, 64 query heads on one KV head, 512 x 32) the kernel takes 46 ms at D 128 where the
 portable ring kernel it replaces takes 129 (``benchmarks/NOTES.md``). Its GPU tests check it
 against float64 autograd; it does not run under the CPU interpreter, where the portable kernels

@@ -10,7 +10,7 @@ Two kernels sit behind each direction: the portable Triton kernels (:mod:`.forwa
 :mod:`.backward`: any GPU Triton supports, and the CPU interpreter) and the Gluon kernels for
 Hopper (:mod:`.hopper`, :mod:`.hopper_bwd`: sm_90, the shapes their ``*_supported`` accept; the
 Gluon backward gives ``dq``, ``dk2``, ``dv2`` and leaves ``dk1``, ``dv1`` to the portable key-tile
-kernel). :func:`forward_backend` and :func:`backward_backend` pick one for each direction. Every
+kernel). :func:`kernel_backend` picks one for each direction. Every
 kernel rounds the logits' operand the same way, so either backward, which recomputes the logits,
 agrees with the log-sum-exp of either forward.
 """
@@ -28,12 +28,12 @@ from . import forward as _fwd
 from .configs import interpreting
 
 __all__ = ["SUPPORTED_HEAD_DIMS", "KERNEL_BACKENDS", "AUTO_PICKS_HOPPER", "AUTO_BWD_PICKS_HOPPER", "GLUON_TESTED",
-           "two_simplicial_attention", "forward_backend", "backward_backend", "check_kernel_inputs",
+           "two_simplicial_attention", "kernel_backend", "check_kernel_inputs",
            "check_scale"]
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 #: What ``two_simplicial_attention(backend=...)`` accepts; ``"auto"`` takes the picks of
-#: :func:`forward_backend` and :func:`backward_backend`.
+#: :func:`kernel_backend` for each direction.
 KERNEL_BACKENDS = ("auto", "portable", "hopper")
 #: Whether ``"auto"`` takes the Gluon forward where it can run. Off: on an H200 it is slower than
 #: the portable kernel at the shapes it takes (319 against 443 TFLOPS at D 128, 351 against 363 at
@@ -154,10 +154,47 @@ def _gluon_tested() -> bool:
     return ".".join(triton.__version__.split(".")[:2]) in GLUON_TESTED
 
 
-def _pick(direction: str, auto_picks: bool, q, k1, w1: int, w2: int, scale, backend: str) -> str:
-    """:func:`forward_backend` / :func:`backward_backend` for ``direction``."""
+def kernel_backend(direction: str, q, k1, w1: int, w2: int, scale=None, backend: str = "auto") -> str:
+    """The kernels :func:`two_simplicial_attention` runs in ``direction``: ``"hopper"`` or
+    ``"portable"``.
+
+    ``"hopper"`` takes the Gluon kernel of that direction and raises where it cannot run. The
+    forward (:func:`.hopper.hopper_forward`) accepts sm_90, bf16, 64 query heads per key/value
+    head, ``D`` 64 or 128 and the long window a multiple of its tile; the backward
+    (:func:`.hopper_bwd.hopper_backward`: ``dq``, ``dk2``, ``dv2`` from Gluon, ``dk1``, ``dv1``
+    from the portable key-tile kernel) the same shapes with ``w2 <= 64`` and the long window a
+    multiple of 64. ``"auto"`` takes the Gluon kernel wherever it accepts the inputs, if that
+    direction's switch is on (:data:`AUTO_PICKS_HOPPER` for the forward, off: the measured Gluon
+    forward is the slower one; :data:`AUTO_BWD_PICKS_HOPPER` for the backward, on) and Triton is
+    a release the Gluon kernels are tested with (:data:`GLUON_TESTED`); the portable kernels,
+    which are always correct, everywhere else. Every kernel is deterministic.
+
+    Parameters
+    ----------
+    direction : ``"forward"`` or ``"backward"``
+    q : Tensor ``[B, N, Hq, D]``
+    k1 : Tensor ``[B, N, Hkv, D]``
+    w1, w2 : int >= 1
+        The windows as passed (clipped to ``N`` and ordered long-first here, as the kernels do).
+    scale : float, optional
+        The logit scale (``1/sqrt(D)`` when ``None``).
+    backend : ``"auto"``, ``"portable"`` or ``"hopper"``
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If ``direction`` or ``backend`` is unknown, or ``backend`` is ``"hopper"`` for inputs the
+        Hopper kernel of that direction cannot take (the message says why).
+    """
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
     if backend not in KERNEL_BACKENDS:
         raise ValueError(f"backend must be one of {KERNEL_BACKENDS}, got {backend!r}")
+    auto_picks = AUTO_PICKS_HOPPER if direction == "forward" else AUTO_BWD_PICKS_HOPPER
     if backend == "portable" or (backend == "auto" and not auto_picks):
         return "portable"
     wl, ws, _ = _kernel_windows(q.shape[1], w1, w2)
@@ -170,72 +207,6 @@ def _pick(direction: str, auto_picks: bool, q, k1, w1: int, w2: int, scale, back
     if backend == "hopper":
         raise ValueError(f"backend='hopper' cannot take these inputs ({direction}): {why}")
     return "portable"
-
-
-def forward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto") -> str:
-    """The forward kernel :func:`two_simplicial_attention` runs: ``"hopper"`` or ``"portable"``.
-
-    ``"hopper"`` takes the Gluon kernel, which accepts sm_90, bf16, 64 query heads per key/value
-    head, ``D`` 64 or 128 and the long window a multiple of its tile, and raises elsewhere.
-    ``"auto"`` takes it wherever it accepts the inputs if :data:`AUTO_PICKS_HOPPER` is set (it is
-    not: the measured Gluon forward is the slower one), and the portable kernel, which is always
-    correct, everywhere else.
-
-    Parameters
-    ----------
-    q : Tensor ``[B, N, Hq, D]``
-    k1 : Tensor ``[B, N, Hkv, D]``
-    w1, w2 : int >= 1
-        The windows as passed (clipped to ``N`` and ordered long-first here, as the kernels do).
-    scale : float, optional
-        The logit scale (``1/sqrt(D)`` when ``None``).
-    backend : ``"auto"``, ``"portable"`` or ``"hopper"``
-
-    Returns
-    -------
-    str
-
-    Raises
-    ------
-    ValueError
-        If ``backend`` is unknown, or ``"hopper"`` for inputs the Hopper kernel cannot take (the
-        message says why).
-    """
-    return _pick("forward", AUTO_PICKS_HOPPER, q, k1, w1, w2, scale, backend)
-
-
-def backward_backend(q, k1, w1: int, w2: int, scale=None, backend: str = "auto") -> str:
-    """The backward kernels :func:`two_simplicial_attention` runs: ``"hopper"`` or ``"portable"``.
-
-    ``"hopper"`` takes the Gluon kernel for ``dq``, ``dk2`` and ``dv2``
-    (:func:`.hopper_bwd.hopper_backward`; ``dk1``, ``dv1`` from the portable key-tile kernel),
-    which accepts the Hopper forward's shapes with ``w2 <= 64`` and the long window a multiple of
-    64, and raises elsewhere. ``"auto"`` takes it wherever it accepts the inputs if
-    :data:`AUTO_BWD_PICKS_HOPPER` is set (it is) and Triton is a release the Gluon kernels are
-    tested with (:data:`GLUON_TESTED`), and the portable kernels everywhere else. Both are
-    deterministic.
-
-    Parameters
-    ----------
-    q : Tensor ``[B, N, Hq, D]``
-    k1 : Tensor ``[B, N, Hkv, D]``
-    w1, w2 : int >= 1
-        The windows as passed (clipped to ``N`` and ordered long-first here, as the kernels do).
-    scale : float, optional
-        The logit scale (``1/sqrt(D)`` when ``None``).
-    backend : ``"auto"``, ``"portable"`` or ``"hopper"``
-
-    Returns
-    -------
-    str
-
-    Raises
-    ------
-    ValueError
-        If ``backend`` is unknown, or ``"hopper"`` for inputs the Hopper kernel cannot take (the
-        message says why).
-    """
-    return _pick("backward", AUTO_BWD_PICKS_HOPPER, q, k1, w1, w2, scale, backend)
 
 
 def _kernel_windows(N: int, w1: int, w2: int) -> tuple:
@@ -263,13 +234,13 @@ def two_simplicial_fwd(q: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor, v1: 
                        v2: torch.Tensor, w1: int, w2: int, scale: float, backend: str = "portable"
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward custom op: ``(o, lse)`` with ``lse`` ``[B, Hq, N]`` float32 (base 2); ``backend``
-    as :func:`forward_backend` takes it."""
+    as :func:`kernel_backend` takes it."""
     _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale)
     if q.numel() == 0:
-        forward_backend(q, k1, w1, w2, scale, backend)  # a bad name fails here too
+        kernel_backend("forward", q, k1, w1, w2, scale, backend)  # a bad name fails here too
         return torch.zeros_like(q), q.new_zeros((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32)
     (q_, k1_, k2_, v1_, v2_), w1_, w2_, _ = _prepare(q, k1, k2, v1, v2, w1, w2)
-    if forward_backend(q_, k1_, w1_, w2_, scale, backend) == "hopper":
+    if kernel_backend("forward", q_, k1_, w1_, w2_, scale, backend) == "hopper":
         from .hopper import hopper_forward
 
         return hopper_forward(q_, k1_, k2_, v1_, v2_, w1_, w2_, scale)
@@ -289,7 +260,7 @@ def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: 
                        w1: int, w2: int, scale: float, backend: str = "portable"
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward custom op: ``(dq, dk1, dk2, dv1, dv2)`` in the inputs' dtypes; ``backend`` as
-    :func:`backward_backend` takes it."""
+    :func:`kernel_backend` takes it."""
     _check_op_inputs(q, k1, k2, v1, v2, w1, w2, scale)
     B, N, Hq, _ = q.shape
     for name, t, shape in (("do", do, q.shape), ("o", o, q.shape), ("lse", lse, (B, Hq, N))):
@@ -297,7 +268,7 @@ def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: 
             raise ValueError(f"{name} must have shape {tuple(shape)} on {q.device}, "
                              f"got {tuple(t.shape)} on {t.device}")
     if q.numel() == 0:
-        backward_backend(q, k1, w1, w2, scale, backend)  # a bad name fails here too
+        kernel_backend("backward", q, k1, w1, w2, scale, backend)  # a bad name fails here too
         return tuple(torch.zeros_like(t) for t in (q, k1, k2, v1, v2))
     rows = nonfinite_rows(do, q, k1, k2, v1, v2)
     if rows is not None:  # rare: run on zeroed rows, then put NaN back where it belongs
@@ -307,7 +278,7 @@ def two_simplicial_bwd(do: torch.Tensor, q: torch.Tensor, k1: torch.Tensor, k2: 
     if interpreting():
         do_, o_ = do_.float(), o_.float()
     lse_ = lse.float().contiguous()
-    if backward_backend(q_, k1_, w1_, w2_, scale, backend) == "hopper":
+    if kernel_backend("backward", q_, k1_, w1_, w2_, scale, backend) == "hopper":
         from .hopper_bwd import hopper_backward
 
         dq, dk1, dk2, dv1, dv2 = hopper_backward(do_, q_, k1_, k2_, v1_, v2_, o_, lse_, w1_, w2_, scale)
@@ -401,7 +372,7 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None,
     scale : float, optional
         Logit scale, ``1/sqrt(D)`` by default; must be finite.
     backend : ``"auto"`` (default), ``"portable"`` or ``"hopper"``
-        The kernels of each direction (:func:`forward_backend`, :func:`backward_backend`):
+        The kernels of each direction (:func:`kernel_backend`):
         ``"hopper"`` the Gluon kernels for H100/H200 (raises where either cannot run),
         ``"portable"`` the Triton kernels that run everywhere, ``"auto"`` the faster one that
         takes the inputs (today the portable forward and, where it runs, the Gluon backward).
@@ -440,8 +411,8 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None,
     check_kernel_inputs(q, named, fallback='backend="reference"')
     scale = check_scale(scale, D)
     # an unknown or impossible backend fails here, not in the backward
-    forward_backend(q, k1, int(w1), int(w2), scale, backend)
+    kernel_backend("forward", q, k1, int(w1), int(w2), scale, backend)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k1, k2, v1, v2)):
-        backward_backend(q, k1, int(w1), int(w2), scale, backend)
+        kernel_backend("backward", q, k1, int(w1), int(w2), scale, backend)
     o, _ = torch.ops.simplex_lib.two_simplicial_fwd(q, k1, k2, v1, v2, int(w1), int(w2), scale, backend)
     return o
