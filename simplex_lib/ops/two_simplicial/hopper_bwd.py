@@ -117,6 +117,34 @@ def _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t, i, col):
     tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s), bufs_v1.index(s))
 
 
+@gluon.constexpr_function
+def _stages_rows(W2P, D):
+    """Whether the kernel copies the short window's ``K2``/``V2`` rows (``2 W2P D`` bf16) to shared
+    memory: everywhere but D 128 at w2 > 32, where the program's buffers would reach 234 KB."""
+    return W2P * D <= 32 * 128
+
+
+@gluon.jit
+def _short_row(x_rows, ROWS, k, k_lo, off0, stride_kn, o_d, D0: gl.constexpr, STAGED: gl.constexpr):
+    """Key ``k``'s row of ``K2`` or ``V2``, columns ``o_d`` (from ``D0``), bf16: from the
+    program's shared-memory copy (slot ``k - k_lo``) where it was staged, else from global memory."""
+    if STAGED:
+        row = x_rows.index(k - k_lo).slice(D0, o_d.type.shape[0]).load(o_d.type.layout)
+    else:
+        row = gl.load(ROWS + off0 + k * stride_kn + o_d)
+    return row
+
+
+@gluon.jit
+def _row_slots(rows):
+    """``rows`` ``[R, D]`` into shared memory as ``R`` slots of ``[D]`` (plain row-major, so the
+    2-D layout that takes the store and the 1-D one of a slot address the same bytes)."""
+    R: gl.constexpr = rows.type.shape[0]
+    D: gl.constexpr = rows.type.shape[1]
+    x = gl.allocate_shared_memory(rows.dtype, [R, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]), rows)
+    return x._reinterpret(rows.dtype, [R, D], gl.SwizzledSharedLayout(1, 1, 1, [0]))
+
+
 @gluon.jit
 def _scores(args):
     """Consumer S (4 warps): ``P`` and ``dS`` of every ``(J, k)`` for the 64 heads, into the ring,
@@ -129,12 +157,13 @@ def _scores(args):
     """
     (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
      ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
-     stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0) = args
+     stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
     D: gl.constexpr = bufs_k1.type.shape[2]
     NB: gl.constexpr = p_buf.type.shape[0]
     Q_SMEM: gl.constexpr = D > 64
+    STAGED: gl.constexpr = _stages_rows(x_dk2.type.shape[0], D)
     s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
 
@@ -167,20 +196,20 @@ def _scores(args):
         # the descriptor zero-filled them) must not count
         m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
         for k in range(k_lo, i + 1):
-            off = off0 + k * stride_kn
             # (q * scale * log2 e) * k2 in fp32, rounded once: the forward's logits exactly, so
             # that exp2(S - lse) is the forward's P
-            k2 = gl.load(K2 + off + o_d).to(gl.float32)
+            k2 = _short_row(x_k2s, K2, k, k_lo, off0, stride_kn, o_d, 0, STAGED).to(gl.float32)
             if Q_SMEM:
                 a = ((q.load(a_layout).to(gl.float32) * qk_scale) * k2[None, :]).to(gl.bfloat16)
             else:
                 a = ((q.to(gl.float32) * qk_scale) * k2[None, :]).to(gl.bfloat16)  # [GH, D]
             s_tok = warpgroup_mma(a, k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False,
                                   is_async=True)
+            v2 = _short_row(x_v2s, V2, k, k_lo, off0, stride_kn, o_d, 0, STAGED)
             if Q_SMEM:  # under the logits' GEMM
-                b = do.load(a_layout) * gl.load(V2 + off + o_d)[None, :]  # [GH, D] bf16
+                b = do.load(a_layout) * v2[None, :]  # [GH, D] bf16
             else:
-                b = do * gl.load(V2 + off + o_d)[None, :]
+                b = do * v2[None, :]
             sc, a = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok, a))
             # dP is issued only now, so that a, b and both accumulators are never live together
             dp_tok = warpgroup_mma(b, v1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False,
@@ -279,7 +308,7 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf,
      p_ready, p_empty, ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0,
      kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, lse_row0, N, qk_scale,
-     scale, DQ, DK2, DV2, k1_desc, v1_desc, part0) = args
+     scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     D: gl.constexpr = bufs_k1.type.shape[2]
     NB: gl.constexpr = p_buf.type.shape[0]
@@ -288,6 +317,7 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     D0: gl.constexpr = PART * DH if SPLIT else 0
     DO_X: gl.constexpr = SPLIT or PART == 0
     DO_Y: gl.constexpr = SPLIT or PART == 1
+    STAGED: gl.constexpr = _stages_rows(x_dk2.type.shape[0], D)
     z_layout: gl.constexpr = _mma_layout(GH, 4)  # [DH, GH]: heads as N
     row_layout: gl.constexpr = gl.SliceLayout(1, z_layout)  # [DH]: a lane quad
     o_d = D0 + gl.arange(0, DH, row_layout)
@@ -311,7 +341,8 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
             ph = (c // NB) & 1
             if DO_X:  # dq and dk2
                 x_t = _gradient_gemm(k1t, ds_buf, ds_ready, ds_empty, r, ph, DH)
-                k2 = gl.load(K2 + off0 + k * stride_kn + o_d).to(gl.float32)
+                k2 = _short_row(x_k2s, K2, k, k_lo, off0, stride_kn, o_d, D0,
+                               STAGED).to(gl.float32)
                 dq_t += x_t * k2[:, None]
                 _slot_add(x_dk2.index(k - k_lo).slice(D0, DH),
                           gl.sum(x_t * q_t.to(gl.float32), 1), t == 0)
@@ -395,11 +426,21 @@ def _hopper_bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2, N, Hq
     o_q = q_row0 + o_qr[:, None] * D + o_qd[None, :]
     x_q = gl.allocate_shared_memory(gl.bfloat16, [GH, D], qd_layout, gl.load(Q + o_q))
     x_do = gl.allocate_shared_memory(gl.bfloat16, [GH, D], qd_layout, gl.load(DO + o_q))
+    # the short window's K2 / V2 rows, slot k - k_lo, loaded once, not at every (J, k) step
+    if _stages_rows(W2P, D):
+        o_u = gl.arange(0, W2P, gl.SliceLayout(1, ld_layout))
+        o_r = kv_row0 + col + (k_lo + o_u)[:, None] * stride_kn + o_qd[None, :]  # [W2P, D]
+        m_r = (o_u < i + 1 - k_lo)[:, None]
+        x_k2s = _row_slots(gl.load(K2 + o_r, mask=m_r, other=0.0))
+        x_v2s = _row_slots(gl.load(V2 + o_r, mask=m_r, other=0.0))
+    else:  # unused one-row stand-ins; the rows come from global memory
+        x_k2s = gl.allocate_shared_memory(gl.bfloat16, [1, D], acc_layout)
+        x_v2s = gl.allocate_shared_memory(gl.bfloat16, [1, D], acc_layout)
     fence_async_shared()
 
     args = (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
             ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
-            stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0)
+            stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s)
     gl.warp_specialize([(_scores, (args, )), (_consumer0, (args, PARTIAL)), (_consumer1, (args, PARTIAL))], [4, 4],
                        [REGS0, REGS1])
 
