@@ -257,8 +257,8 @@ def _key_grads_out(DK, DV, o_grad, o_part, b_dk, b_dv, m_x, PARTIAL: tl.constexp
         tl.store(DK + o_part, b_dk, mask=m_x)
         tl.store(DV + o_part, b_dv, mask=m_x)
     else:
-        tl.atomic_add(DK + o_grad, b_dk, mask=m_x)
-        tl.atomic_add(DV + o_grad, b_dv, mask=m_x)
+        tl.atomic_add(DK + o_grad, b_dk, mask=m_x, sem="relaxed")
+        tl.atomic_add(DV + o_grad, b_dv, mask=m_x, sem="relaxed")
 
 
 @triton.jit
