@@ -1,0 +1,50 @@
+"""Where a kernel's warps stall, by SASS opcode and instruction, from an Nsight Compute report.
+
+Profile with the SourceCounters section, export the source page, then read it::
+
+    ncu --section SourceCounters -o rep python script.py
+    ncu -i rep.ncu-rep --page source --csv --print-source sass > rep_sass.csv
+    python tools/ncu_stalls.py rep_sass.csv
+
+Prints the total of "Warp Stall Sampling (All Samples)", the 15 opcodes (or predicate guards,
+such as the ``@!P1 BRA`` of an mbarrier wait loop) with most samples, and the 25 instructions
+with most samples.
+"""
+import collections
+import csv
+import sys
+
+
+def _num(x: str) -> float:
+    try:
+        return float(x.replace(",", ""))
+    except ValueError:
+        return 0.0
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.exit("usage: python tools/ncu_stalls.py REPORT_SASS.csv")
+    rows = list(csv.reader(open(argv[0], errors="replace")))
+    try:
+        h = next(i for i, r in enumerate(rows) if any(c.startswith("Warp Stall Sampling (All") for c in r))
+    except StopIteration:
+        sys.exit(f"ncu_stalls: {argv[0]} has no 'Warp Stall Sampling (All Samples)' column "
+                 "(profile with --section SourceCounters)")
+    hdr, body = rows[h], [r for r in rows[h + 1:] if len(r) == len(rows[h])]
+    col = next(i for i, c in enumerate(hdr) if c.startswith("Warp Stall Sampling (All"))
+    src = next(i for i, c in enumerate(hdr) if c.strip() == "Source")
+    total = sum(_num(r[col]) for r in body) or 1.0
+    print(f"total samples {total:.0f}")
+    by_op = collections.Counter()
+    for r in body:
+        by_op[(r[src].split() or ["?"])[0]] += _num(r[col])
+    for op, v in by_op.most_common(15):
+        print(f"{op:30s} {v:10.0f} {100 * v / total:5.1f}%")
+    for r in sorted(body, key=lambda r: -_num(r[col]))[:25]:
+        print(f"{_num(r[col]):9.0f} {100 * _num(r[col]) / total:5.1f}%  {r[src][:110]}")
+
+
+if __name__ == "__main__":
+    main()
