@@ -167,7 +167,7 @@ def test_fused_short_path_is_checked(monkeypatch):
 
 
 def test_short_path_rule(monkeypatch):
-    # fused at D <= 64, and from BWD_FUSED_MIN_GROUP query heads per KV head at larger D; a
+    # at w2 <= 32 fused at D <= 64, and from BWD_FUSED_MIN_GROUP query heads per KV head at larger D; a
     # GPU without the shared memory for the fused kernel falls back to the key-tile path
     from simplex_lib.ops.two_simplicial.configs import BWD_FUSED_MIN_GROUP, bwd_configs, pick_short
 
@@ -176,6 +176,10 @@ def test_short_path_rule(monkeypatch):
     assert [pick_short(g, 128) for g in (1, 4, BWD_FUSED_MIN_GROUP)] == ["kv", "kv", "fused"]
     monkeypatch.setenv("SIMPLEX_BWD_SHORT", "auto")
     assert pick_short(1, 128) == "kv"
+    # wider short windows: fused only at D <= 64 from 4 heads per KV head, and not past w2 64
+    assert [pick_short(g, 64, w2=64) for g in (1, 4, 8)] == ["kv", "fused", "fused"]
+    assert [pick_short(8, d, w2=w) for d, w in ((128, 64), (64, 128), (128, 128))] == ["kv"] * 3
+    assert bwd_configs(64, 8, 128, 128, 2, 10**6)[0].SHORT == "kv"
     cands = bwd_configs(64, 4, 512, 32, 2, 10**6)
     assert [c.SHORT for c in cands[:3]] == ["fused", "fused", "kv"]
     assert all(c.SHORT == "kv" for c in cands[3:])

@@ -251,12 +251,15 @@ _WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS, FWD_OFFSET_MIN_PO
                "bwd": ("SIMPLEX_BWD_WALK", BWD_OFFSET_MIN_POS, BWD_OFFSET_MIN_POS)}
 
 
-def pick_short(group: int, head_dim: int) -> str:
+def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
     """How a backward of several positions per tile forms the short window's
     key gradients: what ``$SIMPLEX_BWD_SHORT`` forces, for measuring; by
-    default ("auto") ``"fused"`` at ``head_dim <= 64`` or from
-    :data:`BWD_FUSED_MIN_GROUP` query heads per KV head, else ``"kv"``
-    (:data:`BWD_SHORT_PATHS`).
+    default ("auto") ``"fused"`` where the H200 shape grid measured it faster,
+    else ``"kv"`` (:data:`BWD_SHORT_PATHS`). For ``w2 <= 32``: at
+    ``head_dim <= 64``, or from :data:`BWD_FUSED_MIN_GROUP` query heads per KV
+    head. For ``w2 <= 64``: at ``head_dim <= 64`` from 4 heads per KV head.
+    Wider short windows: never (the fused kernel walks the long window once
+    per short-window key its tile sees, ``POS + w2 - 1`` of them).
 
     Parameters
     ----------
@@ -264,6 +267,8 @@ def pick_short(group: int, head_dim: int) -> str:
         Query heads per KV head.
     head_dim : int
         ``D``.
+    w2 : int, default 32
+        The short window.
 
     Returns
     -------
@@ -281,10 +286,16 @@ def pick_short(group: int, head_dim: int) -> str:
     ['kv', 'kv', 'fused']
     >>> [pick_short(g, 64) for g in (1, 4, 8)]
     ['fused', 'fused', 'fused']
+    >>> [pick_short(g, 64, w2=64) for g in (1, 4, 8)], pick_short(8, 64, w2=128)
+    (['kv', 'fused', 'fused'], 'kv')
     """
     forced = env_choice("SIMPLEX_BWD_SHORT", BWD_SHORT_PATHS + ("auto",), "auto")
     if forced != "auto":
         return forced
+    if w2 > 64:
+        return "kv"
+    if w2 > 32:
+        return "fused" if head_dim <= 64 and group >= 4 else "kv"
     return "fused" if head_dim <= 64 or group >= BWD_FUSED_MIN_GROUP else "kv"
 
 
@@ -567,7 +578,7 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     >>> bwd_config(128, 64, 512, 32).BLOCK_M  # doctest: +SKIP
     64
     """
-    short = pick_short(group, head_dim)
+    short = pick_short(group, head_dim, w2)
     if interpreting():
         return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim),
                          SHORT=short)
