@@ -68,8 +68,15 @@ partly overlapped). At D 64 everything halves, ``q``/``do`` stay in S's register
 is 224 / 152 / 128. The ``dk2``/``dv2`` rows of the ``w2`` keys live in shared memory
 (``[W2P, D]`` fp32 each), summed over the ``J`` tiles there and written out at the end.
 
+The ``w2`` rows of ``K2``/``V2`` a program uses are copied to shared memory once, before the
+partitions start (``_stages_rows``; not at D 128 with ``w2 > 32``, where they would not fit, and
+there every key loads its rows from global memory). Measured on an H200 this changed little
+(45.75 against 46.26 ms a launch): the waits that dominate the kernel's stall samples are the
+partitions' mbarrier waits for each other, not global loads (``benchmarks/NOTES.md``).
+
 Shared memory (D 128, w2 32, 2 stages): the ``K1``/``V1`` ring 64 KB, the ``P``/``dS`` ring
-32 KB, ``q``/``do`` 32 KB, ``dk2``/``dv2`` 32 KB (64 at w2 64), 8 KB scratch: 168 KB.
+32 KB, ``q``/``do`` 32 KB, ``dk2``/``dv2`` 32 KB (64 at w2 64), the staged ``K2``/``V2`` rows
+16 KB, scratch: 184 KB (217 KB with 3 stages).
 """
 
 from __future__ import annotations
