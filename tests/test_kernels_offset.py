@@ -195,3 +195,13 @@ def test_short_window_path_is_the_dispatch():
     assert short_window_path(8, 128, 32, BwdConfig(64, 128, 128, 16, 4, 2)) == "kv"
     too_big = 2 * cfg.RING_MAX // ring_size(32)                      # the ring would not fit
     assert short_window_path(64, too_big, 32, cfg) == "kv"           # POS 1: never fused
+
+
+def test_short_key_tile_rule(monkeypatch):
+    # on a GPU: 16-key short-window tiles only from GQA 4 at w2 <= 32 (slower at GQA 1, H200)
+    from simplex_lib.ops.two_simplicial import configs
+
+    monkeypatch.setattr(configs, "interpreting", lambda: False)
+    assert [configs.bwd_config(128, g, 512, 32).BLOCK_A2 for g in (1, 2, 4, 8)] == [32, 32, 16, 16]
+    assert configs.bwd_config(128, 8, 256, 64).BLOCK_A2 == 64
+    assert configs.bwd_config(64, 1, 512, 8).BLOCK_A2 == 16

@@ -328,3 +328,14 @@ def test_deterministic_packed_backward_with_two_head_blocks(gen, monkeypatch):
         lambda *x: topk_kernel(*x, i1, deterministic=True),
         lambda *x: topk_reference(*x, idx),
         x64, names=("q", "k1", "k2", "v1", "v2"), tol=2e-5, device=DEV, generator=gen)
+
+
+def test_packed_backward_tile_rule():
+    # the head-packed backward takes at most 32 heads at D > 64 and 64 gathered rows (H200 sweep)
+    from simplex_lib.ops.topk import triton as tk
+
+    q128, q64 = torch.empty(1, 1, 64, 128), torch.empty(1, 1, 64, 64)
+    assert tk._packed_shapes(q128, 64, 128, max_block_a=64, max_gh=32)[0] == (128, 32, 64)
+    assert tk._packed_bwd_candidates(q128, 64, 128)[0] == (128, 32, 64)
+    assert tk._packed_bwd_candidates(q64, 64, 128)[0] == (64, 64, 64)
+    assert tk._packed_bwd_candidates(q128, 8, 16)[0] == (128, 16, 16)
