@@ -26,7 +26,11 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         sys.exit("usage: python tools/ncu_stalls.py REPORT_SASS.csv")
-    rows = list(csv.reader(open(argv[0], errors="replace")))
+    try:
+        with open(argv[0], errors="replace") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        sys.exit(f"ncu_stalls: cannot read {argv[0]}: {e.strerror}")
     try:
         h = next(i for i, r in enumerate(rows) if any(c.startswith("Warp Stall Sampling (All") for c in r))
     except StopIteration:
