@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import statistics
 
 import torch
@@ -52,6 +53,7 @@ __all__ = [
     "slope_through_origin",
     "plot_per_token",
     "plot_occupancy",
+    "ncu_metric",
 ]
 
 _META_KEYS = ("gpu", "torch", "triton", "date")
@@ -1022,3 +1024,41 @@ def plot_occupancy(ax, launches: list, *, sms: int = 132, label: str, color: str
     ax.set_yticks([0, 66, 132])
     ax.legend(fontsize=9, loc="lower right")
     return t
+
+
+def ncu_metric(report: str, name: str) -> float:
+    r"""The first value of metric ``name`` in the text of an Nsight Compute report
+    (``ncu`` without ``--csv``), thousands separators removed.
+
+    A metric line is the name, an optional unit and the value; the first line whose name
+    matches is read, so pass one launch's part of a report with several.
+
+    Parameters
+    ----------
+    report : str
+        The report's text, or one launch's block of it.
+    name : str
+        The metric as ncu prints it, e.g. ``"Duration"`` or ``"Registers Per Thread"``.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If no line of ``report`` carries ``name`` with a value.
+
+    Examples
+    --------
+    >>> ncu_metric("    Duration          ms        45.75\n", "Duration")
+    45.75
+    >>> ncu_metric("    Local Memory Spilling Requests      1,408,512\n",
+    ...            "Local Memory Spilling Requests")
+    1408512.0
+    """
+    m = re.search(rf"^\s*{re.escape(name)}\s+(?:\S+\s+)?([\d,]+(?:\.\d+)?)\s*$", report, re.M)
+    if m is None:
+        raise ValueError(f"ncu_metric: no metric {name!r} with a value in the report")
+    return float(m[1].replace(",", ""))
+

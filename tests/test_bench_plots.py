@@ -237,3 +237,16 @@ def test_time_ratios_pair_equal_arithmetic_and_shape():
              dict(group="topk-kernel", mode="fwd", B=1, N=512, k=16, error="x")]        # no timing
     assert sorted(time_ratios(recs, "topk-kernel", "fwd", 16)) == [2.0, 2.0]
     assert time_ratios(recs, "topk-kernel", "bwd", 16) == []
+
+
+def test_ncu_metric_reads_a_value_or_says_which_is_missing():
+    from simplex_lib.bench_plots import ncu_metric
+
+    report = ("    Duration                         ms         45.75\n"
+              "    Registers Per Thread             register/thread               168\n"
+              "    Local Memory Spilling Requests                        1,408,512\n")
+    assert ncu_metric(report, "Duration") == 45.75
+    assert ncu_metric(report, "Registers Per Thread") == 168
+    assert ncu_metric(report, "Local Memory Spilling Requests") == 1408512
+    with pytest.raises(ValueError, match="'Theoretical Occupancy'"):
+        ncu_metric(report, "Theoretical Occupancy")

@@ -631,8 +631,8 @@ def _packed_bwd_candidates(q, group: int, ka: int) -> list:
 
     As :func:`_packed_candidates`, with at most 64 gathered rows per tile, and at most 32 heads
     for ``D > 64``: the program keeps ``dK1``, ``dV1`` ``[BLOCK_A, D]`` and ``dq`` ``[GH, D]`` in
-    registers. Measured on an H200 (D 128, GQA 64, k 128, B2 N8192; every tile spills): 32 heads
-    x 64 rows 170 ms, 64 x 64 215 ms, 64 x 32 252 ms, 32 x 32 225 ms
+    registers. On an H200 (D 128, GQA 64, k 128; every tile spills) 32 heads x 64 rows was the
+    fastest tile, ahead of 64 x 64, 32 x 32 and 64 x 32
     (``benchmarks/results/h200/topk_bwd_tiles.json``). Shared memory as the windowed key-tile
     kernel (:func:`~simplex_lib.ops.two_simplicial.configs.kv_smem_bytes`).
     """

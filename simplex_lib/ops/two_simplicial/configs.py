@@ -586,8 +586,8 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     # At w2 <= 32 and group >= 4, 16 keys are faster still (the launch alone at D 128, 512x32,
-    # group 8: 73 ms against 82 at 32 keys, results/h200/kv2_sweep.json); at group 1 they
-    # are slower (the backward at D 128: 127.8 ms against 108.6, results/h200/kv2_g1.json).
+    # group 4 and 8, results/h200/kv2_sweep.json); at group 1 they are slower (the whole
+    # backward at D 128, results/h200/kv2_g1.json).
     small = w2 <= 32 and group >= 4
     block_a2 = 16 if small else min(64, max(16, triton.next_power_of_2(w2)))
     return BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,

@@ -71,8 +71,9 @@ is 224 / 152 / 128. The ``dk2``/``dv2`` rows of the ``w2`` keys live in shared m
 The ``w2`` rows of ``K2``/``V2`` a program uses are copied to shared memory once, before the
 partitions start (``_stages_rows``; not at D 128 with ``w2 > 32``, where they would not fit, and
 there every key loads its rows from global memory). Measured on an H200 this changed little
-(45.75 against 46.26 ms a launch): the waits that dominate the kernel's stall samples are the
-partitions' mbarrier waits for each other, not global loads (``benchmarks/NOTES.md``).
+(``results/h200/ncu_hopper_bwd_staged.txt`` against ``ncu_hopper_bwd.txt``): the waits that
+dominate the kernel's stall samples are the partitions' mbarrier waits for each other, not
+global loads (``benchmarks/NOTES.md``).
 
 Shared memory (D 128, w2 32, 2 stages): the ``K1``/``V1`` ring 64 KB, the ``P``/``dS`` ring
 32 KB, ``q``/``do`` 32 KB, ``dk2``/``dv2`` 32 KB (64 at w2 64), the staged ``K2``/``V2`` rows
@@ -594,7 +595,8 @@ def hopper_backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int,
     smem = max_shared_memory(q.device)
     cfg = bwd_configs(D, G, w1, w2, q.element_size(), smem)[0]
     dk1, dv1 = launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2, scale, cfg)
-    # a third K1/V1 stage: 46.3 against 47.3 ms at D 128, w2 32 (fits to w2 32)
+    # a third K1/V1 stage is faster where it fits, w2 <= 32 at D 128
+    # (results/h200/hopper_bwd_parts.json)
     stages = 3 if D > 64 and w2 <= 32 else 2
     dq, dk2, dv2 = hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2,
                                       scale, stages=stages)
