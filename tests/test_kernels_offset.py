@@ -173,7 +173,7 @@ def test_short_path_rule(monkeypatch):
 
     monkeypatch.delenv("SIMPLEX_BWD_SHORT", raising=False)
     assert [pick_short(g, 64) for g in (1, 4, 8)] == ["fused"] * 3
-    assert [pick_short(g, 128) for g in (1, 4, BWD_FUSED_MIN_GROUP)] == ["kv", "kv", "fused"]
+    assert [pick_short(g, 128) for g in (1, BWD_FUSED_MIN_GROUP, 8)] == ["kv", "fused", "fused"]
     monkeypatch.setenv("SIMPLEX_BWD_SHORT", "auto")
     assert pick_short(1, 128) == "kv"
     # wider short windows: fused only at D <= 64 from 4 heads per KV head, and not past w2 64
@@ -183,6 +183,22 @@ def test_short_path_rule(monkeypatch):
     cands = bwd_configs(64, 4, 512, 32, 2, 10**6)
     assert [c.SHORT for c in cands[:3]] == ["fused", "fused", "kv"]
     assert all(c.SHORT == "kv" for c in cands[3:])
+
+
+def test_fused_wide_launch(monkeypatch):
+    # on a GPU the fused kernel at D > 64 takes FUSED_WIDE_LAUNCH; at D 64 and on the kv path the
+    # launch is the common one (BLOCK_N 128, num_warps)
+    from simplex_lib.ops.two_simplicial.configs import FUSED_WIDE_LAUNCH, bwd_config
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.delenv("SIMPLEX_BWD_SHORT", raising=False)
+    wide, d64, kv = bwd_config(128, 8, 512, 32), bwd_config(64, 8, 512, 32), bwd_config(128, 1, 512, 32)
+    assert (wide.SHORT, (wide.short_warps, wide.BLOCK_N)) == ("fused", FUSED_WIDE_LAUNCH)
+    assert (d64.SHORT, d64.short_warps, d64.BLOCK_N) == ("fused", 0, 128)
+    assert (kv.SHORT, kv.short_warps, kv.BLOCK_N) == ("kv", 0, 128)
+    assert bwd_config(128, 8, 40, 32).BLOCK_N == 64 and bwd_config(128, 8, 20, 32).BLOCK_N == 32
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")  # forced: the same launch
+    assert (bwd_config(128, 1, 512, 32).short_warps, bwd_config(128, 1, 512, 32).BLOCK_N) == FUSED_WIDE_LAUNCH
 
 
 def test_short_window_path_is_the_dispatch():

@@ -26,7 +26,7 @@ from triton.runtime.errors import OutOfResources
 
 __all__ = [
     "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D",
-    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "BWD_FUSED_MIN_GROUP", "env_choice",
+    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "BWD_FUSED_MIN_GROUP", "FUSED_WIDE_LAUNCH", "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
@@ -240,10 +240,17 @@ BWD_SHORT_PATHS = ("kv", "fused")
 
 #: Query heads per KV head from which the fused short-window backward is the default at
 #: ``head_dim > 64`` (at ``head_dim <= 64`` it is the default at every group). Measured on the
-#: H200 at 512x32 (``benchmarks/results/h200/shapes_fused.json`` against ``shapes.json``):
-#: fused/kv time 0.72, 0.62, 0.54 at D 64 and groups 1, 4, 8; 1.34, 1.04, 0.92 at D 128, where
-#: the fused kernel spills about 440 registers.
-BWD_FUSED_MIN_GROUP = 8
+#: H200 at 512x32 with 4 warps and 128-wide tiles (``results/h200/shapes_fused.json`` against
+#: ``shapes.json``): fused/kv time 0.72, 0.62, 0.54 at D 64 and groups 1, 4, 8; 1.34, 1.04,
+#: 0.92 at D 128, where that launch spills about 440 registers. With :data:`FUSED_WIDE_LAUNCH`
+#: at D 128 (``results/h200/fused_sweep.json``) it is faster than the key-tile path from group 4.
+BWD_FUSED_MIN_GROUP = 4
+
+#: ``(short_warps, BLOCK_N)`` of the fused short-window kernel at ``head_dim > 64``: eight
+#: warps share its ``dq`` accumulator and four products' operands, and 64-wide long-window
+#: tiles halve the logits; the fastest of 12 launches at D 128 and groups 1, 4, 8 on the H200
+#: (``results/h200/fused_sweep.json``). At ``head_dim <= 64`` 4 warps and 128-wide tiles were.
+FUSED_WIDE_LAUNCH = (8, 64)
 
 #: Per kernel family, the environment variable that forces a walk and the positions per tile
 #: from which the default ("auto") takes the offset walk, for D > 64 and for D <= 64.
@@ -283,7 +290,7 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
     Examples
     --------
     >>> [pick_short(g, 128) for g in (1, 4, 8)]
-    ['kv', 'kv', 'fused']
+    ['kv', 'fused', 'fused']
     >>> [pick_short(g, 64) for g in (1, 4, 8)]
     ['fused', 'fused', 'fused']
     >>> [pick_short(g, 64, w2=64) for g in (1, 4, 8)], pick_short(8, 64, w2=128)
@@ -590,8 +597,12 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     # backward at D 128, results/h200/kv2_g1.json).
     small = w2 <= 32 and group >= 4
     block_a2 = 16 if small else min(64, max(16, triton.next_power_of_2(w2)))
-    return BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,
-                     ring_warps=8, WALK=walk, SHORT=short)
+    cfg = BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,
+                    ring_warps=8, WALK=walk, SHORT=short)
+    if short == "fused" and head_dim > 64:  # BLOCK_N is the fused kernel's alone on that path
+        warps, n = FUSED_WIDE_LAUNCH
+        cfg = dataclasses.replace(cfg, short_warps=warps, BLOCK_N=min(n, block_n))
+    return cfg
 
 
 def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, smem: int) -> list:
