@@ -152,7 +152,7 @@ def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32, partial: bool = 
     from simplex_lib.ops.two_simplicial import hopper_bwd as hb
     regs = hb.REGS[head_dim]
     meta = dict(D=head_dim, BLOCK_N=hb.BWD_BLOCK_N, STAGES=stages, W2P=triton.next_power_of_2(w2),
-                REGS0=regs[0], REGS1=regs[1], PARTIAL=partial)
+                NA=hb.operand_slots(head_dim, w2), REGS0=regs[0], REGS1=regs[1], PARTIAL=partial)
     c = compile_sm90(hb._hopper_bwd_dq_kernel, meta, HOPPER_BWD_POINTERS, num_warps=4, num_stages=1,
                      maxnreg=hb.MAXNREG)
     r = resources(c)

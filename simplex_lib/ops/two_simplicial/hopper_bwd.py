@@ -104,7 +104,7 @@ BWD_BLOCK_N = 64
 MAX_W2 = 64
 #: setmaxnreg of ``(consumer 0, consumer 1)`` per D; consumer S (the default partition) gets the
 #: rest of ``3 * MAXNREG``.
-REGS = {64: (152, 128), 128: (176, 176)}
+REGS = {64: (176, 168), 128: (200, 200)}
 #: Launch cap: 12 warps share the 64K-register file.
 MAXNREG = 168
 #: Slots of the P / dS hand-off ring.
@@ -158,35 +158,25 @@ def _scores(args):
     """Consumer S (4 warps): ``P`` and ``dS`` of every ``(J, k)`` for the 64 heads, into the ring,
     and the TMA loads of the ``K1``/``V1`` tiles.
 
-    Per key: ``a = q * k2[k]``, the logits' wgmma (async), ``b = do * v2[k]`` under it, then the
-    ``dP`` wgmma (async) and ``P``'s ``exp2`` under that one. ``P`` is handed over as soon as it
-    exists; ``dS`` follows once ``dP`` is in. At D 128 ``q`` and ``do`` are re-read from shared
-    memory at every key (64 registers saved); at D 64 they stay in registers.
+    Per key: once the consumers have put ``a = q * k2[k]`` and ``b = do * v2[k]`` into their ring
+    slot (``_operands``), both GEMMs are issued at once with ``a`` and ``b`` read from shared
+    memory; ``P``'s ``exp2`` runs under the ``dP`` GEMM, ``P`` is handed over as soon as it
+    exists, and ``dS`` once ``dP`` is in.
     """
     (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
-     ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
-     stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s) = args
+     ds_ready, ds_empty, x_a, x_b, ab_ready, ab_empty, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo,
+     n_tiles, stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s,
+     x_v2s) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
-    D: gl.constexpr = bufs_k1.type.shape[2]
     NB: gl.constexpr = p_buf.type.shape[0]
-    Q_SMEM: gl.constexpr = D > 64
-    STAGED: gl.constexpr = _stages_rows(x_dk2.type.shape[0], D)
+    NA: gl.constexpr = x_a.type.shape[0]
     s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
-    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
 
-    o_d = gl.arange(0, D, gl.SliceLayout(0, a_layout))
-    if Q_SMEM:
-        q = x_q
-        do = x_do
-    else:
-        q = x_q.load(a_layout)  # [GH, D] bf16, already in the A-operand layout
-        do = x_do.load(a_layout)
     o_rs = gl.arange(0, GH, gl.SliceLayout(1, s_layout))
     lse = gl.load(LSE + lse_row0 + o_rs * N)  # [GH] base 2
     delta = gl.load(DELTA + lse_row0 + o_rs * N)  # [GH]
     o_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, s_layout))
-    off0 = kv_row0 + col  # the offset of row 0 of K2 / V2
     for t0 in gl.static_range(STAGES - 1):  # the first tiles; the others are issued in the loop
         if t0 < n_tiles:
             _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t0, i, col)
@@ -194,7 +184,7 @@ def _scores(args):
     # waited for the readers of step 0 of tile t, who release tile t - 1 before it, so the wait in
     # _load_tile does not block (with fewer than NB + 1 keys: at the last key, and it may)
     k_issue = gl.minimum(k_lo + NB, i)
-    c = 0  # (J, k) steps so far: the ring's slot and phase
+    c = 0  # (J, k) steps so far: the rings' slots and phases
     for t in range(n_tiles):
         s = t % STAGES
         mbarrier.wait(ready.index(s), (t // STAGES) & 1)
@@ -204,24 +194,14 @@ def _scores(args):
         # the descriptor zero-filled them) must not count
         m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
         for k in range(k_lo, i + 1):
-            # (q * scale * log2 e) * k2 in fp32, rounded once: the forward's logits exactly, so
-            # that exp2(S - lse) is the forward's P
-            k2 = _short_row(x_k2s, K2, k, k_lo, off0, stride_kn, o_d, 0, STAGED).to(gl.float32)
-            if Q_SMEM:
-                a = ((q.load(a_layout).to(gl.float32) * qk_scale) * k2[None, :]).to(gl.bfloat16)
-            else:
-                a = ((q.to(gl.float32) * qk_scale) * k2[None, :]).to(gl.bfloat16)  # [GH, D]
-            s_tok = warpgroup_mma(a, k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False,
-                                  is_async=True)
-            v2 = _short_row(x_v2s, V2, k, k_lo, off0, stride_kn, o_d, 0, STAGED)
-            if Q_SMEM:  # under the logits' GEMM
-                b = do.load(a_layout) * v2[None, :]  # [GH, D] bf16
-            else:
-                b = do * v2[None, :]
-            sc, a = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok, a))
-            # dP is issued only now, so that a, b and both accumulators are never live together
-            dp_tok = warpgroup_mma(b, v1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False,
-                                   is_async=True)
+            ra = c % NA
+            mbarrier.wait(ab_ready.index(ra), (c // NA) & 1)  # a and b of key k are in
+            # [GH, D] each, stored transposed by the consumers: A read MN-major
+            s_tok = warpgroup_mma(x_a.index(ra).permute((1, 0)), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
+                                  use_acc=False, is_async=True)
+            dp_tok = warpgroup_mma(x_b.index(ra).permute((1, 0)), v1t,
+                                   gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False, is_async=True)
+            sc = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok, ))
             p = gl.exp2(gl.where(m_vis, sc - lse[:, None], float("-inf")))  # under dP's GEMM
             r = c % NB
             ph = (c // NB) & 1
@@ -229,7 +209,8 @@ def _scores(args):
             p_buf.index(r).store(p.to(gl.bfloat16))
             fence_async_shared()  # generic-proxy stores, then the consumers' wgmma reads them
             mbarrier.arrive(p_ready.index(r), count=1)
-            dp, b = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok, b))
+            dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok, ))
+            mbarrier.arrive(ab_empty.index(ra), count=1)  # both products have read a and b
             ds = p * (dp - delta[:, None])  # [GH, BLOCK_N]: d/d(logit), without scale
             mbarrier.wait(ds_empty.index(r), ph ^ 1)
             ds_buf.index(r).store(ds.to(gl.bfloat16))
@@ -240,6 +221,28 @@ def _scores(args):
                     _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t + STAGES - 1, i, col)
             c += 1
         mbarrier.arrive(empty.index(s), count=1)
+
+
+@gluon.jit
+def _operands(x_a, x_b, ab_ready, ab_empty, c, k, k_lo, q_t, do_t, x_k2s, x_v2s, K2, V2, off0, stride_kn, o_d,
+              qk_scale, D0: gl.constexpr, DO_X: gl.constexpr, DO_Y: gl.constexpr, STAGED: gl.constexpr):
+    """A consumer's share of step ``c``'s GEMM operands for S, into ring slot ``c % NA``:
+    ``a^T = (q^T * scale * log2 e) * k2[k]`` (rounded once from fp32, as the forward rounds its
+    logits' operand, so that ``exp2(S - lse)`` is the forward's ``P``) where it holds ``q``
+    (``DO_X``), ``b^T = do^T * v2[k]`` where it holds ``do``; rows ``D0 ..`` of ``[D, GH]``."""
+    NA: gl.constexpr = x_a.type.shape[0]
+    DH: gl.constexpr = o_d.type.shape[0]
+    r = c % NA
+    mbarrier.wait(ab_empty.index(r), ((c // NA) & 1) ^ 1)  # S has read the slot's last a and b
+    if DO_X:
+        k2 = _short_row(x_k2s, K2, k, k_lo, off0, stride_kn, o_d, D0, STAGED).to(gl.float32)
+        a_t = (q_t.to(gl.float32) * qk_scale) * k2[:, None]  # [DH, GH]
+        x_a.index(r).slice(D0, DH).store(a_t.to(gl.bfloat16))
+    if DO_Y:
+        v2 = _short_row(x_v2s, V2, k, k_lo, off0, stride_kn, o_d, D0, STAGED)
+        x_b.index(r).slice(D0, DH).store(do_t * v2[:, None])  # [DH, GH] bf16
+    fence_async_shared()  # generic-proxy stores, then S's wgmma reads them
+    mbarrier.arrive(ab_ready.index(r), count=1)
 
 
 @gluon.jit
@@ -314,9 +317,9 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     buffers (``PARTIAL``) or, with atomics, to ``dk2`` / ``dv2``.
     """
     (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf,
-     p_ready, p_empty, ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0,
-     kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, lse_row0, N, qk_scale,
-     scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s) = args
+     p_ready, p_empty, ds_ready, ds_empty, x_a, x_b, ab_ready, ab_empty, x_dk2,
+     x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, lse_row0, N,
+     qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     D: gl.constexpr = bufs_k1.type.shape[2]
     NB: gl.constexpr = p_buf.type.shape[0]
@@ -331,12 +334,17 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     o_d = D0 + gl.arange(0, DH, row_layout)
     o_h = gl.arange(0, GH, gl.SliceLayout(0, z_layout))
     o_ut = q_row0 + o_h[None, :] * D + o_d[:, None]  # [DH, GH]: q / do transposed
+    q_t = 0  # stand-ins where this consumer does not hold them (D 64)
+    do_t = 0
     if DO_X:
         q_t = gl.load(Q + o_ut)  # [DH, GH] bf16
         dq_t = gl.zeros([DH, GH], gl.float32, z_layout)
     if DO_Y:
         do_t = gl.load(DO + o_ut)  # [DH, GH] bf16
     off0 = kv_row0 + col
+    # S's operands run one step ahead of the products: step c + 1's before step c's P / dS
+    _operands(x_a, x_b, ab_ready, ab_empty, 0, k_lo, k_lo, q_t, do_t, x_k2s, x_v2s, K2, V2, off0, stride_kn, o_d,
+              qk_scale, D0, DO_X, DO_Y, STAGED)
     c = 0
     for t in range(n_tiles):
         s = t % STAGES
@@ -345,6 +353,12 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
         k1t = bufs_k1.index(s).slice(D0, DH, dim=1).permute((1, 0))
         v1t = bufs_v1.index(s).slice(D0, DH, dim=1).permute((1, 0))
         for k in range(k_lo, i + 1):
+            if k < i:  # the next step's key: k + 1, or the first key of the next tile
+                _operands(x_a, x_b, ab_ready, ab_empty, c + 1, k + 1, k_lo, q_t, do_t, x_k2s, x_v2s, K2, V2, off0,
+                          stride_kn, o_d, qk_scale, D0, DO_X, DO_Y, STAGED)
+            elif t + 1 < n_tiles:
+                _operands(x_a, x_b, ab_ready, ab_empty, c + 1, k_lo, k_lo, q_t, do_t, x_k2s, x_v2s, K2, V2, off0,
+                          stride_kn, o_d, qk_scale, D0, DO_X, DO_Y, STAGED)
             r = c % NB
             ph = (c // NB) & 1
             if DO_X:  # dq and dk2
@@ -391,7 +405,7 @@ def _consumer1(args, PARTIAL: gl.constexpr):
 @gluon.jit
 def _hopper_bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2, N, Hq, Hkv, W1, W2, qk_scale, scale,
                           D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, W2P: gl.constexpr,
-                          REGS0: gl.constexpr, REGS1: gl.constexpr, PARTIAL: gl.constexpr):
+                          NA: gl.constexpr, REGS0: gl.constexpr, REGS1: gl.constexpr, PARTIAL: gl.constexpr):
     """``dq``, ``dk2``, ``dv2`` for GQA 64; grid ``(N, B * Hkv)``: program ``(i, b * Hkv + g)``
     owns the 64 query heads of KV head ``g`` at position ``i``. ``PARTIAL``: ``DK2``/``DV2`` are
     the fp32 partial buffers (``[B * Hkv * N * W2, D]``, key ``k`` of program ``i`` at row
@@ -426,14 +440,18 @@ def _hopper_bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2, N, Hq
     acc_layout: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])  # of a [D] slot
     x_dk2 = gl.allocate_shared_memory(gl.float32, [W2P, D], acc_layout)
     x_dv2 = gl.allocate_shared_memory(gl.float32, [W2P, D], acc_layout)
-    # q and do for consumer S (swizzled for its A-operand loads)
-    qd_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([GH, D], gl.bfloat16)
+    # S's GEMM operands a^T = q^T k2[k], b^T = do^T v2[k] ([D, GH] bf16 a slot, read transposed
+    # as wgmma's A), written by the consumers one step ahead (_operands)
+    ab_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([D, GH], gl.bfloat16)
+    x_a = gl.allocate_shared_memory(gl.bfloat16, [NA, D, GH], ab_layout)
+    x_b = gl.allocate_shared_memory(gl.bfloat16, [NA, D, GH], ab_layout)
+    ab_ready = gl.allocate_shared_memory(gl.int64, [NA, 1], mbarrier.MBarrierLayout())
+    ab_empty = gl.allocate_shared_memory(gl.int64, [NA, 1], mbarrier.MBarrierLayout())
+    for r in gl.static_range(NA):
+        mbarrier.init(ab_ready.index(r), count=2)  # both consumers write a share
+        mbarrier.init(ab_empty.index(r), count=1)
     ld_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
-    o_qr = gl.arange(0, GH, gl.SliceLayout(1, ld_layout))
     o_qd = gl.arange(0, D, gl.SliceLayout(0, ld_layout))
-    o_q = q_row0 + o_qr[:, None] * D + o_qd[None, :]
-    x_q = gl.allocate_shared_memory(gl.bfloat16, [GH, D], qd_layout, gl.load(Q + o_q))
-    x_do = gl.allocate_shared_memory(gl.bfloat16, [GH, D], qd_layout, gl.load(DO + o_q))
     # the short window's K2 / V2 rows, slot k - k_lo, loaded once, not at every (J, k) step
     if _stages_rows(W2P, D):
         o_u = gl.arange(0, W2P, gl.SliceLayout(1, ld_layout))
@@ -447,10 +465,17 @@ def _hopper_bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2, N, Hq
     fence_async_shared()
 
     args = (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf, p_ready, p_empty,
-            ds_ready, ds_empty, x_q, x_do, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles,
-            stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s)
+            ds_ready, ds_empty, x_a, x_b, ab_ready, ab_empty, x_dk2, x_dv2, q_row0, kv_row0, col, i, lo1, k_lo,
+            n_tiles, stride_kn, lse_row0, N, qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s)
     gl.warp_specialize([(_scores, (args, )), (_consumer0, (args, PARTIAL)), (_consumer1, (args, PARTIAL))], [4, 4],
                        [REGS0, REGS1])
+
+
+def operand_slots(head_dim: int, w2: int) -> int:
+    """Slots of the ring of S's operands ``a``, ``b`` (``2 * D * 64`` bf16 a slot): two, one step
+    of slack between the consumers that write them and S; one at D 128 with ``w2 > 32``, where
+    the ``dk2``/``dv2`` buffers are twice as large and a second slot would not fit (228 KB)."""
+    return 1 if head_dim > 64 and w2 > 32 else 2
 
 
 def hopper_bwd_supported(q, k1, w1: int, w2: int) -> str | None:
@@ -540,8 +565,8 @@ def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scal
         raise ValueError(f"hopper_backward_dq: stages must be 2 or 3, got {stages!r}")
     if not isinstance(deterministic, bool):
         raise ValueError(f"hopper_backward_dq: deterministic must be a bool, got {deterministic!r}")
-    if stages == 3 and q.shape[3] > 64 and w2 > 32:  # 232 KB of shared memory, over the 227 KB
-        raise ValueError(f"hopper_backward_dq: stages 3 at head_dim 128 needs w2 <= 32, got {w2}")
+    if stages == 3 and q.shape[3] > 64:  # 249 KB of shared memory at w2 32, over the 227 KB
+        raise ValueError("hopper_backward_dq: stages 3 needs head_dim 64 (shared memory)")
     Hkv = k1.shape[2]
     dq = torch.empty_like(q)
     if deterministic:  # every slot a program owns is written (keys 0..i of its short window)
@@ -554,7 +579,8 @@ def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scal
     triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device=q.device))
     _hopper_bwd_dq_kernel[(N, B * Hkv)](q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2, N, Hq, Hkv, w1, w2,
                                         scale * LOG2E, scale, D=D, BLOCK_N=BWD_BLOCK_N, STAGES=stages,
-                                        W2P=triton.next_power_of_2(w2), REGS0=REGS[D][0], REGS1=REGS[D][1],
+                                        W2P=triton.next_power_of_2(w2), NA=operand_slots(D, w2),
+                                        REGS0=REGS[D][0], REGS1=REGS[D][1],
                                         PARTIAL=deterministic, num_warps=4, maxnreg=MAXNREG)
     if not deterministic:
         return dq, dk2.to(k2.dtype), dv2.to(v2.dtype)
@@ -595,9 +621,6 @@ def hopper_backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int,
     smem = max_shared_memory(q.device)
     cfg = bwd_configs(D, G, w1, w2, q.element_size(), smem)[0]
     dk1, dv1 = launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2, scale, cfg)
-    # a third K1/V1 stage is faster where it fits, w2 <= 32 at D 128
-    # (results/h200/hopper_bwd_parts.json)
-    stages = 3 if D > 64 and w2 <= 32 else 2
     dq, dk2, dv2 = hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2,
-                                      scale, stages=stages)
+                                      scale)
     return dq, dk1, dk2, dv1, dv2
