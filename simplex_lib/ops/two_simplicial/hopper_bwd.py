@@ -104,7 +104,7 @@ BWD_BLOCK_N = 64
 MAX_W2 = 64
 #: setmaxnreg of ``(consumer 0, consumer 1)`` per D; consumer S (the default partition) gets the
 #: rest of ``3 * MAXNREG``.
-REGS = {64: (176, 168), 128: (200, 200)}
+REGS = {64: (168, 152), 128: (176, 176)}
 #: Launch cap: 12 warps share the 64K-register file.
 MAXNREG = 168
 #: Slots of the P / dS hand-off ring.
@@ -236,11 +236,12 @@ def _operands(x_a, x_b, ab_ready, ab_empty, c, k, k_lo, q_t, do_t, x_k2s, x_v2s,
     mbarrier.wait(ab_empty.index(r), ((c // NA) & 1) ^ 1)  # S has read the slot's last a and b
     if DO_X:
         k2 = _short_row(x_k2s, K2, k, k_lo, off0, stride_kn, o_d, D0, STAGED).to(gl.float32)
-        a_t = (q_t.to(gl.float32) * qk_scale) * k2[:, None]  # [DH, GH]
+        a_t = q_t * k2[:, None]  # [DH, GH]: q_t carries scale * log2 e
         x_a.index(r).slice(D0, DH).store(a_t.to(gl.bfloat16))
     if DO_Y:
         v2 = _short_row(x_v2s, V2, k, k_lo, off0, stride_kn, o_d, D0, STAGED)
-        x_b.index(r).slice(D0, DH).store(do_t * v2[:, None])  # [DH, GH] bf16
+        b_t = do_t * v2.to(gl.float32)[:, None]  # [DH, GH], exact: one rounding, as in bf16
+        x_b.index(r).slice(D0, DH).store(b_t.to(gl.bfloat16))
     fence_async_shared()  # generic-proxy stores, then S's wgmma reads them
     mbarrier.arrive(ab_ready.index(r), count=1)
 
@@ -337,10 +338,11 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     q_t = 0  # stand-ins where this consumer does not hold them (D 64)
     do_t = 0
     if DO_X:
-        q_t = gl.load(Q + o_ut)  # [DH, GH] bf16
+        # [DH, GH] fp32 (bf16 copies would be kept beside them); q pre-scaled as the logits want
+        q_t = gl.load(Q + o_ut).to(gl.float32) * qk_scale
         dq_t = gl.zeros([DH, GH], gl.float32, z_layout)
     if DO_Y:
-        do_t = gl.load(DO + o_ut)  # [DH, GH] bf16
+        do_t = gl.load(DO + o_ut).to(gl.float32)  # [DH, GH]
     off0 = kv_row0 + col
     # S's operands run one step ahead of the products: step c + 1's before step c's P / dS
     _operands(x_a, x_b, ab_ready, ab_empty, 0, k_lo, k_lo, q_t, do_t, x_k2s, x_v2s, K2, V2, off0, stride_kn, o_d,
@@ -367,11 +369,11 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
                                STAGED).to(gl.float32)
                 dq_t += x_t * k2[:, None]
                 _slot_add(x_dk2.index(k - k_lo).slice(D0, DH),
-                          gl.sum(x_t * q_t.to(gl.float32), 1), t == 0)
+                          gl.sum(x_t * q_t, 1), t == 0)
             if DO_Y:  # dv2
                 y_t = _gradient_gemm(v1t, p_buf, p_ready, p_empty, r, ph, DH)
                 _slot_add(x_dv2.index(k - k_lo).slice(D0, DH),
-                          gl.sum(y_t * do_t.to(gl.float32), 1), t == 0)
+                          gl.sum(y_t * do_t, 1), t == 0)
             c += 1
         mbarrier.arrive(empty.index(s), count=1)
     if DO_X:
@@ -384,8 +386,8 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
             o_u = (part0 + k_lo + u) * D + o_d  # [DH] int64
         else:
             o_u = off0 + (k_lo + u) * stride_kn + o_d  # [DH]
-        if DO_X:  # dk2 = scale * sum dS q k1
-            rows = x_dk2.index(u).slice(D0, DH).load(row_layout) * scale
+        if DO_X:  # dk2 = scale * sum dS q k1; the sums used q * scale * log2 e
+            rows = x_dk2.index(u).slice(D0, DH).load(row_layout) * (scale / qk_scale)
             _flush(DK2 + o_u, rows, PARTIAL)
         if DO_Y:
             rows = x_dv2.index(u).slice(D0, DH).load(row_layout)
