@@ -5,8 +5,9 @@ in Gluon.
 (:func:`hopper_backward_dq`), ``dk1`` and ``dv1`` from the portable key-tile kernel
 (:func:`.backward.launch_kv`). ``two_simplicial_attention`` takes it on sm_90 wherever
 :func:`hopper_bwd_supported` accepts the inputs (``interface.kernel_backend``). On an H200 (bf16,
-B 2, N 8192, 64 query heads on one KV head, 512 x 32) the kernel takes 46 ms at D 128 where the
-portable ring kernel it replaces takes 129 (``benchmarks/NOTES.md``). Its GPU tests check it
+B 2, N 8192, 64 query heads on one KV head, 512 x 32) the kernel takes about a third of the time
+of the portable ring kernel it replaces (``results/h200/hopper_bwd_parts.json`` for the ring,
+``hopper_bwd_regs.jsonl`` for this kernel). Its GPU tests check it
 against float64 autograd; it does not run under the CPU interpreter, where the portable kernels
 are the tested implementation (``python tools/sm90.py hopper-bwd`` compiles it for sm_90 on a
 CPU and reports registers and spills).
@@ -20,7 +21,9 @@ its share of the ``dk2``/``dv2`` rows of the short window ``k_lo..i`` to its own
 partial buffers, which a second launch adds in a fixed order (``w2`` programs share each key;
 ``deterministic=False`` adds them with fp32 atomics instead). The long window is walked in tiles ``J`` of ``BLOCK_N``
 rows, from the query down; inside a tile, the short-window keys ``k``. Per ``(J, k)``, with
-``a_k = q * k2[k]`` and ``b_k = do * v2[k]`` (``[64, D]`` bf16, formed in registers):
+``a_k = q * k2[k]`` and ``b_k = do * v2[k]`` (``[64, D]`` bf16, formed by the consumers, step 0):
+
+0. ``a_k``, ``b_k`` into a shared-memory ring, one step ahead of S;
 
 1. ``S = a_k K1_J^T``, ``dP = b_k V1_J^T`` (``[64, BLOCK_N]``);
 2. ``P = exp2(S - lse)`` (``S`` in base-2 units: the operand is ``(q * scale * log2 e) * k2``,
@@ -40,17 +43,24 @@ FLOPs: four GEMMs of ``2 * 64 * BLOCK_N * D`` per ``(J, k)``, i.e. ``8 D`` per v
 Partitions (``gl.warp_specialize``): three warp groups, 12 warps, launch cap 168 registers, so
 the setmaxnreg budget is ``3 * 168 = 504`` a thread summed over the groups.
 
-- Consumer S (the default partition) does steps 1-2 for all 64 heads and hands ``P`` and ``dS``
+- Consumer S (the default partition) does steps 1-2 for all 64 heads (both GEMMs issued at
+  once, ``a_k`` and ``b_k`` read from shared memory) and hands ``P`` and ``dS``
   (bf16) to the two others through a double-buffered shared-memory ring (a ``ready``/``empty``
   mbarrier pair per buffer and slot, so the readers of ``P`` and of ``dS`` run on their own). It
   also issues the TMA loads of the ``K1``/``V1`` tiles into a ``STAGES``-deep ring, as the
   forward's loader does (from the query down, rows before the sequence zero-filled by the
   per-batch descriptor), one tile ahead; a tile is free once all three groups released it.
-- Consumers 0 and 1 do steps 3-4. At D 128 each owns half of D: rows ``64 p .. 64 p + 63`` of
-  ``X^T``, ``Y^T``, ``dq^T`` and of the ``dk2``/``dv2`` rows (A = that column slice of the tile,
-  transposed: M = 64). At D 64 a half would be a 32-row wgmma, below the instruction's 64, so
-  consumer 0 takes ``dS`` (``X^T``, ``dq``, ``dk2``) and consumer 1 takes ``P`` (``Y^T``,
-  ``dv2``).
+- Consumers 0 and 1 do steps 3-4, and step 0 for the next ``(J, k)`` before each (``_operands``:
+  ``a^T``/``b^T`` rows ``[D, 64]``, which S reads transposed; a ``ready``/``empty`` pair per slot
+  of ``NA`` slots, :func:`operand_slots`). At D 128 each owns half of D: rows
+  ``64 p .. 64 p + 63`` of ``X^T``, ``Y^T``, ``dq^T``, of ``a^T``, ``b^T`` and of the
+  ``dk2``/``dv2`` rows (A = that column slice of the tile, transposed: M = 64). At D 64 a half
+  would be a 32-row wgmma, below the instruction's 64, so consumer 0 takes ``dS`` (``X^T``,
+  ``dq``, ``dk2``, ``a``) and consumer 1 takes ``P`` (``Y^T``, ``dv2``, ``b``).
+
+Why the consumers form S's operands: timed alone on an H200 (the other side's work replaced by
+the hand-offs), S took most of the kernel's time and the consumers well under half
+(``results/h200/hopper_bwd_probe.jsonl``), so S's elementwise work moved to the side with slack.
 
 No separate loader warp: one would add a fourth warp group (13 warps are padded to 16), lower the
 launch cap to 128 and leave ``4 * 128 - 24 = 488`` registers for the three groups, where they
@@ -58,15 +68,15 @@ need 504 (below). The TMA issue costs S a few scalar registers; it runs at step 
 tile, when the slot it refills is certain to be free, so it does not wait (unless the short
 window has at most ``NBUF`` keys: then at the tile's last key, and it may).
 
-Register plan (a thread, D 128), as ``tools/sm90.py hopper-bwd`` finds it (no spills, wgmma not
-serialised): S 152 (``a``, ``b``: 32 + 32 bf16 pairs in the A-operand layout, the ``S`` and
-``dP`` accumulators 32 + 32; ``q``/``do`` are re-read from shared memory at every key, and the
-``dP`` GEMM is issued only once ``S`` is in, so that ``a``, ``b`` and both accumulators are never
-live together: that order is what keeps ptxas from serialising the wgmmas); consumers 176 each
-(``dq^T`` half 32, ``q^T`` and ``do^T`` halves 32 + 32 held as fp32, ``X^T`` and ``Y^T`` 32 + 32,
-partly overlapped). At D 64 everything halves, ``q``/``do`` stay in S's registers and the split
-is 224 / 152 / 128. The ``dk2``/``dv2`` rows of the ``w2`` keys live in shared memory
-(``[W2P, D]`` fp32 each), summed over the ``J`` tiles there and written out at the end.
+Register plan (a thread, D 128), as ``tools/sm90.py hopper-bwd`` finds it (wgmma not
+serialised): S 152 (the ``S`` and ``dP`` accumulators 32 + 32, ``P`` and ``dS``); consumers 176
+each (``dq^T`` half 32, ``q^T`` (pre-scaled) and ``do^T`` halves 32 + 32 held as fp32 only, ``X^T``
+and ``Y^T`` 32 + 32, the operand being formed 32, partly overlapped). Two words, shared-memory
+addresses both consumers use, are computed before the partitions start and saved across their
+setmaxnreg (``tools/sm90.py`` counts them as 2 spilled; each is reloaded once, outside the
+loops). At D 64 the split is 184 / 168 / 152, no spills. The ``dk2``/``dv2`` rows of the ``w2``
+keys live in shared memory (``[W2P, D]`` fp32 each), summed over the ``J`` tiles there and
+written out at the end.
 
 The ``w2`` rows of ``K2``/``V2`` a program uses are copied to shared memory once, before the
 partitions start (``_stages_rows``; not at D 128 with ``w2 > 32``, where they would not fit, and
@@ -76,8 +86,9 @@ dominate the kernel's stall samples are the partitions' mbarrier waits for each 
 global loads (``benchmarks/NOTES.md``).
 
 Shared memory (D 128, w2 32, 2 stages): the ``K1``/``V1`` ring 64 KB, the ``P``/``dS`` ring
-32 KB, ``q``/``do`` 32 KB, ``dk2``/``dv2`` 32 KB (64 at w2 64), the staged ``K2``/``V2`` rows
-16 KB, scratch: 184 KB (217 KB with 3 stages).
+32 KB, the ``a``/``b`` ring 64 KB (32 with one slot, at w2 > 32), ``dk2``/``dv2`` 32 KB (64 at
+w2 64), the staged ``K2``/``V2`` rows 16 KB, scratch: 212 KB. A third ``K1``/``V1`` stage fits
+only at D 64.
 """
 
 from __future__ import annotations
@@ -103,7 +114,8 @@ BWD_BLOCK_N = 64
 #: bytes of shared memory (64 KB at D 128).
 MAX_W2 = 64
 #: setmaxnreg of ``(consumer 0, consumer 1)`` per D; consumer S (the default partition) gets the
-#: rest of ``3 * MAXNREG``.
+#: rest of ``3 * MAXNREG``. The fastest of the splits timed on the H200 without more spills
+#: (``results/h200/hopper_bwd_regs.jsonl``).
 REGS = {64: (168, 152), 128: (176, 176)}
 #: Launch cap: 12 warps share the 64K-register file.
 MAXNREG = 168
@@ -527,7 +539,7 @@ def hopper_backward_dq(q, k1, k2, v1, v2, do, lse, delta, w1: int, w2: int, scal
     scale : float
         Logit scale (finite).
     stages : int, default 2
-        Depth of the K1/V1 ring (2 or 3; 3 at D 128 needs ``w2 <= 32`` to fit in shared memory).
+        Depth of the K1/V1 ring (2 or 3; 3 fits in shared memory only at D 64).
     deterministic : bool, default True
         Each program writes its ``w2`` rows of ``dk2``/``dv2`` to its own slots of two fp32
         partial buffers (``B * Hkv * N * w2 * D`` elements each; the two take ``4 w2 / GH``
