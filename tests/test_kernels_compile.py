@@ -81,8 +81,8 @@ def test_hopper_backward_compiles_for_sm90_without_spills():
     and 128: no spills, shared memory within the H200's 227 KB, and ptxas keeps its wgmmas
     pipelined (it serialises them all when a warp group runs out of registers). At D 128 two
     words are spilled: shared-memory addresses both consumers use, computed before the
-    partitions start and kept across their setmaxnreg, each reloaded once outside the loops
-    (the module docstring's register plan)."""
+    partitions start and kept across their setmaxnreg, each consumer reloading one with a single
+    local load in its loop (the module docstring's register plan)."""
     run = _run([str(TOOL), "hopper-bwd"])
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
     lines = run.stdout.splitlines()

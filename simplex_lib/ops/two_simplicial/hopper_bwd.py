@@ -73,10 +73,10 @@ serialised): S 152 (the ``S`` and ``dP`` accumulators 32 + 32, ``P`` and ``dS``)
 each (``dq^T`` half 32, ``q^T`` (pre-scaled) and ``do^T`` halves 32 + 32 held as fp32 only, ``X^T``
 and ``Y^T`` 32 + 32, the operand being formed 32, partly overlapped). Two words, shared-memory
 addresses both consumers use, are computed before the partitions start and saved across their
-setmaxnreg (``tools/sm90.py`` counts them as 2 spilled; each is reloaded once, outside the
-loops). At D 64 the split is 184 / 168 / 152, no spills. The ``dk2``/``dv2`` rows of the ``w2``
-keys live in shared memory (``[W2P, D]`` fp32 each), summed over the ``J`` tiles there and
-written out at the end.
+setmaxnreg (``tools/sm90.py`` counts them as 2 spilled; each consumer reloads one with a single
+local load in its loop). At D 64 the split is 184 / 168 / 152, no spills. The ``dk2``/``dv2``
+rows of the ``w2`` keys live in shared memory (``[W2P, D]`` fp32 each), summed over the ``J``
+tiles there and written out at the end.
 
 The ``w2`` rows of ``K2``/``V2`` a program uses are copied to shared memory once, before the
 partitions start (``_stages_rows``; not at D 128 with ``w2 > 32``, where they would not fit, and
