@@ -275,7 +275,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     ``fwd_walk`` and ``bwd_walk`` (the walks the shape's launches take,
     :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`) and ``bwd_short`` (the kernels
     that give the short window's key gradients, ``"ring"``, ``"fused"`` or ``"kv"``,
-    :func:`simplex_lib.ops.two_simplicial.backward.short_window_path`); with ``repeats > 1``
+    :func:`simplex_lib.ops.two_simplicial.backward.short_window_path`; where it is ``"fused"``,
+    ``fused_walk`` too); with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
 
     Raises
@@ -298,10 +299,13 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
     bwd = bwd_config(D, Hq // Hkv, w1, w2)
+    short = short_window_path(Hq // Hkv, D, min(w1, w2), bwd)
+    if short == "fused":  # and how its kernel walks the short window
+        kernels["fused_walk"] = bwd.FUSED_WALK
     return dict(impl=impl, backend=backend, **kernels, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
                 fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd.WALK,
-                bwd_short=short_window_path(Hq // Hkv, D, min(w1, w2), bwd))
+                bwd_short=short)
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

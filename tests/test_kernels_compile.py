@@ -57,6 +57,15 @@ def test_cpu_compile_report_matches_the_h200_record():
                           "shared": want[d]["shared_bytes"]}, (d, got[d], want[d])
 
 
+def test_fused_offset_walk_compiles_for_sm90():
+    # the offset walk of the fused kernel, in the launch bwd_config gives it at D 64 (8 warps,
+    # 64-wide tiles): no spills there; the report names the walk
+    run = _run([str(TOOL), "fused", "--head-dim", "64", "--group", "1", "--walk", "offset"])
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    line = next(n for n in run.stdout.splitlines() if "warps 8 BLOCK_N  64" in n)
+    assert "offset walk" in line and " 0 spilled" in line, line
+
+
 def test_tool_refuses_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     run = subprocess.run([sys.executable, str(TOOL), "topk"], env=env, capture_output=True, text=True)

@@ -88,10 +88,12 @@ def test_both_short_window_walks(monkeypatch, walk, dtype, D):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("D", [64, 128])
-def test_fused_short_window_backward(monkeypatch, dtype, D):
-    # SIMPLEX_BWD_SHORT=fused: the dq kernel forms dk2, dv2 too (tiles of several positions);
-    # against float64 and bitwise on repeat
+@pytest.mark.parametrize("walk", ["key", "offset"])
+def test_fused_short_window_backward(monkeypatch, dtype, D, walk):
+    # SIMPLEX_BWD_SHORT=fused: the dq kernel forms dk2, dv2 too (tiles of several positions),
+    # walking the short window by key or by offset; against float64 and bitwise on repeat
     monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
+    monkeypatch.setenv("SIMPLEX_FUSED_WALK", walk)
     tol = TOL[dtype] if dtype == torch.float32 else 2e-2
     _check(2, 333, 8, 2, D, 200, 32, dtype, tol)
     _check(1, 257, 4, 4, D, 64, 48, dtype, tol)

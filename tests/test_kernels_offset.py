@@ -130,13 +130,18 @@ def test_position_walk_long_tiles_gradients(gen, monkeypatch):
     _check_gradients(gen, 1, 80, 2, 2, 48, 20)
 
 
-@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
+#: Shapes for the short window's paths (B 1, D 16 under the interpreter).
+SHORT_CASES = [
     (37, 1, 1, 20, 9),     # no GQA, 16 positions per block, length not a multiple of the block
     (40, 4, 2, 48, 20),    # GQA 2, short window longer than a block's positions
     (23, 3, 1, 8, 12),     # GQA 3 (padded head slots), w2 > w1 (the sets are swapped)
+    (29, 8, 1, 12, 5),     # GQA 8: two positions of 8 heads a block
     (5, 2, 2, 64, 64),     # windows longer than the sequence
     (1, 2, 1, 4, 3),       # N = 1
-])
+]
+
+
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", SHORT_CASES)
 @pytest.mark.parametrize("short", ["fused", "kv"])
 def test_short_window_paths_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, short):
     # fused: the dq kernel also forms dk2, dv2 (partial rows per program, summed per key in a
@@ -154,16 +159,35 @@ def test_short_window_paths_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, shor
     assert bool(calls) == (short == "fused"), "the requested path did not run"
 
 
-def test_fused_short_path_is_checked(monkeypatch):
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", SHORT_CASES)
+def test_fused_offset_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
+    # the fused kernel walking the short window by offset (each row its own key), into the same
+    # partial slots: every gradient against float64 autograd
+    from simplex_lib.ops.two_simplicial import backward as kbwd
+
+    walks = []
+    orig = kbwd.launch_dq_short
+    monkeypatch.setattr(kbwd, "launch_dq_short", lambda *a: walks.append(a[-1].FUSED_WALK) or orig(*a))
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
+    monkeypatch.setenv("SIMPLEX_FUSED_WALK", "offset")
+    _check_gradients(gen, 1, N, Hq, Hkv, w1, w2)
+    assert walks and set(walks) == {"offset"}, "the offset walk did not run"
+
+
+@pytest.mark.parametrize("field,var,good", [("SHORT", "SIMPLEX_BWD_SHORT", "kv"),
+                                             ("FUSED_WALK", "SIMPLEX_FUSED_WALK", "offset")])
+def test_short_window_switches_are_checked(monkeypatch, field, var, good):
     from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_config
 
-    with pytest.raises(ValueError, match="SHORT"):
-        BwdConfig(16, 16, 16, 16, 1, 1, SHORT="ring")
-    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "both")
-    with pytest.raises(ValueError, match="SIMPLEX_BWD_SHORT"):
+    with pytest.raises(ValueError, match=field):
+        BwdConfig(16, 16, 16, 16, 1, 1, **{field: "diagonal"})
+    monkeypatch.setenv(var, "diagonal")
+    with pytest.raises(ValueError, match=var):
         bwd_config(64, 1, 512, 32)
-    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "kv")
-    assert bwd_config(64, 1, 512, 32).SHORT == "kv"
+    monkeypatch.setenv(var, good)
+    assert getattr(bwd_config(64, 1, 512, 32), field) == good
+    monkeypatch.delenv(var)
+    assert bwd_config(64, 1, 512, 32).FUSED_WALK == "key"  # the default: not yet timed on a GPU
 
 
 def test_short_path_rule(monkeypatch):
@@ -199,6 +223,9 @@ def test_fused_wide_launch(monkeypatch):
     assert bwd_config(128, 8, 40, 32).BLOCK_N == 64 and bwd_config(128, 8, 20, 32).BLOCK_N == 32
     monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")  # forced: the same launch
     assert (bwd_config(128, 1, 512, 32).short_warps, bwd_config(128, 1, 512, 32).BLOCK_N) == FUSED_WIDE_LAUNCH
+    monkeypatch.setenv("SIMPLEX_FUSED_WALK", "offset")  # the offset walk takes it at D 64 too
+    off = bwd_config(64, 1, 512, 32)
+    assert (off.FUSED_WALK, (off.short_warps, off.BLOCK_N)) == ("offset", FUSED_WIDE_LAUNCH)
 
 
 def test_short_window_path_is_the_dispatch():

@@ -107,19 +107,22 @@ def topk_cases():
         yield f"indexer {hi}x{bd} BLOCK_Q {bq} K {kp2}", ix._indexer_topk_kernel, meta, 4
 
 
-def fused_report(head_dim: int, group: int, stages: int):
-    """Resources of the fused short-window backward kernel (``_bwd_dq_short_kernel``) at 4 and
-    8 warps and BLOCK_N 32, 64, 128, for one head size and GQA ratio (64-row tiles)."""
+def fused_report(head_dim: int, group: int, stages: int, walk: str = "key"):
+    """Resources of the fused short-window backward kernel (``_bwd_dq_short_kernel``, or with
+    ``walk="offset"`` ``_bwd_dq_short_offset_kernel``) at 4 and 8 warps and BLOCK_N 32, 64, 128,
+    for one head size and GQA ratio (64-row tiles)."""
     from simplex_lib.ops.two_simplicial import backward as kb
     from simplex_lib.ops.two_simplicial.configs import row_tiling
+    kernel = kb._bwd_dq_short_offset_kernel if walk == "offset" else kb._bwd_dq_short_kernel
     rt = row_tiling(group, 64)
     for warps in (4, 8):
         for block_n in (32, 64, 128):
             meta = dict(HEAD_DIM=head_dim, GH=rt.GH, POS=rt.POS, BLOCK_N=block_n, PREC="tf32")
-            c = compile_sm90(kb._bwd_dq_short_kernel, meta, FUSED_POINTERS, num_warps=warps, num_stages=stages)
+            c = compile_sm90(kernel, meta, FUSED_POINTERS, num_warps=warps, num_stages=stages)
             r = resources(c)
-            print(f"D {head_dim} GQA {group} (GH {rt.GH}, POS {rt.POS}) warps {warps} BLOCK_N {block_n:3d} "
-                  f"stages {stages}: {r['regs']} registers, {r['spills']} spilled, {r['shared']} B shared")
+            print(f"D {head_dim} GQA {group} (GH {rt.GH}, POS {rt.POS}) {walk} walk, warps {warps} "
+                  f"BLOCK_N {block_n:3d} stages {stages}: {r['regs']} registers, {r['spills']} spilled, "
+                  f"{r['shared']} B shared")
 
 
 HOPPER_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "O"], "*bf16") | {"LSE": "*fp32"}
@@ -182,6 +185,8 @@ def main(argv=None):
     ap.add_argument("--group", type=int, default=8, help="fused: query heads per KV head (default 8)")
     ap.add_argument("--stages", type=int, default=2, help="fused, hopper, hopper-bwd: pipeline depth (default 2)")
     ap.add_argument("--w2", type=int, default=32, help="hopper-bwd: short window, sizes its buffers (default 32)")
+    ap.add_argument("--walk", choices=["key", "offset"], default="key",
+                    help="fused: how the kernel walks the short window (default key)")
     a = ap.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET"):
         ap.error("unset TRITON_INTERPRET: the kernels must be compiled, not interpreted")
@@ -203,7 +208,7 @@ def main(argv=None):
     if a.what == "fused":
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
             ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 63")
-        fused_report(a.head_dim, a.group, a.stages)
+        fused_report(a.head_dim, a.group, a.stages, a.walk)
         return
     failed = 0
     for name, kernel, meta, warps in topk_cases():

@@ -304,6 +304,114 @@ def _bwd_dq_short_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2, PV2,
 
 
 @triton.jit
+def _bwd_short_offset_step(b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta,
+                           b_k1, b_v1, m_vis, PREC: tl.constexpr):
+    """One offset ``s`` against one ``K1``/``V1`` tile: every row with its
+    own short-window key (``b_a = q * k2``, ``b_dov = do * v2``,
+    ``[BLOCK_M, D]``), masked by ``m_vis`` ``[BLOCK_M, BLOCK_N]``.
+
+    Four GEMMs, as :func:`_bwd_short_key_step`, but nothing per row is
+    multiplied in yet: ``dS @ k1`` and ``P @ v1`` are summed over the tiles,
+    and the factors that do not change from tile to tile (``k2`` for ``dq``,
+    ``q`` for ``dk2``, ``do`` for ``dv2``) are applied once the tiles are
+    done. Returns ``(b_acc_dk, b_acc_dv)``.
+    """
+    DT = b_k1.dtype
+    b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)  # [BLOCK_M, BLOCK_N]
+    b_p = tl.math.exp2(tl.where(m_vis, b_s - b_lse[:, None], float("-inf")))
+    b_dp = tl.dot(b_dov, tl.trans(b_v1), input_precision=PREC)
+    b_ds = (b_p * (b_dp - b_delta[:, None])).to(DT)
+    b_acc_dk += tl.dot(b_ds, b_k1, input_precision=PREC)  # [BLOCK_M, D]
+    b_acc_dv += tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
+    return b_acc_dk, b_acc_dv
+
+
+@triton.jit
+def _add_key_rows(P, b_rows, p_part, s, i0, N, o_d, W2, GH: tl.constexpr,
+                  POS: tl.constexpr):
+    """Add one offset's key-gradient rows ``[GH * POS, D]`` into the
+    program's partial slots: the ``GH`` heads of each position summed, row
+    ``p`` (key ``p - s``) into slot ``p - i0 + W2 - 1 - s``. Slots are shared
+    by neighbouring offsets (key ``k`` is offset ``s`` of position
+    ``k + s``), so the read-modify-write runs after a barrier."""
+    D: tl.constexpr = b_rows.shape[1]
+    b_pos = tl.sum(tl.reshape(b_rows, [POS, GH, D]), 1)  # [POS, D]
+    o_p = tl.arange(0, POS)
+    m_p = ((i0 + o_p < N) & (i0 + o_p - s >= 0))[:, None]
+    o_u = (p_part + o_p + W2 - 1 - s)[:, None] * D + o_d[None, :]  # [POS, D]
+    tl.debug_barrier()  # the previous offset's stores are visible
+    b_old = tl.load(P + o_u, mask=m_p, other=0.0)
+    tl.store(P + o_u, b_old + b_pos, mask=m_p)
+
+
+@triton.jit
+def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
+                                PV2, stride_qb, stride_qn, stride_qh,
+                                stride_kb, stride_kn, stride_kh,
+                                N, Hq, Hkv, G, W1, W2, qk_scale, scale,
+                                n_hblocks, HEAD_DIM: tl.constexpr,
+                                GH: tl.constexpr, POS: tl.constexpr,
+                                BLOCK_N: tl.constexpr, PREC: tl.constexpr):
+    """:func:`_bwd_dq_short_kernel` walking the short window by offset: step
+    ``s`` pairs every row (position ``p``) with its own key ``p - s``, so a
+    tile of ``POS`` positions takes ``w2`` steps instead of ``POS + w2 - 1``
+    and no step is mostly masked. For each ``s`` the long window is walked in
+    ``BLOCK_N`` tiles (re-read from L2 for every ``s``); each row's key
+    gradient rows are summed over the tiles, then over the heads of its
+    position, and added into the same partial slots as the key walk's
+    (``_add_key_rows``), which ``_short_sums_kernel`` adds in a fixed order:
+    deterministic, no atomics.
+
+    Grid: the forward's, ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. FLOPs:
+    ``8 * B * Hq * N * D * w1 * w2`` on tensor cores (four GEMMs per triple).
+    """
+    # (the q and do rows _query_tile loads are not kept: each step re-reads them)
+    i_b, i_g, i0, o_pos, m_row, o_d, o_q, _, _, b_lse, b_delta = (
+        _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
+                    stride_qn, stride_qh, qk_scale, HEAD_DIM, GH, POS))
+    DT = K1.dtype.element_ty
+    o_kv = i_b * stride_kb + i_g * stride_kh
+    hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
+    i_t = tl.program_id(0)
+    p_part = ((i_b * Hkv + i_g) * tl.num_programs(0) + i_t).to(tl.int64) * (POS + W2 - 1)
+    b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
+    o_n = tl.arange(0, BLOCK_N)
+    for s in range(0, W2):
+        o_l = o_pos - s  # [BLOCK_M]: each row's key
+        m_l = (o_l >= 0) & m_row
+        o_ld = o_kv + o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
+        b_k2 = tl.load(K2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
+        b_v2 = tl.load(V2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
+        # q and do are re-read (from L2) at every step: held across the tile loop they spill.
+        # q * scale * log2(e) * k2 rounded once, as the forward rounds its logits' operand
+        m_q = m_row[:, None]
+        b_qs = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32) * qk_scale
+        b_a = (b_qs * b_k2).to(DT)  # [BLOCK_M, D]
+        b_dov = (tl.load(DO + o_q, mask=m_q, other=0.0).to(tl.float32) * b_v2).to(DT)
+        b_acc_dk = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
+        b_acc_dv = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
+        for t in range(0, n_tiles):
+            o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
+            b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
+            # [BLOCK_M, BLOCK_N]: each row's long window, for rows with a key
+            m_vis = ((o_j[None, :] > o_pos[:, None] - W1) & (o_j[None, :] <= o_pos[:, None])
+                     & (o_j >= 0)[None, :] & m_l[:, None])
+            b_acc_dk, b_acc_dv = _bwd_short_offset_step(
+                b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1, b_v1,
+                m_vis, PREC)
+        # the rows' factors again, from L2
+        b_k2 = tl.load(K2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
+        b_dq += b_acc_dk * b_k2
+        b_q = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32)
+        # dk2 = scale * sum dS k1 q (no log2(e): the logits' operand had it)
+        _add_key_rows(PK2, b_acc_dk * b_q * scale, p_part, s, i0, N, o_d, W2, GH, POS)
+        b_o = tl.load(DO + o_q, mask=m_q, other=0.0).to(tl.float32)
+        _add_key_rows(PV2, b_acc_dv * b_o, p_part, s, i0, N, o_d, W2, GH, POS)
+    tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
+             mask=m_row[:, None])
+
+
+@triton.jit
 def _short_sums_kernel(PK2, PV2, DK2, DV2, N, Hkv, W2, n_tiles, n_hblocks,
                        stride_kb, stride_kn, stride_kh,
                        HEAD_DIM: tl.constexpr, POS: tl.constexpr):
@@ -758,8 +866,9 @@ def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale
         As for :func:`launch_dq`.
     cfg : BwdConfig
-        Its ``BLOCK_M``, ``BLOCK_N``, ``short_warps`` (or ``num_warps``) and
-        ``num_stages``.
+        Its ``BLOCK_M``, ``BLOCK_N``, ``short_warps`` (or ``num_warps``),
+        ``num_stages`` and ``FUSED_WALK`` (``"offset"``:
+        ``_bwd_dq_short_offset_kernel``, same slots).
 
     Returns
     -------
@@ -777,7 +886,9 @@ def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     rows = B * Hkv * n_tiles * rt.n_hblocks * (rt.POS + w2 - 1)
     pk2 = torch.zeros(rows, D, device=q.device, dtype=torch.float32)
     pv2 = torch.zeros(rows, D, device=q.device, dtype=torch.float32)
-    _bwd_dq_short_kernel[(n_tiles * rt.n_hblocks, B * Hkv)](
+    kernel = (_bwd_dq_short_offset_kernel if cfg.FUSED_WALK == "offset"
+              else _bwd_dq_short_kernel)
+    kernel[(n_tiles * rt.n_hblocks, B * Hkv)](
         q, k1, k2, v1, v2, do, lse, delta, dq, pk2, pv2,
         q.stride(0), q.stride(1), q.stride(2),
         k1.stride(0), k1.stride(1), k1.stride(2),

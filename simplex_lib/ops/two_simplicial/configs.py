@@ -26,7 +26,8 @@ from triton.runtime.errors import OutOfResources
 
 __all__ = [
     "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D",
-    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "BWD_FUSED_MIN_GROUP", "FUSED_WIDE_LAUNCH", "env_choice",
+    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "BWD_FUSED_MIN_GROUP", "FUSED_WIDE_LAUNCH", "FUSED_WALKS",
+    "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
@@ -252,6 +253,12 @@ BWD_FUSED_MIN_GROUP = 4
 #: (``results/h200/fused_sweep.json``). At ``head_dim <= 64`` 4 warps and 128-wide tiles were.
 FUSED_WIDE_LAUNCH = (8, 64)
 
+#: How the fused short-window kernel walks the short window: by key (one key for all the tile's
+#: rows, ``POS + w2 - 1`` steps, the default) or by offset (each row its own key, ``w2`` steps);
+#: ``$SIMPLEX_FUSED_WALK`` picks one. The offset walk is tested on the CPU and not yet timed on
+#: a GPU, so it is not a default.
+FUSED_WALKS = ("key", "offset")
+
 #: Per kernel family, the environment variable that forces a walk and the positions per tile
 #: from which the default ("auto") takes the offset walk, for D > 64 and for D <= 64.
 _WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS, FWD_OFFSET_MIN_POS_SMALL_D),
@@ -456,6 +463,11 @@ class BwdConfig:
         Warps of the ring kernel (default 0: ``num_warps``).
     short_warps : int
         Warps of the fused short-window kernel (default 0: ``num_warps``).
+    FUSED_WALK : str
+        How the fused short-window kernel walks the short window
+        (:data:`FUSED_WALKS`): ``"key"`` (the default), one key at a time for
+        all the tile's rows, or ``"offset"``, each row its own key ``pos - s``
+        at step ``s`` (``$SIMPLEX_FUSED_WALK`` forces it, for measuring).
     WALK : str
         How the dq and key-tile kernels walk a block of several positions
         (:data:`FWD_WALKS`; default ``"position"``).
@@ -478,6 +490,7 @@ class BwdConfig:
     kv2_warps: int = 0  # warps of the key-tile kernel for the short window's set (0: kv_warps)
     ring_warps: int = 0  # warps of the ring kernel (0: as num_warps)
     short_warps: int = 0  # warps of the fused short-window kernel (0: as num_warps)
+    FUSED_WALK: str = "key"  # one of FUSED_WALKS
     WALK: str = "position"  # one of FWD_WALKS, for blocks of several positions
     SHORT: str = "kv"  # one of BWD_SHORT_PATHS
 
@@ -486,6 +499,8 @@ class BwdConfig:
             raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
         if self.SHORT not in BWD_SHORT_PATHS:
             raise ValueError(f"SHORT must be one of {BWD_SHORT_PATHS}, got {self.SHORT!r}")
+        if self.FUSED_WALK not in FUSED_WALKS:
+            raise ValueError(f"FUSED_WALK must be one of {FUSED_WALKS}, got {self.FUSED_WALK!r}")
 
 
 def kv_smem_bytes(block_a: int, block_m: int, head_dim: int, elem_bytes: int) -> int:
@@ -586,9 +601,10 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     64
     """
     short = pick_short(group, head_dim, w2)
+    fused_walk = env_choice("SIMPLEX_FUSED_WALK", FUSED_WALKS, "key")
     if interpreting():
         return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim),
-                         SHORT=short)
+                         SHORT=short, FUSED_WALK=fused_walk)
     walk = pick_walk("bwd", group, 64, head_dim)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
@@ -598,8 +614,10 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     small = w2 <= 32 and group >= 4
     block_a2 = 16 if small else min(64, max(16, triton.next_power_of_2(w2)))
     cfg = BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,
-                    ring_warps=8, WALK=walk, SHORT=short)
-    if short == "fused" and head_dim > 64:  # BLOCK_N is the fused kernel's alone on that path
+                    ring_warps=8, WALK=walk, SHORT=short, FUSED_WALK=fused_walk)
+    # BLOCK_N is the fused kernel's alone on that path; its offset walk compiles without spills
+    # at D 64 only in this launch (tools/sm90.py fused --walk offset)
+    if short == "fused" and (head_dim > 64 or fused_walk == "offset"):
         warps, n = FUSED_WIDE_LAUNCH
         cfg = dataclasses.replace(cfg, short_warps=warps, BLOCK_N=min(n, block_n))
     return cfg
