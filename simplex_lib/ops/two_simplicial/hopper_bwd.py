@@ -106,7 +106,8 @@ from .backward import _short_sums_kernel, compute_delta, launch_kv
 from .configs import bwd_configs, max_shared_memory
 from .hopper import GH, LOG2E, _mma_layout, _program, _tile_ring, hopper_supported
 
-__all__ = ["BWD_BLOCK_N", "MAX_W2", "hopper_backward", "hopper_backward_dq", "hopper_bwd_supported"]
+__all__ = ["BWD_BLOCK_N", "MAX_W2", "hopper_backward", "hopper_backward_dq", "hopper_bwd_supported",
+           "operand_slots"]
 
 #: Long-window keys per tile (the N of the logits GEMMs, the K of the gradient GEMMs).
 BWD_BLOCK_N = 64
@@ -488,7 +489,25 @@ def _hopper_bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2, N, Hq
 def operand_slots(head_dim: int, w2: int) -> int:
     """Slots of the ring of S's operands ``a``, ``b`` (``2 * D * 64`` bf16 a slot): two, one step
     of slack between the consumers that write them and S; one at D 128 with ``w2 > 32``, where
-    the ``dk2``/``dv2`` buffers are twice as large and a second slot would not fit (228 KB)."""
+    the ``dk2``/``dv2`` buffers are twice as large and a second slot would not fit (228 KB).
+
+    Parameters
+    ----------
+    head_dim : int
+        ``D``.
+    w2 : int
+        The short window.
+
+    Returns
+    -------
+    int
+        1 or 2.
+
+    Examples
+    --------
+    >>> operand_slots(128, 32), operand_slots(128, 64), operand_slots(64, 64)
+    (2, 1, 2)
+    """
     return 1 if head_dim > 64 and w2 > 32 else 2
 
 
