@@ -237,23 +237,31 @@ def _scores(args):
 
 
 @gluon.jit
-def _operands(x_a, x_b, ab_ready, ab_empty, c, k, k_lo, q_t, do_t, x_k2s, x_v2s, K2, V2, off0, stride_kn, o_d,
-              qk_scale, D0: gl.constexpr, DO_X: gl.constexpr, DO_Y: gl.constexpr, STAGED: gl.constexpr):
-    """A consumer's share of step ``c``'s GEMM operands for S, into ring slot ``c % NA``:
-    ``a^T = (q^T * scale * log2 e) * k2[k]`` (rounded once from fp32, as the forward rounds its
-    logits' operand, so that ``exp2(S - lse)`` is the forward's ``P``) where it holds ``q``
-    (``DO_X``), ``b^T = do^T * v2[k]`` where it holds ``do``; rows ``D0 ..`` of ``[D, GH]``."""
+def _operands(args, c, k, q_t, do_t, o_d, D0: gl.constexpr, DO_X: gl.constexpr,
+              DO_Y: gl.constexpr, STAGED: gl.constexpr):
+    """A consumer's share of step ``c``'s GEMM operands for S (key ``k``), into
+    ring slot ``c % NA``: ``a^T = (q^T * scale * log2 e) * k2[k]`` where it
+    holds ``q`` (``DO_X``; rounded once from fp32, as the forward rounds its
+    logits' operand, so that ``exp2(S - lse)`` is the forward's ``P``), and
+    ``b^T = do^T * v2[k]`` where it holds ``do``; rows ``D0 ..`` of ``[D, GH]``.
+    """
+    (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf,
+     p_ready, p_empty, ds_ready, ds_empty, x_a, x_b, ab_ready, ab_empty, x_dk2,
+     x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, lse_row0, N,
+     qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s) = args
     NA: gl.constexpr = x_a.type.shape[0]
     DH: gl.constexpr = o_d.type.shape[0]
+    off0 = kv_row0 + col
     r = c % NA
-    mbarrier.wait(ab_empty.index(r), ((c // NA) & 1) ^ 1)  # S has read the slot's last a and b
+    # S has read the slot's last a and b
+    mbarrier.wait(ab_empty.index(r), ((c // NA) & 1) ^ 1)
     if DO_X:
-        k2 = _short_row(x_k2s, K2, k, k_lo, off0, stride_kn, o_d, D0, STAGED).to(gl.float32)
-        a_t = q_t * k2[:, None]  # [DH, GH]: q_t carries scale * log2 e
+        k2 = _short_row(x_k2s, K2, k, k_lo, off0, stride_kn, o_d, D0, STAGED)
+        a_t = q_t * k2.to(gl.float32)[:, None]  # [DH, GH]: q_t has the scale
         x_a.index(r).slice(D0, DH).store(a_t.to(gl.bfloat16))
     if DO_Y:
         v2 = _short_row(x_v2s, V2, k, k_lo, off0, stride_kn, o_d, D0, STAGED)
-        b_t = do_t * v2.to(gl.float32)[:, None]  # [DH, GH], exact: one rounding, as in bf16
+        b_t = do_t * v2.to(gl.float32)[:, None]  # [DH, GH]: exact, one rounding
         x_b.index(r).slice(D0, DH).store(b_t.to(gl.bfloat16))
     fence_async_shared()  # generic-proxy stores, then S's wgmma reads them
     mbarrier.arrive(ab_ready.index(r), count=1)
@@ -351,15 +359,16 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     q_t = 0  # stand-ins where this consumer does not hold them (D 64)
     do_t = 0
     if DO_X:
-        # [DH, GH] fp32 (bf16 copies would be kept beside them); q pre-scaled as the logits want
+        # [DH, GH] fp32 only (bf16 copies would be kept beside them); q
+        # pre-scaled as the logits want it
         q_t = gl.load(Q + o_ut).to(gl.float32) * qk_scale
         dq_t = gl.zeros([DH, GH], gl.float32, z_layout)
     if DO_Y:
         do_t = gl.load(DO + o_ut).to(gl.float32)  # [DH, GH]
     off0 = kv_row0 + col
-    # S's operands run one step ahead of the products: step c + 1's before step c's P / dS
-    _operands(x_a, x_b, ab_ready, ab_empty, 0, k_lo, k_lo, q_t, do_t, x_k2s, x_v2s, K2, V2, off0, stride_kn, o_d,
-              qk_scale, D0, DO_X, DO_Y, STAGED)
+    # S's operands run one step ahead of the products: step c + 1's before
+    # step c's P / dS
+    _operands(args, 0, k_lo, q_t, do_t, o_d, D0, DO_X, DO_Y, STAGED)
     c = 0
     for t in range(n_tiles):
         s = t % STAGES
@@ -368,12 +377,12 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
         k1t = bufs_k1.index(s).slice(D0, DH, dim=1).permute((1, 0))
         v1t = bufs_v1.index(s).slice(D0, DH, dim=1).permute((1, 0))
         for k in range(k_lo, i + 1):
-            if k < i:  # the next step's key: k + 1, or the first key of the next tile
-                _operands(x_a, x_b, ab_ready, ab_empty, c + 1, k + 1, k_lo, q_t, do_t, x_k2s, x_v2s, K2, V2, off0,
-                          stride_kn, o_d, qk_scale, D0, DO_X, DO_Y, STAGED)
+            if k < i:  # the next step's key: k + 1, or the next tile's first
+                _operands(args, c + 1, k + 1, q_t, do_t, o_d, D0, DO_X, DO_Y,
+                          STAGED)
             elif t + 1 < n_tiles:
-                _operands(x_a, x_b, ab_ready, ab_empty, c + 1, k_lo, k_lo, q_t, do_t, x_k2s, x_v2s, K2, V2, off0,
-                          stride_kn, o_d, qk_scale, D0, DO_X, DO_Y, STAGED)
+                _operands(args, c + 1, k_lo, q_t, do_t, o_d, D0, DO_X, DO_Y,
+                          STAGED)
             r = c % NB
             ph = (c // NB) & 1
             if DO_X:  # dq and dk2
