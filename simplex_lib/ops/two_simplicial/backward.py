@@ -393,9 +393,8 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
         for t in range(0, n_tiles):
             o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
             b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
-            # [BLOCK_M, BLOCK_N]: each row's long window, for rows with a key
-            m_vis = ((o_j[None, :] > o_pos[:, None] - W1) & (o_j[None, :] <= o_pos[:, None])
-                     & (o_j >= 0)[None, :] & m_l[:, None])
+            # [BLOCK_M, BLOCK_N]: each row's windows, for rows with a key
+            m_vis = window_mask(o_j, o_pos, o_l, lo1, W1, W2, False) & m_l[:, None]
             b_acc_dk, b_acc_dv = _bwd_short_offset_step(
                 b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1, b_v1,
                 m_vis, PREC)

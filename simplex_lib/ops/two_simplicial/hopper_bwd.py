@@ -237,7 +237,7 @@ def _scores(args):
 
 
 @gluon.jit
-def _operands(args, c, k, q_t, do_t, o_d, D0: gl.constexpr, DO_X: gl.constexpr,
+def _operands(ring, c, k, q_t, do_t, o_d, D0: gl.constexpr, DO_X: gl.constexpr,
               DO_Y: gl.constexpr, STAGED: gl.constexpr):
     """A consumer's share of step ``c``'s GEMM operands for S (key ``k``), into
     ring slot ``c % NA``: ``a^T = (q^T * scale * log2 e) * k2[k]`` where it
@@ -245,13 +245,10 @@ def _operands(args, c, k, q_t, do_t, o_d, D0: gl.constexpr, DO_X: gl.constexpr,
     logits' operand, so that ``exp2(S - lse)`` is the forward's ``P``), and
     ``b^T = do^T * v2[k]`` where it holds ``do``; rows ``D0 ..`` of ``[D, GH]``.
     """
-    (Q, K2, V2, DO, LSE, DELTA, bufs_k1, bufs_v1, ready, empty, p_buf, ds_buf,
-     p_ready, p_empty, ds_ready, ds_empty, x_a, x_b, ab_ready, ab_empty, x_dk2,
-     x_dv2, q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, lse_row0, N,
-     qk_scale, scale, DQ, DK2, DV2, k1_desc, v1_desc, part0, x_k2s, x_v2s) = args
+    # the operand ring and where the short window's rows are (_key_grads)
+    x_a, x_b, ab_ready, ab_empty, x_k2s, x_v2s, K2, V2, off0, stride_kn, k_lo = ring
     NA: gl.constexpr = x_a.type.shape[0]
     DH: gl.constexpr = o_d.type.shape[0]
-    off0 = kv_row0 + col
     r = c % NA
     # S has read the slot's last a and b
     mbarrier.wait(ab_empty.index(r), ((c // NA) & 1) ^ 1)
@@ -368,7 +365,9 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     off0 = kv_row0 + col
     # S's operands run one step ahead of the products: step c + 1's before
     # step c's P / dS
-    _operands(args, 0, k_lo, q_t, do_t, o_d, D0, DO_X, DO_Y, STAGED)
+    ring = (x_a, x_b, ab_ready, ab_empty, x_k2s, x_v2s, K2, V2, off0, stride_kn,
+            k_lo)
+    _operands(ring, 0, k_lo, q_t, do_t, o_d, D0, DO_X, DO_Y, STAGED)
     c = 0
     for t in range(n_tiles):
         s = t % STAGES
@@ -378,10 +377,10 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
         v1t = bufs_v1.index(s).slice(D0, DH, dim=1).permute((1, 0))
         for k in range(k_lo, i + 1):
             if k < i:  # the next step's key: k + 1, or the next tile's first
-                _operands(args, c + 1, k + 1, q_t, do_t, o_d, D0, DO_X, DO_Y,
+                _operands(ring, c + 1, k + 1, q_t, do_t, o_d, D0, DO_X, DO_Y,
                           STAGED)
             elif t + 1 < n_tiles:
-                _operands(args, c + 1, k_lo, q_t, do_t, o_d, D0, DO_X, DO_Y,
+                _operands(ring, c + 1, k_lo, q_t, do_t, o_d, D0, DO_X, DO_Y,
                           STAGED)
             r = c % NB
             ph = (c // NB) & 1
