@@ -241,10 +241,11 @@ BWD_SHORT_PATHS = ("kv", "fused")
 
 #: Query heads per KV head from which the fused short-window backward is the default at
 #: ``head_dim > 64`` (at ``head_dim <= 64`` it is the default at every group). Measured on the
-#: H200 at 512x32 with 4 warps and 128-wide tiles (``results/h200/shapes_fused.json`` against
-#: ``shapes.json``): fused/kv time 0.72, 0.62, 0.54 at D 64 and groups 1, 4, 8; 1.34, 1.04,
-#: 0.92 at D 128, where that launch spills about 440 registers. With :data:`FUSED_WIDE_LAUNCH`
-#: at D 128 (``results/h200/fused_sweep.json``) it is faster than the key-tile path from group 4.
+#: H200 at 512x32: with 4 warps and 128-wide tiles it was faster at every group at D 64 but
+#: spilled at D 128 and won there only at group 8 (``results/h200/shapes_fused.json`` against
+#: ``shapes_before_fused.json``); with :data:`FUSED_WIDE_LAUNCH` it is faster at D 128 from
+#: group 4 and ties at group 1, with more memory (``shapes_d128_fused.json`` against
+#: ``shapes_d128_kv.json``). Chapter 9 tabulates both.
 BWD_FUSED_MIN_GROUP = 4
 
 #: ``(short_warps, BLOCK_N)`` of the fused short-window kernel at ``head_dim > 64``: eight
