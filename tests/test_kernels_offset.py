@@ -159,19 +159,20 @@ def test_short_window_paths_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, shor
     assert bool(calls) == (short == "fused"), "the requested path did not run"
 
 
+@pytest.mark.parametrize("walk", ["key", "offset"])
 @pytest.mark.parametrize("N,Hq,Hkv,w1,w2", SHORT_CASES)
-def test_fused_offset_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
-    # the fused kernel walking the short window by offset (each row its own key), into the same
-    # partial slots: every gradient against float64 autograd
+def test_fused_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, walk):
+    # the fused kernel walking the short window by key (one key for the tile's rows) or by offset
+    # (each row its own key), into the same partial slots: every gradient against float64 autograd
     from simplex_lib.ops.two_simplicial import backward as kbwd
 
     walks = []
     orig = kbwd.launch_dq_short
     monkeypatch.setattr(kbwd, "launch_dq_short", lambda *a: walks.append(a[-1].FUSED_WALK) or orig(*a))
     monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
-    monkeypatch.setenv("SIMPLEX_FUSED_WALK", "offset")
+    monkeypatch.setenv("SIMPLEX_FUSED_WALK", walk)
     _check_gradients(gen, 1, N, Hq, Hkv, w1, w2)
-    assert walks and set(walks) == {"offset"}, "the offset walk did not run"
+    assert walks and set(walks) == {walk}, f"the {walk} walk did not run"
 
 
 @pytest.mark.parametrize("field,var,good", [("SHORT", "SIMPLEX_BWD_SHORT", "kv"),
@@ -187,19 +188,18 @@ def test_short_window_switches_are_checked(monkeypatch, field, var, good):
     monkeypatch.setenv(var, good)
     assert getattr(bwd_config(64, 1, 512, 32), field) == good
     monkeypatch.delenv(var)
-    assert bwd_config(64, 1, 512, 32).FUSED_WALK == "key"  # the default: not yet timed on a GPU
+    assert bwd_config(64, 1, 512, 32).FUSED_WALK == "offset"  # the default (faster on the H200)
 
 
 def test_short_path_rule(monkeypatch):
-    # at w2 <= 32 fused at D <= 64, and from BWD_FUSED_MIN_GROUP query heads per KV head at larger D; a
-    # GPU without the shared memory for the fused kernel falls back to the key-tile path
-    from simplex_lib.ops.two_simplicial.configs import BWD_FUSED_MIN_GROUP, bwd_configs, pick_short
+    # at w2 <= 32 always fused; a GPU without the shared memory for the fused kernel falls back to
+    # the key-tile path
+    from simplex_lib.ops.two_simplicial.configs import bwd_configs, pick_short
 
     monkeypatch.delenv("SIMPLEX_BWD_SHORT", raising=False)
-    assert [pick_short(g, 64) for g in (1, 4, 8)] == ["fused"] * 3
-    assert [pick_short(g, 128) for g in (1, BWD_FUSED_MIN_GROUP, 8)] == ["kv", "fused", "fused"]
+    assert [pick_short(g, d) for g in (1, 4, 8) for d in (16, 64, 128)] == ["fused"] * 9
     monkeypatch.setenv("SIMPLEX_BWD_SHORT", "auto")
-    assert pick_short(1, 128) == "kv"
+    assert pick_short(1, 128) == "fused"
     # wider short windows: fused only at D <= 64 from 4 heads per KV head, and not past w2 64
     assert [pick_short(g, 64, w2=64) for g in (1, 4, 8)] == ["kv", "fused", "fused"]
     assert [pick_short(8, d, w2=w) for d, w in ((128, 64), (64, 128), (128, 128))] == ["kv"] * 3
@@ -209,23 +209,31 @@ def test_short_path_rule(monkeypatch):
     assert all(c.SHORT == "kv" for c in cands[3:])
 
 
-def test_fused_wide_launch(monkeypatch):
-    # on a GPU the fused kernel at D > 64 takes FUSED_WIDE_LAUNCH; at D 64 and on the kv path the
-    # launch is the common one (BLOCK_N 128, num_warps)
-    from simplex_lib.ops.two_simplicial.configs import FUSED_WIDE_LAUNCH, bwd_config
+def test_fused_launch(monkeypatch):
+    # on a GPU the fused kernel takes fused_launch's warps and long-window tile, per walk; the kv
+    # path keeps the common launch (BLOCK_N 128, num_warps)
+    from simplex_lib.ops.two_simplicial.configs import FUSED_LAUNCHES, bwd_config, fused_launch
 
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     monkeypatch.delenv("SIMPLEX_BWD_SHORT", raising=False)
-    wide, d64, kv = bwd_config(128, 8, 512, 32), bwd_config(64, 8, 512, 32), bwd_config(128, 1, 512, 32)
-    assert (wide.SHORT, (wide.short_warps, wide.BLOCK_N)) == ("fused", FUSED_WIDE_LAUNCH)
-    assert (d64.SHORT, d64.short_warps, d64.BLOCK_N) == ("fused", 0, 128)
+    monkeypatch.delenv("SIMPLEX_FUSED_WALK", raising=False)
+    for D, G in ((128, 1), (128, 4), (128, 8), (64, 1), (64, 8), (32, 2)):
+        cfg = bwd_config(D, G, 512, 32)
+        assert (cfg.SHORT, cfg.FUSED_WALK) == ("fused", "offset")
+        assert (cfg.short_warps, cfg.BLOCK_N) == fused_launch("offset", D, G)
+    assert fused_launch("offset", 128, 8) == FUSED_LAUNCHES["offset"][128] == (4, 32)
+    assert fused_launch("offset", 128, 2) == fused_launch("offset", 128, 4) == (8, 64)
+    assert fused_launch("offset", 32, 4) == FUSED_LAUNCHES["offset"][64]
+    kv = bwd_config(128, 1, 512, 64)
     assert (kv.SHORT, kv.short_warps, kv.BLOCK_N) == ("kv", 0, 128)
-    assert bwd_config(128, 8, 40, 32).BLOCK_N == 64 and bwd_config(128, 8, 20, 32).BLOCK_N == 32
-    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")  # forced: the same launch
-    assert (bwd_config(128, 1, 512, 32).short_warps, bwd_config(128, 1, 512, 32).BLOCK_N) == FUSED_WIDE_LAUNCH
-    monkeypatch.setenv("SIMPLEX_FUSED_WALK", "offset")  # the offset walk takes it at D 64 too
-    off = bwd_config(64, 1, 512, 32)
-    assert (off.FUSED_WALK, (off.short_warps, off.BLOCK_N)) == ("offset", FUSED_WIDE_LAUNCH)
+    assert bwd_config(128, 8, 40, 32).BLOCK_N == 32 and bwd_config(128, 2, 20, 32).BLOCK_N == 32
+    assert bwd_config(128, 2, 40, 32).BLOCK_N == 64
+    monkeypatch.setenv("SIMPLEX_FUSED_WALK", "key")  # the key walk keeps its own launches
+    for D, G in ((128, 4), (64, 4)):
+        cfg = bwd_config(D, G, 512, 32)
+        assert (cfg.short_warps or cfg.num_warps, cfg.BLOCK_N) == FUSED_LAUNCHES["key"][64 if D <= 64 else 128]
+    with pytest.raises(ValueError, match="walk"):
+        fused_launch("diagonal", 64, 1)
 
 
 def test_short_window_path_is_the_dispatch():

@@ -26,7 +26,7 @@ from triton.runtime.errors import OutOfResources
 
 __all__ = [
     "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D",
-    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "BWD_FUSED_MIN_GROUP", "FUSED_WIDE_LAUNCH", "FUSED_WALKS",
+    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_LAUNCHES", "fused_launch",
     "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
@@ -239,26 +239,52 @@ def env_choice(var: str, choices: tuple, default: str) -> str:
 #: ``$SIMPLEX_BWD_SHORT`` forces one; by default :func:`pick_short` chooses.
 BWD_SHORT_PATHS = ("kv", "fused")
 
-#: Query heads per KV head from which the fused short-window backward is the default at
-#: ``head_dim > 64`` (at ``head_dim <= 64`` it is the default at every group). Measured on the
-#: H200 at 512x32: with 4 warps and 128-wide tiles it was faster at every group at D 64 but
-#: spilled at D 128 and won there only at group 8 (``results/h200/shapes_fused.json`` against
-#: ``shapes_before_fused.json``); with :data:`FUSED_WIDE_LAUNCH` it is faster at D 128 from
-#: group 4 and ties at group 1, with more memory (``shapes_d128_fused.json`` against
-#: ``shapes_d128_kv.json``). Chapter 9 tabulates both.
-BWD_FUSED_MIN_GROUP = 4
-
-#: ``(short_warps, BLOCK_N)`` of the fused short-window kernel at ``head_dim > 64``: eight
-#: warps share its ``dq`` accumulator and four products' operands, and 64-wide long-window
-#: tiles halve the logits; the fastest of 12 launches at D 128 and groups 1, 4, 8 on the H200
-#: (``results/h200/fused_sweep.json``). At ``head_dim <= 64`` 4 warps and 128-wide tiles were.
-FUSED_WIDE_LAUNCH = (8, 64)
-
 #: How the fused short-window kernel walks the short window: by key (one key for all the tile's
-#: rows, ``POS + w2 - 1`` steps, the default) or by offset (each row its own key, ``w2`` steps);
-#: ``$SIMPLEX_FUSED_WALK`` picks one. The offset walk is tested on the CPU and not yet timed on
-#: a GPU, so it is not a default.
+#: rows, ``POS + w2 - 1`` steps) or by offset (each row its own key, ``w2`` steps; the default).
+#: ``$SIMPLEX_FUSED_WALK`` forces one. On the H200 at 512x32 the offset walk was faster at every
+#: group and head_dim measured (``results/h200/shapes_fused_offset.json``, its launch sweep
+#: ``fused_offset_sweep.json``, against the key walk in ``shapes_fused_key.json``).
 FUSED_WALKS = ("key", "offset")
+
+#: ``(short_warps, BLOCK_N)`` of the fused short-window kernel, by walk and head_dim (64: any
+#: ``head_dim <= 64``; 128: larger). Each is the fastest launch measured on the H200 at 512x32:
+#: the key walk's in ``results/h200/fused_sweep.json``, the offset walk's in
+#: ``fused_offset_sweep.json`` (four warps and 32-wide long-window tiles at D 128, groups 1 and 8;
+#: :func:`fused_launch` gives group 2 to 4 eight warps and 64-wide tiles, which were 5% faster at
+#: group 4).
+FUSED_LAUNCHES = {"key": {64: (4, 128), 128: (8, 64)}, "offset": {64: (4, 64), 128: (4, 32)}}
+
+
+def fused_launch(walk: str, head_dim: int, group: int) -> tuple:
+    """The fused short-window kernel's ``(short_warps, BLOCK_N)`` for one shape.
+
+    Parameters
+    ----------
+    walk : str
+        One of :data:`FUSED_WALKS`.
+    head_dim : int
+        ``D``.
+    group : int
+        Query heads per KV head.
+
+    Returns
+    -------
+    tuple of int
+        Warps and the long-window tile width (:data:`FUSED_LAUNCHES`).
+
+    Examples
+    --------
+    >>> [fused_launch("offset", 128, g) for g in (1, 4, 8)]
+    [(4, 32), (8, 64), (4, 32)]
+    >>> fused_launch("offset", 64, 4), fused_launch("key", 128, 4)
+    ((4, 64), (8, 64))
+    """
+    if walk not in FUSED_WALKS:
+        raise ValueError(f"walk must be one of {FUSED_WALKS}, got {walk!r}")
+    if walk == "offset" and head_dim > 64 and 1 < group < 8:
+        return (8, 64)
+    return FUSED_LAUNCHES[walk][64 if head_dim <= 64 else 128]
+
 
 #: Per kernel family, the environment variable that forces a walk and the positions per tile
 #: from which the default ("auto") takes the offset walk, for D > 64 and for D <= 64.
@@ -270,11 +296,9 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
     """How a backward of several positions per tile forms the short window's
     key gradients: what ``$SIMPLEX_BWD_SHORT`` forces, for measuring; by
     default ("auto") ``"fused"`` where the H200 shape grid measured it faster,
-    else ``"kv"`` (:data:`BWD_SHORT_PATHS`). For ``w2 <= 32``: at
-    ``head_dim <= 64``, or from :data:`BWD_FUSED_MIN_GROUP` query heads per KV
-    head. For ``w2 <= 64``: at ``head_dim <= 64`` from 4 heads per KV head.
-    Wider short windows: never (the fused kernel walks the long window once
-    per short-window key its tile sees, ``POS + w2 - 1`` of them).
+    else ``"kv"`` (:data:`BWD_SHORT_PATHS`). For ``w2 <= 32``: always (its
+    offset walk, :data:`FUSED_WALKS`). For ``w2 <= 64``: at ``head_dim <= 64``
+    from 4 heads per KV head. Wider short windows: never.
 
     Parameters
     ----------
@@ -297,10 +321,8 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
 
     Examples
     --------
-    >>> [pick_short(g, 128) for g in (1, 4, 8)]
-    ['kv', 'fused', 'fused']
-    >>> [pick_short(g, 64) for g in (1, 4, 8)]
-    ['fused', 'fused', 'fused']
+    >>> [pick_short(g, d) for g in (1, 4, 8) for d in (64, 128)]
+    ['fused', 'fused', 'fused', 'fused', 'fused', 'fused']
     >>> [pick_short(g, 64, w2=64) for g in (1, 4, 8)], pick_short(8, 64, w2=128)
     (['kv', 'fused', 'fused'], 'kv')
     """
@@ -311,7 +333,7 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
         return "kv"
     if w2 > 32:
         return "fused" if head_dim <= 64 and group >= 4 else "kv"
-    return "fused" if head_dim <= 64 or group >= BWD_FUSED_MIN_GROUP else "kv"
+    return "fused"
 
 
 def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
@@ -466,9 +488,9 @@ class BwdConfig:
         Warps of the fused short-window kernel (default 0: ``num_warps``).
     FUSED_WALK : str
         How the fused short-window kernel walks the short window
-        (:data:`FUSED_WALKS`): ``"key"`` (the default), one key at a time for
-        all the tile's rows, or ``"offset"``, each row its own key ``pos - s``
-        at step ``s`` (``$SIMPLEX_FUSED_WALK`` forces it, for measuring).
+        (:data:`FUSED_WALKS`): ``"key"``, one key at a time for all the
+        tile's rows, or ``"offset"`` (the default), each row its own key
+        ``pos - s`` at step ``s`` (``$SIMPLEX_FUSED_WALK`` forces one).
     WALK : str
         How the dq and key-tile kernels walk a block of several positions
         (:data:`FWD_WALKS`; default ``"position"``).
@@ -491,7 +513,7 @@ class BwdConfig:
     kv2_warps: int = 0  # warps of the key-tile kernel for the short window's set (0: kv_warps)
     ring_warps: int = 0  # warps of the ring kernel (0: as num_warps)
     short_warps: int = 0  # warps of the fused short-window kernel (0: as num_warps)
-    FUSED_WALK: str = "key"  # one of FUSED_WALKS
+    FUSED_WALK: str = "offset"  # one of FUSED_WALKS
     WALK: str = "position"  # one of FWD_WALKS, for blocks of several positions
     SHORT: str = "kv"  # one of BWD_SHORT_PATHS
 
@@ -602,7 +624,7 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     64
     """
     short = pick_short(group, head_dim, w2)
-    fused_walk = env_choice("SIMPLEX_FUSED_WALK", FUSED_WALKS, "key")
+    fused_walk = env_choice("SIMPLEX_FUSED_WALK", FUSED_WALKS, "offset")
     if interpreting():
         return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim),
                          SHORT=short, FUSED_WALK=fused_walk)
@@ -616,10 +638,8 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     block_a2 = 16 if small else min(64, max(16, triton.next_power_of_2(w2)))
     cfg = BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,
                     ring_warps=8, WALK=walk, SHORT=short, FUSED_WALK=fused_walk)
-    # BLOCK_N is the fused kernel's alone on that path; its offset walk compiles without spills
-    # at D 64 only in this launch (tools/sm90.py fused --walk offset)
-    if short == "fused" and (head_dim > 64 or fused_walk == "offset"):
-        warps, n = FUSED_WIDE_LAUNCH
+    if short == "fused":  # BLOCK_N is the fused kernel's alone on that path
+        warps, n = fused_launch(fused_walk, head_dim, group)
         cfg = dataclasses.replace(cfg, short_warps=warps, BLOCK_N=min(n, block_n))
     return cfg
 
