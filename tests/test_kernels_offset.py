@@ -192,7 +192,7 @@ def test_short_window_switches_are_checked(monkeypatch, field, var, good):
 
 
 def test_short_path_rule(monkeypatch):
-    # at w2 <= 32 always fused; a GPU without the shared memory for the fused kernel falls back to
+    # at w2 <= 64 always fused; a GPU without the shared memory for the fused kernel falls back to
     # the key-tile path
     from simplex_lib.ops.two_simplicial.configs import bwd_configs, pick_short
 
@@ -200,9 +200,9 @@ def test_short_path_rule(monkeypatch):
     assert [pick_short(g, d) for g in (1, 4, 8) for d in (16, 64, 128)] == ["fused"] * 9
     monkeypatch.setenv("SIMPLEX_BWD_SHORT", "auto")
     assert pick_short(1, 128) == "fused"
-    # wider short windows: fused only at D <= 64 from 4 heads per KV head, and not past w2 64
-    assert [pick_short(g, 64, w2=64) for g in (1, 4, 8)] == ["kv", "fused", "fused"]
-    assert [pick_short(8, d, w2=w) for d, w in ((128, 64), (64, 128), (128, 128))] == ["kv"] * 3
+    # up to w2 64 fused, wider short windows never
+    assert [pick_short(g, d, w2=64) for g in (1, 4, 8) for d in (64, 128)] == ["fused"] * 6
+    assert [pick_short(g, d, w2=w) for g, d, w in ((8, 64, 65), (1, 64, 128), (8, 128, 128))] == ["kv"] * 3
     assert bwd_configs(64, 8, 128, 128, 2, 10**6)[0].SHORT == "kv"
     cands = bwd_configs(64, 4, 512, 32, 2, 10**6)
     assert [c.SHORT for c in cands[:3]] == ["fused", "fused", "kv"]

@@ -296,16 +296,18 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
     """How a backward of several positions per tile forms the short window's
     key gradients: what ``$SIMPLEX_BWD_SHORT`` forces, for measuring; by
     default ("auto") ``"fused"`` where the H200 shape grid measured it faster,
-    else ``"kv"`` (:data:`BWD_SHORT_PATHS`). For ``w2 <= 32``: always (its
-    offset walk, :data:`FUSED_WALKS`). For ``w2 <= 64``: at ``head_dim <= 64``
-    from 4 heads per KV head. Wider short windows: never.
+    else ``"kv"`` (:data:`BWD_SHORT_PATHS`): for ``w2 <= 64`` always (with its
+    offset walk, :data:`FUSED_WALKS`; measured at 512x32 and 256x64), for wider
+    short windows never (measured with the key walk at 128x128).
 
     Parameters
     ----------
     group : int
         Query heads per KV head.
     head_dim : int
-        ``D``.
+        ``D``. Today's rule does not depend on it or on ``group`` (the
+        measurements did not split by them); callers pass both so that a
+        future measurement can.
     w2 : int, default 32
         The short window.
 
@@ -323,17 +325,13 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
     --------
     >>> [pick_short(g, d) for g in (1, 4, 8) for d in (64, 128)]
     ['fused', 'fused', 'fused', 'fused', 'fused', 'fused']
-    >>> [pick_short(g, 64, w2=64) for g in (1, 4, 8)], pick_short(8, 64, w2=128)
-    (['kv', 'fused', 'fused'], 'kv')
+    >>> [pick_short(g, 128, w2=64) for g in (1, 4, 8)], pick_short(8, 64, w2=128)
+    (['fused', 'fused', 'fused'], 'kv')
     """
     forced = env_choice("SIMPLEX_BWD_SHORT", BWD_SHORT_PATHS + ("auto",), "auto")
     if forced != "auto":
         return forced
-    if w2 > 64:
-        return "kv"
-    if w2 > 32:
-        return "fused" if head_dim <= 64 and group >= 4 else "kv"
-    return "fused"
+    return "fused" if w2 <= 64 else "kv"
 
 
 def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
