@@ -224,7 +224,7 @@ def test_fused_launch(monkeypatch):
     assert fused_launch("offset", 128, 8) == FUSED_LAUNCHES["offset"][128] == (4, 32)
     assert fused_launch("offset", 128, 2) == fused_launch("offset", 128, 4) == (8, 64)
     assert fused_launch("offset", 32, 4) == FUSED_LAUNCHES["offset"][64]
-    kv = bwd_config(128, 1, 512, 64)
+    kv = bwd_config(128, 1, 256, 128)
     assert (kv.SHORT, kv.short_warps, kv.BLOCK_N) == ("kv", 0, 128)
     assert bwd_config(128, 8, 40, 32).BLOCK_N == 32 and bwd_config(128, 2, 20, 32).BLOCK_N == 32
     assert bwd_config(128, 2, 40, 32).BLOCK_N == 64
