@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bwd-short", choices=BWD_SHORT_PATHS, default=None,
                     help="how tiles of several positions get the short window's key gradients: kv (the "
                          "key-tile kernel) or fused (the dq kernel; sets SIMPLEX_BWD_SHORT; default: its "
-                         "value, else kv)")
+                         "value, else the library's rule, configs.pick_short; SIMPLEX_FUSED_WALK picks "
+                         "the fused kernel's walk, key or offset, default offset)")
     ap.add_argument("--backend", choices=KERNEL_BACKENDS, default="auto",
                     help="the windowed kernels of each direction: auto (the faster one that takes the shape), "
                          "portable or hopper (the Gluon kernels, sm_90; default auto; records name those that ran)")

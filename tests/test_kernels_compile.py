@@ -58,12 +58,23 @@ def test_cpu_compile_report_matches_the_h200_record():
 
 
 def test_fused_offset_walk_compiles_for_sm90():
-    # the offset walk of the fused kernel, in the launch bwd_config gives it at D 64 (8 warps,
-    # 64-wide tiles): no spills there; the report names the walk
+    # the offset walk of the fused kernel at D 64 with 8 warps and 64-wide tiles: no spills there
+    # (the default launch, 4 warps, spills and was faster on the H200); the report names the walk
     run = _run([str(TOOL), "fused", "--head-dim", "64", "--group", "1", "--walk", "offset"])
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
     line = next(n for n in run.stdout.splitlines() if "warps 8 BLOCK_N  64" in n)
     assert "offset walk" in line and " 0 spilled" in line, line
+
+
+def test_forward_short_window_outside_compiles_for_sm90():
+    # the forward's offset walk with either loop outside, at 4 and 8 warps: both compile, and with
+    # 8 warps the offsets-outside kernel spills little (an experiment, FwdConfig.OUTER = "short")
+    run = _run([str(TOOL), "fwd", "--head-dim", "64", "--group", "8"])
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 4 and all("outer long" in n or "outer short" in n for n in lines)
+    short8 = next(n for n in lines if "outer short warps 8" in n)
+    assert int(short8.split(" spilled")[0].rsplit(" ", 1)[1]) <= 8, short8
 
 
 def test_tool_refuses_the_interpreter():

@@ -88,6 +88,18 @@ def test_both_short_window_walks(monkeypatch, walk, dtype, D):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("D", [64, 128])
+def test_forward_short_window_outside(monkeypatch, dtype, D):
+    # SIMPLEX_FWD_OUTER=short: the offset walk with the offsets in the outer loop (block-pointer
+    # tiles from before the sequence, unmasked tiles inside every window), at GQA 4 and 1
+    monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
+    monkeypatch.setenv("SIMPLEX_FWD_OUTER", "short")
+    tol = TOL[dtype] if dtype == torch.float32 else 2e-2
+    _check(2, 333, 8, 2, D, 200, 32, dtype, tol)
+    _check(1, 700, 4, 4, D, 512, 32, dtype, tol, determinism=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("walk", ["key", "offset"])
 def test_fused_short_window_backward(monkeypatch, dtype, D, walk):
     # SIMPLEX_BWD_SHORT=fused: the dq kernel forms dk2, dv2 too (tiles of several positions),

@@ -17,9 +17,9 @@ from simplex_lib.testing import assert_close
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _run(x, w1, w2, walk, block_m=16):
+def _run(x, w1, w2, walk, block_m=16, outer="long"):
     xs = [t.float().to(DEV).contiguous() for t in x]
-    cfg = FwdConfig(block_m, 16, 4 if DEV == "cuda" else 1, 1, WALK=walk)
+    cfg = FwdConfig(block_m, 16, 4 if DEV == "cuda" else 1, 1, WALK=walk, OUTER=outer)
     scale = x[0].shape[-1] ** -0.5
     o, lse = fwd.forward(*xs, w1, w2, scale, cfg=cfg)
     return o.cpu(), lse.cpu()
@@ -32,38 +32,56 @@ def _run(x, w1, w2, walk, block_m=16):
     (19, 6, 2, 19, 7),    # GQA 3 (a head block padded to 4), the long window is the sequence
     (9, 2, 2, 9, 9),      # both windows the whole sequence
     (17, 8, 4, 16, 1),    # a one-key short window
+    (80, 1, 1, 48, 6),    # MHA: 16-key tiles inside every row's window (unmasked, outer "short")
+    (70, 4, 1, 40, 5),    # GQA 4, the same
+    (75, 6, 2, 37, 9),    # GQA 3, w1 not a multiple of the tile
+    (40, 8, 1, 24, 5),    # GQA 8: two positions of 8 heads a tile
 ])
-def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2):
+@pytest.mark.parametrize("outer", ["long", "short"])
+def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2, outer):
     x = [torch.randn(2, N, Hq, 16, generator=gen, dtype=torch.float64)]
     x += [torch.randn(2, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
     assert row_tiling(Hq // Hkv, 16).POS > 1  # the offset walk is taken
-    o, lse = _run(x, w1, w2, "offset")
+    o, lse = _run(x, w1, w2, "offset", outer=outer)
     o_pos, lse_pos = _run(x, w1, w2, "position")
     assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
     assert_close("lse", lse_pos.double(), lse, 1e-6)
     assert_close("o vs the position walk", o_pos.double(), o, 1e-5)
 
 
-def _assert_nan_local(x, w1, w2, walk, which):
+def _assert_nan_local(x, w1, w2, walk, which, outer="long"):
     """The rows that see the NaN (by the reference) are NaN, and only they; the others exact."""
-    o, _ = _run(x, w1, w2, walk)
+    o, _ = _run(x, w1, w2, walk, outer=outer)
     ref = reference(*x, w1=w1, w2=w2)
     sees = torch.isnan(ref).any(-1)
     assert torch.equal(torch.isnan(o).any(-1), sees), which
     assert_close("o (rows that do not see p)", ref[~sees], o[~sees].double(), 2e-5)
 
 
-def test_offset_walk_keeps_nan_local(gen):
-    N, p, w1, w2 = 13, 6, 4, 3
+@pytest.mark.parametrize("outer", ["long", "short"])
+@pytest.mark.parametrize("N,p,w1,w2", [(13, 6, 4, 3), (80, 50, 48, 6)])
+def test_offset_walk_keeps_nan_local(gen, N, p, w1, w2, outer):
+    # (80, 50, 48, 6): 16 positions per tile, some long-window tiles inside every row's window
     for which in range(5):
         x = [torch.randn(1, N, 2, 16, generator=gen, dtype=torch.float64) for _ in range(5)]
         x[which][0, p, 0, 5] = float("nan")
-        _assert_nan_local(x, w1, w2, "offset", which)
+        _assert_nan_local(x, w1, w2, "offset", which, outer)
 
 
-def test_walk_is_checked():
+def test_walk_is_checked(monkeypatch):
+    from simplex_lib.ops.two_simplicial.configs import fwd_config
+
     with pytest.raises(ValueError, match="WALK"):
         FwdConfig(16, 16, 1, 1, WALK="diagonal")
+    with pytest.raises(ValueError, match="OUTER"):
+        FwdConfig(16, 16, 1, 1, OUTER="middle")
+    monkeypatch.setenv("SIMPLEX_FWD_OUTER", "middle")
+    with pytest.raises(ValueError, match="SIMPLEX_FWD_OUTER"):
+        fwd_config(64, 1, 512)
+    monkeypatch.setenv("SIMPLEX_FWD_OUTER", "short")
+    assert fwd_config(64, 1, 512).OUTER == "short"
+    monkeypatch.delenv("SIMPLEX_FWD_OUTER")
+    assert fwd_config(64, 1, 512).OUTER == "long"  # the default (the other is not yet timed)
 
 
 def _check_gradients(gen, B, N, Hq, Hkv, w1, w2):
@@ -88,7 +106,9 @@ def _check_gradients(gen, B, N, Hq, Hkv, w1, w2):
     (17, 8, 4, 16, 1),    # a one-key short window
     (12, 2, 2, 3, 9),     # w2 > w1: the interface swaps the sets
 ])
-def test_offset_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
+@pytest.mark.parametrize("outer", ["long", "short"])
+def test_offset_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, outer):
+    monkeypatch.setenv("SIMPLEX_FWD_OUTER", outer)
     monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "offset")
     _check_gradients(gen, 2, N, Hq, Hkv, w1, w2)

@@ -13,6 +13,7 @@ Run it in a process without ``TRITON_INTERPRET``::
 
     python tools/sm90.py topk                  # the top-k kernels at every block shape
     python tools/sm90.py fused --head-dim 128  # the fused short-window backward: warps x BLOCK_N
+    python tools/sm90.py fwd --head-dim 128    # the forward's offset walk, either loop outside
     python tools/sm90.py hopper                # the Gluon forward (ops/two_simplicial/hopper.py)
     python tools/sm90.py hopper-bwd            # the Gluon dq/dk2/dv2 backward (hopper_bwd.py)
 """
@@ -44,11 +45,12 @@ def compile_sm90(kernel, constexprs: dict, pointers: dict, *, num_warps: int = 4
 
     ``pointers`` maps every pointer argument to its Triton type (``"*bf16"``, ``"*fp32"``,
     ``"*i32"``); other arguments are fp32 if their name has ``scale``, else int32. Constexprs
-    not given take their defaults. Pointers, and the int arguments named in ``divisible``, are
-    marked as multiples of 16. Raises what Triton raises (``CompilationError`` for front-end
-    errors).
+    not given take their defaults. An int argument given in ``constexprs`` is specialised to
+    that value, as Triton's launcher specialises an int argument equal to 1 (``G`` without
+    GQA). Pointers, and the int arguments named in ``divisible``, are marked as multiples of
+    16. Raises what Triton raises (``CompilationError`` for front-end errors).
     """
-    const_names = {kernel.arg_names[i] for i in kernel.constexprs}
+    const_names = {kernel.arg_names[i] for i in kernel.constexprs} | (set(constexprs) & set(kernel.arg_names))
     sig = {n: "constexpr" if n in const_names else pointers.get(n, "fp32" if "scale" in n else "i32")
            for n in kernel.arg_names}
     defaults = {p.name: p.default for p in kernel.params}
@@ -125,6 +127,26 @@ def fused_report(head_dim: int, group: int, stages: int, walk: str = "key"):
                   f"{r['shared']} B shared")
 
 
+def fwd_report(head_dim: int, group: int, block_n: int = 128):
+    """Resources of the forward's offset walk for one head size and GQA ratio (64-row tiles and
+    the stages ``fwd_config`` gives, at 4 and 8 warps): ``_fwd_kernel`` (the long window
+    outside) and ``_fwd_offset_kernel`` (the short window outside)."""
+    from simplex_lib.ops.two_simplicial import forward as kf
+    from simplex_lib.ops.two_simplicial.configs import row_tiling
+    rt = row_tiling(group, 64)
+    stages = 3 if head_dim <= 64 else 2
+    meta = dict(HEAD_DIM=head_dim, GH=rt.GH, POS=rt.POS, BLOCK_N=block_n, PREC="tf32")
+    meta |= {"G": 1} if group == 1 else {}  # the launcher specialises an int argument of 1
+    for outer, kernel, extra in (("long", kf._fwd_kernel, {"OFFSET": True}),
+                                 ("short", kf._fwd_offset_kernel, {})):
+        for warps in (4, 8):
+            c = compile_sm90(kernel, meta | extra, HOPPER_POINTERS, num_warps=warps, num_stages=stages)
+            r = resources(c)
+            print(f"D {head_dim} GQA {group} (GH {rt.GH}, POS {rt.POS}) outer {outer:5s} warps {warps} "
+                  f"BLOCK_N {block_n} stages {stages}: {r['regs']} registers, {r['spills']} spilled, "
+                  f"{r['shared']} B shared")
+
+
 HOPPER_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "O"], "*bf16") | {"LSE": "*fp32"}
 
 
@@ -180,9 +202,9 @@ def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32, partial: bool = 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python tools/sm90.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["topk", "fused", "hopper", "hopper-bwd"])
-    ap.add_argument("--head-dim", type=int, default=128, help="fused: D (default 128)")
-    ap.add_argument("--group", type=int, default=8, help="fused: query heads per KV head (default 8)")
+    ap.add_argument("what", choices=["topk", "fused", "fwd", "hopper", "hopper-bwd"])
+    ap.add_argument("--head-dim", type=int, default=128, help="fused, fwd: D (default 128)")
+    ap.add_argument("--group", type=int, default=8, help="fused, fwd: query heads per KV head (default 8)")
     ap.add_argument("--stages", type=int, default=2, help="fused, hopper, hopper-bwd: pipeline depth (default 2)")
     ap.add_argument("--w2", type=int, default=32, help="hopper-bwd: short window, sizes its buffers (default 32)")
     ap.add_argument("--walk", choices=["key", "offset"], default="key",
@@ -204,6 +226,11 @@ def main(argv=None):
             print(f"D {d} BLOCK_N 64 stages {a.stages} w2 {a.w2}: {r['regs']} registers (launch cap, {r['warps']} "
                   f"warps), {r['spills']} spilled, {r['shared']} B shared, {r['hgmma']} HGMMA, setmaxnreg S/0/1 "
                   f"{'/'.join(map(str, r['partitions']))}, wgmma {'serialised' if r['serialised'] else 'pipelined'}")
+        return
+    if a.what == "fwd":
+        if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
+            ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 63")
+        fwd_report(a.head_dim, a.group)
         return
     if a.what == "fused":
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:

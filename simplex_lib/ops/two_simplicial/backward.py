@@ -852,8 +852,9 @@ def ring_size(w2: int) -> int:
 
 def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     """(dq, dk2, dv2) from the query-owned kernel that also forms the short
-    window's key gradients (``_bwd_dq_short_kernel``), then the fixed-order
-    sum of their partial rows (``_short_sums_kernel``).
+    window's key gradients (``_bwd_dq_short_offset_kernel``, or with
+    ``cfg.FUSED_WALK == "key"`` ``_bwd_dq_short_kernel``), then the
+    fixed-order sum of their partial rows (``_short_sums_kernel``).
 
     Taken for tiles of several positions when ``cfg.SHORT == "fused"`` (the
     default rule of ``configs.pick_short``, or ``$SIMPLEX_BWD_SHORT``; see
@@ -866,8 +867,8 @@ def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
         As for :func:`launch_dq`.
     cfg : BwdConfig
         Its ``BLOCK_M``, ``BLOCK_N``, ``short_warps`` (or ``num_warps``),
-        ``num_stages`` and ``FUSED_WALK`` (``"offset"``:
-        ``_bwd_dq_short_offset_kernel``, same slots).
+        ``num_stages`` and ``FUSED_WALK`` (``"offset"``, the default, or
+        ``"key"``; both write the same slots).
 
     Returns
     -------

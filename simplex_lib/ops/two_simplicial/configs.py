@@ -25,7 +25,8 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D",
+    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OUTERS", "FWD_OFFSET_MIN_POS",
+    "FWD_OFFSET_MIN_POS_SMALL_D",
     "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_LAUNCHES", "fused_launch",
     "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
@@ -128,6 +129,11 @@ def max_shared_memory(device=None) -> int:
 #: of them for 64 positions per tile and w2 = 32).
 FWD_WALKS = ("position", "offset")
 
+#: With the offset walk, which window the forward's outer loop walks: "long" (each K1/V1 tile
+#: once, the offsets inside it; the default) or "short" (each offset once, its gathered k2/v2
+#: rows held while the long window is walked inside it; not yet timed).
+FWD_OUTERS = ("long", "short")
+
 #: Positions per tile from which the forward's default ("auto") walk is "offset", for head
 #: dimensions above 64. Measured on an H200 (bf16, D 128, 512 x 32, B2 N8192;
 #: benchmarks/results/h200/walks.json): the offset walk ran 2.3x faster at 64 positions per tile
@@ -159,21 +165,31 @@ class FwdConfig:
     WALK : str
         How a tile of several positions walks the short window, one of
         :data:`FWD_WALKS` (default ``"position"``).
+    OUTER : str
+        With the offset walk, which window the outer loop walks
+        (:data:`FWD_OUTERS`): ``"long"`` (the default; each ``K1``/``V1``
+        tile once, every offset inside it) or ``"short"`` (each offset once,
+        the long window inside it: ``_fwd_offset_kernel``, not yet timed;
+        ``$SIMPLEX_FWD_OUTER`` forces it).
 
     Raises
     ------
     ValueError
-        If ``WALK`` is not one of :data:`FWD_WALKS`.
+        If ``WALK`` is not one of :data:`FWD_WALKS` or ``OUTER`` not one of
+        :data:`FWD_OUTERS`.
     """
     BLOCK_M: int
     BLOCK_N: int
     num_warps: int
     num_stages: int
     WALK: str = "position"  # one of FWD_WALKS
+    OUTER: str = "long"  # one of FWD_OUTERS
 
     def __post_init__(self):
         if self.WALK not in FWD_WALKS:
             raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
+        if self.OUTER not in FWD_OUTERS:
+            raise ValueError(f"OUTER must be one of {FWD_OUTERS}, got {self.OUTER!r}")
 
 
 def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
@@ -406,13 +422,14 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     ValueError
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
+    outer = env_choice("SIMPLEX_FWD_OUTER", FWD_OUTERS, "long")
     if interpreting():
-        return FwdConfig(16, 16, 1, 1, WALK=pick_walk("fwd", group, 16, head_dim))
+        return FwdConfig(16, 16, 1, 1, WALK=pick_walk("fwd", group, 16, head_dim), OUTER=outer)
     walk = pick_walk("fwd", group, 64, head_dim)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     if head_dim <= 64:
-        return FwdConfig(64, block_n, 4, 3, WALK=walk)
-    return FwdConfig(64, block_n, 4, 2, WALK=walk)
+        return FwdConfig(64, block_n, 4, 3, WALK=walk, OUTER=outer)
+    return FwdConfig(64, block_n, 4, 2, WALK=walk, OUTER=outer)
 
 
 def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) -> list:

@@ -392,6 +392,120 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
 
 
+@triton.jit
+def _nonfinite_v1_rows(p_v1, stride_kn, hi, n_tiles, o_pos, o_d, W1,
+                       BLOCK_N: tl.constexpr):
+    """One pass over the long window's ``V1`` rows: which rows of the tile
+    see a non-finite value row (``[BLOCK_M]`` bool), and how many such value
+    rows there are (0 on clean inputs, which lets the main loop skip zeroing
+    them)."""
+    b_bad = o_pos < 0  # [BLOCK_M], all False
+    n_bad = 0
+    o_n = tl.arange(0, BLOCK_N)
+    for t in range(0, n_tiles):
+        o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
+        b_v1 = tl.load(p_v1 + o_j[:, None] * stride_kn + o_d[None, :],
+                       mask=(o_j >= 0)[:, None], other=0.0)  # [BLOCK_N, D]
+        m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))
+        m_nf = tl.min(m_fin.to(tl.int32), 1) == 0  # [BLOCK_N]
+        m_sees = ((o_j[None, :] > o_pos[:, None] - W1)
+                  & (o_j[None, :] <= o_pos[:, None]))  # [BLOCK_M, BLOCK_N]
+        b_bad = b_bad | (tl.max((m_sees & m_nf[None, :]).to(tl.int32), 1) > 0)
+        n_bad += tl.sum(m_nf.to(tl.int32), 0)
+    return b_bad, n_bad
+
+
+@triton.jit
+def _offset_rows(p_x, o_l, m_l, stride_kn, o_d):
+    """Each row's own row of a short-window set at offset ``s`` (its key
+    ``o_l = pos - s``), ``[BLOCK_M, D]``; zeros for rows without a key."""
+    o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
+    return tl.load(p_x + o_ld, mask=m_l[:, None], other=0.0)
+
+
+@triton.jit
+def _fwd_offset_kernel(Q, K1, K2, V1, V2, O, LSE,
+                       stride_qb, stride_qn, stride_qh,
+                       stride_kb, stride_kn, stride_kh,
+                       N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks,
+                       HEAD_DIM: tl.constexpr, GH: tl.constexpr,
+                       POS: tl.constexpr, BLOCK_N: tl.constexpr,
+                       PREC: tl.constexpr):
+    """:func:`_fwd_kernel`'s offset walk with the loops swapped: the short
+    window outside (offset ``s``, every row with its own key ``pos - s``),
+    the long window inside. Experimental (``FwdConfig.OUTER = "short"``).
+
+    Each row's ``q * k2`` is formed once per offset instead of once per
+    offset and ``K1``/``V1`` tile, and the tiles are read ``w2`` times (from
+    L2) instead of once. Inside an offset ``v2`` is a constant factor of
+    each row, so ``P @ V1`` accumulates in place (``acc_s``, as in
+    FlashAttention) and meets ``v2`` once, after the long window; the
+    offsets' sum ``acc`` is rescaled to the running maximum then. The tiles
+    ``[t_in, t_out)`` lie inside every row's long window, so there, once
+    every row has a key at every offset (``i0 >= w2 - 1``), no mask is
+    formed. Non-finite value rows are found in one pass first
+    (:func:`_nonfinite_v1_rows`) and zeroed only if there are any.
+
+    Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``, one program per tile of
+    ``BLOCK_M = GH * POS`` rows, as :func:`_fwd_kernel`. FLOPs:
+    ``4 * B * Hq * N * D * w1 * w2`` on tensor cores, plus
+    ``2 * B * Hq * N * D * w2`` multiplies on CUDA cores.
+    """
+    i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
+        N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
+        POS)
+    DT = K1.dtype.element_ty
+    o_kv = i_b * stride_kb + i_g * stride_kh
+    hi, lo1, _, n_tiles, _ = tile_range(i0, N, W1, W2, POS, BLOCK_N)
+    b_bad, n_bad = _nonfinite_v1_rows(V1 + o_kv, stride_kn, hi, n_tiles,
+                                      o_pos, o_d, W1, BLOCK_N)
+    # tiles [t_in, t_out) hold no position past i0 and none before any row's
+    # window: with every row's key present, they need no mask
+    t_in = (hi - 1 - i0 + BLOCK_N - 1) // BLOCK_N
+    t_out = tl.maximum(tl.minimum(W1 // BLOCK_N, hi // BLOCK_N), t_in)
+    t_out = tl.where(i0 >= W2 - 1, t_out, t_in)
+
+    b_m = tl.full([GH * POS], float("-inf"), tl.float32)  # [BLOCK_M]
+    b_l = tl.zeros([GH * POS], tl.float32)
+    b_acc = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
+    o_n = tl.arange(0, BLOCK_N)
+    for s in range(0, W2):
+        o_l = o_pos - s  # [BLOCK_M]: each row's key
+        m_l = (o_l >= 0) & m_row
+        b_k2 = _offset_rows(K2 + o_kv, o_l, m_l, stride_kn, o_d).to(tl.float32)
+        # q pre-scaled by scale * log2(e), re-read here rather than held
+        b_q = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)
+        b_a = (b_q * qk_scale * b_k2).to(DT)  # [BLOCK_M, D]
+        b_m0 = b_m
+        b_acc_s = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
+        for t in range(0, n_tiles):
+            o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
+            j0 = hi - (t + 1) * BLOCK_N
+            # [BLOCK_N, D] tiles through block pointers: rows before 0 read as zeros
+            p_k1 = tl.make_block_ptr(K1 + o_kv, (N, HEAD_DIM), (stride_kn, 1), (j0, 0),
+                                     (BLOCK_N, HEAD_DIM), (1, 0))
+            p_v1 = tl.make_block_ptr(V1 + o_kv, (N, HEAD_DIM), (stride_kn, 1), (j0, 0),
+                                     (BLOCK_N, HEAD_DIM), (1, 0))
+            b_k1 = tl.load(p_k1, boundary_check=(0,), padding_option="zero")
+            b_v1 = tl.load(p_v1, boundary_check=(0,), padding_option="zero")
+            if n_bad > 0:  # keep 0 * NaN away from rows that do not see it
+                m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))
+                b_v1 = tl.where(m_fin, b_v1, tl.zeros_like(b_v1))
+            b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
+            if (t < t_in) | (t >= t_out):  # [BLOCK_M, BLOCK_N]
+                m_vis = window_mask(o_j, o_pos, o_l, lo1, W1, W2, False)
+                b_s = tl.where(m_vis & m_l[:, None], b_s, float("-inf"))
+            b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
+            b_acc_s = tl.dot(b_p.to(DT), b_v1, b_acc_s * b_alpha[:, None],
+                             input_precision=PREC)
+        # the offsets so far, from the maximum at this offset's start to now
+        b_ref = tl.where(b_m == float("-inf"), 0.0, b_m)
+        b_v2 = _offset_rows(V2 + o_kv, o_l, m_l, stride_kn, o_d).to(tl.float32)
+        b_acc = b_acc * tl.math.exp2(b_m0 - b_ref)[:, None] + b_acc_s * b_v2
+    p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
+    _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
+
+
 def precision(q: torch.Tensor) -> str:
     """``tl.dot`` precision: exact fp32 products for fp32 on a GPU (tf32
     under the interpreter, where it means nothing)."""
@@ -439,21 +553,23 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
     def launch(c):
         rt = row_tiling(G, c.BLOCK_M)
         grid = (triton.cdiv(N, rt.POS) * rt.n_hblocks, B * Hkv)
-        _fwd_kernel[grid](
-            q, k1, k2, v1, v2, o, lse,
-            q.stride(0), q.stride(1), q.stride(2),
-            k1.stride(0), k1.stride(1), k1.stride(2),
-            N, Hq, Hkv, G, w1, w2, scale * LOG2E, rt.n_hblocks,
-            HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
-            PREC=precision(q), OFFSET=c.WALK == "offset" and rt.POS > 1,
-            num_warps=c.num_warps,
-            num_stages=c.num_stages,
-        )
+        offset = c.WALK == "offset" and rt.POS > 1
+        args = (q, k1, k2, v1, v2, o, lse,
+                q.stride(0), q.stride(1), q.stride(2),
+                k1.stride(0), k1.stride(1), k1.stride(2),
+                N, Hq, Hkv, G, w1, w2, scale * LOG2E, rt.n_hblocks)
+        meta = dict(HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
+                    PREC=precision(q), num_warps=c.num_warps,
+                    num_stages=c.num_stages)
+        if offset and c.OUTER == "short":
+            _fwd_offset_kernel[grid](*args, **meta)
+        else:
+            _fwd_kernel[grid](*args, OFFSET=offset, **meta)
         return o, lse
 
     if cfg is not None:
         return launch(cfg)
     smem = max_shared_memory(q.device)
     cands = fwd_configs(D, G, w1, q.element_size(), smem)
-    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), cands[0].WALK)
+    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), cands[0].WALK, cands[0].OUTER)
     return launch_with_fallback(key, cands, launch)
