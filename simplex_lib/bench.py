@@ -31,7 +31,7 @@ import torch
 
 from simplex_lib import timing, viz
 from simplex_lib.cli import int_at_least, int_list
-from simplex_lib.ops.two_simplicial.configs import BWD_SHORT_PATHS, FWD_WALKS
+from simplex_lib.ops.two_simplicial.configs import BWD_SHORT_PATHS, FUSED_WALKS, FWD_OUTERS, FWD_WALKS
 from simplex_lib.ops.two_simplicial.interface import KERNEL_BACKENDS
 from simplex_lib.ops.topk.triton import TOPK_KERNELS, topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
@@ -279,11 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bwd-walk", choices=("auto", *FWD_WALKS), default=None,
                     help="the same for the backward's dq and key-tile kernels "
                          "(sets SIMPLEX_BWD_WALK; default: its value, else auto)")
+    ap.add_argument("--fwd-outer", choices=FWD_OUTERS, default=None,
+                    help="with the forward's offset walk, the window its outer loop walks: long (the default) "
+                         "or short (experimental; sets SIMPLEX_FWD_OUTER)")
     ap.add_argument("--bwd-short", choices=BWD_SHORT_PATHS, default=None,
                     help="how tiles of several positions get the short window's key gradients: kv (the "
                          "key-tile kernel) or fused (the dq kernel; sets SIMPLEX_BWD_SHORT; default: its "
-                         "value, else the library's rule, configs.pick_short; SIMPLEX_FUSED_WALK picks "
-                         "the fused kernel's walk, key or offset, default offset)")
+                         "value, else the library's rule, configs.pick_short)")
+    ap.add_argument("--fused-walk", choices=FUSED_WALKS, default=None,
+                    help="how the fused short-window kernel walks the short window: key or offset "
+                         "(sets SIMPLEX_FUSED_WALK; default: its value, else offset)")
     ap.add_argument("--backend", choices=KERNEL_BACKENDS, default="auto",
                     help="the windowed kernels of each direction: auto (the faster one that takes the shape), "
                          "portable or hopper (the Gluon kernels, sm_90; default auto; records name those that ran)")
@@ -340,6 +345,10 @@ def main(argv=None) -> dict:
         os.environ["SIMPLEX_BWD_WALK"] = a.bwd_walk  # read by every backward launch
     if a.bwd_short:
         os.environ["SIMPLEX_BWD_SHORT"] = a.bwd_short  # read by every backward launch
+    if a.fused_walk:
+        os.environ["SIMPLEX_FUSED_WALK"] = a.fused_walk  # read by every backward launch
+    if a.fwd_outer:
+        os.environ["SIMPLEX_FWD_OUTER"] = a.fwd_outer  # read by every forward launch
     if a.topk_kernel:
         os.environ["SIMPLEX_TOPK_KERNEL"] = a.topk_kernel  # read by every top-k launch
     if a.topk:

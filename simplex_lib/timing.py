@@ -276,7 +276,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`) and ``bwd_short`` (the kernels
     that give the short window's key gradients, ``"ring"``, ``"fused"`` or ``"kv"``,
     :func:`simplex_lib.ops.two_simplicial.backward.short_window_path`; where it is ``"fused"``,
-    ``fused_walk`` too); with ``repeats > 1``
+    ``fused_walk`` too; ``fwd_outer`` where ``$SIMPLEX_FWD_OUTER`` forces the forward's
+    experimental loop order); with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
 
     Raises
@@ -302,10 +303,12 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     short = short_window_path(Hq // Hkv, D, min(w1, w2), bwd)
     if short == "fused":  # and how its kernel walks the short window
         kernels["fused_walk"] = bwd.FUSED_WALK
+    fwd = fwd_config(D, Hq // Hkv, w1)
+    if fwd.OUTER != "long":  # the experimental loop order, where it is forced
+        kernels["fwd_outer"] = fwd.OUTER
     return dict(impl=impl, backend=backend, **kernels, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
-                fwd_walk=fwd_config(D, Hq // Hkv, w1).WALK, bwd_walk=bwd.WALK,
-                bwd_short=short)
+                fwd_walk=fwd.WALK, bwd_walk=bwd.WALK, bwd_short=short)
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

@@ -39,6 +39,13 @@ def test_cli_flags(capsys):
     assert e.value.code == 2 and "--repeats" in capsys.readouterr().err
 
 
+def test_kernel_switch_flags_are_checked(capsys):
+    for flag in ("--fused-walk", "--fwd-outer", "--bwd-short", "--fwd-walk"):
+        with pytest.raises(SystemExit) as e:
+            bench.build_parser().parse_args(["--shapes", flag, "sideways"])
+        assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
 def test_topk_kernel_flag(capsys):
     assert bench.build_parser().parse_args(["--topk", "--topk-kernel", "row"]).topk_kernel == "row"
     assert bench.build_parser().parse_args(["--topk"]).topk_kernel is None  # $SIMPLEX_TOPK_KERNEL, else auto
@@ -78,6 +85,10 @@ def test_shapes_narrowed_by_windows_and_dims(monkeypatch, tmp_path):
     assert list(seen["windows"]) == [(512, 32)] and list(seen["dims"]) == [128]
     assert list(seen["gqa"]) == list(timing.SHAPE_GRID["gqa"]) and list(seen["heads"]) == [16, 32, 32, 64]
     assert bench.os.environ["SIMPLEX_BWD_WALK"] == "offset"
+    monkeypatch.setenv("SIMPLEX_FUSED_WALK", "offset")
+    monkeypatch.setenv("SIMPLEX_FWD_OUTER", "long")
+    bench.main(["--shapes", "--fused-walk", "key", "--fwd-outer", "short", "--no-plot", "--out", str(tmp_path)])
+    assert (bench.os.environ["SIMPLEX_FUSED_WALK"], bench.os.environ["SIMPLEX_FWD_OUTER"]) == ("key", "short")
     bench.main(["--shapes", "--no-plot", "--out", str(tmp_path)])
     assert seen["windows"] == timing.SHAPE_GRID["windows"] and seen["dims"] == timing.SHAPE_GRID["dims"]
 
