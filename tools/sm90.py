@@ -206,6 +206,8 @@ def main(argv=None):
     ap.add_argument("--head-dim", type=int, default=128, help="fused, fwd: D (default 128)")
     ap.add_argument("--group", type=int, default=8, help="fused, fwd: query heads per KV head (default 8)")
     ap.add_argument("--stages", type=int, default=2, help="fused, hopper, hopper-bwd: pipeline depth (default 2)")
+    ap.add_argument("--block-n", type=int, choices=(32, 64, 128), default=128,
+                    help="fwd: long-window keys per tile (default 128, as fwd_config)")
     ap.add_argument("--w2", type=int, default=32, help="hopper-bwd: short window, sizes its buffers (default 32)")
     ap.add_argument("--walk", choices=["key", "offset"], default="key",
                     help="fused: how the kernel walks the short window (default key)")
@@ -230,7 +232,7 @@ def main(argv=None):
     if a.what == "fwd":
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
             ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 63")
-        fwd_report(a.head_dim, a.group)
+        fwd_report(a.head_dim, a.group, a.block_n)
         return
     if a.what == "fused":
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
