@@ -276,8 +276,9 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`) and ``bwd_short`` (the kernels
     that give the short window's key gradients, ``"ring"``, ``"fused"`` or ``"kv"``,
     :func:`simplex_lib.ops.two_simplicial.backward.short_window_path`; where it is ``"fused"``,
-    ``fused_walk`` too; ``fwd_outer`` where ``$SIMPLEX_FWD_OUTER`` forces the forward's
-    experimental loop order); with ``repeats > 1``
+    ``fused_walk`` too, and ``fused_masks`` where ``$SIMPLEX_FUSED_MASKS`` forces it;
+    ``fwd_outer`` where ``$SIMPLEX_FWD_OUTER`` forces the forward's experimental loop order);
+    with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
 
     Raises
@@ -303,6 +304,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     short = short_window_path(Hq // Hkv, D, min(w1, w2), bwd)
     if short == "fused":  # and how its kernel walks the short window
         kernels["fused_walk"] = bwd.FUSED_WALK
+        if bwd.FUSED_MASKS != "every":  # an experiment, where it is forced
+            kernels["fused_masks"] = bwd.FUSED_MASKS
     fwd = fwd_config(D, Hq // Hkv, w1)
     if fwd.OUTER != "long":  # the experimental loop order, where it is forced
         kernels["fwd_outer"] = fwd.OUTER

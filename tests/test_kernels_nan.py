@@ -57,6 +57,10 @@ CASES = [(*case, "kv") for case in CASES]
 # the fused short-window path (SIMPLEX_BWD_SHORT=fused) on tiles of several positions
 CASES += [(*SHORT, 4, 2, which, float("nan"), "fused") for which in ("q", "k2", "v2", "do")]
 CASES += [(*SHARED, 1, 1, which, float("inf"), "fused") for which in ("k1", "k2", "v2")]
+# GQA 3: each tile has a padded head slot, whose rows see zeros (and must not turn an inf into
+# NaN for the real heads of their position)
+CASES += [(*SHARED, 3, 1, which, float("inf"), short) for which in ("k1", "v1", "k2", "v2")
+          for short in ("kv", "fused")]
 
 
 @pytest.mark.parametrize("N,p,w1,w2,Hq,Hkv,which,bad,short", CASES)

@@ -195,8 +195,36 @@ def test_fused_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, walk):
     assert walks and set(walks) == {walk}, f"the {walk} walk did not run"
 
 
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [(80, 1, 1, 48, 6), (70, 3, 1, 40, 5), (64, 8, 1, 33, 4),
+                                         (5, 2, 2, 64, 64)])
+def test_fused_edge_masks_give_the_same_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
+    # masking only the tiles at the windows' edges (FUSED_MASKS="edges") changes no bit: 16-key
+    # tiles inside every row's window at GQA 1, 3 (a padded head slot) and 8, and none at all
+    from simplex_lib.ops.two_simplicial import backward as kbwd
+    from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
+
+    seen = []
+    orig = kbwd.launch_dq_short
+    monkeypatch.setattr(kbwd, "launch_dq_short", lambda *a: seen.append(a[-1].FUSED_MASKS) or orig(*a))
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "fused")
+    x = [torch.randn(1, N, Hq, 16, generator=gen).to(DEV)]
+    x += [torch.randn(1, N, Hkv, 16, generator=gen).to(DEV) for _ in range(4)]
+    x[3][0, N // 2, 0, 3] = float("inf")  # a non-finite value row, inside the windows
+    do = torch.randn(1, N, Hq, 16, generator=gen).to(DEV)
+    grads = {}
+    for masks in ("every", "edges"):
+        monkeypatch.setenv("SIMPLEX_FUSED_MASKS", masks)
+        xs = [t.clone().requires_grad_() for t in x]
+        grads[masks] = torch.autograd.grad(kernel(*xs, w1=w1, w2=w2), xs, do)
+    assert seen == ["every", "edges"]
+    for a, b in zip(grads["every"], grads["edges"]):
+        assert torch.equal(torch.isnan(a), torch.isnan(b))
+        assert torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))
+
+
 @pytest.mark.parametrize("field,var,good", [("SHORT", "SIMPLEX_BWD_SHORT", "kv"),
-                                             ("FUSED_WALK", "SIMPLEX_FUSED_WALK", "offset")])
+                                             ("FUSED_WALK", "SIMPLEX_FUSED_WALK", "offset"),
+                                             ("FUSED_MASKS", "SIMPLEX_FUSED_MASKS", "edges")])
 def test_short_window_switches_are_checked(monkeypatch, field, var, good):
     from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_config
 

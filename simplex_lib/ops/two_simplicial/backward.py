@@ -35,8 +35,8 @@ import triton.language as tl
 
 from .configs import (bwd_configs, interpreting, launch_with_fallback,
                       max_shared_memory, row_tiling)
-from .forward import (LOG2E, precision, tile_program, tile_range, tile_rows,
-                      window_mask)
+from .forward import (LOG2E, inner_tiles, precision, tile_program, tile_range,
+                      tile_rows, window_mask)
 
 __all__ = ["compute_delta", "launch_dq", "launch_dq_short", "launch_kv",
            "ring_size", "use_ring", "short_window_path", "launch_ring",
@@ -305,10 +305,12 @@ def _bwd_dq_short_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2, PV2,
 
 @triton.jit
 def _bwd_short_offset_step(b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta,
-                           b_k1, b_v1, m_vis, PREC: tl.constexpr):
+                           b_k1, b_v1, m_vis, MASK: tl.constexpr,
+                           PREC: tl.constexpr):
     """One offset ``s`` against one ``K1``/``V1`` tile: every row with its
     own short-window key (``b_a = q * k2``, ``b_dov = do * v2``,
-    ``[BLOCK_M, D]``), masked by ``m_vis`` ``[BLOCK_M, BLOCK_N]``.
+    ``[BLOCK_M, D]``), masked by ``m_vis`` ``[BLOCK_M, BLOCK_N]`` (with
+    ``MASK``; without, the tile lies inside every row's windows).
 
     Four GEMMs, as :func:`_bwd_short_key_step`, but nothing per row is
     multiplied in yet: ``dS @ k1`` and ``P @ v1`` are summed over the tiles,
@@ -318,7 +320,10 @@ def _bwd_short_offset_step(b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta,
     """
     DT = b_k1.dtype
     b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)  # [BLOCK_M, BLOCK_N]
-    b_p = tl.math.exp2(tl.where(m_vis, b_s - b_lse[:, None], float("-inf")))
+    if MASK:
+        b_p = tl.math.exp2(tl.where(m_vis, b_s - b_lse[:, None], float("-inf")))
+    else:
+        b_p = tl.math.exp2(b_s - b_lse[:, None])
     b_dp = tl.dot(b_dov, tl.trans(b_v1), input_precision=PREC)
     b_ds = (b_p * (b_dp - b_delta[:, None])).to(DT)
     b_acc_dk += tl.dot(b_ds, b_k1, input_precision=PREC)  # [BLOCK_M, D]
@@ -351,7 +356,8 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
                                 N, Hq, Hkv, G, W1, W2, qk_scale, scale,
                                 n_hblocks, HEAD_DIM: tl.constexpr,
                                 GH: tl.constexpr, POS: tl.constexpr,
-                                BLOCK_N: tl.constexpr, PREC: tl.constexpr):
+                                BLOCK_N: tl.constexpr, PREC: tl.constexpr,
+                                EDGE_MASKS: tl.constexpr = False):
     """:func:`_bwd_dq_short_kernel` walking the short window by offset: step
     ``s`` pairs every row (position ``p``) with its own key ``p - s``, so a
     tile of ``POS`` positions takes ``w2`` steps instead of ``POS + w2 - 1``
@@ -360,7 +366,9 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
     gradient rows are summed over the tiles, then over the heads of its
     position, and added into the same partial slots as the key walk's
     (``_add_key_rows``), which ``_short_sums_kernel`` adds in a fixed order:
-    deterministic, no atomics.
+    deterministic, no atomics. With ``EDGE_MASKS`` only the tiles outside
+    :func:`~simplex_lib.ops.two_simplicial.forward.inner_tiles` form a mask
+    (``BwdConfig.FUSED_MASKS``; the same gradients, bit for bit).
 
     Grid: the forward's, ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. FLOPs:
     ``8 * B * Hq * N * D * w1 * w2`` on tensor cores (four GEMMs per triple).
@@ -376,6 +384,10 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
     p_part = ((i_b * Hkv + i_g) * tl.num_programs(0) + i_t).to(tl.int64) * (POS + W2 - 1)
     b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
     o_n = tl.arange(0, BLOCK_N)
+    if EDGE_MASKS:
+        t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)
+    else:  # every tile masked
+        t_in, t_out = n_tiles, n_tiles
     for s in range(0, W2):
         o_l = o_pos - s  # [BLOCK_M]: each row's key
         m_l = (o_l >= 0) & m_row
@@ -393,11 +405,15 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
         for t in range(0, n_tiles):
             o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
             b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
-            # [BLOCK_M, BLOCK_N]: each row's windows, for rows with a key
-            m_vis = window_mask(o_j, o_pos, o_l, lo1, W1, W2, False) & m_l[:, None]
-            b_acc_dk, b_acc_dv = _bwd_short_offset_step(
-                b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1, b_v1,
-                m_vis, PREC)
+            if (t >= t_in) & (t < t_out):  # inside every row's windows
+                b_acc_dk, b_acc_dv = _bwd_short_offset_step(
+                    b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1, b_v1,
+                    m_l[:, None], False, PREC)
+            else:  # [BLOCK_M, BLOCK_N]: each row's windows, for rows with a key
+                m_vis = window_mask(o_j, o_pos, o_l, lo1, W1, W2, False) & m_l[:, None]
+                b_acc_dk, b_acc_dv = _bwd_short_offset_step(
+                    b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1, b_v1,
+                    m_vis, True, PREC)
         # the rows' factors again, from L2
         b_k2 = tl.load(K2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
         b_dq += b_acc_dk * b_k2
@@ -886,8 +902,9 @@ def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     rows = B * Hkv * n_tiles * rt.n_hblocks * (rt.POS + w2 - 1)
     pk2 = torch.zeros(rows, D, device=q.device, dtype=torch.float32)
     pv2 = torch.zeros(rows, D, device=q.device, dtype=torch.float32)
-    kernel = (_bwd_dq_short_offset_kernel if cfg.FUSED_WALK == "offset"
-              else _bwd_dq_short_kernel)
+    offset = cfg.FUSED_WALK == "offset"
+    kernel = _bwd_dq_short_offset_kernel if offset else _bwd_dq_short_kernel
+    edge = {"EDGE_MASKS": cfg.FUSED_MASKS == "edges"} if offset else {}
     kernel[(n_tiles * rt.n_hblocks, B * Hkv)](
         q, k1, k2, v1, v2, do, lse, delta, dq, pk2, pv2,
         q.stride(0), q.stride(1), q.stride(2),
@@ -895,7 +912,7 @@ def launch_dq_short(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
         N, Hq, Hkv, G, w1, w2, scale * LOG2E, scale, rt.n_hblocks,
         HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N,
         PREC=precision(q), num_warps=cfg.short_warps or cfg.num_warps,
-        num_stages=cfg.num_stages,
+        num_stages=cfg.num_stages, **edge,
     )
     _short_sums_kernel[(N, B * Hkv)](
         pk2, pv2, dk2, dv2, N, Hkv, w2, n_tiles, rt.n_hblocks,

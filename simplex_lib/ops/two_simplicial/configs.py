@@ -27,7 +27,8 @@ from triton.runtime.errors import OutOfResources
 __all__ = [
     "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OUTERS", "FWD_OFFSET_MIN_POS",
     "FWD_OFFSET_MIN_POS_SMALL_D",
-    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_LAUNCHES", "fused_launch",
+    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
+    "fused_launch",
     "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
     "fwd_config", "fwd_configs",
@@ -261,6 +262,12 @@ BWD_SHORT_PATHS = ("kv", "fused")
 #: group and head_dim measured (``results/h200/shapes_fused_offset.json``, its launch sweep
 #: ``fused_offset_sweep.json``, against the key walk in ``shapes_fused_key.json``).
 FUSED_WALKS = ("key", "offset")
+
+#: Which long-window tiles the fused kernel's offset walk masks: "every" one (the default) or
+#: only the "edges", skipping the tiles inside every row's windows
+#: (:func:`~simplex_lib.ops.two_simplicial.forward.inner_tiles`; the same gradients bit for bit,
+#: not yet timed). ``$SIMPLEX_FUSED_MASKS`` forces one.
+FUSED_MASK_RULES = ("every", "edges")
 
 #: ``(short_warps, BLOCK_N)`` of the fused short-window kernel, by walk and head_dim (64: any
 #: ``head_dim <= 64``; 128: larger). Each is the fastest launch measured on the H200 at 512x32:
@@ -506,6 +513,9 @@ class BwdConfig:
         (:data:`FUSED_WALKS`): ``"key"``, one key at a time for all the
         tile's rows, or ``"offset"`` (the default), each row its own key
         ``pos - s`` at step ``s`` (``$SIMPLEX_FUSED_WALK`` forces one).
+    FUSED_MASKS : str
+        Which tiles the offset walk masks (:data:`FUSED_MASK_RULES`):
+        ``"every"`` (the default) or ``"edges"`` (``$SIMPLEX_FUSED_MASKS``).
     WALK : str
         How the dq and key-tile kernels walk a block of several positions
         (:data:`FWD_WALKS`; default ``"position"``).
@@ -529,6 +539,7 @@ class BwdConfig:
     ring_warps: int = 0  # warps of the ring kernel (0: as num_warps)
     short_warps: int = 0  # warps of the fused short-window kernel (0: as num_warps)
     FUSED_WALK: str = "offset"  # one of FUSED_WALKS
+    FUSED_MASKS: str = "every"  # one of FUSED_MASK_RULES
     WALK: str = "position"  # one of FWD_WALKS, for blocks of several positions
     SHORT: str = "kv"  # one of BWD_SHORT_PATHS
 
@@ -539,6 +550,8 @@ class BwdConfig:
             raise ValueError(f"SHORT must be one of {BWD_SHORT_PATHS}, got {self.SHORT!r}")
         if self.FUSED_WALK not in FUSED_WALKS:
             raise ValueError(f"FUSED_WALK must be one of {FUSED_WALKS}, got {self.FUSED_WALK!r}")
+        if self.FUSED_MASKS not in FUSED_MASK_RULES:
+            raise ValueError(f"FUSED_MASKS must be one of {FUSED_MASK_RULES}, got {self.FUSED_MASKS!r}")
 
 
 def kv_smem_bytes(block_a: int, block_m: int, head_dim: int, elem_bytes: int) -> int:
@@ -640,9 +653,10 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     """
     short = pick_short(group, head_dim, w2)
     fused_walk = env_choice("SIMPLEX_FUSED_WALK", FUSED_WALKS, "offset")
+    masks = env_choice("SIMPLEX_FUSED_MASKS", FUSED_MASK_RULES, "every")
     if interpreting():
         return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim),
-                         SHORT=short, FUSED_WALK=fused_walk)
+                         SHORT=short, FUSED_WALK=fused_walk, FUSED_MASKS=masks)
     walk = pick_walk("bwd", group, 64, head_dim)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
@@ -652,7 +666,8 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     small = w2 <= 32 and group >= 4
     block_a2 = 16 if small else min(64, max(16, triton.next_power_of_2(w2)))
     cfg = BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,
-                    ring_warps=8, WALK=walk, SHORT=short, FUSED_WALK=fused_walk)
+                    ring_warps=8, WALK=walk, SHORT=short, FUSED_WALK=fused_walk,
+                    FUSED_MASKS=masks)
     if short == "fused":  # BLOCK_N is the fused kernel's alone on that path
         warps, n = fused_launch(fused_walk, head_dim, group)
         cfg = dataclasses.replace(cfg, short_warps=warps, BLOCK_N=min(n, block_n))

@@ -21,7 +21,7 @@ from .configs import (fwd_configs, interpreting, launch_with_fallback,
                       max_shared_memory, row_tiling)
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
-           "online_softmax_step", "forward"]
+           "inner_tiles", "online_softmax_step", "forward"]
 
 LOG2E = 1.4426950408889634
 
@@ -177,6 +177,34 @@ def tile_range(i0, N, W1, W2, POS: tl.constexpr, BLOCK_N: tl.constexpr):
     else:
         n_full = 0
     return hi, lo1, k_lo, n_tiles, n_full
+
+
+@triton.jit
+def inner_tiles(i0, hi, W1, W2, BLOCK_N: tl.constexpr):
+    """Of the ``BLOCK_N`` tiles walked down from ``hi`` (:func:`tile_range`),
+    the range ``[t_in, t_out)`` that needs no mask when the short window is
+    walked by offset: no key past the tile's first position ``i0``, none
+    before its last position's long window, none before the sequence, and
+    (``i0 >= w2 - 1``) every row with a key at every offset. Empty
+    (``t_out == t_in``) otherwise.
+
+    Parameters
+    ----------
+    i0, hi : int
+        The tile's first position and one past its last.
+    W1, W2 : int
+        The long and the short window.
+    BLOCK_N : constexpr int
+        Long-window keys per tile.
+
+    Returns
+    -------
+    t_in, t_out : int
+        As above.
+    """
+    t_in = (hi - 1 - i0 + BLOCK_N - 1) // BLOCK_N  # tiles holding keys past i0
+    t_out = tl.maximum(tl.minimum(W1 // BLOCK_N, hi // BLOCK_N), t_in)
+    return t_in, tl.where(i0 >= W2 - 1, t_out, t_in)
 
 
 @triton.jit
@@ -459,11 +487,7 @@ def _fwd_offset_kernel(Q, K1, K2, V1, V2, O, LSE,
     hi, lo1, _, n_tiles, _ = tile_range(i0, N, W1, W2, POS, BLOCK_N)
     b_bad, n_bad = _nonfinite_v1_rows(V1 + o_kv, stride_kn, hi, n_tiles,
                                       o_pos, o_d, W1, BLOCK_N)
-    # tiles [t_in, t_out) hold no position past i0 and none before any row's
-    # window: with every row's key present, they need no mask
-    t_in = (hi - 1 - i0 + BLOCK_N - 1) // BLOCK_N
-    t_out = tl.maximum(tl.minimum(W1 // BLOCK_N, hi // BLOCK_N), t_in)
-    t_out = tl.where(i0 >= W2 - 1, t_out, t_in)
+    t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)  # tiles needing no mask
 
     b_m = tl.full([GH * POS], float("-inf"), tl.float32)  # [BLOCK_M]
     b_l = tl.zeros([GH * POS], tl.float32)
