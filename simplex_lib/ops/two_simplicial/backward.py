@@ -384,10 +384,7 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
     p_part = ((i_b * Hkv + i_g) * tl.num_programs(0) + i_t).to(tl.int64) * (POS + W2 - 1)
     b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
     o_n = tl.arange(0, BLOCK_N)
-    if EDGE_MASKS:
-        t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)
-    else:  # every tile masked
-        t_in, t_out = n_tiles, n_tiles
+    t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)  # read with EDGE_MASKS
     for s in range(0, W2):
         o_l = o_pos - s  # [BLOCK_M]: each row's key
         m_l = (o_l >= 0) & m_row
@@ -405,12 +402,19 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
         for t in range(0, n_tiles):
             o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
             b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
-            if (t >= t_in) & (t < t_out):  # inside every row's windows
-                b_acc_dk, b_acc_dv = _bwd_short_offset_step(
-                    b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1, b_v1,
-                    m_l[:, None], False, PREC)
-            else:  # [BLOCK_M, BLOCK_N]: each row's windows, for rows with a key
-                m_vis = window_mask(o_j, o_pos, o_l, lo1, W1, W2, False) & m_l[:, None]
+            # [BLOCK_M, BLOCK_N]: each row's windows, for rows with a key
+            m_vis = window_mask(o_j, o_pos, o_l, lo1, W1, W2, False) & m_l[:, None]
+            # (a constexpr branch: without EDGE_MASKS the loop holds one step and is pipelined)
+            if EDGE_MASKS:
+                if (t >= t_in) & (t < t_out):  # inside every row's windows
+                    b_acc_dk, b_acc_dv = _bwd_short_offset_step(
+                        b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1,
+                        b_v1, m_vis, False, PREC)
+                else:
+                    b_acc_dk, b_acc_dv = _bwd_short_offset_step(
+                        b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1,
+                        b_v1, m_vis, True, PREC)
+            else:
                 b_acc_dk, b_acc_dv = _bwd_short_offset_step(
                     b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1, b_v1,
                     m_vis, True, PREC)

@@ -273,8 +273,8 @@ FUSED_MASK_RULES = ("every", "edges")
 #: ``head_dim <= 64``; 128: larger). Each is the fastest launch measured on the H200 at 512x32:
 #: the key walk's in ``results/h200/fused_sweep.json``, the offset walk's in
 #: ``fused_offset_sweep.json`` (four warps and 32-wide long-window tiles at D 128, groups 1 and 8;
-#: :func:`fused_launch` gives group 2 to 4 eight warps and 64-wide tiles, which were 5% faster at
-#: group 4).
+#: :func:`fused_launch` gives group 2 to 4 eight warps and 64-wide tiles, the fastest at group
+#: 4).
 FUSED_LAUNCHES = {"key": {64: (4, 128), 128: (8, 64)}, "offset": {64: (4, 64), 128: (4, 32)}}
 
 

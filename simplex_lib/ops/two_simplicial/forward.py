@@ -273,6 +273,27 @@ def _fwd_load_kv1(p_k1, p_v1, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
 
 
 @triton.jit
+def _nonfinite_value_rows(b_v1, o_j, o_pos, W1, b_bad):
+    """A ``V1`` tile (rows ``o_j``) with its non-finite rows zeroed; ``b_bad``
+    (``[BLOCK_M]``) also marks the query rows that see one of them. Returns
+    ``(b_v1, b_bad, m_nf)``, ``m_nf`` the non-finite value rows
+    (``[BLOCK_N]``).
+
+    For :func:`_fwd_offset_kernel`. :func:`_fwd_load_kv1` makes the same test
+    inline: calling this helper there changed the register allocation of
+    the forward the records measured."""
+    # [BLOCK_N, D]
+    m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))
+    m_nf = tl.min(m_fin.to(tl.int32), 1) == 0  # [BLOCK_N]
+    m_sees = ((o_j[None, :] > o_pos[:, None] - W1)
+              & (o_j[None, :] <= o_pos[:, None]))  # [BLOCK_M, BLOCK_N]
+    m_hit = (m_sees & m_nf[None, :]).to(tl.int32)
+    b_bad = b_bad | (tl.max(m_hit, 1) > 0)
+    b_v1 = tl.where(m_fin, b_v1, tl.zeros_like(b_v1))
+    return b_v1, b_bad, m_nf
+
+
+@triton.jit
 def _fwd_tile(b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, p_k2, p_v2,
               stride_kn, k_lo, k_hi, o_j, o_pos, lo1, o_d, W1, W2,
               MASK: tl.constexpr, ONE_POS: tl.constexpr, PREC: tl.constexpr):
@@ -434,11 +455,7 @@ def _nonfinite_v1_rows(p_v1, stride_kn, hi, n_tiles, o_pos, o_d, W1,
         o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
         b_v1 = tl.load(p_v1 + o_j[:, None] * stride_kn + o_d[None, :],
                        mask=(o_j >= 0)[:, None], other=0.0)  # [BLOCK_N, D]
-        m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))
-        m_nf = tl.min(m_fin.to(tl.int32), 1) == 0  # [BLOCK_N]
-        m_sees = ((o_j[None, :] > o_pos[:, None] - W1)
-                  & (o_j[None, :] <= o_pos[:, None]))  # [BLOCK_M, BLOCK_N]
-        b_bad = b_bad | (tl.max((m_sees & m_nf[None, :]).to(tl.int32), 1) > 0)
+        _, b_bad, m_nf = _nonfinite_value_rows(b_v1, o_j, o_pos, W1, b_bad)
         n_bad += tl.sum(m_nf.to(tl.int32), 0)
     return b_bad, n_bad
 
@@ -513,8 +530,7 @@ def _fwd_offset_kernel(Q, K1, K2, V1, V2, O, LSE,
             b_k1 = tl.load(p_k1, boundary_check=(0,), padding_option="zero")
             b_v1 = tl.load(p_v1, boundary_check=(0,), padding_option="zero")
             if n_bad > 0:  # keep 0 * NaN away from rows that do not see it
-                m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))
-                b_v1 = tl.where(m_fin, b_v1, tl.zeros_like(b_v1))
+                b_v1, b_seen, m_nf = _nonfinite_value_rows(b_v1, o_j, o_pos, W1, b_bad)
             b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
             if (t < t_in) | (t >= t_out):  # [BLOCK_M, BLOCK_N]
                 m_vis = window_mask(o_j, o_pos, o_l, lo1, W1, W2, False)
