@@ -136,10 +136,12 @@ FWD_WALKS = ("position", "offset")
 FWD_OUTERS = ("long", "short")
 
 #: Positions per tile from which the forward's default ("auto") walk is "offset", for head
-#: dimensions above 64. Measured on an H200 (bf16, D 128, 512 x 32, B2 N8192;
+#: dimensions above 64. First measured on an H200 (bf16, D 128, 512 x 32, B2 N8192;
 #: benchmarks/results/h200/walks.json): the offset walk ran 2.3x faster at 64 positions per tile
-#: (GQA 1), 1.14x at 16 (GQA 4) and 2% slower at 8 (GQA 8).
-FWD_OFFSET_MIN_POS = 16
+#: (GQA 1), 1.14x at 16 (GQA 4) and 2% slower at 8 (GQA 8), so this was 16. Since the forward
+#: holds q as stored and masks only the edge tiles of the offset walk (session 12,
+#: benchmarks/results/h200/walks_s12.json) it is 8.
+FWD_OFFSET_MIN_POS = 8
 #: The same for head dimensions up to 64: at D 64 the offset walk ran 2.7x, 1.46x and 1.20x
 #: faster at 64, 16 and 8 positions per tile (benchmarks/results/h200/configs.json; why the balance
 #: differs from D 128 is not profiled), so it is taken whenever a tile holds several positions.

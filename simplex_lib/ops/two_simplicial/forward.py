@@ -21,7 +21,8 @@ from .configs import (fwd_configs, interpreting, launch_with_fallback,
                       max_shared_memory, row_tiling)
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
-           "inner_tiles", "online_softmax_step", "forward"]
+           "inner_tiles", "online_softmax_step", "scaled_softmax_step",
+           "forward"]
 
 LOG2E = 1.4426950408889634
 
@@ -244,6 +245,37 @@ def online_softmax_step(b_s, b_m, b_l):
 
 
 @triton.jit
+def scaled_softmax_step(b_s, b_m, b_l, qk_scale):
+    """:func:`online_softmax_step` for logits ``b_s`` that still need the
+    factor ``qk_scale`` (> 0): the forward keeps ``q`` as stored, not
+    pre-scaled in fp32, to free registers. The factor rides on the block
+    maximum and on the exponent's subtraction (one fused multiply-add).
+
+    Parameters
+    ----------
+    b_s : [BLOCK_M, BLOCK_N] fp32 block
+        Unscaled logits, ``-inf`` where masked.
+    b_m, b_l : [BLOCK_M] fp32 blocks
+        Running maximum (scaled, base 2) and sum, as in
+        :func:`online_softmax_step`.
+    qk_scale : float
+        ``scale * log2(e)``.
+
+    Returns
+    -------
+    b_p, b_alpha, b_m, b_l
+        As :func:`online_softmax_step` returns them for ``qk_scale * b_s``.
+    """
+    b_m_new = tl.maximum(b_m, tl.max(b_s, 1) * qk_scale)  # [BLOCK_M]
+    b_ref = tl.where(b_m_new == float("-inf"), 0.0, b_m_new)
+    b_alpha = tl.math.exp2(b_m - b_ref)
+    # [BLOCK_M, BLOCK_N]
+    b_p = tl.math.exp2(b_s * qk_scale - b_ref[:, None])
+    b_l = b_l * b_alpha + tl.sum(b_p, 1)
+    return b_p, b_alpha, b_m_new, b_l
+
+
+@triton.jit
 def _fwd_load_kv1(p_k1, p_v1, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
                   POS: tl.constexpr):
     """Load the rows ``o_j`` of ``K1`` and ``V1`` (``[BLOCK_N, D]`` each).
@@ -294,8 +326,8 @@ def _nonfinite_value_rows(b_v1, o_j, o_pos, W1, b_bad):
 
 
 @triton.jit
-def _fwd_tile(b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, p_k2, p_v2,
-              stride_kn, k_lo, k_hi, o_j, o_pos, lo1, o_d, W1, W2,
+def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
+              stride_kn, k_lo, k_hi, o_j, o_pos, lo1, o_d, W1, W2, qk_scale,
               MASK: tl.constexpr, ONE_POS: tl.constexpr, PREC: tl.constexpr):
     """The inner steps for one ``K1``/``V1`` tile: the short window's rows
     ``k`` one at a time.
@@ -316,15 +348,15 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, p_k2, p_v2,
             m_sees = (k > o_pos - W2) & (k <= o_pos)
             b_bad = b_bad | (m_sees & (tl.min(m_fin.to(tl.int32), 0) == 0))
             b_v2 = tl.where(m_fin, b_v2, 0.0)
-        # -- logits, base 2 (q carries scale * log2(e))
-        b_a = (b_qs * b_k2[None, :]).to(DT)  # [BLOCK_M, D]
+        # -- logits; the softmax step scales them to base 2
+        b_a = (b_q.to(tl.float32) * b_k2[None, :]).to(DT)  # [BLOCK_M, D]
         # [BLOCK_M, BLOCK_N]
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
         if MASK:
             m_vis = window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS)
             b_s = tl.where(m_vis, b_s, float("-inf"))
         # -- update m, l and the accumulator
-        b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
+        b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l, qk_scale)
         # [BLOCK_M, D]
         b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
         b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2[None, :]
@@ -332,9 +364,9 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, p_k2, p_v2,
 
 
 @triton.jit
-def _fwd_tile_offset(b_acc, b_m, b_l, b_qs, b_k1, b_v1, p_k2, p_v2,
-                     stride_kn, o_j, o_pos, m_row, o_d, W1, W2,
-                     PREC: tl.constexpr):
+def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
+                     stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale,
+                     MASK: tl.constexpr, PREC: tl.constexpr):
     """The inner steps for one ``K1``/``V1`` tile, walking the short window
     by offset: step ``s`` pairs every row with its own key ``l = pos - s``.
 
@@ -344,6 +376,8 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_qs, b_k1, b_v1, p_k2, p_v2,
     ``K2``/``V2`` row (a gather, mostly cache hits: step ``s + 1`` reuses
     all but one of step ``s``'s rows), so all ``w2`` steps are useful for
     every row. A non-finite ``v2`` row only reaches the row that sees it.
+    Without ``MASK`` (a tile inside every row's windows,
+    :func:`inner_tiles`) no logit is masked.
     """
     DT = b_k1.dtype
     # [BLOCK_M, BLOCK_N]: the long window of each row, the same at every step
@@ -354,14 +388,17 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_qs, b_k1, b_v1, p_k2, p_v2,
         m_l = (o_l >= 0) & m_row
         o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
         b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
-        b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
-        b_a = (b_qs * b_k2.to(tl.float32)).to(DT)  # [BLOCK_M, D]
+        # [BLOCK_M, D]
+        b_a = (b_q.to(tl.float32) * b_k2.to(tl.float32)).to(DT)
         # [BLOCK_M, BLOCK_N]
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
-        b_s = tl.where(m_j & m_l[:, None], b_s, float("-inf"))
-        b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
+        if MASK:
+            b_s = tl.where(m_j & m_l[:, None], b_s, float("-inf"))
+        b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l, qk_scale)
         # [BLOCK_M, D]
         b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
+        # loaded after the first GEMM: nothing holds it across that one
+        b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
         b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2.to(tl.float32)
     return b_acc, b_m, b_l
 
@@ -401,12 +438,12 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
         N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
         POS)
-    # pre-scaled by scale * log2(e), so that the GEMM gives base-2 logits
-    b_qs = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)
-    b_qs = b_qs * qk_scale  # [BLOCK_M, D]
+    # q as stored, not an fp32 copy: the softmax step applies the scale
+    b_q = tl.load(Q + o_q, mask=m_row[:, None], other=0.0)  # [BLOCK_M, D]
 
     o_kv = i_b * stride_kb + i_g * stride_kh
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
+    t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)  # offset walk: no mask
 
     # [BLOCK_M] running maximum and running sum of 2^(s - m)
     b_m = tl.full([GH * POS], float("-inf"), tl.float32)
@@ -423,20 +460,26 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
         b_k1, b_v1, b_bad = _fwd_load_kv1(
             K1 + o_kv, V1 + o_kv, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
             POS)
-        if OFFSET:
+        if OFFSET and (t >= t_in) and (t < t_out):
             b_acc, b_m, b_l = _fwd_tile_offset(
-                b_acc, b_m, b_l, b_qs, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
-                stride_kn, o_j, o_pos, m_row, o_d, W1, W2, PREC)
+                b_acc, b_m, b_l, b_q, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
+                stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale, False,
+                PREC)
+        elif OFFSET:
+            b_acc, b_m, b_l = _fwd_tile_offset(
+                b_acc, b_m, b_l, b_q, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
+                stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale, True,
+                PREC)
         elif t < n_full:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
-                b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
+                b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                False, POS == 1, PREC)
+                qk_scale, False, POS == 1, PREC)
         else:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
-                b_acc, b_m, b_l, b_bad, b_qs, b_k1, b_v1, K2 + o_kv,
+                b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                True, POS == 1, PREC)
+                qk_scale, True, POS == 1, PREC)
     p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
     _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
 
@@ -572,7 +615,8 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
     w1, w2 : int
         The long and the short window, ``w1 >= w2``.
     scale : float
-        Logit scale.
+        Logit scale, any finite value (zero or negative: through a scaled
+        copy of ``k2``).
     cfg : FwdConfig, optional
         Default: the candidates of ``fwd_configs``, the first the
         compiler accepts (``launch_with_fallback``).
@@ -589,6 +633,12 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
     G = Hq // Hkv
     o = torch.empty_like(q)
     lse = torch.empty((B, Hq, N), device=q.device, dtype=torch.float32)
+    if scale <= 0:
+        # The kernel scales the logits inside its softmax step
+        # (scaled_softmax_step), which takes a positive factor; the sign
+        # (or the zero) goes into a copy of k2: the same logits.
+        k2 = k2 * (-1.0 if scale < 0 else 0.0)
+        scale = -scale if scale < 0 else 1.0
 
     def launch(c):
         rt = row_tiling(G, c.BLOCK_M)
