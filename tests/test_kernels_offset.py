@@ -17,9 +17,9 @@ from simplex_lib.testing import assert_close
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _run(x, w1, w2, walk, block_m=16, outer="long"):
+def _run(x, w1, w2, walk, block_m=16, outer="long", step="prescaled"):
     xs = [t.float().to(DEV).contiguous() for t in x]
-    cfg = FwdConfig(block_m, 16, 4 if DEV == "cuda" else 1, 1, WALK=walk, OUTER=outer)
+    cfg = FwdConfig(block_m, 16, 4 if DEV == "cuda" else 1, 1, WALK=walk, OUTER=outer, STEP=step)
     scale = x[0].shape[-1] ** -0.5
     o, lse = fwd.forward(*xs, w1, w2, scale, cfg=cfg)
     return o.cpu(), lse.cpu()
@@ -37,16 +37,32 @@ def _run(x, w1, w2, walk, block_m=16, outer="long"):
     (75, 6, 2, 37, 9),    # GQA 3, w1 not a multiple of the tile
     (40, 8, 1, 24, 5),    # GQA 8: two positions of 8 heads a tile
 ])
-@pytest.mark.parametrize("outer", ["long", "short"])
-def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2, outer):
+@pytest.mark.parametrize("outer,step", [("long", "prescaled"), ("short", "prescaled"), ("long", "stored")])
+def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2, outer, step):
     x = [torch.randn(2, N, Hq, 16, generator=gen, dtype=torch.float64)]
     x += [torch.randn(2, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
     assert row_tiling(Hq // Hkv, 16).POS > 1  # the offset walk is taken
-    o, lse = _run(x, w1, w2, "offset", outer=outer)
+    o, lse = _run(x, w1, w2, "offset", outer=outer, step=step)
     o_pos, lse_pos = _run(x, w1, w2, "position")
     assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
     assert_close("lse", lse_pos.double(), lse, 1e-6)
     assert_close("o vs the position walk", o_pos.double(), o, 1e-5)
+
+
+@pytest.mark.parametrize("walk", ["position", "offset"])
+@pytest.mark.parametrize("scale", [0.3, -0.7, 0.0])
+def test_stored_step_matches_reference(gen, walk, scale):
+    # FwdConfig(STEP="stored"): the query tile as stored and the scale applied in the softmax
+    # step (a negative or zero scale through a copy of k2); 16 heads of one position per tile,
+    # and tiles of several positions
+    for N, Hq, Hkv, w1, w2 in ((37, 16, 1, 20, 5), (30, 4, 2, 17, 6)):
+        x = [torch.randn(1, N, Hq, 16, generator=gen, dtype=torch.float64)]
+        x += [torch.randn(1, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
+        xs = [t.float().to(DEV) for t in x]
+        cfgs = [FwdConfig(16, 16, 1, 1, WALK=walk, STEP=step) for step in ("stored", "prescaled")]
+        (o, lse), (o_pre, lse_pre) = (fwd.forward(*xs, w1, w2, scale, cfg=c) for c in cfgs)
+        assert_close("o", reference(*x, w1=w1, w2=w2, scale=scale), o.cpu(), 2e-5)
+        assert_close("lse", lse_pre.cpu().double(), lse.cpu(), 1e-6)
 
 
 def _assert_nan_local(x, w1, w2, walk, which, outer="long"):

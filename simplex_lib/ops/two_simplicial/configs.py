@@ -25,7 +25,8 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OUTERS", "FWD_OFFSET_MIN_POS",
+    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OUTERS", "FWD_STEPS",
+    "FWD_STORED_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS",
     "FWD_OFFSET_MIN_POS_SMALL_D",
     "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
     "fused_launch",
@@ -136,12 +137,23 @@ FWD_WALKS = ("position", "offset")
 FWD_OUTERS = ("long", "short")
 
 #: Positions per tile from which the forward's default ("auto") walk is "offset", for head
-#: dimensions above 64. First measured on an H200 (bf16, D 128, 512 x 32, B2 N8192;
+#: dimensions above 64. Measured on an H200 (bf16, D 128, 512 x 32, B2 N8192;
 #: benchmarks/results/h200/walks.json): the offset walk ran 2.3x faster at 64 positions per tile
-#: (GQA 1), 1.14x at 16 (GQA 4) and 2% slower at 8 (GQA 8), so this was 16. Since the forward
-#: holds q as stored and masks only the edge tiles of the offset walk (session 12,
-#: benchmarks/results/h200/walks_s12.json) it is 8.
-FWD_OFFSET_MIN_POS = 8
+#: (GQA 1), 1.14x at 16 (GQA 4) and 2% slower at 8 (GQA 8).
+FWD_OFFSET_MIN_POS = 16
+#: How a forward step forms its logits (FwdConfig.STEP): "prescaled" (the default: the query
+#: tile held in fp32, pre-multiplied by scale * log2(e), so the GEMM gives base-2 logits, the
+#: rounding the backward's kernels use when they recompute them) or "stored" (the tile held as
+#: stored and the scale applied in the softmax step, scaled_softmax_step; with it the offset
+#: walk masks only its edge tiles and loads v2 after the first GEMM). "stored" is 1.22-1.35x
+#: as fast at D 128 (benchmarks/results/h200/shapes_q_stored.json) but rounds the logits'
+#: operand differently from the backward, whose recomputed probabilities then no longer sum to
+#: one against this forward's log-sum-exp: not a default until the backward rounds alike.
+#: ``$SIMPLEX_FWD_STEP`` forces one.
+FWD_STEPS = ("prescaled", "stored")
+#: With STEP "stored", the positions per tile from which the offset walk is taken at D > 64:
+#: there it ran 1.23x as fast as the position walk at 8 (GQA 8; walks_s12.json).
+FWD_STORED_OFFSET_MIN_POS = 8
 #: The same for head dimensions up to 64: at D 64 the offset walk ran 2.7x, 1.46x and 1.20x
 #: faster at 64, 16 and 8 positions per tile (benchmarks/results/h200/configs.json; why the balance
 #: differs from D 128 is not profiled), so it is taken whenever a tile holds several positions.
@@ -174,12 +186,16 @@ class FwdConfig:
         tile once, every offset inside it) or ``"short"`` (each offset once,
         the long window inside it: ``_fwd_offset_kernel``, not yet timed;
         ``$SIMPLEX_FWD_OUTER`` forces it).
+    STEP : str
+        How a step forms its logits (:data:`FWD_STEPS`): ``"prescaled"``
+        (the default) or ``"stored"`` (``$SIMPLEX_FWD_STEP``; the query tile
+        as stored, the scale in the softmax step).
 
     Raises
     ------
     ValueError
-        If ``WALK`` is not one of :data:`FWD_WALKS` or ``OUTER`` not one of
-        :data:`FWD_OUTERS`.
+        If ``WALK`` is not one of :data:`FWD_WALKS`, ``OUTER`` not one of
+        :data:`FWD_OUTERS` or ``STEP`` not one of :data:`FWD_STEPS`.
     """
     BLOCK_M: int
     BLOCK_N: int
@@ -187,12 +203,15 @@ class FwdConfig:
     num_stages: int
     WALK: str = "position"  # one of FWD_WALKS
     OUTER: str = "long"  # one of FWD_OUTERS
+    STEP: str = "prescaled"  # one of FWD_STEPS
 
     def __post_init__(self):
         if self.WALK not in FWD_WALKS:
             raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
         if self.OUTER not in FWD_OUTERS:
             raise ValueError(f"OUTER must be one of {FWD_OUTERS}, got {self.OUTER!r}")
+        if self.STEP not in FWD_STEPS:
+            raise ValueError(f"STEP must be one of {FWD_STEPS}, got {self.STEP!r}")
 
 
 def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
@@ -432,13 +451,18 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
     outer = env_choice("SIMPLEX_FWD_OUTER", FWD_OUTERS, "long")
+    step = env_choice("SIMPLEX_FWD_STEP", FWD_STEPS, "prescaled")
+    block_m = 16 if interpreting() else 64
+    walk = pick_walk("fwd", group, block_m, head_dim)
+    if (step == "stored" and os.environ.get("SIMPLEX_FWD_WALK", "auto") == "auto"
+            and row_tiling(group, block_m).POS >= FWD_STORED_OFFSET_MIN_POS):
+        walk = "offset"
     if interpreting():
-        return FwdConfig(16, 16, 1, 1, WALK=pick_walk("fwd", group, 16, head_dim), OUTER=outer)
-    walk = pick_walk("fwd", group, 64, head_dim)
+        return FwdConfig(16, 16, 1, 1, WALK=walk, OUTER=outer, STEP=step)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     if head_dim <= 64:
-        return FwdConfig(64, block_n, 4, 3, WALK=walk, OUTER=outer)
-    return FwdConfig(64, block_n, 4, 2, WALK=walk, OUTER=outer)
+        return FwdConfig(64, block_n, 4, 3, WALK=walk, OUTER=outer, STEP=step)
+    return FwdConfig(64, block_n, 4, 2, WALK=walk, OUTER=outer, STEP=step)
 
 
 def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) -> list:

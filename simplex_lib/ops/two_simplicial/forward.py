@@ -247,9 +247,10 @@ def online_softmax_step(b_s, b_m, b_l):
 @triton.jit
 def scaled_softmax_step(b_s, b_m, b_l, qk_scale):
     """:func:`online_softmax_step` for logits ``b_s`` that still need the
-    factor ``qk_scale`` (> 0): the forward keeps ``q`` as stored, not
-    pre-scaled in fp32, to free registers. The factor rides on the block
-    maximum and on the exponent's subtraction (one fused multiply-add).
+    factor ``qk_scale`` (> 0), for the forward's ``STEP = "stored"``, which
+    keeps ``q`` as stored instead of pre-scaled in fp32, to free registers.
+    The factor rides on the block maximum and on the exponent's subtraction
+    (one fused multiply-add).
 
     Parameters
     ----------
@@ -328,7 +329,8 @@ def _nonfinite_value_rows(b_v1, o_j, o_pos, W1, b_bad):
 @triton.jit
 def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
               stride_kn, k_lo, k_hi, o_j, o_pos, lo1, o_d, W1, W2, qk_scale,
-              MASK: tl.constexpr, ONE_POS: tl.constexpr, PREC: tl.constexpr):
+              MASK: tl.constexpr, ONE_POS: tl.constexpr, PREC: tl.constexpr,
+              STORED: tl.constexpr):
     """The inner steps for one ``K1``/``V1`` tile: the short window's rows
     ``k`` one at a time.
 
@@ -348,7 +350,8 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
             m_sees = (k > o_pos - W2) & (k <= o_pos)
             b_bad = b_bad | (m_sees & (tl.min(m_fin.to(tl.int32), 0) == 0))
             b_v2 = tl.where(m_fin, b_v2, 0.0)
-        # -- logits; the softmax step scales them to base 2
+        # -- logits, base 2: q carries scale * log2(e), or (STORED) the
+        # softmax step applies it
         b_a = (b_q.to(tl.float32) * b_k2[None, :]).to(DT)  # [BLOCK_M, D]
         # [BLOCK_M, BLOCK_N]
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
@@ -356,7 +359,11 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
             m_vis = window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS)
             b_s = tl.where(m_vis, b_s, float("-inf"))
         # -- update m, l and the accumulator
-        b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l, qk_scale)
+        if STORED:
+            b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l,
+                                                         qk_scale)
+        else:
+            b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
         # [BLOCK_M, D]
         b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
         b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2[None, :]
@@ -366,7 +373,8 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
 @triton.jit
 def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
                      stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale,
-                     MASK: tl.constexpr, PREC: tl.constexpr):
+                     MASK: tl.constexpr, PREC: tl.constexpr,
+                     STORED: tl.constexpr):
     """The inner steps for one ``K1``/``V1`` tile, walking the short window
     by offset: step ``s`` pairs every row with its own key ``l = pos - s``.
 
@@ -376,8 +384,9 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
     ``K2``/``V2`` row (a gather, mostly cache hits: step ``s + 1`` reuses
     all but one of step ``s``'s rows), so all ``w2`` steps are useful for
     every row. A non-finite ``v2`` row only reaches the row that sees it.
-    Without ``MASK`` (a tile inside every row's windows,
-    :func:`inner_tiles`) no logit is masked.
+    With ``STORED`` (``q`` as stored) the softmax step applies the scale,
+    ``v2`` is loaded after the first GEMM, and without ``MASK`` (a tile
+    inside every row's windows, :func:`inner_tiles`) no logit is masked.
     """
     DT = b_k1.dtype
     # [BLOCK_M, BLOCK_N]: the long window of each row, the same at every step
@@ -388,17 +397,24 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
         m_l = (o_l >= 0) & m_row
         o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
         b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
+        if not STORED:
+            b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
         # [BLOCK_M, D]
         b_a = (b_q.to(tl.float32) * b_k2.to(tl.float32)).to(DT)
         # [BLOCK_M, BLOCK_N]
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
         if MASK:
             b_s = tl.where(m_j & m_l[:, None], b_s, float("-inf"))
-        b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l, qk_scale)
+        if STORED:
+            b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l,
+                                                         qk_scale)
+        else:
+            b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
         # [BLOCK_M, D]
         b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
-        # loaded after the first GEMM: nothing holds it across that one
-        b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
+        if STORED:
+            # loaded after the first GEMM: nothing holds it across that one
+            b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
         b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2.to(tl.float32)
     return b_acc, b_m, b_l
 
@@ -421,7 +437,7 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
                 N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks,
                 HEAD_DIM: tl.constexpr, GH: tl.constexpr, POS: tl.constexpr,
                 BLOCK_N: tl.constexpr, PREC: tl.constexpr,
-                OFFSET: tl.constexpr = False):
+                OFFSET: tl.constexpr = False, STORED: tl.constexpr = False):
     """Sliding-window 2-simplicial attention, forward, saving the base-2 LSE.
 
     Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program owns
@@ -438,12 +454,17 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
         N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
         POS)
-    # q as stored, not an fp32 copy: the softmax step applies the scale
-    b_q = tl.load(Q + o_q, mask=m_row[:, None], other=0.0)  # [BLOCK_M, D]
+    # [BLOCK_M, D]
+    b_q = tl.load(Q + o_q, mask=m_row[:, None], other=0.0)
+    if not STORED:
+        # pre-scaled by scale * log2(e), so that the GEMM gives base-2 logits
+        b_q = b_q.to(tl.float32) * qk_scale
 
     o_kv = i_b * stride_kb + i_g * stride_kh
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
-    t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)  # offset walk: no mask
+    if STORED:
+        # the offset walk's tiles that need no mask
+        t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)
 
     # [BLOCK_M] running maximum and running sum of 2^(s - m)
     b_m = tl.full([GH * POS], float("-inf"), tl.float32)
@@ -460,26 +481,27 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
         b_k1, b_v1, b_bad = _fwd_load_kv1(
             K1 + o_kv, V1 + o_kv, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
             POS)
-        if OFFSET and (t >= t_in) and (t < t_out):
+        if OFFSET and STORED and (t >= t_in) and (t < t_out):
+            # inside every row's windows: no mask
             b_acc, b_m, b_l = _fwd_tile_offset(
                 b_acc, b_m, b_l, b_q, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
                 stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale, False,
-                PREC)
+                PREC, STORED)
         elif OFFSET:
             b_acc, b_m, b_l = _fwd_tile_offset(
                 b_acc, b_m, b_l, b_q, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
                 stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale, True,
-                PREC)
+                PREC, STORED)
         elif t < n_full:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                qk_scale, False, POS == 1, PREC)
+                qk_scale, False, POS == 1, PREC, STORED)
         else:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                qk_scale, True, POS == 1, PREC)
+                qk_scale, True, POS == 1, PREC, STORED)
     p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
     _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
 
@@ -615,8 +637,7 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
     w1, w2 : int
         The long and the short window, ``w1 >= w2``.
     scale : float
-        Logit scale, any finite value (zero or negative: through a scaled
-        copy of ``k2``).
+        Logit scale, any finite value.
     cfg : FwdConfig, optional
         Default: the candidates of ``fwd_configs``, the first the
         compiler accepts (``launch_with_fallback``).
@@ -633,33 +654,34 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
     G = Hq // Hkv
     o = torch.empty_like(q)
     lse = torch.empty((B, Hq, N), device=q.device, dtype=torch.float32)
-    if scale <= 0:
-        # The kernel scales the logits inside its softmax step
-        # (scaled_softmax_step), which takes a positive factor; the sign
-        # (or the zero) goes into a copy of k2: the same logits.
-        k2 = k2 * (-1.0 if scale < 0 else 0.0)
-        scale = -scale if scale < 0 else 1.0
 
     def launch(c):
         rt = row_tiling(G, c.BLOCK_M)
         grid = (triton.cdiv(N, rt.POS) * rt.n_hblocks, B * Hkv)
         offset = c.WALK == "offset" and rt.POS > 1
-        args = (q, k1, k2, v1, v2, o, lse,
+        stored = c.STEP == "stored" and c.OUTER == "long"
+        kk2, sc = k2, scale
+        if stored and scale <= 0:
+            # the softmax step takes a positive factor: the sign (or the
+            # zero) goes into a copy of k2, which gives the same logits
+            kk2, sc = k2 * (-1.0 if scale < 0 else 0.0), abs(scale) or 1.0
+        args = (q, k1, kk2, v1, v2, o, lse,
                 q.stride(0), q.stride(1), q.stride(2),
                 k1.stride(0), k1.stride(1), k1.stride(2),
-                N, Hq, Hkv, G, w1, w2, scale * LOG2E, rt.n_hblocks)
+                N, Hq, Hkv, G, w1, w2, sc * LOG2E, rt.n_hblocks)
         meta = dict(HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
                     PREC=precision(q), num_warps=c.num_warps,
                     num_stages=c.num_stages)
         if offset and c.OUTER == "short":
             _fwd_offset_kernel[grid](*args, **meta)
         else:
-            _fwd_kernel[grid](*args, OFFSET=offset, **meta)
+            _fwd_kernel[grid](*args, OFFSET=offset, STORED=stored, **meta)
         return o, lse
 
     if cfg is not None:
         return launch(cfg)
     smem = max_shared_memory(q.device)
     cands = fwd_configs(D, G, w1, q.element_size(), smem)
-    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), cands[0].WALK, cands[0].OUTER)
+    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), cands[0].WALK,
+           cands[0].OUTER, cands[0].STEP)
     return launch_with_fallback(key, cands, launch)
