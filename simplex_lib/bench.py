@@ -31,8 +31,7 @@ import torch
 
 from simplex_lib import timing, viz
 from simplex_lib.cli import int_at_least, int_list
-from simplex_lib.ops.two_simplicial.configs import (BWD_SHORT_PATHS, FUSED_WALKS, FWD_OUTERS, FWD_STEPS,
-                                                   FWD_WALKS)
+from simplex_lib.ops.two_simplicial.configs import BWD_SHORT_PATHS, FUSED_WALKS, FWD_WALKS
 from simplex_lib.ops.two_simplicial.interface import KERNEL_BACKENDS
 from simplex_lib.ops.topk.triton import TOPK_KERNELS, topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
@@ -280,12 +279,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bwd-walk", choices=("auto", *FWD_WALKS), default=None,
                     help="the same for the backward's dq and key-tile kernels "
                          "(sets SIMPLEX_BWD_WALK; default: its value, else auto)")
-    ap.add_argument("--fwd-outer", choices=FWD_OUTERS, default=None,
-                    help="with the forward's offset walk, the window its outer loop walks: long (the default) "
-                         "or short (experimental; sets SIMPLEX_FWD_OUTER)")
-    ap.add_argument("--fwd-step", choices=FWD_STEPS, default=None,
-                    help="how a forward step forms its logits: prescaled (the default) or stored "
-                         "(experimental: the query tile as stored; sets SIMPLEX_FWD_STEP)")
     ap.add_argument("--bwd-short", choices=BWD_SHORT_PATHS, default=None,
                     help="how tiles of several positions get the short window's key gradients: kv (the "
                          "key-tile kernel) or fused (the dq kernel; sets SIMPLEX_BWD_SHORT; default: its "
@@ -351,10 +344,6 @@ def main(argv=None) -> dict:
         os.environ["SIMPLEX_BWD_SHORT"] = a.bwd_short  # read by every backward launch
     if a.fused_walk:
         os.environ["SIMPLEX_FUSED_WALK"] = a.fused_walk  # read by every backward launch
-    if a.fwd_outer:
-        os.environ["SIMPLEX_FWD_OUTER"] = a.fwd_outer  # read by every forward launch
-    if a.fwd_step:
-        os.environ["SIMPLEX_FWD_STEP"] = a.fwd_step  # read by every forward launch
     if a.topk_kernel:
         os.environ["SIMPLEX_TOPK_KERNEL"] = a.topk_kernel  # read by every top-k launch
     if a.topk:

@@ -276,9 +276,7 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     :func:`simplex_lib.ops.two_simplicial.configs.pick_walk`) and ``bwd_short`` (the kernels
     that give the short window's key gradients, ``"ring"``, ``"fused"`` or ``"kv"``,
     :func:`simplex_lib.ops.two_simplicial.backward.short_window_path`; where it is ``"fused"``,
-    ``fused_walk`` too, and ``fused_masks`` where ``$SIMPLEX_FUSED_MASKS`` forces it;
-    ``fwd_outer`` where ``$SIMPLEX_FWD_OUTER`` forces the forward's experimental loop order,
-    ``fwd_step`` where ``$SIMPLEX_FWD_STEP`` forces its experimental step);
+    ``fused_walk`` too, and ``fused_masks`` where ``$SIMPLEX_FUSED_MASKS`` forces it);
     with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
 
@@ -308,10 +306,6 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
         if bwd.FUSED_MASKS != "every":  # an experiment, where it is forced
             kernels["fused_masks"] = bwd.FUSED_MASKS
     fwd = fwd_config(D, Hq // Hkv, w1)
-    if fwd.OUTER != "long":  # the experimental loop order, where it is forced
-        kernels["fwd_outer"] = fwd.OUTER
-    if fwd.STEP != "prescaled":  # the experimental step, where it is forced
-        kernels["fwd_step"] = fwd.STEP
     return dict(impl=impl, backend=backend, **kernels, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
                 fwd_walk=fwd.WALK, bwd_walk=bwd.WALK, bwd_short=short)

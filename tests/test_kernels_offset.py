@@ -17,10 +17,10 @@ from simplex_lib.testing import assert_close
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _run(x, w1, w2, walk, block_m=16, outer="long", step="prescaled"):
+def _run(x, w1, w2, walk, block_m=16, scale=None):
     xs = [t.float().to(DEV).contiguous() for t in x]
-    cfg = FwdConfig(block_m, 16, 4 if DEV == "cuda" else 1, 1, WALK=walk, OUTER=outer, STEP=step)
-    scale = x[0].shape[-1] ** -0.5
+    cfg = FwdConfig(block_m, 16, 4 if DEV == "cuda" else 1, 1, WALK=walk)
+    scale = x[0].shape[-1] ** -0.5 if scale is None else scale
     o, lse = fwd.forward(*xs, w1, w2, scale, cfg=cfg)
     return o.cpu(), lse.cpu()
 
@@ -32,56 +32,51 @@ def _run(x, w1, w2, walk, block_m=16, outer="long", step="prescaled"):
     (19, 6, 2, 19, 7),    # GQA 3 (a head block padded to 4), the long window is the sequence
     (9, 2, 2, 9, 9),      # both windows the whole sequence
     (17, 8, 4, 16, 1),    # a one-key short window
-    (80, 1, 1, 48, 6),    # MHA: 16-key tiles inside every row's window (unmasked, outer "short")
+    (80, 1, 1, 48, 6),    # MHA: 16-key tiles inside every row's window (unmasked)
     (70, 4, 1, 40, 5),    # GQA 4, the same
     (75, 6, 2, 37, 9),    # GQA 3, w1 not a multiple of the tile
     (40, 8, 1, 24, 5),    # GQA 8: two positions of 8 heads a tile
 ])
-@pytest.mark.parametrize("outer,step", [("long", "prescaled"), ("short", "prescaled"), ("long", "stored")])
-def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2, outer, step):
+def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2):
     x = [torch.randn(2, N, Hq, 16, generator=gen, dtype=torch.float64)]
     x += [torch.randn(2, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
     assert row_tiling(Hq // Hkv, 16).POS > 1  # the offset walk is taken
-    o, lse = _run(x, w1, w2, "offset", outer=outer, step=step)
+    o, lse = _run(x, w1, w2, "offset")
     o_pos, lse_pos = _run(x, w1, w2, "position")
     assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
     assert_close("lse", lse_pos.double(), lse, 1e-6)
     assert_close("o vs the position walk", o_pos.double(), o, 1e-5)
 
 
-@pytest.mark.parametrize("walk", ["position", "offset"])
 @pytest.mark.parametrize("scale", [0.3, -0.7, 0.0])
-def test_stored_step_matches_reference(gen, walk, scale):
-    # FwdConfig(STEP="stored"): the query tile as stored and the scale applied in the softmax
-    # step (a negative or zero scale through a copy of k2); 16 heads of one position per tile,
-    # and tiles of several positions
+def test_scale_of_any_sign(gen, scale):
+    # the softmax step takes a positive factor: a negative or zero scale goes through a copy
+    # of k2. 16 heads of one position per tile, and tiles of several positions
     for N, Hq, Hkv, w1, w2 in ((37, 16, 1, 20, 5), (30, 4, 2, 17, 6)):
         x = [torch.randn(1, N, Hq, 16, generator=gen, dtype=torch.float64)]
         x += [torch.randn(1, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
-        xs = [t.float().to(DEV) for t in x]
-        cfgs = [FwdConfig(16, 16, 1, 1, WALK=walk, STEP=step) for step in ("stored", "prescaled")]
-        (o, lse), (o_pre, lse_pre) = (fwd.forward(*xs, w1, w2, scale, cfg=c) for c in cfgs)
-        assert_close("o", reference(*x, w1=w1, w2=w2, scale=scale), o.cpu(), 2e-5)
-        assert_close("lse", lse_pre.cpu().double(), lse.cpu(), 1e-6)
+        o, lse = _run(x, w1, w2, "offset", scale=scale)
+        _, lse_pos = _run(x, w1, w2, "position", scale=scale)
+        assert_close("o", reference(*x, w1=w1, w2=w2, scale=scale), o, 2e-5)
+        assert_close("lse vs the position walk", lse_pos.double(), lse, 1e-6)
 
 
-def _assert_nan_local(x, w1, w2, walk, which, outer="long"):
+def _assert_nan_local(x, w1, w2, walk, which):
     """The rows that see the NaN (by the reference) are NaN, and only they; the others exact."""
-    o, _ = _run(x, w1, w2, walk, outer=outer)
+    o, _ = _run(x, w1, w2, walk)
     ref = reference(*x, w1=w1, w2=w2)
     sees = torch.isnan(ref).any(-1)
     assert torch.equal(torch.isnan(o).any(-1), sees), which
     assert_close("o (rows that do not see p)", ref[~sees], o[~sees].double(), 2e-5)
 
 
-@pytest.mark.parametrize("outer", ["long", "short"])
 @pytest.mark.parametrize("N,p,w1,w2", [(13, 6, 4, 3), (80, 50, 48, 6)])
-def test_offset_walk_keeps_nan_local(gen, N, p, w1, w2, outer):
+def test_offset_walk_keeps_nan_local(gen, N, p, w1, w2):
     # (80, 50, 48, 6): 16 positions per tile, some long-window tiles inside every row's window
     for which in range(5):
         x = [torch.randn(1, N, 2, 16, generator=gen, dtype=torch.float64) for _ in range(5)]
         x[which][0, p, 0, 5] = float("nan")
-        _assert_nan_local(x, w1, w2, "offset", which, outer)
+        _assert_nan_local(x, w1, w2, "offset", which)
 
 
 def test_walk_is_checked(monkeypatch):
@@ -89,18 +84,12 @@ def test_walk_is_checked(monkeypatch):
 
     with pytest.raises(ValueError, match="WALK"):
         FwdConfig(16, 16, 1, 1, WALK="diagonal")
-    with pytest.raises(ValueError, match="OUTER"):
-        FwdConfig(16, 16, 1, 1, OUTER="middle")
-    monkeypatch.setenv("SIMPLEX_FWD_OUTER", "middle")
-    with pytest.raises(ValueError, match="SIMPLEX_FWD_OUTER"):
+    monkeypatch.setenv("SIMPLEX_FWD_WALK", "sideways")
+    with pytest.raises(ValueError, match="SIMPLEX_FWD_WALK"):
         fwd_config(64, 1, 512)
-    monkeypatch.setenv("SIMPLEX_FWD_OUTER", "short")
-    assert fwd_config(64, 1, 512).OUTER == "short"
-    monkeypatch.delenv("SIMPLEX_FWD_OUTER")
-    assert fwd_config(64, 1, 512).OUTER == "long"  # the default (the other is not yet timed)
 
 
-def _check_gradients(gen, B, N, Hq, Hkv, w1, w2):
+def _check_gradients(gen, B, N, Hq, Hkv, w1, w2, scale=None):
     """The kernel (fp32 under the interpreter) against float64 autograd of the reference: the
     output and all five gradients, for random inputs of the given shape (D = 16)."""
     from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as kernel
@@ -108,8 +97,8 @@ def _check_gradients(gen, B, N, Hq, Hkv, w1, w2):
 
     x = [torch.randn(B, N, Hq, 16, generator=gen, dtype=torch.float64)]
     x += [torch.randn(B, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
-    assert_gradients_close(lambda *t: kernel(*t, w1=w1, w2=w2),
-                           lambda *t: reference(*t, w1=w1, w2=w2), x,
+    assert_gradients_close(lambda *t: kernel(*t, w1=w1, w2=w2, scale=scale),
+                           lambda *t: reference(*t, w1=w1, w2=w2, scale=scale), x,
                            names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
                            generator=gen)
 
@@ -122,9 +111,7 @@ def _check_gradients(gen, B, N, Hq, Hkv, w1, w2):
     (17, 8, 4, 16, 1),    # a one-key short window
     (12, 2, 2, 3, 9),     # w2 > w1: the interface swaps the sets
 ])
-@pytest.mark.parametrize("outer", ["long", "short"])
-def test_offset_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, outer):
-    monkeypatch.setenv("SIMPLEX_FWD_OUTER", outer)
+def test_offset_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2):
     monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "offset")
     _check_gradients(gen, 2, N, Hq, Hkv, w1, w2)
@@ -209,6 +196,16 @@ def test_fused_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, walk):
     monkeypatch.setenv("SIMPLEX_FUSED_WALK", walk)
     _check_gradients(gen, 1, N, Hq, Hkv, w1, w2)
     assert walks and set(walks) == {walk}, f"the {walk} walk did not run"
+
+
+@pytest.mark.parametrize("scale", [-0.7, 0.0])
+@pytest.mark.parametrize("N,Hq,Hkv,short", [(21, 16, 1, "fused"), (19, 4, 2, "fused"), (19, 4, 2, "kv")])
+def test_gradients_for_a_negative_or_zero_scale(gen, monkeypatch, N, Hq, Hkv, short, scale):
+    # the forward takes the sign (or the zero) into a copy of k2, the backward's kernels scale the
+    # logits they recompute, whatever the sign: GQA 16 (one position per block: the ring
+    # kernel), GQA 2 on the fused and on the key-tile path
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", short)
+    _check_gradients(gen, 1, N, Hq, Hkv, 12, 5, scale)
 
 
 @pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [(80, 1, 1, 48, 6), (70, 3, 1, 40, 5), (64, 8, 1, 33, 4),

@@ -86,9 +86,8 @@ def test_shapes_narrowed_by_windows_and_dims(monkeypatch, tmp_path):
     assert list(seen["gqa"]) == list(timing.SHAPE_GRID["gqa"]) and list(seen["heads"]) == [16, 32, 32, 64]
     assert bench.os.environ["SIMPLEX_BWD_WALK"] == "offset"
     monkeypatch.setenv("SIMPLEX_FUSED_WALK", "offset")
-    monkeypatch.setenv("SIMPLEX_FWD_OUTER", "long")
-    bench.main(["--shapes", "--fused-walk", "key", "--fwd-outer", "short", "--no-plot", "--out", str(tmp_path)])
-    assert (bench.os.environ["SIMPLEX_FUSED_WALK"], bench.os.environ["SIMPLEX_FWD_OUTER"]) == ("key", "short")
+    bench.main(["--shapes", "--fused-walk", "key", "--no-plot", "--out", str(tmp_path)])
+    assert bench.os.environ["SIMPLEX_FUSED_WALK"] == "key"
     bench.main(["--shapes", "--no-plot", "--out", str(tmp_path)])
     assert seen["windows"] == timing.SHAPE_GRID["windows"] and seen["dims"] == timing.SHAPE_GRID["dims"]
 

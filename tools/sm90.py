@@ -128,23 +128,21 @@ def fused_report(head_dim: int, group: int, stages: int, walk: str = "key"):
 
 
 def fwd_report(head_dim: int, group: int, block_n: int = 128):
-    """Resources of the forward's offset walk for one head size and GQA ratio (64-row tiles and
-    the stages ``fwd_config`` gives, at 4 and 8 warps): ``_fwd_kernel`` (the long window
-    outside) and ``_fwd_offset_kernel`` (the short window outside)."""
+    """Resources of the forward's offset walk (``_fwd_kernel``) for one head size and GQA ratio
+    (64-row tiles and the stages ``fwd_config`` gives, at 4 and 8 warps)."""
     from simplex_lib.ops.two_simplicial import forward as kf
     from simplex_lib.ops.two_simplicial.configs import row_tiling
     rt = row_tiling(group, 64)
     stages = 3 if head_dim <= 64 else 2
     meta = dict(HEAD_DIM=head_dim, GH=rt.GH, POS=rt.POS, BLOCK_N=block_n, PREC="tf32")
     meta |= {"G": 1} if group == 1 else {}  # the launcher specialises an int argument of 1
-    for outer, kernel, extra in (("long", kf._fwd_kernel, {"OFFSET": True}),
-                                 ("short", kf._fwd_offset_kernel, {})):
-        for warps in (4, 8):
-            c = compile_sm90(kernel, meta | extra, HOPPER_POINTERS, num_warps=warps, num_stages=stages)
-            r = resources(c)
-            print(f"D {head_dim} GQA {group} (GH {rt.GH}, POS {rt.POS}) outer {outer:5s} warps {warps} "
-                  f"BLOCK_N {block_n} stages {stages}: {r['regs']} registers, {r['spills']} spilled, "
-                  f"{r['shared']} B shared")
+    for warps in (4, 8):
+        c = compile_sm90(kf._fwd_kernel, meta | {"OFFSET": True}, HOPPER_POINTERS, num_warps=warps,
+                         num_stages=stages)
+        r = resources(c)
+        print(f"D {head_dim} GQA {group} (GH {rt.GH}, POS {rt.POS}) offset walk, warps {warps} "
+              f"BLOCK_N {block_n} stages {stages}: {r['regs']} registers, {r['spills']} spilled, "
+              f"{r['shared']} B shared")
 
 
 HOPPER_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "O"], "*bf16") | {"LSE": "*fp32"}

@@ -67,33 +67,33 @@ def _bwd_delta_kernel(O, DO, DELTA, n_rows, N, Hq, HEAD_DIM: tl.constexpr,
 
 
 @triton.jit
-def _load_query_rows(p_q, p_do, p_lse, p_delta, m_row, qk_scale):
+def _load_query_rows(p_q, p_do, p_lse, p_delta, m_row):
     """What every backward program loads for its query rows: the queries
-    pre-scaled by ``scale * log2(e)`` and the output gradients
+    (as stored, as the forward holds them) and the output gradients
     (``[rows, D]``, fp32), each row's base-2 LSE and ``Delta`` (``[rows]``).
     Masked rows get ``LSE = +inf``, hence ``P = 0`` and no contribution."""
     m_q = m_row[:, None]
-    b_qs = tl.load(p_q, mask=m_q, other=0.0).to(tl.float32) * qk_scale
+    b_q = tl.load(p_q, mask=m_q, other=0.0).to(tl.float32)
     b_do = tl.load(p_do, mask=m_q, other=0.0).to(tl.float32)
     b_lse = tl.load(p_lse, mask=m_row, other=float("inf"))
     b_delta = tl.load(p_delta, mask=m_row, other=0.0)
-    return b_qs, b_do, b_lse, b_delta
+    return b_q, b_do, b_lse, b_delta
 
 
 @triton.jit
 def _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
-                stride_qn, stride_qh, qk_scale, HEAD_DIM: tl.constexpr,
+                stride_qn, stride_qh, HEAD_DIM: tl.constexpr,
                 GH: tl.constexpr, POS: tl.constexpr):
     """The query-owned kernels' rows (:func:`tile_program`) and what they
     load for them (:func:`_load_query_rows`). Returns ``(i_b, i_g, i0,
-    o_pos, m_row, o_d, o_q, b_qs, b_do, b_lse, b_delta)``."""
+    o_pos, m_row, o_d, o_q, b_q, b_do, b_lse, b_delta)``."""
     i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
         N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
         POS)
     o_row = (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
-    b_qs, b_do, b_lse, b_delta = _load_query_rows(
-        Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row, qk_scale)
-    return i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_qs, b_do, b_lse, b_delta
+    b_q, b_do, b_lse, b_delta = _load_query_rows(
+        Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row)
+    return i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_q, b_do, b_lse, b_delta
 
 
 @triton.jit
@@ -108,9 +108,9 @@ def _load_tile(p_k, p_v, o_j, stride_kn, o_d):
 
 
 @triton.jit
-def _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2, p_v2,
+def _bwd_dq_tile(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, p_k2, p_v2,
                  stride_kn, k_lo, k_hi, o_j, o_pos, lo1, o_d, W1, W2,
-                 MASK: tl.constexpr, ONE_POS: tl.constexpr,
+                 qk_scale, MASK: tl.constexpr, ONE_POS: tl.constexpr,
                  PREC: tl.constexpr):
     """The dq kernel's steps for one ``K1``/``V1`` tile: the short window's
     rows ``k`` in turn.
@@ -123,10 +123,10 @@ def _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2, p_v2,
         b_k2 = tl.load(p_k2 + k * stride_kn + o_d).to(tl.float32)  # [D]
         b_v2 = tl.load(p_v2 + k * stride_kn + o_d).to(tl.float32)  # [D]
         # [BLOCK_M, D], rounded exactly as in the forward
-        b_a = (b_qs * b_k2[None, :]).to(DT)
-        # [BLOCK_M, BLOCK_N]
+        b_a = (b_q * b_k2[None, :]).to(DT)
+        # [BLOCK_M, BLOCK_N], scaled to base 2 as the forward's softmax step
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
-        b_s = b_s - b_lse[:, None]
+        b_s = b_s * qk_scale - b_lse[:, None]
         if MASK:
             m_vis = window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS)
             b_s = tl.where(m_vis, b_s, float("-inf"))
@@ -141,9 +141,9 @@ def _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2, p_v2,
 
 
 @triton.jit
-def _bwd_dq_tile_offset(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2,
+def _bwd_dq_tile_offset(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, p_k2,
                         p_v2, stride_kn, o_j, o_pos, m_row, o_d, W1, W2,
-                        PREC: tl.constexpr):
+                        qk_scale, PREC: tl.constexpr):
     """:func:`_bwd_dq_tile` walking the short window by offset: step ``s``
     pairs every row with its own ``k2``/``v2`` row ``pos - s`` (as the
     forward's ``_fwd_tile_offset``), ``w2`` steps instead of ``POS + w2 - 1`` for a tile of ``POS`` positions.
@@ -159,10 +159,10 @@ def _bwd_dq_tile_offset(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, p_k2,
         b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
         b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
         b_k2 = b_k2.to(tl.float32)
-        b_a = (b_qs * b_k2).to(DT)  # [BLOCK_M, D]
+        b_a = (b_q * b_k2).to(DT)  # [BLOCK_M, D]
         # [BLOCK_M, BLOCK_N]
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
-        b_s = tl.where(m_j & m_l[:, None], b_s - b_lse[:, None],
+        b_s = tl.where(m_j & m_l[:, None], b_s * qk_scale - b_lse[:, None],
                        float("-inf"))
         b_p = tl.math.exp2(b_s)
         b_dov = (b_do * b_v2.to(tl.float32)).to(DT)  # [BLOCK_M, D]
@@ -188,9 +188,9 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
     (:func:`_bwd_dq_tile`). FLOPs: ``6 * B * Hq * N * D * w1 * w2`` on tensor
     cores.
     """
-    i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_qs, b_do, b_lse, b_delta = (
+    i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_q, b_do, b_lse, b_delta = (
         _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
-                    stride_qn, stride_qh, qk_scale, HEAD_DIM, GH, POS))
+                    stride_qn, stride_qh, HEAD_DIM, GH, POS))
 
     o_kv = i_b * stride_kb + i_g * stride_kh
     # the window ranges, as in the forward
@@ -202,25 +202,26 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
         b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
         if OFFSET:
             b_dq = _bwd_dq_tile_offset(
-                b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1, K2 + o_kv,
-                V2 + o_kv, stride_kn, o_j, o_pos, m_row, o_d, W1, W2, PREC)
+                b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, K2 + o_kv,
+                V2 + o_kv, stride_kn, o_j, o_pos, m_row, o_d, W1, W2,
+                qk_scale, PREC)
         elif t < n_full:
-            b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
+            b_dq = _bwd_dq_tile(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1,
                                 K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
-                                o_j, o_pos, lo1, o_d, W1, W2,
+                                o_j, o_pos, lo1, o_d, W1, W2, qk_scale,
                                 False, POS == 1, PREC)
         else:
-            b_dq = _bwd_dq_tile(b_dq, b_qs, b_do, b_lse, b_delta, b_k1, b_v1,
+            b_dq = _bwd_dq_tile(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1,
                                 K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
-                                o_j, o_pos, lo1, o_d, W1, W2,
+                                o_j, o_pos, lo1, o_d, W1, W2, qk_scale,
                                 True, POS == 1, PREC)
     tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
              mask=m_row[:, None])
 
 
 @triton.jit
-def _bwd_short_key_step(b_dq, b_qs, b_do, b_lse, b_delta, b_k2, b_v2, b_k1,
-                        b_v1, o_j, o_pos, k, lo1, W1, W2,
+def _bwd_short_key_step(b_dq, b_q, b_do, b_lse, b_delta, b_k2, b_v2, b_k1,
+                        b_v1, o_j, o_pos, k, lo1, W1, W2, qk_scale,
                         PREC: tl.constexpr):
     """One short-window key ``k`` against one ``K1``/``V1`` tile, for all
     the tile's query rows: ``dq`` and the key's two gradient rows.
@@ -230,12 +231,13 @@ def _bwd_short_key_step(b_dq, b_qs, b_do, b_lse, b_delta, b_k2, b_v2, b_k1,
     * q)``, and ``P @ v1`` (one GEMM) gives ``dv2_k = sum_rows((P @ v1) *
     do)``: four GEMMs, where the dq kernel plus the key-tile kernel for the
     short set spend seven. Returns ``(b_dq, dk2_k, dv2_k)``, the last two
-    ``[D]`` (``dk2_k`` in the base-2 logits' units, times ``ln 2`` later).
+    ``[D]`` (``dk2_k`` still without the factor ``scale``).
     """
     DT = b_k1.dtype
-    b_a = (b_qs * b_k2[None, :]).to(DT)  # [BLOCK_M, D]
+    b_a = (b_q * b_k2[None, :]).to(DT)  # [BLOCK_M, D]
     # [BLOCK_M, BLOCK_N]
-    b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC) - b_lse[:, None]
+    b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
+    b_s = b_s * qk_scale - b_lse[:, None]
     m_vis = window_mask(o_j, o_pos, k, lo1, W1, W2, False)
     b_p = tl.math.exp2(tl.where(m_vis, b_s, float("-inf")))
     b_dov = (b_do * b_v2[None, :]).to(DT)  # [BLOCK_M, D]
@@ -244,7 +246,7 @@ def _bwd_short_key_step(b_dq, b_qs, b_do, b_lse, b_delta, b_k2, b_v2, b_k1,
     b_dsk1 = tl.dot(b_ds, b_k1, input_precision=PREC)  # [BLOCK_M, D]
     b_dq += b_dsk1 * b_k2[None, :]
     b_pv1 = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)  # [BLOCK_M, D]
-    return b_dq, tl.sum(b_dsk1 * b_qs, 0), tl.sum(b_pv1 * b_do, 0)
+    return b_dq, tl.sum(b_dsk1 * b_q, 0), tl.sum(b_pv1 * b_do, 0)
 
 
 @triton.jit
@@ -271,9 +273,9 @@ def _bwd_dq_short_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2, PV2,
     atomics: deterministic. FLOPs: ``8 * B * Hq * N * D * w1 * w2`` on tensor
     cores (four GEMMs per triple).
     """
-    i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_qs, b_do, b_lse, b_delta = (
+    i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_q, b_do, b_lse, b_delta = (
         _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
-                    stride_qn, stride_qh, qk_scale, HEAD_DIM, GH, POS))
+                    stride_qn, stride_qh, HEAD_DIM, GH, POS))
     o_kv = i_b * stride_kb + i_g * stride_kh
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
     # this program's partial rows: [POS + W2 - 1, D] slots from key i0-W2+1
@@ -291,13 +293,12 @@ def _bwd_dq_short_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2, PV2,
             o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
             b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
             b_dq, b_dk, b_dv = _bwd_short_key_step(
-                b_dq, b_qs, b_do, b_lse, b_delta, b_k2, b_v2, b_k1, b_v1,
-                o_j, o_pos, k, lo1, W1, W2, PREC)
+                b_dq, b_q, b_do, b_lse, b_delta, b_k2, b_v2, b_k1, b_v1,
+                o_j, o_pos, k, lo1, W1, W2, qk_scale, PREC)
             b_dk2 += b_dk
             b_dv2 += b_dv
         o_u = (p_part + k - (i0 - W2 + 1)) * HEAD_DIM + o_d  # [D]
-        # b_qs carried scale * log2(e); dk2 wants scale alone (x ln 2)
-        tl.store(PK2 + o_u, b_dk2 * 0.6931471805599453)
+        tl.store(PK2 + o_u, b_dk2 * scale)  # dk2 = scale * sum dS k1 q
         tl.store(PV2 + o_u, b_dv2)
     tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
              mask=m_row[:, None])
@@ -305,7 +306,7 @@ def _bwd_dq_short_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2, PV2,
 
 @triton.jit
 def _bwd_short_offset_step(b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta,
-                           b_k1, b_v1, m_vis, MASK: tl.constexpr,
+                           b_k1, b_v1, m_vis, qk_scale, MASK: tl.constexpr,
                            PREC: tl.constexpr):
     """One offset ``s`` against one ``K1``/``V1`` tile: every row with its
     own short-window key (``b_a = q * k2``, ``b_dov = do * v2``,
@@ -320,10 +321,11 @@ def _bwd_short_offset_step(b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta,
     """
     DT = b_k1.dtype
     b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)  # [BLOCK_M, BLOCK_N]
+    b_s = b_s * qk_scale - b_lse[:, None]  # base 2, as the forward's softmax step
     if MASK:
-        b_p = tl.math.exp2(tl.where(m_vis, b_s - b_lse[:, None], float("-inf")))
+        b_p = tl.math.exp2(tl.where(m_vis, b_s, float("-inf")))
     else:
-        b_p = tl.math.exp2(b_s - b_lse[:, None])
+        b_p = tl.math.exp2(b_s)
     b_dp = tl.dot(b_dov, tl.trans(b_v1), input_precision=PREC)
     b_ds = (b_p * (b_dp - b_delta[:, None])).to(DT)
     b_acc_dk += tl.dot(b_ds, b_k1, input_precision=PREC)  # [BLOCK_M, D]
@@ -376,7 +378,7 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
     # (the q and do rows _query_tile loads are not kept: each step re-reads them)
     i_b, i_g, i0, o_pos, m_row, o_d, o_q, _, _, b_lse, b_delta = (
         _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
-                    stride_qn, stride_qh, qk_scale, HEAD_DIM, GH, POS))
+                    stride_qn, stride_qh, HEAD_DIM, GH, POS))
     DT = K1.dtype.element_ty
     o_kv = i_b * stride_kb + i_g * stride_kh
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
@@ -392,10 +394,10 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
         b_k2 = tl.load(K2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
         b_v2 = tl.load(V2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
         # q and do are re-read (from L2) at every step: held across the tile loop they spill.
-        # q * scale * log2(e) * k2 rounded once, as the forward rounds its logits' operand
+        # q * k2 rounded once, as the forward rounds its logits' operand
         m_q = m_row[:, None]
-        b_qs = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32) * qk_scale
-        b_a = (b_qs * b_k2).to(DT)  # [BLOCK_M, D]
+        b_q = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32)
+        b_a = (b_q * b_k2).to(DT)  # [BLOCK_M, D]
         b_dov = (tl.load(DO + o_q, mask=m_q, other=0.0).to(tl.float32) * b_v2).to(DT)
         b_acc_dk = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
         b_acc_dv = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
@@ -409,20 +411,20 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
                 if (t >= t_in) & (t < t_out):  # inside every row's windows
                     b_acc_dk, b_acc_dv = _bwd_short_offset_step(
                         b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1,
-                        b_v1, m_vis, False, PREC)
+                        b_v1, m_vis, qk_scale, False, PREC)
                 else:
                     b_acc_dk, b_acc_dv = _bwd_short_offset_step(
                         b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1,
-                        b_v1, m_vis, True, PREC)
+                        b_v1, m_vis, qk_scale, True, PREC)
             else:
                 b_acc_dk, b_acc_dv = _bwd_short_offset_step(
                     b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1, b_v1,
-                    m_vis, True, PREC)
+                    m_vis, qk_scale, True, PREC)
         # the rows' factors again, from L2
         b_k2 = tl.load(K2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
         b_dq += b_acc_dk * b_k2
         b_q = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32)
-        # dk2 = scale * sum dS k1 q (no log2(e): the logits' operand had it)
+        # dk2 = scale * sum dS k1 q
         _add_key_rows(PK2, b_acc_dk * b_q * scale, p_part, s, i0, N, o_d, W2, GH, POS)
         b_o = tl.load(DO + o_q, mask=m_q, other=0.0).to(tl.float32)
         _add_key_rows(PV2, b_acc_dv * b_o, p_part, s, i0, N, o_d, W2, GH, POS)
@@ -461,9 +463,9 @@ def _short_sums_kernel(PK2, PV2, DK2, DV2, N, Hkv, W2, n_tiles, n_hblocks,
 
 
 @triton.jit
-def _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta, p_kb,
+def _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta, p_kb,
                  p_vb, stride_kn, kb_lo, kb_hi, o_d, m_avis, o_pos, WB,
-                 MASK: tl.constexpr, PREC: tl.constexpr):
+                 qk_scale, MASK: tl.constexpr, PREC: tl.constexpr):
     """The key-tile kernel's steps for one block of query rows: the rows
     ``kb`` of set B they see.
 
@@ -475,18 +477,18 @@ def _bwd_kv_step(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta, p_kb,
     for kb in range(kb_lo, kb_hi):
         b_kb = tl.load(p_kb + kb * stride_kn + o_d).to(tl.float32)  # [D]
         b_vb = tl.load(p_vb + kb * stride_kn + o_d).to(tl.float32)  # [D]
-        b_a = (b_qs * b_kb[None, :]).to(DT)  # [BLOCK_M, D]
+        b_a = (b_q * b_kb[None, :]).to(DT)  # [BLOCK_M, D]
         b_dov = (b_do * b_vb[None, :]).to(DT)  # [BLOCK_M, D]
         m_kb = (kb > o_pos - WB) & (kb <= o_pos)  # [BLOCK_M]
         b_dk, b_dv = _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov,
                                     b_lse, b_delta, m_avis & m_kb[None, :],
-                                    MASK, PREC)
+                                    qk_scale, MASK, PREC)
     return b_dk, b_dv
 
 
 @triton.jit
 def _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov, b_lse, b_delta,
-                   m_vis, MASK: tl.constexpr, PREC: tl.constexpr):
+                   m_vis, qk_scale, MASK: tl.constexpr, PREC: tl.constexpr):
     """One step of the key-tile kernel once its operands ``b_a = q * kB``
     and ``b_dov = do * vB`` (``[BLOCK_M, D]``) are formed: recompute
     ``P^T`` and ``dP^T`` for the owned keys (``[BLOCK_A, BLOCK_M]``, masked
@@ -496,7 +498,7 @@ def _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov, b_lse, b_delta,
     DT = b_ka.dtype
     # -- recompute P^T and dP^T for the owned keys, [BLOCK_A, BLOCK_M]
     b_st = tl.dot(b_ka, tl.trans(b_a), input_precision=PREC)
-    b_st = b_st - b_lse[None, :]
+    b_st = b_st * qk_scale - b_lse[None, :]  # base 2
     if MASK:
         b_st = tl.where(m_vis, b_st, float("-inf"))
     b_pt = tl.math.exp2(b_st)
@@ -509,9 +511,9 @@ def _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov, b_lse, b_delta,
 
 
 @triton.jit
-def _bwd_kv_step_offset(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+def _bwd_kv_step_offset(b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta,
                         p_kb, p_vb, stride_kn, o_d, m_avis, o_pos, m_row, WB,
-                        PREC: tl.constexpr):
+                        qk_scale, PREC: tl.constexpr):
     """:func:`_bwd_kv_step` walking set B by offset: step ``s`` pairs every
     query row with its own row ``pos - s`` of set B, ``wB`` steps instead of
     ``POS + wB - 1`` for a block of ``POS`` positions.
@@ -523,11 +525,11 @@ def _bwd_kv_step_offset(b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
         o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
         b_kb = tl.load(p_kb + o_ld, mask=m_l[:, None], other=0.0)
         b_vb = tl.load(p_vb + o_ld, mask=m_l[:, None], other=0.0)
-        b_a = (b_qs * b_kb.to(tl.float32)).to(DT)  # [BLOCK_M, D]
+        b_a = (b_q * b_kb.to(tl.float32)).to(DT)  # [BLOCK_M, D]
         b_dov = (b_do * b_vb.to(tl.float32)).to(DT)  # [BLOCK_M, D]
         b_dk, b_dv = _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov,
                                     b_lse, b_delta, m_avis & m_l[None, :],
-                                    True, PREC)
+                                    qk_scale, True, PREC)
     return b_dk, b_dv
 
 
@@ -578,9 +580,8 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
                    + o_h[:, None] * stride_qh + o_d[None, :])
             # [BLOCK_M, D] queries and output gradients; [BLOCK_M] LSE, Delta
             o_row = (i_b * Hq + o_h) * N + o_pos
-            b_qs, b_do, b_lse, b_delta = _load_query_rows(
-                Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row,
-                qk_scale)
+            b_q, b_do, b_lse, b_delta = _load_query_rows(
+                Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row)
             # [BLOCK_A, BLOCK_M]: which owned keys each row sees
             m_avis = ((o_a[:, None] <= o_pos[None, :])
                       & (o_a[:, None] > o_pos[None, :] - WA))
@@ -592,22 +593,21 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
                       & (a0 > i_pb - WA))
             if OFFSET:
                 b_dk, b_dv = _bwd_kv_step_offset(
-                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                    b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta,
                     KB + o_kv, VB + o_kv, stride_kn, o_d, m_avis, o_pos,
-                    m_row, WB, PREC)
+                    m_row, WB, qk_scale, PREC)
             elif inside:
                 b_dk, b_dv = _bwd_kv_step(
-                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                    b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta,
                     KB + o_kv, VB + o_kv, stride_kn, kb_lo, kb_hi, o_d,
-                    m_avis, o_pos, WB, False, PREC)
+                    m_avis, o_pos, WB, qk_scale, False, PREC)
             else:
                 b_dk, b_dv = _bwd_kv_step(
-                    b_dk, b_dv, b_ka, b_va, b_qs, b_do, b_lse, b_delta,
+                    b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta,
                     KB + o_kv, VB + o_kv, stride_kn, kb_lo, kb_hi, o_d,
-                    m_avis, o_pos, WB, True, PREC)
-    # `b_a` carried the factor scale * log2(e); dk wants scale alone:
-    # multiply by ln 2 = 1 / log2(e).
-    b_dk = b_dk * 0.6931471805599453
+                    m_avis, o_pos, WB, qk_scale, True, PREC)
+    # dk = scale * sum dS (q * kB); qk_scale * ln 2 is scale
+    b_dk = b_dk * (qk_scale * 0.6931471805599453)
     tl.store(DKA + o_ad, b_dk.to(DKA.dtype.element_ty), mask=m_a)
     tl.store(DVA + o_ad, b_dv.to(DVA.dtype.element_ty), mask=m_a)
 
@@ -623,8 +623,8 @@ def _ring_flush(p_dk2, p_dv2, b_dk2, b_dv2, m_flush):
 
 
 @triton.jit
-def _ring_step(b_dq, b_dk2, b_dv2, b_qs, b_do, b_lse, b_delta, b_k2, b_v2,
-               m_k, p_k1, p_v1, o_d, PREC: tl.constexpr):
+def _ring_step(b_dq, b_dk2, b_dv2, b_q, b_do, b_lse, b_delta, b_k2, b_v2,
+               m_k, p_k1, p_v1, o_d, qk_scale, PREC: tl.constexpr):
     """One row ``j`` of the long window against the whole ring: the
     dQ/dK2/dV2 step.
 
@@ -635,9 +635,10 @@ def _ring_step(b_dq, b_dk2, b_dv2, b_qs, b_do, b_lse, b_delta, b_k2, b_v2,
     DT = b_k2.dtype
     b_k1 = tl.load(p_k1 + o_d).to(tl.float32)[None, :]  # [1, D]
     b_v1 = tl.load(p_v1 + o_d).to(tl.float32)[None, :]  # [1, D]
-    b_a = (b_qs * b_k1).to(DT)  # [GH, D]
-    # [GH, R]
-    b_s = tl.dot(b_a, tl.trans(b_k2), input_precision=PREC) - b_lse[:, None]
+    b_a = (b_q * b_k1).to(DT)  # [GH, D]
+    # [GH, R], base 2
+    b_s = tl.dot(b_a, tl.trans(b_k2), input_precision=PREC)
+    b_s = b_s * qk_scale - b_lse[:, None]
     b_p = tl.math.exp2(tl.where(m_k[None, :], b_s, float("-inf")))
     b_dov = (b_do * b_v1).to(DT)  # [GH, D]
     b_dp = tl.dot(b_dov, tl.trans(b_v2), input_precision=PREC)  # [GH, R]
@@ -717,15 +718,14 @@ def _bwd_ring_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, DK2, DV2,
             # [GH, D] queries and output gradients of position i; [GH] LSE,
             # Delta
             o_row = (i_b * Hq + o_h) * N + i
-            b_qs, b_do, b_lse, b_delta = _load_query_rows(
-                Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row,
-                qk_scale)
+            b_q, b_do, b_lse, b_delta = _load_query_rows(
+                Q + o_q, DO + o_q, LSE + o_row, DELTA + o_row, m_row)
             b_dq = tl.zeros([GH, HEAD_DIM], tl.float32)  # [GH, D]
             for j in range(j_lo, i + 1):
                 b_dq, b_dk2, b_dv2 = _ring_step(
-                    b_dq, b_dk2, b_dv2, b_qs, b_do, b_lse, b_delta, b_k2,
+                    b_dq, b_dk2, b_dv2, b_q, b_do, b_lse, b_delta, b_k2,
                     b_v2, m_k, K1 + o_kv + j * stride_kn,
-                    V1 + o_kv + j * stride_kn, o_d, PREC)
+                    V1 + o_kv + j * stride_kn, o_d, qk_scale, PREC)
             tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
                      mask=m_row[:, None])
     # -- flush every slot still holding a key this program touched
@@ -1023,8 +1023,8 @@ def launch_ring(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
             num_warps=cfg.ring_warps or cfg.num_warps,
             num_stages=cfg.num_stages,
         )
-    # dk2 accumulated the factor scale*log2(e) of q; dk2 wants scale alone.
-    return dq, (dk2 * (1.0 / LOG2E)).to(k2.dtype), dv2.to(v2.dtype)
+    # dk2 = scale * sum dS (q * k1): the kernel summed without the scale
+    return dq, (dk2 * scale).to(k2.dtype), dv2.to(v2.dtype)
 
 
 def backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float,

@@ -25,8 +25,7 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OUTERS", "FWD_STEPS",
-    "FWD_STORED_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS",
+    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS",
     "FWD_OFFSET_MIN_POS_SMALL_D",
     "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
     "fused_launch",
@@ -131,29 +130,13 @@ def max_shared_memory(device=None) -> int:
 #: of them for 64 positions per tile and w2 = 32).
 FWD_WALKS = ("position", "offset")
 
-#: With the offset walk, which window the forward's outer loop walks: "long" (each K1/V1 tile
-#: once, the offsets inside it; the default) or "short" (each offset once, its gathered k2/v2
-#: rows held while the long window is walked inside it; not yet timed).
-FWD_OUTERS = ("long", "short")
-
 #: Positions per tile from which the forward's default ("auto") walk is "offset", for head
-#: dimensions above 64. Measured on an H200 (bf16, D 128, 512 x 32, B2 N8192;
-#: benchmarks/results/h200/walks.json): the offset walk ran 2.3x faster at 64 positions per tile
-#: (GQA 1), 1.14x at 16 (GQA 4) and 2% slower at 8 (GQA 8).
-FWD_OFFSET_MIN_POS = 16
-#: How a forward step forms its logits (FwdConfig.STEP): "prescaled" (the default: the query
-#: tile held in fp32, pre-multiplied by scale * log2(e), so the GEMM gives base-2 logits, the
-#: rounding the backward's kernels use when they recompute them) or "stored" (the tile held as
-#: stored and the scale applied in the softmax step, scaled_softmax_step; with it the offset
-#: walk masks only its edge tiles and loads v2 after the first GEMM). "stored" is 1.22-1.35x
-#: as fast at D 128 (benchmarks/results/h200/shapes_q_stored.json) but rounds the logits'
-#: operand differently from the backward, whose recomputed probabilities then no longer sum to
-#: one against this forward's log-sum-exp: not a default until the backward rounds alike.
-#: ``$SIMPLEX_FWD_STEP`` forces one.
-FWD_STEPS = ("prescaled", "stored")
-#: With STEP "stored", the positions per tile from which the offset walk is taken at D > 64:
-#: there it ran 1.23x as fast as the position walk at 8 (GQA 8; walks_s12.json).
-FWD_STORED_OFFSET_MIN_POS = 8
+#: dimensions above 64. Measured on an H200 (bf16, D 128, 512 x 32, B2 N8192): the offset walk
+#: ran 2.5x as fast as the position walk at 64 positions per tile (GQA 1), 1.32x at 16 (GQA 4)
+#: and 1.23x at 8 (GQA 8) (benchmarks/results/h200/walks_s12.json; with the query tile held
+#: as stored. Before that, with the tile pre-scaled in fp32, the offset walk lost 2% at 8:
+#: walks.json).
+FWD_OFFSET_MIN_POS = 8
 #: The same for head dimensions up to 64: at D 64 the offset walk ran 2.7x, 1.46x and 1.20x
 #: faster at 64, 16 and 8 positions per tile (benchmarks/results/h200/configs.json; why the balance
 #: differs from D 128 is not profiled), so it is taken whenever a tile holds several positions.
@@ -180,38 +163,21 @@ class FwdConfig:
     WALK : str
         How a tile of several positions walks the short window, one of
         :data:`FWD_WALKS` (default ``"position"``).
-    OUTER : str
-        With the offset walk, which window the outer loop walks
-        (:data:`FWD_OUTERS`): ``"long"`` (the default; each ``K1``/``V1``
-        tile once, every offset inside it) or ``"short"`` (each offset once,
-        the long window inside it: ``_fwd_offset_kernel``, not yet timed;
-        ``$SIMPLEX_FWD_OUTER`` forces it).
-    STEP : str
-        How a step forms its logits (:data:`FWD_STEPS`): ``"prescaled"``
-        (the default) or ``"stored"`` (``$SIMPLEX_FWD_STEP``; the query tile
-        as stored, the scale in the softmax step).
 
     Raises
     ------
     ValueError
-        If ``WALK`` is not one of :data:`FWD_WALKS`, ``OUTER`` not one of
-        :data:`FWD_OUTERS` or ``STEP`` not one of :data:`FWD_STEPS`.
+        If ``WALK`` is not one of :data:`FWD_WALKS`.
     """
     BLOCK_M: int
     BLOCK_N: int
     num_warps: int
     num_stages: int
     WALK: str = "position"  # one of FWD_WALKS
-    OUTER: str = "long"  # one of FWD_OUTERS
-    STEP: str = "prescaled"  # one of FWD_STEPS
 
     def __post_init__(self):
         if self.WALK not in FWD_WALKS:
             raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
-        if self.OUTER not in FWD_OUTERS:
-            raise ValueError(f"OUTER must be one of {FWD_OUTERS}, got {self.OUTER!r}")
-        if self.STEP not in FWD_STEPS:
-            raise ValueError(f"STEP must be one of {FWD_STEPS}, got {self.STEP!r}")
 
 
 def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
@@ -409,7 +375,7 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
     Examples
     --------
     >>> [pick_walk("fwd", g, 64, 128) for g in (1, 4, 8, 64)]
-    ['offset', 'offset', 'position', 'position']
+    ['offset', 'offset', 'offset', 'position']
     >>> [pick_walk("fwd", g, 64, 64) for g in (1, 4, 8, 64)]
     ['offset', 'offset', 'offset', 'position']
     >>> [pick_walk("bwd", g, 64, 128) for g in (1, 4)]
@@ -450,19 +416,14 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     ValueError
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
-    outer = env_choice("SIMPLEX_FWD_OUTER", FWD_OUTERS, "long")
-    step = env_choice("SIMPLEX_FWD_STEP", FWD_STEPS, "prescaled")
     block_m = 16 if interpreting() else 64
     walk = pick_walk("fwd", group, block_m, head_dim)
-    if (step == "stored" and os.environ.get("SIMPLEX_FWD_WALK", "auto") == "auto"
-            and row_tiling(group, block_m).POS >= FWD_STORED_OFFSET_MIN_POS):
-        walk = "offset"
     if interpreting():
-        return FwdConfig(16, 16, 1, 1, WALK=walk, OUTER=outer, STEP=step)
+        return FwdConfig(16, 16, 1, 1, WALK=walk)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     if head_dim <= 64:
-        return FwdConfig(64, block_n, 4, 3, WALK=walk, OUTER=outer, STEP=step)
-    return FwdConfig(64, block_n, 4, 2, WALK=walk, OUTER=outer, STEP=step)
+        return FwdConfig(64, block_n, 4, 3, WALK=walk)
+    return FwdConfig(64, block_n, 4, 2, WALK=walk)
 
 
 def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) -> list:

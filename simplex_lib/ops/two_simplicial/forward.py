@@ -247,10 +247,10 @@ def online_softmax_step(b_s, b_m, b_l):
 @triton.jit
 def scaled_softmax_step(b_s, b_m, b_l, qk_scale):
     """:func:`online_softmax_step` for logits ``b_s`` that still need the
-    factor ``qk_scale`` (> 0), for the forward's ``STEP = "stored"``, which
-    keeps ``q`` as stored instead of pre-scaled in fp32, to free registers.
-    The factor rides on the block maximum and on the exponent's subtraction
-    (one fused multiply-add).
+    factor ``qk_scale`` (> 0): the forward keeps ``q`` as stored, not
+    pre-scaled in fp32 (half the registers), and the backward recomputes
+    the logits the same way. The factor rides on the block maximum and on
+    the exponent's subtraction (one fused multiply-add).
 
     Parameters
     ----------
@@ -306,36 +306,15 @@ def _fwd_load_kv1(p_k1, p_v1, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
 
 
 @triton.jit
-def _nonfinite_value_rows(b_v1, o_j, o_pos, W1, b_bad):
-    """A ``V1`` tile (rows ``o_j``) with its non-finite rows zeroed; ``b_bad``
-    (``[BLOCK_M]``) also marks the query rows that see one of them. Returns
-    ``(b_v1, b_bad, m_nf)``, ``m_nf`` the non-finite value rows
-    (``[BLOCK_N]``).
-
-    For :func:`_fwd_offset_kernel`. :func:`_fwd_load_kv1` makes the same test
-    inline: calling this helper there changed the register allocation of
-    the forward the records measured."""
-    # [BLOCK_N, D]
-    m_fin = (b_v1 == b_v1) & (tl.abs(b_v1.to(tl.float32)) < float("inf"))
-    m_nf = tl.min(m_fin.to(tl.int32), 1) == 0  # [BLOCK_N]
-    m_sees = ((o_j[None, :] > o_pos[:, None] - W1)
-              & (o_j[None, :] <= o_pos[:, None]))  # [BLOCK_M, BLOCK_N]
-    m_hit = (m_sees & m_nf[None, :]).to(tl.int32)
-    b_bad = b_bad | (tl.max(m_hit, 1) > 0)
-    b_v1 = tl.where(m_fin, b_v1, tl.zeros_like(b_v1))
-    return b_v1, b_bad, m_nf
-
-
-@triton.jit
 def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
               stride_kn, k_lo, k_hi, o_j, o_pos, lo1, o_d, W1, W2, qk_scale,
-              MASK: tl.constexpr, ONE_POS: tl.constexpr, PREC: tl.constexpr,
-              STORED: tl.constexpr):
+              MASK: tl.constexpr, ONE_POS: tl.constexpr, PREC: tl.constexpr):
     """The inner steps for one ``K1``/``V1`` tile: the short window's rows
     ``k`` one at a time.
 
     Each step: ``a = q * k2[k]`` (CUDA cores), ``s = a @ k1^T`` (tensor
-    cores), the online softmax, then ``acc += (p @ v1) * v2[k]``: the
+    cores), the online softmax of ``s`` times ``scale * log2(e)``
+    (:func:`scaled_softmax_step`), then ``acc += (p @ v1) * v2[k]``: the
     ``v2[k]`` factor is constant over ``j`` so it scales the ``[BLOCK_M, D]``
     product instead of the ``[BLOCK_N, D]`` value tile.
     """
@@ -350,8 +329,7 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
             m_sees = (k > o_pos - W2) & (k <= o_pos)
             b_bad = b_bad | (m_sees & (tl.min(m_fin.to(tl.int32), 0) == 0))
             b_v2 = tl.where(m_fin, b_v2, 0.0)
-        # -- logits, base 2: q carries scale * log2(e), or (STORED) the
-        # softmax step applies it
+        # -- logits, unscaled: the softmax step applies scale * log2(e)
         b_a = (b_q.to(tl.float32) * b_k2[None, :]).to(DT)  # [BLOCK_M, D]
         # [BLOCK_M, BLOCK_N]
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
@@ -359,11 +337,7 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
             m_vis = window_mask(o_j, o_pos, k, lo1, W1, W2, ONE_POS)
             b_s = tl.where(m_vis, b_s, float("-inf"))
         # -- update m, l and the accumulator
-        if STORED:
-            b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l,
-                                                         qk_scale)
-        else:
-            b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
+        b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l, qk_scale)
         # [BLOCK_M, D]
         b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
         b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2[None, :]
@@ -373,8 +347,7 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
 @triton.jit
 def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
                      stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale,
-                     MASK: tl.constexpr, PREC: tl.constexpr,
-                     STORED: tl.constexpr):
+                     MASK: tl.constexpr, PREC: tl.constexpr):
     """The inner steps for one ``K1``/``V1`` tile, walking the short window
     by offset: step ``s`` pairs every row with its own key ``l = pos - s``.
 
@@ -384,7 +357,6 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
     ``K2``/``V2`` row (a gather, mostly cache hits: step ``s + 1`` reuses
     all but one of step ``s``'s rows), so all ``w2`` steps are useful for
     every row. A non-finite ``v2`` row only reaches the row that sees it.
-    With ``STORED`` (``q`` as stored) the softmax step applies the scale,
     ``v2`` is loaded after the first GEMM, and without ``MASK`` (a tile
     inside every row's windows, :func:`inner_tiles`) no logit is masked.
     """
@@ -397,24 +369,17 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
         m_l = (o_l >= 0) & m_row
         o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
         b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
-        if not STORED:
-            b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
         # [BLOCK_M, D]
         b_a = (b_q.to(tl.float32) * b_k2.to(tl.float32)).to(DT)
         # [BLOCK_M, BLOCK_N]
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
         if MASK:
             b_s = tl.where(m_j & m_l[:, None], b_s, float("-inf"))
-        if STORED:
-            b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l,
-                                                         qk_scale)
-        else:
-            b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
+        b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l, qk_scale)
         # [BLOCK_M, D]
         b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
-        if STORED:
-            # loaded after the first GEMM: nothing holds it across that one
-            b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
+        # loaded after the first GEMM: nothing holds it across that one
+        b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
         b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2.to(tl.float32)
     return b_acc, b_m, b_l
 
@@ -437,7 +402,7 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
                 N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks,
                 HEAD_DIM: tl.constexpr, GH: tl.constexpr, POS: tl.constexpr,
                 BLOCK_N: tl.constexpr, PREC: tl.constexpr,
-                OFFSET: tl.constexpr = False, STORED: tl.constexpr = False):
+                OFFSET: tl.constexpr = False):
     """Sliding-window 2-simplicial attention, forward, saving the base-2 LSE.
 
     Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program owns
@@ -454,17 +419,13 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
         N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
         POS)
-    # [BLOCK_M, D]
+    # [BLOCK_M, D], as stored: the softmax step applies scale * log2(e)
     b_q = tl.load(Q + o_q, mask=m_row[:, None], other=0.0)
-    if not STORED:
-        # pre-scaled by scale * log2(e), so that the GEMM gives base-2 logits
-        b_q = b_q.to(tl.float32) * qk_scale
 
     o_kv = i_b * stride_kb + i_g * stride_kh
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
-    if STORED:
-        # the offset walk's tiles that need no mask
-        t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)
+    # the offset walk's tiles that need no mask
+    t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)
 
     # [BLOCK_M] running maximum and running sum of 2^(s - m)
     b_m = tl.full([GH * POS], float("-inf"), tl.float32)
@@ -481,132 +442,27 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
         b_k1, b_v1, b_bad = _fwd_load_kv1(
             K1 + o_kv, V1 + o_kv, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
             POS)
-        if OFFSET and STORED and (t >= t_in) and (t < t_out):
+        if OFFSET and (t >= t_in) and (t < t_out):
             # inside every row's windows: no mask
             b_acc, b_m, b_l = _fwd_tile_offset(
                 b_acc, b_m, b_l, b_q, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
                 stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale, False,
-                PREC, STORED)
+                PREC)
         elif OFFSET:
             b_acc, b_m, b_l = _fwd_tile_offset(
                 b_acc, b_m, b_l, b_q, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
                 stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale, True,
-                PREC, STORED)
+                PREC)
         elif t < n_full:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                qk_scale, False, POS == 1, PREC, STORED)
+                qk_scale, False, POS == 1, PREC)
         else:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                qk_scale, True, POS == 1, PREC, STORED)
-    p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
-    _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
-
-
-@triton.jit
-def _nonfinite_v1_rows(p_v1, stride_kn, hi, n_tiles, o_pos, o_d, W1,
-                       BLOCK_N: tl.constexpr):
-    """One pass over the long window's ``V1`` rows: which rows of the tile
-    see a non-finite value row (``[BLOCK_M]`` bool), and how many such value
-    rows there are (0 on clean inputs, which lets the main loop skip zeroing
-    them)."""
-    b_bad = o_pos < 0  # [BLOCK_M], all False
-    n_bad = 0
-    o_n = tl.arange(0, BLOCK_N)
-    for t in range(0, n_tiles):
-        o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
-        b_v1 = tl.load(p_v1 + o_j[:, None] * stride_kn + o_d[None, :],
-                       mask=(o_j >= 0)[:, None], other=0.0)  # [BLOCK_N, D]
-        _, b_bad, m_nf = _nonfinite_value_rows(b_v1, o_j, o_pos, W1, b_bad)
-        n_bad += tl.sum(m_nf.to(tl.int32), 0)
-    return b_bad, n_bad
-
-
-@triton.jit
-def _offset_rows(p_x, o_l, m_l, stride_kn, o_d):
-    """Each row's own row of a short-window set at offset ``s`` (its key
-    ``o_l = pos - s``), ``[BLOCK_M, D]``; zeros for rows without a key."""
-    o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
-    return tl.load(p_x + o_ld, mask=m_l[:, None], other=0.0)
-
-
-@triton.jit
-def _fwd_offset_kernel(Q, K1, K2, V1, V2, O, LSE,
-                       stride_qb, stride_qn, stride_qh,
-                       stride_kb, stride_kn, stride_kh,
-                       N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks,
-                       HEAD_DIM: tl.constexpr, GH: tl.constexpr,
-                       POS: tl.constexpr, BLOCK_N: tl.constexpr,
-                       PREC: tl.constexpr):
-    """:func:`_fwd_kernel`'s offset walk with the loops swapped: the short
-    window outside (offset ``s``, every row with its own key ``pos - s``),
-    the long window inside. Experimental (``FwdConfig.OUTER = "short"``).
-
-    Each row's ``q * k2`` is formed once per offset instead of once per
-    offset and ``K1``/``V1`` tile, and the tiles are read ``w2`` times (from
-    L2) instead of once. Inside an offset ``v2`` is a constant factor of
-    each row, so ``P @ V1`` accumulates in place (``acc_s``, as in
-    FlashAttention) and meets ``v2`` once, after the long window; the
-    offsets' sum ``acc`` is rescaled to the running maximum then. The tiles
-    ``[t_in, t_out)`` lie inside every row's long window, so there, once
-    every row has a key at every offset (``i0 >= w2 - 1``), no mask is
-    formed. Non-finite value rows are found in one pass first
-    (:func:`_nonfinite_v1_rows`) and zeroed only if there are any.
-
-    Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``, one program per tile of
-    ``BLOCK_M = GH * POS`` rows, as :func:`_fwd_kernel`. FLOPs:
-    ``4 * B * Hq * N * D * w1 * w2`` on tensor cores, plus
-    ``2 * B * Hq * N * D * w2`` multiplies on CUDA cores.
-    """
-    i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
-        N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
-        POS)
-    DT = K1.dtype.element_ty
-    o_kv = i_b * stride_kb + i_g * stride_kh
-    hi, lo1, _, n_tiles, _ = tile_range(i0, N, W1, W2, POS, BLOCK_N)
-    b_bad, n_bad = _nonfinite_v1_rows(V1 + o_kv, stride_kn, hi, n_tiles,
-                                      o_pos, o_d, W1, BLOCK_N)
-    t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)  # tiles needing no mask
-
-    b_m = tl.full([GH * POS], float("-inf"), tl.float32)  # [BLOCK_M]
-    b_l = tl.zeros([GH * POS], tl.float32)
-    b_acc = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
-    o_n = tl.arange(0, BLOCK_N)
-    for s in range(0, W2):
-        o_l = o_pos - s  # [BLOCK_M]: each row's key
-        m_l = (o_l >= 0) & m_row
-        b_k2 = _offset_rows(K2 + o_kv, o_l, m_l, stride_kn, o_d).to(tl.float32)
-        # q pre-scaled by scale * log2(e), re-read here rather than held
-        b_q = tl.load(Q + o_q, mask=m_row[:, None], other=0.0).to(tl.float32)
-        b_a = (b_q * qk_scale * b_k2).to(DT)  # [BLOCK_M, D]
-        b_m0 = b_m
-        b_acc_s = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
-        for t in range(0, n_tiles):
-            o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
-            j0 = hi - (t + 1) * BLOCK_N
-            # [BLOCK_N, D] tiles through block pointers: rows before 0 read as zeros
-            p_k1 = tl.make_block_ptr(K1 + o_kv, (N, HEAD_DIM), (stride_kn, 1), (j0, 0),
-                                     (BLOCK_N, HEAD_DIM), (1, 0))
-            p_v1 = tl.make_block_ptr(V1 + o_kv, (N, HEAD_DIM), (stride_kn, 1), (j0, 0),
-                                     (BLOCK_N, HEAD_DIM), (1, 0))
-            b_k1 = tl.load(p_k1, boundary_check=(0,), padding_option="zero")
-            b_v1 = tl.load(p_v1, boundary_check=(0,), padding_option="zero")
-            if n_bad > 0:  # keep 0 * NaN away from rows that do not see it
-                b_v1, b_seen, m_nf = _nonfinite_value_rows(b_v1, o_j, o_pos, W1, b_bad)
-            b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
-            if (t < t_in) | (t >= t_out):  # [BLOCK_M, BLOCK_N]
-                m_vis = window_mask(o_j, o_pos, o_l, lo1, W1, W2, False)
-                b_s = tl.where(m_vis & m_l[:, None], b_s, float("-inf"))
-            b_p, b_alpha, b_m, b_l = online_softmax_step(b_s, b_m, b_l)
-            b_acc_s = tl.dot(b_p.to(DT), b_v1, b_acc_s * b_alpha[:, None],
-                             input_precision=PREC)
-        # the offsets so far, from the maximum at this offset's start to now
-        b_ref = tl.where(b_m == float("-inf"), 0.0, b_m)
-        b_v2 = _offset_rows(V2 + o_kv, o_l, m_l, stride_kn, o_d).to(tl.float32)
-        b_acc = b_acc * tl.math.exp2(b_m0 - b_ref)[:, None] + b_acc_s * b_v2
+                qk_scale, True, POS == 1, PREC)
     p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
     _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
 
@@ -659,9 +515,8 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
         rt = row_tiling(G, c.BLOCK_M)
         grid = (triton.cdiv(N, rt.POS) * rt.n_hblocks, B * Hkv)
         offset = c.WALK == "offset" and rt.POS > 1
-        stored = c.STEP == "stored" and c.OUTER == "long"
         kk2, sc = k2, scale
-        if stored and scale <= 0:
+        if scale <= 0:
             # the softmax step takes a positive factor: the sign (or the
             # zero) goes into a copy of k2, which gives the same logits
             kk2, sc = k2 * (-1.0 if scale < 0 else 0.0), abs(scale) or 1.0
@@ -672,16 +527,12 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
         meta = dict(HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
                     PREC=precision(q), num_warps=c.num_warps,
                     num_stages=c.num_stages)
-        if offset and c.OUTER == "short":
-            _fwd_offset_kernel[grid](*args, **meta)
-        else:
-            _fwd_kernel[grid](*args, OFFSET=offset, STORED=stored, **meta)
+        _fwd_kernel[grid](*args, OFFSET=offset, **meta)
         return o, lse
 
     if cfg is not None:
         return launch(cfg)
     smem = max_shared_memory(q.device)
     cands = fwd_configs(D, G, w1, q.element_size(), smem)
-    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), cands[0].WALK,
-           cands[0].OUTER, cands[0].STEP)
+    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), cands[0].WALK)
     return launch_with_fallback(key, cands, launch)

@@ -48,15 +48,16 @@ def _mma_layout(n, num_warps):
 
 
 @gluon.jit
-def _logits(q, K2, off, k1, qk_scale, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
-    """``S = (q * scale * log2(e) * k2) @ K1^T`` for one short-window key: ``[GH, BLOCK_N]``, in
-    base-2 units (with ``ASYNC`` the wgmma is only issued: a token for
+def _logits(q, K2, off, k1, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
+    """``S = (q * k2) @ K1^T`` for one short-window key: ``[GH, BLOCK_N]``, not yet scaled
+    (:func:`_softmax_accumulate` applies ``scale * log2(e)``; with ``ASYNC`` the wgmma is only
+    issued: a token for
     :func:`warpgroup_mma_wait`). ``off`` is the element offset of the key's row in ``K2``; with
     ``Q_SMEM``, ``q`` is a shared-memory buffer, read here (registers for the pipelined loop).
 
-    The operand is rounded to bf16 once, from the fp32 product, as the portable kernels round
-    theirs: the portable backward recomputes these logits, and its ``P = exp2(S - lse)`` sums
-    to one only if both kernels see the same ``S``."""
+    The operand is rounded to bf16 once, from the fp32 product of ``q`` as stored, as the
+    portable kernels round theirs: the portable backward recomputes these logits, and its ``P =
+    exp2(S * scale * log2(e) - lse)`` sums to one only if both kernels see the same ``S``."""
     BLOCK_N: gl.constexpr = k1.type.shape[0]
     D: gl.constexpr = k1.type.shape[1]
     s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)
@@ -65,20 +66,20 @@ def _logits(q, K2, off, k1, qk_scale, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr)
     if Q_SMEM:
         q = q.load(_mma_layout(D, 4))
     k2 = gl.load(K2 + off + o_d).to(gl.float32)  # [D]
-    a = ((q.to(gl.float32) * qk_scale) * k2[None, :]).to(gl.bfloat16)  # [GH, D], the portable order
+    a = (q.to(gl.float32) * k2[None, :]).to(gl.bfloat16)  # [GH, D], the portable rounding
     return warpgroup_mma(gl.convert_layout(a, a_layout), k1.permute((1, 0)),
                          gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False, is_async=ASYNC)
 
 
 @gluon.jit
-def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off):
-    """The online softmax of one block of base-2 logits ``sc`` ``[GH, BLOCK_N]`` and
-    ``acc = acc * alpha + (P @ V1) * v2``."""
+def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off, qk_scale):
+    """The online softmax of one block of logits ``sc`` ``[GH, BLOCK_N]``, scaled here to base 2
+    by ``qk_scale = scale * log2(e)`` (any sign), and ``acc = acc * alpha + (P @ V1) * v2``."""
     D: gl.constexpr = acc.type.shape[1]
     o_layout: gl.constexpr = _mma_layout(D, 4)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
                                                  k_width=2)
-    sc = gl.where(m_vis, sc, float("-inf"))
+    sc = gl.where(m_vis, sc * qk_scale, float("-inf"))
     m_new = gl.maximum(m, gl.max(sc, 1))
     m_ref = gl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = gl.exp2(m - m_ref)
@@ -132,16 +133,16 @@ def _consume(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
         m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
         if PIPELINE:
             if k_first <= i:
-                sc = _logits(q, K2, off0 + k_first * stride_kn, k1, qk_scale, False, True)
+                sc = _logits(q, K2, off0 + k_first * stride_kn, k1, False, True)
                 for k in range(k_first, k_last, 2):
-                    nxt = _logits(q, K2, off0 + (k + 2) * stride_kn, k1, qk_scale, True, True)  # in flight
-                    m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn)
+                    nxt = _logits(q, K2, off0 + (k + 2) * stride_kn, k1, True, True)  # in flight
+                    m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn, qk_scale)
                     sc = warpgroup_mma_wait(num_outstanding=0, deps=(nxt, ))
-                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k_last * stride_kn)
+                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k_last * stride_kn, qk_scale)
         else:
             for k in range(k_first, i + 1, 2):
-                sc = _logits(q, K2, off0 + k * stride_kn, k1, qk_scale, False, False)
-                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn)
+                sc = _logits(q, K2, off0 + k * stride_kn, k1, False, False)
+                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn, qk_scale)
         mbarrier.arrive(empty.index(s), count=1)
     if PARITY == 1:  # hand the state to consumer 0
         x_acc.store(acc)

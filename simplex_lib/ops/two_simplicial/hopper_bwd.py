@@ -26,8 +26,8 @@ rows, from the query down; inside a tile, the short-window keys ``k``. Per ``(J,
 0. ``a_k``, ``b_k`` into a shared-memory ring, one step ahead of S;
 
 1. ``S = a_k K1_J^T``, ``dP = b_k V1_J^T`` (``[64, BLOCK_N]``);
-2. ``P = exp2(S - lse)`` (``S`` in base-2 units: the operand is ``(q * scale * log2 e) * k2``,
-   rounded once from fp32 as every forward rounds it), ``dS = P * (dP - delta)`` (the gradient w.r.t. the
+2. ``P = exp2(S * scale * log2 e - lse)`` (the operand is ``q * k2``, ``q`` as stored, rounded
+   once from fp32 as every forward rounds it), ``dS = P * (dP - delta)`` (the gradient w.r.t. the
    logits ``scale * sum q k1 k2``, so everything downstream carries ``scale``, never
    ``log2(e)``);
 3. ``X^T = K1_J^T dS^T`` and ``Y^T = V1_J^T P^T`` (``[D, 64]``: M = D, N = the 64 heads, K =
@@ -70,7 +70,7 @@ window has at most ``NBUF`` keys: then at the tile's last key, and it may).
 
 Register plan (a thread, D 128), as ``tools/sm90.py hopper-bwd`` finds it (wgmma not
 serialised): S 152 (the ``S`` and ``dP`` accumulators 32 + 32, ``P`` and ``dS``); consumers 176
-each (``dq^T`` half 32, ``q^T`` (pre-scaled) and ``do^T`` halves 32 + 32 held as fp32 only, ``X^T``
+each (``dq^T`` half 32, ``q^T`` and ``do^T`` halves 32 + 32 held as fp32 only, ``X^T``
 and ``Y^T`` 32 + 32, the operand being formed 32, partly overlapped). Two words, shared-memory
 addresses both consumers use, are computed before the partitions start and saved across their
 setmaxnreg (``tools/sm90.py`` counts them as 2 spilled; each consumer reloads one with a single
@@ -215,7 +215,8 @@ def _scores(args):
             dp_tok = warpgroup_mma(x_b.index(ra).permute((1, 0)), v1t,
                                    gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False, is_async=True)
             sc = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok, ))
-            p = gl.exp2(gl.where(m_vis, sc - lse[:, None], float("-inf")))  # under dP's GEMM
+            # base 2, as the forward's softmax step; under dP's GEMM
+            p = gl.exp2(gl.where(m_vis, sc * qk_scale - lse[:, None], float("-inf")))
             r = c % NB
             ph = (c // NB) & 1
             mbarrier.wait(p_empty.index(r), ph ^ 1)  # the slot's last P has been read
@@ -240,9 +241,10 @@ def _scores(args):
 def _operands(ring, c, k, q_t, do_t, o_d, D0: gl.constexpr, DO_X: gl.constexpr,
               DO_Y: gl.constexpr, STAGED: gl.constexpr):
     """A consumer's share of step ``c``'s GEMM operands for S (key ``k``), into
-    ring slot ``c % NA``: ``a^T = (q^T * scale * log2 e) * k2[k]`` where it
-    holds ``q`` (``DO_X``; rounded once from fp32, as the forward rounds its
-    logits' operand, so that ``exp2(S - lse)`` is the forward's ``P``), and
+    ring slot ``c % NA``: ``a^T = q^T * k2[k]`` where it holds ``q``
+    (``DO_X``; ``q`` as stored, rounded once from fp32, as the forward rounds
+    its logits' operand, so that ``exp2(S * scale * log2 e - lse)`` is the
+    forward's ``P``), and
     ``b^T = do^T * v2[k]`` where it holds ``do``; rows ``D0 ..`` of ``[D, GH]``.
     """
     # the operand ring and where the short window's rows are (_key_grads)
@@ -254,7 +256,7 @@ def _operands(ring, c, k, q_t, do_t, o_d, D0: gl.constexpr, DO_X: gl.constexpr,
     mbarrier.wait(ab_empty.index(r), ((c // NA) & 1) ^ 1)
     if DO_X:
         k2 = _short_row(x_k2s, K2, k, k_lo, off0, stride_kn, o_d, D0, STAGED)
-        a_t = q_t * k2.to(gl.float32)[:, None]  # [DH, GH]: q_t has the scale
+        a_t = q_t * k2.to(gl.float32)[:, None]  # [DH, GH]: exact, one rounding
         x_a.index(r).slice(D0, DH).store(a_t.to(gl.bfloat16))
     if DO_Y:
         v2 = _short_row(x_v2s, V2, k, k_lo, off0, stride_kn, o_d, D0, STAGED)
@@ -356,9 +358,9 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
     q_t = 0  # stand-ins where this consumer does not hold them (D 64)
     do_t = 0
     if DO_X:
-        # [DH, GH] fp32 only (bf16 copies would be kept beside them); q
-        # pre-scaled as the logits want it
-        q_t = gl.load(Q + o_ut).to(gl.float32) * qk_scale
+        # [DH, GH] fp32 only (bf16 copies would be kept beside them); q as
+        # stored: S applies the scale to the logits
+        q_t = gl.load(Q + o_ut).to(gl.float32)
         dq_t = gl.zeros([DH, GH], gl.float32, z_layout)
     if DO_Y:
         do_t = gl.load(DO + o_ut).to(gl.float32)  # [DH, GH]
@@ -407,8 +409,8 @@ def _key_grads(args, PART: gl.constexpr, PARTIAL: gl.constexpr):
             o_u = (part0 + k_lo + u) * D + o_d  # [DH] int64
         else:
             o_u = off0 + (k_lo + u) * stride_kn + o_d  # [DH]
-        if DO_X:  # dk2 = scale * sum dS q k1; the sums used q * scale * log2 e
-            rows = x_dk2.index(u).slice(D0, DH).load(row_layout) * (scale / qk_scale)
+        if DO_X:  # dk2 = scale * sum dS q k1
+            rows = x_dk2.index(u).slice(D0, DH).load(row_layout) * scale
             _flush(DK2 + o_u, rows, PARTIAL)
         if DO_Y:
             rows = x_dv2.index(u).slice(D0, DH).load(row_layout)
