@@ -221,7 +221,7 @@ def test_gpu_launch_choices_follow_the_h200_measurements(monkeypatch):
     b = C.bwd_config(128, 4, 512, 32)
     assert (b.kv_warps, b.kv2_warps, b.num_warps) == (8, 4, 4)
     assert [C.fwd_config(64, g, 512).WALK for g in (1, 8, 64)] == ["offset", "offset", "position"]
-    assert [C.fwd_config(128, g, 512).WALK for g in (1, 8, 64)] == ["offset", "position", "position"]
+    assert [C.fwd_config(128, g, 512).WALK for g in (1, 8, 64)] == ["offset", "offset", "position"]
 
 
 def test_out_of_resources_steps_down_and_remembers(monkeypatch):
