@@ -40,7 +40,7 @@ def test_cli_flags(capsys):
 
 
 def test_kernel_switch_flags_are_checked(capsys):
-    for flag in ("--fused-walk", "--fwd-outer", "--bwd-short", "--fwd-walk"):
+    for flag in ("--fused-walk", "--bwd-walk", "--bwd-short", "--fwd-walk"):
         with pytest.raises(SystemExit) as e:
             bench.build_parser().parse_args(["--shapes", flag, "sideways"])
         assert e.value.code == 2 and flag in capsys.readouterr().err

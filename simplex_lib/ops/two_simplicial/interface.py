@@ -36,8 +36,8 @@ SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 #: :func:`kernel_backend` for each direction.
 KERNEL_BACKENDS = ("auto", "portable", "hopper")
 #: Whether ``"auto"`` takes the Gluon forward where it can run. Off: on an H200 it is slower than
-#: the portable kernel at the shapes it takes (319 against 443 TFLOPS at D 128, 351 against 363 at
-#: D 64; ``benchmarks/results/h200/hopper_rounding.json``), so it runs only when asked for.
+#: the portable kernel at the shapes it takes (419 against 545 TFLOPS at D 128, 339 against 383 at
+#: D 64; ``benchmarks/results/h200/hopper_s13.json``), so it runs only when asked for.
 AUTO_PICKS_HOPPER = False
 #: Whether ``"auto"`` takes the Gluon backward (``dq``, ``dk2``, ``dv2``) where it can run. On: on
 #: an H200 its kernel takes 46 ms where the portable ring kernel takes 129 (D 128, 512 x 32, B 2,
@@ -399,6 +399,8 @@ def two_simplicial_attention(q, k1, k2, v1, v2, *, w1: int, w2: int, scale=None,
     >>> two_simplicial_attention(q, k, k, k, k, w1=4, w2=2).shape  # doctest: +SKIP
     torch.Size([1, 8, 4, 16])
     """
+    if backend not in KERNEL_BACKENDS:  # a misspelt name first, whatever the inputs
+        raise ValueError(f"backend must be one of {KERNEL_BACKENDS}, got {backend!r}")
     named = {"k1": k1, "k2": k2, "v1": v1, "v2": v2}
     check_qkv(q, named)
     for name, w in (("w1", w1), ("w2", w2)):
