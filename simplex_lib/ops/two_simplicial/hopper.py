@@ -73,8 +73,9 @@ def _logits(q, K2, off, k1, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
 
 @gluon.jit
 def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off, qk_scale):
-    """The online softmax of one block of logits ``sc`` ``[GH, BLOCK_N]``, scaled here to base 2
-    by ``qk_scale = scale * log2(e)`` (any sign), and ``acc = acc * alpha + (P @ V1) * v2``."""
+    """The online softmax of one block of logits ``sc`` ``[GH, BLOCK_N]``, scaled
+    here to base 2 by ``qk_scale = scale * log2(e)`` (any sign), and
+    ``acc = acc * alpha + (P @ V1) * v2``."""
     D: gl.constexpr = acc.type.shape[1]
     o_layout: gl.constexpr = _mma_layout(D, 4)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
