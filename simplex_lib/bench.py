@@ -31,7 +31,7 @@ import torch
 
 from simplex_lib import timing, viz
 from simplex_lib.cli import int_at_least, int_list
-from simplex_lib.ops.two_simplicial.configs import BWD_SHORT_PATHS, FUSED_WALKS, FWD_WALKS
+from simplex_lib.ops.two_simplicial.configs import BWD_SHORT_PATHS, BWD_WALKS, FUSED_WALKS, FWD_WALKS
 from simplex_lib.ops.two_simplicial.interface import KERNEL_BACKENDS
 from simplex_lib.ops.topk.triton import TOPK_KERNELS, topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fwd-walk", choices=("auto", *FWD_WALKS), default=None,
                     help="the forward's short-window walk for tiles of several positions "
                          "(sets SIMPLEX_FWD_WALK; default: its value, else auto, which picks by GQA ratio)")
-    ap.add_argument("--bwd-walk", choices=("auto", *FWD_WALKS), default=None,
+    ap.add_argument("--bwd-walk", choices=("auto", *BWD_WALKS), default=None,
                     help="the same for the backward's dq and key-tile kernels "
                          "(sets SIMPLEX_BWD_WALK; default: its value, else auto)")
     ap.add_argument("--bwd-short", choices=BWD_SHORT_PATHS, default=None,

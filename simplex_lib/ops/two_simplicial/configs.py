@@ -25,7 +25,7 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "FWD_WALKS", "FWD_OFFSET_MIN_POS",
+    "interpreting", "RowTiling", "row_tiling", "BWD_WALKS", "FWD_WALKS", "FWD_OFFSET_MIN_POS",
     "FWD_OFFSET_MIN_POS_SMALL_D",
     "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
     "fused_launch",
@@ -124,11 +124,15 @@ def max_shared_memory(device=None) -> int:
     return _device_smem(index)
 
 
-#: How the kernels walk the short window of a tile that holds several positions (fewer query
-#: heads per KV head than BLOCK_M): "position" (every key of the tile's union, masked per row)
-#: or "offset" (each row its own key at each step: w2 steps instead of POS + w2 - 1, a third
-#: of them for 64 positions per tile and w2 = 32).
-FWD_WALKS = ("position", "offset")
+#: How the backward's dq and key-tile kernels walk the short window of a tile that holds
+#: several positions (fewer query heads per KV head than BLOCK_M): "position" (every key of the
+#: tile's union, masked per row) or "offset" (each row its own key at each step: w2 steps
+#: instead of POS + w2 - 1, a third of them for 64 positions per tile and w2 = 32).
+BWD_WALKS = ("position", "offset")
+#: The forward's walks: those of :data:`BWD_WALKS`, and "pairs", where the short window is no
+#: loop at all: a tile's rows are (query, short-window key) pairs, each with its operand
+#: ``q * k2`` formed once, and the only loop is the long window (``forward_pairs.py``).
+FWD_WALKS = BWD_WALKS + ("pairs",)
 
 #: Positions per tile from which the forward's default ("auto") walk is "offset", for head
 #: dimensions above 64. Measured on an H200 (bf16, D 128, 512 x 32, B2 N8192): the offset walk
@@ -386,7 +390,7 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
     var, min_pos, min_pos_small_d = _WALK_RULES[kernel]
     if head_dim <= 64:
         min_pos = min_pos_small_d
-    setting = env_choice(var, ("auto", *FWD_WALKS), "auto")
+    setting = env_choice(var, ("auto", *(FWD_WALKS if kernel == "fwd" else BWD_WALKS)), "auto")
     if setting != "auto":
         return setting
     return "offset" if row_tiling(group, block_m).POS >= min_pos else "position"
@@ -505,7 +509,7 @@ class BwdConfig:
         ``"every"`` (the default) or ``"edges"`` (``$SIMPLEX_FUSED_MASKS``).
     WALK : str
         How the dq and key-tile kernels walk a block of several positions
-        (:data:`FWD_WALKS`; default ``"position"``).
+        (:data:`BWD_WALKS`; default ``"position"``).
     SHORT : str
         How blocks of several positions get the short window's key
         gradients (:data:`BWD_SHORT_PATHS`): ``"kv"`` (the dataclass's
@@ -527,12 +531,12 @@ class BwdConfig:
     short_warps: int = 0  # warps of the fused short-window kernel (0: as num_warps)
     FUSED_WALK: str = "offset"  # one of FUSED_WALKS
     FUSED_MASKS: str = "every"  # one of FUSED_MASK_RULES
-    WALK: str = "position"  # one of FWD_WALKS, for blocks of several positions
+    WALK: str = "position"  # one of BWD_WALKS, for blocks of several positions
     SHORT: str = "kv"  # one of BWD_SHORT_PATHS
 
     def __post_init__(self):
-        if self.WALK not in FWD_WALKS:
-            raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
+        if self.WALK not in BWD_WALKS:
+            raise ValueError(f"WALK must be one of {BWD_WALKS}, got {self.WALK!r}")
         if self.SHORT not in BWD_SHORT_PATHS:
             raise ValueError(f"SHORT must be one of {BWD_SHORT_PATHS}, got {self.SHORT!r}")
         if self.FUSED_WALK not in FUSED_WALKS:

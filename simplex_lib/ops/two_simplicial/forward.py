@@ -524,6 +524,10 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
                 q.stride(0), q.stride(1), q.stride(2),
                 k1.stride(0), k1.stride(1), k1.stride(2),
                 N, Hq, Hkv, G, w1, w2, sc * LOG2E, rt.n_hblocks)
+        if c.WALK == "pairs":
+            from .forward_pairs import forward_pairs  # it imports this module
+            forward_pairs(args[:-1], D, G, w2, c, precision(q))
+            return o, lse
         meta = dict(HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
                     PREC=precision(q), num_warps=c.num_warps,
                     num_stages=c.num_stages)
@@ -534,5 +538,5 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
         return launch(cfg)
     smem = max_shared_memory(q.device)
     cands = fwd_configs(D, G, w1, q.element_size(), smem)
-    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), cands[0].WALK)
+    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), w2, cands[0].WALK)
     return launch_with_fallback(key, cands, launch)
