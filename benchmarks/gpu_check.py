@@ -184,7 +184,7 @@ def main():
         ms = time_fwd(B, N, Hq, Hkv, D, w1, w2)
         summary.append(("fwd headline", ms, F / ms / 1e9))
         REC["timings"].append(dict(what="fwd", shape=[B, N, Hq, Hkv, D], w=[w1, w2], ms=ms,
-                                   tflops=F / ms / 1e9, cfg=str(fwd_config(D, Hq // Hkv, w1))))
+                                   tflops=F / ms / 1e9, cfg=str(fwd_config(D, Hq // Hkv, w1, w2))))
         parts = time_bwd_parts(B, N, Hq, Hkv, D, w1, w2)
         REC["timings"].append(dict(what="bwd", shape=[B, N, Hq, Hkv, D], w=[w1, w2], ms=parts,
                                    tflops=2.5 * F / parts["total"] / 1e9))

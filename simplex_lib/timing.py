@@ -305,7 +305,7 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
         kernels["fused_walk"] = bwd.FUSED_WALK
         if bwd.FUSED_MASKS != "every":  # an experiment, where it is forced
             kernels["fused_masks"] = bwd.FUSED_MASKS
-    fwd = fwd_config(D, Hq // Hkv, w1)
+    fwd = fwd_config(D, Hq // Hkv, max(w1, w2), min(w1, w2))
     return dict(impl=impl, backend=backend, **kernels, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
                 fwd_walk=fwd.WALK, bwd_walk=bwd.WALK, bwd_short=short)

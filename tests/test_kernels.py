@@ -222,6 +222,12 @@ def test_gpu_launch_choices_follow_the_h200_measurements(monkeypatch):
     assert (b.kv_warps, b.kv2_warps, b.num_warps) == (8, 4, 4)
     assert [C.fwd_config(64, g, 512).WALK for g in (1, 8, 64)] == ["offset", "offset", "position"]
     assert [C.fwd_config(128, g, 512).WALK for g in (1, 8, 64)] == ["offset", "offset", "position"]
+    # results/h200/pairs_s14.json: with the short window known, the pairs forward wherever a
+    # 64-row tile holds the whole short window of one position (GQA 2-32 at w2 = 32)
+    assert [C.fwd_config(128, g, 512, 32).WALK for g in (1, 4, 8, 64)] == [
+        "offset", "pairs", "pairs", "position"]
+    assert C.fwd_config(128, 1, 256, 64) == C.FwdConfig(64, 64, 4, 2, WALK="pairs")
+    assert C.fwd_config(64, 8, 512, 32) == C.FwdConfig(64, 64, 4, 3, WALK="pairs")
 
 
 def test_out_of_resources_steps_down_and_remembers(monkeypatch):

@@ -25,8 +25,8 @@ from triton.runtime import driver
 from triton.runtime.errors import OutOfResources
 
 __all__ = [
-    "interpreting", "RowTiling", "row_tiling", "BWD_WALKS", "FWD_WALKS", "FWD_OFFSET_MIN_POS",
-    "FWD_OFFSET_MIN_POS_SMALL_D",
+    "interpreting", "RowTiling", "row_tiling", "PairTiling", "pair_tiling", "BWD_WALKS", "FWD_WALKS",
+    "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D", "pairs_fit",
     "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
     "fused_launch",
     "env_choice",
@@ -93,6 +93,61 @@ def row_tiling(group: int, block_m: int) -> RowTiling:
     return RowTiling(GH=gh, POS=block_m // gh, n_hblocks=triton.cdiv(group, gh))
 
 
+@dataclass(frozen=True)
+class PairTiling:
+    """How the pairs forward's ``BLOCK_M = GH * POS * OS`` rows map to (query, short-window key)
+    pairs (``forward_pairs.py``).
+
+    Attributes
+    ----------
+    GH : int
+        Query heads of one KV group per tile (a power of two).
+    POS : int
+        Consecutive positions per tile.
+    OS : int
+        Offsets of the short window per group of pairs (a power of two).
+    n_hblocks : int
+        Head blocks needed to cover the group.
+    """
+
+    GH: int
+    POS: int
+    OS: int
+    n_hblocks: int
+
+
+def pair_tiling(group: int, w2: int, block_m: int) -> PairTiling:
+    """Split ``block_m`` pair rows into heads, positions and offsets.
+
+    Offsets first (the whole short window, up to ``block_m``: more than one
+    group of offsets costs registers, ``_fwd_pairs_kernel``), then
+    heads of the group (up to what is left; the rest in further head
+    blocks, which share the key tiles through the L2 cache), then
+    positions.
+
+    Parameters
+    ----------
+    group : int
+        Query heads per KV head.
+    w2 : int
+        The short window.
+    block_m : int
+        Rows per tile, a power of two.
+
+    Returns
+    -------
+    PairTiling
+
+    Examples
+    --------
+    >>> [(t.GH, t.POS, t.OS, t.n_hblocks) for t in (pair_tiling(g, 32, 64) for g in (1, 4, 8))]
+    [(1, 2, 32, 1), (2, 1, 32, 2), (2, 1, 32, 4)]
+    """
+    os_ = min(triton.next_power_of_2(w2), block_m)
+    gh = min(triton.next_power_of_2(group), block_m // os_)
+    return PairTiling(gh, block_m // (gh * os_), os_, triton.cdiv(group, gh))
+
+
 @functools.lru_cache(maxsize=None)
 def _device_smem(index: int) -> int:
     try:
@@ -150,6 +205,29 @@ FWD_OFFSET_MIN_POS_SMALL_D = 2
 BWD_OFFSET_MIN_POS = 64
 
 
+def pairs_fit(group: int, w2: int, block_m: int) -> bool:
+    """Whether the forward's default walk is ``"pairs"``: a tile of ``block_m`` pairs holds the
+    whole short window of one position (:func:`pair_tiling`: ``POS == 1``, one group of
+    offsets), and the group is smaller than ``block_m`` (else a tile of the position walk holds
+    ``block_m`` heads of one position, which met every key tile once for all the short window's
+    keys: 536 TFLOPS against the pairs' 297 at GQA 64).
+
+    Measured on an H200 (bf16, B2 N8192, ``benchmarks/results/h200/pairs_s14.json``): where it
+    holds, the pairs forward ran 1.16x (D 128) and 1.12x (D 64) as fast as the offset walk at
+    GQA 4, 1.12x at GQA 8 and D 64, even at GQA 8 and D 128, and 1.23x at GQA 1, D 128, 256x64;
+    where a tile needs several positions (GQA 1, w2 = 32) it lost 3% (D 128) and 19% (D 64).
+
+    Examples
+    --------
+    >>> [pairs_fit(g, 32, 64) for g in (1, 2, 8, 32, 64)]
+    [False, True, True, True, False]
+    >>> pairs_fit(1, 64, 64), pairs_fit(8, 128, 64)
+    (True, False)
+    """
+    t = pair_tiling(group, w2, block_m)
+    return group < block_m and t.POS == 1 and t.OS >= w2
+
+
 @dataclass(frozen=True)
 class FwdConfig:
     """Launch configuration of the forward kernel.
@@ -188,7 +266,8 @@ def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
     """Shared memory of the forward kernel (bytes, estimated).
 
     The ``K1``/``V1`` tiles ``[BLOCK_N, D]`` are loaded in a loop that holds another loop, so
-    they are not multi-buffered; the GEMM operands ``q * k2`` ``[BLOCK_M, D]`` and ``P``
+    they are not multi-buffered (in the pairs walk, whose only loop is the long window, they
+    are: ``num_stages`` of each); the GEMM operands ``q * k2`` ``[BLOCK_M, D]`` and ``P``
     ``[BLOCK_M, BLOCK_N]`` are staged through shared memory.
 
     Parameters
@@ -211,7 +290,8 @@ def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
     200704
     """
     m, n, d = cfg.BLOCK_M, cfg.BLOCK_N, head_dim
-    return elem_bytes * (2 * n * d + m * d + m * n) + SMEM_SLACK
+    bufs = cfg.num_stages if cfg.WALK == "pairs" else 1
+    return elem_bytes * (2 * bufs * n * d + m * d + m * n) + SMEM_SLACK
 
 
 def env_choice(var: str, choices: tuple, default: str) -> str:
@@ -348,13 +428,13 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
     return "fused" if w2 <= 64 else "kv"
 
 
-def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
+def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | None = None) -> str:
     """The walk a launch takes: what ``$SIMPLEX_FWD_WALK`` (``kernel="fwd"``, the forward) or
     ``$SIMPLEX_BWD_WALK`` (``"bwd"``, the backward's dq and long-window key-tile kernels)
     forces, for measuring; by default ("auto") ``"offset"`` when a tile of ``block_m`` rows
     holds at least :data:`FWD_OFFSET_MIN_POS` (:data:`FWD_OFFSET_MIN_POS_SMALL_D` at
     ``head_dim <= 64``; :data:`BWD_OFFSET_MIN_POS` for the backward) positions, else
-    ``"position"``.
+    ``"position"``; for the forward, given ``w2``, ``"pairs"`` first where :func:`pairs_fit`.
 
     Parameters
     ----------
@@ -365,11 +445,14 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
         Rows per tile.
     head_dim : int
         ``D``.
+    w2 : int, optional
+        The short window (the forward's pairs walk needs it; without it,
+        the rule of the two other walks).
 
     Returns
     -------
     str
-        One of :data:`FWD_WALKS`.
+        One of :data:`FWD_WALKS` (of :data:`BWD_WALKS` for the backward).
 
     Raises
     ------
@@ -384,6 +467,8 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
     ['offset', 'offset', 'offset', 'position']
     >>> [pick_walk("bwd", g, 64, 128) for g in (1, 4)]
     ['offset', 'position']
+    >>> [pick_walk("fwd", g, 64, 128, w2=32) for g in (1, 4, 8, 64)]
+    ['offset', 'pairs', 'pairs', 'position']
     """
     if kernel not in _WALK_RULES:
         raise ValueError(f"kernel must be 'fwd' or 'bwd', got {kernel!r}")
@@ -393,10 +478,12 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int) -> str:
     setting = env_choice(var, ("auto", *(FWD_WALKS if kernel == "fwd" else BWD_WALKS)), "auto")
     if setting != "auto":
         return setting
+    if kernel == "fwd" and w2 is not None and pairs_fit(group, w2, block_m):
+        return "pairs"
     return "offset" if row_tiling(group, block_m).POS >= min_pos else "position"
 
 
-def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
+def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None) -> FwdConfig:
     """The fastest forward tile shape: ``BLOCK_N`` positions of the long window per GEMM.
 
     Parameters
@@ -408,6 +495,10 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
     w1 : int
         The long window: ``BLOCK_N`` is 128, or ``w1`` rounded up to a
         power of two (>= 16).
+    w2 : int, optional
+        The short window (``w2 <= w1``): with it the walk may be
+        ``"pairs"`` (:func:`pick_walk`), 64 x 64 tiles at 4 warps (the
+        fastest in ``pairs_s14.json``).
 
     Returns
     -------
@@ -421,16 +512,20 @@ def fwd_config(head_dim: int, group: int, w1: int) -> FwdConfig:  # noqa: ARG001
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
     block_m = 16 if interpreting() else 64
-    walk = pick_walk("fwd", group, block_m, head_dim)
+    walk = pick_walk("fwd", group, block_m, head_dim, w2)
     if interpreting():
         return FwdConfig(16, 16, 1, 1, WALK=walk)
+    if walk == "pairs":
+        block_n = 64 if w1 >= 64 else max(16, triton.next_power_of_2(w1))
+        return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     if head_dim <= 64:
         return FwdConfig(64, block_n, 4, 3, WALK=walk)
     return FwdConfig(64, block_n, 4, 2, WALK=walk)
 
 
-def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) -> list:
+def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int,
+                w2: int | None = None) -> list:
     """Forward candidates, fastest first: :func:`fwd_config` with ``BLOCK_N`` (then ``BLOCK_M``)
     halved until the estimate fits ``smem``, then smaller ones for :func:`launch_with_fallback`.
 
@@ -442,6 +537,8 @@ def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) 
         Bytes per element of the inputs.
     smem : int
         Shared memory available (bytes), e.g. :func:`max_shared_memory`.
+    w2 : int, optional
+        As for :func:`fwd_config`.
 
     Returns
     -------
@@ -453,7 +550,7 @@ def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int) 
     ValueError
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
-    cfg = fwd_config(head_dim, group, w1)
+    cfg = fwd_config(head_dim, group, w1, w2)
     out = [cfg]
     while cfg.BLOCK_N > 16 or cfg.BLOCK_M > 16:
         if cfg.BLOCK_N > 16:
@@ -681,6 +778,8 @@ def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, sm
         Bytes per element of the inputs.
     smem : int
         Shared memory available (bytes), e.g. :func:`max_shared_memory`.
+    w2 : int, optional
+        As for :func:`fwd_config`.
 
     Returns
     -------

@@ -537,6 +537,6 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
     if cfg is not None:
         return launch(cfg)
     smem = max_shared_memory(q.device)
-    cands = fwd_configs(D, G, w1, q.element_size(), smem)
+    cands = fwd_configs(D, G, w1, q.element_size(), smem, w2)
     key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), w2, cands[0].WALK)
     return launch_with_fallback(key, cands, launch)

@@ -29,57 +29,10 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .configs import pair_tiling
 from .forward import scaled_softmax_step, tile_rows
 
-__all__ = ["PairTiling", "pair_tiling", "pair_rows", "merge_pairs",
-           "forward_pairs"]
-
-
-class PairTiling(tuple):
-    """``(GH, POS, OS, n_hblocks)``: heads, positions and offsets per tile
-    (``BLOCK_M = GH * POS * OS``), and head blocks per KV group."""
-
-    __slots__ = ()
-
-    def __new__(cls, GH, POS, OS, n_hblocks):
-        return super().__new__(cls, (GH, POS, OS, n_hblocks))
-
-    GH = property(lambda self: self[0])
-    POS = property(lambda self: self[1])
-    OS = property(lambda self: self[2])
-    n_hblocks = property(lambda self: self[3])
-
-
-def pair_tiling(group: int, w2: int, block_m: int) -> PairTiling:
-    """Split ``block_m`` pair rows into heads, positions and offsets.
-
-    Offsets first (the whole short window, up to ``block_m``: more than one
-    group of offsets costs registers, :func:`_fwd_pairs_kernel`), then
-    heads of the group (up to what is left; the rest in further head
-    blocks, which share the key tiles through the L2 cache), then
-    positions.
-
-    Parameters
-    ----------
-    group : int
-        Query heads per KV head.
-    w2 : int
-        The short window.
-    block_m : int
-        Rows per tile, a power of two.
-
-    Returns
-    -------
-    PairTiling
-
-    Examples
-    --------
-    >>> [tuple(pair_tiling(g, 32, 128)) for g in (1, 4, 8)]
-    [(1, 4, 32, 1), (4, 1, 32, 1), (4, 1, 32, 2)]
-    """
-    os_ = min(triton.next_power_of_2(w2), block_m)
-    gh = min(triton.next_power_of_2(group), block_m // os_)
-    return PairTiling(gh, block_m // (gh * os_), os_, triton.cdiv(group, gh))
+__all__ = ["pair_rows", "merge_pairs", "forward_pairs"]
 
 
 @triton.jit
