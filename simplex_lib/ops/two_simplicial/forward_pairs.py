@@ -45,10 +45,26 @@ def pair_rows(i0, i_hb, G, N, W2, og, GH: tl.constexpr, POS: tl.constexpr,
     that ``[BLOCK_M]`` reshapes to ``[GH * POS, OS]`` in the order of
     :func:`~.forward.tile_rows`.
 
-    Returns ``(o_pos, o_hg, o_l, m_row, m_pair)``, each ``[BLOCK_M]``: the
-    position, the head inside the group, the short-window key
-    ``l = pos - offset``, the query rows inside the group and the sequence,
-    and the pairs that exist (``offset < w2``, ``l >= 0``).
+    Parameters
+    ----------
+    i0, i_hb : int
+        First position of the tile; its head block.
+    G, N, W2 : int
+        Query heads per KV head, sequence length, short window.
+    og : int
+        The group of offsets.
+    GH, POS, OS : constexpr int
+        Heads, positions and offsets per tile.
+
+    Returns
+    -------
+    o_pos, o_hg, o_l : [BLOCK_M] int blocks
+        The position, the head inside the group, the short-window key
+        ``l = pos - offset``.
+    m_row : [BLOCK_M] bool block
+        Query rows inside the group and the sequence.
+    m_pair : [BLOCK_M] bool block
+        Pairs that exist (``offset < w2``, ``l >= 0``).
     """
     o_r = tl.arange(0, GH * POS * OS)
     o_pos = i0 + o_r // (GH * OS)
@@ -262,10 +278,23 @@ def _fwd_pairs_kernel(Q, K1, K2, V1, V2, O, LSE,
              mask=m_row)
 
 
-def forward_pairs(args, D: int, G: int, w2: int, cfg, prec: str):
-    """Launch :func:`_fwd_pairs_kernel`; ``args`` are the kernel's
-    arguments up to ``qk_scale`` (as :func:`~.forward.forward` builds
-    them), ``cfg`` a ``FwdConfig`` with ``WALK="pairs"``."""
+def forward_pairs(args, D: int, G: int, w2: int, cfg, prec: str) -> None:
+    """Launch :func:`_fwd_pairs_kernel`, writing ``O`` and ``LSE`` in place.
+
+    Parameters
+    ----------
+    args : tuple
+        The kernel's arguments up to ``qk_scale``, as
+        :func:`~simplex_lib.ops.two_simplicial.forward.forward` builds them
+        (``q, k1, k2, v1, v2, o, lse``, strides, sizes, windows, scale).
+    D, G, w2 : int
+        Head dimension, query heads per KV head, short window.
+    cfg : FwdConfig
+        With ``WALK="pairs"``: its ``BLOCK_M`` pairs, ``BLOCK_N``, warps
+        and stages.
+    prec : str
+        ``tl.dot`` precision (``"tf32"`` or ``"ieee"``).
+    """
     pt = pair_tiling(G, w2, cfg.BLOCK_M)
     q = args[0]
     B, N = q.shape[0], q.shape[1]
