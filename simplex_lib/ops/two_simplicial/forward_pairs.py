@@ -300,8 +300,10 @@ def forward_pairs(args, D: int, G: int, w2: int, cfg, prec: str) -> None:
     B, N = q.shape[0], q.shape[1]
     Hkv = args[1].shape[2]
     grid = (triton.cdiv(N, pt.POS) * pt.n_hblocks, B * Hkv)
-    block_a = max(16, triton.next_power_of_2(pt.POS - 1)) if pt.POS > 1 else 16
+    # the keys past the tile's first position, one small tile
+    block_a = max(16, triton.next_power_of_2(pt.POS - 1))
     _fwd_pairs_kernel[grid](
         *args, pt.n_hblocks, HEAD_DIM=D, GH=pt.GH, POS=pt.POS, OS=pt.OS,
-        N_GROUPS=triton.cdiv(w2, pt.OS), BLOCK_N=cfg.BLOCK_N, BLOCK_A=block_a, PREC=prec,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        N_GROUPS=triton.cdiv(w2, pt.OS), BLOCK_N=cfg.BLOCK_N,
+        BLOCK_A=block_a, PREC=prec, num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages)
