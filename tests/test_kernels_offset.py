@@ -9,20 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simplex_lib.ops.two_simplicial import forward as fwd
 from simplex_lib.ops.two_simplicial.configs import FwdConfig, row_tiling
 from simplex_lib.ops.two_simplicial.reference import two_simplicial_attention as reference
 from simplex_lib.testing import assert_close
 
-DEV = "cuda" if torch.cuda.is_available() else "cpu"
+from forward_walks import DEV, run_forward
 
-
-def _run(x, w1, w2, walk, block_m=16, scale=None):
-    xs = [t.float().to(DEV).contiguous() for t in x]
-    cfg = FwdConfig(block_m, 16, 4 if DEV == "cuda" else 1, 1, WALK=walk)
-    scale = x[0].shape[-1] ** -0.5 if scale is None else scale
-    o, lse = fwd.forward(*xs, w1, w2, scale, cfg=cfg)
-    return o.cpu(), lse.cpu()
 
 
 @pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
@@ -41,8 +33,8 @@ def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2):
     x = [torch.randn(2, N, Hq, 16, generator=gen, dtype=torch.float64)]
     x += [torch.randn(2, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
     assert row_tiling(Hq // Hkv, 16).POS > 1  # the offset walk is taken
-    o, lse = _run(x, w1, w2, "offset")
-    o_pos, lse_pos = _run(x, w1, w2, "position")
+    o, lse = run_forward(x, w1, w2, "offset")
+    o_pos, lse_pos = run_forward(x, w1, w2, "position")
     assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
     assert_close("lse", lse_pos.double(), lse, 1e-6)
     assert_close("o vs the position walk", o_pos.double(), o, 1e-5)
@@ -55,15 +47,15 @@ def test_scale_of_any_sign(gen, scale):
     for N, Hq, Hkv, w1, w2 in ((37, 16, 1, 20, 5), (30, 4, 2, 17, 6)):
         x = [torch.randn(1, N, Hq, 16, generator=gen, dtype=torch.float64)]
         x += [torch.randn(1, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
-        o, lse = _run(x, w1, w2, "offset", scale=scale)
-        _, lse_pos = _run(x, w1, w2, "position", scale=scale)
+        o, lse = run_forward(x, w1, w2, "offset", scale=scale)
+        _, lse_pos = run_forward(x, w1, w2, "position", scale=scale)
         assert_close("o", reference(*x, w1=w1, w2=w2, scale=scale), o, 2e-5)
         assert_close("lse vs the position walk", lse_pos.double(), lse, 1e-6)
 
 
 def _assert_nan_local(x, w1, w2, walk, which):
     """The rows that see the NaN (by the reference) are NaN, and only they; the others exact."""
-    o, _ = _run(x, w1, w2, walk)
+    o, _ = run_forward(x, w1, w2, walk)
     ref = reference(*x, w1=w1, w2=w2)
     sees = torch.isnan(ref).any(-1)
     assert torch.equal(torch.isnan(o).any(-1), sees), which
@@ -140,7 +132,7 @@ def test_position_walk_long_tiles_inside_every_window(gen, which, p):
     N, w1, w2 = 80, 48, 20
     assert row_tiling(1, 16).POS == 16
     x = [torch.randn(1, N, 1, 16, generator=gen, dtype=torch.float64) for _ in range(5)]
-    o, _ = _run(x, w1, w2, "position")
+    o, _ = run_forward(x, w1, w2, "position")
     assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
     x[which][0, p, 0, 3] = float("nan")
     _assert_nan_local(x, w1, w2, "position", which)

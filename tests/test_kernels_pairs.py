@@ -10,25 +10,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simplex_lib.ops.two_simplicial import forward as fwd
-from simplex_lib.ops.two_simplicial.configs import FwdConfig, pair_tiling, pairs_fit
+from simplex_lib.ops.two_simplicial.configs import pair_tiling, pairs_fit
 from simplex_lib.ops.two_simplicial.reference import two_simplicial_attention as reference
 from simplex_lib.testing import assert_close
 
-DEV = "cuda" if torch.cuda.is_available() else "cpu"
+from forward_walks import DEV, run_forward
+
 
 
 def _inputs(gen, B, N, Hq, Hkv, D=16):
     x = [torch.randn(B, N, Hq, D, generator=gen, dtype=torch.float64)]
     return x + [torch.randn(B, N, Hkv, D, generator=gen, dtype=torch.float64) for _ in range(4)]
-
-
-def _run(x, w1, w2, walk, block_m=16, scale=None):
-    xs = [t.float().to(DEV).contiguous() for t in x]
-    cfg = FwdConfig(block_m, 16, 4 if DEV == "cuda" else 1, 1, WALK=walk)
-    scale = x[0].shape[-1] ** -0.5 if scale is None else scale
-    o, lse = fwd.forward(*xs, w1, w2, scale, cfg=cfg)
-    return o.cpu(), lse.cpu()
 
 
 @pytest.mark.parametrize("block_m", [16, 32])
@@ -47,8 +39,8 @@ def _run(x, w1, w2, walk, block_m=16, scale=None):
 ])
 def test_pairs_forward_matches_reference(gen, block_m, N, Hq, Hkv, w1, w2):
     x = _inputs(gen, 2, N, Hq, Hkv)
-    o, lse = _run(x, w1, w2, "pairs", block_m)
-    _, lse_pos = _run(x, w1, w2, "position")
+    o, lse = run_forward(x, w1, w2, "pairs", block_m)
+    _, lse_pos = run_forward(x, w1, w2, "position")
     assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
     assert_close("lse vs the position walk", lse_pos.double(), lse, 1e-6)
 
@@ -57,8 +49,8 @@ def test_pairs_forward_matches_reference(gen, block_m, N, Hq, Hkv, w1, w2):
 def test_pairs_forward_scale_of_any_sign(gen, scale):
     for N, Hq, Hkv, w1, w2 in ((37, 4, 1, 20, 4), (30, 1, 1, 17, 6)):
         x = _inputs(gen, 1, N, Hq, Hkv)
-        o, lse = _run(x, w1, w2, "pairs", scale=scale)
-        _, lse_pos = _run(x, w1, w2, "position", scale=scale)
+        o, lse = run_forward(x, w1, w2, "pairs", scale=scale)
+        _, lse_pos = run_forward(x, w1, w2, "position", scale=scale)
         assert_close("o", reference(*x, w1=w1, w2=w2, scale=scale), o, 2e-5)
         assert_close("lse vs the position walk", lse_pos.double(), lse, 1e-6)
 
@@ -70,7 +62,7 @@ def test_pairs_forward_keeps_nan_local(gen, N, p, w1, w2):
     for which in range(5):
         x = [torch.randn(1, N, 2, 16, generator=gen, dtype=torch.float64) for _ in range(5)]
         x[which][0, p, 0, 5] = float("nan")
-        o, _ = _run(x, w1, w2, "pairs")
+        o, _ = run_forward(x, w1, w2, "pairs")
         ref = reference(*x, w1=w1, w2=w2)
         sees = torch.isnan(ref).any(-1)
         assert torch.equal(torch.isnan(o).any(-1), sees), which
@@ -80,7 +72,7 @@ def test_pairs_forward_keeps_nan_local(gen, N, p, w1, w2):
 def test_pairs_forward_large_logits_stay_finite(gen):
     x = _inputs(gen, 1, 40, 4, 1)
     x[0] = x[0] * 300.0  # logits in the thousands
-    o, lse = _run(x, 24, 8, "pairs")
+    o, lse = run_forward(x, 24, 8, "pairs")
     assert torch.isfinite(o).all() and torch.isfinite(lse).all()
     assert_close("o", reference(*x, w1=24, w2=8), o, 2e-5)
 

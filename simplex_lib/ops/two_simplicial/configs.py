@@ -94,26 +94,22 @@ def row_tiling(group: int, block_m: int) -> RowTiling:
 
 
 @dataclass(frozen=True)
-class PairTiling:
-    """How the pairs forward's ``BLOCK_M = GH * POS * OS`` rows map to (query, short-window key)
-    pairs (the pairs kernel of ``forward.py``).
+class PairTiling(RowTiling):
+    """A :class:`RowTiling` whose rows are (query, short-window key) pairs (the pairs kernel of
+    ``forward.py``): each of its ``GH * POS`` query rows holds ``OS`` offsets of the short window,
+    so ``BLOCK_M = GH * POS * OS``.
 
     Attributes
     ----------
-    GH : int
-        Query heads of one KV group per tile (a power of two).
-    POS : int
-        Consecutive positions per tile.
     OS : int
         Offsets of the short window per group of pairs (a power of two).
-    n_hblocks : int
-        Head blocks needed to cover the group.
     """
 
-    GH: int
-    POS: int
-    OS: int
-    n_hblocks: int
+    OS: int = 1
+
+    @property
+    def BLOCK_M(self) -> int:
+        return self.GH * self.POS * self.OS
 
 
 def pair_tiling(group: int, w2: int, block_m: int) -> PairTiling:
@@ -145,7 +141,7 @@ def pair_tiling(group: int, w2: int, block_m: int) -> PairTiling:
     """
     os_ = min(triton.next_power_of_2(w2), block_m)
     gh = min(triton.next_power_of_2(group), block_m // os_)
-    return PairTiling(gh, block_m // (gh * os_), os_, triton.cdiv(group, gh))
+    return PairTiling(gh, block_m // (gh * os_), triton.cdiv(group, gh), OS=os_)
 
 
 @functools.lru_cache(maxsize=None)
@@ -525,9 +521,7 @@ def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None) -> Fwd
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
     block_m = 16 if interpreting() else 64
-    # the pairs rule was measured for 64-row GPU tiles: under the interpreter the pairs walk
-    # runs where it is forced (its own tests)
-    walk = pick_walk("fwd", group, block_m, head_dim, None if interpreting() else w2)
+    walk = pick_walk("fwd", group, block_m, head_dim, w2)
     if interpreting():
         return FwdConfig(16, 16, 1, 1, WALK=walk)
     if walk == "pairs":
