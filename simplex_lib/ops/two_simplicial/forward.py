@@ -738,7 +738,7 @@ def _fwd_pairs_kernel(Q, K1, K2, V1, V2, O, LSE,
 
 
 def forward_pairs(args, D: int, G: int, w2: int, cfg, prec: str) -> None:
-    """Launch :func:`_fwd_pairs_kernel`, writing ``O`` and ``LSE`` in place.
+    """Launch ``_fwd_pairs_kernel``, writing ``O`` and ``LSE`` in place.
 
     Parameters
     ----------
