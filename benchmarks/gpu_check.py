@@ -20,7 +20,7 @@ from triton.testing import do_bench
 
 from simplex_lib.ops.two_simplicial import backward as K_bwd
 from simplex_lib.ops.two_simplicial import forward as K_fwd
-from simplex_lib.ops.two_simplicial.configs import BwdConfig, FwdConfig, bwd_config, fwd_config
+from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_config, fwd_config
 from simplex_lib.ops.two_simplicial.interface import two_simplicial_attention as tsa
 from simplex_lib.cost import windowed_flops
 from simplex_lib.testing import rel_error as rel
@@ -142,7 +142,8 @@ def compile_check():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer correctness cases")
-    ap.add_argument("--sweep", action="store_true", help="forward/backward config sweep")
+    ap.add_argument("--sweep", action="store_true",
+                    help="backward config sweep (the forward's: benchmarks/fwd_sweep.py)")
     ap.add_argument("--compile", action="store_true", help="torch.compile fullgraph check")
     ap.add_argument("--no-check", action="store_true")
     args = ap.parse_args()
@@ -204,16 +205,7 @@ def main():
         summary.append(("sdpa causal fwd B1 H16 N16k D128", s, 4 * 16 * 16384 ** 2 * 128 / 2 / s / 1e9))
         REC["timings"].append(dict(what="sdpa_fwd", ms=s))
 
-        if args.sweep:
-            for bn, nw, ns in []:
-                cfg = FwdConfig(64, bn, nw, ns)
-                try:
-                    ms = time_fwd(B, N, Hq, Hkv, D, w1, w2, cfg=cfg, rep=100)
-                    REC["sweep"].append(dict(kind="fwd", cfg=str(cfg), ms=ms, tflops=F / ms / 1e9))
-                    summary.append((f"sweep fwd {cfg}", ms, F / ms / 1e9))
-                except Exception as e:
-                    REC["sweep"].append(dict(kind="fwd", cfg=str(cfg), error=repr(e)[:300]))
-                    log("sweep fail", cfg, repr(e)[:300])
+        if args.sweep:  # the forward's launches: benchmarks/fwd_sweep.py
             for cfg in [BwdConfig(64, 128, 128, 32, 4, 2, kv_warps=8, kv_stages=2, ring_warps=4),
                         BwdConfig(64, 128, 128, 32, 4, 2, kv_warps=8, kv_stages=2, ring_warps=8),
                         BwdConfig(64, 128, 128, 32, 4, 3, kv_warps=8, kv_stages=2, ring_warps=8)]:

@@ -77,6 +77,18 @@ def test_forward_offset_walk_compiles_for_sm90():
     assert int(eight.split(" spilled")[0].rsplit(" ", 1)[1]) == 0, eight
 
 
+def test_persistent_pairs_forward_compiles_flattened_for_sm90():
+    # the persistent pairs forward at the headline tile (64 pairs, 4 warps, D 128, GQA 4): no
+    # spills, and the compiler made its tile loop and key loop one (it silently keeps two when a
+    # key loop's trip count depends on the tile)
+    run = _run([str(TOOL), "pairs", "--head-dim", "128", "--group", "4"])
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 4, lines
+    line = next(n for n in lines if "pairs 64 warps 4" in n and "persistent" in n)
+    assert " 0 spilled" in line and "loops flattened" in line, line
+
+
 def test_tool_refuses_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     run = subprocess.run([sys.executable, str(TOOL), "topk"], env=env, capture_output=True, text=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from simplex_lib import bench, timing
 
@@ -135,3 +136,28 @@ def test_hopper_jobs_sit_beside_the_portable_forward(monkeypatch):
                          compare_sdpa=False, progress=False, backend="portable")
     assert [impl for _, impl in seen] == ["portable"]
     assert bench.build_parser().parse_args(["--backend", "hopper"]).backend == "hopper"
+
+
+def test_forward_sweep_reads_configs_and_refuses_bad_input(capsys):
+    # benchmarks/fwd_sweep.py: the configuration strings, and a one-line usage error for bad
+    # input (before any GPU is needed)
+    from benchmarks import fwd_sweep
+    from simplex_lib.ops.two_simplicial.configs import FwdConfig
+
+    assert fwd_sweep.parse_config("pairs:64x64x4x2:p3") == FwdConfig(64, 64, 4, 2, WALK="pairs", PERSIST=3)
+    assert fwd_sweep.parse_config("offset:64x128x4x2") == FwdConfig(64, 128, 4, 2, WALK="offset")
+    for bad, says in (("--configs pairs:64x64x4", "expected WALK:BMxBNxWARPSxSTAGES"),
+                      ("--configs diagonal:64x64x4x2", "expected WALK:"),
+                      ("--configs offset:64x64x4x2:p2", "PERSIST is for WALK='pairs'"),
+                      ("--configs pairs:64x64x4x2:q2", "expected WALK:"),
+                      ("--configs pairs:64x64x4x2 --gqa 2", "--gqa must be among"),
+                      ("--configs pairs:64x64x4x2 --windows 32x512", "w1 >= w2")):
+        with pytest.raises(SystemExit) as e:
+            fwd_sweep.main(bad.split() + ["--out", "/dev/null"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert says in err, (bad, err)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            fwd_sweep.main(["--configs", "pairs:64x64x4x2", "--out", "/dev/null"])
+        assert "needs a CUDA GPU" in capsys.readouterr().err

@@ -14,6 +14,7 @@ Run it in a process without ``TRITON_INTERPRET``::
     python tools/sm90.py topk                  # the top-k kernels at every block shape
     python tools/sm90.py fused --head-dim 128  # the fused short-window backward: warps x BLOCK_N
     python tools/sm90.py fwd --head-dim 128    # the forward's offset walk, either loop outside
+    python tools/sm90.py pairs --group 4       # the pairs forward, one tile or several a program
     python tools/sm90.py hopper                # the Gluon forward (ops/two_simplicial/hopper.py)
     python tools/sm90.py hopper-bwd            # the Gluon dq/dk2/dv2 backward (hopper_bwd.py)
 """
@@ -148,6 +149,35 @@ def fwd_report(head_dim: int, group: int, block_n: int = 128):
 HOPPER_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "O"], "*bf16") | {"LSE": "*fp32"}
 
 
+def pairs_report(head_dim: int, group: int, w2: int = 32):
+    """Resources of the pairs forward where a tile holds one position's short window
+    (``configs.pairs_fit``): ``_fwd_pairs_kernel`` (one tile a program) beside
+    ``_fwd_pairs_persistent_kernel`` (``FwdConfig.PERSIST``), for 64 pairs at 4 warps and the
+    stages ``fwd_config`` gives, and 128 pairs at 8 warps; 64-key tiles. For the persistent
+    kernel, whether the compiler made the tile loop and the key loop one (``flatten``): the
+    fused loop keeps a tile's prologue and epilogue behind branches in its body."""
+    from simplex_lib.ops.two_simplicial import forward as kf
+    from simplex_lib.ops.two_simplicial.configs import pair_tiling
+    stages = 3 if head_dim <= 64 else 2
+    for block_m, warps in ((64, 4), (128, 8)):
+        pt = pair_tiling(group, w2, block_m)
+        if pt.POS > 1 or pt.OS < w2:
+            print(f"D {head_dim} GQA {group} w2 {w2}: {block_m} pairs are {pt.POS} positions x {pt.OS} "
+                  f"offsets, not one position's window (configs.pairs_fit)")
+            continue
+        meta = dict(HEAD_DIM=head_dim, GH=pt.GH, OS=pt.OS, BLOCK_N=64, PREC="tf32")
+        one = compile_sm90(kf._fwd_pairs_kernel, meta | dict(POS=1, N_GROUPS=1, BLOCK_A=16),
+                           HOPPER_POINTERS, num_warps=warps, num_stages=stages)
+        many = compile_sm90(kf._fwd_pairs_persistent_kernel, meta, HOPPER_POINTERS, num_warps=warps,
+                            num_stages=stages)
+        fused = "scf.if" in many.asm["ttgir"]
+        for name, c in (("one tile a program", one), ("persistent", many)):
+            r = resources(c)
+            print(f"D {head_dim} GQA {group} w2 {w2} pairs {block_m} warps {warps} stages {stages} {name}: "
+                  f"{r['regs']} registers, {r['spills']} spilled, {r['shared']} B shared"
+                  + (f", loops {'flattened' if fused else 'NOT flattened'}" if c is many else ""))
+
+
 def hopper_report(head_dim: int, block_n: int, stages: int) -> dict:
     """Resources of the Gluon forward (``_hopper_fwd_kernel``) as ``hopper_forward`` launches it,
     plus the number of ``HGMMA`` instructions in its SASS."""
@@ -200,13 +230,15 @@ def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32, partial: bool = 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python tools/sm90.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["topk", "fused", "fwd", "hopper", "hopper-bwd"])
+    ap.add_argument("what", choices=["topk", "fused", "fwd", "pairs", "hopper", "hopper-bwd"])
     ap.add_argument("--head-dim", type=int, default=128, help="fused, fwd: D (default 128)")
-    ap.add_argument("--group", type=int, default=8, help="fused, fwd: query heads per KV head (default 8)")
+    ap.add_argument("--group", type=int, default=8,
+                    help="fused, fwd, pairs: query heads per KV head (default 8)")
     ap.add_argument("--stages", type=int, default=2, help="fused, hopper, hopper-bwd: pipeline depth (default 2)")
     ap.add_argument("--block-n", type=int, choices=(32, 64, 128), default=128,
                     help="fwd: long-window keys per tile (default 128, as fwd_config)")
-    ap.add_argument("--w2", type=int, default=32, help="hopper-bwd: short window, sizes its buffers (default 32)")
+    ap.add_argument("--w2", type=int, default=32,
+                    help="hopper-bwd: short window, sizes its buffers; pairs: the short window (default 32)")
     ap.add_argument("--walk", choices=["key", "offset"], default="key",
                     help="fused: how the kernel walks the short window (default key)")
     a = ap.parse_args(argv)
@@ -231,6 +263,11 @@ def main(argv=None):
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
             ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 63")
         fwd_report(a.head_dim, a.group, a.block_n)
+        return
+    if a.what == "pairs":
+        if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64 or not 1 <= a.w2 <= 128:
+            ap.error("--head-dim must be 16, 32, 64 or 128, --group between 1 and 63 and --w2 between 1 and 128")
+        pairs_report(a.head_dim, a.group, a.w2)
         return
     if a.what == "fused":
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:

@@ -1,0 +1,154 @@
+"""Forward launch configurations timed beside the default, in one process on one GPU.
+
+Each shape of the grid (``simplex_lib.timing.SHAPE_GRID``'s heads per GQA ratio, B 2, N 8192,
+bf16) runs the default forward (``fwd_config``) and every configuration given, in turns, so a
+clock drift reaches all of them alike; each is checked against the default's output and against
+the default run in float32. Run on a GPU machine from the repository root::
+
+    python -m benchmarks.fwd_sweep --gqa 4,8 --dims 128 \\
+        --configs pairs:64x64x4x2:p2,pairs:64x64x4x2:p3,pairs:128x64x8x2:p1 \\
+        --out benchmarks/results/h200/pairs_persist.json
+
+A configuration is ``WALK:BLOCK_MxBLOCK_NxWARPSxSTAGES`` with an optional ``:pK`` for ``K``
+programs per SM (``FwdConfig.PERSIST``, the pairs walk). A configuration a shape cannot take
+(too much shared memory, a persistent grid where a tile holds several positions) is recorded
+with its error, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+
+from simplex_lib.cli import int_list, int_at_least
+from simplex_lib.cost import windowed_flops
+from simplex_lib.ops.two_simplicial import forward as kfwd
+from simplex_lib.ops.two_simplicial.configs import FWD_WALKS, FwdConfig, fwd_config
+from simplex_lib.timing import SHAPE_GRID, record_meta
+
+HEADS = dict(zip(SHAPE_GRID["gqa"], SHAPE_GRID["heads"]))
+
+
+def parse_config(text: str) -> FwdConfig:
+    """``"pairs:64x64x4x2:p2"`` -> ``FwdConfig(64, 64, 4, 2, WALK="pairs", PERSIST=2)``.
+
+    Parameters
+    ----------
+    text : str
+        ``WALK:BLOCK_MxBLOCK_NxWARPSxSTAGES[:pK]``.
+
+    Returns
+    -------
+    FwdConfig
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        If ``text`` is not of that form (the message names the form).
+    """
+    parts = text.split(":")
+    usage = f"expected WALK:BMxBNxWARPSxSTAGES[:pK] with WALK one of {FWD_WALKS}, got {text!r}"
+    if len(parts) not in (2, 3) or parts[0] not in FWD_WALKS:
+        raise argparse.ArgumentTypeError(usage)
+    try:
+        bm, bn, warps, stages = (int(x) for x in parts[1].split("x"))
+        persist = int(parts[2][1:]) if len(parts) == 3 and parts[2].startswith("p") else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(usage) from None
+    if len(parts) == 3 and persist is None:
+        raise argparse.ArgumentTypeError(usage)
+    try:
+        return FwdConfig(bm, bn, warps, stages, WALK=parts[0], PERSIST=persist or 0)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+
+
+def _configs(text: str) -> tuple:
+    return tuple(parse_config(c) for c in text.split(","))
+
+
+def _name(cfg: FwdConfig) -> str:
+    p = f":p{cfg.PERSIST}" if cfg.PERSIST else ""
+    return f"{cfg.WALK}:{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.num_warps}x{cfg.num_stages}{p}"
+
+
+def sweep_shape(G: int, D: int, w1: int, w2: int, configs, repeats: int, B: int = 2, N: int = 8192):
+    """Time the default forward and ``configs`` at one shape; returns the record's row."""
+    from triton.testing import do_bench
+
+    Hq = HEADS[G]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = [torch.randn(B, N, h, D, device="cuda", dtype=torch.bfloat16, generator=g)
+         for h in (Hq,) + (Hq // G,) * 4]
+    scale = D ** -0.5
+    flops = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D)
+    o32, _ = kfwd.forward(*(t.float() for t in x), w1, w2, scale)
+    o_def, lse_def = kfwd.forward(*x, w1, w2, scale)
+    default = fwd_config(D, G, w1, w2)
+    runs = {"default": dict(cfg=_name(default), err32=(o_def.float() - o32).abs().max().item())}
+    calls = {"default": lambda: kfwd.forward(*x, w1, w2, scale)}
+    for cfg in configs:
+        try:
+            o, lse = kfwd.forward(*x, w1, w2, scale, cfg=cfg)
+            torch.cuda.synchronize()
+        except Exception as e:  # record it and go on: one bad launch must not end the sweep
+            last = (str(e).strip().splitlines() or [""])[-1][:300]  # Triton puts the cause last
+            runs[_name(cfg)] = dict(cfg=_name(cfg), error=f"{type(e).__name__}: {last}")
+            continue
+        runs[_name(cfg)] = dict(cfg=_name(cfg), err32=(o.float() - o32).abs().max().item(),
+                                vs_default=(o.float() - o_def.float()).abs().max().item(),
+                                lse_vs_default=(lse - lse_def).abs().max().item())
+        calls[_name(cfg)] = lambda cfg=cfg: kfwd.forward(*x, w1, w2, scale, cfg=cfg)
+    each = {k: [] for k in calls}
+    for _ in range(repeats):  # in turns, so that a drift of the clock reaches every entry
+        for k, fn in calls.items():
+            each[k].append(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+    for k, ms in each.items():
+        med = statistics.median(ms)
+        runs[k].update(ms=med, ms_each=ms, tflops=flops / med / 1e9,
+                       tflops_min=flops / max(ms) / 1e9, tflops_max=flops / min(ms) / 1e9)
+    return dict(G=G, Hq=Hq, D=D, w1=w1, w2=w2, B=B, N=N, runs=list(runs.values()))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.fwd_sweep", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", type=_configs, required=True,
+                    help="comma-separated WALK:BMxBNxWARPSxSTAGES[:pK], e.g. pairs:64x64x4x2:p2")
+    ap.add_argument("--gqa", type=int_list(1), default=(1, 4, 8),
+                    help=f"GQA ratios, of {tuple(HEADS)} (default 1,4,8)")
+    ap.add_argument("--dims", type=int_list(16), default=(128, 64), help="head dims (default 128,64)")
+    ap.add_argument("--windows", default="512x32", help="w1xw2 pairs, comma-separated (default 512x32)")
+    ap.add_argument("--repeats", type=int_at_least(1), default=3)
+    ap.add_argument("--out", required=True, help="the JSON record to write")
+    a = ap.parse_args(argv)
+    bad = [g for g in a.gqa if g not in HEADS]
+    if bad:
+        ap.error(f"--gqa must be among {tuple(HEADS)}, got {bad}")
+    try:
+        windows = [tuple(int(v) for v in w.split("x")) for w in a.windows.split(",")]
+    except ValueError:
+        windows = None
+    if not windows or any(len(w) != 2 or w[0] < w[1] or w[1] < 1 for w in windows):
+        ap.error(f"--windows must be like 512x32,256x64 with w1 >= w2 >= 1, got {a.windows!r}")
+    if not torch.cuda.is_available():
+        ap.error("needs a CUDA GPU (the timings are of compiled kernels)")
+    rec = dict(meta=record_meta(), configs=[_name(c) for c in a.configs], rows=[])
+    for G in a.gqa:
+        for D in a.dims:
+            for w1, w2 in windows:
+                row = sweep_shape(G, D, w1, w2, a.configs, a.repeats)
+                rec["rows"].append(row)
+                for r in row["runs"]:
+                    what = f"{r['tflops']:6.1f} TFLOPS" if "tflops" in r else r["error"]
+                    print(f"GQA {G:2d} D {D:3d} {w1}x{w2} {r['cfg']:24s} {what}", flush=True)
+                with open(a.out, "w") as f:  # after every shape: a cut-off run keeps what it has
+                    json.dump(rec, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
