@@ -806,8 +806,10 @@ def _fwd_pairs_persistent_kernel(Q, K1, K2, V1, V2, O, LSE,
                                               o_jd, o_j >= lo, qk_scale,
                                               PREC)
 
-        b_v2 = tl.load(V2 + o_kv + o_l[:, None] * stride_kn + o_d[None, :],
-                       mask=m_pair[:, None], other=0.0)  # [BLOCK_M, D]
+        # unmasked at a clamped key: a [BLOCK_M, D] mask would live across
+        # the flattened loop (merge_pairs drops the pairs that do not exist)
+        b_v2 = tl.load(V2 + o_kv + tl.maximum(o_l, 0)[:, None] * stride_kn
+                       + o_d[None, :])  # [BLOCK_M, D]
         b_out = tl.zeros([GH, HEAD_DIM], tl.float32)  # [GH, D]
         b_mo = tl.full([GH], float("-inf"), tl.float32)  # [GH]
         b_out, b_mo, b_lo = merge_pairs(b_out, b_mo, tl.zeros_like(b_mo),
