@@ -13,6 +13,12 @@ A configuration is ``WALK:BLOCK_MxBLOCK_NxWARPSxSTAGES`` with an optional ``:pK`
 programs per SM (``FwdConfig.PERSIST``, the pairs walk). A configuration a shape cannot take
 (too much shared memory, a persistent grid where a tile holds several positions) is recorded
 with its error, and the sweep goes on.
+
+``--ncu`` launches each configuration twice and times nothing, for Nsight Compute (the second
+launch is the one to profile, after the compile)::
+
+    ncu --clock-control none --launch-skip 1 --launch-count 1 -k regex:_fwd_pairs_persistent \
+        python -m benchmarks.fwd_sweep --ncu --gqa 4 --dims 128 --configs pairs:64x64x4x2:p2
 """
 
 from __future__ import annotations
@@ -76,13 +82,21 @@ def _name(cfg: FwdConfig) -> str:
     return f"{cfg.WALK}:{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.num_warps}x{cfg.num_stages}{p}"
 
 
-def sweep_shape(G: int, D: int, w1: int, w2: int, configs, repeats: int, B: int = 2, N: int = 8192):
-    """Time the default forward and ``configs`` at one shape; returns the record's row."""
-    from triton.testing import do_bench
+def sweep_shape(G: int, D: int, w1: int, w2: int, configs, repeats: int, B: int = 2, N: int = 8192,
+                device="cuda", dtype=torch.bfloat16, bench=None):
+    """Time the default forward and ``configs`` at one shape; returns the record's row.
+
+    ``bench(fn) -> ms`` defaults to ``triton.testing.do_bench``'s median (the tests pass a
+    stand-in, to run the bookkeeping on a CPU under the interpreter)."""
+    if bench is None:
+        from triton.testing import do_bench
+
+        def bench(fn):
+            return do_bench(fn, warmup=25, rep=100, return_mode="median")
 
     Hq = HEADS[G]
-    g = torch.Generator(device="cuda").manual_seed(0)
-    x = [torch.randn(B, N, h, D, device="cuda", dtype=torch.bfloat16, generator=g)
+    g = torch.Generator(device=device).manual_seed(0)
+    x = [torch.randn(B, N, h, D, device=device, dtype=dtype, generator=g)
          for h in (Hq,) + (Hq // G,) * 4]
     scale = D ** -0.5
     flops = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D)
@@ -92,26 +106,35 @@ def sweep_shape(G: int, D: int, w1: int, w2: int, configs, repeats: int, B: int 
     runs = {"default": dict(cfg=_name(default), err32=(o_def.float() - o32).abs().max().item())}
     calls = {"default": lambda: kfwd.forward(*x, w1, w2, scale)}
     for cfg in configs:
-        try:
+        try:  # the comparisons synchronise: a failure of the launch shows here
             o, lse = kfwd.forward(*x, w1, w2, scale, cfg=cfg)
-            torch.cuda.synchronize()
+            run = dict(cfg=_name(cfg), err32=(o.float() - o32).abs().max().item(),
+                       vs_default=(o.float() - o_def.float()).abs().max().item(),
+                       lse_vs_default=(lse - lse_def).abs().max().item())
         except Exception as e:  # record it and go on: one bad launch must not end the sweep
             last = (str(e).strip().splitlines() or [""])[-1][:300]  # Triton puts the cause last
             runs[_name(cfg)] = dict(cfg=_name(cfg), error=f"{type(e).__name__}: {last}")
             continue
-        runs[_name(cfg)] = dict(cfg=_name(cfg), err32=(o.float() - o32).abs().max().item(),
-                                vs_default=(o.float() - o_def.float()).abs().max().item(),
-                                lse_vs_default=(lse - lse_def).abs().max().item())
+        runs[_name(cfg)] = run
         calls[_name(cfg)] = lambda cfg=cfg: kfwd.forward(*x, w1, w2, scale, cfg=cfg)
     each = {k: [] for k in calls}
     for _ in range(repeats):  # in turns, so that a drift of the clock reaches every entry
         for k, fn in calls.items():
-            each[k].append(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+            each[k].append(bench(fn))
     for k, ms in each.items():
         med = statistics.median(ms)
         runs[k].update(ms=med, ms_each=ms, tflops=flops / med / 1e9,
                        tflops_min=flops / max(ms) / 1e9, tflops_max=flops / min(ms) / 1e9)
     return dict(G=G, Hq=Hq, D=D, w1=w1, w2=w2, B=B, N=N, runs=list(runs.values()))
+
+
+def launch_twice(G: int, D: int, w1: int, w2: int, cfg: FwdConfig, B: int = 2, N: int = 8192):
+    """Run the forward at one shape twice with ``cfg`` (for a profiler: no timing, no record)."""
+    Hq = HEADS[G]
+    x = [torch.randn(B, N, h, D, device="cuda", dtype=torch.bfloat16) for h in (Hq,) + (Hq // G,) * 4]
+    for _ in range(2):
+        kfwd.forward(*x, w1, w2, D ** -0.5, cfg=cfg)
+    torch.cuda.synchronize()
 
 
 def main(argv=None) -> int:
@@ -123,7 +146,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dims", type=int_list(16), default=(128, 64), help="head dims (default 128,64)")
     ap.add_argument("--windows", default="512x32", help="w1xw2 pairs, comma-separated (default 512x32)")
     ap.add_argument("--repeats", type=int_at_least(1), default=3)
-    ap.add_argument("--out", required=True, help="the JSON record to write")
+    ap.add_argument("--out", default=None, help="the JSON record to write (needed unless --ncu)")
+    ap.add_argument("--ncu", action="store_true",
+                    help="launch each configuration twice, time nothing (for Nsight Compute)")
     a = ap.parse_args(argv)
     bad = [g for g in a.gqa if g not in HEADS]
     if bad:
@@ -134,8 +159,17 @@ def main(argv=None) -> int:
         windows = None
     if not windows or any(len(w) != 2 or w[0] < w[1] or w[1] < 1 for w in windows):
         ap.error(f"--windows must be like 512x32,256x64 with w1 >= w2 >= 1, got {a.windows!r}")
+    if a.out is None and not a.ncu:
+        ap.error("--out is needed (the JSON record), unless --ncu")
     if not torch.cuda.is_available():
         ap.error("needs a CUDA GPU (the timings are of compiled kernels)")
+    if a.ncu:
+        for G in a.gqa:
+            for D in a.dims:
+                for w1, w2 in windows:
+                    for cfg in a.configs:
+                        launch_twice(G, D, w1, w2, cfg)
+        return 0
     rec = dict(meta=record_meta(), configs=[_name(c) for c in a.configs], rows=[])
     for G in a.gqa:
         for D in a.dims:

@@ -157,7 +157,31 @@ def test_forward_sweep_reads_configs_and_refuses_bad_input(capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert says in err, (bad, err)
+    with pytest.raises(SystemExit):
+        fwd_sweep.main(["--configs", "pairs:64x64x4x2"])
+    assert "--out is needed" in capsys.readouterr().err
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             fwd_sweep.main(["--configs", "pairs:64x64x4x2", "--out", "/dev/null"])
         assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_forward_sweep_records_each_launch_or_its_error():
+    # the sweep's bookkeeping under the interpreter, with a stand-in for do_bench: every launch
+    # is checked against the default and float32, timed `repeats` times, and a launch the shape
+    # cannot take (a persistent grid over tiles of two positions) is recorded with its error
+    import itertools
+
+    from benchmarks import fwd_sweep
+
+    clock = itertools.count(1.0)
+    cfgs = fwd_sweep._configs("pairs:16x16x1x1:p2,position:16x16x1x1,pairs:32x16x1x1:p1")
+    row = fwd_sweep.sweep_shape(4, 16, 8, 4, cfgs, repeats=2, B=1, N=9, device="cpu",
+                                dtype=torch.float32, bench=lambda fn: (fn(), next(clock))[1])
+    runs = {r["cfg"]: r for r in row["runs"]}
+    assert list(runs)[1:] == ["pairs:16x16x1x1:p2", "position:16x16x1x1", "pairs:32x16x1x1:p1"]
+    assert "PERSIST needs tiles of one position" in runs["pairs:32x16x1x1:p1"]["error"]
+    timed = [r for r in row["runs"] if "error" not in r]
+    assert [r["ms_each"] for r in timed] == [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]  # in turns
+    assert all(r["err32"] < 1e-5 for r in timed)
+    assert all(r["vs_default"] < 1e-5 and r["lse_vs_default"] < 1e-5 for r in timed[1:])
