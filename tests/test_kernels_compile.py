@@ -89,6 +89,23 @@ def test_persistent_pairs_forward_compiles_flattened_for_sm90():
     assert " 0 spilled" in line and "loops flattened" in line, line
 
 
+def test_sass_report_compares_two_builds(tmp_path):
+    # `sass --out` then `sass --compare` on the same tree: every forward launch identical (rc 0);
+    # one instruction changed in the record shows as moved (rc 1); bad arguments get a usage line
+    out = tmp_path / "sass.json"
+    run = _run([str(TOOL), "sass", "--out", str(out)])
+    assert run.returncode == 0, run.stderr[-2000:]
+    run = _run([str(TOOL), "sass", "--compare", str(out)])
+    assert run.returncode == 0 and run.stdout.count(": identical") >= 24, run.stdout
+    rec = json.loads(out.read_text())
+    rec["_fwd_kernel D 128 GQA 4"][-1] += " (edited)"
+    out.write_text(json.dumps(rec))
+    run = _run([str(TOOL), "sass", "--compare", str(out)])
+    assert run.returncode == 1 and "_fwd_kernel D 128 GQA 4: MOVED" in run.stdout, run.stdout
+    run = _run([str(TOOL), "sass"])
+    assert run.returncode == 2 and "sass needs --out FILE" in run.stderr.splitlines()[-1]
+
+
 def test_tool_refuses_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     run = subprocess.run([sys.executable, str(TOOL), "topk"], env=env, capture_output=True, text=True)

@@ -15,10 +15,13 @@ Run it in a process without ``TRITON_INTERPRET``::
     python tools/sm90.py fused --head-dim 128  # the fused short-window backward: warps x BLOCK_N
     python tools/sm90.py fwd --head-dim 128    # the forward's offset walk, either loop outside
     python tools/sm90.py pairs --group 4       # the pairs forward, one tile or several a program
+    python tools/sm90.py sass --out a.json     # the forwards' SASS at their default launches...
+    python tools/sm90.py sass --compare a.json # ...and after a change: which kernels it moved
     python tools/sm90.py hopper                # the Gluon forward (ops/two_simplicial/hopper.py)
     python tools/sm90.py hopper-bwd            # the Gluon dq/dk2/dv2 backward (hopper_bwd.py)
 """
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -228,9 +231,52 @@ def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32, partial: bool = 
                 "serialised": "serialized" in info}
 
 
+def _sass_lines(compiled) -> list[str]:
+    """The SASS of a compiled kernel, one instruction a line, without addresses."""
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(compiled.asm["cubin"])
+        out = subprocess.run([str(tool), "-sass", str(path)], capture_output=True, text=True,
+                             check=True).stdout
+    lines = (re.sub(r"/\*[0-9a-f]{4}\*/", "", n).strip() for n in out.splitlines() if "/*" in n)
+    return [n for n in lines if n and not n.startswith("/* 0x")]
+
+
+def forward_sass() -> dict:
+    """``{launch: SASS lines}`` of the forward kernels at the launches ``fwd_config`` picks on an
+    H200 (bf16, 512x32 and 256x64 windows): the offset and position walks at D 64 / 128 and GQA
+    1 / 4 / 8 / 64, the pairs kernel where it is the default (and at GQA 1, w2 32, two positions
+    a tile), and the persistent pairs kernel."""
+    from simplex_lib.ops.two_simplicial import forward as kf
+    from simplex_lib.ops.two_simplicial.configs import pair_tiling, pairs_fit, row_tiling
+    out = {}
+    for d in (64, 128):
+        stages = 3 if d <= 64 else 2
+        for g in (1, 4, 8, 64):
+            rt = row_tiling(g, 64)
+            meta = dict(HEAD_DIM=d, GH=rt.GH, POS=rt.POS, BLOCK_N=128, PREC="tf32", OFFSET=rt.POS >= 8)
+            meta |= {"G": 1} if g == 1 else {}
+            out[f"_fwd_kernel D {d} GQA {g}"] = _sass_lines(compile_sm90(
+                kf._fwd_kernel, meta, HOPPER_POINTERS, num_warps=4, num_stages=stages))
+            for w2 in (32, 64):
+                if not pairs_fit(g, w2, 64) and (g, w2) != (1, 32):
+                    continue
+                pt = pair_tiling(g, w2, 64)
+                meta = dict(HEAD_DIM=d, GH=pt.GH, OS=pt.OS, BLOCK_N=64, PREC="tf32")
+                one = meta | dict(POS=pt.POS, N_GROUPS=1, BLOCK_A=16)
+                out[f"_fwd_pairs_kernel D {d} GQA {g} w2 {w2}"] = _sass_lines(compile_sm90(
+                    kf._fwd_pairs_kernel, one, HOPPER_POINTERS, num_warps=4, num_stages=stages))
+                if pt.POS == 1 and hasattr(kf, "_fwd_pairs_persistent_kernel"):  # (older commits)
+                    out[f"_fwd_pairs_persistent_kernel D {d} GQA {g} w2 {w2}"] = _sass_lines(compile_sm90(
+                        kf._fwd_pairs_persistent_kernel, meta, HOPPER_POINTERS, num_warps=4,
+                        num_stages=stages))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python tools/sm90.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["topk", "fused", "fwd", "pairs", "hopper", "hopper-bwd"])
+    ap.add_argument("what", choices=["topk", "fused", "fwd", "pairs", "sass", "hopper", "hopper-bwd"])
     ap.add_argument("--head-dim", type=int, default=128, help="fused, fwd: D (default 128)")
     ap.add_argument("--group", type=int, default=8,
                     help="fused, fwd, pairs: query heads per KV head (default 8)")
@@ -241,9 +287,32 @@ def main(argv=None):
                     help="hopper-bwd: short window, sizes its buffers; pairs: the short window (default 32)")
     ap.add_argument("--walk", choices=["key", "offset"], default="key",
                     help="fused: how the kernel walks the short window (default key)")
+    ap.add_argument("--out", help="sass: write the forwards' SASS to this JSON file")
+    ap.add_argument("--compare", help="sass: the JSON of an earlier `sass --out`, to compare with")
     a = ap.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET"):
         ap.error("unset TRITON_INTERPRET: the kernels must be compiled, not interpreted")
+    if a.what == "sass":
+        if not (a.out or a.compare):
+            ap.error("sass needs --out FILE, --compare FILE, or both")
+        if a.compare and not Path(a.compare).is_file():
+            ap.error(f"--compare: no such file {a.compare!r}")
+        now = forward_sass()
+        if a.out:
+            Path(a.out).write_text(json.dumps(now))
+        if a.compare:
+            before = json.loads(Path(a.compare).read_text())
+            moved = 0
+            for name in sorted(set(before) | set(now)):
+                if name not in before or name not in now:
+                    state = "only before" if name in before else "new"
+                else:
+                    same = before[name] == now[name]
+                    moved += not same
+                    state = "identical" if same else f"MOVED ({len(before[name])} -> {len(now[name])} instructions)"
+                print(f"{name}: {state}")
+            sys.exit(1 if moved else 0)
+        return
     if a.what == "hopper":
         for d, bn in ((64, 128), (128, 64), (128, 128)):
             r = hopper_report(d, bn, a.stages)
