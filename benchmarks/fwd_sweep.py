@@ -6,19 +6,18 @@ clock drift reaches all of them alike; each is checked against the default's out
 the default run in float32. Run on a GPU machine from the repository root::
 
     python -m benchmarks.fwd_sweep --gqa 4,8 --dims 128 \\
-        --configs pairs:64x64x4x2:p2,pairs:64x64x4x2:p3,pairs:128x64x8x2:p1 \\
-        --out benchmarks/results/h200/pairs_persist.json
+        --configs pairs:64x32x4x3,pairs:128x64x8x2,offset:64x128x4x2 \\
+        --out benchmarks/results/h200/fwd_sweep.json
 
-A configuration is ``WALK:BLOCK_MxBLOCK_NxWARPSxSTAGES`` with an optional ``:pK`` for ``K``
-programs per SM (``FwdConfig.PERSIST``, the pairs walk). A configuration a shape cannot take
-(too much shared memory, a persistent grid where a tile holds several positions) is recorded
-with its error, and the sweep goes on.
+A configuration is ``WALK:BLOCK_MxBLOCK_NxWARPSxSTAGES``. A configuration a shape cannot take
+(too much shared memory, a tile the compiler refuses) is recorded with its error, and the sweep
+goes on.
 
 ``--ncu`` launches each configuration twice and times nothing, for Nsight Compute (the second
 launch is the one to profile, after the compile)::
 
-    ncu --clock-control none --launch-skip 1 --launch-count 1 -k regex:_fwd_pairs_persistent \
-        python -m benchmarks.fwd_sweep --ncu --gqa 4 --dims 128 --configs pairs:64x64x4x2:p2
+    ncu --clock-control none --launch-skip 1 --launch-count 1 -k regex:_fwd_pairs \
+        python -m benchmarks.fwd_sweep --ncu --gqa 4 --dims 128 --configs pairs:64x32x4x3
 """
 
 from __future__ import annotations
@@ -40,12 +39,12 @@ HEADS = dict(zip(SHAPE_GRID["gqa"], SHAPE_GRID["heads"]))
 
 
 def parse_config(text: str) -> FwdConfig:
-    """``"pairs:64x64x4x2:p2"`` -> ``FwdConfig(64, 64, 4, 2, WALK="pairs", PERSIST=2)``.
+    """``"pairs:64x32x4x3"`` -> ``FwdConfig(64, 32, 4, 3, WALK="pairs")``.
 
     Parameters
     ----------
     text : str
-        ``WALK:BLOCK_MxBLOCK_NxWARPSxSTAGES[:pK]``.
+        ``WALK:BLOCK_MxBLOCK_NxWARPSxSTAGES``.
 
     Returns
     -------
@@ -57,20 +56,16 @@ def parse_config(text: str) -> FwdConfig:
         If ``text`` is not of that form (the message names the form).
     """
     parts = text.split(":")
-    usage = f"expected WALK:BMxBNxWARPSxSTAGES[:pK] with WALK one of {FWD_WALKS}, got {text!r}"
-    if len(parts) not in (2, 3) or parts[0] not in FWD_WALKS:
+    usage = f"expected WALK:BMxBNxWARPSxSTAGES with WALK one of {FWD_WALKS}, got {text!r}"
+    if len(parts) != 2 or parts[0] not in FWD_WALKS:
         raise argparse.ArgumentTypeError(usage)
     try:
         bm, bn, warps, stages = (int(x) for x in parts[1].split("x"))
-        persist = int(parts[2][1:]) if len(parts) == 3 and parts[2].startswith("p") else None
     except ValueError:
         raise argparse.ArgumentTypeError(usage) from None
-    if len(parts) == 3 and persist is None:
-        raise argparse.ArgumentTypeError(usage)
-    try:
-        return FwdConfig(bm, bn, warps, stages, WALK=parts[0], PERSIST=persist or 0)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if min(bm, bn, warps, stages) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every size must be >= 1")
+    return FwdConfig(bm, bn, warps, stages, WALK=parts[0])
 
 
 def _configs(text: str) -> tuple:
@@ -78,8 +73,7 @@ def _configs(text: str) -> tuple:
 
 
 def _name(cfg: FwdConfig) -> str:
-    p = f":p{cfg.PERSIST}" if cfg.PERSIST else ""
-    return f"{cfg.WALK}:{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.num_warps}x{cfg.num_stages}{p}"
+    return f"{cfg.WALK}:{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.num_warps}x{cfg.num_stages}"
 
 
 def sweep_shape(G: int, D: int, w1: int, w2: int, configs, repeats: int, B: int = 2, N: int = 8192,
@@ -140,7 +134,7 @@ def launch_twice(G: int, D: int, w1: int, w2: int, cfg: FwdConfig, B: int = 2, N
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.fwd_sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", type=_configs, required=True,
-                    help="comma-separated WALK:BMxBNxWARPSxSTAGES[:pK], e.g. pairs:64x64x4x2:p2")
+                    help="comma-separated WALK:BMxBNxWARPSxSTAGES, e.g. pairs:64x32x4x3")
     ap.add_argument("--gqa", type=int_list(1), default=(1, 4, 8),
                     help=f"GQA ratios, of {tuple(HEADS)} (default 1,4,8)")
     ap.add_argument("--dims", type=int_list(16), default=(128, 64), help="head dims (default 128,64)")

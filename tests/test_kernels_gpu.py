@@ -87,29 +87,6 @@ def test_both_short_window_walks(monkeypatch, walk, dtype, D):
     _check(1, 257, 4, 4, D, 64, 48, dtype, tol, determinism=False)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("D", [64, 128])
-@pytest.mark.parametrize("persist", [1, 2, 4])
-def test_persistent_pairs_forward(D, dtype, persist):
-    # FwdConfig.PERSIST: a few programs per SM walk every tile; against float64, and against the
-    # one-tile-a-program pairs kernel (the same steps, in an order the compiler may fuse apart)
-    from simplex_lib.ops.two_simplicial import forward as kfwd
-    from simplex_lib.ops.two_simplicial.configs import FwdConfig
-
-    g = torch.Generator(device="cuda").manual_seed(D + persist)
-    for B, N, Hq, Hkv, w1, w2 in ((2, 1333, 8, 2, 512, 32), (1, 700, 4, 4, 200, 64)):
-        xs = [_rand((B, N, Hq, D), dtype, g)] + [_rand((B, N, Hkv, D), dtype, g) for _ in range(4)]
-        stages = 3 if D <= 64 else 2
-        one = FwdConfig(64, 64, 4, stages, WALK="pairs")
-        many = FwdConfig(64, 64, 4, stages, WALK="pairs", PERSIST=persist)
-        o1, l1 = kfwd.forward(*xs, w1, w2, D ** -0.5, cfg=one)
-        o, lse = kfwd.forward(*xs, w1, w2, D ** -0.5, cfg=many)
-        ref = reference_attention(*(t.double() for t in xs), w1=w1, w2=w2)
-        assert_close(f"o ({dtype}, D={D})", ref, o, TOL[dtype] if dtype == torch.float32 else 2e-2)
-        assert_close("o vs one tile a program", o1, o, 1e-5 if dtype == torch.float32 else 1e-2)
-        assert_close("lse vs one tile a program", l1, lse, 1e-6)
-
-
 @pytest.mark.parametrize("scale", [-0.3, 0.0])
 @pytest.mark.parametrize("D", [64, 128])
 def test_negative_or_zero_scale(D, scale):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simplex_lib.ops.two_simplicial.configs import FwdConfig, pair_tiling, pairs_fit
+from simplex_lib.ops.two_simplicial.configs import pair_tiling, pairs_fit
 from simplex_lib.ops.two_simplicial.reference import two_simplicial_attention as reference
 from simplex_lib.testing import assert_close
 
@@ -89,55 +89,6 @@ def test_pairs_forward_feeds_the_backward(gen, monkeypatch):
                                lambda *t: reference(*t, w1=w1, w2=w2), x,
                                names=["q", "k1", "k2", "v1", "v2"], tol=2e-5, device=DEV,
                                generator=gen)
-
-
-@pytest.mark.parametrize("N,Hq,Hkv,w1,w2,persist", [
-    (1, 2, 2, 4, 9, 3),      # a single token
-    (13, 1, 1, 5, 12, 1),    # MHA, a length that is not a multiple of the key tile
-    (21, 4, 1, 8, 4, 3),     # GQA 4
-    (19, 6, 2, 19, 7, 1),    # GQA 3: two head blocks, a head slot left empty
-    (9, 2, 2, 30, 9, 3),     # both windows longer than the sequence
-    (40, 8, 1, 37, 2, 3),    # GQA 8, w1 not a multiple of the key tile
-    (50, 1, 1, 40, 16, 3),   # the whole tile one position's short window
-])
-def test_persistent_pairs_forward_matches_reference(gen, persist, N, Hq, Hkv, w1, w2):
-    # one program (persist 1) walks every tile, or three interleave theirs. Every case fits a
-    # 16-pair tile of one position (pairs_fit): whole windows of up to 16 offsets
-    x = _inputs(gen, 2, N, Hq, Hkv)
-    o, lse = run_forward(x, w1, w2, "pairs", persist=persist)
-    _, lse_pos = run_forward(x, w1, w2, "position")
-    assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
-    assert_close("lse vs the position walk", lse_pos.double(), lse, 1e-6)
-
-
-def test_persistent_pairs_forward_scale_nan_and_large_logits(gen):
-    for scale in (0.3, -0.7, 0.0):
-        x = _inputs(gen, 1, 30, 4, 2)
-        o, _ = run_forward(x, 17, 6, "pairs", scale=scale, persist=2)
-        assert_close("o", reference(*x, w1=17, w2=6, scale=scale), o, 2e-5)
-    for which in range(5):
-        x = [torch.randn(1, 33, 2, 16, generator=gen, dtype=torch.float64) for _ in range(5)]
-        x[which][0, 20, 0, 5] = float("nan")
-        o, _ = run_forward(x, 12, 9, "pairs", persist=2)
-        ref = reference(*x, w1=12, w2=9)
-        sees = torch.isnan(ref).any(-1)
-        assert torch.equal(torch.isnan(o).any(-1), sees), which
-        assert_close("o (rows that do not see the NaN)", ref[~sees], o[~sees].double(), 2e-5)
-    x = _inputs(gen, 1, 40, 4, 1)
-    x[0] = x[0] * 300.0
-    o, lse = run_forward(x, 24, 4, "pairs", persist=2)
-    assert torch.isfinite(o).all() and torch.isfinite(lse).all()
-    assert_close("o", reference(*x, w1=24, w2=4), o, 2e-5)
-
-
-def test_persistent_pairs_forward_needs_one_position_per_tile(gen):
-    x = _inputs(gen, 1, 20, 1, 1)
-    with pytest.raises(ValueError, match="PERSIST needs tiles of one position"):
-        run_forward(x, 8, 4, "pairs", persist=2)  # 16 pairs: four positions of four offsets
-    with pytest.raises(ValueError, match="PERSIST is for WALK='pairs'"):
-        FwdConfig(64, 64, 4, 2, WALK="offset", PERSIST=2)
-    with pytest.raises(ValueError, match="PERSIST must be an int >= 0"):
-        FwdConfig(64, 64, 4, 2, WALK="pairs", PERSIST=-1)
 
 
 def test_pair_tiling_covers_the_group_and_the_window():

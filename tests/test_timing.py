@@ -144,12 +144,12 @@ def test_forward_sweep_reads_configs_and_refuses_bad_input(capsys):
     from benchmarks import fwd_sweep
     from simplex_lib.ops.two_simplicial.configs import FwdConfig
 
-    assert fwd_sweep.parse_config("pairs:64x64x4x2:p3") == FwdConfig(64, 64, 4, 2, WALK="pairs", PERSIST=3)
+    assert fwd_sweep.parse_config("pairs:64x32x4x3") == FwdConfig(64, 32, 4, 3, WALK="pairs")
     assert fwd_sweep.parse_config("offset:64x128x4x2") == FwdConfig(64, 128, 4, 2, WALK="offset")
     for bad, says in (("--configs pairs:64x64x4", "expected WALK:BMxBNxWARPSxSTAGES"),
                       ("--configs diagonal:64x64x4x2", "expected WALK:"),
-                      ("--configs offset:64x64x4x2:p2", "PERSIST is for WALK='pairs'"),
-                      ("--configs pairs:64x64x4x2:q2", "expected WALK:"),
+                      ("--configs offset:64x64x4x0", "every size must be >= 1"),
+                      ("--configs pairs:64x64x4x2:p2", "expected WALK:"),
                       ("--configs pairs:64x64x4x2 --gqa 2", "--gqa must be among"),
                       ("--configs pairs:64x64x4x2 --windows 32x512", "w1 >= w2")):
         with pytest.raises(SystemExit) as e:
@@ -169,18 +169,19 @@ def test_forward_sweep_reads_configs_and_refuses_bad_input(capsys):
 def test_forward_sweep_records_each_launch_or_its_error():
     # the sweep's bookkeeping under the interpreter, with a stand-in for do_bench: every launch
     # is checked against the default and float32, timed `repeats` times, and a launch the shape
-    # cannot take (a persistent grid over tiles of two positions) is recorded with its error
+    # cannot take (a tile of 24 rows: not a power of two) is recorded with its error
     import itertools
 
     from benchmarks import fwd_sweep
 
     clock = itertools.count(1.0)
-    cfgs = fwd_sweep._configs("pairs:16x16x1x1:p2,position:16x16x1x1,pairs:32x16x1x1:p1")
+    cfgs = fwd_sweep._configs("pairs:16x16x1x1,position:16x16x1x1,position:24x16x1x1")
     row = fwd_sweep.sweep_shape(4, 16, 8, 4, cfgs, repeats=2, B=1, N=9, device="cpu",
                                 dtype=torch.float32, bench=lambda fn: (fn(), next(clock))[1])
     runs = {r["cfg"]: r for r in row["runs"]}
-    assert list(runs)[1:] == ["pairs:16x16x1x1:p2", "position:16x16x1x1", "pairs:32x16x1x1:p1"]
-    assert "PERSIST needs tiles of one position" in runs["pairs:32x16x1x1:p1"]["error"]
+    assert [r["cfg"] for r in row["runs"]][1:] == ["pairs:16x16x1x1", "position:16x16x1x1",
+                                                   "position:24x16x1x1"]
+    assert "power of 2" in runs["position:24x16x1x1"]["error"]
     timed = [r for r in row["runs"] if "error" not in r]
     assert [r["ms_each"] for r in timed] == [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]  # in turns
     assert all(r["err32"] < 1e-5 for r in timed)

@@ -153,32 +153,21 @@ HOPPER_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "O"], "*bf16") | {
 
 
 def pairs_report(head_dim: int, group: int, w2: int = 32):
-    """Resources of the pairs forward where a tile holds one position's short window
-    (``configs.pairs_fit``): ``_fwd_pairs_kernel`` (one tile a program) beside
-    ``_fwd_pairs_persistent_kernel`` (``FwdConfig.PERSIST``), for 64 pairs at 4 warps and the
-    stages ``fwd_config`` gives, and 128 pairs at 8 warps; 64-key tiles. For the persistent
-    kernel, whether the compiler made the tile loop and the key loop one (``flatten``): the
-    fused loop keeps a tile's prologue and epilogue behind branches in its body."""
+    """Resources of the pairs forward (``_fwd_pairs_kernel``) as ``forward_pairs`` launches it,
+    for 64 pairs at 4 warps and the stages ``fwd_config`` gives, and 128 pairs at 8 warps;
+    64-key tiles."""
     from simplex_lib.ops.two_simplicial import forward as kf
     from simplex_lib.ops.two_simplicial.configs import pair_tiling
     stages = 3 if head_dim <= 64 else 2
     for block_m, warps in ((64, 4), (128, 8)):
         pt = pair_tiling(group, w2, block_m)
-        if pt.POS > 1 or pt.OS < w2:
-            print(f"D {head_dim} GQA {group} w2 {w2}: {block_m} pairs are {pt.POS} positions x {pt.OS} "
-                  f"offsets, not one position's window (configs.pairs_fit)")
-            continue
-        meta = dict(HEAD_DIM=head_dim, GH=pt.GH, OS=pt.OS, BLOCK_N=64, PREC="tf32")
-        one = compile_sm90(kf._fwd_pairs_kernel, meta | dict(POS=1, N_GROUPS=1, BLOCK_A=16),
-                           HOPPER_POINTERS, num_warps=warps, num_stages=stages)
-        many = compile_sm90(kf._fwd_pairs_persistent_kernel, meta, HOPPER_POINTERS, num_warps=warps,
-                            num_stages=stages)
-        fused = "scf.if" in many.asm["ttgir"]
-        for name, c in (("one tile a program", one), ("persistent", many)):
-            r = resources(c)
-            print(f"D {head_dim} GQA {group} w2 {w2} pairs {block_m} warps {warps} stages {stages} {name}: "
-                  f"{r['regs']} registers, {r['spills']} spilled, {r['shared']} B shared"
-                  + (f", loops {'flattened' if fused else 'NOT flattened'}" if c is many else ""))
+        meta = dict(HEAD_DIM=head_dim, GH=pt.GH, OS=pt.OS, BLOCK_N=64, PREC="tf32", POS=pt.POS,
+                    N_GROUPS=triton.cdiv(w2, pt.OS), BLOCK_A=max(16, triton.next_power_of_2(pt.POS - 1)))
+        r = resources(compile_sm90(kf._fwd_pairs_kernel, meta, HOPPER_POINTERS, num_warps=warps,
+                                   num_stages=stages))
+        print(f"D {head_dim} GQA {group} w2 {w2} pairs {block_m} ({pt.POS} positions x {pt.OS} offsets) "
+              f"warps {warps} stages {stages}: {r['regs']} registers, {r['spills']} spilled, "
+              f"{r['shared']} B shared")
 
 
 def hopper_report(head_dim: int, block_n: int, stages: int) -> dict:
@@ -246,8 +235,8 @@ def _sass_lines(compiled) -> list[str]:
 def forward_sass() -> dict:
     """``{launch: SASS lines}`` of the forward kernels at the launches ``fwd_config`` picks on an
     H200 (bf16, 512x32 and 256x64 windows): the offset and position walks at D 64 / 128 and GQA
-    1 / 4 / 8 / 64, the pairs kernel where it is the default (and at GQA 1, w2 32, two positions
-    a tile), and the persistent pairs kernel."""
+    1 / 4 / 8 / 64, and the pairs kernel where it is the default (and at GQA 1, w2 32, two
+    positions a tile)."""
     from simplex_lib.ops.two_simplicial import forward as kf
     from simplex_lib.ops.two_simplicial.configs import pair_tiling, pairs_fit, row_tiling
     out = {}
@@ -267,10 +256,6 @@ def forward_sass() -> dict:
                 one = meta | dict(POS=pt.POS, N_GROUPS=1, BLOCK_A=16)
                 out[f"_fwd_pairs_kernel D {d} GQA {g} w2 {w2}"] = _sass_lines(compile_sm90(
                     kf._fwd_pairs_kernel, one, HOPPER_POINTERS, num_warps=4, num_stages=stages))
-                if pt.POS == 1 and hasattr(kf, "_fwd_pairs_persistent_kernel"):  # (older commits)
-                    out[f"_fwd_pairs_persistent_kernel D {d} GQA {g} w2 {w2}"] = _sass_lines(compile_sm90(
-                        kf._fwd_pairs_persistent_kernel, meta, HOPPER_POINTERS, num_warps=4,
-                        num_stages=stages))
     return out
 
 

@@ -34,7 +34,7 @@ __all__ = [
     "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
     "dq_smem_bytes", "bwd_smem_bytes",
-    "max_shared_memory", "sm_count", "launch_with_fallback", "patch_interpreter_index",
+    "max_shared_memory", "launch_with_fallback", "patch_interpreter_index",
 ]
 
 # Shared memory the compiler adds beyond the operand tiles (barriers, reduction scratch):
@@ -170,32 +170,9 @@ def max_shared_memory(device=None) -> int:
     """
     if interpreting() or not torch.cuda.is_available():
         return 1 << 30
-    return _device_smem(_cuda_index(device))
-
-
-def _cuda_index(device) -> int:
-    """The index of a CUDA ``device`` (``None``, ``"cuda"``: the current one)."""
     device = torch.device("cuda" if device is None else device)
-    return device.index if device.index is not None else torch.cuda.current_device()
-
-
-def sm_count(device=None) -> int:
-    """Streaming multiprocessors of ``device``: the unit of a persistent grid.
-
-    Parameters
-    ----------
-    device : torch.device or str, optional
-        A CUDA device. Default: the current one.
-
-    Returns
-    -------
-    int
-        The device's SM count; 1 under the interpreter or without CUDA (a persistent grid of
-        ``k`` programs per SM is then ``k`` programs, each with several tiles).
-    """
-    if interpreting() or not torch.cuda.is_available():
-        return 1
-    return int(torch.cuda.get_device_properties(_cuda_index(device)).multi_processor_count)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _device_smem(index)
 
 
 #: How the backward's dq and key-tile kernels walk the short window of a tile that holds
@@ -277,31 +254,21 @@ class FwdConfig:
     WALK : str
         How a tile of several positions walks the short window, one of
         :data:`FWD_WALKS` (default ``"position"``).
-    PERSIST : int
-        Programs per SM of a persistent pairs forward, each walking several tiles of pairs in
-        one loop (``_fwd_pairs_persistent_kernel``); 0 (the default): one tile per program.
-        Only with ``WALK="pairs"`` and tiles of one position (:func:`pairs_fit`).
 
     Raises
     ------
     ValueError
-        If ``WALK`` is not one of :data:`FWD_WALKS`, or ``PERSIST`` is negative, or set
-        with another walk.
+        If ``WALK`` is not one of :data:`FWD_WALKS`.
     """
     BLOCK_M: int
     BLOCK_N: int
     num_warps: int
     num_stages: int
     WALK: str = "position"  # one of FWD_WALKS
-    PERSIST: int = 0  # programs per SM; 0: one tile per program
 
     def __post_init__(self):
         if self.WALK not in FWD_WALKS:
             raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
-        if not isinstance(self.PERSIST, int) or self.PERSIST < 0:
-            raise ValueError(f"PERSIST must be an int >= 0, got {self.PERSIST!r}")
-        if self.PERSIST and self.WALK != "pairs":
-            raise ValueError(f"PERSIST is for WALK='pairs', got WALK={self.WALK!r}")
 
 
 def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:

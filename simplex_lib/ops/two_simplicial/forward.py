@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from .configs import (fwd_configs, interpreting, launch_with_fallback, pair_tiling,
-                      max_shared_memory, row_tiling, sm_count)
+                      max_shared_memory, row_tiling)
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
            "inner_tiles", "online_softmax_step", "scaled_softmax_step",
@@ -737,98 +737,8 @@ def _fwd_pairs_kernel(Q, K1, K2, V1, V2, O, LSE,
              mask=m_row)
 
 
-@triton.jit
-def _pairs_key_tile(b_acc, b_m, b_l, b_a, p_k1, p_v1, o_jd, m_j, qk_scale,
-                    PREC: tl.constexpr):
-    """:func:`_pairs_step` for pairs that share one position: the keys
-    outside its window (``m_j`` false, ``[BLOCK_N]``) are not loaded and
-    get ``-inf``, so no row meets a value it does not see."""
-    b_k1 = tl.load(p_k1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
-    b_v1 = tl.load(p_v1 + o_jd, mask=m_j[:, None], other=0.0)  # [BLOCK_N, D]
-    # [BLOCK_M, BLOCK_N]
-    b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
-    b_s = tl.where(m_j[None, :], b_s, float("-inf"))
-    b_p, b_alpha, b_m, b_l = scaled_softmax_step(b_s, b_m, b_l, qk_scale)
-    # [BLOCK_M, D]
-    b_pv = tl.dot(b_p.to(b_a.dtype), b_v1, input_precision=PREC)
-    return b_acc * b_alpha[:, None] + b_pv, b_m, b_l
-
-
-@triton.jit
-def _fwd_pairs_persistent_kernel(Q, K1, K2, V1, V2, O, LSE,
-                                 stride_qb, stride_qn, stride_qh,
-                                 stride_kb, stride_kn, stride_kh,
-                                 N, Hq, Hkv, G, W1, W2, qk_scale,
-                                 n_hblocks, n_tiles, n_trips,
-                                 HEAD_DIM: tl.constexpr, GH: tl.constexpr,
-                                 OS: tl.constexpr, BLOCK_N: tl.constexpr,
-                                 PREC: tl.constexpr):
-    """:func:`_fwd_pairs_kernel` with tiles of one position and one group
-    of offsets (``POS = 1``, ``OS >= w2``), each program walking several.
-
-    Grid: ``(P,)``, a few programs per SM; program ``p`` owns tiles
-    ``p, p + P, ...`` of the ``n_tiles = B * Hkv * N * n_hblocks``, in
-    the order of the other kernel's grid. To the compiler, the loop over a
-    program's tiles and the loop over a tile's ``n_trips`` key tiles are
-    one loop (``flatten``): the next tile's first keys load while this
-    tile's last ones are in the GEMMs. That needs the same trip count for
-    every tile, ``cdiv(min(w1, N), BLOCK_N)``, so the first ``w1``
-    positions also walk key tiles before position 0 (masked, not loaded).
-    FLOPs: as :func:`_fwd_pairs_kernel`.
-    """
-    i_p, n_p = tl.program_id(0), tl.num_programs(0)
-    o_d = tl.arange(0, HEAD_DIM)
-    o_n = tl.arange(0, BLOCK_N)
-    for w in tl.range(i_p, n_tiles, n_p, flatten=True):
-        i_bg, i_t = w // (N * n_hblocks), w % (N * n_hblocks)
-        i_b, i_g = i_bg // Hkv, i_bg % Hkv
-        i0, i_hb = i_t // n_hblocks, i_t % n_hblocks
-        o_kv = i_b * stride_kb + i_g * stride_kh
-        o_pos, o_hg, o_l, m_row, m_pair = pair_rows(i0, i_hb, G, N, W2, 0,
-                                                    GH, 1, OS)  # [BLOCK_M]
-        # the operands as _pairs_group forms them (a shared helper moved
-        # that kernel's instruction schedule; it waits for a timing)
-        o_q = (i_b * stride_qb + o_pos[:, None] * stride_qn
-               + (i_g * G + o_hg)[:, None] * stride_qh + o_d[None, :])
-        b_q = tl.load(Q + o_q, mask=m_row[:, None], other=0.0)  # [BLOCK_M, D]
-        b_k2 = tl.load(K2 + o_kv + o_l[:, None] * stride_kn + o_d[None, :],
-                       mask=m_pair[:, None], other=0.0)  # [BLOCK_M, D]
-        b_a = (b_q.to(tl.float32) * b_k2.to(tl.float32)).to(b_q.dtype)
-
-        lo = tl.maximum(i0 - W1 + 1, 0)  # the first key the position sees
-        b_m = tl.full([GH * OS], float("-inf"), tl.float32)  # [BLOCK_M]
-        b_l = tl.zeros([GH * OS], tl.float32)  # [BLOCK_M]
-        b_acc = tl.zeros([GH * OS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
-        for t in range(0, n_trips):
-            o_j = i0 + 1 - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
-            o_jd = o_kv + o_j[:, None] * stride_kn + o_d[None, :]
-            b_acc, b_m, b_l = _pairs_key_tile(b_acc, b_m, b_l, b_a, K1, V1,
-                                              o_jd, o_j >= lo, qk_scale,
-                                              PREC)
-
-        # unmasked at a clamped key: a [BLOCK_M, D] mask would live across
-        # the flattened loop (merge_pairs drops the pairs that do not exist)
-        b_v2 = tl.load(V2 + o_kv + tl.maximum(o_l, 0)[:, None] * stride_kn
-                       + o_d[None, :])  # [BLOCK_M, D]
-        b_out = tl.zeros([GH, HEAD_DIM], tl.float32)  # [GH, D]
-        b_mo = tl.full([GH], float("-inf"), tl.float32)  # [GH]
-        b_out, b_mo, b_lo = merge_pairs(b_out, b_mo, tl.zeros_like(b_mo),
-                                        b_acc, b_m, b_l, b_v2, m_pair, GH,
-                                        OS, HEAD_DIM)
-        o_pos, o_h, m_row = tile_rows(i0, i_hb, i_g, G, N, GH, 1)  # [GH]
-        o_o = (i_b * stride_qb + o_pos[:, None] * stride_qn
-               + o_h[:, None] * stride_qh + o_d[None, :])  # [GH, D]
-        p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [GH]
-        # one position: every row sees every key it loads, so none is
-        # marked bad; a non-finite input reaches its rows as in the maths
-        b_bad = tl.zeros([GH], tl.int32) != 0  # [GH]
-        _fwd_store(O + o_o, p_lse, b_out, b_mo, b_lo, b_bad, m_row)
-
-
-def forward_pairs(args, D: int, G: int, w1: int, w2: int, cfg,
-                  prec: str) -> None:
-    """Launch ``_fwd_pairs_kernel`` (or, with ``cfg.PERSIST``,
-    ``_fwd_pairs_persistent_kernel``), writing ``O`` and ``LSE`` in place.
+def forward_pairs(args, D: int, G: int, w2: int, cfg, prec: str) -> None:
+    """Launch ``_fwd_pairs_kernel``, writing ``O`` and ``LSE`` in place.
 
     Parameters
     ----------
@@ -836,38 +746,18 @@ def forward_pairs(args, D: int, G: int, w1: int, w2: int, cfg,
         The kernel's arguments up to ``qk_scale``, as
         :func:`~simplex_lib.ops.two_simplicial.forward.forward` builds them
         (``q, k1, k2, v1, v2, o, lse``, strides, sizes, windows, scale).
-    D, G, w1, w2 : int
-        Head dimension, query heads per KV head, long and short window.
+    D, G, w2 : int
+        Head dimension, query heads per KV head, short window.
     cfg : FwdConfig
-        With ``WALK="pairs"``: its ``BLOCK_M`` pairs, ``BLOCK_N``, warps,
-        stages and programs per SM (``PERSIST``).
+        With ``WALK="pairs"``: its ``BLOCK_M`` pairs, ``BLOCK_N``, warps
+        and stages.
     prec : str
         ``tl.dot`` precision (``"tf32"`` or ``"ieee"``).
-
-    Raises
-    ------
-    ValueError
-        If ``cfg.PERSIST`` is set and a tile of ``cfg.BLOCK_M`` pairs
-        holds more than one position or not the whole short window.
     """
     pt = pair_tiling(G, w2, cfg.BLOCK_M)
     q = args[0]
     B, N = q.shape[0], q.shape[1]
     Hkv = args[1].shape[2]
-    if cfg.PERSIST:
-        if pt.POS > 1 or pt.OS < w2:
-            raise ValueError(
-                f"cfg.PERSIST needs tiles of one position's whole short "
-                f"window: {cfg.BLOCK_M} pairs at GQA {G}, w2 {w2} are "
-                f"{pt.POS} positions x {pt.OS} offsets (configs.pairs_fit)")
-        n_tiles = B * Hkv * N * pt.n_hblocks
-        n_p = min(n_tiles, cfg.PERSIST * sm_count(q.device))
-        _fwd_pairs_persistent_kernel[(n_p,)](
-            *args, pt.n_hblocks, n_tiles,
-            triton.cdiv(min(w1, N), cfg.BLOCK_N), HEAD_DIM=D, GH=pt.GH,
-            OS=pt.OS, BLOCK_N=cfg.BLOCK_N, PREC=prec,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-        return
     grid = (triton.cdiv(N, pt.POS) * pt.n_hblocks, B * Hkv)
     # the keys past the tile's first position, one small tile
     block_a = max(16, triton.next_power_of_2(pt.POS - 1))
@@ -936,7 +826,7 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
                 k1.stride(0), k1.stride(1), k1.stride(2),
                 N, Hq, Hkv, G, w1, w2, sc * LOG2E, rt.n_hblocks)
         if c.WALK == "pairs":
-            forward_pairs(args[:-1], D, G, w1, w2, c, precision(q))
+            forward_pairs(args[:-1], D, G, w2, c, precision(q))
             return o, lse
         meta = dict(HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
                     PREC=precision(q), num_warps=c.num_warps,
