@@ -315,7 +315,8 @@ def nonfinite_rows(*tensors: torch.Tensor) -> list[torch.Tensor] | None:
 
     The kernels' backwards use it to keep a bad value local: they run on inputs with these rows
     zeroed (:func:`zero_rows`) and put NaN back on the gradients the bad rows reach
-    (:func:`nan_rows`). One device-to-host sync.
+    (:func:`nan_rows`). One device-to-host sync; when every value is finite (the usual case)
+    the check reads each tensor once, for its minimum and maximum.
 
     Parameters
     ----------
@@ -331,8 +332,17 @@ def nonfinite_rows(*tensors: torch.Tensor) -> list[torch.Tensor] | None:
     >>> nonfinite_rows(x)[0].flatten().tolist(), nonfinite_rows(torch.zeros(1, 3, 1, 2))
     ([False, True, False], None)
     """
-    rows = [~torch.isfinite(t).all(-1) for t in tensors]
-    return rows if bool(torch.stack([r.any() for r in rows]).any()) else None
+    if not _any_nonfinite(tensors):
+        return None
+    return [~torch.isfinite(t).all(-1) for t in tensors]
+
+
+def _any_nonfinite(tensors) -> bool:
+    """Whether any value of ``tensors`` is NaN or infinite, from one reduction each: a NaN makes
+    both the minimum and the maximum NaN, an infinity shows as one of them. (``isfinite`` per
+    element took several passes and ~0.8 ms of a 46 ms backward at 16 heads, D 128, N 8192.)"""
+    ends = [torch.stack(torch.aminmax(t)).float() for t in tensors if t.numel()]
+    return bool(ends) and not bool(torch.isfinite(torch.cat(ends)).all())
 
 
 def zero_rows(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
