@@ -73,15 +73,22 @@ def compile_sm90(kernel, constexprs: dict, pointers: dict, *, num_warps: int = 4
     return triton.compile(src, target=HOPPER, options=options)
 
 
-def resources(compiled) -> dict:
-    """Registers per thread, spilled 32-bit words per thread (the local-memory stack frame / 4, as
-    Triton's ``n_spills``) and shared memory in bytes of a compiled kernel."""
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+NVIDIA_BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"  # ships with Triton
+
+
+def cuobjdump(compiled, flag: str = "-sass") -> str:
+    """``cuobjdump FLAG`` of a compiled kernel's cubin (``-sass``, ``--dump-resource-usage``)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.cubin"
         path.write_bytes(compiled.asm["cubin"])
-        out = subprocess.run([str(tool), "--dump-resource-usage", str(path)], capture_output=True,
-                             text=True, check=True).stdout
+        return subprocess.run([str(NVIDIA_BIN / "cuobjdump"), flag, str(path)], capture_output=True,
+                              text=True, check=True).stdout
+
+
+def resources(compiled) -> dict:
+    """Registers per thread, spilled 32-bit words per thread (the local-memory stack frame / 4, as
+    Triton's ``n_spills``) and shared memory in bytes of a compiled kernel."""
+    out = cuobjdump(compiled, "--dump-resource-usage")
     regs, stack = (int(re.search(rf"{k}:(\d+)", out)[1]) for k in ("REG", "STACK"))
     return {"regs": regs, "spills": stack // 4, "shared": compiled.metadata.shared}
 
@@ -176,13 +183,8 @@ def hopper_report(head_dim: int, block_n: int, stages: int) -> dict:
     from simplex_lib.ops.two_simplicial import hopper as hp
     c = compile_sm90(hp._hopper_fwd_kernel, dict(D=head_dim, BLOCK_N=block_n, STAGES=stages), HOPPER_POINTERS,
                      num_warps=4, num_stages=1, maxnreg=168)
-    r = resources(c)
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "kernel.cubin"
-        path.write_bytes(c.asm["cubin"])
-        sass = subprocess.run([str(tool), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
-    return r | {"hgmma": sass.count("HGMMA."), "setmaxnreg": sass.count("SETMAXREG")}
+    sass = cuobjdump(c)
+    return resources(c) | {"hgmma": sass.count("HGMMA."), "setmaxnreg": sass.count("SETMAXREG")}
 
 
 HOPPER_BWD_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "DO", "DQ"], "*bf16") | dict.fromkeys(
@@ -200,16 +202,11 @@ def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32, partial: bool = 
                 NA=hb.operand_slots(head_dim, w2), REGS0=regs[0], REGS1=regs[1], PARTIAL=partial)
     c = compile_sm90(hb._hopper_bwd_dq_kernel, meta, HOPPER_BWD_POINTERS, num_warps=4, num_stages=1,
                      maxnreg=hb.MAXNREG)
-    r = resources(c)
-    bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    r, sass = resources(c), cuobjdump(c)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "kernel.cubin"
-        path.write_bytes(c.asm["cubin"])
-        sass = subprocess.run([str(bin_dir / "cuobjdump"), "-sass", str(path)], capture_output=True, text=True,
-                              check=True).stdout
         ptx = Path(tmp) / "kernel.ptx"
         ptx.write_text(c.asm["ptx"])
-        info = subprocess.run([str(bin_dir / "ptxas"), "-arch=sm_90a", "-v", f"-maxrregcount={hb.MAXNREG}", str(ptx),
+        info = subprocess.run([str(NVIDIA_BIN / "ptxas"), "-arch=sm_90a", "-v", f"-maxrregcount={hb.MAXNREG}", str(ptx),
                                "-o", str(Path(tmp) / "again.cubin")], capture_output=True, text=True).stderr
     # the default partition (S) gets what the consumers leave of the warp groups' budget
     parts = (c.metadata.num_warps // 4 * hb.MAXNREG - sum(regs), *regs)
@@ -222,13 +219,8 @@ def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32, partial: bool = 
 
 def _sass_lines(compiled) -> list[str]:
     """The SASS of a compiled kernel, one instruction a line, without addresses."""
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "kernel.cubin"
-        path.write_bytes(compiled.asm["cubin"])
-        out = subprocess.run([str(tool), "-sass", str(path)], capture_output=True, text=True,
-                             check=True).stdout
-    lines = (re.sub(r"/\*[0-9a-f]{4}\*/", "", n).strip() for n in out.splitlines() if "/*" in n)
+    lines = (re.sub(r"/\*[0-9a-f]{4}\*/", "", n).strip()
+             for n in cuobjdump(compiled).splitlines() if "/*" in n)
     return [n for n in lines if n and not n.startswith("/* 0x")]
 
 
