@@ -186,3 +186,52 @@ def test_forward_sweep_records_each_launch_or_its_error():
     assert [r["ms_each"] for r in timed] == [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]  # in turns
     assert all(r["err32"] < 1e-5 for r in timed)
     assert all(r["vs_default"] < 1e-5 and r["lse_vs_default"] < 1e-5 for r in timed[1:])
+
+
+def test_backward_sweep_reads_variants_and_refuses_bad_input(capsys):
+    # benchmarks/bwd_sweep.py: the variant strings, and a one-line usage error for bad input
+    # (before any GPU is needed)
+    from benchmarks import bwd_sweep
+
+    assert bwd_sweep.parse_variant("WALK=offset") == {"WALK": "offset"}
+    assert bwd_sweep.parse_variant("short_warps=4+BLOCK_N=32") == {"short_warps": 4, "BLOCK_N": 32}
+    assert bwd_sweep.parse_variant("kv_stages=0") == {"kv_stages": 0}
+    for bad, says in (("--variants WALK", "expected FIELD=VALUE"),
+                      ("--variants warps=4", "'warps' is not a BwdConfig field"),
+                      ("--variants BLOCK_N=0", "BLOCK_N must be an integer >= 1"),
+                      ("--variants short_warps=four", "short_warps must be an integer >= 0"),
+                      ("--variants WALK=offset --gqa 2", "--gqa must be among"),
+                      ("--variants WALK=offset --windows 32x512", "w1 >= w2")):
+        with pytest.raises(SystemExit) as e:
+            bwd_sweep.main(bad.split() + ["--out", "/dev/null"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert says in err, (bad, err)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            bwd_sweep.main(["--variants", "WALK=offset", "--out", "/dev/null"])
+        assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_backward_sweep_records_each_variant_or_its_error():
+    # the sweep's bookkeeping under the interpreter, with a stand-in for do_bench: every variant
+    # is checked against the default and float32 (all five gradients), timed `repeats` times in
+    # turns, and a variant the shape cannot take (a tile of 24 rows) is recorded with its error
+    import itertools
+
+    from benchmarks import bwd_sweep
+
+    clock = itertools.count(1.0)
+    variants = bwd_sweep._variants("WALK=offset,FUSED_MASKS=edges,BLOCK_M=24")
+    row = bwd_sweep.sweep_shape(4, 16, 8, 4, variants, repeats=2, B=1, N=9, device="cpu",
+                                dtype=torch.float32, bench=lambda fn: (fn(), next(clock))[1])
+    runs = {r["variant"]: r for r in row["runs"]}
+    assert list(runs) == ["default", "WALK=offset", "FUSED_MASKS=edges", "BLOCK_M=24"]
+    assert "error" in runs["BLOCK_M=24"]
+    timed = [r for r in row["runs"] if "error" not in r]
+    assert [r["ms_each"] for r in timed] == [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]  # in turns
+    assert "WALK='offset'" in runs["WALK=offset"]["cfg"]
+    for r in timed:
+        assert set(r["err32"]) == set(bwd_sweep.GRADS) and max(r["err32"].values()) < 1e-4, r
+    for r in timed[1:]:
+        assert max(r["vs_default"].values()) < 1e-4, r

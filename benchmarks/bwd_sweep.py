@@ -1,0 +1,177 @@
+"""Portable backward launches timed beside the default, in one process on one GPU.
+
+Each shape of the grid (``simplex_lib.timing.SHAPE_GRID``'s heads per GQA ratio, B 2, N 8192,
+bf16) runs the default backward (``bwd_config``) and every variant given, in turns, so a clock
+drift reaches all of them alike; each variant's five gradients are checked against the
+default's and against the default run in float32. Run on a GPU machine from the repository
+root::
+
+    python -m benchmarks.bwd_sweep --gqa 4,8 --dims 128 \\
+        --variants WALK=offset,short_warps=4+BLOCK_N=32,FUSED_MASKS=edges \\
+        --out benchmarks/results/h200/bwd_sweep.json
+
+A variant is ``FIELD=VALUE[+FIELD=VALUE...]``: fields of ``BwdConfig`` replaced in the shape's
+default (``short_warps=4+BLOCK_N=32`` gives the fused short-window kernel four warps and
+32-key long-window tiles where that kernel runs). A variant a shape cannot take is recorded
+with its error, and the sweep goes on. The times are of the portable backward alone
+(``ops.two_simplicial.backward.backward``), not of the Hopper-native one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+
+import torch
+
+from simplex_lib.cli import int_list, int_at_least
+from simplex_lib.cost import windowed_flops
+from simplex_lib.ops.two_simplicial import backward as kbwd
+from simplex_lib.ops.two_simplicial import forward as kfwd
+from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_config
+from simplex_lib.timing import SHAPE_GRID, record_meta
+
+HEADS = dict(zip(SHAPE_GRID["gqa"], SHAPE_GRID["heads"]))
+FIELDS = {f.name: f.type for f in dataclasses.fields(BwdConfig)}
+GRADS = ("dq", "dk1", "dk2", "dv1", "dv2")
+
+
+def parse_variant(text: str) -> dict:
+    """``"short_warps=4+BLOCK_N=32"`` -> ``{"short_warps": 4, "BLOCK_N": 32}``.
+
+    Parameters
+    ----------
+    text : str
+        ``FIELD=VALUE[+FIELD=VALUE...]`` with fields of ``BwdConfig``.
+
+    Returns
+    -------
+    dict
+        The replacements, integers where the field is one.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        If a part is not ``FIELD=VALUE``, names no field, or gives an integer field a value
+        that is not an integer >= 1 (``*_warps``, ``kv_stages`` and ``RING_MAX`` take 0).
+    """
+    out = {}
+    for part in text.split("+"):
+        name, eq, value = part.partition("=")
+        if not eq or not value:
+            raise argparse.ArgumentTypeError(f"expected FIELD=VALUE[+FIELD=VALUE...], got {text!r}")
+        if name not in FIELDS:
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is not a BwdConfig field; fields: {', '.join(FIELDS)}")
+        if FIELDS[name] in (int, "int"):
+            least = 0 if name.endswith("_warps") or name in ("kv_stages", "RING_MAX") else 1
+            if not value.isdigit() or int(value) < least:
+                raise argparse.ArgumentTypeError(f"{name} must be an integer >= {least}, got {value!r}")
+            out[name] = int(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _variants(text: str) -> tuple:
+    return tuple((v, parse_variant(v)) for v in text.split(","))
+
+
+def sweep_shape(G: int, D: int, w1: int, w2: int, variants, repeats: int, B: int = 2,
+                N: int = 8192, device="cuda", dtype=torch.bfloat16, bench=None):
+    """Time the default backward and ``variants`` (``(name, replacements)`` pairs) at one
+    shape; returns the record's row.
+
+    ``bench(fn) -> ms`` defaults to ``triton.testing.do_bench``'s median (the tests pass a
+    stand-in, to run the bookkeeping on a CPU under the interpreter)."""
+    if bench is None:
+        from triton.testing import do_bench
+
+        def bench(fn):
+            return do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+    Hq = HEADS[G]
+    g = torch.Generator(device=device).manual_seed(0)
+    x = [torch.randn(B, N, h, D, device=device, dtype=dtype, generator=g)
+         for h in (Hq,) + (Hq // G,) * 4]
+    scale = D ** -0.5
+    flops = 2.5 * windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D)
+    o, lse = kfwd.forward(*x, w1, w2, scale)
+    do = torch.randn(o.shape, device=device, dtype=dtype, generator=g)
+    x32 = [t.float() for t in x]
+    o32, lse32 = kfwd.forward(*x32, w1, w2, scale)
+    g32 = kbwd.backward(do.float(), *x32, o32, lse32, w1, w2, scale)
+    default = bwd_config(D, G, w1, w2)
+
+    def run(cfg):
+        return kbwd.backward(do, *x, o, lse, w1, w2, scale, cfg)
+
+    def errors(grads, against):
+        return {n: (a.float() - b.float()).abs().max().item() for n, a, b in zip(GRADS, grads, against)}
+
+    g_def = run(default)
+    runs = {"default": dict(variant="default", cfg=repr(default), err32=errors(g_def, g32))}
+    calls = {"default": lambda: run(default)}
+    for name, repl in variants:
+        try:  # the comparisons synchronise: a failure of the launch shows here
+            cfg = dataclasses.replace(default, **repl)
+            grads = run(cfg)
+            runs[name] = dict(variant=name, cfg=repr(cfg), err32=errors(grads, g32),
+                              vs_default=errors(grads, g_def))
+        except Exception as e:  # record it and go on: one bad launch must not end the sweep
+            last = (str(e).strip().splitlines() or [""])[-1][:300]  # Triton puts the cause last
+            runs[name] = dict(variant=name, error=f"{type(e).__name__}: {last}")
+            continue
+        calls[name] = lambda cfg=cfg: run(cfg)
+    each = {k: [] for k in calls}
+    for _ in range(repeats):  # in turns, so that a drift of the clock reaches every entry
+        for k, fn in calls.items():
+            each[k].append(bench(fn))
+    for k, ms in each.items():
+        med = statistics.median(ms)
+        runs[k].update(ms=med, ms_each=ms, tflops=flops / med / 1e9,
+                       tflops_min=flops / max(ms) / 1e9, tflops_max=flops / min(ms) / 1e9)
+    return dict(G=G, Hq=Hq, D=D, w1=w1, w2=w2, B=B, N=N, runs=list(runs.values()))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bwd_sweep", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variants", type=_variants, required=True,
+                    help="comma-separated FIELD=VALUE[+FIELD=VALUE...] of BwdConfig, e.g. WALK=offset")
+    ap.add_argument("--gqa", type=int_list(1), default=(1, 4, 8),
+                    help=f"GQA ratios, of {tuple(HEADS)} (default 1,4,8)")
+    ap.add_argument("--dims", type=int_list(16), default=(128, 64), help="head dims (default 128,64)")
+    ap.add_argument("--windows", default="512x32", help="w1xw2 pairs, comma-separated (default 512x32)")
+    ap.add_argument("--repeats", type=int_at_least(1), default=3)
+    ap.add_argument("--out", required=True, help="the JSON record to write")
+    a = ap.parse_args(argv)
+    bad = [g for g in a.gqa if g not in HEADS]
+    if bad:
+        ap.error(f"--gqa must be among {tuple(HEADS)}, got {bad}")
+    try:
+        windows = [tuple(int(v) for v in w.split("x")) for w in a.windows.split(",")]
+    except ValueError:
+        windows = None
+    if not windows or any(len(w) != 2 or w[0] < w[1] or w[1] < 1 for w in windows):
+        ap.error(f"--windows must be like 512x32,256x64 with w1 >= w2 >= 1, got {a.windows!r}")
+    if not torch.cuda.is_available():
+        ap.error("needs a CUDA GPU (the timings are of compiled kernels)")
+    rec = dict(meta=record_meta(), variants=[n for n, _ in a.variants], rows=[])
+    for G in a.gqa:
+        for D in a.dims:
+            for w1, w2 in windows:
+                row = sweep_shape(G, D, w1, w2, a.variants, a.repeats)
+                rec["rows"].append(row)
+                for r in row["runs"]:
+                    what = f"{r['tflops']:6.1f} TFLOPS" if "tflops" in r else r["error"]
+                    print(f"GQA {G:2d} D {D:3d} {w1}x{w2} {r['variant']:32s} {what}", flush=True)
+                with open(a.out, "w") as f:  # after every shape: a cut-off run keeps what it has
+                    json.dump(rec, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
