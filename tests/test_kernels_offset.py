@@ -116,9 +116,12 @@ def test_backward_walk_is_checked(monkeypatch):
         BwdConfig(16, 16, 16, 16, 1, 1, WALK="diagonal")
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "sideways")
     with pytest.raises(ValueError, match="SIMPLEX_BWD_WALK"):
-        pick_walk("bwd", 1, 64, 128)
+        pick_walk("bwd", 1, 64, 128, w2=32)
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "offset")  # forced, whatever the tile holds
-    assert pick_walk("bwd", 64, 64, 128) == "offset" and pick_walk("fwd", 64, 64, 64) == "position"
+    assert pick_walk("bwd", 64, 64, 128, w2=32) == "offset" and pick_walk("fwd", 64, 64, 64) == "position"
+    for w2 in (None, 0):  # the backward's rule needs the short window
+        with pytest.raises(ValueError, match="w2"):
+            pick_walk("bwd", 4, 64, 128, w2=w2)
     with pytest.raises(ValueError, match="kernel"):
         pick_walk("ring", 1, 64, 128)
 
@@ -309,3 +312,25 @@ def test_short_key_tile_rule(monkeypatch):
     assert [configs.bwd_config(128, g, 512, 32).BLOCK_A2 for g in (1, 2, 4, 8)] == [32, 32, 16, 16]
     assert configs.bwd_config(128, 8, 256, 64).BLOCK_A2 == 64
     assert configs.bwd_config(64, 1, 512, 8).BLOCK_A2 == 16
+
+
+@pytest.mark.parametrize("pos, w2, walk", [
+    (1, 1, "position"), (1, 32, "position"),  # one position per tile: nothing to save
+    (2, 8, "offset"), (2, 9, "position"),     # one extra step of 8 is an eighth; of 9 is not
+    (8, 32, "offset"), (16, 32, "offset"), (64, 32, "offset"),
+    (8, 56, "offset"), (8, 57, "position"), (8, 64, "position"), (16, 64, "offset"),
+    (16, 120, "offset"), (16, 128, "position"),
+])
+def test_backward_walk_rule_counts_the_steps_it_saves(monkeypatch, pos, w2, walk):
+    # the position walk takes POS + w2 - 1 steps per tile, the offset walk w2: offset when the
+    # excess is at least BWD_OFFSET_MIN_EXCESS (an eighth) of w2; tiles of 64 rows, D 128
+    from simplex_lib.ops.two_simplicial.configs import (BWD_OFFSET_MIN_EXCESS, bwd_config, interpreting,
+                                                        pick_walk)
+
+    monkeypatch.delenv("SIMPLEX_BWD_WALK", raising=False)
+    assert BWD_OFFSET_MIN_EXCESS == 1 / 8
+    group = 64 // pos
+    assert pick_walk("bwd", group, 64, 128, w2=w2) == walk
+    assert pick_walk("bwd", group, 64, 64, w2=w2) == walk  # the rule does not depend on D
+    assert bwd_config(128, group, 512, w2).WALK == (
+        pick_walk("bwd", group, 16, 128, w2=w2) if interpreting() else walk)

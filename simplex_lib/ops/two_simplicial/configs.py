@@ -27,7 +27,7 @@ from triton.runtime.errors import OutOfResources
 __all__ = [
     "interpreting", "RowTiling", "row_tiling", "PairTiling", "pair_tiling", "BWD_WALKS", "FWD_WALKS",
     "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D", "pairs_fit",
-    "BWD_OFFSET_MIN_POS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
+    "BWD_OFFSET_MIN_EXCESS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
     "fused_launch",
     "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
@@ -196,9 +196,15 @@ FWD_OFFSET_MIN_POS = 8
 #: faster at 64, 16 and 8 positions per tile (benchmarks/results/h200/configs.json; why the balance
 #: differs from D 128 is not profiled), so it is taken whenever a tile holds several positions.
 FWD_OFFSET_MIN_POS_SMALL_D = 2
-#: The same for the backward's dq and key-tile kernels: in the same run their offset walk gained
-#: only at 64 positions per tile (1.22x) and lost 9% and 14% at 16 and 8.
-BWD_OFFSET_MIN_POS = 64
+#: The backward's long-window key-tile kernel (and the dq kernel, where the short window is too
+#: wide for the fused one) takes the offset walk when a block of ``POS`` positions would cost
+#: the position walk at least this share more steps: ``POS - 1`` beyond the offset walk's ``w2``.
+#: Measured on an H200 (bf16, 512 x 32, beside the fused short-window kernel,
+#: benchmarks/results/h200/bwd_walk_s17.json): the whole backward 1.12x as fast at 16 positions
+#: (D 128, GQA 4) and 1.06x at 8 (GQA 8); at 128 x 128 (D 64) 1.005x at 16 and 0.98x at 8.
+#: (The first comparison, walks.json, before the fused kernel and the query tile as stored,
+#: found it slower at 16 and 8 positions.)
+BWD_OFFSET_MIN_EXCESS = 1 / 8
 
 
 def pairs_fit(group: int, w2: int, block_m: int) -> bool:
@@ -392,7 +398,7 @@ def fused_launch(walk: str, head_dim: int, group: int) -> tuple:
 #: Per kernel family, the environment variable that forces a walk and the positions per tile
 #: from which the default ("auto") takes the offset walk, for D > 64 and for D <= 64.
 _WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS, FWD_OFFSET_MIN_POS_SMALL_D),
-               "bwd": ("SIMPLEX_BWD_WALK", BWD_OFFSET_MIN_POS, BWD_OFFSET_MIN_POS)}
+               "bwd": ("SIMPLEX_BWD_WALK", None, None)}
 
 
 def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
@@ -440,10 +446,14 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
 def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | None = None) -> str:
     """The walk a launch takes: what ``$SIMPLEX_FWD_WALK`` (``kernel="fwd"``, the forward) or
     ``$SIMPLEX_BWD_WALK`` (``"bwd"``, the backward's dq and long-window key-tile kernels)
-    forces, for measuring; by default ("auto") ``"offset"`` when a tile of ``block_m`` rows
-    holds at least :data:`FWD_OFFSET_MIN_POS` (:data:`FWD_OFFSET_MIN_POS_SMALL_D` at
-    ``head_dim <= 64``; :data:`BWD_OFFSET_MIN_POS` for the backward) positions, else
-    ``"position"``; for the forward, given ``w2``, ``"pairs"`` first where :func:`pairs_fit`.
+    forces, for measuring; by default ("auto"):
+
+    - the forward: ``"pairs"`` where :func:`pairs_fit` (given ``w2``), else ``"offset"`` when a
+      tile of ``block_m`` rows holds at least :data:`FWD_OFFSET_MIN_POS` positions
+      (:data:`FWD_OFFSET_MIN_POS_SMALL_D` at ``head_dim <= 64``), else ``"position"``;
+    - the backward: ``"offset"`` when a tile holds several positions ``POS`` and the position
+      walk's ``POS + w2 - 1`` steps per tile exceed the offset walk's ``w2`` by at least
+      :data:`BWD_OFFSET_MIN_EXCESS` of them, else ``"position"``.
 
     Parameters
     ----------
@@ -455,8 +465,8 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     head_dim : int
         ``D``.
     w2 : int, optional
-        The short window (the forward's pairs walk needs it; without it,
-        the rule of the two other walks).
+        The short window: the forward's pairs walk needs it (without it, the rule of the two
+        other walks); the backward's rule always does.
 
     Returns
     -------
@@ -466,7 +476,8 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     Raises
     ------
     ValueError
-        If ``kernel`` is neither, or the variable names no walk (nor ``auto``).
+        If ``kernel`` is neither, the variable names no walk (nor ``auto``), or the backward's
+        ``w2`` is missing or below 1.
 
     Examples
     --------
@@ -474,22 +485,29 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     ['offset', 'offset', 'offset', 'position']
     >>> [pick_walk("fwd", g, 64, 64) for g in (1, 4, 8, 64)]
     ['offset', 'offset', 'offset', 'position']
-    >>> [pick_walk("bwd", g, 64, 128) for g in (1, 4)]
-    ['offset', 'position']
     >>> [pick_walk("fwd", g, 64, 128, w2=32) for g in (1, 4, 8, 64)]
     ['offset', 'pairs', 'pairs', 'position']
+    >>> [pick_walk("bwd", g, 64, 128, w2=32) for g in (1, 4, 8, 64)]
+    ['offset', 'offset', 'offset', 'position']
+    >>> [pick_walk("bwd", g, 64, 64, w2=128) for g in (1, 4, 8)]
+    ['offset', 'position', 'position']
     """
     if kernel not in _WALK_RULES:
         raise ValueError(f"kernel must be 'fwd' or 'bwd', got {kernel!r}")
     var, min_pos, min_pos_small_d = _WALK_RULES[kernel]
-    if head_dim <= 64:
-        min_pos = min_pos_small_d
+    if kernel == "bwd" and (w2 is None or w2 < 1):
+        raise ValueError(f"w2 (the short window) must be an integer >= 1 for the backward's walk, got {w2!r}")
     setting = env_choice(var, ("auto", *(FWD_WALKS if kernel == "fwd" else BWD_WALKS)), "auto")
     if setting != "auto":
         return setting
-    if kernel == "fwd" and w2 is not None and pairs_fit(group, w2, block_m):
+    pos = row_tiling(group, block_m).POS
+    if kernel == "bwd":
+        return "offset" if pos > 1 and pos - 1 >= BWD_OFFSET_MIN_EXCESS * w2 else "position"
+    if w2 is not None and pairs_fit(group, w2, block_m):
         return "pairs"
-    return "offset" if row_tiling(group, block_m).POS >= min_pos else "position"
+    if head_dim <= 64:
+        min_pos = min_pos_small_d
+    return "offset" if pos >= min_pos else "position"
 
 
 def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None) -> FwdConfig:
@@ -752,9 +770,9 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     fused_walk = env_choice("SIMPLEX_FUSED_WALK", FUSED_WALKS, "offset")
     masks = env_choice("SIMPLEX_FUSED_MASKS", FUSED_MASK_RULES, "every")
     if interpreting():
-        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim),
+        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim, w2),
                          SHORT=short, FUSED_WALK=fused_walk, FUSED_MASKS=masks)
-    walk = pick_walk("bwd", group, 64, head_dim)
+    walk = pick_walk("bwd", group, 64, head_dim, w2)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     # At w2 <= 32 and group >= 4, 16 keys are faster still (the launch alone at D 128, 512x32,
