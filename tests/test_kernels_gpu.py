@@ -87,6 +87,18 @@ def test_both_short_window_walks(monkeypatch, walk, dtype, D):
     _check(1, 257, 4, 4, D, 64, 48, dtype, tol, determinism=False)
 
 
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("Hq,Hkv", [(32, 8), (32, 4)], ids=["gqa4", "gqa8"])
+def test_default_backward_walk_at_gqa_4_and_8(monkeypatch, Hq, Hkv, D):
+    # the default backward at GQA 4 / 8 and w2 = 32: the key-tile kernel walks by offset
+    # (configs.pick_walk counts the steps it saves), against float64 and bitwise on repeat
+    from simplex_lib.ops.two_simplicial.configs import bwd_config
+
+    monkeypatch.delenv("SIMPLEX_BWD_WALK", raising=False)
+    assert bwd_config(D, Hq // Hkv, 512, 32).WALK == "offset"
+    _check(1, 1000, Hq, Hkv, D, 512, 32, torch.bfloat16, 2e-2)
+
+
 @pytest.mark.parametrize("scale", [-0.3, 0.0])
 @pytest.mark.parametrize("D", [64, 128])
 def test_negative_or_zero_scale(D, scale):
