@@ -396,7 +396,8 @@ def fused_launch(walk: str, head_dim: int, group: int) -> tuple:
 
 
 #: Per kernel family, the environment variable that forces a walk and the positions per tile
-#: from which the default ("auto") takes the offset walk, for D > 64 and for D <= 64.
+#: from which the default ("auto") takes the offset walk, for D > 64 and for D <= 64 (the
+#: backward's rule counts steps instead, with ``w2``: :data:`BWD_OFFSET_MIN_EXCESS`).
 _WALK_RULES = {"fwd": ("SIMPLEX_FWD_WALK", FWD_OFFSET_MIN_POS, FWD_OFFSET_MIN_POS_SMALL_D),
                "bwd": ("SIMPLEX_BWD_WALK", None, None)}
 
