@@ -23,19 +23,18 @@ launch is the one to profile, after the compile)::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 
 import torch
 
-from simplex_lib.cli import int_list, int_at_least
 from simplex_lib.cost import windowed_flops
 from simplex_lib.ops.two_simplicial import forward as kfwd
 from simplex_lib.ops.two_simplicial.configs import FWD_WALKS, FwdConfig, fwd_config
-from simplex_lib.timing import SHAPE_GRID, record_meta
+from simplex_lib.timing import record_meta
 
-HEADS = dict(zip(SHAPE_GRID["gqa"], SHAPE_GRID["heads"]))
+from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, sweep_to_record
+
 
 
 def parse_config(text: str) -> FwdConfig:
@@ -135,46 +134,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.fwd_sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", type=_configs, required=True,
                     help="comma-separated WALK:BMxBNxWARPSxSTAGES, e.g. pairs:64x32x4x3")
-    ap.add_argument("--gqa", type=int_list(1), default=(1, 4, 8),
-                    help=f"GQA ratios, of {tuple(HEADS)} (default 1,4,8)")
-    ap.add_argument("--dims", type=int_list(16), default=(128, 64), help="head dims (default 128,64)")
-    ap.add_argument("--windows", default="512x32", help="w1xw2 pairs, comma-separated (default 512x32)")
-    ap.add_argument("--repeats", type=int_at_least(1), default=3)
+    add_grid_args(ap)
     ap.add_argument("--out", default=None, help="the JSON record to write (needed unless --ncu)")
     ap.add_argument("--ncu", action="store_true",
                     help="launch each configuration twice, time nothing (for Nsight Compute)")
     a = ap.parse_args(argv)
-    bad = [g for g in a.gqa if g not in HEADS]
-    if bad:
-        ap.error(f"--gqa must be among {tuple(HEADS)}, got {bad}")
-    try:
-        windows = [tuple(int(v) for v in w.split("x")) for w in a.windows.split(",")]
-    except ValueError:
-        windows = None
-    if not windows or any(len(w) != 2 or w[0] < w[1] or w[1] < 1 for w in windows):
-        ap.error(f"--windows must be like 512x32,256x64 with w1 >= w2 >= 1, got {a.windows!r}")
+    shapes = grid_shapes(ap, a)
     if a.out is None and not a.ncu:
         ap.error("--out is needed (the JSON record), unless --ncu")
     if not torch.cuda.is_available():
         ap.error("needs a CUDA GPU (the timings are of compiled kernels)")
     if a.ncu:
-        for G in a.gqa:
-            for D in a.dims:
-                for w1, w2 in windows:
-                    for cfg in a.configs:
-                        launch_twice(G, D, w1, w2, cfg)
+        for G, D, w1, w2 in shapes:
+            for cfg in a.configs:
+                launch_twice(G, D, w1, w2, cfg)
         return 0
     rec = dict(meta=record_meta(), configs=[_name(c) for c in a.configs], rows=[])
-    for G in a.gqa:
-        for D in a.dims:
-            for w1, w2 in windows:
-                row = sweep_shape(G, D, w1, w2, a.configs, a.repeats)
-                rec["rows"].append(row)
-                for r in row["runs"]:
-                    what = f"{r['tflops']:6.1f} TFLOPS" if "tflops" in r else r["error"]
-                    print(f"GQA {G:2d} D {D:3d} {w1}x{w2} {r['cfg']:24s} {what}", flush=True)
-                with open(a.out, "w") as f:  # after every shape: a cut-off run keeps what it has
-                    json.dump(rec, f, indent=1)
+    sweep_to_record(rec, shapes, lambda *shape: sweep_shape(*shape, a.configs, a.repeats), "cfg", a.out)
     return 0
 
 

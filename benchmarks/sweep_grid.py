@@ -1,0 +1,51 @@
+"""What the launch sweeps (``fwd_sweep``, ``bwd_sweep``) share: the shape grid's arguments, their
+checks, and the loop that times each shape and writes the record after every one."""
+
+from __future__ import annotations
+
+import json
+
+from simplex_lib.cli import int_at_least, int_list
+from simplex_lib.timing import SHAPE_GRID
+
+#: Query heads per GQA ratio in the benchmark's shape grid.
+HEADS = dict(zip(SHAPE_GRID["gqa"], SHAPE_GRID["heads"]))
+
+
+def add_grid_args(ap) -> None:
+    """``--gqa``, ``--dims``, ``--windows`` and ``--repeats`` on an ``argparse`` parser."""
+    ap.add_argument("--gqa", type=int_list(1), default=(1, 4, 8),
+                    help=f"GQA ratios, of {tuple(HEADS)} (default 1,4,8)")
+    ap.add_argument("--dims", type=int_list(16), default=(128, 64), help="head dims (default 128,64)")
+    ap.add_argument("--windows", default="512x32", help="w1xw2 pairs, comma-separated (default 512x32)")
+    ap.add_argument("--repeats", type=int_at_least(1), default=3)
+
+
+def grid_shapes(ap, a) -> list:
+    """The ``(G, D, w1, w2)`` shapes the parsed arguments ``a`` ask for, in order; a one-line
+    usage error through ``ap`` for a ratio outside the grid or a malformed window pair."""
+    bad = [g for g in a.gqa if g not in HEADS]
+    if bad:
+        ap.error(f"--gqa must be among {tuple(HEADS)}, got {bad}")
+    try:
+        windows = [tuple(int(v) for v in w.split("x")) for w in a.windows.split(",")]
+    except ValueError:
+        windows = None
+    if not windows or any(len(w) != 2 or w[0] < w[1] or w[1] < 1 for w in windows):
+        ap.error(f"--windows must be like 512x32,256x64 with w1 >= w2 >= 1, got {a.windows!r}")
+    return [(G, D, w1, w2) for G in a.gqa for D in a.dims for w1, w2 in windows]
+
+
+def sweep_to_record(rec: dict, shapes, sweep, label: str, out: str) -> dict:
+    """Run ``sweep(G, D, w1, w2)`` (a record row with ``runs``) at each shape, print each run's
+    ``label`` and TFLOPS (or its error), and write ``rec`` to ``out`` after every shape, so a
+    cut-off run keeps what it has."""
+    for G, D, w1, w2 in shapes:
+        row = sweep(G, D, w1, w2)
+        rec["rows"].append(row)
+        for r in row["runs"]:
+            what = f"{r['tflops']:6.1f} TFLOPS" if "tflops" in r else r["error"]
+            print(f"GQA {G:2d} D {D:3d} {w1}x{w2} {r[label]:32s} {what}", flush=True)
+        with open(out, "w") as f:
+            json.dump(rec, f, indent=1)
+    return rec
