@@ -32,7 +32,7 @@ from simplex_lib.ops.two_simplicial import forward as kfwd
 from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_config
 from simplex_lib.timing import record_meta
 
-from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, sweep_to_record
+from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, kernel_times, sweep_to_record
 
 FIELDS = {f.name: f.type for f in dataclasses.fields(BwdConfig)}
 GRADS = ("dq", "dk1", "dk2", "dv1", "dv2")
@@ -80,9 +80,9 @@ def _variants(text: str) -> tuple:
 
 
 def sweep_shape(G: int, D: int, w1: int, w2: int, variants, repeats: int, B: int = 2,
-                N: int = 8192, device="cuda", dtype=torch.bfloat16, bench=None):
+                N: int = 8192, device="cuda", dtype=torch.bfloat16, bench=None, kernels=False):
     """Time the default backward and ``variants`` (``(name, replacements)`` pairs) at one
-    shape; returns the record's row.
+    shape; returns the record's row (with each run's time per kernel if ``kernels``).
 
     ``bench(fn) -> ms`` defaults to ``triton.testing.do_bench``'s median (the tests pass a
     stand-in, to run the bookkeeping on a CPU under the interpreter)."""
@@ -133,6 +133,8 @@ def sweep_shape(G: int, D: int, w1: int, w2: int, variants, repeats: int, B: int
         med = statistics.median(ms)
         runs[k].update(ms=med, ms_each=ms, tflops=flops / med / 1e9,
                        tflops_min=flops / max(ms) / 1e9, tflops_max=flops / min(ms) / 1e9)
+        if kernels:
+            runs[k]["kernels"] = kernel_times(calls[k])
     return dict(G=G, Hq=Hq, D=D, w1=w1, w2=w2, B=B, N=N, runs=list(runs.values()))
 
 
@@ -147,8 +149,8 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         ap.error("needs a CUDA GPU (the timings are of compiled kernels)")
     rec = dict(meta=record_meta(), variants=[n for n, _ in a.variants], rows=[])
-    sweep_to_record(rec, shapes, lambda *shape: sweep_shape(*shape, a.variants, a.repeats), "variant",
-                    a.out)
+    sweep_to_record(rec, shapes, lambda *shape: sweep_shape(*shape, a.variants, a.repeats,
+                                                             kernels=a.kernels), "variant", a.out)
     return 0
 
 

@@ -33,7 +33,7 @@ from simplex_lib.ops.two_simplicial import forward as kfwd
 from simplex_lib.ops.two_simplicial.configs import FWD_WALKS, FwdConfig, fwd_config
 from simplex_lib.timing import record_meta
 
-from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, sweep_to_record
+from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, kernel_times, sweep_to_record
 
 
 
@@ -76,8 +76,9 @@ def _name(cfg: FwdConfig) -> str:
 
 
 def sweep_shape(G: int, D: int, w1: int, w2: int, configs, repeats: int, B: int = 2, N: int = 8192,
-                device="cuda", dtype=torch.bfloat16, bench=None):
-    """Time the default forward and ``configs`` at one shape; returns the record's row.
+                device="cuda", dtype=torch.bfloat16, bench=None, kernels=False):
+    """Time the default forward and ``configs`` at one shape; returns the record's row (with
+    each run's time per kernel if ``kernels``).
 
     ``bench(fn) -> ms`` defaults to ``triton.testing.do_bench``'s median (the tests pass a
     stand-in, to run the bookkeeping on a CPU under the interpreter)."""
@@ -118,6 +119,8 @@ def sweep_shape(G: int, D: int, w1: int, w2: int, configs, repeats: int, B: int 
         med = statistics.median(ms)
         runs[k].update(ms=med, ms_each=ms, tflops=flops / med / 1e9,
                        tflops_min=flops / max(ms) / 1e9, tflops_max=flops / min(ms) / 1e9)
+        if kernels:
+            runs[k]["kernels"] = kernel_times(calls[k])
     return dict(G=G, Hq=Hq, D=D, w1=w1, w2=w2, B=B, N=N, runs=list(runs.values()))
 
 
@@ -150,7 +153,8 @@ def main(argv=None) -> int:
                 launch_twice(G, D, w1, w2, cfg)
         return 0
     rec = dict(meta=record_meta(), configs=[_name(c) for c in a.configs], rows=[])
-    sweep_to_record(rec, shapes, lambda *shape: sweep_shape(*shape, a.configs, a.repeats), "cfg", a.out)
+    sweep_to_record(rec, shapes, lambda *shape: sweep_shape(*shape, a.configs, a.repeats, kernels=a.kernels),
+                    "cfg", a.out)
     return 0
 
 

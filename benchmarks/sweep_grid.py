@@ -1,9 +1,12 @@
 """What the launch sweeps (``fwd_sweep``, ``bwd_sweep``) share: the shape grid's arguments, their
-checks, and the loop that times each shape and writes the record after every one."""
+checks, the loop that times each shape and writes the record after every one, and the per-kernel
+profile of one call (``--kernels``)."""
 
 from __future__ import annotations
 
 import json
+
+import torch
 
 from simplex_lib.cli import int_at_least, int_list
 from simplex_lib.timing import SHAPE_GRID
@@ -19,6 +22,42 @@ def add_grid_args(ap) -> None:
     ap.add_argument("--dims", type=int_list(16), default=(128, 64), help="head dims (default 128,64)")
     ap.add_argument("--windows", default="512x32", help="w1xw2 pairs, comma-separated (default 512x32)")
     ap.add_argument("--repeats", type=int_at_least(1), default=3)
+    ap.add_argument("--kernels", action="store_true",
+                    help="also record each run's time per kernel (torch.profiler, ms per call)")
+
+
+def kernel_times(fn, calls: int = 5, warmup: int = 3, floor_ms: float = 0.01) -> dict:
+    """Self time per kernel name of one ``fn()`` call, in ms, largest first.
+
+    ``fn`` runs ``warmup`` times, then ``calls`` times under ``torch.profiler``; each kernel's
+    self device time is divided by ``calls``. Kernels under ``floor_ms`` per call (the
+    checks' small element-wise launches) are summed into ``"(others)"``. Without CUDA the
+    profile is of the CPU operators, so the bookkeeping runs in the CPU test suite.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+    out, others = {}, 0.0
+    for e in prof.key_averages():
+        us = getattr(e, "self_device_time_total", 0) if cuda else e.self_cpu_time_total
+        ms = us / calls / 1e3
+        if ms >= floor_ms:
+            out[e.key[:80]] = round(ms, 3)
+        else:
+            others += ms
+    out = dict(sorted(out.items(), key=lambda kv: -kv[1]))
+    if others:
+        out["(others)"] = round(others, 3)
+    return out
 
 
 def grid_shapes(ap, a) -> list:

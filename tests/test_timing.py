@@ -235,3 +235,23 @@ def test_backward_sweep_records_each_variant_or_its_error():
         assert set(r["err32"]) == set(bwd_sweep.GRADS) and max(r["err32"].values()) < 1e-4, r
     for r in timed[1:]:
         assert max(r["vs_default"].values()) < 1e-4, r
+
+
+def test_sweeps_time_each_kernel_of_a_call():
+    # --kernels: a run's self time per kernel (here the CPU operators, without CUDA), largest
+    # first, the ones under the floor summed into "(others)"; the backward sweep records it
+    # for the default and each variant
+    from benchmarks import bwd_sweep
+    from benchmarks.sweep_grid import kernel_times
+
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    times = kernel_times(lambda: (a @ b).relu(), calls=2, warmup=1, floor_ms=0.0)
+    assert times and all(v >= 0 for v in times.values())
+    assert list(times.values()) == sorted(times.values(), reverse=True)
+    assert any("mm" in k for k in times), times
+    lumped = kernel_times(lambda: (a @ b).relu(), calls=2, warmup=1, floor_ms=1e9)
+    assert list(lumped) == ["(others)"]
+    variants = bwd_sweep._variants("WALK=offset")
+    row = bwd_sweep.sweep_shape(4, 16, 8, 4, variants, repeats=1, B=1, N=9, device="cpu",
+                                dtype=torch.float32, bench=lambda fn: (fn(), 1.0)[1], kernels=True)
+    assert all(r["kernels"] for r in row["runs"])
