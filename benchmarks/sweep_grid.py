@@ -27,13 +27,18 @@ def add_grid_args(ap) -> None:
 
 
 def kernel_times(fn, calls: int = 5, warmup: int = 3, floor_ms: float = 0.01) -> dict:
-    """Self time per kernel name of one ``fn()`` call, in ms, largest first.
+    """Self time per kernel launch of one ``fn()`` call, in ms, largest first.
 
-    ``fn`` runs ``warmup`` times, then ``calls`` times under ``torch.profiler``; each kernel's
-    self device time is divided by ``calls``. Kernels under ``floor_ms`` per call (the
-    checks' small element-wise launches) are summed into ``"(others)"``. Without CUDA the
-    profile is of the CPU operators, so the bookkeeping runs in the CPU test suite.
+    ``fn`` runs ``warmup`` times, then ``calls`` times under ``torch.profiler``; each launch's
+    time is divided by ``calls``. A kernel launched more than once per call gets one entry per
+    launch, in launch order (``_bwd_kv_kernel#1``, ``#2``: the two key sets). Launches under
+    ``floor_ms`` per call (the checks' small element-wise kernels) are summed into
+    ``"(others)"``. Without CUDA the profile is of the CPU operators' self time, so the
+    bookkeeping runs in the CPU test suite.
     """
+    from collections import Counter, defaultdict
+
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.cuda.is_available()
@@ -46,15 +51,20 @@ def kernel_times(fn, calls: int = 5, warmup: int = 3, floor_ms: float = 0.01) ->
             fn()
         if cuda:
             torch.cuda.synchronize()
-    out, others = {}, 0.0
-    for e in prof.key_averages():
-        us = getattr(e, "self_device_time_total", 0) if cuda else e.self_cpu_time_total
-        ms = us / calls / 1e3
-        if ms >= floor_ms:
-            out[e.key[:80]] = round(ms, 3)
-        else:
-            others += ms
-    out = dict(sorted(out.items(), key=lambda kv: -kv[1]))
+    kind = DeviceType.CUDA if cuda else DeviceType.CPU
+    events = sorted((e for e in prof.events() if e.device_type == kind),
+                    key=lambda e: e.time_range.start)
+    count, seen, total = Counter(e.name for e in events), Counter(), defaultdict(float)
+    for e in events:
+        per_call = count[e.name] // calls if count[e.name] % calls == 0 else 1
+        name = e.name[:80]
+        if per_call > 1:
+            name = f"{name}#{seen[e.name] % per_call + 1}"
+        seen[e.name] += 1
+        us = e.time_range.elapsed_us() if cuda else e.self_cpu_time_total
+        total[name] += us / calls / 1e3
+    out = {k: round(v, 3) for k, v in sorted(total.items(), key=lambda kv: -kv[1]) if v >= floor_ms}
+    others = sum(v for v in total.values() if v < floor_ms)
     if others:
         out["(others)"] = round(others, 3)
     return out

@@ -238,17 +238,17 @@ def test_backward_sweep_records_each_variant_or_its_error():
 
 
 def test_sweeps_time_each_kernel_of_a_call():
-    # --kernels: a run's self time per kernel (here the CPU operators, without CUDA), largest
-    # first, the ones under the floor summed into "(others)"; the backward sweep records it
-    # for the default and each variant
+    # --kernels: a run's self time per launch (here the CPU operators, without CUDA), largest
+    # first, a kernel launched twice a call as two entries, the ones under the floor summed
+    # into "(others)"; the backward sweep records it for the default and each variant
     from benchmarks import bwd_sweep
     from benchmarks.sweep_grid import kernel_times
 
     a, b = torch.randn(64, 64), torch.randn(64, 64)
-    times = kernel_times(lambda: (a @ b).relu(), calls=2, warmup=1, floor_ms=0.0)
+    times = kernel_times(lambda: (a @ b).relu() @ b, calls=2, warmup=1, floor_ms=0.0)
     assert times and all(v >= 0 for v in times.values())
     assert list(times.values()) == sorted(times.values(), reverse=True)
-    assert any("mm" in k for k in times), times
+    assert {"aten::mm#1", "aten::mm#2", "aten::relu"} <= set(times), times  # two launches a call
     lumped = kernel_times(lambda: (a @ b).relu(), calls=2, warmup=1, floor_ms=1e9)
     assert list(lumped) == ["(others)"]
     variants = bwd_sweep._variants("WALK=offset")
