@@ -781,7 +781,12 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     # backward at D 128, results/h200/kv2_g1.json).
     small = w2 <= 32 and group >= 4
     block_a2 = 16 if small else min(64, max(16, triton.next_power_of_2(w2)))
-    cfg = BwdConfig(64, 128, block_n, block_a2, 4, 2, kv_warps=8, kv_stages=2, kv2_warps=4,
+    # At D <= 64 a key-tile program's [BLOCK_A, D] accumulators are small: 64 keys on 4 warps,
+    # three stages deep, beat 128 keys on 8 (the whole backward at D 64, every window, GQA 1 to
+    # 64: results/h200/bwd_sweep_d64.json); at D 128 they do not.
+    narrow = head_dim <= 64
+    cfg = BwdConfig(64, 64 if narrow else 128, block_n, block_a2, 4, 2,
+                    kv_warps=4 if narrow else 8, kv_stages=3 if narrow else 2, kv2_warps=4,
                     ring_warps=8, WALK=walk, SHORT=short, FUSED_WALK=fused_walk,
                     FUSED_MASKS=masks)
     if short == "fused":  # BLOCK_N is the fused kernel's alone on that path
