@@ -177,6 +177,39 @@ def test_short_window_paths_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, shor
     assert bool(calls) == (short == "fused"), "the requested path did not run"
 
 
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", SHORT_CASES)
+@pytest.mark.parametrize("walk2", ["position", "offset"])
+def test_short_set_key_tiles_walk_the_long_window_both_ways(gen, monkeypatch, N, Hq, Hkv, w1, w2, walk2):
+    # the key-tile launch for the short window's set walks the long window by position or by
+    # offset (BwdConfig.WALK2; bwd_config takes offset where it saves steps): every gradient
+    # against float64 autograd
+    import dataclasses
+
+    from simplex_lib.ops.two_simplicial import backward as kbwd
+
+    walks = []
+    orig_configs, orig_kv = kbwd.bwd_configs, kbwd.launch_kv
+    monkeypatch.setattr(kbwd, "bwd_configs", lambda *a: [dataclasses.replace(c, WALK2=walk2)
+                                                          for c in orig_configs(*a)])
+    monkeypatch.setattr(kbwd, "launch_kv", lambda *a, short_set=False: (
+        walks.append(a[-1].WALK2) if short_set else None) or orig_kv(*a, short_set=short_set))
+    monkeypatch.setenv("SIMPLEX_BWD_SHORT", "kv")
+    _check_gradients(gen, 1, N, Hq, Hkv, w1, w2)
+    assert walks and set(walks) == {walk2}, "the short set's key-tile launch did not run"
+
+
+def test_short_set_walk_rule(monkeypatch):
+    # offset where a tile's positions save an eighth of w1's steps: GQA 1 at 128x128 (64
+    # positions, 191 -> 128 steps), not GQA 4 (16 positions) nor GQA 1 at 512x32
+    from simplex_lib.ops.two_simplicial import configs
+
+    monkeypatch.setattr(configs, "interpreting", lambda: False)
+    assert [configs.bwd_config(64, g, 128, 128).WALK2 for g in (1, 4, 8)] == ["offset", "position", "position"]
+    assert configs.bwd_config(128, 1, 512, 32).WALK2 == "position"
+    with pytest.raises(ValueError, match="WALK2"):
+        configs.BwdConfig(64, 64, 64, 64, 4, 2, WALK2="diagonal")
+
+
 @pytest.mark.parametrize("walk", ["key", "offset"])
 @pytest.mark.parametrize("N,Hq,Hkv,w1,w2", SHORT_CASES)
 def test_fused_walk_gradients(gen, monkeypatch, N, Hq, Hkv, w1, w2, walk):

@@ -806,10 +806,12 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
     the other set.
 
     For the short window's set (``short_set``) a program owns ``BLOCK_A2``
-    keys, runs ``kv2_warps`` warps and walks the long window by position:
-    walking it by offset would take ``w1`` gathered steps. On an H200 (bf16,
-    D 128, 512 x 32) 4 warps instead of 8 took this launch from 115 to 82
-    ms at GQA 4 and 8, and from 95 to 66 ms at GQA 1 (benchmarks/NOTES.md).
+    keys, runs ``kv2_warps`` warps and walks the long window as
+    ``cfg.WALK2`` says: by position unless a tile holds enough positions that
+    the offset walk's ``w1`` steps are fewer (GQA 1 at 128 x 128). On an
+    H200 (bf16, D 128, 512 x 32) 4 warps instead of 8 took this launch from
+    115 to 82 ms at GQA 4 and 8, and from 95 to 66 ms at GQA 1
+    (benchmarks/NOTES.md).
 
     Parameters
     ----------
@@ -838,7 +840,7 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
     G = Hq // Hkv
     rt = row_tiling(G, cfg.BLOCK_M)
     block_a = cfg.BLOCK_A2 if short_set else cfg.BLOCK_A
-    offset = cfg.WALK == "offset" and rt.POS > 1 and not short_set
+    offset = (cfg.WALK2 if short_set else cfg.WALK) == "offset" and rt.POS > 1
     warps = (cfg.kv2_warps if short_set else 0) or cfg.kv_warps or cfg.num_warps
     dka, dva = torch.empty_like(ka), torch.empty_like(va)
     grid = (triton.cdiv(N, block_a), B * Hkv)

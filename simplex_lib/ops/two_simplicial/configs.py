@@ -27,7 +27,7 @@ from triton.runtime.errors import OutOfResources
 __all__ = [
     "interpreting", "RowTiling", "row_tiling", "PairTiling", "pair_tiling", "BWD_WALKS", "FWD_WALKS",
     "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D", "pairs_fit",
-    "BWD_OFFSET_MIN_EXCESS", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
+    "BWD_OFFSET_MIN_EXCESS", "offset_walk_pays", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
     "fused_launch",
     "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
@@ -444,6 +444,34 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
     return "fused" if w2 <= 64 else "kv"
 
 
+def offset_walk_pays(group: int, block_m: int, window: int) -> bool:
+    """Whether a backward tile of several positions walks ``window`` by offset: when the
+    position walk's ``POS + window - 1`` steps exceed the offset walk's ``window`` by at least
+    :data:`BWD_OFFSET_MIN_EXCESS` of them.
+
+    Parameters
+    ----------
+    group, block_m : int
+        Query heads per KV head and rows per tile, which give ``POS`` (:func:`row_tiling`).
+    window : int
+        The window the kernel walks inside each tile: ``w2`` for the dq kernel and the long
+        window's key-tile launch, ``w1`` for the short window's.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> [offset_walk_pays(g, 64, 128) for g in (1, 4, 8)]
+    [True, False, False]
+    >>> offset_walk_pays(1, 64, 512)
+    False
+    """
+    pos = row_tiling(group, block_m).POS
+    return pos > 1 and pos - 1 >= BWD_OFFSET_MIN_EXCESS * window
+
+
 def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | None = None) -> str:
     """The walk a launch takes: what ``$SIMPLEX_FWD_WALK`` (``kernel="fwd"``, the forward) or
     ``$SIMPLEX_BWD_WALK`` (``"bwd"``, the backward's dq and long-window key-tile kernels)
@@ -503,7 +531,7 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
         return setting
     pos = row_tiling(group, block_m).POS
     if kernel == "bwd":
-        return "offset" if pos > 1 and pos - 1 >= BWD_OFFSET_MIN_EXCESS * w2 else "position"
+        return "offset" if offset_walk_pays(group, block_m, w2) else "position"
     if w2 is not None and pairs_fit(group, w2, block_m):
         return "pairs"
     if head_dim <= 64:
@@ -641,6 +669,11 @@ class BwdConfig:
         default), the key-tile kernel with the key sets swapped beside the
         dq kernel, or ``"fused"``, the dq kernel that also forms them
         (``launch_dq_short``). :func:`bwd_config` takes :func:`pick_short`.
+    WALK2 : str
+        How the key-tile kernel's launch for the short window's set walks the long window
+        (:data:`BWD_WALKS`; default ``"position"``). :func:`bwd_config` takes the offset walk
+        where :func:`offset_walk_pays` with ``w1`` (GQA 1 at 128x128: 128 steps per tile of 64
+        positions instead of 191).
     """
     BLOCK_M: int  # rows (position, head) per query block
     BLOCK_A: int  # key positions owned by one program of the key-tile kernel
@@ -658,10 +691,13 @@ class BwdConfig:
     FUSED_MASKS: str = "every"  # one of FUSED_MASK_RULES
     WALK: str = "position"  # one of BWD_WALKS, for blocks of several positions
     SHORT: str = "kv"  # one of BWD_SHORT_PATHS
+    WALK2: str = "position"  # the short window's key-tile launch walking the long window
 
     def __post_init__(self):
         if self.WALK not in BWD_WALKS:
             raise ValueError(f"WALK must be one of {BWD_WALKS}, got {self.WALK!r}")
+        if self.WALK2 not in BWD_WALKS:
+            raise ValueError(f"WALK2 must be one of {BWD_WALKS}, got {self.WALK2!r}")
         if self.SHORT not in BWD_SHORT_PATHS:
             raise ValueError(f"SHORT must be one of {BWD_SHORT_PATHS}, got {self.SHORT!r}")
         if self.FUSED_WALK not in FUSED_WALKS:
@@ -771,9 +807,13 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     fused_walk = env_choice("SIMPLEX_FUSED_WALK", FUSED_WALKS, "offset")
     masks = env_choice("SIMPLEX_FUSED_MASKS", FUSED_MASK_RULES, "every")
     if interpreting():
+        walk2 = "offset" if offset_walk_pays(group, 16, w1) else "position"
         return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim, w2),
-                         SHORT=short, FUSED_WALK=fused_walk, FUSED_MASKS=masks)
+                         SHORT=short, FUSED_WALK=fused_walk, FUSED_MASKS=masks, WALK2=walk2)
     walk = pick_walk("bwd", group, 64, head_dim, w2)
+    # The short window's key tiles walk the long window, by offset where that saves steps
+    # (results/h200/bwd_sweep_d64.json: GQA 1 at 128x128).
+    walk2 = "offset" if offset_walk_pays(group, 64, w1) else "position"
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     # At w2 <= 32 and group >= 4, 16 keys are faster still (the launch alone at D 128, 512x32,
@@ -788,7 +828,7 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     cfg = BwdConfig(64, 64 if narrow else 128, block_n, block_a2, 4, 2,
                     kv_warps=4 if narrow else 8, kv_stages=3 if narrow else 2, kv2_warps=4,
                     ring_warps=8, WALK=walk, SHORT=short, FUSED_WALK=fused_walk,
-                    FUSED_MASKS=masks)
+                    FUSED_MASKS=masks, WALK2=walk2)
     if short == "fused":  # BLOCK_N is the fused kernel's alone on that path
         warps, n = fused_launch(fused_walk, head_dim, group)
         cfg = dataclasses.replace(cfg, short_warps=warps, BLOCK_N=min(n, block_n))
