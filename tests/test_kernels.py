@@ -230,6 +230,22 @@ def test_gpu_launch_choices_follow_the_h200_measurements(monkeypatch):
     assert C.fwd_config(64, 8, 512, 32) == C.FwdConfig(64, 64, 4, 3, WALK="pairs")
 
 
+def test_gpu_backward_key_tile_launch_at_narrow_heads(monkeypatch):
+    # results/h200/bwd_sweep_d64.json: at D <= 64 the long window's key tiles take 64 keys on
+    # 4 warps, 3 stages deep, at every window pair; at D 128 they keep 128 keys on 8 warps
+    monkeypatch.setattr(C, "interpreting", lambda: False)
+    for d in (16, 32, 64):
+        for w1, w2 in ((512, 32), (256, 64), (128, 128)):
+            b = C.bwd_config(d, 4, w1, w2)
+            assert (b.BLOCK_A, b.kv_warps, b.kv_stages) == (64, 4, 3), (d, w1, w2)
+    b = C.bwd_config(128, 4, 128, 128)
+    assert (b.BLOCK_A, b.kv_warps, b.kv_stages) == (128, 8, 2)
+    # the short set walks the long window by offset only where that saves steps: GQA 1 at 128x128
+    assert [C.bwd_config(64, g, 128, 128).WALK2 for g in (1, 4, 8, 64)] == [
+        "offset", "position", "position", "position"]
+    assert C.bwd_config(64, 1, 512, 32).WALK2 == "position"
+
+
 def test_out_of_resources_steps_down_and_remembers(monkeypatch):
     from triton.runtime.errors import OutOfResources
 

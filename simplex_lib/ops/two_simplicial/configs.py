@@ -806,14 +806,14 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     short = pick_short(group, head_dim, w2)
     fused_walk = env_choice("SIMPLEX_FUSED_WALK", FUSED_WALKS, "offset")
     masks = env_choice("SIMPLEX_FUSED_MASKS", FUSED_MASK_RULES, "every")
-    if interpreting():
-        walk2 = "offset" if offset_walk_pays(group, 16, w1) else "position"
-        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=pick_walk("bwd", group, 16, head_dim, w2),
-                         SHORT=short, FUSED_WALK=fused_walk, FUSED_MASKS=masks, WALK2=walk2)
-    walk = pick_walk("bwd", group, 64, head_dim, w2)
+    rows = 16 if interpreting() else 64  # query rows per block
+    walk = pick_walk("bwd", group, rows, head_dim, w2)
     # The short window's key tiles walk the long window, by offset where that saves steps
     # (results/h200/bwd_sweep_d64.json: GQA 1 at 128x128).
-    walk2 = "offset" if offset_walk_pays(group, 64, w1) else "position"
+    walk2 = "offset" if offset_walk_pays(group, rows, w1) else "position"
+    if interpreting():
+        return BwdConfig(16, 16, 16, 16, 1, 1, WALK=walk, SHORT=short, FUSED_WALK=fused_walk,
+                         FUSED_MASKS=masks, WALK2=walk2)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     # At w2 <= 32 and group >= 4, 16 keys are faster still (the launch alone at D 128, 512x32,
