@@ -829,10 +829,11 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
                     kv_warps=4 if narrow else 8, kv_stages=3 if narrow else 2, kv2_warps=4,
                     ring_warps=8, WALK=walk, SHORT=short, FUSED_WALK=fused_walk,
                     FUSED_MASKS=masks, WALK2=walk2)
-    if narrow and short == "kv" and group < 64:
+    if narrow and short == "kv" and 4 <= group < 64:
         # The dq kernel beside the key-tile path (w2 > 64): 64-key tiles three stages deep,
         # 125.0 / 124.1 TFLOPS against 120.5 / 121.4 at GQA 4 / 8, D 64, 128x128
-        # (results/h200/bwd_sweep_d64.json, session 21)
+        # (results/h200/bwd_sweep_d64.json, session 21); at GQA 1 the grid read 111.7
+        # against 113.7 (results/h200/shapes.json), so it keeps 128 keys, 2 stages there.
         cfg = dataclasses.replace(cfg, BLOCK_N=min(64, block_n), num_stages=3)
     if short == "fused":  # BLOCK_N is the fused kernel's alone on that path
         warps, n = fused_launch(fused_walk, head_dim, group)
