@@ -445,17 +445,18 @@ def pick_short(group: int, head_dim: int, w2: int = 32) -> str:
 
 
 def offset_walk_pays(group: int, block_m: int, window: int) -> bool:
-    """Whether a backward tile of several positions walks ``window`` by offset: when the
-    position walk's ``POS + window - 1`` steps exceed the offset walk's ``window`` by at least
-    :data:`BWD_OFFSET_MIN_EXCESS` of them.
+    """Whether a backward tile of several positions walks ``window`` by offset: when
+    the position walk's ``POS + window - 1`` steps exceed the offset walk's ``window``
+    by at least :data:`BWD_OFFSET_MIN_EXCESS` of them.
 
     Parameters
     ----------
     group, block_m : int
-        Query heads per KV head and rows per tile, which give ``POS`` (:func:`row_tiling`).
+        Query heads per KV head and rows per tile, which give ``POS``
+        (:func:`row_tiling`).
     window : int
-        The window the kernel walks inside each tile: ``w2`` for the dq kernel and the long
-        window's key-tile launch, ``w1`` for the short window's.
+        The window the kernel walks inside each tile: ``w2`` for the dq kernel and
+        the long window's key-tile launch, ``w1`` for the short window's.
 
     Returns
     -------
