@@ -833,8 +833,8 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     if narrow and short == "kv" and 4 <= group < 64:
         # The dq kernel beside the key-tile path (w2 > 64): 64-key tiles three stages deep,
         # 125.0 / 124.1 TFLOPS against 120.5 / 121.4 at GQA 4 / 8, D 64, 128x128
-        # (results/h200/bwd_sweep_d64.json, session 21); at GQA 1 the grid read 111.7
-        # against 113.7 (results/h200/shapes.json), so it keeps 128 keys, 2 stages there.
+        # (results/h200/bwd_sweep_d64.json, session 21); at GQA 1 one bench call read 111.7
+        # (s21_shapes_d64_128x128_dq.json) against shapes.json's 113.7: 128 keys, 2 stages.
         cfg = dataclasses.replace(cfg, BLOCK_N=min(64, block_n), num_stages=3)
     if short == "fused":  # BLOCK_N is the fused kernel's alone on that path
         warps, n = fused_launch(fused_walk, head_dim, group)
