@@ -204,8 +204,9 @@ def test_configs_fit_the_shared_memory(monkeypatch):
                 for w1, w2 in ((512, 32), (128, 128), (16, 16), (3, 40)):
                     b = C.bwd_configs(D, G, w1, w2, elem, h200)[0]
                     assert C.bwd_smem_bytes(b, D, elem) <= h200, (D, elem, G, w1, w2, b)
-                    f = C.fwd_configs(D, G, w1, elem, h200)[0]
-                    assert C.fwd_smem_bytes(f, D, elem) <= h200, (D, elem, G, w1, f)
+                    for f in (C.fwd_configs(D, G, w1, elem, h200)[0],
+                              C.fwd_configs(D, G, w1, elem, h200, w2)[0]):
+                        assert C.fwd_smem_bytes(f, D, elem) <= h200, (D, elem, G, w1, w2, f)
     # bf16 at the headline shape keeps the fastest configuration; fp32 shrinks only the key tile
     assert C.bwd_configs(128, 64, 512, 32, 2, h200)[0] == C.bwd_config(128, 64, 512, 32)
     fp32 = C.bwd_configs(128, 64, 512, 32, 4, h200)[0]
@@ -228,6 +229,17 @@ def test_gpu_launch_choices_follow_the_h200_measurements(monkeypatch):
         "offset", "pairs", "pairs", "position"]
     assert C.fwd_config(128, 1, 256, 64) == C.FwdConfig(64, 64, 4, 2, WALK="pairs")
     assert C.fwd_config(64, 8, 512, 32) == C.FwdConfig(64, 64, 4, 3, WALK="pairs")
+    # results/h200/fwd_sweep_128x128.json: at 128x128 the pairs walk in two groups of offsets
+    # at D 128 below GQA 8, and the offset walk's key tiles of 64 at D <= 64
+    assert [C.fwd_config(128, g, 128, 128) for g in (1, 4, 8)] == [
+        C.FwdConfig(64, 64, 4, 2, WALK="pairs"), C.FwdConfig(64, 64, 4, 2, WALK="pairs"),
+        C.FwdConfig(64, 128, 4, 2, WALK="offset")]
+    for d in (16, 32, 64):
+        assert [C.fwd_config(d, g, 128, 128) for g in (1, 4, 8)] == [
+            C.FwdConfig(64, 64, 4, 3, WALK="offset")] * 3, d
+    # the rule stops at w1 = 128: at 512x32 128-key tiles (configs.json), and GQA 64 keeps them
+    assert C.fwd_config(64, 1, 512, 32).BLOCK_N == 128
+    assert C.fwd_config(64, 64, 128, 128) == C.FwdConfig(64, 128, 4, 3, WALK="position")
 
 
 def test_gpu_backward_key_tile_launch_at_narrow_heads(monkeypatch):

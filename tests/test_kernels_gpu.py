@@ -88,6 +88,21 @@ def test_both_short_window_walks(monkeypatch, walk, dtype, D):
 
 
 @pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("Hq,Hkv", [(8, 8), (16, 4), (32, 4)], ids=["gqa1", "gqa4", "gqa8"])
+def test_default_forward_at_128x128(monkeypatch, Hq, Hkv, D):
+    # the defaults of configs.fwd_config at w1 = w2 = 128: the pairs walk in two groups of
+    # offsets (D 128 below GQA 8), the offset walk's 64-key tiles (D 64); a length that is not
+    # a multiple of any tile, and a second window pair with w2 > 128 (three groups: not pairs)
+    from simplex_lib.ops.two_simplicial.configs import fwd_config
+
+    monkeypatch.delenv("SIMPLEX_FWD_WALK", raising=False)
+    walk = fwd_config(D, Hq // Hkv, 128, 128).WALK
+    assert walk == ("pairs" if D == 128 and Hq // Hkv < 8 else "offset")
+    _check(1, 461, Hq, Hkv, D, 128, 128, torch.bfloat16, 2e-2)
+    _check(1, 300, Hq, Hkv, D, 150, 129, torch.bfloat16, 2e-2, determinism=False)
+
+
+@pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("Hq,Hkv", [(32, 8), (32, 4)], ids=["gqa4", "gqa8"])
 def test_default_backward_walk_at_gqa_4_and_8(monkeypatch, Hq, Hkv, D):
     # the default backward at GQA 4 / 8 and w2 = 32: the key-tile kernel walks by offset

@@ -207,12 +207,18 @@ FWD_OFFSET_MIN_POS_SMALL_D = 2
 BWD_OFFSET_MIN_EXCESS = 1 / 8
 
 
-def pairs_fit(group: int, w2: int, block_m: int) -> bool:
+def pairs_fit(group: int, w2: int, block_m: int, head_dim: int | None = None) -> bool:
     """Whether the forward's default walk is ``"pairs"``: a tile of ``block_m`` pairs holds the
     whole short window of one position (:func:`pair_tiling`: ``POS == 1``, one group of
     offsets), and the group is smaller than ``block_m`` (else a tile of the position walk holds
     ``block_m`` heads of one position, which met every key tile once for all the short window's
     keys: 536 TFLOPS against the pairs' 297 at GQA 64).
+
+    Given ``head_dim``, also two groups of offsets of one position (``block_m < w2 <= 2 *
+    block_m``) at ``head_dim > 64`` and a group below 8: at D 128, 128x128, the pairs walk ran
+    155.7 / 163.3 TFLOPS against the offset walk's 143.9 / 155.7 at GQA 1 / 4, and lost at GQA 8
+    (162.9 against 172.3) and at D 64 (119-123 against 134-140)
+    (``benchmarks/results/h200/fwd_sweep_128x128.json``, session 22).
 
     Measured on an H200 (bf16, B2 N8192, ``benchmarks/results/h200/pairs_s14.json``): where it
     holds, the pairs forward ran 1.16x (D 128) and 1.12x (D 64) as fast as the offset walk at
@@ -227,6 +233,8 @@ def pairs_fit(group: int, w2: int, block_m: int) -> bool:
         The short window.
     block_m : int
         Rows per tile.
+    head_dim : int, optional
+        ``D``: without it, one group of offsets only.
 
     Returns
     -------
@@ -238,9 +246,17 @@ def pairs_fit(group: int, w2: int, block_m: int) -> bool:
     [False, True, True, True, False]
     >>> pairs_fit(1, 64, 64), pairs_fit(8, 128, 64)
     (True, False)
+    >>> [pairs_fit(g, 128, 64, head_dim=128) for g in (1, 4, 8)]
+    [True, True, False]
+    >>> pairs_fit(1, 128, 64, head_dim=64), pairs_fit(1, 256, 64, head_dim=128)
+    (False, False)
     """
     t = pair_tiling(group, w2, block_m)
-    return group < block_m and t.POS == 1 and t.OS >= w2
+    if group >= block_m or t.POS != 1:
+        return False
+    if t.OS >= w2:
+        return True
+    return head_dim is not None and head_dim > 64 and group < 8 and w2 <= 2 * t.OS
 
 
 @dataclass(frozen=True)
@@ -517,6 +533,8 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     ['offset', 'offset', 'offset', 'position']
     >>> [pick_walk("fwd", g, 64, 128, w2=32) for g in (1, 4, 8, 64)]
     ['offset', 'pairs', 'pairs', 'position']
+    >>> [pick_walk("fwd", g, 64, 128, w2=128) for g in (1, 4, 8, 64)]
+    ['pairs', 'pairs', 'offset', 'position']
     >>> [pick_walk("bwd", g, 64, 128, w2=32) for g in (1, 4, 8, 64)]
     ['offset', 'offset', 'offset', 'position']
     >>> [pick_walk("bwd", g, 64, 64, w2=128) for g in (1, 4, 8)]
@@ -533,7 +551,7 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     pos = row_tiling(group, block_m).POS
     if kernel == "bwd":
         return "offset" if offset_walk_pays(group, block_m, w2) else "position"
-    if w2 is not None and pairs_fit(group, w2, block_m):
+    if w2 is not None and pairs_fit(group, w2, block_m, head_dim):
         return "pairs"
     if head_dim <= 64:
         min_pos = min_pos_small_d
@@ -551,7 +569,8 @@ def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None) -> Fwd
         Query heads per KV head: picks the walk (:func:`pick_walk`).
     w1 : int
         The long window: ``BLOCK_N`` is 128, or ``w1`` rounded up to a
-        power of two (>= 16).
+        power of two (>= 16); at most 64 for the offset walk at
+        ``head_dim <= 64`` and ``w1 <= 128``.
     w2 : int, optional
         The short window (``w2 <= w1``): with it the walk may be
         ``"pairs"`` (:func:`pick_walk`), 64 x 64 tiles at 4 warps (the
@@ -577,6 +596,11 @@ def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None) -> Fwd
         return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     if head_dim <= 64:
+        if walk == "offset" and w1 <= 128:
+            # A tile of 64 positions meets w1 + 63 keys: at w1 = 128 three 64-key tiles
+            # instead of two of 128; at D 64, 128x128, 136.4 / 148.2 / 151.6 TFLOPS against
+            # 133.7 / 139.5 / 140.5 at GQA 1 / 4 / 8 (results/h200/fwd_sweep_128x128.json).
+            block_n = min(block_n, 64)
         return FwdConfig(64, block_n, 4, 3, WALK=walk)
     return FwdConfig(64, block_n, 4, 2, WALK=walk)
 
