@@ -130,13 +130,26 @@ def provenance(result: dict) -> str:
 
     Examples
     --------
+    A record merged from several calls (``meta["calls"]``, each with its ``git_commit`` and
+    ``windows``) names each call's commit and the windows it measured.
+
     >>> provenance({"meta": {"gpu": "NVIDIA H100", "torch": "2.11", "triton": "3.6",
     ...                      "date": "2026-11-22T14:30:40"}})
     'NVIDIA H100, torch 2.11, Triton 3.6, measured 2026-11-22'
+    >>> provenance({"meta": {"gpu": "G", "torch": "t", "triton": "r", "date": "2026-12-04",
+    ...                      "calls": [{"windows": "512x32", "git_commit": "46dec57"},
+    ...                                {"windows": "128x128", "git_commit": "61d9799"}]}})
+    'G, torch t, Triton r, measured 2026-12-04, commits 46dec57 (512x32), 61d9799 (128x128)'
     """
     m = _meta_view(result.get("meta", {}))
     date = str(m["date"])[:10] if m.get("date") else "unknown date"
     commit = f", commit {m['git_commit'][:7]}" if m.get("git_commit") else ""
+    calls = [c for c in m.get("calls") or () if isinstance(c, dict) and c.get("git_commit")]
+    if len({c["git_commit"] for c in calls}) > 1:
+        by_commit: dict = {}
+        for c in calls:
+            by_commit.setdefault(c["git_commit"][:7], []).append(str(c.get("windows", "?")))
+        commit = ", commits " + ", ".join(f"{k} ({', '.join(v)})" for k, v in by_commit.items())
     return (f"{m.get('gpu', 'unknown GPU')}, torch {m.get('torch', '?')}, "
             f"Triton {m.get('triton', '?')}, measured {date}{commit}")
 
