@@ -300,7 +300,8 @@ def test_short_path_rule(monkeypatch):
 
 def test_fused_launch(monkeypatch):
     # on a GPU the fused kernel takes fused_launch's warps and long-window tile, per walk; the kv
-    # path keeps the common launch (BLOCK_N 128, num_warps)
+    # path keeps the common launch (BLOCK_N 128, num_warps), but for 64-key tiles at D 128 below
+    # GQA 8 (bwd_sweep_d128_128x128.json)
     from simplex_lib.ops.two_simplicial.configs import FUSED_LAUNCHES, bwd_config, fused_launch
 
     monkeypatch.setenv("TRITON_INTERPRET", "0")
@@ -313,8 +314,10 @@ def test_fused_launch(monkeypatch):
     assert fused_launch("offset", 128, 8) == FUSED_LAUNCHES["offset"][128] == (4, 32)
     assert fused_launch("offset", 128, 2) == fused_launch("offset", 128, 4) == (8, 64)
     assert fused_launch("offset", 32, 4) == FUSED_LAUNCHES["offset"][64]
-    kv = bwd_config(128, 1, 256, 128)
+    kv = bwd_config(128, 8, 256, 128)
     assert (kv.SHORT, kv.short_warps, kv.BLOCK_N) == ("kv", 0, 128)
+    kv = bwd_config(128, 1, 256, 128)
+    assert (kv.SHORT, kv.short_warps, kv.BLOCK_N) == ("kv", 0, 64)
     assert bwd_config(128, 8, 40, 32).BLOCK_N == 32 and bwd_config(128, 2, 20, 32).BLOCK_N == 32
     assert bwd_config(128, 2, 40, 32).BLOCK_N == 64
     monkeypatch.setenv("SIMPLEX_FUSED_WALK", "key")  # the key walk keeps its own launches
