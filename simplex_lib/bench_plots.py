@@ -32,6 +32,7 @@ __all__ = [
     "load_results",
     "provenance",
     "flat_records",
+    "sweep_runs",
     "select",
     "time_ratios",
     "pair_sdpa",
@@ -152,6 +153,38 @@ def provenance(result: dict) -> str:
         commit = ", commits " + ", ".join(f"{k} ({', '.join(v)})" for k, v in by_commit.items())
     return (f"{m.get('gpu', 'unknown GPU')}, torch {m.get('torch', '?')}, "
             f"Triton {m.get('triton', '?')}, measured {date}{commit}")
+
+
+def sweep_runs(record: dict) -> list:
+    """The runs of a launch-sweep record (``benchmarks.fwd_sweep`` / ``bwd_sweep``), flat.
+
+    A sweep record holds ``rows`` (one per shape: ``G``, ``D``, ``w1``, ``w2``, ...), each with
+    its ``runs`` (the default first, then each configuration or variant); a record merged from
+    several calls holds them under ``calls``. Each returned run is a copy with its shape's keys
+    added (the run's own keys win).
+
+    Parameters
+    ----------
+    record : dict
+        A sweep record as read from its JSON file.
+
+    Returns
+    -------
+    list of dict
+
+    Examples
+    --------
+    >>> rec = {"calls": [{"rows": [{"G": 1, "D": 64, "runs": [{"cfg": "a", "tflops": 2.0}]}]}]}
+    >>> sweep_runs(rec)
+    [{'G': 1, 'D': 64, 'cfg': 'a', 'tflops': 2.0}]
+    """
+    calls = record.get("calls") or [record]
+    out = []
+    for call in calls:
+        for row in call.get("rows", []):
+            shape = {k: v for k, v in row.items() if k != "runs"}
+            out.extend({**shape, **run} for run in row.get("runs", []))
+    return out
 
 
 def flat_records(results: list, ok_only: bool = True) -> list:
