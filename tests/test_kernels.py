@@ -256,10 +256,12 @@ def test_gpu_backward_key_tile_launch_at_narrow_heads(monkeypatch):
     # tiles, 3 stages (bwd_sweep_d64.json's session-21 call; GQA 1 read slower in the grid)
     assert [(C.bwd_config(64, g, 128, 128).BLOCK_N, C.bwd_config(64, g, 128, 128).num_stages)
             for g in (1, 4, 8, 64)] == [(128, 2), (64, 3), (64, 3), (128, 2)]
-    # at D 128 the dq kernel beside the key-tile short path takes 64-key tiles at two stages
-    # below GQA 8 (bwd_sweep_d128_128x128.json); GQA 8 and the fused path's shapes keep theirs
-    assert [(C.bwd_config(128, g, 128, 128).BLOCK_N, C.bwd_config(128, g, 128, 128).num_stages)
-            for g in (1, 2, 4, 8, 64)] == [(64, 2)] * 3 + [(128, 2)] * 2
+    # at D 128 the dq kernel beside the key-tile short path takes 64-key tiles at two stages up
+    # to GQA 8, and from GQA 4 the short set's key tiles take 32 keys
+    # (bwd_sweep_d128_128x128.json); GQA 64 and the fused path's shapes keep theirs
+    d128 = [C.bwd_config(128, g, 128, 128) for g in (1, 2, 4, 8, 64)]
+    assert [(b.BLOCK_N, b.num_stages, b.BLOCK_A2) for b in d128] == (
+        [(64, 2, 64)] * 2 + [(64, 2, 32)] * 2 + [(128, 2, 64)])
     assert C.bwd_config(128, 4, 512, 32).SHORT == "fused"
 
 

@@ -315,6 +315,8 @@ def test_fused_launch(monkeypatch):
     assert fused_launch("offset", 128, 2) == fused_launch("offset", 128, 4) == (8, 64)
     assert fused_launch("offset", 32, 4) == FUSED_LAUNCHES["offset"][64]
     kv = bwd_config(128, 8, 256, 128)
+    assert (kv.SHORT, kv.short_warps, kv.BLOCK_N) == ("kv", 0, 64)
+    kv = bwd_config(128, 16, 256, 128)
     assert (kv.SHORT, kv.short_warps, kv.BLOCK_N) == ("kv", 0, 128)
     kv = bwd_config(128, 1, 256, 128)
     assert (kv.SHORT, kv.short_warps, kv.BLOCK_N) == ("kv", 0, 64)

@@ -860,11 +860,15 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
         # (results/h200/bwd_sweep_d64.json, session 21); at GQA 1 one bench call read 111.7
         # (s21_shapes_d64_128x128_dq.json) against shapes.json's 113.7: 128 keys, 2 stages.
         cfg = dataclasses.replace(cfg, BLOCK_N=min(64, block_n), num_stages=3)
-    elif not narrow and short == "kv" and group < 8:
+    elif not narrow and short == "kv" and group <= 8:
         # At D 128 the same kernel at GQA 1 / 4, 128x128: 64-key tiles (two stages) took 18.7 /
         # 23.0 ms against 23.6 / 36.6, the backward 70.4 / 85.2 TFLOPS against 66.4 / 76.8
-        # (results/h200/bwd_sweep_d128_128x128.json, session 22; GQA 8 not yet timed).
+        # (results/h200/bwd_sweep_d128_128x128.json, session 22). From GQA 4 the short set's
+        # key tiles of 32 keys as well: 93.9 TFLOPS against 81.1 at GQA 8 (89.9 with the
+        # 64-key dq tiles alone; session 23); at GQA 1 they lost (56.7 against 66.4).
         cfg = dataclasses.replace(cfg, BLOCK_N=min(64, block_n))
+        if group >= 4:
+            cfg = dataclasses.replace(cfg, BLOCK_A2=min(32, block_a2))
     if short == "fused":  # BLOCK_N is the fused kernel's alone on that path
         warps, n = fused_launch(fused_walk, head_dim, group)
         cfg = dataclasses.replace(cfg, short_warps=warps, BLOCK_N=min(n, block_n))
