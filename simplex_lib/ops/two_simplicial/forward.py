@@ -22,7 +22,8 @@ from .configs import (fwd_configs, interpreting, launch_with_fallback, pair_tili
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
            "inner_tiles", "online_softmax_step", "scaled_softmax_step",
-           "pair_rows", "merge_pairs", "forward_pairs", "forward"]
+           "as_gemm_product", "pair_rows", "merge_pairs", "forward_pairs",
+           "forward"]
 
 LOG2E = 1.4426950408889634
 
@@ -345,6 +346,25 @@ def _fwd_tile(b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, p_k2, p_v2,
 
 
 @triton.jit
+def as_gemm_product(b_x, o_d, PREC: tl.constexpr):
+    """``b_x`` ``[BLOCK_M, D]`` times the identity on the tensor cores: the
+    same values, held in the layout of a GEMM's product.
+
+    The offset walk forms ``q * k2`` at every step and feeds it to a GEMM.
+    With ``q`` held as loaded, the compiler multiplies in the load's layout
+    and moves each product through shared memory into the GEMM's operand
+    layout (a store, two barriers, a load). Held as a product, ``q`` meets
+    each ``k2`` tile read from shared memory in that layout, and the GEMM
+    takes ``q * k2`` from registers. Exact: one ``[BLOCK_M, D] x [D, D]``
+    GEMM per program whose sums have one nonzero term.
+    """
+    # [D, D]
+    b_eye = tl.where(o_d[:, None] == o_d[None, :], 1.0, 0.0).to(b_x.dtype)
+    b_y = tl.dot(b_x, b_eye, input_precision=PREC)  # [BLOCK_M, D]
+    return b_y.to(b_x.dtype)
+
+
+@triton.jit
 def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
                      stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale,
                      MASK: tl.constexpr, PREC: tl.constexpr):
@@ -370,7 +390,7 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
         o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
         b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
         # [BLOCK_M, D]
-        b_a = (b_q.to(tl.float32) * b_k2.to(tl.float32)).to(DT)
+        b_a = b_q * b_k2  # exact product, rounded once to DT
         # [BLOCK_M, BLOCK_N]
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
         if MASK:
@@ -421,6 +441,8 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
         POS)
     # [BLOCK_M, D], as stored: the softmax step applies scale * log2(e)
     b_q = tl.load(Q + o_q, mask=m_row[:, None], other=0.0)
+    if OFFSET and b_q.dtype.primitive_bitwidth == 16:
+        b_q = as_gemm_product(b_q, o_d, PREC)
 
     o_kv = i_b * stride_kb + i_g * stride_kh
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
