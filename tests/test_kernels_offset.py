@@ -303,7 +303,7 @@ def test_short_path_rule(monkeypatch):
 
 def test_fused_launch(monkeypatch):
     # on a GPU the fused kernel takes fused_launch's warps and long-window tile, per walk; the kv
-    # path keeps the common launch (BLOCK_N 128, num_warps), but for 64-key tiles at D 128 below
+    # path keeps the common launch (BLOCK_N 128, num_warps), but for 64-key tiles at D 128 up to
     # GQA 8 (bwd_sweep_d128_128x128.json)
     from simplex_lib.ops.two_simplicial.configs import FUSED_LAUNCHES, bwd_config, fused_launch
 
@@ -377,7 +377,6 @@ def test_backward_walk_rule_counts_the_steps_it_saves(monkeypatch, pos, w2, walk
         pick_walk("bwd", group, 16, 128, w2=w2) if interpreting() else walk)
 
 
-
 @triton.jit
 def _copy_through_identity(X, Y, D: tl.constexpr):
     o_r, o_d = tl.arange(0, 16), tl.arange(0, D)
@@ -394,7 +393,8 @@ def test_as_gemm_product_returns_the_tile_unchanged(dtype):
     gen = torch.Generator().manual_seed(23)
     x = torch.randn(16, 32, generator=gen).to(dtype)
     info = torch.finfo(dtype)
-    x[0, :4] = torch.tensor([info.tiny, -info.max, info.max, info.smallest_normal / 4], dtype=dtype)
+    x[0, :4] = torch.tensor([info.smallest_normal, -info.max, info.max, info.smallest_normal / 4],
+                           dtype=dtype)
     x = x.to(DEV)
     y = torch.empty_like(x)
     _copy_through_identity[(1,)](x, y, D=32)

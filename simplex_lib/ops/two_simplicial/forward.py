@@ -433,8 +433,9 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     ``OFFSET`` and several positions per tile, one offset at a time,
     :func:`_fwd_tile_offset`).
     FLOPs: ``4 * B * Hq * N * D * w1 * w2`` on tensor cores (two GEMMs per
-    visible triple, ramp ignored), plus ``2 * B * Hq * N * D * w2 * w1 /
-    BLOCK_N`` multiplies on CUDA cores.
+    visible triple, ramp ignored; the offset walk adds one ``[BLOCK_M, D] x
+    [D, D]`` GEMM per program, :func:`as_gemm_product`), plus ``2 * B * Hq *
+    N * D * w2 * w1 / BLOCK_N`` multiplies on CUDA cores.
     """
     i_b, i_g, i0, o_pos, o_h, m_row, o_d, o_q = tile_program(
         N, Hkv, G, n_hblocks, stride_qb, stride_qn, stride_qh, HEAD_DIM, GH,
@@ -442,6 +443,8 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     # [BLOCK_M, D], as stored: the softmax step applies scale * log2(e)
     b_q = tl.load(Q + o_q, mask=m_row[:, None], other=0.0)
     if OFFSET and b_q.dtype.primitive_bitwidth == 16:
+        # not float32: its [D, D] identity takes 64 KB of shared memory at
+        # D 128
         b_q = as_gemm_product(b_q, o_d, PREC)
 
     o_kv = i_b * stride_kb + i_g * stride_kh
