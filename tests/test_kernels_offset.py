@@ -399,3 +399,36 @@ def test_as_gemm_product_returns_the_tile_unchanged(dtype):
     y = torch.empty_like(x)
     _copy_through_identity[(1,)](x, y, D=32)
     assert torch.equal(y, x)
+
+
+
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
+    (13, 1, 1, 5, 3),     # MHA, a length that is not a multiple of the tile
+    (21, 4, 1, 8, 4),     # GQA 4
+    (1, 2, 2, 4, 2),      # a single token
+])
+def test_dq_offset_walk_in_float16(gen, N, Hq, Hkv, w1, w2):
+    # In 16 bits the dq kernel's offset walk holds q and do as GEMM products (as_gemm_product)
+    # and forms q * k2 and do * v2 in float16. The interface computes in float32 under the
+    # interpreter, so launch_dq is called directly: its float16 dq against float64 autograd of
+    # the reference on the same (float16-rounded) values, to float16's tolerance.
+    import dataclasses
+
+    from simplex_lib.ops.two_simplicial import backward as kbwd
+    from simplex_lib.ops.two_simplicial import forward as kfwd
+    from simplex_lib.ops.two_simplicial.configs import bwd_config
+
+    D = 16
+    x = [torch.randn(1, N, Hq, D, generator=gen).half()]
+    x += [torch.randn(1, N, Hkv, D, generator=gen).half() for _ in range(4)]
+    do = torch.randn(1, N, Hq, D, generator=gen).half()
+    x64 = [t.double().requires_grad_() for t in x]
+    reference(*x64, w1=w1, w2=w2).backward(do.double())
+    # the LSE and Delta in float32, as the kernels save them
+    o, lse = kfwd.forward(*[t.float().to(DEV) for t in x], w1, w2, D ** -0.5)
+    delta = kbwd.compute_delta(o, do.float().to(DEV))
+    cfg = dataclasses.replace(bwd_config(D, Hq // Hkv, w1, w2), WALK="offset")
+    assert row_tiling(Hq // Hkv, cfg.BLOCK_M).POS > 1, "not the offset walk"
+    dq = kbwd.launch_dq(*[t.to(DEV) for t in x], do.to(DEV), lse, delta, w1, w2, D ** -0.5, cfg)
+    assert dq.dtype == torch.float16
+    assert_close("dq", x64[0].grad, dq.double().cpu(), tol=1e-2)

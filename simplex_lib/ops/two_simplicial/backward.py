@@ -35,8 +35,8 @@ import triton.language as tl
 
 from .configs import (bwd_configs, interpreting, launch_with_fallback,
                       max_shared_memory, row_tiling)
-from .forward import (LOG2E, inner_tiles, precision, tile_program, tile_range,
-                      tile_rows, window_mask)
+from .forward import (LOG2E, as_gemm_product, inner_tiles, precision,
+                      tile_program, tile_range, tile_rows, window_mask)
 
 __all__ = ["compute_delta", "launch_dq", "launch_dq_short", "launch_kv",
            "ring_size", "use_ring", "short_window_path", "launch_ring",
@@ -146,7 +146,10 @@ def _bwd_dq_tile_offset(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, p_k2,
                         qk_scale, PREC: tl.constexpr):
     """:func:`_bwd_dq_tile` walking the short window by offset: step ``s``
     pairs every row with its own ``k2``/``v2`` row ``pos - s`` (as the
-    forward's ``_fwd_tile_offset``), ``w2`` steps instead of ``POS + w2 - 1`` for a tile of ``POS`` positions.
+    forward's ``_fwd_tile_offset``), ``w2`` steps instead of
+    ``POS + w2 - 1`` for a tile of ``POS`` positions. ``b_q`` and ``b_do``
+    are float32, or 16-bit GEMM products (:func:`as_gemm_product`, as
+    :func:`_bwd_dq_kernel` holds them at ``D <= 64``).
     """
     DT = b_k1.dtype
     # [BLOCK_M, BLOCK_N]: the long window of each row
@@ -158,17 +161,18 @@ def _bwd_dq_tile_offset(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, p_k2,
         o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
         b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
         b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
-        b_k2 = b_k2.to(tl.float32)
-        b_a = (b_q * b_k2).to(DT)  # [BLOCK_M, D]
+        # [BLOCK_M, D], in DT: exact products, rounded once
+        b_a = (b_q * b_k2).to(DT)
         # [BLOCK_M, BLOCK_N]
         b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
         b_s = tl.where(m_j & m_l[:, None], b_s * qk_scale - b_lse[:, None],
                        float("-inf"))
         b_p = tl.math.exp2(b_s)
-        b_dov = (b_do * b_v2.to(tl.float32)).to(DT)  # [BLOCK_M, D]
+        b_dov = (b_do * b_v2).to(DT)  # [BLOCK_M, D]
         b_dp = tl.dot(b_dov, tl.trans(b_v1), input_precision=PREC)
         b_ds = (b_p * (b_dp - b_delta[:, None])).to(DT)
-        b_dq += tl.dot(b_ds, b_k1, input_precision=PREC) * b_k2
+        b_dq += (tl.dot(b_ds, b_k1, input_precision=PREC)
+                 * b_k2.to(tl.float32))
     return b_dq
 
 
@@ -186,11 +190,21 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
     owns ``BLOCK_M = GH * POS`` query rows and writes their ``dq``; it walks
     the long window in ``BLOCK_N`` tiles and the short one row by row
     (:func:`_bwd_dq_tile`). FLOPs: ``6 * B * Hq * N * D * w1 * w2`` on tensor
-    cores.
+    cores (plus, for the offset walk at ``D <= 64`` in 16 bits, two
+    ``[BLOCK_M, D] x [D, D]`` identity GEMMs per program).
     """
     i_b, i_g, i0, o_pos, m_row, o_d, o_q, b_q, b_do, b_lse, b_delta = (
         _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
                     stride_qn, stride_qh, HEAD_DIM, GH, POS))
+
+    if (OFFSET and HEAD_DIM <= 64
+            and K1.dtype.element_ty.primitive_bitwidth == 16):
+        # q and do in 16 bits (as stored), held as GEMM products: the offset
+        # walk's q * k2 and do * v2 reach their GEMMs from registers (the
+        # forward's as_gemm_product). At D 128 the two tiles spill more and
+        # the kernel is no faster (results/h200/dq_probe_128x128.json).
+        b_q = as_gemm_product(b_q.to(K1.dtype.element_ty), o_d, PREC)
+        b_do = as_gemm_product(b_do.to(K1.dtype.element_ty), o_d, PREC)
 
     o_kv = i_b * stride_kb + i_g * stride_kh
     # the window ranges, as in the forward
