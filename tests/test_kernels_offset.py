@@ -401,7 +401,6 @@ def test_as_gemm_product_returns_the_tile_unchanged(dtype):
     assert torch.equal(y, x)
 
 
-
 @pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
     (13, 1, 1, 5, 3),     # MHA, a length that is not a multiple of the tile
     (21, 4, 1, 8, 4),     # GQA 4
