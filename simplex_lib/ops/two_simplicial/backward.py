@@ -334,8 +334,9 @@ def _bwd_short_offset_step(b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta,
     done. Returns ``(b_acc_dk, b_acc_dv)``.
     """
     DT = b_k1.dtype
-    b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)  # [BLOCK_M, BLOCK_N]
-    b_s = b_s * qk_scale - b_lse[:, None]  # base 2, as the forward's softmax step
+    # [BLOCK_M, BLOCK_N], base 2 as in the forward's softmax step
+    b_s = tl.dot(b_a, tl.trans(b_k1), input_precision=PREC)
+    b_s = b_s * qk_scale - b_lse[:, None]
     if MASK:
         b_p = tl.math.exp2(tl.where(m_vis, b_s, float("-inf")))
     else:
@@ -389,7 +390,8 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
     Grid: the forward's, ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. FLOPs:
     ``8 * B * Hq * N * D * w1 * w2`` on tensor cores (four GEMMs per triple).
     """
-    # (the q and do rows _query_tile loads are not kept: each step re-reads them)
+    # (the q and do rows _query_tile loads are not kept: each step re-reads
+    # them)
     i_b, i_g, i0, o_pos, m_row, o_d, o_q, _, _, b_lse, b_delta = (
         _query_tile(Q, DO, LSE, DELTA, N, Hq, Hkv, G, n_hblocks, stride_qb,
                     stride_qn, stride_qh, HEAD_DIM, GH, POS))
@@ -397,7 +399,8 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
     o_kv = i_b * stride_kb + i_g * stride_kh
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
     i_t = tl.program_id(0)
-    p_part = ((i_b * Hkv + i_g) * tl.num_programs(0) + i_t).to(tl.int64) * (POS + W2 - 1)
+    p_part = (((i_b * Hkv + i_g) * tl.num_programs(0) + i_t).to(tl.int64)
+              * (POS + W2 - 1))
     b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
     o_n = tl.arange(0, BLOCK_N)
     t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)  # read with EDGE_MASKS
@@ -407,20 +410,24 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
         o_ld = o_kv + o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
         b_k2 = tl.load(K2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
         b_v2 = tl.load(V2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
-        # q and do are re-read (from L2) at every step: held across the tile loop they spill.
+        # q and do are re-read (from L2) at every step: held across the tile
+        # loop they spill.
         # q * k2 rounded once, as the forward rounds its logits' operand
         m_q = m_row[:, None]
         b_q = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32)
         b_a = (b_q * b_k2).to(DT)  # [BLOCK_M, D]
-        b_dov = (tl.load(DO + o_q, mask=m_q, other=0.0).to(tl.float32) * b_v2).to(DT)
+        b_do = tl.load(DO + o_q, mask=m_q, other=0.0).to(tl.float32)
+        b_dov = (b_do * b_v2).to(DT)
         b_acc_dk = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
         b_acc_dv = tl.zeros([GH * POS, HEAD_DIM], tl.float32)
         for t in range(0, n_tiles):
             o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
             b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
             # [BLOCK_M, BLOCK_N]: each row's windows, for rows with a key
-            m_vis = window_mask(o_j, o_pos, o_l, lo1, W1, W2, False) & m_l[:, None]
-            # (a constexpr branch: without EDGE_MASKS the loop holds one step and is pipelined)
+            m_vis = (window_mask(o_j, o_pos, o_l, lo1, W1, W2, False)
+                     & m_l[:, None])
+            # (a constexpr branch: without EDGE_MASKS the loop holds one step
+            # and is pipelined)
             if EDGE_MASKS:
                 if (t >= t_in) & (t < t_out):  # inside every row's windows
                     b_acc_dk, b_acc_dv = _bwd_short_offset_step(
@@ -432,16 +439,18 @@ def _bwd_dq_short_offset_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ, PK2,
                         b_v1, m_vis, qk_scale, True, PREC)
             else:
                 b_acc_dk, b_acc_dv = _bwd_short_offset_step(
-                    b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1, b_v1,
-                    m_vis, qk_scale, True, PREC)
+                    b_acc_dk, b_acc_dv, b_a, b_dov, b_lse, b_delta, b_k1,
+                    b_v1, m_vis, qk_scale, True, PREC)
         # the rows' factors again, from L2
         b_k2 = tl.load(K2 + o_ld, mask=m_l[:, None], other=0.0).to(tl.float32)
         b_dq += b_acc_dk * b_k2
         b_q = tl.load(Q + o_q, mask=m_q, other=0.0).to(tl.float32)
         # dk2 = scale * sum dS k1 q
-        _add_key_rows(PK2, b_acc_dk * b_q * scale, p_part, s, i0, N, o_d, W2, GH, POS)
+        _add_key_rows(PK2, b_acc_dk * b_q * scale, p_part, s, i0, N, o_d, W2,
+                      GH, POS)
         b_o = tl.load(DO + o_q, mask=m_q, other=0.0).to(tl.float32)
-        _add_key_rows(PV2, b_acc_dv * b_o, p_part, s, i0, N, o_d, W2, GH, POS)
+        _add_key_rows(PV2, b_acc_dv * b_o, p_part, s, i0, N, o_d, W2, GH,
+                      POS)
     tl.store(DQ + o_q, (b_dq * scale).to(DQ.dtype.element_ty),
              mask=m_row[:, None])
 
@@ -855,7 +864,8 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
     rt = row_tiling(G, cfg.BLOCK_M)
     block_a = cfg.BLOCK_A2 if short_set else cfg.BLOCK_A
     offset = (cfg.WALK2 if short_set else cfg.WALK) == "offset" and rt.POS > 1
-    warps = (cfg.kv2_warps if short_set else 0) or cfg.kv_warps or cfg.num_warps
+    warps = ((cfg.kv2_warps if short_set else 0) or cfg.kv_warps
+             or cfg.num_warps)
     dka, dva = torch.empty_like(ka), torch.empty_like(va)
     grid = (triton.cdiv(N, block_a), B * Hkv)
     _bwd_kv_kernel[grid](
