@@ -33,6 +33,7 @@ __all__ = [
     "provenance",
     "flat_records",
     "sweep_runs",
+    "mean_by",
     "select",
     "time_ratios",
     "pair_sdpa",
@@ -185,6 +186,36 @@ def sweep_runs(record: dict) -> list:
             shape = {k: v for k, v in row.items() if k != "runs"}
             out.extend({**shape, **run} for run in row.get("runs", []))
     return out
+
+
+def mean_by(runs: list, keys: tuple, value: str = "tflops") -> dict:
+    """The mean of ``value`` over runs that share ``keys``, e.g. a probe's interleaved rounds.
+
+    Runs without ``value`` (a launch that failed) are left out.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Flat runs, e.g. from :func:`sweep_runs`.
+    keys : tuple of str
+        The fields that name a group.
+    value : str, default ``"tflops"``
+
+    Returns
+    -------
+    dict ``{tuple of key values: float}``
+
+    Examples
+    --------
+    >>> mean_by([{"D": 64, "name": "a", "ms": 1.0}, {"D": 64, "name": "a", "ms": 3.0},
+    ...          {"D": 64, "name": "b", "error": "out of memory"}], ("D", "name"), "ms")
+    {(64, 'a'): 2.0}
+    """
+    groups: dict = {}
+    for r in runs:
+        if value in r:
+            groups.setdefault(tuple(r[k] for k in keys), []).append(r[value])
+    return {k: sum(v) / len(v) for k, v in groups.items()}
 
 
 def flat_records(results: list, ok_only: bool = True) -> list:
