@@ -169,3 +169,15 @@ def test_topk_deterministic_backward_is_bitwise_repeatable(shared):
     atomic = torch.autograd.grad(topk_kernel(*xs, idx), xs, do)
     for name, a, b in zip(("dq", "dk1", "dk2", "dv1", "dv2"), runs[0], atomic):
         assert_close(name, b.float(), a.float(), 3e-2)
+
+
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("Hq,Hkv", [(8, 8), (16, 4), (32, 4)], ids=["gqa1", "gqa4", "gqa8"])
+def test_tma_offset_loads(monkeypatch, Hq, Hkv, D):
+    # $SIMPLEX_OFFSET_LOADS=tma: the offset walks' rows as TMA tiles, forward and backward, at
+    # 128x128 (the offset walks' shapes) and with a length that is not a multiple of any tile
+    monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", "tma")
+    monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
+    monkeypatch.setenv("SIMPLEX_BWD_WALK", "offset")
+    _check(1, 461, Hq, Hkv, D, 128, 128, torch.bfloat16, 2e-2)
+    _check(2, 333, Hq, Hkv, D, 200, 32, torch.bfloat16, 2e-2, determinism=False)

@@ -431,3 +431,56 @@ def test_dq_offset_walk_in_float16(gen, N, Hq, Hkv, w1, w2):
     dq = kbwd.launch_dq(*[t.to(DEV) for t in x], do.to(DEV), lse, delta, w1, w2, D ** -0.5, cfg)
     assert dq.dtype == torch.float16
     assert_close("dq", x64[0].grad, dq.double().cpu(), tol=1e-2)
+
+
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2", [
+    (13, 1, 1, 5, 3),     # MHA, a length that is not a multiple of the tile
+    (1, 2, 2, 4, 2),      # a single token
+    (37, 1, 1, 37, 9),    # the long window is the sequence
+    (21, 4, 1, 8, 4),     # GQA 4: each position's row repeated for four heads
+    (19, 6, 2, 19, 7),    # GQA 3 (a head block padded to 4)
+    (40, 8, 1, 24, 5),    # GQA 8
+])
+def test_tma_offset_loads_give_the_gathers_values(gen, monkeypatch, N, Hq, Hkv, w1, w2):
+    # $SIMPLEX_OFFSET_LOADS=tma: the offset walks load each step's rows as one [POS, D] TMA tile
+    # (rows outside the sequence zero-filled) instead of a pointer gather. Same values bit for
+    # bit: the forward's output and LSE, dq and both key-tile launches, in 16 bits.
+    import dataclasses
+
+    from simplex_lib.ops.two_simplicial import backward as kbwd
+    from simplex_lib.ops.two_simplicial import forward as kfwd
+    from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config
+
+    D, dt = 16, (torch.float16 if DEV == "cpu" else torch.bfloat16)
+    x = [torch.randn(1, N, Hq, D, generator=gen).to(DEV, dt)]
+    x += [torch.randn(1, N, Hkv, D, generator=gen).to(DEV, dt) for _ in range(4)]
+    do = torch.randn(1, N, Hq, D, generator=gen).to(DEV, dt)
+    q, k1, k2, v1, v2 = x
+    G = Hq // Hkv
+    fcfg = dataclasses.replace(fwd_config(D, G, w1, w2), WALK="offset")
+    bcfg = dataclasses.replace(bwd_config(D, G, w1, w2), WALK="offset", WALK2="offset")
+    o, lse = kfwd.forward(*[t.float() for t in x], w1, w2, 0.25)
+    delta = kbwd.compute_delta(o, do.float())
+    runs = []
+    for loads in ("gather", "tma"):
+        monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", loads)
+        out = list(kfwd.forward(*x, w1, w2, 0.25, fcfg))
+        out.append(kbwd.launch_dq(*x, do, lse, delta, w1, w2, 0.25, bcfg))
+        out += kbwd.launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2, 0.25, bcfg)
+        out += kbwd.launch_kv(q, k2, v2, k1, v1, do, lse, delta, w2, w1, 0.25, bcfg,
+                              short_set=True)
+        runs.append(out)
+    names = ["o", "lse", "dq", "dk1", "dv1", "dk2", "dv2"]
+    assert [n for n, a, b in zip(names, *runs) if not torch.equal(a, b)] == []
+
+
+def test_offset_loads_switch_is_checked(monkeypatch):
+    from simplex_lib.ops.two_simplicial.configs import tma_offset_loads
+
+    monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", "tma")
+    assert not tma_offset_loads(True, 4, "cpu")      # float32: gathers
+    assert not tma_offset_loads(False, 2, "cpu")     # not an offset walk
+    assert tma_offset_loads(True, 2, "cpu")
+    monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", "bulk")
+    with pytest.raises(ValueError, match="SIMPLEX_OFFSET_LOADS"):
+        tma_offset_loads(True, 2, "cpu")

@@ -34,9 +34,10 @@ import triton
 import triton.language as tl
 
 from .configs import (bwd_configs, interpreting, launch_with_fallback,
-                      max_shared_memory, row_tiling)
-from .forward import (LOG2E, as_gemm_product, inner_tiles, precision,
-                      tile_program, tile_range, tile_rows, window_mask)
+                      max_shared_memory, row_tiling, tma_offset_loads)
+from .forward import (LOG2E, as_gemm_product, inner_tiles, load_offset_rows,
+                      precision, tile_program, tile_range, tile_rows,
+                      window_mask)
 
 __all__ = ["compute_delta", "launch_dq", "launch_dq_short", "launch_kv",
            "ring_size", "use_ring", "short_window_path", "launch_ring",
@@ -143,7 +144,8 @@ def _bwd_dq_tile(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, p_k2, p_v2,
 @triton.jit
 def _bwd_dq_tile_offset(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, p_k2,
                         p_v2, stride_kn, o_j, o_pos, m_row, o_d, W1, W2,
-                        qk_scale, PREC: tl.constexpr):
+                        qk_scale, i0, PREC: tl.constexpr, GH: tl.constexpr,
+                        TMA: tl.constexpr):
     """:func:`_bwd_dq_tile` walking the short window by offset: step ``s``
     pairs every row with its own ``k2``/``v2`` row ``pos - s`` (as the
     forward's ``_fwd_tile_offset``), ``w2`` steps instead of
@@ -158,9 +160,11 @@ def _bwd_dq_tile_offset(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, p_k2,
     for s in range(0, W2):
         o_l = o_pos - s  # [BLOCK_M]
         m_l = (o_l >= 0) & m_row
-        o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
-        b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
-        b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
+        # [BLOCK_M, D] each
+        b_k2 = load_offset_rows(p_k2, s, i0, o_pos, m_row, o_d, stride_kn,
+                                GH, TMA)
+        b_v2 = load_offset_rows(p_v2, s, i0, o_pos, m_row, o_d, stride_kn,
+                                GH, TMA)
         # [BLOCK_M, D], in DT: exact products, rounded once
         b_a = (b_q * b_k2).to(DT)
         # [BLOCK_M, BLOCK_N]
@@ -183,7 +187,8 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
                    N, Hq, Hkv, G, W1, W2, qk_scale, scale, n_hblocks,
                    HEAD_DIM: tl.constexpr, GH: tl.constexpr,
                    POS: tl.constexpr, BLOCK_N: tl.constexpr,
-                   PREC: tl.constexpr, OFFSET: tl.constexpr = False):
+                   PREC: tl.constexpr, OFFSET: tl.constexpr = False,
+                   TMA: tl.constexpr = False):
     """Gradient of the queries, query-owned (the fallback path).
 
     Grid: the forward's, ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program
@@ -207,6 +212,14 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
         b_do = as_gemm_product(b_do.to(K1.dtype.element_ty), o_d, PREC)
 
     o_kv = i_b * stride_kb + i_g * stride_kh
+    if TMA:
+        # the short set's rows as [POS, D] TMA tiles (load_offset_rows)
+        p_k2 = tl.make_tensor_descriptor(K2 + o_kv, [N, stride_kn],
+                                         [stride_kn, 1], [POS, HEAD_DIM])
+        p_v2 = tl.make_tensor_descriptor(V2 + o_kv, [N, stride_kn],
+                                         [stride_kn, 1], [POS, HEAD_DIM])
+    else:
+        p_k2, p_v2 = K2 + o_kv, V2 + o_kv
     # the window ranges, as in the forward
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
     b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
@@ -216,9 +229,9 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
         b_k1, b_v1 = _load_tile(K1 + o_kv, V1 + o_kv, o_j, stride_kn, o_d)
         if OFFSET:
             b_dq = _bwd_dq_tile_offset(
-                b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, K2 + o_kv,
-                V2 + o_kv, stride_kn, o_j, o_pos, m_row, o_d, W1, W2,
-                qk_scale, PREC)
+                b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1, p_k2, p_v2,
+                stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale, i0, PREC,
+                GH, TMA)
         elif t < n_full:
             b_dq = _bwd_dq_tile(b_dq, b_q, b_do, b_lse, b_delta, b_k1, b_v1,
                                 K2 + o_kv, V2 + o_kv, stride_kn, k_lo, hi,
@@ -536,7 +549,8 @@ def _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov, b_lse, b_delta,
 @triton.jit
 def _bwd_kv_step_offset(b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta,
                         p_kb, p_vb, stride_kn, o_d, m_avis, o_pos, m_row, WB,
-                        qk_scale, PREC: tl.constexpr):
+                        qk_scale, p0, PREC: tl.constexpr, GH: tl.constexpr,
+                        TMA: tl.constexpr):
     """:func:`_bwd_kv_step` walking set B by offset: step ``s`` pairs every
     query row with its own row ``pos - s`` of set B, ``wB`` steps instead of
     ``POS + wB - 1`` for a block of ``POS`` positions.
@@ -545,9 +559,11 @@ def _bwd_kv_step_offset(b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta,
     for s in range(0, WB):
         o_l = o_pos - s  # [BLOCK_M]
         m_l = (o_l >= 0) & m_row
-        o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
-        b_kb = tl.load(p_kb + o_ld, mask=m_l[:, None], other=0.0)
-        b_vb = tl.load(p_vb + o_ld, mask=m_l[:, None], other=0.0)
+        # [BLOCK_M, D] each
+        b_kb = load_offset_rows(p_kb, s, p0, o_pos, m_row, o_d, stride_kn,
+                                GH, TMA)
+        b_vb = load_offset_rows(p_vb, s, p0, o_pos, m_row, o_d, stride_kn,
+                                GH, TMA)
         b_a = (b_q * b_kb.to(tl.float32)).to(DT)  # [BLOCK_M, D]
         b_dov = (b_do * b_vb.to(tl.float32)).to(DT)  # [BLOCK_M, D]
         b_dk, b_dv = _bwd_kv_update(b_dk, b_dv, b_ka, b_va, b_a, b_dov,
@@ -563,7 +579,8 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
                    N, Hq, Hkv, G, WA, WB, qk_scale, n_hblocks,
                    HEAD_DIM: tl.constexpr, GH: tl.constexpr,
                    POS: tl.constexpr, BLOCK_A: tl.constexpr,
-                   PREC: tl.constexpr, OFFSET: tl.constexpr = False):
+                   PREC: tl.constexpr, OFFSET: tl.constexpr = False,
+                   TMA: tl.constexpr = False):
     """Gradients of one key/value set ``A`` (window ``WA``), key-owned; ``B``
     is the other set.
 
@@ -592,6 +609,14 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
     # [BLOCK_A, D] each, summed over queries and the rows of B
     b_dk = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)
     b_dv = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)
+    if TMA:
+        # set B's rows as [POS, D] TMA tiles (load_offset_rows)
+        p_kb = tl.make_tensor_descriptor(KB + o_kv, [N, stride_kn],
+                                         [stride_kn, 1], [POS, HEAD_DIM])
+        p_vb = tl.make_tensor_descriptor(VB + o_kv, [N, stride_kn],
+                                         [stride_kn, 1], [POS, HEAD_DIM])
+    else:
+        p_kb, p_vb = KB + o_kv, VB + o_kv
 
     # one past the last query that sees the tile
     i_end = tl.minimum(N, a0 + BLOCK_A - 1 + WA)
@@ -616,9 +641,9 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
                       & (a0 > i_pb - WA))
             if OFFSET:
                 b_dk, b_dv = _bwd_kv_step_offset(
-                    b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta,
-                    KB + o_kv, VB + o_kv, stride_kn, o_d, m_avis, o_pos,
-                    m_row, WB, qk_scale, PREC)
+                    b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta, p_kb,
+                    p_vb, stride_kn, o_d, m_avis, o_pos, m_row, WB, qk_scale,
+                    i_pb * POS, PREC, GH, TMA)
             elif inside:
                 b_dk, b_dv = _bwd_kv_step(
                     b_dk, b_dv, b_ka, b_va, b_q, b_do, b_lse, b_delta,
@@ -809,6 +834,7 @@ def launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
     Hkv = k1.shape[2]
     G = Hq // Hkv
     rt = row_tiling(G, cfg.BLOCK_M)
+    offset = cfg.WALK == "offset" and rt.POS > 1
     dq = torch.empty_like(q)
     grid = (triton.cdiv(N, rt.POS) * rt.n_hblocks, B * Hkv)
     _bwd_dq_kernel[grid](
@@ -817,7 +843,8 @@ def launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
         k1.stride(0), k1.stride(1), k1.stride(2),
         N, Hq, Hkv, G, w1, w2, scale * LOG2E, scale, rt.n_hblocks,
         HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N,
-        PREC=precision(q), OFFSET=cfg.WALK == "offset" and rt.POS > 1,
+        PREC=precision(q), OFFSET=offset,
+        TMA=tma_offset_loads(offset, q.element_size(), q.device),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return dq
@@ -874,8 +901,9 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
         ka.stride(0), ka.stride(1), ka.stride(2),
         N, Hq, Hkv, G, wa, wb, scale * LOG2E, rt.n_hblocks,
         HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_A=block_a,
-        PREC=precision(q), OFFSET=offset, num_warps=warps,
-        num_stages=cfg.kv_stages or cfg.num_stages,
+        PREC=precision(q), OFFSET=offset,
+        TMA=tma_offset_loads(offset, q.element_size(), q.device),
+        num_warps=warps, num_stages=cfg.kv_stages or cfg.num_stages,
     )
     return dka, dva
 

@@ -28,6 +28,7 @@ __all__ = [
     "interpreting", "RowTiling", "row_tiling", "PairTiling", "pair_tiling", "BWD_WALKS", "FWD_WALKS",
     "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D", "pairs_fit",
     "BWD_OFFSET_MIN_EXCESS", "offset_walk_pays", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
+    "OFFSET_LOADS", "tma_offset_loads",
     "fused_launch",
     "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
@@ -353,6 +354,32 @@ def env_choice(var: str, choices: tuple, default: str) -> str:
     return value
 
 
+def tma_offset_loads(offset: bool, elem_bytes: int, device) -> bool:
+    """Whether an offset walk loads its rows as TMA tiles (``$SIMPLEX_OFFSET_LOADS``,
+    :data:`OFFSET_LOADS`); if so, sets the allocator Triton takes the kernel's descriptors
+    from.
+
+    Parameters
+    ----------
+    offset : bool
+        Whether the launch walks by offset at all.
+    elem_bytes : int
+        Bytes per element of the inputs (TMA tiles are taken for 16-bit inputs only).
+    device : torch.device or str
+        Where the descriptors' scratch memory is allocated.
+
+    Returns
+    -------
+    bool
+    """
+    if not (offset and elem_bytes == 2
+            and env_choice("SIMPLEX_OFFSET_LOADS", OFFSET_LOADS, "gather") == "tma"):
+        return False
+    triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8,
+                                                                 device=device))
+    return True
+
+
 #: How the backward forms the short window's key gradients for blocks of several positions:
 #: "kv" (the key-tile kernel with the sets swapped) or "fused" (the dq kernel forms them too).
 #: ``$SIMPLEX_BWD_SHORT`` forces one; by default :func:`pick_short` chooses.
@@ -364,6 +391,13 @@ BWD_SHORT_PATHS = ("kv", "fused")
 #: group and head_dim measured (``results/h200/shapes_fused_offset.json``, its launch sweep
 #: ``fused_offset_sweep.json``, against the key walk in ``shapes_fused_key.json``).
 FUSED_WALKS = ("key", "offset")
+
+#: How the offset walks (forward, dq kernel, key-tile kernel) load the walked set's rows at
+#: each step: "gather" (a ``[BLOCK_M, D]`` pointer gather, the default) or "tma" (step ``s``'s
+#: rows are the sequence rows ``p0 - s ...`` of the tile's ``POS`` positions: one ``[POS, D]``
+#: TMA tile, repeated for the heads of a position; 16-bit inputs only). The same values bit for
+#: bit; ``$SIMPLEX_OFFSET_LOADS`` picks one (not yet timed on a GPU).
+OFFSET_LOADS = ("gather", "tma")
 
 #: Which long-window tiles the fused kernel's offset walk masks: "every" one (the default) or
 #: only the "edges", skipping the tiles inside every row's windows

@@ -18,11 +18,12 @@ import triton
 import triton.language as tl
 
 from .configs import (fwd_configs, interpreting, launch_with_fallback, pair_tiling,
-                      max_shared_memory, row_tiling)
+                      max_shared_memory, row_tiling, tma_offset_loads)
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
            "inner_tiles", "online_softmax_step", "scaled_softmax_step",
-           "as_gemm_product", "pair_rows", "merge_pairs", "forward_pairs",
+           "as_gemm_product", "rows_of_positions", "load_offset_rows",
+           "pair_rows", "merge_pairs", "forward_pairs",
            "forward"]
 
 LOG2E = 1.4426950408889634
@@ -365,9 +366,45 @@ def as_gemm_product(b_x, o_d, PREC: tl.constexpr):
 
 
 @triton.jit
+def rows_of_positions(b_x, GH: tl.constexpr):
+    """A ``[POS, D]`` tile of consecutive positions as the ``[GH * POS, D]``
+    rows of a tile (:func:`tile_rows`' order): row ``p`` repeated for the
+    ``GH`` heads of position ``p``."""
+    if GH == 1:
+        return b_x
+    else:
+        POS: tl.constexpr = b_x.shape[0]
+        D: tl.constexpr = b_x.shape[1]
+        return tl.reshape(tl.broadcast_to(b_x[:, None, :], [POS, GH, D]),
+                          [POS * GH, D])
+
+
+@triton.jit
+def load_offset_rows(p_x, s, i0, o_pos, m_row, o_d, stride_kn,
+                     GH: tl.constexpr, TMA: tl.constexpr):
+    """Step ``s`` of an offset walk: each row's row ``pos - s`` of one
+    key/value set, ``[BLOCK_M, D]``, zeros outside the sequence.
+
+    ``p_x`` is the set's pointer for this (batch, KV head), or with ``TMA``
+    a tensor descriptor of its ``[N, D]`` rows with ``[POS, D]`` blocks: the
+    rows of the tile's ``POS`` positions are then sequence rows
+    ``i0 - s ... i0 - s + POS - 1``, one TMA copy (rows outside the
+    sequence zero-filled by the copy), repeated for the ``GH`` heads.
+    """
+    if TMA:
+        return rows_of_positions(p_x.load([i0 - s, 0]), GH)
+    else:
+        o_l = o_pos - s  # [BLOCK_M]
+        m_l = (o_l >= 0) & m_row
+        o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
+        return tl.load(p_x + o_ld, mask=m_l[:, None], other=0.0)
+
+
+@triton.jit
 def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
                      stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale,
-                     MASK: tl.constexpr, PREC: tl.constexpr):
+                     i0, MASK: tl.constexpr, PREC: tl.constexpr,
+                     GH: tl.constexpr, TMA: tl.constexpr):
     """The inner steps for one ``K1``/``V1`` tile, walking the short window
     by offset: step ``s`` pairs every row with its own key ``l = pos - s``.
 
@@ -387,8 +424,8 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
     for s in range(0, W2):
         o_l = o_pos - s  # [BLOCK_M] each row's key of the short window
         m_l = (o_l >= 0) & m_row
-        o_ld = o_l[:, None] * stride_kn + o_d[None, :]  # [BLOCK_M, D]
-        b_k2 = tl.load(p_k2 + o_ld, mask=m_l[:, None], other=0.0)
+        b_k2 = load_offset_rows(p_k2, s, i0, o_pos, m_row, o_d, stride_kn, GH,
+                                TMA)
         # [BLOCK_M, D]
         b_a = b_q * b_k2  # exact product, rounded once to DT
         # [BLOCK_M, BLOCK_N]
@@ -399,7 +436,8 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
         # [BLOCK_M, D]
         b_pv = tl.dot(b_p.to(DT), b_v1, input_precision=PREC)
         # loaded after the first GEMM: nothing holds it across that one
-        b_v2 = tl.load(p_v2 + o_ld, mask=m_l[:, None], other=0.0)
+        b_v2 = load_offset_rows(p_v2, s, i0, o_pos, m_row, o_d, stride_kn, GH,
+                                TMA)
         b_acc = b_acc * b_alpha[:, None] + b_pv * b_v2.to(tl.float32)
     return b_acc, b_m, b_l
 
@@ -422,7 +460,7 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
                 N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks,
                 HEAD_DIM: tl.constexpr, GH: tl.constexpr, POS: tl.constexpr,
                 BLOCK_N: tl.constexpr, PREC: tl.constexpr,
-                OFFSET: tl.constexpr = False):
+                OFFSET: tl.constexpr = False, TMA: tl.constexpr = False):
     """Sliding-window 2-simplicial attention, forward, saving the base-2 LSE.
 
     Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program owns
@@ -448,6 +486,14 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
         b_q = as_gemm_product(b_q, o_d, PREC)
 
     o_kv = i_b * stride_kb + i_g * stride_kh
+    if TMA:
+        # the short set's rows as [POS, D] TMA tiles (load_offset_rows)
+        p_k2 = tl.make_tensor_descriptor(K2 + o_kv, [N, stride_kn],
+                                         [stride_kn, 1], [POS, HEAD_DIM])
+        p_v2 = tl.make_tensor_descriptor(V2 + o_kv, [N, stride_kn],
+                                         [stride_kn, 1], [POS, HEAD_DIM])
+    else:
+        p_k2, p_v2 = K2 + o_kv, V2 + o_kv
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
     # the offset walk's tiles that need no mask
     t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)
@@ -470,14 +516,13 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
         if OFFSET and (t >= t_in) and (t < t_out):
             # inside every row's windows: no mask
             b_acc, b_m, b_l = _fwd_tile_offset(
-                b_acc, b_m, b_l, b_q, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
-                stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale, False,
-                PREC)
+                b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2, stride_kn, o_j,
+                o_pos, m_row, o_d, W1, W2, qk_scale, i0, False, PREC, GH,
+                TMA)
         elif OFFSET:
             b_acc, b_m, b_l = _fwd_tile_offset(
-                b_acc, b_m, b_l, b_q, b_k1, b_v1, K2 + o_kv, V2 + o_kv,
-                stride_kn, o_j, o_pos, m_row, o_d, W1, W2, qk_scale, True,
-                PREC)
+                b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2, stride_kn, o_j,
+                o_pos, m_row, o_d, W1, W2, qk_scale, i0, True, PREC, GH, TMA)
         elif t < n_full:
             b_acc, b_m, b_l, b_bad = _fwd_tile(
                 b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
@@ -856,7 +901,9 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
         meta = dict(HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
                     PREC=precision(q), num_warps=c.num_warps,
                     num_stages=c.num_stages)
-        _fwd_kernel[grid](*args, OFFSET=offset, **meta)
+        _fwd_kernel[grid](*args, OFFSET=offset,
+                          TMA=tma_offset_loads(offset, q.element_size(),
+                                               q.device), **meta)
         return o, lse
 
     if cfg is not None:
