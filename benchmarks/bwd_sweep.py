@@ -29,7 +29,7 @@ import torch
 from simplex_lib.cost import windowed_flops
 from simplex_lib.ops.two_simplicial import backward as kbwd
 from simplex_lib.ops.two_simplicial import forward as kfwd
-from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_config
+from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_config, tma_available
 from simplex_lib.timing import record_meta
 
 from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, kernel_times, sweep_to_record
@@ -103,7 +103,7 @@ def sweep_shape(G: int, D: int, w1: int, w2: int, variants, repeats: int, B: int
     x32 = [t.float() for t in x]
     o32, lse32 = kfwd.forward(*x32, w1, w2, scale)
     g32 = kbwd.backward(do.float(), *x32, o32, lse32, w1, w2, scale)
-    default = bwd_config(D, G, w1, w2)
+    default = bwd_config(D, G, w1, w2, tma_available(*x[1:]))
 
     def run(cfg):
         return kbwd.backward(do, *x, o, lse, w1, w2, scale, cfg)

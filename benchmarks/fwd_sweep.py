@@ -30,7 +30,7 @@ import torch
 
 from simplex_lib.cost import windowed_flops
 from simplex_lib.ops.two_simplicial import forward as kfwd
-from simplex_lib.ops.two_simplicial.configs import FWD_WALKS, FwdConfig, fwd_config
+from simplex_lib.ops.two_simplicial.configs import FWD_WALKS, OFFSET_LOADS, FwdConfig, fwd_config, tma_available
 from simplex_lib.timing import record_meta
 
 from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, kernel_times, sweep_to_record
@@ -38,12 +38,13 @@ from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, kernel_time
 
 
 def parse_config(text: str) -> FwdConfig:
-    """``"pairs:64x32x4x3"`` -> ``FwdConfig(64, 32, 4, 3, WALK="pairs")``.
+    """``"pairs:64x32x4x3"`` -> ``FwdConfig(64, 32, 4, 3, WALK="pairs")``;
+    ``"offset+tma:64x128x4x2"`` -> the offset walk with its rows as TMA tiles.
 
     Parameters
     ----------
     text : str
-        ``WALK:BLOCK_MxBLOCK_NxWARPSxSTAGES``.
+        ``WALK[+LOADS]:BLOCK_MxBLOCK_NxWARPSxSTAGES``.
 
     Returns
     -------
@@ -55,8 +56,10 @@ def parse_config(text: str) -> FwdConfig:
         If ``text`` is not of that form (the message names the form).
     """
     parts = text.split(":")
-    usage = f"expected WALK:BMxBNxWARPSxSTAGES with WALK one of {FWD_WALKS}, got {text!r}"
-    if len(parts) != 2 or parts[0] not in FWD_WALKS:
+    usage = (f"expected WALK[+LOADS]:BMxBNxWARPSxSTAGES with WALK one of {FWD_WALKS} and LOADS "
+             f"one of {OFFSET_LOADS}, got {text!r}")
+    walk, _, loads = parts[0].partition("+")
+    if len(parts) != 2 or walk not in FWD_WALKS or loads not in ("", *OFFSET_LOADS):
         raise argparse.ArgumentTypeError(usage)
     try:
         bm, bn, warps, stages = (int(x) for x in parts[1].split("x"))
@@ -64,7 +67,7 @@ def parse_config(text: str) -> FwdConfig:
         raise argparse.ArgumentTypeError(usage) from None
     if min(bm, bn, warps, stages) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: every size must be >= 1")
-    return FwdConfig(bm, bn, warps, stages, WALK=parts[0])
+    return FwdConfig(bm, bn, warps, stages, WALK=walk, LOADS=loads or "gather")
 
 
 def _configs(text: str) -> tuple:
@@ -72,7 +75,8 @@ def _configs(text: str) -> tuple:
 
 
 def _name(cfg: FwdConfig) -> str:
-    return f"{cfg.WALK}:{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.num_warps}x{cfg.num_stages}"
+    loads = "+tma" if cfg.LOADS == "tma" else ""
+    return f"{cfg.WALK}{loads}:{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.num_warps}x{cfg.num_stages}"
 
 
 def sweep_shape(G: int, D: int, w1: int, w2: int, configs, repeats: int, B: int = 2, N: int = 8192,
@@ -96,7 +100,7 @@ def sweep_shape(G: int, D: int, w1: int, w2: int, configs, repeats: int, B: int 
     flops = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D)
     o32, _ = kfwd.forward(*(t.float() for t in x), w1, w2, scale)
     o_def, lse_def = kfwd.forward(*x, w1, w2, scale)
-    default = fwd_config(D, G, w1, w2)
+    default = fwd_config(D, G, w1, w2, tma_available(*x[1:]))
     runs = {"default": dict(cfg=_name(default), err32=(o_def.float() - o32).abs().max().item())}
     calls = {"default": lambda: kfwd.forward(*x, w1, w2, scale)}
     for cfg in configs:

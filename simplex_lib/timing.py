@@ -23,7 +23,7 @@ from triton.testing import do_bench
 
 from simplex_lib.ops.topk.triton import topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.two_simplicial.backward import short_window_path
-from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config
+from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config, tma_available
 from simplex_lib.ops.two_simplicial.interface import kernel_backend, two_simplicial_attention
 from simplex_lib.cost import dot_flops, equal_cost_dot_length, indexer_flops, topk_flops, windowed_flops
 from simplex_lib.provenance import provenance
@@ -299,16 +299,18 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
         kernels["bwd_backend"] = kernel_backend("backward", xs[0], xs[1], w1, w2, None, BACKENDS[impl])
     F = windowed_flops(N, w1, w2, batch=B, heads=Hq, head_dim=D, mode=mode)
     rec = _timed(lambda: _mode_fn(lambda x: attn(*x, w1=w1, w2=w2), xs, mode), repeats, F)
-    bwd = bwd_config(D, Hq // Hkv, w1, w2)
+    tma = tma_available(*xs[1:])
+    bwd = bwd_config(D, Hq // Hkv, w1, w2, tma)
     short = short_window_path(Hq // Hkv, D, min(w1, w2), bwd)
     if short == "fused":  # and how its kernel walks the short window
         kernels["fused_walk"] = bwd.FUSED_WALK
         if bwd.FUSED_MASKS != "every":  # an experiment, where it is forced
             kernels["fused_masks"] = bwd.FUSED_MASKS
-    fwd = fwd_config(D, Hq // Hkv, max(w1, w2), min(w1, w2))
+    fwd = fwd_config(D, Hq // Hkv, max(w1, w2), min(w1, w2), tma)
     return dict(impl=impl, backend=backend, **kernels, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
-                fwd_walk=fwd.WALK, bwd_walk=bwd.WALK, bwd_short=short)
+                fwd_walk=fwd.WALK, bwd_walk=bwd.WALK, bwd_short=short, fwd_loads=fwd.LOADS,
+                bwd_loads=bwd.LOADS)
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

@@ -181,3 +181,27 @@ def test_tma_offset_loads(monkeypatch, Hq, Hkv, D):
     monkeypatch.setenv("SIMPLEX_BWD_WALK", "offset")
     _check(1, 461, Hq, Hkv, D, 128, 128, torch.bfloat16, 2e-2)
     _check(2, 333, Hq, Hkv, D, 200, 32, torch.bfloat16, 2e-2, determinism=False)
+
+
+@pytest.mark.parametrize("D,Hq,Hkv,w1,w2", [(128, 16, 16, 512, 32), (128, 32, 8, 128, 128),
+                                              (64, 16, 16, 512, 32), (64, 8, 8, 128, 128)])
+def test_default_tma_loads_are_the_gathers_values(monkeypatch, D, Hq, Hkv, w1, w2):
+    # where the default takes TMA tiles (pick_loads), forward and backward give the gathers'
+    # values bit for bit (D 128 also changes the walk: pairs -> offset at GQA 4, which is
+    # compared against the reference by test_tma_offset_loads)
+    from simplex_lib.ops.two_simplicial import backward as kbwd
+    from simplex_lib.ops.two_simplicial import forward as kfwd
+    from simplex_lib.ops.two_simplicial.configs import tma_available
+
+    g = torch.Generator(device="cuda").manual_seed(3)
+    x = [_rand((2, 1000, h, D), torch.bfloat16, g) for h in (Hq, Hkv, Hkv, Hkv, Hkv)]
+    do = _rand((2, 1000, Hq, D), torch.bfloat16, g)
+    assert tma_available(*x[1:])
+    runs = []
+    for loads in ("auto", "gather"):
+        monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", loads)
+        monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
+        o, lse = kfwd.forward(*x, w1, w2, D ** -0.5)
+        runs.append([o, lse, *kbwd.backward(do, *x, o, lse, w1, w2, D ** -0.5)])
+    names = ["o", "lse", "dq", "dk1", "dk2", "dv1", "dv2"]
+    assert [n for n, a, b in zip(names, *runs) if not torch.equal(a, b)] == []

@@ -441,10 +441,10 @@ def test_dq_offset_walk_in_float16(gen, N, Hq, Hkv, w1, w2):
     (19, 6, 2, 19, 7),    # GQA 3 (a head block padded to 4)
     (40, 8, 1, 24, 5),    # GQA 8
 ])
-def test_tma_offset_loads_give_the_gathers_values(gen, monkeypatch, N, Hq, Hkv, w1, w2):
-    # $SIMPLEX_OFFSET_LOADS=tma: the offset walks load each step's rows as one [POS, D] TMA tile
-    # (rows outside the sequence zero-filled) instead of a pointer gather. Same values bit for
-    # bit: the forward's output and LSE, dq and both key-tile launches, in 16 bits.
+def test_tma_offset_loads_give_the_gathers_values(gen, N, Hq, Hkv, w1, w2):
+    # LOADS="tma": the offset walks load each step's rows as one [POS, D] TMA tile (rows
+    # outside the sequence zero-filled) instead of a pointer gather. Same values bit for bit:
+    # the forward's output and LSE, dq and both key-tile launches, in 16 bits.
     import dataclasses
 
     from simplex_lib.ops.two_simplicial import backward as kbwd
@@ -457,13 +457,13 @@ def test_tma_offset_loads_give_the_gathers_values(gen, monkeypatch, N, Hq, Hkv, 
     do = torch.randn(1, N, Hq, D, generator=gen).to(DEV, dt)
     q, k1, k2, v1, v2 = x
     G = Hq // Hkv
-    fcfg = dataclasses.replace(fwd_config(D, G, w1, w2), WALK="offset")
-    bcfg = dataclasses.replace(bwd_config(D, G, w1, w2), WALK="offset", WALK2="offset")
     o, lse = kfwd.forward(*[t.float() for t in x], w1, w2, 0.25)
     delta = kbwd.compute_delta(o, do.float())
     runs = []
     for loads in ("gather", "tma"):
-        monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", loads)
+        fcfg = dataclasses.replace(fwd_config(D, G, w1, w2), WALK="offset", LOADS=loads)
+        bcfg = dataclasses.replace(bwd_config(D, G, w1, w2), WALK="offset", WALK2="offset",
+                                   LOADS=loads)
         out = list(kfwd.forward(*x, w1, w2, 0.25, fcfg))
         out.append(kbwd.launch_dq(*x, do, lse, delta, w1, w2, 0.25, bcfg))
         out += kbwd.launch_kv(q, k1, v1, k2, v2, do, lse, delta, w1, w2, 0.25, bcfg)
@@ -474,13 +474,27 @@ def test_tma_offset_loads_give_the_gathers_values(gen, monkeypatch, N, Hq, Hkv, 
     assert [n for n, a, b in zip(names, *runs) if not torch.equal(a, b)] == []
 
 
-def test_offset_loads_switch_is_checked(monkeypatch):
-    from simplex_lib.ops.two_simplicial.configs import tma_offset_loads
+def test_offset_loads_choice(monkeypatch):
+    # TMA tiles only where they fit (16 bits, aligned rows), by default only on a GPU with
+    # TMA; the switch forces either, and a bad value is an error naming it
+    from simplex_lib.ops.two_simplicial.configs import (FwdConfig, fwd_config, pick_loads,
+                                                        tma_available, tma_launch)
 
+    x = torch.zeros(1, 9, 2, 16, dtype=torch.float16)
+    monkeypatch.delenv("SIMPLEX_OFFSET_LOADS", raising=False)
+    assert not tma_available(x)                       # the interpreter: gathers by default
     monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", "tma")
-    assert not tma_offset_loads(True, 4, "cpu")      # float32: gathers
-    assert not tma_offset_loads(False, 2, "cpu")     # not an offset walk
-    assert tma_offset_loads(True, 2, "cpu")
+    assert tma_available(x) and not tma_available(x.float(), x)
+    assert not tma_available(x[..., :12])             # D not a power of two
+    assert fwd_config(16, 1, 8, 4, tma=True).LOADS == "tma"
+    assert not tma_launch(True, "tma", x.float())     # float32: gathers
+    assert not tma_launch(False, "tma", x)            # not an offset walk
+    assert tma_launch(True, "tma", x) and not tma_launch(True, "gather", x)
+    monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", "gather")
+    assert not tma_available(x) and fwd_config(16, 1, 8, 4).LOADS == "gather"
+    assert pick_loads("fwd", 128, 1, 128, True) == "gather"
     monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", "bulk")
     with pytest.raises(ValueError, match="SIMPLEX_OFFSET_LOADS"):
-        tma_offset_loads(True, 2, "cpu")
+        tma_available(x)
+    with pytest.raises(ValueError, match="LOADS"):
+        FwdConfig(64, 64, 4, 2, LOADS="bulk")

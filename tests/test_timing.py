@@ -146,10 +146,14 @@ def test_forward_sweep_reads_configs_and_refuses_bad_input(capsys):
 
     assert fwd_sweep.parse_config("pairs:64x32x4x3") == FwdConfig(64, 32, 4, 3, WALK="pairs")
     assert fwd_sweep.parse_config("offset:64x128x4x2") == FwdConfig(64, 128, 4, 2, WALK="offset")
-    for bad, says in (("--configs pairs:64x64x4", "expected WALK:BMxBNxWARPSxSTAGES"),
-                      ("--configs diagonal:64x64x4x2", "expected WALK:"),
+    tma = fwd_sweep.parse_config("offset+tma:64x128x4x2")
+    assert tma == FwdConfig(64, 128, 4, 2, WALK="offset", LOADS="tma")
+    assert fwd_sweep._name(tma) == "offset+tma:64x128x4x2"
+    for bad, says in (("--configs pairs:64x64x4", "expected WALK[+LOADS]:BMxBNxWARPSxSTAGES"),
+                      ("--configs diagonal:64x64x4x2", "expected WALK"),
+                      ("--configs offset+bulk:64x64x4x2", "LOADS one of"),
                       ("--configs offset:64x64x4x0", "every size must be >= 1"),
-                      ("--configs pairs:64x64x4x2:p2", "expected WALK:"),
+                      ("--configs pairs:64x64x4x2:p2", "expected WALK"),
                       ("--configs pairs:64x64x4x2 --gqa 2", "--gqa must be among"),
                       ("--configs pairs:64x64x4x2 --windows 32x512", "w1 >= w2")):
         with pytest.raises(SystemExit) as e:

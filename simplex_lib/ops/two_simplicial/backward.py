@@ -34,7 +34,8 @@ import triton
 import triton.language as tl
 
 from .configs import (bwd_configs, interpreting, launch_with_fallback,
-                      max_shared_memory, row_tiling, tma_offset_loads)
+                      max_shared_memory, row_tiling, tma_available,
+                      tma_launch)
 from .forward import (LOG2E, as_gemm_product, inner_tiles, load_offset_rows,
                       precision, tile_program, tile_range, tile_rows,
                       window_mask)
@@ -844,7 +845,7 @@ def launch_dq(q, k1, k2, v1, v2, do, lse, delta, w1, w2, scale, cfg):
         N, Hq, Hkv, G, w1, w2, scale * LOG2E, scale, rt.n_hblocks,
         HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N,
         PREC=precision(q), OFFSET=offset,
-        TMA=tma_offset_loads(offset, q.element_size(), q.device),
+        TMA=tma_launch(offset, cfg.LOADS, k2, v2),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return dq
@@ -902,7 +903,7 @@ def launch_kv(q, ka, va, kb, vb, do, lse, delta, wa, wb, scale, cfg,
         N, Hq, Hkv, G, wa, wb, scale * LOG2E, rt.n_hblocks,
         HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_A=block_a,
         PREC=precision(q), OFFSET=offset,
-        TMA=tma_offset_loads(offset, q.element_size(), q.device),
+        TMA=tma_launch(offset, cfg.LOADS, kb, vb),
         num_warps=warps, num_stages=cfg.kv_stages or cfg.num_stages,
     )
     return dka, dva
@@ -1140,7 +1141,8 @@ def backward(do, q, k1, k2, v1, v2, o, lse, w1: int, w2: int, scale: float,
     if cfg is not None:
         return run(cfg)
     smem = max_shared_memory(q.device)
-    cands = bwd_configs(D, G, w1, w2, q.element_size(), smem)
+    cands = bwd_configs(D, G, w1, w2, q.element_size(), smem,
+                        tma_available(k1, k2, v1, v2))
     key = ("bwd", q.device, q.dtype, D, G, min(w1, 128), min(w2, 64),
-           cands[0].WALK)
+           cands[0].WALK, cands[0].LOADS)
     return launch_with_fallback(key, cands, run)

@@ -28,7 +28,7 @@ __all__ = [
     "interpreting", "RowTiling", "row_tiling", "PairTiling", "pair_tiling", "BWD_WALKS", "FWD_WALKS",
     "FWD_OFFSET_MIN_POS", "FWD_OFFSET_MIN_POS_SMALL_D", "pairs_fit",
     "BWD_OFFSET_MIN_EXCESS", "offset_walk_pays", "BWD_SHORT_PATHS", "FUSED_WALKS", "FUSED_MASK_RULES", "FUSED_LAUNCHES",
-    "OFFSET_LOADS", "tma_offset_loads",
+    "OFFSET_LOADS", "tma_tiles_fit", "tma_available", "pick_loads", "tma_launch",
     "fused_launch",
     "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
@@ -186,6 +186,13 @@ BWD_WALKS = ("position", "offset")
 #: ``q * k2`` formed once, and the only loop is the long window (``forward.py``).
 FWD_WALKS = BWD_WALKS + ("pairs",)
 
+#: How the offset walks (forward, dq kernel, key-tile kernel) load the walked set's rows at
+#: each step: "gather" (a ``[BLOCK_M, D]`` pointer gather) or "tma" (step ``s``'s rows are the
+#: sequence rows ``p0 - s ...`` of the tile's ``POS`` positions: one ``[POS, D]`` TMA tile,
+#: repeated for the heads of a position; 16-bit inputs, Hopper and later). The same values bit
+#: for bit. ``$SIMPLEX_OFFSET_LOADS`` forces one; by default :func:`pick_loads` chooses.
+OFFSET_LOADS = ("gather", "tma")
+
 #: Positions per tile from which the forward's default ("auto") walk is "offset", for head
 #: dimensions above 64. Measured on an H200 (bf16, D 128, 512 x 32, B2 N8192): the offset walk
 #: ran 2.5x as fast as the position walk at 64 positions per tile (GQA 1), 1.32x at 16 (GQA 4)
@@ -277,21 +284,29 @@ class FwdConfig:
     WALK : str
         How a tile of several positions walks the short window, one of
         :data:`FWD_WALKS` (default ``"position"``).
+    LOADS : str
+        How the offset walk loads the short window's rows, one of
+        :data:`OFFSET_LOADS` (default ``"gather"``; ``"tma"`` falls back to
+        gathers where :func:`tma_tiles_fit` does not hold).
 
     Raises
     ------
     ValueError
-        If ``WALK`` is not one of :data:`FWD_WALKS`.
+        If ``WALK`` is not one of :data:`FWD_WALKS` or ``LOADS`` not one of
+        :data:`OFFSET_LOADS`.
     """
     BLOCK_M: int
     BLOCK_N: int
     num_warps: int
     num_stages: int
     WALK: str = "position"  # one of FWD_WALKS
+    LOADS: str = "gather"  # one of OFFSET_LOADS
 
     def __post_init__(self):
         if self.WALK not in FWD_WALKS:
             raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
+        if self.LOADS not in OFFSET_LOADS:
+            raise ValueError(f"LOADS must be one of {OFFSET_LOADS}, got {self.LOADS!r}")
 
 
 def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
@@ -300,7 +315,8 @@ def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
     The ``K1``/``V1`` tiles ``[BLOCK_N, D]`` are loaded in a loop that holds another loop, so
     they are not multi-buffered (in the pairs walk, whose only loop is the long window, they
     are: ``num_stages`` of each); the GEMM operands ``q * k2`` ``[BLOCK_M, D]`` and ``P``
-    ``[BLOCK_M, BLOCK_N]`` are staged through shared memory.
+    ``[BLOCK_M, BLOCK_N]`` are staged through shared memory, and so are the offset walk's
+    TMA tiles (``LOADS="tma"``).
 
     Parameters
     ----------
@@ -323,7 +339,9 @@ def fwd_smem_bytes(cfg: FwdConfig, head_dim: int, elem_bytes: int) -> int:
     """
     m, n, d = cfg.BLOCK_M, cfg.BLOCK_N, head_dim
     bufs = cfg.num_stages if cfg.WALK == "pairs" else 1
-    return elem_bytes * (2 * bufs * n * d + m * d + m * n) + SMEM_SLACK
+    # the TMA tiles of k2 and v2, [POS, D] each (at most BLOCK_M rows), num_stages deep
+    tma = 2 * cfg.num_stages * m * d if cfg.LOADS == "tma" and cfg.WALK == "offset" else 0
+    return elem_bytes * (2 * bufs * n * d + m * d + m * n + tma) + SMEM_SLACK
 
 
 def env_choice(var: str, choices: tuple, default: str) -> str:
@@ -354,27 +372,102 @@ def env_choice(var: str, choices: tuple, default: str) -> str:
     return value
 
 
-def tma_offset_loads(offset: bool, elem_bytes: int, device) -> bool:
-    """Whether an offset walk loads its rows as TMA tiles (``$SIMPLEX_OFFSET_LOADS``,
-    :data:`OFFSET_LOADS`); if so, sets the allocator Triton takes the kernel's descriptors
-    from.
+def tma_tiles_fit(*xs) -> bool:
+    """Whether the rows of these ``[batch, seq, heads, D]`` tensors can be loaded as TMA tiles:
+    16-bit, ``D`` a power of two from 8, the last stride 1 and the other strides and the data
+    pointer 16-byte aligned.
+
+    Examples
+    --------
+    >>> x = torch.zeros(1, 5, 2, 64, dtype=torch.bfloat16)
+    >>> tma_tiles_fit(x), tma_tiles_fit(x.float()), tma_tiles_fit(x[..., :48])
+    (True, False, False)
+    """
+    for x in xs:
+        d = x.shape[-1]
+        if x.element_size() != 2 or d < 8 or d & (d - 1) or x.stride(-1) != 1:
+            return False
+        if x.data_ptr() % 16 or any(2 * st % 16 for st in x.stride()[:-1]):
+            return False
+    return True
+
+
+def tma_available(*xs) -> bool:
+    """Whether the offset walks may load the rows of ``xs`` (the walked key/value sets) as TMA
+    tiles: never if ``$SIMPLEX_OFFSET_LOADS`` is ``"gather"``; if it is ``"tma"``, wherever
+    :func:`tma_tiles_fit` (the interpreter included); by default (``"auto"``) also only on a
+    CUDA device with TMA (compute capability 9.0 or above) and not under the interpreter.
+
+    Raises
+    ------
+    ValueError
+        If the variable names neither (nor ``auto``).
+    """
+    setting = env_choice("SIMPLEX_OFFSET_LOADS", ("auto", *OFFSET_LOADS), "auto")
+    if setting == "gather" or not tma_tiles_fit(*xs):
+        return False
+    if setting == "tma":
+        return True
+    dev = xs[0].device
+    return (not interpreting() and dev.type == "cuda"
+            and torch.cuda.get_device_capability(dev)[0] >= 9)
+
+
+def pick_loads(kernel: str, head_dim: int, group: int, block_n: int, tma: bool) -> str:
+    """How a launch's offset walk loads the walked set's rows (:data:`OFFSET_LOADS`): what
+    ``$SIMPLEX_OFFSET_LOADS`` forces, for measuring; by default ("auto") ``"tma"`` where
+    :func:`tma_available` and the H200 measured it faster, else ``"gather"``:
+
+    - the forward: at ``head_dim > 64``, and at 64 with 128-key tiles of the long window
+      (``w1 > 128``); at D 64 with 64-key tiles it was no faster (128x128: 147-163 TFLOPS
+      either way);
+    - the backward (dq and key-tile kernels): at ``head_dim > 64``, and at GQA 1; at D 64
+      from GQA 4 it lost 1-2% (``results/h200/tma_offset_probes.json``, session 25).
 
     Parameters
     ----------
-    offset : bool
-        Whether the launch walks by offset at all.
-    elem_bytes : int
-        Bytes per element of the inputs (TMA tiles are taken for 16-bit inputs only).
-    device : torch.device or str
-        Where the descriptors' scratch memory is allocated.
+    kernel : ``"fwd"`` or ``"bwd"``
+    head_dim, group : int
+        ``D`` and query heads per KV head.
+    block_n : int
+        The forward's long-window tile (``BLOCK_N``); the backward ignores it.
+    tma : bool
+        :func:`tma_available` for the inputs.
 
     Returns
     -------
-    bool
+    str
+        One of :data:`OFFSET_LOADS`.
+
+    Examples
+    --------
+    >>> [pick_loads("fwd", d, 4, n, True) for d, n in ((128, 128), (64, 128), (64, 64))]
+    ['tma', 'tma', 'gather']
+    >>> [pick_loads("bwd", d, g, 64, True) for d, g in ((128, 8), (64, 1), (64, 4))]
+    ['tma', 'tma', 'gather']
+    >>> pick_loads("fwd", 128, 4, 128, False)
+    'gather'
     """
-    if not (offset and elem_bytes == 2
-            and env_choice("SIMPLEX_OFFSET_LOADS", OFFSET_LOADS, "gather") == "tma"):
+    if kernel not in ("fwd", "bwd"):
+        raise ValueError(f"kernel must be 'fwd' or 'bwd', got {kernel!r}")
+    if not tma:
+        return "gather"
+    forced = env_choice("SIMPLEX_OFFSET_LOADS", ("auto", *OFFSET_LOADS), "auto")
+    if forced != "auto":
+        return forced
+    if kernel == "fwd":
+        return "tma" if head_dim > 64 or block_n >= 128 else "gather"
+    return "tma" if head_dim > 64 or group == 1 else "gather"
+
+
+def tma_launch(offset: bool, loads: str, *xs) -> bool:
+    """Whether a launch's offset walk loads the rows of ``xs`` as TMA tiles: it walks by
+    offset, its config's ``loads`` is ``"tma"`` and :func:`tma_tiles_fit` holds (else the
+    gathers, the same values). If so, points Triton's allocator, where kernels that build
+    tensor descriptors take their scratch memory, at the inputs' device."""
+    if not (offset and loads == "tma" and tma_tiles_fit(*xs)):
         return False
+    device = xs[0].device
     triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8,
                                                                  device=device))
     return True
@@ -392,12 +485,6 @@ BWD_SHORT_PATHS = ("kv", "fused")
 #: ``fused_offset_sweep.json``, against the key walk in ``shapes_fused_key.json``).
 FUSED_WALKS = ("key", "offset")
 
-#: How the offset walks (forward, dq kernel, key-tile kernel) load the walked set's rows at
-#: each step: "gather" (a ``[BLOCK_M, D]`` pointer gather, the default) or "tma" (step ``s``'s
-#: rows are the sequence rows ``p0 - s ...`` of the tile's ``POS`` positions: one ``[POS, D]``
-#: TMA tile, repeated for the heads of a position; 16-bit inputs only). The same values bit for
-#: bit; ``$SIMPLEX_OFFSET_LOADS`` picks one (not yet timed on a GPU).
-OFFSET_LOADS = ("gather", "tma")
 
 #: Which long-window tiles the fused kernel's offset walk masks: "every" one (the default) or
 #: only the "edges", skipping the tiles inside every row's windows
@@ -523,14 +610,19 @@ def offset_walk_pays(group: int, block_m: int, window: int) -> bool:
     return pos > 1 and pos - 1 >= BWD_OFFSET_MIN_EXCESS * window
 
 
-def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | None = None) -> str:
+def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | None = None,
+              tma: bool = False) -> str:
     """The walk a launch takes: what ``$SIMPLEX_FWD_WALK`` (``kernel="fwd"``, the forward) or
     ``$SIMPLEX_BWD_WALK`` (``"bwd"``, the backward's dq and long-window key-tile kernels)
     forces, for measuring; by default ("auto"):
 
-    - the forward: ``"pairs"`` where :func:`pairs_fit` (given ``w2``), else ``"offset"`` when a
-      tile of ``block_m`` rows holds at least :data:`FWD_OFFSET_MIN_POS` positions
-      (:data:`FWD_OFFSET_MIN_POS_SMALL_D` at ``head_dim <= 64``), else ``"position"``;
+    - the forward: ``"pairs"`` where :func:`pairs_fit` (given ``w2``), except at
+      ``head_dim > 64`` with ``tma``; else ``"offset"`` when a tile of ``block_m`` rows holds
+      at least :data:`FWD_OFFSET_MIN_POS` positions (:data:`FWD_OFFSET_MIN_POS_SMALL_D` at
+      ``head_dim <= 64``), else ``"position"``. With its rows as TMA tiles the offset walk
+      beat the pairs walk at D 128 (on an H200: 352 against 290 TFLOPS at GQA 4, 512x32; 181
+      and 217 against 155 and 163 at GQA 1 and 4, 128x128), not at D 64 (257 against 265 at
+      GQA 4, 512x32; ``tma_offset_probes.json``);
     - the backward: ``"offset"`` when a tile holds several positions ``POS`` and the position
       walk's ``POS + w2 - 1`` steps per tile exceed the offset walk's ``w2`` by at least
       :data:`BWD_OFFSET_MIN_EXCESS` of them, else ``"position"``.
@@ -547,6 +639,8 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     w2 : int, optional
         The short window: the forward's pairs walk needs it (without it, the rule of the two
         other walks); the backward's rule always does.
+    tma : bool, default False
+        Whether the offset walk may load its rows as TMA tiles (:func:`tma_available`).
 
     Returns
     -------
@@ -569,6 +663,8 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     ['offset', 'pairs', 'pairs', 'position']
     >>> [pick_walk("fwd", g, 64, 128, w2=128) for g in (1, 4, 8, 64)]
     ['pairs', 'pairs', 'offset', 'position']
+    >>> [pick_walk("fwd", g, 64, 128, w2=128, tma=True) for g in (1, 4, 8, 64)]
+    ['offset', 'offset', 'offset', 'position']
     >>> [pick_walk("bwd", g, 64, 128, w2=32) for g in (1, 4, 8, 64)]
     ['offset', 'offset', 'offset', 'position']
     >>> [pick_walk("bwd", g, 64, 64, w2=128) for g in (1, 4, 8)]
@@ -585,14 +681,15 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     pos = row_tiling(group, block_m).POS
     if kernel == "bwd":
         return "offset" if offset_walk_pays(group, block_m, w2) else "position"
-    if w2 is not None and pairs_fit(group, w2, block_m, head_dim):
+    if w2 is not None and not (tma and head_dim > 64) and pairs_fit(group, w2, block_m, head_dim):
         return "pairs"
     if head_dim <= 64:
         min_pos = min_pos_small_d
     return "offset" if pos >= min_pos else "position"
 
 
-def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None) -> FwdConfig:
+def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None,
+               tma: bool = False) -> FwdConfig:
     """The fastest forward tile shape: ``BLOCK_N`` positions of the long window per GEMM.
 
     Parameters
@@ -609,6 +706,9 @@ def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None) -> Fwd
         The short window (``w2 <= w1``): with it the walk may be
         ``"pairs"`` (:func:`pick_walk`), 64 x 64 tiles at 4 warps (the
         fastest in ``pairs_s14.json``).
+    tma : bool, default False
+        Whether the offset walk may load its rows as TMA tiles
+        (:func:`tma_available`); the loads are :func:`pick_loads`'.
 
     Returns
     -------
@@ -619,28 +719,36 @@ def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None) -> Fwd
     Raises
     ------
     ValueError
-        If ``$SIMPLEX_FWD_WALK`` names no walk.
+        If ``$SIMPLEX_FWD_WALK`` or ``$SIMPLEX_OFFSET_LOADS`` names no
+        choice.
+
+    Examples
+    --------
+    >>> fwd_config(128, 4, 512, 32)  # doctest: +SKIP
+    FwdConfig(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, WALK='pairs', LOADS='gather')
+    >>> fwd_config(128, 4, 512, 32, tma=True)  # doctest: +SKIP
+    FwdConfig(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=2, WALK='offset', LOADS='tma')
     """
     block_m = 16 if interpreting() else 64
-    walk = pick_walk("fwd", group, block_m, head_dim, w2)
+    walk = pick_walk("fwd", group, block_m, head_dim, w2, tma=tma)
     if interpreting():
-        return FwdConfig(16, 16, 1, 1, WALK=walk)
+        loads = pick_loads("fwd", head_dim, group, 16, tma) if walk == "offset" else "gather"
+        return FwdConfig(16, 16, 1, 1, WALK=walk, LOADS=loads)
     if walk == "pairs":
         block_n = 64 if w1 >= 64 else max(16, triton.next_power_of_2(w1))
         return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
-    if head_dim <= 64:
-        if walk == "offset" and w1 <= 128:
-            # A tile of 64 positions meets w1 + 63 keys: at w1 = 128 three 64-key tiles
-            # instead of two of 128; at D 64, 128x128, 136.4 / 148.2 / 151.6 TFLOPS against
-            # 133.7 / 139.5 / 140.5 at GQA 1 / 4 / 8 (results/h200/fwd_sweep_128x128.json).
-            block_n = min(block_n, 64)
-        return FwdConfig(64, block_n, 4, 3, WALK=walk)
-    return FwdConfig(64, block_n, 4, 2, WALK=walk)
+    if head_dim <= 64 and walk == "offset" and w1 <= 128:
+        # A tile of 64 positions meets w1 + 63 keys: at w1 = 128 three 64-key tiles
+        # instead of two of 128; at D 64, 128x128, 136.4 / 148.2 / 151.6 TFLOPS against
+        # 133.7 / 139.5 / 140.5 at GQA 1 / 4 / 8 (results/h200/fwd_sweep_128x128.json).
+        block_n = min(block_n, 64)
+    loads = pick_loads("fwd", head_dim, group, block_n, tma) if walk == "offset" else "gather"
+    return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk, LOADS=loads)
 
 
 def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int,
-                w2: int | None = None) -> list:
+                w2: int | None = None, tma: bool = False) -> list:
     """Forward candidates, fastest first: :func:`fwd_config` with ``BLOCK_N`` (then ``BLOCK_M``)
     halved until the estimate fits ``smem``, then smaller ones for :func:`launch_with_fallback`.
 
@@ -654,6 +762,8 @@ def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int,
         Shared memory available (bytes), e.g. :func:`max_shared_memory`.
     w2 : int, optional
         As for :func:`fwd_config`.
+    tma : bool, default False
+        As for :func:`fwd_config`.
 
     Returns
     -------
@@ -665,7 +775,7 @@ def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int,
     ValueError
         If ``$SIMPLEX_FWD_WALK`` names no walk.
     """
-    cfg = fwd_config(head_dim, group, w1, w2)
+    cfg = fwd_config(head_dim, group, w1, w2, tma)
     out = [cfg]
     while cfg.BLOCK_N > 16 or cfg.BLOCK_M > 16:
         if cfg.BLOCK_N > 16:
@@ -733,6 +843,10 @@ class BwdConfig:
         (:data:`BWD_WALKS`; default ``"position"``). :func:`bwd_config` takes the offset walk
         where :func:`offset_walk_pays` with ``w1`` (GQA 1 at 128x128: 128 steps per tile of 64
         positions instead of 191).
+    LOADS : str
+        How the offset walks of the dq and key-tile kernels load the walked set's rows
+        (:data:`OFFSET_LOADS`; default ``"gather"``; ``"tma"`` falls back to gathers where
+        :func:`tma_tiles_fit` does not hold).
     """
     BLOCK_M: int  # rows (position, head) per query block
     BLOCK_A: int  # key positions owned by one program of the key-tile kernel
@@ -751,12 +865,15 @@ class BwdConfig:
     WALK: str = "position"  # one of BWD_WALKS, for blocks of several positions
     SHORT: str = "kv"  # one of BWD_SHORT_PATHS
     WALK2: str = "position"  # the short window's key-tile launch walking the long window
+    LOADS: str = "gather"  # one of OFFSET_LOADS, for the offset walks
 
     def __post_init__(self):
         if self.WALK not in BWD_WALKS:
             raise ValueError(f"WALK must be one of {BWD_WALKS}, got {self.WALK!r}")
         if self.WALK2 not in BWD_WALKS:
             raise ValueError(f"WALK2 must be one of {BWD_WALKS}, got {self.WALK2!r}")
+        if self.LOADS not in OFFSET_LOADS:
+            raise ValueError(f"LOADS must be one of {OFFSET_LOADS}, got {self.LOADS!r}")
         if self.SHORT not in BWD_SHORT_PATHS:
             raise ValueError(f"SHORT must be one of {BWD_SHORT_PATHS}, got {self.SHORT!r}")
         if self.FUSED_WALK not in FUSED_WALKS:
@@ -838,7 +955,7 @@ def bwd_smem_bytes(cfg, head_dim: int, elem_bytes: int) -> int:
                dq_smem_bytes(cfg.BLOCK_N, cfg.BLOCK_M, head_dim, elem_bytes))
 
 
-def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
+def bwd_config(head_dim: int, group: int, w1: int, w2: int, tma: bool = False) -> BwdConfig:
     """The fastest block sizes, warps and pipeline depths of the backward for one shape.
 
     Under the interpreter every block is 16 wide (fast, and exercises the multi-block paths on
@@ -852,6 +969,9 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
         ``D`` and query heads per KV head, which pick the walk (:func:`pick_walk`).
     w1, w2 : int
         The long and the short window.
+    tma : bool, default False
+        Whether the offset walks may load their rows as TMA tiles (:func:`tma_available`);
+        the loads are :func:`pick_loads`'.
 
     Returns
     -------
@@ -870,9 +990,10 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     # The short window's key tiles walk the long window, by offset where that saves steps
     # (results/h200/bwd_sweep_d64.json: GQA 1 at 128x128).
     walk2 = "offset" if offset_walk_pays(group, rows, w1) else "position"
+    loads = pick_loads("bwd", head_dim, group, 0, tma)
     if interpreting():
         return BwdConfig(16, 16, 16, 16, 1, 1, WALK=walk, SHORT=short, FUSED_WALK=fused_walk,
-                         FUSED_MASKS=masks, WALK2=walk2)
+                         FUSED_MASKS=masks, WALK2=walk2, LOADS=loads)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
     # A key tile of the short window is seen by BLOCK_A2 + w2 - 1 queries: keep it near w2.
     # At w2 <= 32 and group >= 4, 16 keys are faster still (the launch alone at D 128, 512x32,
@@ -887,7 +1008,7 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     cfg = BwdConfig(64, 64 if narrow else 128, block_n, block_a2, 4, 2,
                     kv_warps=4 if narrow else 8, kv_stages=3 if narrow else 2, kv2_warps=4,
                     ring_warps=8, WALK=walk, SHORT=short, FUSED_WALK=fused_walk,
-                    FUSED_MASKS=masks, WALK2=walk2)
+                    FUSED_MASKS=masks, WALK2=walk2, LOADS=loads)
     if narrow and short == "kv" and 4 <= group < 64:
         # The dq kernel beside the key-tile path (w2 > 64): 64-key tiles three stages deep,
         # 125.0 / 124.1 TFLOPS against 120.5 / 121.4 at GQA 4 / 8, D 64, 128x128
@@ -909,7 +1030,8 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int) -> BwdConfig:
     return cfg
 
 
-def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, smem: int) -> list:
+def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, smem: int,
+                tma: bool = False) -> list:
     """Backward candidates, fastest first.
 
     The first is :func:`bwd_config` with each kernel's block halved until that kernel's
@@ -925,14 +1047,14 @@ def bwd_configs(head_dim: int, group: int, w1: int, w2: int, elem_bytes: int, sm
         Bytes per element of the inputs.
     smem : int
         Shared memory available (bytes), e.g. :func:`max_shared_memory`.
-    w2 : int, optional
-        As for :func:`fwd_config`.
+    tma : bool, default False
+        As for :func:`bwd_config`.
 
     Returns
     -------
     list of BwdConfig
     """
-    cfg = bwd_config(head_dim, group, w1, w2)
+    cfg = bwd_config(head_dim, group, w1, w2, tma)
 
     def shrink(c, name, fits):
         while getattr(c, name) > 16 and not fits(getattr(c, name)):

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from .configs import (fwd_configs, interpreting, launch_with_fallback, pair_tiling,
-                      max_shared_memory, row_tiling, tma_offset_loads)
+                      max_shared_memory, row_tiling, tma_available, tma_launch)
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
            "inner_tiles", "online_softmax_step", "scaled_softmax_step",
@@ -901,14 +901,15 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
         meta = dict(HEAD_DIM=D, GH=rt.GH, POS=rt.POS, BLOCK_N=c.BLOCK_N,
                     PREC=precision(q), num_warps=c.num_warps,
                     num_stages=c.num_stages)
-        _fwd_kernel[grid](*args, OFFSET=offset,
-                          TMA=tma_offset_loads(offset, q.element_size(),
-                                               q.device), **meta)
+        tma = tma_launch(offset, c.LOADS, kk2, v2)
+        _fwd_kernel[grid](*args, OFFSET=offset, TMA=tma, **meta)
         return o, lse
 
     if cfg is not None:
         return launch(cfg)
     smem = max_shared_memory(q.device)
-    cands = fwd_configs(D, G, w1, q.element_size(), smem, w2)
-    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), w2, cands[0].WALK)
+    cands = fwd_configs(D, G, w1, q.element_size(), smem, w2,
+                        tma_available(k2, v2))
+    key = ("fwd", q.device, q.dtype, D, G, min(w1, 128), w2, cands[0].WALK,
+           cands[0].LOADS)
     return launch_with_fallback(key, cands, launch)
