@@ -990,7 +990,8 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int, tma: bool = False) -
     # The short window's key tiles walk the long window, by offset where that saves steps
     # (results/h200/bwd_sweep_d64.json: GQA 1 at 128x128).
     walk2 = "offset" if offset_walk_pays(group, rows, w1) else "position"
-    loads = pick_loads("bwd", head_dim, group, 0, tma)
+    offset = "offset" in (walk, walk2)
+    loads = pick_loads("bwd", head_dim, group, 0, tma) if offset else "gather"
     if interpreting():
         return BwdConfig(16, 16, 16, 16, 1, 1, WALK=walk, SHORT=short, FUSED_WALK=fused_walk,
                          FUSED_MASKS=masks, WALK2=walk2, LOADS=loads)
