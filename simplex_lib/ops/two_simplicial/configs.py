@@ -462,12 +462,16 @@ def pick_loads(kernel: str, head_dim: int, group: int, block_n: int, tma: bool) 
 
 def tma_launch(offset: bool, loads: str, *xs) -> bool:
     """Whether a launch's offset walk loads the rows of ``xs`` as TMA tiles: it walks by
-    offset, its config's ``loads`` is ``"tma"`` and :func:`tma_tiles_fit` holds (else the
-    gathers, the same values). If so, points Triton's allocator, where kernels that build
-    tensor descriptors take their scratch memory, at the inputs' device."""
+    offset, its config's ``loads`` is ``"tma"``, :func:`tma_tiles_fit` holds and the device
+    has a TMA (compute capability 9.0 or above; any device under the interpreter). Else the
+    gathers, which load the same values. If so, points Triton's allocator, where kernels that
+    build tensor descriptors take their scratch memory, at the inputs' device."""
     if not (offset and loads == "tma" and tma_tiles_fit(*xs)):
         return False
     device = xs[0].device
+    if not interpreting() and (device.type != "cuda"
+                               or torch.cuda.get_device_capability(device)[0] < 9):
+        return False
     triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8,
                                                                  device=device))
     return True
