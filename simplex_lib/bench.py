@@ -31,7 +31,8 @@ import torch
 
 from simplex_lib import timing, viz
 from simplex_lib.cli import int_at_least, int_list
-from simplex_lib.ops.two_simplicial.configs import BWD_SHORT_PATHS, BWD_WALKS, FUSED_WALKS, FWD_WALKS
+from simplex_lib.ops.two_simplicial.configs import (BWD_SHORT_PATHS, BWD_WALKS, FUSED_WALKS, FWD_WALKS,
+                                                    OFFSET_LOADS)
 from simplex_lib.ops.two_simplicial.interface import KERNEL_BACKENDS
 from simplex_lib.ops.topk.triton import TOPK_KERNELS, topk_dispatch, topk_two_simplicial_attention_triton
 from simplex_lib.ops.topk.reference import topk_two_simplicial_attention as topk_reference
@@ -286,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fused-walk", choices=FUSED_WALKS, default=None,
                     help="how the fused short-window kernel walks the short window: key or offset "
                          "(sets SIMPLEX_FUSED_WALK; default: its value, else offset)")
+    ap.add_argument("--offset-loads", choices=("auto", *OFFSET_LOADS), default=None,
+                    help="how the offset walks load their rows: gather or tma (one TMA tile a step, "
+                         "16-bit inputs on sm_90 and above; sets SIMPLEX_OFFSET_LOADS; default: its "
+                         "value, else auto, the library's rule, configs.pick_loads)")
     ap.add_argument("--backend", choices=KERNEL_BACKENDS, default="auto",
                     help="the windowed kernels of each direction: auto (the faster one that takes the shape), "
                          "portable or hopper (the Gluon kernels, sm_90; default auto; records name those that ran)")
@@ -344,6 +349,8 @@ def main(argv=None) -> dict:
         os.environ["SIMPLEX_BWD_SHORT"] = a.bwd_short  # read by every backward launch
     if a.fused_walk:
         os.environ["SIMPLEX_FUSED_WALK"] = a.fused_walk  # read by every backward launch
+    if a.offset_loads:
+        os.environ["SIMPLEX_OFFSET_LOADS"] = a.offset_loads  # read by every windowed launch
     if a.topk_kernel:
         os.environ["SIMPLEX_TOPK_KERNEL"] = a.topk_kernel  # read by every top-k launch
     if a.topk:

@@ -41,10 +41,11 @@ def test_cli_flags(capsys):
 
 
 def test_kernel_switch_flags_are_checked(capsys):
-    for flag in ("--fused-walk", "--bwd-walk", "--bwd-short", "--fwd-walk"):
+    for flag in ("--fused-walk", "--bwd-walk", "--bwd-short", "--fwd-walk", "--offset-loads"):
         with pytest.raises(SystemExit) as e:
             bench.build_parser().parse_args(["--shapes", flag, "sideways"])
         assert e.value.code == 2 and flag in capsys.readouterr().err
+    assert bench.build_parser().parse_args(["--shapes", "--offset-loads", "tma"]).offset_loads == "tma"
 
 
 def test_topk_kernel_flag(capsys):

@@ -17,8 +17,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .configs import (fwd_configs, interpreting, launch_with_fallback, pair_tiling,
-                      max_shared_memory, row_tiling, tma_available, tma_launch)
+from .configs import (fwd_configs, interpreting, launch_with_fallback,
+                      max_shared_memory, pair_tiling, row_tiling,
+                      tma_available, tma_launch)
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
            "inner_tiles", "online_softmax_step", "scaled_softmax_step",
@@ -412,7 +413,8 @@ def _fwd_tile_offset(b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2,
     window by absolute position: ``POS + w2 - 1`` steps, each visible to at
     most ``w2`` of the ``POS`` positions. Here every row loads its own
     ``K2``/``V2`` row (a gather, mostly cache hits: step ``s + 1`` reuses
-    all but one of step ``s``'s rows), so all ``w2`` steps are useful for
+    all but one of step ``s``'s rows; or with ``TMA`` one ``[POS, D]``
+    tile, :func:`load_offset_rows`), so all ``w2`` steps are useful for
     every row. A non-finite ``v2`` row only reaches the row that sees it.
     ``v2`` is loaded after the first GEMM, and without ``MASK`` (a tile
     inside every row's windows, :func:`inner_tiles`) no logit is masked.
@@ -469,7 +471,8 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     tiles of ``BLOCK_N`` keys (the GEMM's N dimension) and, for each tile,
     the short window one row ``k`` at a time (:func:`_fwd_tile`; with
     ``OFFSET`` and several positions per tile, one offset at a time,
-    :func:`_fwd_tile_offset`).
+    :func:`_fwd_tile_offset`, whose rows come as TMA tiles with ``TMA``:
+    :func:`load_offset_rows`).
     FLOPs: ``4 * B * Hq * N * D * w1 * w2`` on tensor cores (two GEMMs per
     visible triple, ramp ignored; the offset walk adds one ``[BLOCK_M, D] x
     [D, D]`` GEMM per program, :func:`as_gemm_product`), plus ``2 * B * Hq *
