@@ -377,6 +377,15 @@ def tma_tiles_fit(*xs) -> bool:
     16-bit, ``D`` a power of two from 8, the last stride 1 and the other strides and the data
     pointer 16-byte aligned.
 
+    Parameters
+    ----------
+    *xs : Tensor ``[batch, seq, heads, D]``
+        The key/value sets an offset walk loads.
+
+    Returns
+    -------
+    bool
+
     Examples
     --------
     >>> x = torch.zeros(1, 5, 2, 64, dtype=torch.bfloat16)
@@ -397,6 +406,15 @@ def tma_available(*xs) -> bool:
     tiles: never if ``$SIMPLEX_OFFSET_LOADS`` is ``"gather"``; if it is ``"tma"``, wherever
     :func:`tma_tiles_fit` (the interpreter included); by default (``"auto"``) also only on a
     CUDA device with TMA (compute capability 9.0 or above) and not under the interpreter.
+
+    Parameters
+    ----------
+    *xs : Tensor ``[batch, seq, heads, D]``
+        The key/value sets the offset walks load (the first names the device).
+
+    Returns
+    -------
+    bool
 
     Raises
     ------
@@ -465,7 +483,22 @@ def tma_launch(offset: bool, loads: str, *xs) -> bool:
     offset, its config's ``loads`` is ``"tma"``, :func:`tma_tiles_fit` holds and the device
     has a TMA (compute capability 9.0 or above; any device under the interpreter). Else the
     gathers, which load the same values. If so, points Triton's allocator, where kernels that
-    build tensor descriptors take their scratch memory, at the inputs' device."""
+    build tensor descriptors take their scratch memory, at the inputs' device.
+
+    Parameters
+    ----------
+    offset : bool
+        Whether the launch walks by offset.
+    loads : str
+        Its configuration's ``LOADS`` (:data:`OFFSET_LOADS`).
+    *xs : Tensor ``[batch, seq, heads, D]``
+        The key/value sets the walk loads.
+
+    Returns
+    -------
+    bool
+        The kernel's ``TMA`` flag.
+    """
     if not (offset and loads == "tma" and tma_tiles_fit(*xs)):
         return False
     device = xs[0].device
