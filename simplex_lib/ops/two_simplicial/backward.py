@@ -37,8 +37,8 @@ from .configs import (bwd_configs, interpreting, launch_with_fallback,
                       max_shared_memory, row_tiling, tma_available,
                       tma_launch)
 from .forward import (LOG2E, as_gemm_product, inner_tiles, load_offset_rows,
-                      precision, tile_program, tile_range, tile_rows,
-                      window_mask)
+                      offset_rows_source, precision, tile_program,
+                      tile_range, tile_rows, window_mask)
 
 __all__ = ["compute_delta", "launch_dq", "launch_dq_short", "launch_kv",
            "ring_size", "use_ring", "short_window_path", "launch_ring",
@@ -213,14 +213,9 @@ def _bwd_dq_kernel(Q, K1, K2, V1, V2, DO, LSE, DELTA, DQ,
         b_do = as_gemm_product(b_do.to(K1.dtype.element_ty), o_d, PREC)
 
     o_kv = i_b * stride_kb + i_g * stride_kh
-    if TMA:
-        # the short set's rows as [POS, D] TMA tiles (load_offset_rows)
-        p_k2 = tl.make_tensor_descriptor(K2 + o_kv, [N, stride_kn],
-                                         [stride_kn, 1], [POS, HEAD_DIM])
-        p_v2 = tl.make_tensor_descriptor(V2 + o_kv, [N, stride_kn],
-                                         [stride_kn, 1], [POS, HEAD_DIM])
-    else:
-        p_k2, p_v2 = K2 + o_kv, V2 + o_kv
+    # the short set's rows, as [POS, D] TMA tiles with TMA
+    p_k2 = offset_rows_source(K2 + o_kv, N, stride_kn, POS, HEAD_DIM, TMA)
+    p_v2 = offset_rows_source(V2 + o_kv, N, stride_kn, POS, HEAD_DIM, TMA)
     # the window ranges, as in the forward
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
     b_dq = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
@@ -610,14 +605,9 @@ def _bwd_kv_kernel(Q, DO, LSE, DELTA, KA, VA, KB, VB, DKA, DVA,
     # [BLOCK_A, D] each, summed over queries and the rows of B
     b_dk = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)
     b_dv = tl.zeros([BLOCK_A, HEAD_DIM], tl.float32)
-    if TMA:
-        # set B's rows as [POS, D] TMA tiles (load_offset_rows)
-        p_kb = tl.make_tensor_descriptor(KB + o_kv, [N, stride_kn],
-                                         [stride_kn, 1], [POS, HEAD_DIM])
-        p_vb = tl.make_tensor_descriptor(VB + o_kv, [N, stride_kn],
-                                         [stride_kn, 1], [POS, HEAD_DIM])
-    else:
-        p_kb, p_vb = KB + o_kv, VB + o_kv
+    # set B's rows, as [POS, D] TMA tiles with TMA
+    p_kb = offset_rows_source(KB + o_kv, N, stride_kn, POS, HEAD_DIM, TMA)
+    p_vb = offset_rows_source(VB + o_kv, N, stride_kn, POS, HEAD_DIM, TMA)
 
     # one past the last query that sees the tile
     i_end = tl.minimum(N, a0 + BLOCK_A - 1 + WA)

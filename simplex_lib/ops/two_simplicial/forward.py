@@ -23,7 +23,8 @@ from .configs import (fwd_configs, interpreting, launch_with_fallback,
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
            "inner_tiles", "online_softmax_step", "scaled_softmax_step",
-           "as_gemm_product", "rows_of_positions", "load_offset_rows",
+           "as_gemm_product", "rows_of_positions", "offset_rows_source",
+           "load_offset_rows",
            "pair_rows", "merge_pairs", "forward_pairs",
            "forward"]
 
@@ -381,6 +382,19 @@ def rows_of_positions(b_x, GH: tl.constexpr):
 
 
 @triton.jit
+def offset_rows_source(X, N, stride_kn, POS: tl.constexpr,
+                       HEAD_DIM: tl.constexpr, TMA: tl.constexpr):
+    """What :func:`load_offset_rows` reads one key/value set from: ``X``, the
+    set's pointer for this (batch, KV head), or with ``TMA`` a tensor
+    descriptor of its ``[N, D]`` rows in ``[POS, D]`` blocks."""
+    if TMA:
+        return tl.make_tensor_descriptor(X, [N, stride_kn], [stride_kn, 1],
+                                         [POS, HEAD_DIM])
+    else:
+        return X
+
+
+@triton.jit
 def load_offset_rows(p_x, s, i0, o_pos, m_row, o_d, stride_kn,
                      GH: tl.constexpr, TMA: tl.constexpr):
     """Step ``s`` of an offset walk: each row's row ``pos - s`` of one
@@ -489,14 +503,9 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
         b_q = as_gemm_product(b_q, o_d, PREC)
 
     o_kv = i_b * stride_kb + i_g * stride_kh
-    if TMA:
-        # the short set's rows as [POS, D] TMA tiles (load_offset_rows)
-        p_k2 = tl.make_tensor_descriptor(K2 + o_kv, [N, stride_kn],
-                                         [stride_kn, 1], [POS, HEAD_DIM])
-        p_v2 = tl.make_tensor_descriptor(V2 + o_kv, [N, stride_kn],
-                                         [stride_kn, 1], [POS, HEAD_DIM])
-    else:
-        p_k2, p_v2 = K2 + o_kv, V2 + o_kv
+    # the short set's rows, as [POS, D] TMA tiles with TMA
+    p_k2 = offset_rows_source(K2 + o_kv, N, stride_kn, POS, HEAD_DIM, TMA)
+    p_v2 = offset_rows_source(V2 + o_kv, N, stride_kn, POS, HEAD_DIM, TMA)
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
     # the offset walk's tiles that need no mask
     t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)
