@@ -43,6 +43,56 @@ def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2):
     assert_close("o vs the position walk", o_pos.double(), o, 1e-5)
 
 
+@pytest.mark.parametrize("N,Hq,Hkv,w1,w2,block_n,tail", [
+    (1, 2, 2, 4, 2, 32, 16),       # a single token
+    (37, 1, 1, 24, 5, 32, 16),     # MHA: 16 positions meet 39 keys, a remainder of 7
+    (45, 4, 1, 40, 5, 32, 16),     # GQA 4: 43 keys, 11 left below a 32-key tile
+    (45, 4, 1, 50, 5, 32, 16),     # 53 keys: 21 left, more than the tail takes
+    (39, 6, 2, 39, 7, 64, 16),     # GQA 3, the long window is the sequence
+    (70, 8, 1, 57, 6, 64, 32),     # GQA 8: 58 keys, the tail of 32 inside the window's edge
+    (80, 4, 1, 48, 6, 32, 16),     # whole tiles inside every row's window, then the tail
+    (29, 8, 4, 70, 70, 32, 16),    # both windows longer than the sequence
+])
+def test_offset_walk_tail_tile_matches_reference(gen, N, Hq, Hkv, w1, w2, block_n, tail):
+    # the keys below the whole tiles as one narrower tile (forward.tail_split)
+    x = [torch.randn(2, N, Hq, 16, generator=gen, dtype=torch.float64)]
+    x += [torch.randn(2, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
+    o, lse = run_forward(x, w1, w2, "offset", block_n=block_n, tail=tail)
+    o_whole, lse_whole = run_forward(x, w1, w2, "offset", block_n=block_n)
+    assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
+    assert_close("lse vs whole tiles", lse_whole.double(), lse, 1e-6)
+    assert_close("o vs whole tiles", o_whole.double(), o, 1e-5)
+
+
+def test_offset_walk_tail_tile_keeps_nan_local(gen):
+    # a NaN in the keys the tail tile covers reaches only the rows that see it
+    N, w1, w2 = 45, 40, 5
+    for which, p in ((1, 3), (3, 3), (4, 2)):
+        x = [torch.randn(1, N, 4, 16, generator=gen, dtype=torch.float64)]
+        x += [torch.randn(1, N, 1, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
+        x[which][0, p, 0, 5] = float("nan")
+        o, _ = run_forward(x, w1, w2, "offset", block_n=32, tail=16)
+        ref = reference(*x, w1=w1, w2=w2)
+        sees = torch.isnan(ref).any(-1)
+        assert torch.equal(torch.isnan(o).any(-1), sees), which
+        assert_close("o (rows that do not see p)", ref[~sees], o[~sees].double(), 2e-5)
+
+
+def test_tail_width_rule():
+    from simplex_lib.ops.two_simplicial.configs import tail_width
+
+    # a 64-row tile of 16 positions (GQA 4) meets 527 keys at w1 = 512: 4 x 128 and 15 more
+    assert tail_width(4, 64, 512, 128) == 16
+    assert tail_width(8, 64, 512, 128) == 16   # 519 keys
+    assert tail_width(1, 64, 512, 128) == 64   # 575 keys: 63 more
+    assert tail_width(64, 64, 512, 128) == 0   # one position: 512 keys, whole tiles
+    assert tail_width(1, 64, 128, 64) == 0     # 191 keys: 63 more need a whole 64-key tile
+    with pytest.raises(ValueError, match="BLOCK_TAIL"):
+        FwdConfig(64, 128, 4, 2, WALK="offset", BLOCK_TAIL=24)
+    with pytest.raises(ValueError, match="BLOCK_TAIL"):
+        FwdConfig(64, 128, 4, 2, WALK="offset", BLOCK_TAIL=8)
+
+
 @pytest.mark.parametrize("scale", [0.3, -0.7, 0.0])
 def test_scale_of_any_sign(gen, scale):
     # the softmax step takes a positive factor: a negative or zero scale goes through a copy

@@ -288,12 +288,17 @@ class FwdConfig:
         How the offset walk loads the short window's rows, one of
         :data:`OFFSET_LOADS` (default ``"gather"``; ``"tma"`` falls back to
         gathers where :func:`tma_tiles_fit` does not hold).
+    BLOCK_TAIL : int
+        The offset walk's narrower last tile (``forward.tail_split``): 0
+        (the default) for none, else a power of two >= 16; ignored unless
+        below ``BLOCK_N``. :func:`fwd_config` takes :func:`tail_width`.
 
     Raises
     ------
     ValueError
-        If ``WALK`` is not one of :data:`FWD_WALKS` or ``LOADS`` not one of
-        :data:`OFFSET_LOADS`.
+        If ``WALK`` is not one of :data:`FWD_WALKS`, ``LOADS`` not one of
+        :data:`OFFSET_LOADS`, or ``BLOCK_TAIL`` neither 0 nor a power of two
+        >= 16.
     """
     BLOCK_M: int
     BLOCK_N: int
@@ -301,8 +306,12 @@ class FwdConfig:
     num_stages: int
     WALK: str = "position"  # one of FWD_WALKS
     LOADS: str = "gather"  # one of OFFSET_LOADS
+    BLOCK_TAIL: int = 0  # the offset walk's narrower last tile (0: none)
 
     def __post_init__(self):
+        t = self.BLOCK_TAIL
+        if t != 0 and (t < 16 or t & (t - 1)):
+            raise ValueError(f"BLOCK_TAIL must be 0 or a power of two >= 16, got {t!r}")
         if self.WALK not in FWD_WALKS:
             raise ValueError(f"WALK must be one of {FWD_WALKS}, got {self.WALK!r}")
         if self.LOADS not in OFFSET_LOADS:
@@ -725,6 +734,42 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     return "offset" if pos >= min_pos else "position"
 
 
+def tail_width(group: int, block_m: int, w1: int, block_n: int) -> int:
+    """The offset walk's last tile: as narrow as the keys that fill no whole one.
+
+    A tile of ``POS`` positions (:func:`row_tiling`) meets ``w1 + POS - 1``
+    keys, walked down in tiles of ``block_n``; the remainder (15 keys at
+    512x32 and GQA 4) gets a tile of its own width, rounded up to a power
+    of two >= 16, instead of a whole one.
+
+    Parameters
+    ----------
+    group : int
+        Query heads per KV head.
+    block_m : int
+        Rows per tile.
+    w1 : int
+        The long window.
+    block_n : int
+        The whole tiles' width.
+
+    Returns
+    -------
+    int
+        ``FwdConfig.BLOCK_TAIL``: 0 where the remainder is nothing or needs
+        a tile as wide as ``block_n``.
+
+    Examples
+    --------
+    >>> tail_width(4, 64, 512, 128), tail_width(1, 64, 512, 128), tail_width(64, 64, 512, 128)
+    (16, 64, 0)
+    """
+    pos = row_tiling(group, block_m).POS
+    rem = (w1 + pos - 1) % block_n
+    tail = max(16, triton.next_power_of_2(rem)) if rem else 0
+    return tail if tail < block_n else 0
+
+
 def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None,
                tma: bool = False) -> FwdConfig:
     """The fastest forward tile shape: ``BLOCK_N`` positions of the long window per GEMM.
@@ -780,8 +825,11 @@ def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None,
         # instead of two of 128; at D 64, 128x128, 136.4 / 148.2 / 151.6 TFLOPS against
         # 133.7 / 139.5 / 140.5 at GQA 1 / 4 / 8 (results/h200/fwd_sweep_128x128.json).
         block_n = min(block_n, 64)
-    loads = pick_loads("fwd", head_dim, group, block_n, tma) if walk == "offset" else "gather"
-    return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk, LOADS=loads)
+    if walk != "offset":
+        return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk)
+    loads = pick_loads("fwd", head_dim, group, block_n, tma)
+    return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk, LOADS=loads,
+                     BLOCK_TAIL=tail_width(group, 64, w1, block_n))
 
 
 def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int,
@@ -819,6 +867,9 @@ def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int,
             cfg = dataclasses.replace(cfg, BLOCK_N=cfg.BLOCK_N // 2)
         else:
             cfg = dataclasses.replace(cfg, BLOCK_M=cfg.BLOCK_M // 2)
+        if cfg.BLOCK_TAIL:
+            cfg = dataclasses.replace(
+                cfg, BLOCK_TAIL=tail_width(group, cfg.BLOCK_M, w1, cfg.BLOCK_N))
         out.append(cfg)
     fits = [c for c in out if fwd_smem_bytes(c, head_dim, elem_bytes) <= smem]
     return fits or out[-1:]

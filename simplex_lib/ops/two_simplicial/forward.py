@@ -185,6 +185,36 @@ def tile_range(i0, N, W1, W2, POS: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
+def tail_split(hi, lo1, BLOCK_N: tl.constexpr, TAIL: tl.constexpr):
+    """Split the keys ``[lo1, hi)`` into whole ``BLOCK_N`` tiles walked down
+    from ``hi`` and at most one ``TAIL``-key tile below them.
+
+    A tile of ``POS`` positions meets ``w1 + POS - 1`` keys: at 512x32 and
+    GQA 4 (16 positions) that is four tiles of 128 and 15 keys, which a
+    fifth whole tile would cover at 12% use. The narrower tile takes a
+    remainder of at most ``TAIL`` keys; a larger one gets a whole tile, as
+    without the split.
+
+    Parameters
+    ----------
+    hi, lo1 : int
+        One past the tile's last position, and its first long-window key
+        (:func:`tile_range`).
+    BLOCK_N, TAIL : constexpr int
+        The two tile widths, ``TAIL < BLOCK_N``.
+
+    Returns
+    -------
+    n_tiles, n_tail : int
+        Whole tiles, and narrow ones (0 or 1).
+    """
+    n_keys = hi - lo1
+    rem = n_keys % BLOCK_N
+    n_tail = ((rem > 0) & (rem <= TAIL)).to(tl.int32)
+    return (n_keys + BLOCK_N - 1) // BLOCK_N - n_tail, n_tail
+
+
+@triton.jit
 def inner_tiles(i0, hi, W1, W2, BLOCK_N: tl.constexpr):
     """Of the ``BLOCK_N`` tiles walked down from ``hi`` (:func:`tile_range`),
     the range ``[t_in, t_out)`` that needs no mask when the short window is
@@ -476,7 +506,8 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
                 N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks,
                 HEAD_DIM: tl.constexpr, GH: tl.constexpr, POS: tl.constexpr,
                 BLOCK_N: tl.constexpr, PREC: tl.constexpr,
-                OFFSET: tl.constexpr = False, TMA: tl.constexpr = False):
+                OFFSET: tl.constexpr = False, TMA: tl.constexpr = False,
+                TAIL: tl.constexpr = 0):
     """Sliding-window 2-simplicial attention, forward, saving the base-2 LSE.
 
     Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program owns
@@ -486,7 +517,8 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     the short window one row ``k`` at a time (:func:`_fwd_tile`; with
     ``OFFSET`` and several positions per tile, one offset at a time,
     :func:`_fwd_tile_offset`, whose rows come as TMA tiles with ``TMA``:
-    :func:`load_offset_rows`).
+    :func:`load_offset_rows`; and with ``TAIL`` the keys below the whole
+    tiles as one ``TAIL``-key tile, :func:`tail_split`).
     FLOPs: ``4 * B * Hq * N * D * w1 * w2`` on tensor cores (two GEMMs per
     visible triple, ramp ignored; the offset walk adds one ``[BLOCK_M, D] x
     [D, D]`` GEMM per program, :func:`as_gemm_product`), plus ``2 * B * Hq *
@@ -509,6 +541,8 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     hi, lo1, k_lo, n_tiles, n_full = tile_range(i0, N, W1, W2, POS, BLOCK_N)
     # the offset walk's tiles that need no mask
     t_in, t_out = inner_tiles(i0, hi, W1, W2, BLOCK_N)
+    if OFFSET and TAIL > 0:
+        n_tiles, n_tail = tail_split(hi, lo1, BLOCK_N, TAIL)
 
     # [BLOCK_M] running maximum and running sum of 2^(s - m)
     b_m = tl.full([GH * POS], float("-inf"), tl.float32)
@@ -545,6 +579,16 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
                 b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
                 V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
                 qk_scale, True, POS == 1, PREC)
+    if OFFSET and TAIL > 0:
+        if n_tail > 0:
+            # the keys below the whole tiles, at most TAIL of them
+            o_j = hi - n_tiles * BLOCK_N - TAIL + tl.arange(0, TAIL)  # [TAIL]
+            b_k1, b_v1, b_bad = _fwd_load_kv1(
+                K1 + o_kv, V1 + o_kv, stride_kn, o_j, o_d, o_pos, lo1, W1,
+                b_bad, POS)
+            b_acc, b_m, b_l = _fwd_tile_offset(
+                b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2, stride_kn, o_j,
+                o_pos, m_row, o_d, W1, W2, qk_scale, i0, True, PREC, GH, TMA)
     p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
     _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
 
@@ -914,7 +958,8 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
                     PREC=precision(q), num_warps=c.num_warps,
                     num_stages=c.num_stages)
         tma = tma_launch(offset, c.LOADS, kk2, v2)
-        _fwd_kernel[grid](*args, OFFSET=offset, TMA=tma, **meta)
+        tail = c.BLOCK_TAIL if offset and c.BLOCK_TAIL < c.BLOCK_N else 0
+        _fwd_kernel[grid](*args, OFFSET=offset, TMA=tma, TAIL=tail, **meta)
         return o, lse
 
     if cfg is not None:
