@@ -662,13 +662,14 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     ``$SIMPLEX_BWD_WALK`` (``"bwd"``, the backward's dq and long-window key-tile kernels)
     forces, for measuring; by default ("auto"):
 
-    - the forward: ``"pairs"`` where :func:`pairs_fit` (given ``w2``), except at
-      ``head_dim > 64`` with ``tma``; else ``"offset"`` when a tile of ``block_m`` rows holds
-      at least :data:`FWD_OFFSET_MIN_POS` positions (:data:`FWD_OFFSET_MIN_POS_SMALL_D` at
+    - the forward: ``"pairs"`` where :func:`pairs_fit` (given ``w2``), except with
+      ``tma``; else ``"offset"`` when a tile of ``block_m`` rows holds at least
+      :data:`FWD_OFFSET_MIN_POS` positions (:data:`FWD_OFFSET_MIN_POS_SMALL_D` at
       ``head_dim <= 64``), else ``"position"``. With its rows as TMA tiles the offset walk
       beat the pairs walk at D 128 (on an H200: 352 against 290 TFLOPS at GQA 4, 512x32; 181
-      and 217 against 155 and 163 at GQA 1 and 4, 128x128), not at D 64 (257 against 265 at
-      GQA 4, 512x32; ``tma_offset_probes.json``);
+      and 217 against 155 and 163 at GQA 1 and 4, 128x128; ``tma_offset_probes.json``), and
+      at D 64 once its last tile was narrow (:func:`tail_width`: 287 against 265 at GQA 4,
+      512x32; ``fwd_tail_s26.json``);
     - the backward: ``"offset"`` when a tile holds several positions ``POS`` and the position
       walk's ``POS + w2 - 1`` steps per tile exceed the offset walk's ``w2`` by at least
       :data:`BWD_OFFSET_MIN_EXCESS` of them, else ``"position"``.
@@ -709,8 +710,8 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     ['offset', 'pairs', 'pairs', 'position']
     >>> [pick_walk("fwd", g, 64, 128, w2=128) for g in (1, 4, 8, 64)]
     ['pairs', 'pairs', 'offset', 'position']
-    >>> [pick_walk("fwd", g, 64, 128, w2=128, tma=True) for g in (1, 4, 8, 64)]
-    ['offset', 'offset', 'offset', 'position']
+    >>> [pick_walk("fwd", g, 64, d, w2=128, tma=True) for g in (1, 4, 8, 64) for d in (64, 128)]
+    ['offset', 'offset', 'offset', 'offset', 'offset', 'offset', 'position', 'position']
     >>> [pick_walk("bwd", g, 64, 128, w2=32) for g in (1, 4, 8, 64)]
     ['offset', 'offset', 'offset', 'position']
     >>> [pick_walk("bwd", g, 64, 64, w2=128) for g in (1, 4, 8)]
@@ -727,7 +728,7 @@ def pick_walk(kernel: str, group: int, block_m: int, head_dim: int, w2: int | No
     pos = row_tiling(group, block_m).POS
     if kernel == "bwd":
         return "offset" if offset_walk_pays(group, block_m, w2) else "position"
-    if w2 is not None and not (tma and head_dim > 64) and pairs_fit(group, w2, block_m, head_dim):
+    if w2 is not None and not tma and pairs_fit(group, w2, block_m, head_dim):
         return "pairs"
     if head_dim <= 64:
         min_pos = min_pos_small_d
@@ -820,16 +821,26 @@ def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None,
         block_n = 64 if w1 >= 64 else max(16, triton.next_power_of_2(w1))
         return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk)
     block_n = 128 if w1 >= 128 else max(16, triton.next_power_of_2(w1))
-    if head_dim <= 64 and walk == "offset" and w1 <= 128:
+    if head_dim <= 64 and walk == "offset" and w1 <= 128 and not tma:
         # A tile of 64 positions meets w1 + 63 keys: at w1 = 128 three 64-key tiles
         # instead of two of 128; at D 64, 128x128, 136.4 / 148.2 / 151.6 TFLOPS against
         # 133.7 / 139.5 / 140.5 at GQA 1 / 4 / 8 (results/h200/fwd_sweep_128x128.json).
+        # With TMA tiles and a narrow last tile, 128 keys: 148 / 207 / 205 against
+        # 147 / 173 / 180 (results/h200/fwd_tail_s26.json).
         block_n = min(block_n, 64)
+    stages = 3 if head_dim <= 64 else 2
     if walk != "offset":
-        return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk)
+        return FwdConfig(64, block_n, 4, stages, WALK=walk)
     loads = pick_loads("fwd", head_dim, group, block_n, tma)
-    return FwdConfig(64, block_n, 4, 3 if head_dim <= 64 else 2, WALK=walk, LOADS=loads,
-                     BLOCK_TAIL=tail_width(group, 64, w1, block_n))
+    if loads == "tma" and row_tiling(group, 64).POS <= 16:
+        # [POS, D] TMA tiles are small: at D 128, 512x32, 3 stages read 360 / 350 TFLOPS
+        # against 352 / 345 at GQA 4 / 8; at GQA 1 (64 positions) 184 against 285, one
+        # program an SM (results/h200/fwd_tail_s26.json)
+        stages = 3
+    # A narrow last tile (tail_width) spilled at D 128 and lost there (302 against 351
+    # TFLOPS at GQA 4, 512x32); at D 64 it gained (287 against 265 for the pairs walk).
+    tail = tail_width(group, 64, w1, block_n) if head_dim <= 64 else 0
+    return FwdConfig(64, block_n, 4, stages, WALK=walk, LOADS=loads, BLOCK_TAIL=tail)
 
 
 def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int,
