@@ -234,9 +234,19 @@ def test_gpu_launch_choices_follow_the_h200_measurements(monkeypatch):
     assert [C.fwd_config(128, g, 128, 128) for g in (1, 4, 8)] == [
         C.FwdConfig(64, 64, 4, 2, WALK="pairs"), C.FwdConfig(64, 64, 4, 2, WALK="pairs"),
         C.FwdConfig(64, 128, 4, 2, WALK="offset")]
+    # ... with a 16-key last tile from GQA 4 (fwd_tail_s26.json: 173 / 180 against 162 / 162)
     for d in (16, 32, 64):
         assert [C.fwd_config(d, g, 128, 128) for g in (1, 4, 8)] == [
-            C.FwdConfig(64, 64, 4, 3, WALK="offset")] * 3, d
+            C.FwdConfig(64, 64, 4, 3, WALK="offset"),
+            *[C.FwdConfig(64, 64, 4, 3, WALK="offset", BLOCK_TAIL=16)] * 2], d
+    # with TMA tiles: the offset walk everywhere below GQA 64, 128-key tiles, the narrow last
+    # tile at D 64 only, 3 stages at D 128 from GQA 4 (fwd_tail_s26.json)
+    tma = [C.fwd_config(64, g, 512, 32, tma=True) for g in (1, 4, 8)]
+    assert [(c.WALK, c.LOADS, c.BLOCK_N, c.BLOCK_TAIL) for c in tma] == [
+        ("offset", "tma", 128, 64), ("offset", "tma", 128, 16), ("offset", "tma", 128, 16)]
+    tma = [C.fwd_config(128, g, 512, 32, tma=True) for g in (1, 4, 8)]
+    assert [(c.WALK, c.num_stages, c.BLOCK_TAIL) for c in tma] == [
+        ("offset", 2, 0), ("offset", 3, 0), ("offset", 3, 0)]
     # the rule stops at w1 = 128: at 512x32 128-key tiles (configs.json), and GQA 64 keeps them
     assert C.fwd_config(64, 1, 512, 32).BLOCK_N == 128
     assert C.fwd_config(64, 64, 128, 128) == C.FwdConfig(64, 128, 4, 3, WALK="position")
