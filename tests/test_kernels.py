@@ -266,6 +266,9 @@ def test_gpu_backward_key_tile_launch_at_narrow_heads(monkeypatch):
     # tiles, 3 stages (bwd_sweep_d64.json's session-21 call; GQA 1 read slower in the grid)
     assert [(C.bwd_config(64, g, 128, 128).BLOCK_N, C.bwd_config(64, g, 128, 128).num_stages)
             for g in (1, 4, 8, 64)] == [(128, 2), (64, 3), (64, 3), (128, 2)]
+    # ... and at GQA 1 too with TMA tiles, two stages (bwd_sweep_d64_g1_s26.json)
+    b = C.bwd_config(64, 1, 128, 128, tma=True)
+    assert (b.BLOCK_N, b.num_stages, b.LOADS) == (64, 2, "tma")
     # at D 128 the dq kernel beside the key-tile short path takes 64-key tiles at two stages up
     # to GQA 8, and from GQA 4 the short set's key tiles take 32 keys
     # (bwd_sweep_d128_128x128.json); GQA 64 and the fused path's shapes keep theirs

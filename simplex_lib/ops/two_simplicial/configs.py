@@ -1115,6 +1115,10 @@ def bwd_config(head_dim: int, group: int, w1: int, w2: int, tma: bool = False) -
         # (results/h200/bwd_sweep_d64.json, session 21); at GQA 1 one bench call read 111.7
         # (s21_shapes_d64_128x128_dq.json) against shapes.json's 113.7: 128 keys, 2 stages.
         cfg = dataclasses.replace(cfg, BLOCK_N=min(64, block_n), num_stages=3)
+    elif narrow and short == "kv" and group == 1 and loads == "tma":
+        # With TMA tiles, 64-key tiles at GQA 1 too: the dq kernel 6.28 ms against 7.05, the
+        # backward 122.9 TFLOPS against 121.0 at D 64, 128x128 (bwd_sweep_d64_g1_s26.json)
+        cfg = dataclasses.replace(cfg, BLOCK_N=min(64, block_n))
     elif not narrow and short == "kv" and group <= 8:
         # At D 128 the same kernel at GQA 1 / 4, 128x128: 64-key tiles (two stages) took 18.7 /
         # 23.0 ms against 23.6 / 36.6, the backward 70.4 / 85.2 TFLOPS against 66.4 / 76.8
