@@ -209,22 +209,28 @@ def test_forward_tail_tile(monkeypatch, Hq, Hkv, D, w1, w2):
 @pytest.mark.parametrize("D,Hq,Hkv,w1,w2", [(128, 16, 16, 512, 32), (128, 32, 8, 128, 128),
                                               (64, 16, 16, 512, 32), (64, 8, 8, 128, 128)])
 def test_default_tma_loads_are_the_gathers_values(monkeypatch, D, Hq, Hkv, w1, w2):
-    # where the default takes TMA tiles (pick_loads), forward and backward give the gathers'
-    # values bit for bit (D 128 also changes the walk: pairs -> offset at GQA 4, which is
-    # compared against the reference by test_tma_offset_loads)
+    # where the default takes TMA tiles (pick_loads), forward and backward at the default's
+    # launches give the gathers' values bit for bit (the default with TMA tiles may also change
+    # the walk or the tiles, e.g. pairs -> offset; test_tma_offset_loads and
+    # test_forward_tail_tile compare those against the reference)
+    import dataclasses
+
     from simplex_lib.ops.two_simplicial import backward as kbwd
     from simplex_lib.ops.two_simplicial import forward as kfwd
-    from simplex_lib.ops.two_simplicial.configs import tma_available
+    from simplex_lib.ops.two_simplicial.configs import bwd_config, fwd_config, tma_available
 
     g = torch.Generator(device="cuda").manual_seed(3)
     x = [_rand((2, 1000, h, D), torch.bfloat16, g) for h in (Hq, Hkv, Hkv, Hkv, Hkv)]
     do = _rand((2, 1000, Hq, D), torch.bfloat16, g)
     assert tma_available(*x[1:])
+    monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
+    fcfg, bcfg = fwd_config(D, Hq // Hkv, w1, w2, True), bwd_config(D, Hq // Hkv, w1, w2, True)
+    assert "tma" in (fcfg.LOADS, bcfg.LOADS)
     runs = []
-    for loads in ("auto", "gather"):
-        monkeypatch.setenv("SIMPLEX_OFFSET_LOADS", loads)
-        monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
-        o, lse = kfwd.forward(*x, w1, w2, D ** -0.5)
-        runs.append([o, lse, *kbwd.backward(do, *x, o, lse, w1, w2, D ** -0.5)])
+    for loads in ("tma", "gather"):
+        fc = fcfg if fcfg.LOADS == "gather" else dataclasses.replace(fcfg, LOADS=loads)
+        bc = bcfg if bcfg.LOADS == "gather" else dataclasses.replace(bcfg, LOADS=loads)
+        o, lse = kfwd.forward(*x, w1, w2, D ** -0.5, cfg=fc)
+        runs.append([o, lse, *kbwd.backward(do, *x, o, lse, w1, w2, D ** -0.5, cfg=bc)])
     names = ["o", "lse", "dq", "dk1", "dk2", "dv1", "dv2"]
     assert [n for n, a, b in zip(names, *runs) if not torch.equal(a, b)] == []
