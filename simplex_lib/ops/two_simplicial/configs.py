@@ -32,7 +32,7 @@ __all__ = [
     "fused_launch",
     "env_choice",
     "pick_short", "pick_walk", "FwdConfig",
-    "fwd_config", "fwd_configs",
+    "tail_width", "fwd_config", "fwd_configs",
     "BwdConfig", "bwd_config", "bwd_configs", "fwd_smem_bytes", "kv_smem_bytes",
     "dq_smem_bytes", "bwd_smem_bytes",
     "max_shared_memory", "launch_with_fallback", "patch_interpreter_index",

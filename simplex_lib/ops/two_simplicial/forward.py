@@ -22,7 +22,7 @@ from .configs import (fwd_configs, interpreting, launch_with_fallback,
                       tma_available, tma_launch)
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
-           "inner_tiles", "online_softmax_step", "scaled_softmax_step",
+           "tail_split", "inner_tiles", "online_softmax_step", "scaled_softmax_step",
            "as_gemm_product", "rows_of_positions", "offset_rows_source",
            "load_offset_rows",
            "pair_rows", "merge_pairs", "forward_pairs",
