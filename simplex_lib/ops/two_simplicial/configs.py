@@ -762,8 +762,8 @@ def tail_width(group: int, block_m: int, w1: int, block_n: int) -> int:
 
     Examples
     --------
-    >>> tail_width(4, 64, 512, 128), tail_width(1, 64, 512, 128), tail_width(64, 64, 512, 128)
-    (16, 64, 0)
+    >>> [tail_width(group, 64, 512, 128) for group in (4, 1, 64)]
+    [16, 64, 0]
     """
     pos = row_tiling(group, block_m).POS
     rem = (w1 + pos - 1) % block_n
