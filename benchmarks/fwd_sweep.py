@@ -40,12 +40,13 @@ from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, kernel_time
 def parse_config(text: str) -> FwdConfig:
     """``"pairs:64x32x4x3"`` -> ``FwdConfig(64, 32, 4, 3, WALK="pairs")``;
     ``"offset+tma:64x128x4x2"`` -> the offset walk with its rows as TMA tiles;
-    ``"offset+tma:64x128x4x2x16"`` -> and a last tile of 16 keys (``BLOCK_TAIL``).
+    ``"offset+tma:64x128x4x2x16"`` -> and a last tile of 16 keys (``BLOCK_TAIL``);
+    ``"offset+tma:64x128x4x2x16p"`` -> that tile as a launch of its own (``TAIL_PASS``).
 
     Parameters
     ----------
     text : str
-        ``WALK[+LOADS]:BLOCK_MxBLOCK_NxWARPSxSTAGES[xTAIL]``.
+        ``WALK[+LOADS]:BLOCK_MxBLOCK_NxWARPSxSTAGES[xTAIL[p]]``.
 
     Returns
     -------
@@ -57,13 +58,17 @@ def parse_config(text: str) -> FwdConfig:
         If ``text`` is not of that form (the message names the form).
     """
     parts = text.split(":")
-    usage = (f"expected WALK[+LOADS]:BMxBNxWARPSxSTAGES[xTAIL] with WALK one of {FWD_WALKS} and "
+    usage = (f"expected WALK[+LOADS]:BMxBNxWARPSxSTAGES[xTAIL[p]] with WALK one of {FWD_WALKS} and "
              f"LOADS one of {OFFSET_LOADS}, got {text!r}")
     walk, _, loads = parts[0].partition("+")
     if len(parts) != 2 or walk not in FWD_WALKS or loads not in ("", *OFFSET_LOADS):
         raise argparse.ArgumentTypeError(usage)
+    sizes = parts[1].split("x")
+    tail_pass = len(sizes) == 5 and sizes[-1].endswith("p")
+    if tail_pass:
+        sizes[-1] = sizes[-1][:-1]
     try:
-        bm, bn, warps, stages, *tail = (int(x) for x in parts[1].split("x"))
+        bm, bn, warps, stages, *tail = (int(x) for x in sizes)
     except ValueError:
         raise argparse.ArgumentTypeError(usage) from None
     if len(tail) > 1:
@@ -72,7 +77,7 @@ def parse_config(text: str) -> FwdConfig:
         raise argparse.ArgumentTypeError(f"{text!r}: every size must be >= 1")
     try:
         return FwdConfig(bm, bn, warps, stages, WALK=walk, LOADS=loads or "gather",
-                         BLOCK_TAIL=tail[0] if tail else 0)
+                         BLOCK_TAIL=tail[0] if tail else 0, TAIL_PASS=tail_pass)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
@@ -83,7 +88,7 @@ def _configs(text: str) -> tuple:
 
 def _name(cfg: FwdConfig) -> str:
     loads = "+tma" if cfg.LOADS == "tma" else ""
-    tail = f"x{cfg.BLOCK_TAIL}" if cfg.BLOCK_TAIL else ""
+    tail = f"x{cfg.BLOCK_TAIL}{'p' if cfg.TAIL_PASS else ''}" if cfg.BLOCK_TAIL else ""
     return f"{cfg.WALK}{loads}:{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.num_warps}x{cfg.num_stages}{tail}"
 
 
@@ -148,7 +153,7 @@ def launch_twice(G: int, D: int, w1: int, w2: int, cfg: FwdConfig, B: int = 2, N
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.fwd_sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", type=_configs, required=True,
-                    help="comma-separated WALK[+LOADS]:BMxBNxWARPSxSTAGES[xTAIL], e.g. pairs:64x32x4x3")
+                    help="comma-separated WALK[+LOADS]:BMxBNxWARPSxSTAGES[xTAIL[p]], e.g. pairs:64x32x4x3")
     add_grid_args(ap)
     ap.add_argument("--out", default=None, help="the JSON record to write (needed unless --ncu)")
     ap.add_argument("--ncu", action="store_true",

@@ -77,6 +77,20 @@ def test_forward_offset_walk_compiles_for_sm90():
     assert int(eight.split(" spilled")[0].rsplit(" ", 1)[1]) == 0, eight
 
 
+def test_forward_tail_pass_compiles_without_the_other_tile():
+    # the narrow last tile as a launch of its own (FwdConfig.TAIL_PASS), D 128 GQA 4, 512x32:
+    # in the same program it raises the spills; as its own pass it spills nothing, and the body
+    # (the whole tiles from its state) spills no more than whole tiles alone
+    run = _run([str(TOOL), "tail", "--head-dim", "128", "--group", "4"])
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 4, lines
+    spills = {n.split(") ", 1)[1].split(":")[0]: int(n.split(" spilled")[0].rsplit(" ", 1)[1])
+              for n in lines}
+    assert spills["tail pass"] == 0, spills
+    assert spills["body pass"] <= spills["whole tiles"] < spills["narrow tile of 16 in the program"]
+
+
 def test_pairs_forward_compiles_for_sm90_without_spills():
     # the pairs forward at the headline tile (64 pairs of one position, 4 warps, D 128, GQA 4):
     # no spills, so two programs per SM

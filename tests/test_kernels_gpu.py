@@ -183,25 +183,33 @@ def test_tma_offset_loads(monkeypatch, Hq, Hkv, D):
     _check(2, 333, Hq, Hkv, D, 200, 32, torch.bfloat16, 2e-2, determinism=False)
 
 
+@pytest.mark.parametrize("tail_pass", [False, True], ids=["one-launch", "own-launch"])
 @pytest.mark.parametrize("D,w1,w2", [(128, 512, 32), (128, 128, 128), (64, 512, 32), (64, 128, 128)])
 @pytest.mark.parametrize("Hq,Hkv", [(8, 8), (16, 4), (32, 4)], ids=["gqa1", "gqa4", "gqa8"])
-def test_forward_tail_tile(monkeypatch, Hq, Hkv, D, w1, w2):
-    # the offset walk's narrower last tile (configs.tail_width, forward.tail_split) against
-    # float64 and against whole tiles only, at a length that is no multiple of any tile
+def test_forward_tail_tile(monkeypatch, Hq, Hkv, D, w1, w2, tail_pass):
+    # the offset walk's narrower last tile (configs.tail_width, forward.tail_split), in the
+    # same program or as a launch of its own (FwdConfig.TAIL_PASS, forward.carry_in), against
+    # float64 and against whole tiles only, at a length that is no multiple of any tile; at
+    # the default's launch otherwise (which takes no tail at D 128)
     import dataclasses
 
     from simplex_lib.ops.two_simplicial import forward as kfwd
-    from simplex_lib.ops.two_simplicial.configs import fwd_config, tma_available
+    from simplex_lib.ops.two_simplicial.configs import fwd_config, tail_width, tma_available
 
     monkeypatch.setenv("SIMPLEX_FWD_WALK", "offset")
     g = torch.Generator(device="cuda").manual_seed(5)
     x = [_rand((1, 700, h, D), torch.bfloat16, g) for h in (Hq, Hkv, Hkv, Hkv, Hkv)]
     cfg = fwd_config(D, Hq // Hkv, w1, w2, tma_available(*x[1:]))
+    tail = tail_width(Hq // Hkv, cfg.BLOCK_M, w1, cfg.BLOCK_N)
+    if tail == 0:
+        pytest.skip(f"no remainder for a narrow tile with {cfg.BLOCK_N}-key tiles")
+    cfg = dataclasses.replace(cfg, BLOCK_TAIL=tail, TAIL_PASS=tail_pass)
     o, lse = kfwd.forward(*x, w1, w2, D ** -0.5, cfg=cfg)
     ref = reference_attention(*(t.double() for t in x), w1=w1, w2=w2)
     assert_close(f"o (D={D}, tail {cfg.BLOCK_TAIL})", ref, o, 2e-2)
     o_whole, lse_whole = kfwd.forward(*x, w1, w2, D ** -0.5,
-                                      cfg=dataclasses.replace(cfg, BLOCK_TAIL=0))
+                                      cfg=dataclasses.replace(cfg, BLOCK_TAIL=0,
+                                                              TAIL_PASS=False))
     assert_close("o vs whole tiles", o_whole.double(), o, 1e-2)
     assert_close("lse vs whole tiles", lse_whole.double(), lse, 1e-4)
 

@@ -53,25 +53,30 @@ def test_offset_walk_matches_reference(gen, N, Hq, Hkv, w1, w2):
     (80, 4, 1, 48, 6, 32, 16),     # whole tiles inside every row's window, then the tail
     (29, 8, 4, 70, 70, 32, 16),    # both windows longer than the sequence
 ])
-def test_offset_walk_tail_tile_matches_reference(gen, N, Hq, Hkv, w1, w2, block_n, tail):
-    # the keys below the whole tiles as one narrower tile (forward.tail_split)
+@pytest.mark.parametrize("tail_pass", [False, True], ids=["one-launch", "own-launch"])
+def test_offset_walk_tail_tile_matches_reference(gen, N, Hq, Hkv, w1, w2, block_n, tail,
+                                                 tail_pass):
+    # the keys below the whole tiles as one narrower tile (forward.tail_split), in the same
+    # program or as a launch of its own whose result the whole tiles start from
+    # (forward.carry_in)
     x = [torch.randn(2, N, Hq, 16, generator=gen, dtype=torch.float64)]
     x += [torch.randn(2, N, Hkv, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
-    o, lse = run_forward(x, w1, w2, "offset", block_n=block_n, tail=tail)
+    o, lse = run_forward(x, w1, w2, "offset", block_n=block_n, tail=tail, tail_pass=tail_pass)
     o_whole, lse_whole = run_forward(x, w1, w2, "offset", block_n=block_n)
     assert_close("o", reference(*x, w1=w1, w2=w2), o, 2e-5)
     assert_close("lse vs whole tiles", lse_whole.double(), lse, 1e-6)
     assert_close("o vs whole tiles", o_whole.double(), o, 1e-5)
 
 
-def test_offset_walk_tail_tile_keeps_nan_local(gen):
+@pytest.mark.parametrize("tail_pass", [False, True], ids=["one-launch", "own-launch"])
+def test_offset_walk_tail_tile_keeps_nan_local(gen, tail_pass):
     # a NaN in the keys the tail tile covers reaches only the rows that see it
     N, w1, w2 = 45, 40, 5
     for which, p in ((1, 3), (3, 3), (4, 2)):
         x = [torch.randn(1, N, 4, 16, generator=gen, dtype=torch.float64)]
         x += [torch.randn(1, N, 1, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
         x[which][0, p, 0, 5] = float("nan")
-        o, _ = run_forward(x, w1, w2, "offset", block_n=32, tail=16)
+        o, _ = run_forward(x, w1, w2, "offset", block_n=32, tail=16, tail_pass=tail_pass)
         ref = reference(*x, w1=w1, w2=w2)
         sees = torch.isnan(ref).any(-1)
         assert torch.equal(torch.isnan(o).any(-1), sees), which

@@ -153,12 +153,18 @@ def test_forward_sweep_reads_configs_and_refuses_bad_input(capsys):
     tail = fwd_sweep.parse_config("offset+tma:64x128x4x3x16")
     assert tail == FwdConfig(64, 128, 4, 3, WALK="offset", LOADS="tma", BLOCK_TAIL=16)
     assert fwd_sweep._name(tail) == "offset+tma:64x128x4x3x16"
+    own = fwd_sweep.parse_config("offset+tma:64x128x4x3x16p")
+    assert own == FwdConfig(64, 128, 4, 3, WALK="offset", LOADS="tma", BLOCK_TAIL=16,
+                            TAIL_PASS=True)
+    assert fwd_sweep._name(own) == "offset+tma:64x128x4x3x16p"
     for bad, says in (("--configs pairs:64x64x4", "expected WALK[+LOADS]:BMxBNxWARPSxSTAGES"),
                       ("--configs diagonal:64x64x4x2", "expected WALK"),
                       ("--configs offset+bulk:64x64x4x2", "LOADS one of"),
                       ("--configs offset:64x64x4x0", "every size must be >= 1"),
                       ("--configs offset:64x64x4x2x24", "BLOCK_TAIL must be 0 or a power"),
                       ("--configs offset:64x64x4x2x16x2", "expected WALK"),
+                      ("--configs offset:64x64x4x2p", "expected WALK"),
+                      ("--configs offset:64x64x4x2x16q", "expected WALK"),
                       ("--configs pairs:64x64x4x2:p2", "expected WALK"),
                       ("--configs pairs:64x64x4x2 --gqa 2", "--gqa must be among"),
                       ("--configs pairs:64x64x4x2 --windows 32x512", "w1 >= w2")):

@@ -14,6 +14,7 @@ Run it in a process without ``TRITON_INTERPRET``::
     python tools/sm90.py topk                  # the top-k kernels at every block shape
     python tools/sm90.py fused --head-dim 128  # the fused short-window backward: warps x BLOCK_N
     python tools/sm90.py fwd --head-dim 128    # the forward's offset walk, either loop outside
+    python tools/sm90.py tail --group 4        # its narrow last tile: in the program, or a launch
     python tools/sm90.py pairs --group 4       # the pairs forward, one tile or several a program
     python tools/sm90.py sass --out a.json     # the forwards' SASS at their default launches...
     python tools/sm90.py sass --compare a.json # ...and after a change: which kernels it moved
@@ -159,6 +160,33 @@ def fwd_report(head_dim: int, group: int, block_n: int = 128):
 HOPPER_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "O"], "*bf16") | {"LSE": "*fp32"}
 
 
+def tail_report(head_dim: int, group: int, w1: int = 512):
+    """Resources of the forward's offset walk with TMA tiles at the launch ``fwd_config`` gives
+    (128-key tiles, 4 warps), with whole tiles only, with the narrow last tile in the same
+    program (``TAIL``), and with that tile as a launch of its own: the tail pass (``SPLIT`` 1,
+    writing fp32) and the body (``SPLIT`` 2, starting from it)."""
+    from simplex_lib.ops.two_simplicial import forward as kf
+    from simplex_lib.ops.two_simplicial.configs import fwd_config, row_tiling, tail_width
+    cfg = fwd_config(head_dim, group, w1, 32, tma=True)
+    tail = tail_width(group, cfg.BLOCK_M, w1, cfg.BLOCK_N)
+    rt = row_tiling(group, cfg.BLOCK_M)
+    meta = dict(HEAD_DIM=head_dim, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N, PREC="tf32",
+                OFFSET=True, TMA=True) | ({"G": 1} if group == 1 else {})
+    ptr = HOPPER_POINTERS | {"O_PART": "*fp32"}
+    cases = [("whole tiles", {}, ptr)]
+    if tail:
+        cases += [(f"narrow tile of {tail} in the program", {"TAIL": tail}, ptr),
+                  ("tail pass", {"TAIL": tail, "SPLIT": 1}, ptr | {"O": "*fp32"}),
+                  ("body pass", {"TAIL": tail, "SPLIT": 2}, ptr)]
+    for name, extra, pointers in cases:
+        c = compile_sm90(kf._fwd_kernel, meta | extra, pointers, num_warps=cfg.num_warps,
+                         num_stages=cfg.num_stages)
+        r = resources(c)
+        print(f"D {head_dim} GQA {group} w1 {w1} ({cfg.BLOCK_M}x{cfg.BLOCK_N}, {cfg.num_warps} warps, "
+              f"{cfg.num_stages} stages) {name}: {r['regs']} registers, {r['spills']} spilled, "
+              f"{r['shared']} B shared, {len(_sass_lines(c))} SASS")
+
+
 def pairs_report(head_dim: int, group: int, w2: int = 32):
     """Resources of the pairs forward (``_fwd_pairs_kernel``) as ``forward_pairs`` launches it,
     for 64 pairs at 4 warps and the stages ``fwd_config`` gives, and 128 pairs at 8 warps;
@@ -253,10 +281,11 @@ def forward_sass() -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python tools/sm90.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["topk", "fused", "fwd", "pairs", "sass", "hopper", "hopper-bwd"])
-    ap.add_argument("--head-dim", type=int, default=128, help="fused, fwd: D (default 128)")
+    ap.add_argument("what", choices=["topk", "fused", "fwd", "tail", "pairs", "sass", "hopper",
+                                     "hopper-bwd"])
+    ap.add_argument("--head-dim", type=int, default=128, help="fused, fwd, tail: D (default 128)")
     ap.add_argument("--group", type=int, default=8,
-                    help="fused, fwd, pairs: query heads per KV head (default 8)")
+                    help="fused, fwd, tail, pairs: query heads per KV head (default 8)")
     ap.add_argument("--stages", type=int, default=2, help="fused, hopper, hopper-bwd: pipeline depth (default 2)")
     ap.add_argument("--block-n", type=int, choices=(32, 64, 128), default=128,
                     help="fwd: long-window keys per tile (default 128, as fwd_config)")
@@ -309,6 +338,11 @@ def main(argv=None):
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
             ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 63")
         fwd_report(a.head_dim, a.group, a.block_n)
+        return
+    if a.what == "tail":
+        if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
+            ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 63")
+        tail_report(a.head_dim, a.group)
         return
     if a.what == "pairs":
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64 or not 1 <= a.w2 <= 128:

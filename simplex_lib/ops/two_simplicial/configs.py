@@ -292,6 +292,11 @@ class FwdConfig:
         The offset walk's narrower last tile (``forward.tail_split``): 0
         (the default) for none, else a power of two >= 16; ignored unless
         below ``BLOCK_N``. :func:`fwd_config` takes :func:`tail_width`.
+    TAIL_PASS : bool
+        Run the narrow tile as a launch of its own before the whole tiles,
+        which start from its result (``forward.carry_in``; an fp32 buffer
+        the size of the output), so neither launch compiles both tile
+        shapes. Default False: the narrow tile in the same program.
 
     Raises
     ------
@@ -307,6 +312,7 @@ class FwdConfig:
     WALK: str = "position"  # one of FWD_WALKS
     LOADS: str = "gather"  # one of OFFSET_LOADS
     BLOCK_TAIL: int = 0  # the offset walk's narrower last tile (0: none)
+    TAIL_PASS: bool = False  # that tile as a launch of its own
 
     def __post_init__(self):
         t = self.BLOCK_TAIL

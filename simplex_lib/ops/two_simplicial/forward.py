@@ -22,7 +22,8 @@ from .configs import (fwd_configs, interpreting, launch_with_fallback,
                       tma_available, tma_launch)
 
 __all__ = ["LOG2E", "tile_program", "tile_rows", "tile_range", "window_mask",
-           "tail_split", "inner_tiles", "online_softmax_step", "scaled_softmax_step",
+           "tail_split", "carry_in", "inner_tiles", "online_softmax_step",
+           "scaled_softmax_step",
            "as_gemm_product", "rows_of_positions", "offset_rows_source",
            "load_offset_rows",
            "pair_rows", "merge_pairs", "forward_pairs",
@@ -500,14 +501,32 @@ def _fwd_store(p_o, p_lse, b_acc, b_m, b_l, b_bad, m_row):
 
 
 @triton.jit
+def carry_in(p_part, p_lse, m_row):
+    """The online softmax's state after the narrow tile's pass
+    (:func:`_fwd_kernel` with ``SPLIT`` 1), from its normalised rows ``o``
+    and their LSE: ``m = lse``, ``l = 1``, ``acc = o`` stand for the same
+    sum as the pass's ``(m, l, acc)``, since ``o = acc / l`` and
+    ``lse = m + log2(l)``. A row that met no key (``lse = -inf``) starts
+    empty; a row that met a non-finite value starts (and ends) NaN.
+
+    Returns ``(b_acc, b_m, b_l)``: ``[BLOCK_M, D]``, ``[BLOCK_M]``,
+    ``[BLOCK_M]``, float32.
+    """
+    b_m = tl.load(p_lse, mask=m_row, other=float("-inf"))  # [BLOCK_M]
+    b_l = tl.where(b_m == float("-inf"), 0.0, 1.0)
+    b_acc = tl.load(p_part, mask=m_row[:, None], other=0.0)  # [BLOCK_M, D]
+    return b_acc, b_m, b_l
+
+
+@triton.jit
 def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
                 stride_qb, stride_qn, stride_qh,
                 stride_kb, stride_kn, stride_kh,
-                N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks,
+                N, Hq, Hkv, G, W1, W2, qk_scale, n_hblocks, O_PART,
                 HEAD_DIM: tl.constexpr, GH: tl.constexpr, POS: tl.constexpr,
                 BLOCK_N: tl.constexpr, PREC: tl.constexpr,
                 OFFSET: tl.constexpr = False, TMA: tl.constexpr = False,
-                TAIL: tl.constexpr = 0):
+                TAIL: tl.constexpr = 0, SPLIT: tl.constexpr = 0):
     """Sliding-window 2-simplicial attention, forward, saving the base-2 LSE.
 
     Grid: ``(cdiv(N, POS) * n_hblocks, B * Hkv)``. One program owns
@@ -518,7 +537,12 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     ``OFFSET`` and several positions per tile, one offset at a time,
     :func:`_fwd_tile_offset`, whose rows come as TMA tiles with ``TMA``:
     :func:`load_offset_rows`; and with ``TAIL`` the keys below the whole
-    tiles as one ``TAIL``-key tile, :func:`tail_split`).
+    tiles as one ``TAIL``-key tile, :func:`tail_split`). With ``TAIL``,
+    ``SPLIT`` 1 runs the narrow tile alone and writes its normalised rows
+    to ``O`` (then an fp32 buffer) and their LSE; ``SPLIT`` 2 runs the
+    whole tiles from that state, read from ``O_PART`` and ``LSE``
+    (:func:`carry_in`): two launches, each compiled without the other's
+    tile shape.
     FLOPs: ``4 * B * Hq * N * D * w1 * w2`` on tensor cores (two GEMMs per
     visible triple, ramp ignored; the offset walk adds one ``[BLOCK_M, D] x
     [D, D]`` GEMM per program, :func:`as_gemm_product`), plus ``2 * B * Hq *
@@ -544,42 +568,49 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     if OFFSET and TAIL > 0:
         n_tiles, n_tail = tail_split(hi, lo1, BLOCK_N, TAIL)
 
-    # [BLOCK_M] running maximum and running sum of 2^(s - m)
-    b_m = tl.full([GH * POS], float("-inf"), tl.float32)
-    b_l = tl.zeros([GH * POS], tl.float32)
-    b_acc = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
+    p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
+    if SPLIT == 2:
+        # after the narrow tile's pass
+        b_acc, b_m, b_l = carry_in(O_PART + o_q, p_lse, m_row)
+    else:
+        # [BLOCK_M] running maximum and running sum of 2^(s - m)
+        b_m = tl.full([GH * POS], float("-inf"), tl.float32)
+        b_l = tl.zeros([GH * POS], tl.float32)
+        b_acc = tl.zeros([GH * POS, HEAD_DIM], tl.float32)  # [BLOCK_M, D]
     # [BLOCK_M] rows that see a non-finite value
     b_bad = tl.zeros([GH * POS], tl.int32) != 0
     o_n = tl.arange(0, BLOCK_N)
 
     # The long window from the query down, BLOCK_N keys at a time (the GEMM's
-    # N dimension).
-    for t in range(0, n_tiles):
-        o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
-        b_k1, b_v1, b_bad = _fwd_load_kv1(
-            K1 + o_kv, V1 + o_kv, stride_kn, o_j, o_d, o_pos, lo1, W1, b_bad,
-            POS)
-        if OFFSET and (t >= t_in) and (t < t_out):
-            # inside every row's windows: no mask
-            b_acc, b_m, b_l = _fwd_tile_offset(
-                b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2, stride_kn, o_j,
-                o_pos, m_row, o_d, W1, W2, qk_scale, i0, False, PREC, GH,
-                TMA)
-        elif OFFSET:
-            b_acc, b_m, b_l = _fwd_tile_offset(
-                b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2, stride_kn, o_j,
-                o_pos, m_row, o_d, W1, W2, qk_scale, i0, True, PREC, GH, TMA)
-        elif t < n_full:
-            b_acc, b_m, b_l, b_bad = _fwd_tile(
-                b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
-                V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                qk_scale, False, POS == 1, PREC)
-        else:
-            b_acc, b_m, b_l, b_bad = _fwd_tile(
-                b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
-                V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1, W2,
-                qk_scale, True, POS == 1, PREC)
-    if OFFSET and TAIL > 0:
+    # N dimension); none in the narrow tile's own pass.
+    if SPLIT != 1:
+        for t in range(0, n_tiles):
+            o_j = hi - (t + 1) * BLOCK_N + o_n  # [BLOCK_N]
+            b_k1, b_v1, b_bad = _fwd_load_kv1(
+                K1 + o_kv, V1 + o_kv, stride_kn, o_j, o_d, o_pos, lo1, W1,
+                b_bad, POS)
+            if OFFSET and (t >= t_in) and (t < t_out):
+                # inside every row's windows: no mask
+                b_acc, b_m, b_l = _fwd_tile_offset(
+                    b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2, stride_kn,
+                    o_j, o_pos, m_row, o_d, W1, W2, qk_scale, i0, False, PREC,
+                    GH, TMA)
+            elif OFFSET:
+                b_acc, b_m, b_l = _fwd_tile_offset(
+                    b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2, stride_kn,
+                    o_j, o_pos, m_row, o_d, W1, W2, qk_scale, i0, True, PREC,
+                    GH, TMA)
+            elif t < n_full:
+                b_acc, b_m, b_l, b_bad = _fwd_tile(
+                    b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
+                    V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1,
+                    W2, qk_scale, False, POS == 1, PREC)
+            else:
+                b_acc, b_m, b_l, b_bad = _fwd_tile(
+                    b_acc, b_m, b_l, b_bad, b_q, b_k1, b_v1, K2 + o_kv,
+                    V2 + o_kv, stride_kn, k_lo, hi, o_j, o_pos, lo1, o_d, W1,
+                    W2, qk_scale, True, POS == 1, PREC)
+    if OFFSET and TAIL > 0 and SPLIT != 2:
         if n_tail > 0:
             # the keys below the whole tiles, at most TAIL of them
             o_j = hi - n_tiles * BLOCK_N - TAIL + tl.arange(0, TAIL)  # [TAIL]
@@ -589,7 +620,6 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
             b_acc, b_m, b_l = _fwd_tile_offset(
                 b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2, stride_kn, o_j,
                 o_pos, m_row, o_d, W1, W2, qk_scale, i0, True, PREC, GH, TMA)
-    p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
     _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
 
 
@@ -959,7 +989,19 @@ def forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, cfg=None):
                     num_stages=c.num_stages)
         tma = tma_launch(offset, c.LOADS, kk2, v2)
         tail = c.BLOCK_TAIL if offset and c.BLOCK_TAIL < c.BLOCK_N else 0
-        _fwd_kernel[grid](*args, OFFSET=offset, TMA=tma, TAIL=tail, **meta)
+        if tail and c.TAIL_PASS:
+            # the narrow tile first, as a launch of its own, into an fp32
+            # buffer laid out as q; then the whole tiles from its state
+            part = torch.empty_strided(q.shape, q.stride(), device=q.device,
+                                       dtype=torch.float32)
+            _fwd_kernel[grid](*args[:5], part, *args[6:], O_PART=part,
+                              OFFSET=True, TMA=tma, TAIL=tail, SPLIT=1,
+                              **meta)
+            _fwd_kernel[grid](*args, O_PART=part, OFFSET=True, TMA=tma,
+                              TAIL=tail, SPLIT=2, **meta)
+            return o, lse
+        _fwd_kernel[grid](*args, O_PART=o, OFFSET=offset, TMA=tma, TAIL=tail,
+                          **meta)
         return o, lse
 
     if cfg is not None:
