@@ -22,6 +22,7 @@ import json
 import os
 import re
 import statistics
+import textwrap
 
 import torch
 from matplotlib.lines import Line2D
@@ -116,7 +117,7 @@ def load_results(root: str = "benchmarks/results", pattern: str = "*.json", recu
     return out
 
 
-def provenance(result: dict) -> str:
+def provenance(result: dict, width: int | None = None, indent: str = "") -> str:
     """One line naming where and when a result was measured.
 
     Parameters
@@ -125,10 +126,20 @@ def provenance(result: dict) -> str:
         A result file, from :func:`load_results` or read as it is (its ``meta``: ``gpu`` or
         ``device``, ``torch``, ``triton``, ``date`` or ``date_utc``, and ``git_commit`` when
         recorded; missing ones are named unknown).
+    width : int, optional
+        Wrap the line at this many columns (a chapter's output box holds about 84), the
+        continuation lines indented two more spaces; default: one line.
+    indent : str, default ""
+        Put before the (first) line.
 
     Returns
     -------
     str
+
+    Raises
+    ------
+    ValueError
+        If ``width`` is given and leaves fewer than 20 columns after the indent.
 
     Examples
     --------
@@ -138,11 +149,17 @@ def provenance(result: dict) -> str:
     >>> provenance({"meta": {"gpu": "NVIDIA H100", "torch": "2.11", "triton": "3.6",
     ...                      "date": "2026-11-22T14:30:40"}})
     'NVIDIA H100, torch 2.11, Triton 3.6, measured 2026-11-22'
-    >>> provenance({"meta": {"gpu": "G", "torch": "t", "triton": "r", "date": "2026-12-04",
-    ...                      "calls": [{"windows": "512x32", "git_commit": "46dec57"},
-    ...                                {"windows": "128x128", "git_commit": "61d9799"}]}})
+    >>> two = {"meta": {"gpu": "G", "torch": "t", "triton": "r", "date": "2026-12-04",
+    ...                 "calls": [{"windows": "512x32", "git_commit": "46dec57"},
+    ...                           {"windows": "128x128", "git_commit": "61d9799"}]}}
+    >>> provenance(two)
     'G, torch t, Triton r, measured 2026-12-04, commits 46dec57 (512x32), 61d9799 (128x128)'
+    >>> print(provenance(two, width=46))
+    G, torch t, Triton r, measured 2026-12-04,
+      commits 46dec57 (512x32), 61d9799 (128x128)
     """
+    if width is not None and width - len(indent) < 20:
+        raise ValueError(f"width must leave at least 20 columns after the indent, got {width!r}")
     m = _meta_view(result.get("meta", {}))
     date = str(m["date"])[:10] if m.get("date") else "unknown date"
     commit = f", commit {m['git_commit'][:7]}" if m.get("git_commit") else ""
@@ -152,8 +169,12 @@ def provenance(result: dict) -> str:
         for c in calls:
             by_commit.setdefault(c["git_commit"][:7], []).append(str(c.get("windows", "?")))
         commit = ", commits " + ", ".join(f"{k} ({', '.join(v)})" for k, v in by_commit.items())
-    return (f"{m.get('gpu', 'unknown GPU')}, torch {m.get('torch', '?')}, "
+    line = (f"{m.get('gpu', 'unknown GPU')}, torch {m.get('torch', '?')}, "
             f"Triton {m.get('triton', '?')}, measured {date}{commit}")
+    if width is None:
+        return indent + line
+    return textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False)
 
 
 def sweep_runs(record: dict) -> list:
