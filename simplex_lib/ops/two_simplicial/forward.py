@@ -568,10 +568,10 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
     if OFFSET and TAIL > 0:
         n_tiles, n_tail = tail_split(hi, lo1, BLOCK_N, TAIL)
 
-    p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
     if SPLIT == 2:
         # after the narrow tile's pass
-        b_acc, b_m, b_l = carry_in(O_PART + o_q, p_lse, m_row)
+        b_acc, b_m, b_l = carry_in(
+            O_PART + o_q, LSE + (i_b * Hq + o_h) * N + o_pos, m_row)
     else:
         # [BLOCK_M] running maximum and running sum of 2^(s - m)
         b_m = tl.full([GH * POS], float("-inf"), tl.float32)
@@ -620,6 +620,7 @@ def _fwd_kernel(Q, K1, K2, V1, V2, O, LSE,
             b_acc, b_m, b_l = _fwd_tile_offset(
                 b_acc, b_m, b_l, b_q, b_k1, b_v1, p_k2, p_v2, stride_kn, o_j,
                 o_pos, m_row, o_d, W1, W2, qk_scale, i0, True, PREC, GH, TMA)
+    p_lse = LSE + (i_b * Hq + o_h) * N + o_pos  # [BLOCK_M]
     _fwd_store(O + o_q, p_lse, b_acc, b_m, b_l, b_bad, m_row)
 
 
