@@ -503,7 +503,7 @@ def _fwd_store(p_o, p_lse, b_acc, b_m, b_l, b_bad, m_row):
 @triton.jit
 def carry_in(p_part, p_lse, m_row):
     """The online softmax's state after the narrow tile's pass
-    (:func:`_fwd_kernel` with ``SPLIT`` 1), from its normalised rows ``o``
+    (``_fwd_kernel`` with ``SPLIT`` 1), from its normalised rows ``o``
     and their LSE: ``m = lse``, ``l = 1``, ``acc = o`` stand for the same
     sum as the pass's ``(m, l, acc)``, since ``o = acc / l`` and
     ``lse = m + log2(l)``. A row that met no key (``lse = -inf``) starts
