@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 
 import torch
@@ -32,7 +31,7 @@ from simplex_lib.ops.two_simplicial import forward as kfwd
 from simplex_lib.ops.two_simplicial.configs import BwdConfig, bwd_config, tma_available
 from simplex_lib.timing import record_meta
 
-from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, kernel_times, sweep_to_record
+from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, sweep_to_record, time_in_turns
 
 FIELDS = {f.name: f.type for f in dataclasses.fields(BwdConfig)}
 GRADS = ("dq", "dk1", "dk2", "dv1", "dv2")
@@ -125,16 +124,7 @@ def sweep_shape(G: int, D: int, w1: int, w2: int, variants, repeats: int, B: int
             runs[name] = dict(variant=name, error=f"{type(e).__name__}: {last}")
             continue
         calls[name] = lambda cfg=cfg: run(cfg)
-    each = {k: [] for k in calls}
-    for _ in range(repeats):  # in turns, so that a drift of the clock reaches every entry
-        for k, fn in calls.items():
-            each[k].append(bench(fn))
-    for k, ms in each.items():
-        med = statistics.median(ms)
-        runs[k].update(ms=med, ms_each=ms, tflops=flops / med / 1e9,
-                       tflops_min=flops / max(ms) / 1e9, tflops_max=flops / min(ms) / 1e9)
-        if kernels:
-            runs[k]["kernels"] = kernel_times(calls[k])
+    time_in_turns(calls, runs, flops, repeats, bench, kernels)
     return dict(G=G, Hq=Hq, D=D, w1=w1, w2=w2, B=B, N=N, runs=list(runs.values()))
 
 

@@ -5,6 +5,7 @@ profile of one call (``--kernels``)."""
 from __future__ import annotations
 
 import json
+import statistics
 
 import torch
 
@@ -68,6 +69,23 @@ def kernel_times(fn, calls: int = 5, warmup: int = 3, floor_ms: float = 0.01) ->
     if others:
         out["(others)"] = round(others, 3)
     return out
+
+
+def time_in_turns(calls: dict, runs: dict, flops: float, repeats: int, bench, kernels: bool = False) -> None:
+    """Time each of ``calls`` (name -> function) ``repeats`` times with ``bench(fn) -> ms``, in turns,
+    so that a drift of the clock reaches every entry alike; add to ``runs[name]`` the median ms,
+    each repeat's ms and the TFLOPS of ``flops`` (median, slowest, fastest), and with ``kernels``
+    the time per kernel (:func:`kernel_times`)."""
+    each = {k: [] for k in calls}
+    for _ in range(repeats):
+        for k, fn in calls.items():
+            each[k].append(bench(fn))
+    for k, ms in each.items():
+        med = statistics.median(ms)
+        runs[k].update(ms=med, ms_each=ms, tflops=flops / med / 1e9,
+                       tflops_min=flops / max(ms) / 1e9, tflops_max=flops / min(ms) / 1e9)
+        if kernels:
+            runs[k]["kernels"] = kernel_times(calls[k])
 
 
 def grid_shapes(ap, a) -> list:

@@ -127,16 +127,22 @@ def test_tool_refuses_the_interpreter():
 
 
 def test_hopper_forward_compiles_for_sm90():
-    """The Gluon forward (not runnable under the interpreter) builds for Hopper: warp-group GEMMs,
-    per-partition register budgets, and its shared memory within the H200's 227 KB."""
+    """The Gluon forward (not runnable under the interpreter) builds for Hopper, each variant:
+    warp-group GEMMs that ptxas keeps pipelined, per-partition register budgets, and its shared
+    memory within the H200's 227 KB. With the operand warp group (``operands=True``) the
+    consumers hold neither ``q`` nor its products, and the plain variants spill nothing."""
     run = _run([str(TOOL), "hopper"])
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
     lines = run.stdout.splitlines()
-    assert len(lines) == 3, lines
+    assert len(lines) == 6, lines
     for line in lines:
         shared = int(line.split(" B shared")[0].rsplit(" ", 1)[1])
         hgmma = int(line.split(" HGMMA")[0].rsplit(" ", 1)[1])
+        spilled = int(line.split(" spilled")[0].rsplit(" ", 1)[1])
         assert shared <= 227 * 1024 and hgmma >= 16 and " 0 SETMAXREG" not in line, line
+        assert "wgmma pipelined" in line, line
+        if line.endswith("operands") or " operands:" in line:
+            assert spilled == 0, line
 
 
 def test_hopper_backward_compiles_for_sm90_without_spills():

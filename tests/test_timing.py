@@ -182,6 +182,34 @@ def test_forward_sweep_reads_configs_and_refuses_bad_input(capsys):
         assert "needs a CUDA GPU" in capsys.readouterr().err
 
 
+def test_hopper_sweep_reads_variants_and_refuses_bad_input(capsys):
+    # benchmarks/hopper_sweep.py: the variant strings read back into hopper_forward's keyword
+    # arguments, and a one-line usage error for bad input (before any GPU is needed)
+    from benchmarks import hopper_sweep
+
+    v = hopper_sweep.parse_variant("64x2po")
+    assert v == dict(block_n=64, stages=2, pipeline=True, operands=True)
+    assert hopper_sweep.variant_name(v) == "64x2po"
+    for text in ("64x2", "128x3o", "64x2p"):
+        assert hopper_sweep.variant_name(hopper_sweep.parse_variant(text)) == text
+    for bad, says in (("--variants 64x2q", "expected BLOCK_NxSTAGES[p][o]"),
+                      ("--variants 64x2oo", "expected BLOCK_NxSTAGES[p][o]"),
+                      ("--variants 64", "expected BLOCK_NxSTAGES[p][o]"),
+                      ("--variants 32x2", "BLOCK_N must be 64 or 128"),
+                      ("--variants 64x5", "STAGES 1 to 4"),
+                      ("--variants 64x2 --gqa 8", "--gqa must be 64"),
+                      ("--variants 64x2 --windows 32x512", "w1 >= w2")):
+        with pytest.raises(SystemExit) as e:
+            hopper_sweep.main(bad.split() + ["--out", "/dev/null"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert says in err, (bad, err)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            hopper_sweep.main(["--variants", "64x2", "--out", "/dev/null"])
+        assert "needs an sm_90" in capsys.readouterr().err
+
+
 def test_forward_sweep_records_each_launch_or_its_error():
     # the sweep's bookkeeping under the interpreter, with a stand-in for do_bench: every launch
     # is checked against the default and float32, timed `repeats` times, and a launch the shape

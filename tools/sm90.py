@@ -18,7 +18,7 @@ Run it in a process without ``TRITON_INTERPRET``::
     python tools/sm90.py pairs --group 4       # the pairs forward, one tile or several a program
     python tools/sm90.py sass --out a.json     # the forwards' SASS at their default launches...
     python tools/sm90.py sass --compare a.json # ...and after a change: which kernels it moved
-    python tools/sm90.py hopper                # the Gluon forward (ops/two_simplicial/hopper.py)
+    python tools/sm90.py hopper                # the Gluon forward (ops/two_simplicial/hopper.py), each variant
     python tools/sm90.py hopper-bwd            # the Gluon dq/dk2/dv2 backward (hopper_bwd.py)
 """
 import argparse
@@ -205,14 +205,31 @@ def pairs_report(head_dim: int, group: int, w2: int = 32):
               f"{r['shared']} B shared")
 
 
-def hopper_report(head_dim: int, block_n: int, stages: int) -> dict:
-    """Resources of the Gluon forward (``_hopper_fwd_kernel``) as ``hopper_forward`` launches it,
-    plus the number of ``HGMMA`` instructions in its SASS."""
+def _serialised(compiled, maxnreg: int) -> bool:
+    """Whether ptxas serialised the kernel's wgmmas: it does so, silently but for an info line of
+    ``ptxas -v``, when a warp group runs short of registers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx = Path(tmp) / "kernel.ptx"
+        ptx.write_text(compiled.asm["ptx"])
+        info = subprocess.run([str(NVIDIA_BIN / "ptxas"), "-arch=sm_90a", "-v", f"-maxrregcount={maxnreg}", str(ptx),
+                               "-o", str(Path(tmp) / "again.cubin")], capture_output=True, text=True).stderr
+    return "serialized" in info
+
+
+def hopper_report(head_dim: int, block_n: int, stages: int, operands: bool = False,
+                  pipeline: bool = False) -> dict:
+    """Resources of the Gluon forward (``_hopper_fwd_kernel``) as ``hopper_forward`` launches it
+    (``operands``, ``pipeline``: its arguments of those names), plus the number of ``HGMMA`` and
+    ``SETMAXREG`` instructions in its SASS and whether ptxas serialised the wgmmas."""
     from simplex_lib.ops.two_simplicial import hopper as hp
-    c = compile_sm90(hp._hopper_fwd_kernel, dict(D=head_dim, BLOCK_N=block_n, STAGES=stages), HOPPER_POINTERS,
-                     num_warps=4, num_stages=1, maxnreg=168)
+    regs = hp.operand_group_regs(head_dim, pipeline) if operands else (240, 24)
+    meta = dict(D=head_dim, BLOCK_N=block_n, STAGES=stages, PIPELINE=pipeline, OPERANDS=operands,
+                NA=hp.operand_slots_fwd(head_dim, block_n),
+                REGS_C=regs[0], REGS_W=regs[1])
+    c = compile_sm90(hp._hopper_fwd_kernel, meta, HOPPER_POINTERS, num_warps=4, num_stages=1, maxnreg=168)
     sass = cuobjdump(c)
-    return resources(c) | {"hgmma": sass.count("HGMMA."), "setmaxnreg": sass.count("SETMAXREG")}
+    return resources(c) | {"hgmma": sass.count("HGMMA."), "setmaxnreg": sass.count("SETMAXREG"),
+                           "serialised": _serialised(c, 168)}
 
 
 HOPPER_BWD_POINTERS = dict.fromkeys(["Q", "K1", "K2", "V1", "V2", "DO", "DQ"], "*bf16") | dict.fromkeys(
@@ -231,18 +248,13 @@ def hopper_bwd_report(head_dim: int, stages: int, w2: int = 32, partial: bool = 
     c = compile_sm90(hb._hopper_bwd_dq_kernel, meta, HOPPER_BWD_POINTERS, num_warps=4, num_stages=1,
                      maxnreg=hb.MAXNREG)
     r, sass = resources(c), cuobjdump(c)
-    with tempfile.TemporaryDirectory() as tmp:
-        ptx = Path(tmp) / "kernel.ptx"
-        ptx.write_text(c.asm["ptx"])
-        info = subprocess.run([str(NVIDIA_BIN / "ptxas"), "-arch=sm_90a", "-v", f"-maxrregcount={hb.MAXNREG}", str(ptx),
-                               "-o", str(Path(tmp) / "again.cubin")], capture_output=True, text=True).stderr
     # the default partition (S) gets what the consumers leave of the warp groups' budget
     parts = (c.metadata.num_warps // 4 * hb.MAXNREG - sum(regs), *regs)
     found = {int(n) for n in re.findall(r"setmaxnreg\.\w+\.sync\.aligned\.u32\s+(\d+)", c.asm["ptx"])}
     if not set(parts) <= found:
         raise RuntimeError(f"expected setmaxnreg {parts} in the PTX, found {sorted(found)}")
     return r | {"hgmma": sass.count("HGMMA."), "partitions": parts, "warps": c.metadata.num_warps,
-                "serialised": "serialized" in info}
+                "serialised": _serialised(c, hb.MAXNREG)}
 
 
 def _sass_lines(compiled) -> list[str]:
@@ -320,10 +332,12 @@ def main(argv=None):
             sys.exit(1 if moved else 0)
         return
     if a.what == "hopper":
-        for d, bn in ((64, 128), (128, 64), (128, 128)):
-            r = hopper_report(d, bn, a.stages)
-            print(f"D {d} BLOCK_N {bn} stages {a.stages}: {r['regs']} registers (launch cap), {r['spills']} "
-                  f"spilled, {r['shared']} B shared, {r['hgmma']} HGMMA, {r['setmaxnreg']} SETMAXREG")
+        for d, bn, how in ((64, 128, ""), (128, 64, ""), (128, 128, ""), (64, 128, "operands"),
+                           (128, 64, "operands"), (128, 64, "operands, pipelined")):
+            r = hopper_report(d, bn, a.stages, operands="operands" in how, pipeline="pipelined" in how)
+            print(f"D {d} BLOCK_N {bn} stages {a.stages}{' ' + how if how else ''}: {r['regs']} registers "
+                  f"(launch cap), {r['spills']} spilled, {r['shared']} B shared, {r['hgmma']} HGMMA, "
+                  f"{r['setmaxnreg']} SETMAXREG, wgmma {'serialised' if r['serialised'] else 'pipelined'}")
         return
     if a.what == "hopper-bwd":
         if not 1 <= a.w2 <= 64:

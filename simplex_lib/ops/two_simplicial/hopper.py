@@ -22,6 +22,12 @@ Here three partitions of one program share the work (``gl.warp_specialize``):
 - at the end consumer 1 hands its ``(m, l, acc)`` to consumer 0 through shared memory, and
   consumer 0 merges the two online softmaxes and writes ``O`` and the base-2 LSE, as the
   portable kernel does.
+
+With ``operands=True`` a third warp group (4 warps) replaces the loader: it forms every
+operand ``a = q * k2[k]`` into a shared-memory ring of the consumer that takes ``k`` and issues
+the TMA loads. The consumers then hold neither ``q`` nor ``a`` (64 registers a thread at D 128),
+and each logits GEMM reads both operands from shared memory. The operand work that ran on the
+consumers' CUDA cores between their GEMMs moves to warps that issue no GEMM.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
                                                                warpgroup_mma, warpgroup_mma_wait)
 
-__all__ = ["GH", "default_block_n", "hopper_forward", "hopper_supported"]
+__all__ = ["GH", "default_block_n", "hopper_forward", "hopper_supported", "operand_group_regs",
+           "operand_slots_fwd"]
 
 LOG2E = 1.4426950408889634
 #: Query heads per key/value head that the kernel packs into one tile (its 64 rows).
@@ -96,6 +103,21 @@ def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off, qk_scale):
 
 
 @gluon.jit
+def _consumer_start(BLOCK_N: gl.constexpr, D: gl.constexpr, k_lo, i, PARITY: gl.constexpr):
+    """A consumer's empty online softmax (``m``, ``l`` ``[GH]``, ``acc`` ``[GH, D]``), the key
+    columns of a tile (``o_n`` ``[BLOCK_N]``) and its first and last key: every other key of the
+    short window, from ``k_lo + PARITY`` (``k_last < k_first``: it has none)."""
+    s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)
+    m = gl.full([GH], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+    l = gl.zeros([GH], gl.float32, gl.SliceLayout(1, s_layout))
+    acc = gl.zeros([GH, D], gl.float32, _mma_layout(D, 4))
+    o_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, s_layout))
+    k_first = k_lo + PARITY
+    k_last = i - (i - k_first) % 2
+    return m, l, acc, o_n, k_first, k_last
+
+
+@gluon.jit
 def _consume(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
     """One consumer warp group: the short-window keys of one parity against every K1/V1 tile.
 
@@ -106,11 +128,11 @@ def _consume(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
     leaves them in shared memory).
     """
     (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
-     q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc) = args
+     q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
+     x_a, a_ready, a_empty) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
     D: gl.constexpr = bufs_k1.type.shape[2]
-    s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
     o_layout: gl.constexpr = _mma_layout(D, 4)  # [GH, D] accumulator
 
     o_r = gl.arange(0, GH, gl.SliceLayout(1, o_layout))
@@ -119,13 +141,8 @@ def _consume(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
         q = x_q
     else:
         q = gl.load(Q + q_row0 + o_r[:, None] * D + o_d[None, :])  # [GH, D] bf16
-    m = gl.full([GH], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
-    l = gl.zeros([GH], gl.float32, gl.SliceLayout(1, s_layout))
-    acc = gl.zeros([GH, D], gl.float32, o_layout)
-    o_n = gl.arange(0, BLOCK_N, gl.SliceLayout(0, s_layout))
+    m, l, acc, o_n, k_first, k_last = _consumer_start(BLOCK_N, D, k_lo, i, PARITY)
     off0 = kv_row0 + col  # the offset of row 0 of K2 / V2
-    k_first = k_lo + PARITY
-    k_last = i - (i - k_first) % 2  # this consumer's last key (< k_first: it has none)
     for t in range(n_tiles):
         s = t % STAGES
         mbarrier.wait(ready.index(s), (t // STAGES) & 1)
@@ -146,41 +163,160 @@ def _consume(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
                 m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn, qk_scale)
         mbarrier.arrive(empty.index(s), count=1)
     if PARITY == 1:  # hand the state to consumer 0
-        x_acc.store(acc)
-        x_m.store(m)
-        x_l.store(l)
-        mbarrier.arrive(done, count=1)
+        _handoff(x_acc, x_m, x_l, done, m, l, acc)
     return m, l, acc
 
 
 @gluon.jit
-def _consumer0(args, PIPELINE: gl.constexpr):
-    return _consume(args, 0, PIPELINE)
+def _handoff(x_acc, x_m, x_l, done, m, l, acc):
+    """Consumer 1's online-softmax state into shared memory, for consumer 0 to merge."""
+    x_acc.store(acc)
+    x_m.store(m)
+    x_l.store(l)
+    mbarrier.arrive(done, count=1)
 
 
 @gluon.jit
-def _consumer1(args, PIPELINE: gl.constexpr):
-    _consume(args, 1, PIPELINE)
+def _consume_operands(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
+    """:func:`_consume` with the operands ``a = q * k2[k]`` read from shared memory, where the
+    operand warp group (:func:`_operand_group`) put them: ring ``PARITY``, one slot per key in
+    this consumer's order. ``S = a @ K1^T`` then takes both operands from shared memory, and the
+    consumer holds neither ``q`` nor ``a`` in registers. With ``PIPELINE`` the next key's logits
+    GEMM is issued before this key's softmax. Returns ``(m, l, acc)``."""
+    (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
+     q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
+     x_a, a_ready, a_empty) = args
+    STAGES: gl.constexpr = bufs_k1.type.shape[0]
+    BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
+    D: gl.constexpr = bufs_k1.type.shape[2]
+    NA: gl.constexpr = x_a.type.shape[0] // 2
+    s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
+    m, l, acc, o_n, k_first, k_last = _consumer_start(BLOCK_N, D, k_lo, i, PARITY)
+    off0 = kv_row0 + col  # the offset of row 0 of K2 / V2
+    c = 0  # keys taken from the ring so far: its slot and phase
+    for t in range(n_tiles):
+        s = t % STAGES
+        mbarrier.wait(ready.index(s), (t // STAGES) & 1)
+        k1t = bufs_k1.index(s).permute((1, 0))  # [D, BLOCK_N]: B of S = a K1^T
+        v1 = bufs_v1.index(s)  # [BLOCK_N, D]
+        m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
+        if PIPELINE:
+            if k_first <= i:
+                r = PARITY * NA + c % NA
+                mbarrier.wait(a_ready.index(r), (c // NA) & 1)
+                sc = warpgroup_mma(x_a.index(r), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
+                                   use_acc=False)
+                mbarrier.arrive(a_empty.index(r), count=1)  # read: the slot may be refilled
+                c += 1
+                for k in range(k_first, k_last, 2):
+                    r = PARITY * NA + c % NA
+                    mbarrier.wait(a_ready.index(r), (c // NA) & 1)
+                    nxt = warpgroup_mma(x_a.index(r), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
+                                        use_acc=False, is_async=True)  # in flight under the softmax
+                    m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn, qk_scale)
+                    sc = warpgroup_mma_wait(num_outstanding=0, deps=(nxt, ))
+                    mbarrier.arrive(a_empty.index(r), count=1)
+                    c += 1
+                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k_last * stride_kn, qk_scale)
+        else:
+            for k in range(k_first, i + 1, 2):
+                r = PARITY * NA + c % NA
+                mbarrier.wait(a_ready.index(r), (c // NA) & 1)
+                sc = warpgroup_mma(x_a.index(r), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
+                                   use_acc=False)
+                mbarrier.arrive(a_empty.index(r), count=1)
+                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn, qk_scale)
+                c += 1
+        mbarrier.arrive(empty.index(s), count=1)
+    if PARITY == 1:
+        _handoff(x_acc, x_m, x_l, done, m, l, acc)
+    return m, l, acc
 
 
 @gluon.jit
-def _loader(args, PIPELINE: gl.constexpr):
+def _consumer0(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
+    if OPERANDS:  # a = q * k2[k] from the operand group's ring
+        m, l, acc = _consume_operands(args, 0, PIPELINE)
+    else:
+        m, l, acc = _consume(args, 0, PIPELINE)
+    return m, l, acc
+
+
+@gluon.jit
+def _consumer1(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
+    if OPERANDS:
+        _consume_operands(args, 1, PIPELINE)
+    else:
+        _consume(args, 1, PIPELINE)
+
+
+@gluon.jit
+def _operand_group(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
+    """The operand warp group (4 warps, with ``OPERANDS``): ``a = q * k2[k]`` (``[GH, D]``, rounded
+    to bf16 once from the fp32 product, as every kernel rounds it) for every ``(tile, k)``, into
+    ring ``k``'s parity (the consumer that takes ``k``), and the TMA loads of the ``K1``/``V1``
+    tiles.
+
+    Tile ``t + STAGES - 1`` goes into the slot of tile ``t - 1``. It is issued once this group
+    has waited for step ``2 NA + 1`` of tile ``t`` to be free (both consumers are then past tile
+    ``t - 1``, so the load does not wait), or at the tile's last key if it has fewer; every
+    operand of tile ``t - 1`` is already in, so a wait there cannot deadlock.
+    """
+    (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
+     q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
+     x_a, a_ready, a_empty) = args
+    STAGES: gl.constexpr = bufs_k1.type.shape[0]
+    D: gl.constexpr = bufs_k1.type.shape[2]
+    NA: gl.constexpr = x_a.type.shape[0] // 2
+    ld_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+    o_r = gl.arange(0, GH, gl.SliceLayout(1, ld_layout))
+    o_d = gl.arange(0, D, gl.SliceLayout(0, ld_layout))
+    q = gl.load(Q + q_row0 + o_r[:, None] * D + o_d[None, :])  # [GH, D] bf16, as stored
+    off0 = kv_row0 + col
+    for t0 in gl.static_range(STAGES - 1):  # the first tiles; the others are issued in the loop
+        if t0 < n_tiles:
+            _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t0, i, col)
+    nk = i + 1 - k_lo  # keys in the short window
+    u_issue = gl.minimum(2 * NA + 1, nk - 1)
+    for t in range(n_tiles):
+        for u in range(0, nk):
+            par = u % 2
+            # this key's step in its ring: keys of its parity per tile, times the tiles before
+            c = t * ((nk + 1 - par) // 2) + u // 2
+            r = par * NA + c % NA
+            mbarrier.wait(a_empty.index(r), ((c // NA) & 1) ^ 1)  # its last a has been read
+            k2 = gl.load(K2 + off0 + (k_lo + u) * stride_kn + o_d).to(gl.float32)  # [D]
+            a = (q.to(gl.float32) * k2[None, :]).to(gl.bfloat16)  # [GH, D]: exact, one rounding
+            x_a.index(r).store(a)
+            fence_async_shared()  # generic-proxy stores, then the consumer's wgmma reads them
+            mbarrier.arrive(a_ready.index(r), count=1)
+            if u == u_issue:
+                if t + STAGES - 1 < n_tiles:
+                    _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t + STAGES - 1, i, col)
+
+
+@gluon.jit
+def _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t, i, col):
+    """TMA loads of the long window's tile ``t`` (counted from the query down) into its ring slot,
+    once every warp group that reads the ring has released the slot's previous tile."""
+    STAGES: gl.constexpr = bufs_k1.type.shape[0]
+    BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
+    s = t % STAGES
+    mbarrier.wait(empty.index(s), ((t // STAGES) & 1) ^ 1)
+    mbarrier.expect(ready.index(s), 2 * k1_desc.block_type.nbytes)
+    j0 = i + 1 - (t + 1) * BLOCK_N  # < 0: the descriptor zero-fills those rows
+    tma.async_copy_global_to_shared(k1_desc, [j0, col], ready.index(s), bufs_k1.index(s))
+    tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s), bufs_v1.index(s))
+
+
+@gluon.jit
+def _loader(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
     """TMA loads of the long window's tiles, from the query down, into the ring."""
     (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
      q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale,
-     k1_desc, v1_desc) = args
-    STAGES: gl.constexpr = bufs_k1.type.shape[0]
-    BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
+     k1_desc, v1_desc, x_a, a_ready, a_empty) = args
     for t in range(n_tiles):
-        s = t % STAGES
-        # wait until both consumers are done with the tile in slot s
-        mbarrier.wait(empty.index(s), ((t // STAGES) & 1) ^ 1)
-        mbarrier.expect(ready.index(s), 2 * k1_desc.block_type.nbytes)
-        j0 = i + 1 - (t + 1) * BLOCK_N  # < 0: the descriptor zero-fills those rows
-        tma.async_copy_global_to_shared(k1_desc, [j0, col], ready.index(s),
-                                        bufs_k1.index(s))
-        tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s),
-                                        bufs_v1.index(s))
+        _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t, i, col)
 
 
 @gluon.jit
@@ -228,11 +364,14 @@ def _tile_ring(K1, V1, kv_row0, N, stride_kn, D: gl.constexpr, BLOCK_N: gl.const
 @gluon.jit
 def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
                        D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-                       PIPELINE: gl.constexpr = False):
+                       PIPELINE: gl.constexpr = False, OPERANDS: gl.constexpr = False,
+                       NA: gl.constexpr = 2, REGS_C: gl.constexpr = 240, REGS_W: gl.constexpr = 24):
     """Forward for GQA 64; grid ``(N, B * Hkv)``: program ``(i, b * Hkv + g)`` owns the 64 query
     heads of KV head ``g`` at position ``i`` and writes their ``O`` and LSE. Warps: 4 (consumer
-    0) + 4 (consumer 1) + 1 (loader). FLOPs as the portable kernel: ``4 D`` per visible triple on
-    tensor cores."""
+    0) + 4 (consumer 1) + 1 (loader); with ``OPERANDS``, 4 + 4 + 4 (the operand group, which
+    also issues the loads; ``NA`` ring slots per consumer). ``REGS_C`` / ``REGS_W``: setmaxnreg
+    of consumer 1 and of the third group (consumer 0 gets the rest of ``3 * 168``). FLOPs as the
+    portable kernel: ``4 D`` per visible triple on tensor cores."""
     i, b, g, lo1, k_lo, n_tiles, stride_kn, kv_row0, col, q_row0 = _program(N, Hq, Hkv, W1, W2, D, BLOCK_N)
     k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty = _tile_ring(K1, V1, kv_row0, N, stride_kn, D, BLOCK_N,
                                                                   STAGES, 2)  # both consumers release a tile
@@ -245,15 +384,34 @@ def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
     q_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
     o_qr = gl.arange(0, GH, gl.SliceLayout(1, q_layout))
     o_qd = gl.arange(0, D, gl.SliceLayout(0, q_layout))
-    x_q = gl.allocate_shared_memory(gl.bfloat16, [GH, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]),
-                                    gl.load(Q + q_row0 + o_qr[:, None] * D + o_qd[None, :]))
+    if OPERANDS:  # the operand group reads q from global memory; rings of a, one per consumer
+        x_q = gl.allocate_shared_memory(gl.bfloat16, [1, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+        a_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([GH, D], gl.bfloat16)
+        x_a = gl.allocate_shared_memory(gl.bfloat16, [2 * NA, GH, D], a_layout)
+        a_ready = gl.allocate_shared_memory(gl.int64, [2 * NA, 1], mbarrier.MBarrierLayout())
+        a_empty = gl.allocate_shared_memory(gl.int64, [2 * NA, 1], mbarrier.MBarrierLayout())
+        for r in gl.static_range(2 * NA):
+            mbarrier.init(a_ready.index(r), count=1)
+            mbarrier.init(a_empty.index(r), count=1)
+    else:
+        x_q = gl.allocate_shared_memory(gl.bfloat16, [GH, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]),
+                                        gl.load(Q + q_row0 + o_qr[:, None] * D + o_qd[None, :]))
+        x_a = x_q  # unused stand-ins
+        a_ready = done
+        a_empty = done
     fence_async_shared()
 
     args = (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
-            q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc)
-    m0, l0, acc0 = gl.warp_specialize(
-        [(_consumer0, (args, PIPELINE)), (_consumer1, (args, PIPELINE)), (_loader, (args, PIPELINE))],
-        [4, 1], [240, 24])
+            q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
+            x_a, a_ready, a_empty)
+    if OPERANDS:
+        m0, l0, acc0 = gl.warp_specialize(
+            [(_consumer0, (args, PIPELINE, OPERANDS)), (_consumer1, (args, PIPELINE, OPERANDS)),
+             (_operand_group, (args, PIPELINE, OPERANDS))], [4, 4], [REGS_C, REGS_W])
+    else:
+        m0, l0, acc0 = gl.warp_specialize(
+            [(_consumer0, (args, PIPELINE, OPERANDS)), (_consumer1, (args, PIPELINE, OPERANDS)),
+             (_loader, (args, PIPELINE, OPERANDS))], [4, 1], [REGS_C, REGS_W])
 
     # merge consumer 1's online softmax into consumer 0's
     s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)
@@ -324,8 +482,55 @@ def default_block_n(head_dim: int) -> int:
     return 128 if head_dim <= 64 else 64
 
 
+def operand_group_regs(head_dim: int, pipeline: bool = False) -> tuple[int, int]:
+    """setmaxnreg of ``(each consumer, the operand group)`` with ``operands=True``; the three warp
+    groups share ``3 * 168`` registers a thread. The operand group holds ``q`` (``[64, D]`` bf16,
+    32 registers a thread at D 128) and forms one ``a`` at a time; the split is the one that
+    compiles without spills (``python tools/sm90.py hopper``), 4 words at D 128 pipelined.
+
+    Parameters
+    ----------
+    head_dim : int
+        ``D`` (64 or 128).
+    pipeline : bool, default False
+        The pipelined consumers (two logits accumulators live at once).
+
+    Returns
+    -------
+    tuple of int
+
+    Examples
+    --------
+    >>> operand_group_regs(128), operand_group_regs(128, pipeline=True)
+    ((216, 72), (224, 56))
+    """
+    return (224, 56) if head_dim > 64 and pipeline else (216, 72)
+
+
+def operand_slots_fwd(head_dim: int, block_n: int) -> int:
+    """Ring slots per consumer with ``operands=True`` (``64 * D`` bf16 a slot): two, one key of
+    slack between the operand group and each consumer; one at D 128 with 128-key tiles, where a
+    second would leave 2 KB of the H200's 227 KB of shared memory (``tools/sm90.py hopper``).
+
+    Parameters
+    ----------
+    head_dim, block_n : int
+        ``D`` and the long-window keys per tile.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> operand_slots_fwd(128, 64), operand_slots_fwd(128, 128), operand_slots_fwd(64, 128)
+    (2, 1, 2)
+    """
+    return 1 if head_dim > 64 and block_n > 64 else 2
+
+
 def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: int | None = None,
-                   stages: int = 2, pipeline: bool = False):
+                   stages: int = 2, pipeline: bool = False, operands: bool = False):
     """Forward of the Gluon kernel: ``(o, lse)`` as :func:`~simplex_lib.ops.two_simplicial.forward.forward`.
 
     Parameters
@@ -344,6 +549,12 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         Issue the next key's logits GEMM before this key's softmax (q then lives in shared
         memory). At D128 it compiles with spills (22 words a thread at BLOCK_N 64), at D64
         without.
+    operands : bool, default False
+        A third warp group forms the logits' operands ``a = q * k2[k]`` into shared memory for
+        both consumers and issues the TMA loads (:func:`_operand_group`), so that a consumer
+        holds neither ``q`` nor ``a`` and its logits GEMM reads both operands from shared
+        memory. Compiles without spills at D 64 (BLOCK_N 128) and D 128 (BLOCK_N 64); not yet
+        timed on a GPU (NOTES.md).
 
     Returns
     -------
@@ -356,6 +567,11 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         If :func:`hopper_supported` gives a reason, or a tensor is not contiguous or of another
         shape than ``k1``.
     """
+    if not isinstance(operands, bool):
+        raise ValueError(f"hopper_forward: operands must be a bool, got {operands!r}")
+    if operands and stages == 1:
+        raise ValueError("hopper_forward: operands=True needs stages >= 2 (the operand group "
+                         "loads tile t + 1 while the consumers work on tile t)")
     if block_n is None:
         block_n = default_block_n(q.shape[-1]) if q.dim() == 4 else 128
     why = hopper_supported(q, k1, w1, w2, block_n)
@@ -367,13 +583,17 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         raise ValueError("hopper_forward: every input must be contiguous")
     if not isinstance(stages, int) or not 1 <= stages <= 4:
         raise ValueError(f"stages must be an int in [1, 4], got {stages!r}")
+
     B, N, Hq, D = q.shape
     Hkv = k1.shape[2]
     o = torch.empty_like(q)
     lse = torch.empty((B, Hq, N), device=q.device, dtype=torch.float32)
     # the device-side TMA descriptors live in a scratch buffer Triton allocates through this
     triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device=q.device))
+    regs = operand_group_regs(D, bool(pipeline)) if operands else (240, 24)
     _hopper_fwd_kernel[(N, B * Hkv)](q, k1, k2, v1, v2, o, lse, N, Hq, Hkv, w1, w2, scale * LOG2E,
                                      D=D, BLOCK_N=block_n, STAGES=stages, PIPELINE=bool(pipeline),
+                                     OPERANDS=operands, NA=operand_slots_fwd(D, block_n),
+                                     REGS_C=regs[0], REGS_W=regs[1],
                                      num_warps=4, maxnreg=168)
     return o, lse

@@ -99,12 +99,12 @@ import torch
 import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
+from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier,
                                                                warpgroup_mma, warpgroup_mma_wait)
 
 from .backward import _short_sums_kernel, compute_delta, launch_kv
 from .configs import bwd_configs, max_shared_memory
-from .hopper import GH, LOG2E, _mma_layout, _program, _tile_ring, hopper_supported
+from .hopper import GH, LOG2E, _load_tile, _mma_layout, _program, _tile_ring, hopper_supported
 
 __all__ = ["BWD_BLOCK_N", "MAX_W2", "hopper_backward", "hopper_backward_dq", "hopper_bwd_supported",
            "operand_slots"]
@@ -122,20 +122,6 @@ REGS = {64: (168, 152), 128: (176, 176)}
 MAXNREG = 168
 #: Slots of the P / dS hand-off ring.
 NBUF = gl.constexpr(2)
-
-
-@gluon.jit
-def _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t, i, col):
-    """TMA loads of the long window's tile ``t`` (counted from the query down) into its ring slot,
-    once the three warp groups have released the slot's previous tile."""
-    STAGES: gl.constexpr = bufs_k1.type.shape[0]
-    BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
-    s = t % STAGES
-    mbarrier.wait(empty.index(s), ((t // STAGES) & 1) ^ 1)
-    mbarrier.expect(ready.index(s), 2 * k1_desc.block_type.nbytes)
-    j0 = i + 1 - (t + 1) * BLOCK_N  # may be < 0: the descriptor zero-fills those rows
-    tma.async_copy_global_to_shared(k1_desc, [j0, col], ready.index(s), bufs_k1.index(s))
-    tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s), bufs_v1.index(s))
 
 
 @gluon.constexpr_function
