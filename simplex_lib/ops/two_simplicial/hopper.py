@@ -297,16 +297,19 @@ def _operand_group(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
 
 @gluon.jit
 def _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t, i, col):
-    """TMA loads of the long window's tile ``t`` (counted from the query down) into its ring slot,
-    once every warp group that reads the ring has released the slot's previous tile."""
+    """TMA loads of the long window's tile ``t`` (counted from the query
+    down) into its ring slot, once every warp group that reads the ring has
+    released the slot's previous tile."""
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
     s = t % STAGES
     mbarrier.wait(empty.index(s), ((t // STAGES) & 1) ^ 1)
     mbarrier.expect(ready.index(s), 2 * k1_desc.block_type.nbytes)
     j0 = i + 1 - (t + 1) * BLOCK_N  # < 0: the descriptor zero-fills those rows
-    tma.async_copy_global_to_shared(k1_desc, [j0, col], ready.index(s), bufs_k1.index(s))
-    tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s), bufs_v1.index(s))
+    tma.async_copy_global_to_shared(k1_desc, [j0, col], ready.index(s),
+                                    bufs_k1.index(s))
+    tma.async_copy_global_to_shared(v1_desc, [j0, col], ready.index(s),
+                                    bufs_v1.index(s))
 
 
 @gluon.jit
