@@ -554,7 +554,7 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         without.
     operands : bool, default False
         A third warp group forms the logits' operands ``a = q * k2[k]`` into shared memory for
-        both consumers and issues the TMA loads (:func:`_operand_group`), so that a consumer
+        both consumers and issues the TMA loads (``_operand_group``), so that a consumer
         holds neither ``q`` nor ``a`` and its logits GEMM reads both operands from shared
         memory. Compiles without spills at D 64 (BLOCK_N 128) and D 128 (BLOCK_N 64); not yet
         timed on a GPU (NOTES.md).
