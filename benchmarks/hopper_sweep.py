@@ -9,9 +9,10 @@ compared with the portable forward's. Run on an sm_90 GPU from the repository ro
         --out benchmarks/results/h200/hopper_sweep.json
 
 A variant is ``BLOCK_NxSTAGES`` followed by any of ``p`` (``pipeline=True``: the next key's logits
-GEMM in flight under this key's softmax) and ``o`` (``operands=True``: a third warp group forms the
-logits' operands). A variant a shape cannot take (shared memory, a tile the kernel refuses) is
-recorded with its error, and the sweep goes on.
+GEMM in flight under this key's softmax), ``o`` (``operands=True``: a third warp group forms the
+logits' operands) and ``v`` (``scaled_values=True``: that group also forms ``V1 * v2[k]``). A
+variant a shape cannot take (shared memory, a tile the kernel refuses) is recorded with its error,
+and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -28,17 +29,18 @@ from simplex_lib.timing import record_meta
 
 from benchmarks.sweep_grid import HEADS, add_grid_args, grid_shapes, sweep_to_record, time_in_turns
 
-_VARIANT = re.compile(r"(\d+)x(\d+)([po]*)")
+_VARIANT = re.compile(r"(\d+)x(\d+)([pov]*)")
 
 
 def parse_variant(text: str) -> dict:
-    """``"64x2po"`` -> ``dict(block_n=64, stages=2, pipeline=True, operands=True)``: the keyword
-    arguments of ``hopper_forward`` that the variant sets.
+    """``"64x2po"`` -> ``dict(block_n=64, stages=2, pipeline=True, operands=True,
+    scaled_values=False)``: the keyword arguments of ``hopper_forward`` that the variant sets
+    (``v``: ``scaled_values``, which implies ``operands``).
 
     Parameters
     ----------
     text : str
-        ``BLOCK_NxSTAGES`` and any of the letters ``p``, ``o``, each at most once.
+        ``BLOCK_NxSTAGES`` and any of the letters ``p``, ``o``, ``v``, each at most once.
 
     Returns
     -------
@@ -52,16 +54,18 @@ def parse_variant(text: str) -> dict:
     m = _VARIANT.fullmatch(text)
     if m is None or len(set(m[3])) != len(m[3]):
         raise argparse.ArgumentTypeError(
-            f"expected BLOCK_NxSTAGES[p][o], e.g. 64x2 or 64x3o, got {text!r}")
+            f"expected BLOCK_NxSTAGES[p][o][v], e.g. 64x2 or 64x3o, got {text!r}")
     block_n, stages = int(m[1]), int(m[2])
     if block_n not in (64, 128) or not 1 <= stages <= 4:
         raise argparse.ArgumentTypeError(f"{text!r}: BLOCK_N must be 64 or 128 and STAGES 1 to 4")
-    return dict(block_n=block_n, stages=stages, pipeline="p" in m[3], operands="o" in m[3])
+    return dict(block_n=block_n, stages=stages, pipeline="p" in m[3], operands=bool({"o", "v"} & set(m[3])),
+                scaled_values="v" in m[3])
 
 
 def variant_name(v: dict) -> str:
     """The text :func:`parse_variant` reads back into ``v``."""
-    return f"{v['block_n']}x{v['stages']}{'p' if v['pipeline'] else ''}{'o' if v['operands'] else ''}"
+    letters = "p" * v["pipeline"] + ("v" if v["scaled_values"] else "o" * v["operands"])
+    return f"{v['block_n']}x{v['stages']}{letters}"
 
 
 def _variants(text: str) -> tuple:
@@ -103,7 +107,7 @@ def sweep_shape(G: int, D: int, w1: int, w2: int, variants, repeats: int, B: int
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.hopper_sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", type=_variants, required=True,
-                    help="comma-separated BLOCK_NxSTAGES[p][o], e.g. 64x2,64x2o,64x3o")
+                    help="comma-separated BLOCK_NxSTAGES[p][o][v], e.g. 64x2,64x2o,64x3o,64x2v")
     add_grid_args(ap)
     ap.set_defaults(gqa=(64,))
     ap.add_argument("--out", required=True, help="the JSON record to write")

@@ -130,18 +130,26 @@ def test_hopper_forward_compiles_for_sm90():
     """The Gluon forward (not runnable under the interpreter) builds for Hopper, each variant:
     warp-group GEMMs that ptxas keeps pipelined, per-partition register budgets, and its shared
     memory within the H200's 227 KB. With the operand warp group (``operands=True``) the
-    consumers hold neither ``q`` nor its products, and the plain variants spill nothing."""
+    consumers hold neither ``q`` nor its products, and the plain variants spill nothing; nor do
+    those whose group also scales the values (``scaled_values=True``)."""
+    from simplex_lib.ops.two_simplicial.hopper import operand_shared_bytes
+
     run = _run([str(TOOL), "hopper"])
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
     lines = run.stdout.splitlines()
-    assert len(lines) == 6, lines
+    assert len(lines) == 9, lines
     for line in lines:
         shared = int(line.split(" B shared")[0].rsplit(" ", 1)[1])
         hgmma = int(line.split(" HGMMA")[0].rsplit(" ", 1)[1])
         spilled = int(line.split(" spilled")[0].rsplit(" ", 1)[1])
         assert shared <= 227 * 1024 and hgmma >= 16 and " 0 SETMAXREG" not in line, line
         assert "wgmma pipelined" in line, line
-        if line.endswith("operands") or " operands:" in line:
+        how = line.split(":")[0]
+        if "operands" in how:
+            d, bn = int(how.split()[1]), int(how.split()[3])
+            # the launcher's shared-memory check agrees with the compiler
+            assert 0 <= operand_shared_bytes(d, bn, 2, "scaled" in how) - shared <= 250, line
+        if how.endswith("operands") or "scaled" in how:
             assert spilled == 0, line
 
 

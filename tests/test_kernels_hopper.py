@@ -38,6 +38,13 @@ def test_supported_names_what_it_lacks():
         hopper_forward(*xs, 128, 32, 0.125, operands=1)
     with pytest.raises(ValueError, match="operands=True needs stages >= 2"):
         hopper_forward(*xs, 128, 32, 0.125, stages=1, operands=True)
+    with pytest.raises(ValueError, match="scaled_values=True needs operands=True"):
+        hopper_forward(*xs, 128, 32, 0.125, scaled_values=True)
+    with pytest.raises(ValueError, match="scaled_values must be a bool"):
+        hopper_forward(*xs, 128, 32, 0.125, operands=True, scaled_values="yes")
+    big = _inputs(1, 8, 1, 128, "cpu")
+    with pytest.raises(ValueError, match=r"block_n=64 and stages=3 .* need \d+ bytes of shared memory"):
+        hopper_forward(*big, 128, 32, 0.125, block_n=64, stages=3, operands=True, scaled_values=True)
 
 
 def _lse_reference(q, k1, k2, w1, w2, scale):
@@ -68,11 +75,15 @@ def _sm90():
     (1, 90, 1, 128, 512, 512, 128, 1),     # both windows longer than the sequence
 ])
 @pytest.mark.parametrize("pipeline", [False, True])
-@pytest.mark.parametrize("operands", [False, True], ids=["consumers-form-a", "operand-group"])
-def test_matches_the_reference(B, N, Hkv, D, w1, w2, block_n, sign, pipeline, operands):
+@pytest.mark.parametrize("operands, scaled_values", [(False, False), (True, False), (True, True)],
+                         ids=["consumers-form-a", "operand-group", "scaled-values"])
+def test_matches_the_reference(B, N, Hkv, D, w1, w2, block_n, sign, pipeline, operands, scaled_values):
+    if scaled_values and D == 128 and block_n == 128:
+        pytest.skip("scaled values at D 128 fit in shared memory with 64-key tiles only")
     xs = _inputs(B, N, Hkv, D, "cuda")
     scale = sign * D ** -0.5
-    o, lse = hopper_forward(*xs, w1, w2, scale, block_n=block_n, pipeline=pipeline, operands=operands)
+    o, lse = hopper_forward(*xs, w1, w2, scale, block_n=block_n, pipeline=pipeline, operands=operands,
+                            scaled_values=scaled_values)
     want = windowed_two_simplicial_attention(*(t.double() for t in xs), w1=w1, w2=w2, scale=scale)
     o_p, lse_p = portable.forward(*xs, w1, w2, scale)
     err, err_p = ((t.double() - want).abs().max().item() for t in (o, o_p))
@@ -88,13 +99,16 @@ def test_matches_the_reference(B, N, Hkv, D, w1, w2, block_n, sign, pipeline, op
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not _sm90(), reason="needs a Hopper GPU")
-@pytest.mark.parametrize("D, block_n, w2", [(128, 64, 32), (64, 128, 5), (128, 64, 1)])
-def test_operand_group_at_three_stages(D, block_n, w2):
+@pytest.mark.parametrize("D, block_n, w2, scaled_values", [
+    (128, 64, 32, False), (64, 128, 5, False), (128, 64, 1, False), (64, 128, 32, True), (64, 64, 1, True)])
+def test_operand_group_at_three_stages(D, block_n, w2, scaled_values):
     """The operand group issues the loads two tiles ahead with three stages; a short window of one
-    key leaves consumer 1 without keys (it only releases tiles)."""
+    key leaves consumer 1 without keys (it only releases tiles); with scaled values the group
+    also reads every tile."""
     xs = _inputs(1, 700, 1, D, "cuda", seed=3)
     scale = D ** -0.5
-    o, lse = hopper_forward(*xs, 512, w2, scale, block_n=block_n, stages=3, operands=True)
+    o, lse = hopper_forward(*xs, 512, w2, scale, block_n=block_n, stages=3, operands=True,
+                            scaled_values=scaled_values)
     o_p, lse_p = portable.forward(*xs, 512, w2, scale)
     want = windowed_two_simplicial_attention(*(t.double() for t in xs), w1=512, w2=w2, scale=scale)
     err, err_p = ((t.double() - want).abs().max().item() for t in (o, o_p))

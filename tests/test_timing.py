@@ -188,13 +188,15 @@ def test_hopper_sweep_reads_variants_and_refuses_bad_input(capsys):
     from benchmarks import hopper_sweep
 
     v = hopper_sweep.parse_variant("64x2po")
-    assert v == dict(block_n=64, stages=2, pipeline=True, operands=True)
+    assert v == dict(block_n=64, stages=2, pipeline=True, operands=True, scaled_values=False)
     assert hopper_sweep.variant_name(v) == "64x2po"
-    for text in ("64x2", "128x3o", "64x2p"):
+    assert hopper_sweep.parse_variant("64x2v") == dict(block_n=64, stages=2, pipeline=False,
+                                                       operands=True, scaled_values=True)
+    for text in ("64x2", "128x3o", "64x2p", "64x2pv"):
         assert hopper_sweep.variant_name(hopper_sweep.parse_variant(text)) == text
-    for bad, says in (("--variants 64x2q", "expected BLOCK_NxSTAGES[p][o]"),
-                      ("--variants 64x2oo", "expected BLOCK_NxSTAGES[p][o]"),
-                      ("--variants 64", "expected BLOCK_NxSTAGES[p][o]"),
+    for bad, says in (("--variants 64x2q", "expected BLOCK_NxSTAGES[p][o][v]"),
+                      ("--variants 64x2oo", "expected BLOCK_NxSTAGES[p][o][v]"),
+                      ("--variants 64", "expected BLOCK_NxSTAGES[p][o][v]"),
                       ("--variants 32x2", "BLOCK_N must be 64 or 128"),
                       ("--variants 64x5", "STAGES 1 to 4"),
                       ("--variants 64x2 --gqa 8", "--gqa must be 64"),

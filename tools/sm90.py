@@ -217,15 +217,16 @@ def _serialised(compiled, maxnreg: int) -> bool:
 
 
 def hopper_report(head_dim: int, block_n: int, stages: int, operands: bool = False,
-                  pipeline: bool = False) -> dict:
+                  pipeline: bool = False, scaled_values: bool = False) -> dict:
     """Resources of the Gluon forward (``_hopper_fwd_kernel``) as ``hopper_forward`` launches it
-    (``operands``, ``pipeline``: its arguments of those names), plus the number of ``HGMMA`` and
-    ``SETMAXREG`` instructions in its SASS and whether ptxas serialised the wgmmas."""
+    (``operands``, ``pipeline``, ``scaled_values``: its arguments of those names), plus the number
+    of ``HGMMA`` and ``SETMAXREG`` instructions in its SASS and whether ptxas serialised the
+    wgmmas."""
     from simplex_lib.ops.two_simplicial import hopper as hp
-    regs = hp.operand_group_regs(head_dim, pipeline) if operands else (240, 24)
+    regs = hp.operand_group_regs(head_dim, pipeline, scaled_values) if operands else (240, 24)
     meta = dict(D=head_dim, BLOCK_N=block_n, STAGES=stages, PIPELINE=pipeline, OPERANDS=operands,
                 NA=hp.operand_slots_fwd(head_dim, block_n),
-                REGS_C=regs[0], REGS_W=regs[1])
+                REGS_C=regs[0], REGS_W=regs[1], SCALED_V=scaled_values)
     c = compile_sm90(hp._hopper_fwd_kernel, meta, HOPPER_POINTERS, num_warps=4, num_stages=1, maxnreg=168)
     sass = cuobjdump(c)
     return resources(c) | {"hgmma": sass.count("HGMMA."), "setmaxnreg": sass.count("SETMAXREG"),
@@ -333,8 +334,11 @@ def main(argv=None):
         return
     if a.what == "hopper":
         for d, bn, how in ((64, 128, ""), (128, 64, ""), (128, 128, ""), (64, 128, "operands"),
-                           (128, 64, "operands"), (128, 64, "operands, pipelined")):
-            r = hopper_report(d, bn, a.stages, operands="operands" in how, pipeline="pipelined" in how)
+                           (128, 64, "operands"), (128, 64, "operands, pipelined"),
+                           (64, 128, "operands, scaled values"), (128, 64, "operands, scaled values"),
+                           (128, 64, "operands, scaled values, pipelined")):
+            r = hopper_report(d, bn, a.stages, operands="operands" in how, pipeline="pipelined" in how,
+                              scaled_values="scaled" in how)
             print(f"D {d} BLOCK_N {bn} stages {a.stages}{' ' + how if how else ''}: {r['regs']} registers "
                   f"(launch cap), {r['spills']} spilled, {r['shared']} B shared, {r['hgmma']} HGMMA, "
                   f"{r['setmaxnreg']} SETMAXREG, wgmma {'serialised' if r['serialised'] else 'pipelined'}")

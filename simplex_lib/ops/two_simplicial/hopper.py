@@ -27,7 +27,10 @@ With ``operands=True`` a third warp group (4 warps) replaces the loader: it form
 operand ``a = q * k2[k]`` into a shared-memory ring of the consumer that takes ``k`` and issues
 the TMA loads. The consumers then hold neither ``q`` nor ``a`` (64 registers a thread at D 128),
 and each logits GEMM reads both operands from shared memory. The operand work that ran on the
-consumers' CUDA cores between their GEMMs moves to warps that issue no GEMM.
+consumers' CUDA cores between their GEMMs moves to warps that issue no GEMM. With
+``scaled_values=True`` the group also forms each key's value tile ``V1 * v2[k]``, so that a
+consumer's step is FlashAttention's: one logits GEMM, the softmax, and one GEMM that accumulates
+``P (V1 * v2[k])`` into the output.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
                                                                warpgroup_mma, warpgroup_mma_wait)
 
-__all__ = ["GH", "default_block_n", "hopper_forward", "hopper_supported", "operand_group_regs",
-           "operand_slots_fwd"]
+__all__ = ["GH", "SHARED_LIMIT", "default_block_n", "hopper_forward", "hopper_supported",
+           "operand_group_regs", "operand_shared_bytes", "operand_slots_fwd"]
 
 LOG2E = 1.4426950408889634
 #: Query heads per key/value head that the kernel packs into one tile (its 64 rows).
@@ -79,20 +82,30 @@ def _logits(q, K2, off, k1, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
 
 
 @gluon.jit
-def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off, qk_scale):
-    """The online softmax of one block of logits ``sc`` ``[GH, BLOCK_N]``, scaled
-    here to base 2 by ``qk_scale = scale * log2(e)`` (any sign), and
-    ``acc = acc * alpha + (P @ V1) * v2``."""
-    D: gl.constexpr = acc.type.shape[1]
-    o_layout: gl.constexpr = _mma_layout(D, 4)
-    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
-                                                 k_width=2)
+def _online_softmax(sc, m, l, m_vis, qk_scale):
+    """One step of the online softmax over a block of logits ``sc``
+    ``[GH, BLOCK_N]``, scaled here to base 2 by ``qk_scale = scale * log2(e)``
+    (any sign), the columns outside ``m_vis`` dropped. Returns ``(p, alpha,
+    m_new, l)``: the block's weights, the factor of the old sums, the new
+    maximum and sum."""
     sc = gl.where(m_vis, sc * qk_scale, float("-inf"))
     m_new = gl.maximum(m, gl.max(sc, 1))
     m_ref = gl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = gl.exp2(m - m_ref)
     p = gl.exp2(sc - m_ref[:, None])  # [GH, BLOCK_N]
     l = l * alpha + gl.sum(p, 1)
+    return p, alpha, m_new, l
+
+
+@gluon.jit
+def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off, qk_scale):
+    """The online softmax of one block of logits (:func:`_online_softmax`),
+    then ``acc = acc * alpha + (P @ V1) * v2``."""
+    D: gl.constexpr = acc.type.shape[1]
+    o_layout: gl.constexpr = _mma_layout(D, 4)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
+                                                 k_width=2)
+    p, alpha, m_new, l = _online_softmax(sc, m, l, m_vis, qk_scale)
     # rescale before the GEMM, so that alpha is dead while pv lives
     acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
     pv = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v1,
@@ -100,6 +113,22 @@ def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off, qk_scale):
     o_d = gl.arange(0, D, gl.SliceLayout(0, o_layout))
     v2 = gl.load(V2 + off + o_d)  # [D] bf16: half the registers of fp32
     return m_new, l, acc + pv * v2.to(gl.float32)[None, :]
+
+
+@gluon.jit
+def _softmax_accumulate_scaled(sc, m, l, acc, m_vis, vs, qk_scale):
+    """:func:`_softmax_accumulate` where the value tile comes already scaled,
+    ``vs = V1 * v2[k]`` (``[BLOCK_N, D]`` bf16 in shared memory, formed by the
+    operand group): ``acc = acc * alpha + P @ vs`` in one accumulating GEMM,
+    with no product of its own and no epilogue."""
+    D: gl.constexpr = acc.type.shape[1]
+    o_layout: gl.constexpr = _mma_layout(D, 4)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
+                                                 k_width=2)
+    p, alpha, m_new, l = _online_softmax(sc, m, l, m_vis, qk_scale)
+    acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
+    acc = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), vs, acc)
+    return m_new, l, acc
 
 
 @gluon.jit
@@ -129,7 +158,7 @@ def _consume(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
     """
     (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
      q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
-     x_a, a_ready, a_empty) = args
+     x_a, a_ready, a_empty, x_vs) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
     D: gl.constexpr = bufs_k1.type.shape[2]
@@ -177,6 +206,49 @@ def _handoff(x_acc, x_m, x_l, done, m, l, acc):
 
 
 @gluon.jit
+def _scaled_keys(x_a, x_vs, a_ready, a_empty, c, k1t, m, l, acc, m_vis, k_first, k_last, i,
+                 qk_scale, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
+    """A consumer's keys against one tile when the operand group also scales the values
+    (``scaled_values``): per key, ``S = a @ K1^T`` and ``acc = acc * alpha + P @ (V1 * v2[k])``,
+    both GEMMs reading slot ``c`` of the ring, which is freed after the second. With ``PIPELINE``
+    the next key's logits GEMM runs under this key's softmax, so two slots are held at once (the
+    ring needs two). Returns ``(m, l, acc, c)``."""
+    NA: gl.constexpr = x_a.type.shape[0] // 2
+    BLOCK_N: gl.constexpr = k1t.type.shape[1]
+    s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
+    if PIPELINE:
+        gl.static_assert(NA >= 2, "the pipelined loop holds two slots")
+        if k_first <= i:
+            r0 = PARITY * NA + c % NA
+            mbarrier.wait(a_ready.index(r0), (c // NA) & 1)
+            sc = warpgroup_mma(x_a.index(r0), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
+                               use_acc=False)
+            c += 1
+            for k in range(k_first, k_last, 2):
+                r1 = PARITY * NA + c % NA
+                mbarrier.wait(a_ready.index(r1), (c // NA) & 1)
+                nxt = warpgroup_mma(x_a.index(r1), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
+                                    use_acc=False, is_async=True)  # in flight under the softmax
+                m, l, acc = _softmax_accumulate_scaled(sc, m, l, acc, m_vis, x_vs.index(r0), qk_scale)
+                mbarrier.arrive(a_empty.index(r0), count=1)
+                sc = warpgroup_mma_wait(num_outstanding=0, deps=(nxt, ))
+                r0 = r1
+                c += 1
+            m, l, acc = _softmax_accumulate_scaled(sc, m, l, acc, m_vis, x_vs.index(r0), qk_scale)
+            mbarrier.arrive(a_empty.index(r0), count=1)
+    else:
+        for k in range(k_first, i + 1, 2):
+            r = PARITY * NA + c % NA
+            mbarrier.wait(a_ready.index(r), (c // NA) & 1)
+            sc = warpgroup_mma(x_a.index(r), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
+                               use_acc=False)
+            m, l, acc = _softmax_accumulate_scaled(sc, m, l, acc, m_vis, x_vs.index(r), qk_scale)
+            mbarrier.arrive(a_empty.index(r), count=1)
+            c += 1
+    return m, l, acc, c
+
+
+@gluon.jit
 def _consume_operands(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
     """:func:`_consume` with the operands ``a = q * k2[k]`` read from shared memory, where the
     operand warp group (:func:`_operand_group`) put them: ring ``PARITY``, one slot per key in
@@ -185,11 +257,12 @@ def _consume_operands(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
     GEMM is issued before this key's softmax. Returns ``(m, l, acc)``."""
     (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
      q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
-     x_a, a_ready, a_empty) = args
+     x_a, a_ready, a_empty, x_vs) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
     D: gl.constexpr = bufs_k1.type.shape[2]
     NA: gl.constexpr = x_a.type.shape[0] // 2
+    SCALED_V: gl.constexpr = x_vs.type.shape[0] > 1
     s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
     m, l, acc, o_n, k_first, k_last = _consumer_start(BLOCK_N, D, k_lo, i, PARITY)
     off0 = kv_row0 + col  # the offset of row 0 of K2 / V2
@@ -200,7 +273,10 @@ def _consume_operands(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
         k1t = bufs_k1.index(s).permute((1, 0))  # [D, BLOCK_N]: B of S = a K1^T
         v1 = bufs_v1.index(s)  # [BLOCK_N, D]
         m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
-        if PIPELINE:
+        if SCALED_V:  # the slot also holds V1 * v2[k]: freed after the second GEMM
+            m, l, acc, c = _scaled_keys(x_a, x_vs, a_ready, a_empty, c, k1t, m, l, acc, m_vis, k_first,
+                                        k_last, i, qk_scale, PARITY, PIPELINE)
+        elif PIPELINE:
             if k_first <= i:
                 r = PARITY * NA + c % NA
                 mbarrier.wait(a_ready.index(r), (c // NA) & 1)
@@ -264,10 +340,11 @@ def _operand_group(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
     """
     (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
      q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
-     x_a, a_ready, a_empty) = args
+     x_a, a_ready, a_empty, x_vs) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     D: gl.constexpr = bufs_k1.type.shape[2]
     NA: gl.constexpr = x_a.type.shape[0] // 2
+    SCALED_V: gl.constexpr = x_vs.type.shape[0] > 1
     ld_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
     o_r = gl.arange(0, GH, gl.SliceLayout(1, ld_layout))
     o_d = gl.arange(0, D, gl.SliceLayout(0, ld_layout))
@@ -279,6 +356,11 @@ def _operand_group(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
     nk = i + 1 - k_lo  # keys in the short window
     u_issue = gl.minimum(2 * NA + 1, nk - 1)
     for t in range(n_tiles):
+        if SCALED_V:  # this tile's values, read once and released: the group holds a copy
+            s = t % STAGES
+            mbarrier.wait(ready.index(s), (t // STAGES) & 1)
+            v1 = bufs_v1.index(s).load(ld_layout).to(gl.float32)  # [BLOCK_N, D]
+            mbarrier.arrive(empty.index(s), count=1)
         for u in range(0, nk):
             par = u % 2
             # this key's step in its ring: keys of its parity per tile, times the tiles before
@@ -288,6 +370,9 @@ def _operand_group(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
             k2 = gl.load(K2 + off0 + (k_lo + u) * stride_kn + o_d).to(gl.float32)  # [D]
             a = (q.to(gl.float32) * k2[None, :]).to(gl.bfloat16)  # [GH, D]: exact, one rounding
             x_a.index(r).store(a)
+            if SCALED_V:  # V1 * v2[k], [BLOCK_N, D]: the values the consumer's P meets
+                v2 = gl.load(V2 + off0 + (k_lo + u) * stride_kn + o_d).to(gl.float32)  # [D]
+                x_vs.index(r).store((v1 * v2[None, :]).to(gl.bfloat16))
             fence_async_shared()  # generic-proxy stores, then the consumer's wgmma reads them
             mbarrier.arrive(a_ready.index(r), count=1)
             if u == u_issue:
@@ -317,7 +402,7 @@ def _loader(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
     """TMA loads of the long window's tiles, from the query down, into the ring."""
     (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
      q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale,
-     k1_desc, v1_desc, x_a, a_ready, a_empty) = args
+     k1_desc, v1_desc, x_a, a_ready, a_empty, x_vs) = args
     for t in range(n_tiles):
         _load_tile(k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty, t, i, col)
 
@@ -368,7 +453,8 @@ def _tile_ring(K1, V1, kv_row0, N, stride_kn, D: gl.constexpr, BLOCK_N: gl.const
 def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
                        D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                        PIPELINE: gl.constexpr = False, OPERANDS: gl.constexpr = False,
-                       NA: gl.constexpr = 2, REGS_C: gl.constexpr = 240, REGS_W: gl.constexpr = 24):
+                       NA: gl.constexpr = 2, REGS_C: gl.constexpr = 240, REGS_W: gl.constexpr = 24,
+                       SCALED_V: gl.constexpr = False):
     """Forward for GQA 64; grid ``(N, B * Hkv)``: program ``(i, b * Hkv + g)`` owns the 64 query
     heads of KV head ``g`` at position ``i`` and writes their ``O`` and LSE. Warps: 4 (consumer
     0) + 4 (consumer 1) + 1 (loader); with ``OPERANDS``, 4 + 4 + 4 (the operand group, which
@@ -376,8 +462,9 @@ def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
     of consumer 1 and of the third group (consumer 0 gets the rest of ``3 * 168``). FLOPs as the
     portable kernel: ``4 D`` per visible triple on tensor cores."""
     i, b, g, lo1, k_lo, n_tiles, stride_kn, kv_row0, col, q_row0 = _program(N, Hq, Hkv, W1, W2, D, BLOCK_N)
+    # both consumers release a tile, and the operand group where it scales the values
     k1_desc, v1_desc, bufs_k1, bufs_v1, ready, empty = _tile_ring(K1, V1, kv_row0, N, stride_kn, D, BLOCK_N,
-                                                                  STAGES, 2)  # both consumers release a tile
+                                                                  STAGES, 3 if OPERANDS and SCALED_V else 2)
     done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     mbarrier.init(done, count=1)
     x_acc = gl.allocate_shared_memory(gl.float32, [GH, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
@@ -396,17 +483,23 @@ def _hopper_fwd_kernel(Q, K1, K2, V1, V2, O, LSE, N, Hq, Hkv, W1, W2, qk_scale,
         for r in gl.static_range(2 * NA):
             mbarrier.init(a_ready.index(r), count=1)
             mbarrier.init(a_empty.index(r), count=1)
+        if SCALED_V:  # V1 * v2[k] beside each a, in the same slot
+            v_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, D], gl.bfloat16)
+            x_vs = gl.allocate_shared_memory(gl.bfloat16, [2 * NA, BLOCK_N, D], v_layout)
+        else:  # a one-slot stand-in says "not scaled"
+            x_vs = gl.allocate_shared_memory(gl.bfloat16, [1, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
     else:
         x_q = gl.allocate_shared_memory(gl.bfloat16, [GH, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]),
                                         gl.load(Q + q_row0 + o_qr[:, None] * D + o_qd[None, :]))
         x_a = x_q  # unused stand-ins
         a_ready = done
         a_empty = done
+        x_vs = gl.allocate_shared_memory(gl.bfloat16, [1, D], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
     fence_async_shared()
 
     args = (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
             q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
-            x_a, a_ready, a_empty)
+            x_a, a_ready, a_empty, x_vs)
     if OPERANDS:
         m0, l0, acc0 = gl.warp_specialize(
             [(_consumer0, (args, PIPELINE, OPERANDS)), (_consumer1, (args, PIPELINE, OPERANDS)),
@@ -485,11 +578,14 @@ def default_block_n(head_dim: int) -> int:
     return 128 if head_dim <= 64 else 64
 
 
-def operand_group_regs(head_dim: int, pipeline: bool = False) -> tuple[int, int]:
+def operand_group_regs(head_dim: int, pipeline: bool = False,
+                       scaled_values: bool = False) -> tuple[int, int]:
     """setmaxnreg of ``(each consumer, the operand group)`` with ``operands=True``; the three warp
     groups share ``3 * 168`` registers a thread. The operand group holds ``q`` (``[64, D]`` bf16,
-    32 registers a thread at D 128) and forms one ``a`` at a time; the split is the one that
-    compiles without spills (``python tools/sm90.py hopper``), 4 words at D 128 pipelined.
+    32 registers a thread at D 128) and forms one ``a`` at a time; with ``scaled_values`` it also
+    holds a value tile and the consumers hold no product of ``P V1``, so registers move to the
+    group. Each split is one that compiles without spills (``python tools/sm90.py hopper``), but
+    for 4 words at D 128 pipelined without ``scaled_values``.
 
     Parameters
     ----------
@@ -497,6 +593,8 @@ def operand_group_regs(head_dim: int, pipeline: bool = False) -> tuple[int, int]
         ``D`` (64 or 128).
     pipeline : bool, default False
         The pipelined consumers (two logits accumulators live at once).
+    scaled_values : bool, default False
+        The operand group also forms ``V1 * v2[k]``.
 
     Returns
     -------
@@ -506,8 +604,43 @@ def operand_group_regs(head_dim: int, pipeline: bool = False) -> tuple[int, int]
     --------
     >>> operand_group_regs(128), operand_group_regs(128, pipeline=True)
     ((216, 72), (224, 56))
+    >>> operand_group_regs(128, scaled_values=True)
+    (200, 104)
     """
+    if scaled_values:
+        return (200, 104)
     return (224, 56) if head_dim > 64 and pipeline else (216, 72)
+
+
+#: Shared memory a program may take on an H200 (227 KB).
+SHARED_LIMIT = 232448
+
+
+def operand_shared_bytes(head_dim: int, block_n: int, stages: int, scaled_values: bool = False) -> int:
+    """Shared memory of the Gluon forward with ``operands=True``: the ``K1``/``V1`` ring, consumer
+    1's state for the merge, the two operand rings (``operand_slots_fwd`` slots each, ``a`` and with
+    ``scaled_values`` a value tile a slot), the mbarriers and small stand-ins. At most 250 bytes
+    above what the compiler allocates (``python tools/sm90.py hopper``).
+
+    Parameters
+    ----------
+    head_dim, block_n, stages : int
+        ``D``, the long-window keys per tile and the depth of the tile ring.
+    scaled_values : bool, default False
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> operand_shared_bytes(128, 64, 2) <= SHARED_LIMIT < operand_shared_bytes(128, 64, 3, True)
+    True
+    """
+    na = operand_slots_fwd(head_dim, block_n)
+    slot = GH.value * head_dim * 2 + (block_n * head_dim * 2 if scaled_values else 0)
+    small = 8 * (2 * stages + 1 + 4 * na) + 512  # mbarriers, one-row stand-ins, alignment
+    return stages * 4 * block_n * head_dim + GH.value * (head_dim + 2) * 4 + 2 * na * slot + small
 
 
 def operand_slots_fwd(head_dim: int, block_n: int) -> int:
@@ -533,7 +666,8 @@ def operand_slots_fwd(head_dim: int, block_n: int) -> int:
 
 
 def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: int | None = None,
-                   stages: int = 2, pipeline: bool = False, operands: bool = False):
+                   stages: int = 2, pipeline: bool = False, operands: bool = False,
+                   scaled_values: bool = False):
     """Forward of the Gluon kernel: ``(o, lse)`` as :func:`~simplex_lib.ops.two_simplicial.forward.forward`.
 
     Parameters
@@ -558,6 +692,13 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         holds neither ``q`` nor ``a`` and its logits GEMM reads both operands from shared
         memory. Compiles without spills at D 64 (BLOCK_N 128) and D 128 (BLOCK_N 64); not yet
         timed on a GPU (NOTES.md).
+    scaled_values : bool, default False
+        With ``operands``: the operand group also forms each key's value tile ``V1 * v2[k]``
+        (``[block_n, D]``, rounded once to bf16 from the fp32 product), so that a consumer's
+        second GEMM accumulates ``P @ (V1 * v2[k])`` into the output directly, with no product
+        of its own to scale and add. The output rounds the values once more than the other
+        variants (the log-sum-exp is unchanged). At D 128 it fits in shared memory with 64-key
+        tiles and two stages only.
 
     Returns
     -------
@@ -572,11 +713,22 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
     """
     if not isinstance(operands, bool):
         raise ValueError(f"hopper_forward: operands must be a bool, got {operands!r}")
+    if not isinstance(scaled_values, bool):
+        raise ValueError(f"hopper_forward: scaled_values must be a bool, got {scaled_values!r}")
+    if scaled_values and not operands:
+        raise ValueError("hopper_forward: scaled_values=True needs operands=True (the operand group "
+                         "forms the scaled values)")
     if operands and stages == 1:
         raise ValueError("hopper_forward: operands=True needs stages >= 2 (the operand group "
                          "loads tile t + 1 while the consumers work on tile t)")
     if block_n is None:
         block_n = default_block_n(q.shape[-1]) if q.dim() == 4 else 128
+    if operands and q.dim() == 4:
+        need = operand_shared_bytes(q.shape[-1], block_n, stages, scaled_values)
+        if need > SHARED_LIMIT:
+            raise ValueError(f"hopper_forward: block_n={block_n} and stages={stages} with operands=True"
+                             f"{' and scaled_values=True' if scaled_values else ''} need {need} bytes of "
+                             f"shared memory at head_dim {q.shape[-1]}, over the {SHARED_LIMIT} a program has")
     why = hopper_supported(q, k1, w1, w2, block_n)
     if why is not None:
         raise ValueError(f"hopper_forward: {why}")
@@ -593,10 +745,10 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
     lse = torch.empty((B, Hq, N), device=q.device, dtype=torch.float32)
     # the device-side TMA descriptors live in a scratch buffer Triton allocates through this
     triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device=q.device))
-    regs = operand_group_regs(D, bool(pipeline)) if operands else (240, 24)
+    regs = operand_group_regs(D, bool(pipeline), scaled_values) if operands else (240, 24)
     _hopper_fwd_kernel[(N, B * Hkv)](q, k1, k2, v1, v2, o, lse, N, Hq, Hkv, w1, w2, scale * LOG2E,
                                      D=D, BLOCK_N=block_n, STAGES=stages, PIPELINE=bool(pipeline),
                                      OPERANDS=operands, NA=operand_slots_fwd(D, block_n),
-                                     REGS_C=regs[0], REGS_W=regs[1],
+                                     REGS_C=regs[0], REGS_W=regs[1], SCALED_V=scaled_values,
                                      num_warps=4, maxnreg=168)
     return o, lse
