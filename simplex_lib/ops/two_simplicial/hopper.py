@@ -254,7 +254,8 @@ def _consume_operands(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
     operand warp group (:func:`_operand_group`) put them: ring ``PARITY``, one slot per key in
     this consumer's order. ``S = a @ K1^T`` then takes both operands from shared memory, and the
     consumer holds neither ``q`` nor ``a`` in registers. With ``PIPELINE`` the next key's logits
-    GEMM is issued before this key's softmax. Returns ``(m, l, acc)``."""
+    GEMM is issued before this key's softmax; with scaled values, :func:`_scaled_keys`. Returns
+    ``(m, l, acc)``."""
     (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
      q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
      x_a, a_ready, a_empty, x_vs) = args
@@ -331,7 +332,8 @@ def _operand_group(args, PIPELINE: gl.constexpr, OPERANDS: gl.constexpr):
     """The operand warp group (4 warps, with ``OPERANDS``): ``a = q * k2[k]`` (``[GH, D]``, rounded
     to bf16 once from the fp32 product, as every kernel rounds it) for every ``(tile, k)``, into
     ring ``k``'s parity (the consumer that takes ``k``), and the TMA loads of the ``K1``/``V1``
-    tiles.
+    tiles. With scaled values (``x_vs`` has slots) it also reads each ``V1`` tile once, as a third
+    reader of the tile ring, and puts ``V1 * v2[k]`` beside each ``a``.
 
     Tile ``t + STAGES - 1`` goes into the slot of tile ``t - 1``. It is issued once this group
     has waited for step ``2 NA + 1`` of tile ``t`` to be free (both consumers are then past tile
