@@ -85,10 +85,15 @@ def _logits(q, K2, off, k1, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
 def _online_softmax(sc, m, l, m_vis, qk_scale):
     """One step of the online softmax over a block of logits ``sc``
     ``[GH, BLOCK_N]``, scaled here to base 2 by ``qk_scale = scale * log2(e)``
-    (any sign), the columns outside ``m_vis`` dropped. Returns ``(p, alpha,
-    m_new, l)``: the block's weights, the factor of the old sums, the new
-    maximum and sum."""
-    sc = gl.where(m_vis, sc * qk_scale, float("-inf"))
+    (any sign). ``m_vis = (cols, masked)``: with ``masked`` the columns
+    outside ``cols`` ``[1, BLOCK_N]`` are dropped (only a tile that reaches
+    below the window has any). Returns ``(p, alpha, m_new, l)``: the block's
+    weights, the factor of the old sums, the new maximum and sum."""
+    cols, masked = m_vis
+    if masked:
+        sc = gl.where(cols, sc * qk_scale, float("-inf"))
+    else:
+        sc = sc * qk_scale
     m_new = gl.maximum(m, gl.max(sc, 1))
     m_ref = gl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = gl.exp2(m - m_ref)
@@ -177,7 +182,12 @@ def _consume(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
         mbarrier.wait(ready.index(s), (t // STAGES) & 1)
         k1 = bufs_k1.index(s)  # [BLOCK_N, D]
         v1 = bufs_v1.index(s)  # [BLOCK_N, D]
-        m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
+        j0 = i + 1 - (t + 1) * BLOCK_N  # the tile's lowest key
+        cols = (j0 + o_n >= lo1)[None, :]  # [1, BLOCK_N]
+        if PIPELINE:  # every step selects: with two logits blocks live, a branch costs spills
+            m_vis = (cols, True)
+        else:  # the select only where a column is out (tools/sm90.py hopper)
+            m_vis = (cols, j0 < lo1)
         if PIPELINE:
             if k_first <= i:
                 sc = _logits(q, K2, off0 + k_first * stride_kn, k1, False, True)
@@ -273,7 +283,12 @@ def _consume_operands(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
         mbarrier.wait(ready.index(s), (t // STAGES) & 1)
         k1t = bufs_k1.index(s).permute((1, 0))  # [D, BLOCK_N]: B of S = a K1^T
         v1 = bufs_v1.index(s)  # [BLOCK_N, D]
-        m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
+        j0 = i + 1 - (t + 1) * BLOCK_N  # the tile's lowest key
+        cols = (j0 + o_n >= lo1)[None, :]  # [1, BLOCK_N]
+        if PIPELINE and not SCALED_V:  # as in _consume
+            m_vis = (cols, True)
+        else:
+            m_vis = (cols, j0 < lo1)
         if SCALED_V:  # the slot also holds V1 * v2[k]: freed after the second GEMM
             m, l, acc, c = _scaled_keys(x_a, x_vs, a_ready, a_empty, c, k1t, m, l, acc, m_vis, k_first,
                                         k_last, i, qk_scale, PARITY, PIPELINE)

@@ -192,6 +192,8 @@ def _scores(args):
         # rows of the tile before the window (only in the first tiles of the sequence, where
         # the descriptor zero-filled them) must not count
         m_vis = (i + 1 - (t + 1) * BLOCK_N + o_n >= lo1)[None, :]  # [1, BLOCK_N]
+        # only the lowest tile of a position near the start reaches below the window
+        masked = i + 1 - (t + 1) * BLOCK_N < lo1
         for k in range(k_lo, i + 1):
             ra = c % NA
             mbarrier.wait(ab_ready.index(ra), (c // NA) & 1)  # a and b of key k are in
@@ -202,7 +204,10 @@ def _scores(args):
                                    gl.zeros([GH, BLOCK_N], gl.float32, s_layout), use_acc=False, is_async=True)
             sc = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok, ))
             # base 2, as the forward's softmax step; under dP's GEMM
-            p = gl.exp2(gl.where(m_vis, sc * qk_scale - lse[:, None], float("-inf")))
+            if masked:
+                p = gl.exp2(gl.where(m_vis, sc * qk_scale - lse[:, None], float("-inf")))
+            else:
+                p = gl.exp2(sc * qk_scale - lse[:, None])
             r = c % NB
             ph = (c // NB) & 1
             mbarrier.wait(p_empty.index(r), ph ^ 1)  # the slot's last P has been read
