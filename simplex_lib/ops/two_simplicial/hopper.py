@@ -82,13 +82,17 @@ def _logits(q, K2, off, k1, ASYNC: gl.constexpr, Q_SMEM: gl.constexpr):
 
 
 @gluon.jit
-def _online_softmax(sc, m, l, m_vis, qk_scale):
+def _softmax_step(sc, m, l, acc, m_vis, qk_scale):
     """One step of the online softmax over a block of logits ``sc``
     ``[GH, BLOCK_N]``, scaled here to base 2 by ``qk_scale = scale * log2(e)``
     (any sign). ``m_vis = (cols, masked)``: with ``masked`` the columns
     outside ``cols`` ``[1, BLOCK_N]`` are dropped (only a tile that reaches
-    below the window has any). Returns ``(p, alpha, m_new, l)``: the block's
-    weights, the factor of the old sums, the new maximum and sum."""
+    below the window has any). Returns ``(p, acc, m_new, l)``: the block's
+    weights in bf16 as the next GEMM's A operand, the accumulator rescaled
+    to the new maximum, the new maximum and sum."""
+    o_layout: gl.constexpr = acc.type.layout
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
+                                                 k_width=2)
     cols, masked = m_vis
     if masked:
         sc = gl.where(cols, sc * qk_scale, float("-inf"))
@@ -99,22 +103,19 @@ def _online_softmax(sc, m, l, m_vis, qk_scale):
     alpha = gl.exp2(m - m_ref)
     p = gl.exp2(sc - m_ref[:, None])  # [GH, BLOCK_N]
     l = l * alpha + gl.sum(p, 1)
-    return p, alpha, m_new, l
+    # rescale before the GEMM, so that alpha is dead while its product lives
+    acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
+    return gl.convert_layout(p.to(gl.bfloat16), p_layout), acc, m_new, l
 
 
 @gluon.jit
 def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off, qk_scale):
-    """The online softmax of one block of logits (:func:`_online_softmax`),
+    """The online softmax of one block of logits (:func:`_softmax_step`),
     then ``acc = acc * alpha + (P @ V1) * v2``."""
     D: gl.constexpr = acc.type.shape[1]
-    o_layout: gl.constexpr = _mma_layout(D, 4)
-    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
-                                                 k_width=2)
-    p, alpha, m_new, l = _online_softmax(sc, m, l, m_vis, qk_scale)
-    # rescale before the GEMM, so that alpha is dead while pv lives
-    acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
-    pv = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), v1,
-                       gl.zeros([GH, D], gl.float32, o_layout), use_acc=False)
+    o_layout: gl.constexpr = acc.type.layout
+    p, acc, m_new, l = _softmax_step(sc, m, l, acc, m_vis, qk_scale)
+    pv = warpgroup_mma(p, v1, gl.zeros([GH, D], gl.float32, o_layout), use_acc=False)
     o_d = gl.arange(0, D, gl.SliceLayout(0, o_layout))
     v2 = gl.load(V2 + off + o_d)  # [D] bf16: half the registers of fp32
     return m_new, l, acc + pv * v2.to(gl.float32)[None, :]
@@ -126,14 +127,8 @@ def _softmax_accumulate_scaled(sc, m, l, acc, m_vis, vs, qk_scale):
     ``vs = V1 * v2[k]`` (``[BLOCK_N, D]`` bf16 in shared memory, formed by the
     operand group): ``acc = acc * alpha + P @ vs`` in one accumulating GEMM,
     with no product of its own and no epilogue."""
-    D: gl.constexpr = acc.type.shape[1]
-    o_layout: gl.constexpr = _mma_layout(D, 4)
-    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout,
-                                                 k_width=2)
-    p, alpha, m_new, l = _online_softmax(sc, m, l, m_vis, qk_scale)
-    acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
-    acc = warpgroup_mma(gl.convert_layout(p.to(gl.bfloat16), p_layout), vs, acc)
-    return m_new, l, acc
+    p, acc, m_new, l = _softmax_step(sc, m, l, acc, m_vis, qk_scale)
+    return m_new, l, warpgroup_mma(p, vs, acc)
 
 
 @gluon.jit
@@ -216,44 +211,69 @@ def _handoff(x_acc, x_m, x_l, done, m, l, acc):
 
 
 @gluon.jit
-def _scaled_keys(x_a, x_vs, a_ready, a_empty, c, k1t, m, l, acc, m_vis, k_first, k_last, i,
-                 qk_scale, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
-    """A consumer's keys against one tile when the operand group also scales the values
-    (``scaled_values``): per key, ``S = a @ K1^T`` and ``acc = acc * alpha + P @ (V1 * v2[k])``,
-    both GEMMs reading slot ``c`` of the ring, which is freed after the second. With ``PIPELINE``
-    the next key's logits GEMM runs under this key's softmax, so two slots are held at once (the
-    ring needs two). Returns ``(m, l, acc, c)``."""
+def _ring_step(sc, m, l, acc, m_vis, v1, x_vs, r, V2, off, qk_scale, SCALED_V: gl.constexpr):
+    """One key's softmax step and value GEMM for a consumer of the operand group: with the values
+    it scaled, from ring slot ``r`` (:func:`_softmax_accumulate_scaled`), else from the tile."""
+    if SCALED_V:
+        m, l, acc = _softmax_accumulate_scaled(sc, m, l, acc, m_vis, x_vs.index(r), qk_scale)
+    else:
+        m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off, qk_scale)
+    return m, l, acc
+
+
+@gluon.jit
+def _ring_keys(ring, c, k1t, v1, m, l, acc, m_vis, k_first, k_last, i, off0, qk_scale,
+               PARITY: gl.constexpr, PIPELINE: gl.constexpr, SCALED_V: gl.constexpr):
+    """A consumer's keys against one tile (:func:`_consume_operands`), ``a`` from ring slot ``c``
+    on: ``S = a @ K1^T``, then :func:`_ring_step`. A slot is freed once its last reader is done:
+    after the logits GEMM, or with ``SCALED_V`` (the slot also holds ``V1 * v2[k]``) after the
+    value GEMM. With ``PIPELINE`` the next key's logits GEMM runs under this key's softmax, so
+    with ``SCALED_V`` two slots are held at once (the ring needs two). Returns
+    ``(m, l, acc, c)``."""
+    x_a, x_vs, a_ready, a_empty, V2, stride_kn = ring
     NA: gl.constexpr = x_a.type.shape[0] // 2
     BLOCK_N: gl.constexpr = k1t.type.shape[1]
     s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
     if PIPELINE:
-        gl.static_assert(NA >= 2, "the pipelined loop holds two slots")
+        gl.static_assert(NA >= 2 or not SCALED_V, "the pipelined loop holds two slots")
         if k_first <= i:
             r0 = PARITY * NA + c % NA
             mbarrier.wait(a_ready.index(r0), (c // NA) & 1)
             sc = warpgroup_mma(x_a.index(r0), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
                                use_acc=False)
+            if not SCALED_V:
+                mbarrier.arrive(a_empty.index(r0), count=1)  # read: the slot may be refilled
             c += 1
             for k in range(k_first, k_last, 2):
                 r1 = PARITY * NA + c % NA
                 mbarrier.wait(a_ready.index(r1), (c // NA) & 1)
                 nxt = warpgroup_mma(x_a.index(r1), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
                                     use_acc=False, is_async=True)  # in flight under the softmax
-                m, l, acc = _softmax_accumulate_scaled(sc, m, l, acc, m_vis, x_vs.index(r0), qk_scale)
-                mbarrier.arrive(a_empty.index(r0), count=1)
+                m, l, acc = _ring_step(sc, m, l, acc, m_vis, v1, x_vs, r0, V2, off0 + k * stride_kn,
+                                       qk_scale, SCALED_V)
+                if SCALED_V:
+                    mbarrier.arrive(a_empty.index(r0), count=1)
                 sc = warpgroup_mma_wait(num_outstanding=0, deps=(nxt, ))
+                if not SCALED_V:
+                    mbarrier.arrive(a_empty.index(r1), count=1)
                 r0 = r1
                 c += 1
-            m, l, acc = _softmax_accumulate_scaled(sc, m, l, acc, m_vis, x_vs.index(r0), qk_scale)
-            mbarrier.arrive(a_empty.index(r0), count=1)
+            m, l, acc = _ring_step(sc, m, l, acc, m_vis, v1, x_vs, r0, V2, off0 + k_last * stride_kn,
+                                   qk_scale, SCALED_V)
+            if SCALED_V:
+                mbarrier.arrive(a_empty.index(r0), count=1)
     else:
         for k in range(k_first, i + 1, 2):
             r = PARITY * NA + c % NA
             mbarrier.wait(a_ready.index(r), (c // NA) & 1)
             sc = warpgroup_mma(x_a.index(r), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
                                use_acc=False)
-            m, l, acc = _softmax_accumulate_scaled(sc, m, l, acc, m_vis, x_vs.index(r), qk_scale)
-            mbarrier.arrive(a_empty.index(r), count=1)
+            if not SCALED_V:
+                mbarrier.arrive(a_empty.index(r), count=1)
+            m, l, acc = _ring_step(sc, m, l, acc, m_vis, v1, x_vs, r, V2, off0 + k * stride_kn,
+                                   qk_scale, SCALED_V)
+            if SCALED_V:
+                mbarrier.arrive(a_empty.index(r), count=1)
             c += 1
     return m, l, acc, c
 
@@ -264,20 +284,18 @@ def _consume_operands(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
     operand warp group (:func:`_operand_group`) put them: ring ``PARITY``, one slot per key in
     this consumer's order. ``S = a @ K1^T`` then takes both operands from shared memory, and the
     consumer holds neither ``q`` nor ``a`` in registers. With ``PIPELINE`` the next key's logits
-    GEMM is issued before this key's softmax; with scaled values, :func:`_scaled_keys`. Returns
-    ``(m, l, acc)``."""
+    GEMM is issued before this key's softmax (:func:`_ring_keys`). Returns ``(m, l, acc)``."""
     (Q, K2, V2, bufs_k1, bufs_v1, ready, empty, x_acc, x_m, x_l, x_q, done,
      q_row0, kv_row0, col, i, lo1, k_lo, n_tiles, stride_kn, qk_scale, k1_desc, v1_desc,
      x_a, a_ready, a_empty, x_vs) = args
     STAGES: gl.constexpr = bufs_k1.type.shape[0]
     BLOCK_N: gl.constexpr = bufs_k1.type.shape[1]
     D: gl.constexpr = bufs_k1.type.shape[2]
-    NA: gl.constexpr = x_a.type.shape[0] // 2
     SCALED_V: gl.constexpr = x_vs.type.shape[0] > 1
-    s_layout: gl.constexpr = _mma_layout(BLOCK_N, 4)  # [GH, BLOCK_N] logits
     m, l, acc, o_n, k_first, k_last = _consumer_start(BLOCK_N, D, k_lo, i, PARITY)
     off0 = kv_row0 + col  # the offset of row 0 of K2 / V2
     c = 0  # keys taken from the ring so far: its slot and phase
+    ring = (x_a, x_vs, a_ready, a_empty, V2, stride_kn)
     for t in range(n_tiles):
         s = t % STAGES
         mbarrier.wait(ready.index(s), (t // STAGES) & 1)
@@ -289,36 +307,8 @@ def _consume_operands(args, PARITY: gl.constexpr, PIPELINE: gl.constexpr):
             m_vis = (cols, True)
         else:
             m_vis = (cols, j0 < lo1)
-        if SCALED_V:  # the slot also holds V1 * v2[k]: freed after the second GEMM
-            m, l, acc, c = _scaled_keys(x_a, x_vs, a_ready, a_empty, c, k1t, m, l, acc, m_vis, k_first,
-                                        k_last, i, qk_scale, PARITY, PIPELINE)
-        elif PIPELINE:
-            if k_first <= i:
-                r = PARITY * NA + c % NA
-                mbarrier.wait(a_ready.index(r), (c // NA) & 1)
-                sc = warpgroup_mma(x_a.index(r), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
-                                   use_acc=False)
-                mbarrier.arrive(a_empty.index(r), count=1)  # read: the slot may be refilled
-                c += 1
-                for k in range(k_first, k_last, 2):
-                    r = PARITY * NA + c % NA
-                    mbarrier.wait(a_ready.index(r), (c // NA) & 1)
-                    nxt = warpgroup_mma(x_a.index(r), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
-                                        use_acc=False, is_async=True)  # in flight under the softmax
-                    m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn, qk_scale)
-                    sc = warpgroup_mma_wait(num_outstanding=0, deps=(nxt, ))
-                    mbarrier.arrive(a_empty.index(r), count=1)
-                    c += 1
-                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k_last * stride_kn, qk_scale)
-        else:
-            for k in range(k_first, i + 1, 2):
-                r = PARITY * NA + c % NA
-                mbarrier.wait(a_ready.index(r), (c // NA) & 1)
-                sc = warpgroup_mma(x_a.index(r), k1t, gl.zeros([GH, BLOCK_N], gl.float32, s_layout),
-                                   use_acc=False)
-                mbarrier.arrive(a_empty.index(r), count=1)
-                m, l, acc = _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off0 + k * stride_kn, qk_scale)
-                c += 1
+        m, l, acc, c = _ring_keys(ring, c, k1t, v1, m, l, acc, m_vis, k_first, k_last, i, off0, qk_scale,
+                                  PARITY, PIPELINE, SCALED_V)
         mbarrier.arrive(empty.index(s), count=1)
     if PARITY == 1:
         _handoff(x_acc, x_m, x_l, done, m, l, acc)
