@@ -115,7 +115,8 @@ def _softmax_accumulate(sc, m, l, acc, m_vis, v1, V2, off, qk_scale):
     D: gl.constexpr = acc.type.shape[1]
     o_layout: gl.constexpr = acc.type.layout
     p, acc, m_new, l = _softmax_step(sc, m, l, acc, m_vis, qk_scale)
-    pv = warpgroup_mma(p, v1, gl.zeros([GH, D], gl.float32, o_layout), use_acc=False)
+    pv = warpgroup_mma(p, v1, gl.zeros([GH, D], gl.float32, o_layout),
+                       use_acc=False)
     o_d = gl.arange(0, D, gl.SliceLayout(0, o_layout))
     v2 = gl.load(V2 + off + o_d)  # [D] bf16: half the registers of fp32
     return m_new, l, acc + pv * v2.to(gl.float32)[None, :]
