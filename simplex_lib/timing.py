@@ -280,7 +280,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     ``fwd_loads`` and ``bwd_loads`` (gathers or TMA tiles,
     :func:`simplex_lib.ops.two_simplicial.configs.pick_loads`) and ``fwd_tail`` (the forward
     offset walk's narrow last tile, 0 for none,
-    :func:`simplex_lib.ops.two_simplicial.configs.tail_width`);
+    :func:`simplex_lib.ops.two_simplicial.configs.tail_width`) and ``fwd_tail_pass`` (whether
+    that tile is a launch of its own, ``FwdConfig.TAIL_PASS``);
     with ``repeats > 1``
     also ``ms_each``, ``tflops_min`` and ``tflops_max``.
 
@@ -314,7 +315,8 @@ def bench_simplicial(B, N, Hq, Hkv, D, w1, w2, mode, impl="kernel", dtype=torch.
     return dict(impl=impl, backend=backend, **kernels, mode=mode, B=B, N=N, Hq=Hq, Hkv=Hkv, D=D, w1=w1, w2=w2,
                 dtype=str(dtype).replace("torch.", ""), **rec, us_per_token=1e3 * rec["ms"] / (B * N),
                 fwd_walk=fwd.WALK, bwd_walk=bwd.WALK, bwd_short=short, fwd_loads=fwd.LOADS,
-                bwd_loads=bwd.LOADS, fwd_tail=fwd.BLOCK_TAIL if fwd.WALK == "offset" else 0)
+                bwd_loads=bwd.LOADS, fwd_tail=fwd.BLOCK_TAIL if fwd.WALK == "offset" else 0,
+                fwd_tail_pass=fwd.WALK == "offset" and fwd.TAIL_PASS)
 
 
 def bench_sdpa(B, N, H, D, mode, dtype=torch.bfloat16, repeats=1) -> dict:

@@ -240,13 +240,17 @@ def test_gpu_launch_choices_follow_the_h200_measurements(monkeypatch):
             C.FwdConfig(64, 64, 4, 3, WALK="offset"),
             *[C.FwdConfig(64, 64, 4, 3, WALK="offset", BLOCK_TAIL=16)] * 2], d
     # with TMA tiles: the offset walk everywhere below GQA 64, 128-key tiles, the narrow last
-    # tile at D 64 only, 3 stages at D 128 from GQA 4 (fwd_tail_s26.json)
+    # tile in the program at D 64, 3 stages at D 128 from GQA 4 (fwd_tail_s26.json), and at
+    # D 128 the narrow tile as a launch of its own (fwd_tail_pass_s29.json)
     tma = [C.fwd_config(64, g, 512, 32, tma=True) for g in (1, 4, 8)]
-    assert [(c.WALK, c.LOADS, c.BLOCK_N, c.BLOCK_TAIL) for c in tma] == [
-        ("offset", "tma", 128, 64), ("offset", "tma", 128, 16), ("offset", "tma", 128, 16)]
+    assert [(c.WALK, c.LOADS, c.BLOCK_N, c.BLOCK_TAIL, c.TAIL_PASS) for c in tma] == [
+        ("offset", "tma", 128, 64, False), ("offset", "tma", 128, 16, False),
+        ("offset", "tma", 128, 16, False)]
     tma = [C.fwd_config(128, g, 512, 32, tma=True) for g in (1, 4, 8)]
-    assert [(c.WALK, c.num_stages, c.BLOCK_TAIL) for c in tma] == [
-        ("offset", 2, 0), ("offset", 3, 0), ("offset", 3, 0)]
+    assert [(c.WALK, c.num_stages, c.BLOCK_TAIL, c.TAIL_PASS) for c in tma] == [
+        ("offset", 2, 64, True), ("offset", 3, 16, True), ("offset", 3, 16, True)]
+    # gathered rows (no TMA) at D 128 keep whole tiles: the tail pass was timed with TMA only
+    assert C.fwd_config(128, 8, 128, 128).BLOCK_TAIL == 0
     # the rule stops at w1 = 128: at 512x32 128-key tiles (configs.json), and GQA 64 keeps them
     assert C.fwd_config(64, 1, 512, 32).BLOCK_N == 128
     assert C.fwd_config(64, 64, 128, 128) == C.FwdConfig(64, 128, 4, 3, WALK="position")

@@ -190,7 +190,7 @@ def test_forward_tail_tile(monkeypatch, Hq, Hkv, D, w1, w2, tail_pass):
     # the offset walk's narrower last tile (configs.tail_width, forward.tail_split), in the
     # same program or as a launch of its own (FwdConfig.TAIL_PASS, forward.carry_in), against
     # float64 and against whole tiles only, at a length that is no multiple of any tile; at
-    # the default's launch otherwise (which takes no tail at D 128)
+    # the default's launch otherwise
     import dataclasses
 
     from simplex_lib.ops.two_simplicial import forward as kfwd

@@ -843,10 +843,13 @@ def fwd_config(head_dim: int, group: int, w1: int, w2: int | None = None,
         # against 352 / 345 at GQA 4 / 8; at GQA 1 (64 positions) 184 against 285, one
         # program an SM (results/h200/fwd_tail_s26.json)
         stages = 3
-    # A narrow last tile (tail_width) spilled at D 128 and lost there (302 against 351
-    # TFLOPS at GQA 4, 512x32); at D 64 it gained (287 against 265 for the pairs walk).
-    tail = tail_width(group, 64, w1, block_n) if head_dim <= 64 else 0
-    return FwdConfig(64, block_n, 4, stages, WALK=walk, LOADS=loads, BLOCK_TAIL=tail)
+    # A narrow last tile (tail_width) gains at D 64 (287 against 265 TFLOPS for the pairs
+    # walk at GQA 4, 512x32). At D 128 it spilled inside the program (302 against 351), so
+    # there it is a launch of its own: 301 / 392 / 382 against 285 / 360 / 350 at GQA
+    # 1 / 4 / 8 (results/h200/fwd_tail_pass_s29.json).
+    tail = tail_width(group, 64, w1, block_n) if head_dim <= 64 or loads == "tma" else 0
+    return FwdConfig(64, block_n, 4, stages, WALK=walk, LOADS=loads, BLOCK_TAIL=tail,
+                     TAIL_PASS=bool(tail) and head_dim > 64)
 
 
 def fwd_configs(head_dim: int, group: int, w1: int, elem_bytes: int, smem: int,
