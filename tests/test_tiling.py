@@ -27,15 +27,20 @@ def brute_listing(block_q, w1, w2, block_kv, q_start, n):
     return computed, useful, len(k1s), len(k2s)
 
 
-def brute_packed(heads, positions, w1, w2, block_n, group, i0, n):
-    """Simulate the packed tile: rows (head slot, position), K1 in tiles ending at hi, K2 rows."""
+def brute_packed(heads, positions, w1, w2, block_n, group, i0, n, tail=0):
+    """Simulate the packed tile: rows (head slot, position), K1 in tiles ending at hi (the
+    last one ``tail`` wide where at most that many keys are left), K2 rows."""
     hi = min(i0 + positions, n)
     lo1 = max(i0 - w1 + 1, 0)
     k2lo = max(i0 - w2 + 1, 0)
-    n_tiles = (hi - lo1 + block_n - 1) // block_n
+    tiles, top = [], hi
+    while top > lo1:
+        width = tail if top - lo1 <= tail else block_n
+        tiles.append(range(top - width, top))
+        top -= width
     computed = useful = 0
-    for t in range(n_tiles):
-        for j in range(hi - (t + 1) * block_n, hi - t * block_n):
+    for tile in tiles:
+        for j in tile:
             for k in range(k2lo, hi):
                 for p in range(positions):
                     for h in range(heads):
@@ -95,6 +100,17 @@ def test_packed_tile_matches_loops(gen, trial):
     assert (t.computed, t.useful) == brute_packed(heads, positions, w1, w2, block_n, group, i0, n)
 
 
+@pytest.mark.parametrize("trial", range(6))
+def test_packed_tile_with_a_narrow_last_tile_matches_loops(gen, trial):
+    heads, positions = _draw(gen, 1, 3), _draw(gen, 1, 8)
+    w1, w2, block_n = _draw(gen, 1, 12), _draw(gen, 1, 6), _draw(gen, 2, 6)
+    tail, n = _draw(gen, 0, block_n - 1), _draw(gen, 1, 25)
+    i0 = _draw(gen, 0, n - 1)
+    t = T.packed_tile(heads, positions, w1, w2, block_n=block_n, i0=i0, n=n, tail=tail)
+    assert (t.computed, t.useful) == brute_packed(heads, positions, w1, w2, block_n, heads,
+                                                  i0, n, tail)
+
+
 def test_packed_one_position_wastes_nothing_in_steady_state():
     t = T.packed_tile(64, 1, 512, 32, block_n=128)
     assert t.masked_fraction == 0.0 and (t.k1_rows, t.k2_rows) == (512, 32)
@@ -147,6 +163,8 @@ def test_errors():
         T.packed_tile(4, 1, 4, 4, group=5)
     with pytest.raises(ValueError, match="i0"):
         T.packed_tile(4, 1, 4, 4, i0=-1, n=3)
+    with pytest.raises(ValueError, match="tail"):
+        T.packed_tile(4, 1, 4, 4, block_n=16, tail=16)
     with pytest.raises(ValueError, match="block"):
         T.online_softmax(torch.zeros(1, 2), torch.zeros(2, 1), 0)
     with pytest.raises(ValueError, match="scores"):

@@ -170,7 +170,8 @@ def listing_tile(block_q: int, w1: int, w2: int, *, block_kv: int = 32,
 
 
 def packed_tile(heads: int, positions: int, w1: int, w2: int, *, block_n: int = 1,
-                group: int | None = None, i0: int | None = None, n: int | None = None) -> TileWork:
+                group: int | None = None, i0: int | None = None, n: int | None = None,
+                tail: int = 0) -> TileWork:
     """Work of one tile that packs query heads of one KV group (the GQA-packed tiling).
 
     The tile has ``heads * positions`` rows: ``heads`` query heads (sharing one key/value
@@ -178,6 +179,9 @@ def packed_tile(heads: int, positions: int, w1: int, w2: int, *, block_n: int = 
     multiplies against the first-set rows ``[i0 - w1 + 1, hi)`` (``hi = min(i0 + positions, n)``)
     walked in whole tiles of ``block_n`` rows that end at ``hi``, and the second-set rows
     ``[max(i0 - w2 + 1, 0), hi)``. With ``positions = 1`` every row shares one window.
+    With ``tail``, a remainder of at most ``tail`` first-set rows below the whole tiles is
+    walked as one narrower tile, as the forward's offset walk does
+    (``forward.tail_split``).
 
     Parameters
     ----------
@@ -195,20 +199,35 @@ def packed_tile(heads: int, positions: int, w1: int, w2: int, *, block_n: int = 
         First position. Default: the steady state far from the sequence start.
     n : int, optional
         Sequence length. Default: long enough that nothing is clipped at the end.
+    tail : int, default 0
+        Width of the narrower last tile (0: whole tiles only), below ``block_n``; e.g.
+        :func:`~simplex_lib.ops.two_simplicial.configs.tail_width`.
 
     Returns
     -------
     TileWork
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive integer, ``group`` exceeds ``heads``, ``i0`` lies outside
+        ``[0, n)``, or ``tail`` is negative or not below ``block_n``.
 
     Examples
     --------
     >>> t = packed_tile(64, 1, 512, 32, block_n=128)
     >>> t.rows, t.k1_rows, t.k2_rows, t.masked_fraction
     (64, 512, 32, 0.0)
+    >>> packed_tile(1, 16, 512, 32, block_n=128).k1_rows  # 527 keys: five whole tiles
+    640
+    >>> packed_tile(1, 16, 512, 32, block_n=128, tail=16).k1_rows  # four and 16 rows
+    528
     """
     for name, v in (("heads", heads), ("positions", positions), ("w1", w1), ("w2", w2),
                     ("block_n", block_n)):
         _check_pos_int(name, v)
+    if not isinstance(tail, int) or isinstance(tail, bool) or not 0 <= tail < block_n:
+        raise ValueError(f"tail must be an int in [0, block_n={block_n}), got {tail!r}")
     group = heads if group is None else group
     _check_pos_int("group", group)
     if group > heads:
@@ -222,7 +241,9 @@ def packed_tile(heads: int, positions: int, w1: int, w2: int, *, block_n: int = 
     hi = min(i0 + positions, n)
     lo1 = max(i0 - w1 + 1, 0)
     n_tiles = -(-(hi - lo1) // block_n)
-    k1 = range(hi - n_tiles * block_n, hi)
+    rem = (hi - lo1) % block_n
+    narrow = tail if 0 < rem <= tail else 0  # the remainder as one narrower tile
+    k1 = range(hi - n_tiles * block_n + (block_n - narrow if narrow else 0), hi)
     k2 = range(max(i0 - w2 + 1, 0), hi)
     rows = [p if (h < group and p < n) else None
             for p in range(i0, i0 + positions) for h in range(heads)]
