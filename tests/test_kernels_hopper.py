@@ -32,7 +32,8 @@ def test_supported_names_what_it_lacks():
     assert "w1 >= w2" in hopper_supported(q, k1, 128, 256)
     with pytest.raises(ValueError, match="hopper_forward: needs a Hopper GPU"):
         hopper_forward(*_inputs(1, 8, 1, 64, "cpu"), 128, 32, 0.125)
-    assert (default_block_n(64), default_block_n(128)) == (128, 64)
+    assert [default_block_n(d, w) for d, w in ((64, 512), (128, 512), (128, 64), (128, 192))] == [
+        128, 128, 64, 64]
     xs = _inputs(1, 8, 1, 64, "cpu")
     with pytest.raises(ValueError, match="operands must be a bool"):
         hopper_forward(*xs, 128, 32, 0.125, operands=1)

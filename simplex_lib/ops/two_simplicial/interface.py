@@ -140,7 +140,7 @@ def _hopper_reason(q, k1, w1, w2, direction: str = "forward") -> str | None:
         return f"needs a Triton with Gluon's Hopper module (import failed: {e})"
     if direction == "backward":
         return hopper_bwd_supported(q, k1, w1, w2)
-    return hopper_supported(q, k1, w1, w2, default_block_n(q.shape[-1]))
+    return hopper_supported(q, k1, w1, w2, default_block_n(q.shape[-1], w1))
 
 
 #: Triton releases (major.minor) whose Gluon the Hopper kernels are tested with; ``"auto"`` takes
