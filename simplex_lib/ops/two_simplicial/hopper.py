@@ -713,15 +713,19 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         A third warp group forms the logits' operands ``a = q * k2[k]`` into shared memory for
         both consumers and issues the TMA loads (``_operand_group``), so that a consumer
         holds neither ``q`` nor ``a`` and its logits GEMM reads both operands from shared
-        memory. Compiles without spills at D 64 (BLOCK_N 128) and D 128 (BLOCK_N 64); not yet
-        timed on a GPU (NOTES.md).
+        memory. Compiles without spills at D 64 (BLOCK_N 128) and D 128 (BLOCK_N 64). On an
+        H200 (GQA 64, 512x32, ``results/h200/hopper_sweep_s29.json``) it is slower than
+        without at D 128 (408.6 against 425.6 TFLOPS with 64-key tiles); see
+        ``scaled_values``.
     scaled_values : bool, default False
         With ``operands``: the operand group also forms each key's value tile ``V1 * v2[k]``
         (``[block_n, D]``, rounded once to bf16 from the fp32 product), so that a consumer's
         second GEMM accumulates ``P @ (V1 * v2[k])`` into the output directly, with no product
         of its own to scale and add. The output rounds the values once more than the other
         variants (the log-sum-exp is unchanged). At D 128 it fits in shared memory with 64-key
-        tiles and two stages only.
+        tiles and two stages only. On the H200 of ``operands``: 445.9 TFLOPS at D 128 (64-key
+        tiles), and 378.9 at D 64 with ``pipeline=True`` and 128-key tiles, the fastest Gluon
+        forward there (the portable forward: 532.8 and 384.9).
 
     Returns
     -------
