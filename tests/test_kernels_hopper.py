@@ -34,6 +34,10 @@ def test_supported_names_what_it_lacks():
         hopper_forward(*_inputs(1, 8, 1, 64, "cpu"), 128, 32, 0.125)
     assert [default_block_n(d, w) for d, w in ((64, 512), (128, 512), (128, 64), (128, 192))] == [
         128, 128, 64, 64]
+    # with the operand group: 128-key tiles where their rings fit (session 28's compile report)
+    assert [default_block_n(d, 512, operands=True, stages=st, scaled_values=v)
+            for d, st, v in ((64, 3, True), (128, 2, False), (128, 3, False), (128, 2, True))] == [
+        128, 128, 64, 64]
     xs = _inputs(1, 8, 1, 64, "cpu")
     with pytest.raises(ValueError, match="operands must be a bool"):
         hopper_forward(*xs, 128, 32, 0.125, operands=1)

@@ -570,13 +570,13 @@ def hopper_supported(q, k1, w1: int, w2: int, block_n: int = 128) -> str | None:
     return None
 
 
-def default_block_n(head_dim: int, w1: int | None = None) -> int:
-    """Long-window keys per tile: 128, or 64 at ``D = 128`` where ``w1`` is no multiple of 128.
+def default_block_n(head_dim: int, w1: int | None = None, *, operands: bool = False,
+                    stages: int = 2, scaled_values: bool = False) -> int:
+    """Long-window keys per tile: 128 where it divides ``w1`` and fits in shared memory, else 64.
 
     At D 128, GQA 64, 512x32 on an H200, 128-key tiles run at 448 TFLOPS against 426 for 64
-    (``results/h200/hopper_sweep_s29.json``); they spill more (24 words against 0, ``python
-    tools/sm90.py hopper``), but since the column mask is applied only on a window's lowest tile
-    the larger tile pays off.
+    (``results/h200/hopper_sweep_s29.json``), although they spill 24 words a thread where
+    64-key tiles spill none (``python tools/sm90.py hopper``).
 
     Parameters
     ----------
@@ -585,6 +585,9 @@ def default_block_n(head_dim: int, w1: int | None = None) -> int:
     w1 : int, optional
         The long window, which a tile must divide (:func:`hopper_supported`); without it, the
         tile for a ``w1`` that 128 divides.
+    operands, stages, scaled_values : optional
+        As for :func:`hopper_forward`: with ``operands`` the operand rings must fit
+        (:func:`operand_shared_bytes`), which at D 128 they do only with 64-key tiles.
 
     Returns
     -------
@@ -594,10 +597,14 @@ def default_block_n(head_dim: int, w1: int | None = None) -> int:
     --------
     >>> default_block_n(128, 512), default_block_n(128, 192), default_block_n(64, 512)
     (128, 64, 128)
+    >>> default_block_n(128, 512, operands=True, scaled_values=True)
+    64
     """
-    if head_dim <= 64 or w1 is None or w1 % 128 == 0:
-        return 128
-    return 64
+    if w1 is not None and w1 % 128:
+        return 64
+    if operands and operand_shared_bytes(head_dim, 128, stages, scaled_values) > SHARED_LIMIT:
+        return 64
+    return 128
 
 
 def operand_group_regs(head_dim: int, pipeline: bool = False,
@@ -701,8 +708,7 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
     scale : float
         Logit scale.
     block_n : int, optional
-        Long-window keys per tile (64 or 128); default :func:`default_block_n`, or 64 where
-        the operand rings of 128-key tiles would not fit in shared memory.
+        Long-window keys per tile (64 or 128); default :func:`default_block_n`.
     stages : int, default 2
         Depth of the K1/V1 ring.
     pipeline : bool, default False
@@ -749,10 +755,8 @@ def hopper_forward(q, k1, k2, v1, v2, w1: int, w2: int, scale: float, block_n: i
         raise ValueError("hopper_forward: operands=True needs stages >= 2 (the operand group "
                          "loads tile t + 1 while the consumers work on tile t)")
     if block_n is None:
-        block_n = default_block_n(q.shape[-1], w1) if q.dim() == 4 else 128
-        if operands and q.dim() == 4 and operand_shared_bytes(
-                q.shape[-1], block_n, stages, scaled_values) > SHARED_LIMIT:
-            block_n = 64  # the operand rings of 128-key tiles do not fit at this D
+        block_n = default_block_n(q.shape[-1], w1, operands=operands, stages=stages,
+                                  scaled_values=scaled_values) if q.dim() == 4 else 128
     if operands and q.dim() == 4:
         need = operand_shared_bytes(q.shape[-1], block_n, stages, scaled_values)
         if need > SHARED_LIMIT:

@@ -240,10 +240,11 @@ def packed_tile(heads: int, positions: int, w1: int, w2: int, *, block_n: int = 
         raise ValueError(f"i0 must lie in [0, n), got i0={i0}, n={n}")
     hi = min(i0 + positions, n)
     lo1 = max(i0 - w1 + 1, 0)
-    n_tiles = -(-(hi - lo1) // block_n)
-    rem = (hi - lo1) % block_n
-    narrow = tail if 0 < rem <= tail else 0  # the remainder as one narrower tile
-    k1 = range(hi - n_tiles * block_n + (block_n - narrow if narrow else 0), hi)
+    n_whole = -(-(hi - lo1) // block_n)
+    narrow = tail if 0 < (hi - lo1) % block_n <= tail else 0
+    if narrow:  # the remainder as one narrower tile instead of a whole one
+        n_whole -= 1
+    k1 = range(hi - n_whole * block_n - narrow, hi)
     k2 = range(max(i0 - w2 + 1, 0), hi)
     rows = [p if (h < group and p < n) else None
             for p in range(i0, i0 + positions) for h in range(heads)]
