@@ -10,17 +10,33 @@ ncu_stalls = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ncu_stalls)
 
 
-def test_totals_by_opcode(tmp_path, capsys):
+def _report(tmp_path, capsys, header: str, rows: list) -> list:
+    """The script's output lines for a source export with ``header`` and ``rows``."""
     csv = tmp_path / "rep.csv"
-    csv.write_text('"Address","Source","Warp Stall Sampling (All Samples)","stall_wait"\n'
-                   '"0x10","FFMA R1, R2, R3, R4","1,000","0"\n'
-                   '"0x20","@!P1  BRA 0x10","3,000","0"\n'
-                   '"0x30","FFMA R5, R6, R7, R8","1,000","0"\n')
+    csv.write_text("\n".join([header] + rows) + "\n")
     ncu_stalls.main([str(csv)])
-    out = capsys.readouterr().out.splitlines()
+    return capsys.readouterr().out.splitlines()
+
+
+def test_totals_by_opcode(tmp_path, capsys):
+    out = _report(tmp_path, capsys, '"Address","Source","Warp Stall Sampling (All Samples)","stall_wait"',
+                  ['"0x10","FFMA R1, R2, R3, R4","1,000","0"', '"0x20","@!P1  BRA 0x10","3,000","0"',
+                   '"0x30","FFMA R5, R6, R7, R8","1,000","0"'])
     assert out[0] == "total samples 5000"
     assert out[1].split() == ["@!P1", "3000", "60.0%"]
     assert out[2].split() == ["FFMA", "2000", "40.0%"]
+    assert not any(line.startswith("instructions executed") for line in out)
+
+
+def test_executed_instructions_by_mnemonic(tmp_path, capsys):
+    out = _report(tmp_path, capsys,
+                  '"Address","Source","Warp Stall Sampling (All Samples)","Instructions Executed"',
+                  ['"0x10","HGMMA.64x128x16.F32.BF16 R24, R56, gdesc[UR4], R24","10","100"',
+                   '"0x20","@!P1 HGMMA.64x64x16.F32.BF16 R24, R56, gdesc[UR8], R24","10","100"',
+                   '"0x30","MUFU.EX2 R1, R1","30","200"'])
+    i = out.index("instructions executed 400")
+    assert out[i + 1].split() == ["HGMMA", "200", "50.0%"]
+    assert out[i + 2].split() == ["MUFU", "200", "50.0%"]
 
 
 def test_usage_errors(tmp_path):

@@ -8,7 +8,10 @@ Profile with the SourceCounters section, export the source page, then read it::
 
 Prints the total of "Warp Stall Sampling (All Samples)", the 15 opcodes (or predicate guards,
 such as the ``@!P1 BRA`` of an mbarrier wait loop) with most samples, and the 25 instructions
-with most samples.
+with most samples. Where the export has the "Instructions Executed" column, it then prints the
+executed (warp-level) instructions by mnemonic, the predicate guard and the modifiers dropped
+(``@!P1 HGMMA.64x128x16.F32.BF16`` counts as ``HGMMA``): where a kernel's instructions go, beside
+where its warps wait.
 """
 import collections
 import csv
@@ -48,6 +51,17 @@ def main(argv=None) -> None:
         print(f"{op:30s} {v:10.0f} {100 * v / total:5.1f}%")
     for r in sorted(body, key=lambda r: -_num(r[col]))[:25]:
         print(f"{_num(r[col]):9.0f} {100 * _num(r[col]) / total:5.1f}%  {r[src][:110]}")
+    ex = next((i for i, c in enumerate(hdr) if c.strip() == "Instructions Executed"), None)
+    if ex is None:
+        return
+    executed = collections.Counter()
+    for r in body:
+        words = [w for w in r[src].split() if not w.startswith("@")] or ["?"]
+        executed[words[0].split(".")[0]] += _num(r[ex])
+    n = sum(executed.values()) or 1.0
+    print(f"instructions executed {n:.0f}")
+    for op, v in executed.most_common(20):
+        print(f"{op:30s} {v:12.0f} {100 * v / n:5.1f}%")
 
 
 if __name__ == "__main__":
