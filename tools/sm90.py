@@ -16,6 +16,7 @@ Run it in a process without ``TRITON_INTERPRET``::
     python tools/sm90.py fwd --head-dim 128    # the forward's offset walk, either loop outside
     python tools/sm90.py tail --group 4        # its narrow last tile: in the program, or a launch
     python tools/sm90.py pairs --group 4       # the pairs forward, one tile or several a program
+    python tools/sm90.py loops --head-dim 64 --group 4  # the forward's loops: instructions by mnemonic
     python tools/sm90.py sass --out a.json     # the forwards' SASS at their default launches...
     python tools/sm90.py sass --compare a.json # ...and after a change: which kernels it moved
     python tools/sm90.py hopper                # the Gluon forward (ops/two_simplicial/hopper.py), each variant
@@ -265,6 +266,55 @@ def _sass_lines(compiled) -> list[str]:
     return [n for n in lines if n and not n.startswith("/* 0x")]
 
 
+def sass_loops(sass: str, min_size: int = 8) -> list[dict]:
+    """The loops of a kernel's SASS (``cuobjdump -sass`` text): one per conditional backward branch
+    over at least ``min_size`` instructions.
+
+    Unconditional backward branches are left out: they are the returns of out-of-line code (an
+    mbarrier's retry loop jumps back to where it was called from), not loops. Each loop is
+    ``{"start", "end"}`` (the addresses of its first instruction and of its branch),
+    ``"instructions"`` and ``"mnemonics"`` (a ``Counter`` of the instructions' mnemonics, the
+    predicate guard and the modifiers dropped: ``@P2 HGMMA.64x128x16.F32.BF16`` is ``HGMMA``);
+    outer loops count their inner loops' instructions once.
+    """
+    import collections
+    code = [(int(m[1], 16), m[2]) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*?)\s*;", sass)]
+    index = {a: i for i, (a, _) in enumerate(code)}
+    loops = []
+    for i, (addr, text) in enumerate(code):
+        m = re.match(r"@!?U?P\w+\s+BRA\s+(?:`\()?(0x[0-9a-f]+)", text)
+        if m is None or int(m[1], 16) not in index:
+            continue
+        start = index[int(m[1], 16)]
+        if start < i and i - start + 1 >= min_size:
+            words = (next((w for w in t.split() if not w.startswith("@")), "?") for _, t in code[start:i + 1])
+            loops.append(dict(start=code[start][0], end=addr, instructions=i - start + 1,
+                              mnemonics=collections.Counter(w.split(".")[0] for w in words)))
+    return loops
+
+
+def loops_report(head_dim: int, group: int, w1: int = 512) -> None:
+    """The loops of the forward (``_fwd_kernel``) at the launch ``fwd_config`` gives on an H200
+    (TMA tiles; with a tail pass, its body launch), with each loop's instructions by mnemonic."""
+    from simplex_lib.ops.two_simplicial import forward as kf
+    from simplex_lib.ops.two_simplicial.configs import fwd_config, row_tiling, tail_width
+    cfg = fwd_config(head_dim, group, w1, 32, tma=True)
+    rt = row_tiling(group, cfg.BLOCK_M)
+    offset = cfg.WALK == "offset" and rt.POS > 1
+    tail = tail_width(group, cfg.BLOCK_M, w1, cfg.BLOCK_N) if offset else 0
+    meta = dict(HEAD_DIM=head_dim, GH=rt.GH, POS=rt.POS, BLOCK_N=cfg.BLOCK_N, PREC="tf32",
+                OFFSET=offset, TMA=offset and cfg.LOADS == "tma", TAIL=tail,
+                SPLIT=2 if tail and cfg.TAIL_PASS else 0) | ({"G": 1} if group == 1 else {})
+    c = compile_sm90(kf._fwd_kernel, meta, HOPPER_POINTERS | {"O_PART": "*fp32" if meta["SPLIT"] else "*bf16"},
+                     num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    r = resources(c)
+    print(f"D {head_dim} GQA {group} w1 {w1}: {cfg} ({meta}): {r['regs']} registers, {r['spills']} spilled")
+    for lp in sass_loops(cuobjdump(c)):
+        top = ", ".join(f"{k} {v}" for k, v in lp["mnemonics"].most_common(12))
+        print(f"  loop {lp['start']:#x}-{lp['end']:#x}: {lp['instructions']} instructions, "
+              f"{lp['mnemonics']['HGMMA']} HGMMA: {top}")
+
+
 def forward_sass() -> dict:
     """``{launch: SASS lines}`` of the forward kernels at the launches ``fwd_config`` picks on an
     H200 (bf16, 512x32 and 256x64 windows): the offset and position walks at D 64 / 128 and GQA
@@ -294,11 +344,11 @@ def forward_sass() -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python tools/sm90.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["topk", "fused", "fwd", "tail", "pairs", "sass", "hopper",
+    ap.add_argument("what", choices=["topk", "fused", "fwd", "tail", "loops", "pairs", "sass", "hopper",
                                      "hopper-bwd"])
-    ap.add_argument("--head-dim", type=int, default=128, help="fused, fwd, tail: D (default 128)")
+    ap.add_argument("--head-dim", type=int, default=128, help="fused, fwd, tail, loops: D (default 128)")
     ap.add_argument("--group", type=int, default=8,
-                    help="fused, fwd, tail, pairs: query heads per KV head (default 8)")
+                    help="fused, fwd, tail, loops, pairs: query heads per KV head (default 8)")
     ap.add_argument("--stages", type=int, default=2, help="fused, hopper, hopper-bwd: pipeline depth (default 2)")
     ap.add_argument("--block-n", type=int, choices=(32, 64, 128), default=128,
                     help="fwd: long-window keys per tile (default 128, as fwd_config)")
@@ -361,6 +411,11 @@ def main(argv=None):
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64:
             ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 63")
         tail_report(a.head_dim, a.group)
+        return
+    if a.what == "loops":
+        if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group <= 128:
+            ap.error("--head-dim must be 16, 32, 64 or 128 and --group between 1 and 128")
+        loops_report(a.head_dim, a.group)
         return
     if a.what == "pairs":
         if a.head_dim not in (16, 32, 64, 128) or not 1 <= a.group < 64 or not 1 <= a.w2 <= 128:
