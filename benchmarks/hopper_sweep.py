@@ -13,6 +13,12 @@ GEMM in flight under this key's softmax), ``o`` (``operands=True``: a third warp
 logits' operands) and ``v`` (``scaled_values=True``: that group also forms ``V1 * v2[k]``). A
 variant a shape cannot take (shared memory, a tile the kernel refuses) is recorded with its error,
 and the sweep goes on.
+
+``--ncu`` launches each variant twice and times nothing, for Nsight Compute (the second launch is
+the one to profile, after the compile)::
+
+    ncu --clock-control none --launch-skip 1 --launch-count 1 -k regex:_hopper_fwd \\
+        python -m benchmarks.hopper_sweep --ncu --dims 128 --variants 128x2
 """
 
 from __future__ import annotations
@@ -104,19 +110,40 @@ def sweep_shape(G: int, D: int, w1: int, w2: int, variants, repeats: int, B: int
     return dict(G=G, Hq=Hq, D=D, w1=w1, w2=w2, B=B, N=N, runs=list(runs.values()))
 
 
+def launch_twice(D: int, w1: int, w2: int, variant: dict, B: int = 2, N: int = 8192):
+    """Run the Gluon forward at one GQA-64 shape twice with ``variant`` (for a profiler: no
+    timing, no record)."""
+    from simplex_lib.ops.two_simplicial.hopper import hopper_forward
+
+    Hq = HEADS[64]
+    x = [torch.randn(B, N, h, D, device="cuda", dtype=torch.bfloat16) for h in (Hq,) + (Hq // 64,) * 4]
+    for _ in range(2):
+        hopper_forward(*x, w1, w2, D ** -0.5, **variant)
+    torch.cuda.synchronize()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.hopper_sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", type=_variants, required=True,
                     help="comma-separated BLOCK_NxSTAGES[p][o][v], e.g. 64x2,64x2o,64x3o,64x2v")
     add_grid_args(ap)
     ap.set_defaults(gqa=(64,))
-    ap.add_argument("--out", required=True, help="the JSON record to write")
+    ap.add_argument("--out", default=None, help="the JSON record to write (needed unless --ncu)")
+    ap.add_argument("--ncu", action="store_true",
+                    help="launch each variant twice, time nothing (for Nsight Compute)")
     a = ap.parse_args(argv)
     shapes = grid_shapes(ap, a)
+    if a.out is None and not a.ncu:
+        ap.error("--out is needed (the JSON record), unless --ncu")
     if any(G != 64 for G, *_ in shapes):
         ap.error(f"--gqa must be 64 (the Gluon forward's one ratio), got {a.gqa}")
     if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
         ap.error("needs an sm_90 (Hopper) GPU: the Gluon kernels compile for it alone")
+    if a.ncu:
+        for _, D, w1, w2 in shapes:
+            for v in a.variants:
+                launch_twice(D, w1, w2, v)
+        return 0
     rec = dict(meta=record_meta(), variants=[variant_name(v) for v in a.variants], rows=[])
     sweep_to_record(rec, shapes, lambda *shape: sweep_shape(*shape, a.variants, a.repeats), "variant", a.out)
     return 0

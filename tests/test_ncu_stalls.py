@@ -48,3 +48,24 @@ def test_usage_errors(tmp_path):
     bad.write_text('"Address","Source"\n"0x10","NOP"\n')
     with pytest.raises(SystemExit, match="SourceCounters"):
         ncu_stalls.main([str(bad)])
+
+
+def test_regions_of_a_warp_specialised_kernel(tmp_path, capsys):
+    # the SASS split at each SETMAXREG: the loader's region and the consumer's, with their shares
+    out = _report(tmp_path, capsys,
+                  '"Address","Source","Warp Stall Sampling (All Samples)","Instructions Executed"',
+                  ['"0x00","MOV R1, R2","0","10"',
+                   '"0x10","USETMAXREG.DEALLOC.CTAPOOL 0x18 ;","0","10"',
+                   '"0x20","UTMALDG.2D [UR8], [UR4]","10","10"',
+                   '"0x30","@!P1 BRA 0x20","30","30"',
+                   '"0x40","USETMAXREG.TRY_ALLOC.CTAPOOL UP0, 0xf0 ;","0","10"',
+                   '"0x50","HGMMA.64x128x16.F32.BF16 R24, R56, gdesc[UR4], R24","20","10"',
+                   '"0x60","MUFU.EX2 R1, R1","40","20"'])
+    i = next(k for k, line in enumerate(out) if line.startswith("regions split at SETMAXREG"))
+    entry, loader, consumer = out[i + 1:i + 4]
+    assert entry.split()[:7] == ["0x00", "1", "0", "/", "0", "/", "0"]
+    assert loader.split()[:9] == ["0x10", "3", "0", "/", "1", "/", "0", "40.0%", "50.0%"]
+    assert "USETMAXREG.DEALLOC.CTAPOOL 0x18" in loader and "@!P1 30.0%" in loader
+    assert consumer.split()[:9] == ["0x40", "3", "1", "/", "0", "/", "1", "60.0%", "40.0%"]
+    assert consumer.endswith("MUFU.EX2 40.0%, HGMMA.64x128x16.F32.BF16 20.0%")
+    assert len(out) == i + 4

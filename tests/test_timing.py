@@ -206,9 +206,12 @@ def test_hopper_sweep_reads_variants_and_refuses_bad_input(capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert says in err, (bad, err)
+    with pytest.raises(SystemExit) as e:  # a record is asked for unless --ncu
+        hopper_sweep.main(["--variants", "64x2"])
+    assert e.value.code == 2 and "--out is needed" in capsys.readouterr().err
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
-            hopper_sweep.main(["--variants", "64x2", "--out", "/dev/null"])
+            hopper_sweep.main(["--variants", "64x2", "--ncu"])
         assert "needs an sm_90" in capsys.readouterr().err
 
 
