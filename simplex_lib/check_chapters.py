@@ -12,7 +12,8 @@ directory, as Colab, Binder or JupyterLab would run it. Nothing here needs the b
 packages (jupyter-book, myst-nb): only ``nbclient`` and ``ipykernel`` (the ``notebooks`` extra).
 
 The record (JSON) lists per chapter the status (``passed``, ``failed`` or ``timeout``), the seconds
-and the first error (exception name, message and the index of the cell that raised), with the
+the first error (exception name, message and the index of the cell that raised) and the three
+slowest code cells (index among all cells, seconds), with the
 provenance of the run (device, versions, date, commit). The command exits with status 1 when any
 chapter fails, 2 on bad arguments. Nothing in the library imports this module.
 """
@@ -169,7 +170,8 @@ def run_chapter(path: Path, *, full: bool = False, timeout: float = 600.0) -> di
     dict
         ``chapter`` (file stem), ``status`` (``"passed"``, ``"failed"`` or ``"timeout"``),
         ``seconds``, ``cells`` (code cells run), ``error`` (``None`` or a dict with ``cell``,
-        the index among all cells of the notebook, ``name`` and ``message``).
+        the index among all cells of the notebook, ``name`` and ``message``), ``slowest_cells``
+        (up to three ``[index, seconds]`` pairs, slowest first: where a chapter's time goes).
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
@@ -210,7 +212,25 @@ def run_chapter(path: Path, *, full: bool = False, timeout: float = 600.0) -> di
         error = {"cell": current["index"], "name": error["name"],
                  "message": error["message"][:MESSAGE_CHARS]}
     return {"chapter": path.stem, "status": status, "seconds": round(time.monotonic() - start, 1),
-            "cells": current["code_cells"], "error": error}
+            "cells": current["code_cells"], "error": error, "slowest_cells": slowest_cells(nb)}
+
+
+def slowest_cells(nb, top: int = 3) -> list:
+    """The ``top`` slowest code cells of an executed notebook, as ``[index, seconds]`` pairs
+    (index among all cells), from the timing nbclient writes into each cell's metadata."""
+    timed = []
+    for i, cell in enumerate(nb.cells):
+        ex = cell.get("metadata", {}).get("execution", {})
+        began, ended = ex.get("iopub.execute_input"), ex.get("shell.execute_reply")
+        if cell.cell_type == "code" and began and ended:
+            seconds = (_when(ended) - _when(began)).total_seconds()
+            timed.append([i, round(seconds, 1)])
+    return sorted(timed, key=lambda t: -t[1])[:top]
+
+
+def _when(stamp: str):
+    from datetime import datetime
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def _progress(result: dict) -> str:

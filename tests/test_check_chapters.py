@@ -91,6 +91,7 @@ def test_runs_chapters_in_real_kernels_and_records_the_first_error(chapters, tmp
     assert ok["status"] == "passed" and ok["error"] is None and ok["seconds"] > 0
     assert bad["status"] == "failed" and bad["cells"] == 2  # stopped at the error
     assert bad["error"] == {"cell": 2, "name": "ValueError", "message": "boom: n must be positive"}
+    assert [i for i, _ in ok["slowest_cells"]] and all(s >= 0 for _, s in ok["slowest_cells"])
 
     # --update keeps the other chapters; a chapter past its time is a timeout
     assert cc.main(["3", "--notebooks", str(chapters), "--out", str(out), "--update",
@@ -99,6 +100,16 @@ def test_runs_chapters_in_real_kernels_and_records_the_first_error(chapters, tmp
     assert [r["chapter"] for r in record["chapters"]] == ["01-ok", "02-bad", "03-slow"]
     assert record["chapters"][2]["status"] == "timeout" and record["chapters"][2]["seconds"] < 60
     assert (record["passed"], record["total"]) == (1, 3)
+
+
+def test_slowest_cells_from_nbclient_timing():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A chapter")] + [
+        nbformat.v4.new_code_cell("pass") for _ in range(4)])
+    for cell, (a, b) in zip(nb.cells[1:], [("00.0", "01.5"), ("01.5", "09.0"), ("09.0", "09.1")]):
+        cell.metadata["execution"] = {"iopub.execute_input": f"2026-12-05T10:00:{a}00Z",
+                                      "shell.execute_reply": f"2026-12-05T10:00:{b}00Z"}
+    assert cc.slowest_cells(nb) == [[2, 7.5], [1, 1.5], [3, 0.1]]   # the untimed cell is left out
+    assert cc.slowest_cells(nb, top=1) == [[2, 7.5]]
 
 
 @pytest.mark.slow

@@ -67,5 +67,5 @@ def test_regions_of_a_warp_specialised_kernel(tmp_path, capsys):
     assert loader.split()[:9] == ["0x10", "3", "0", "/", "1", "/", "0", "40.0%", "50.0%"]
     assert "USETMAXREG.DEALLOC.CTAPOOL 0x18" in loader and "@!P1 30.0%" in loader
     assert consumer.split()[:9] == ["0x40", "3", "1", "/", "0", "/", "1", "60.0%", "40.0%"]
-    assert consumer.endswith("MUFU.EX2 40.0%, HGMMA.64x128x16.F32.BF16 20.0%")
+    assert consumer.endswith("MUFU.EX2 40.0%, HGMMA.64x128x16.F32.BF16 20.0%")  # every opcode, to 8
     assert len(out) == i + 4

@@ -16,9 +16,10 @@ where its warps wait.
 For a warp-specialised kernel (its SASS has ``SETMAXREG`` instructions: each partition of a
 Gluon ``warp_specialize`` starts by setting its register budget), it last prints the code split
 at every ``SETMAXREG`` into regions, with each region's share of the samples and of the executed
-instructions and what it holds (``HGMMA``, TMA loads, ``MUFU.EX2``): which warp group waits, and
-for what. The split follows the code's layout, so a region is a partition's body only where the
-compiler laid it out in one piece; read the table beside the SASS.
+instructions, what it holds (``HGMMA``, TMA loads, ``MUFU.EX2``) and its 8 opcodes with most
+samples: which warp group waits, and for what. The split follows the code's layout, so a region
+is a partition's body only where the compiler laid it out in one piece; read the table beside
+the SASS.
 """
 import collections
 import csv
@@ -98,7 +99,7 @@ def _regions(body, src, col, ex, addr, total) -> None:
             ops[(r[src].split() or ["?"])[0]] += _num(r[col])
         count = {k: sum(k in r[src] for r in seg) for k in ("HGMMA", "UTMALDG", "MUFU.EX2")}
         head = seg[0][src].split(";")[0].strip() if "SETMAXREG" in seg[0][src] else "(entry)"
-        top = ", ".join(f"{op} {100 * v / total:.1f}%" for op, v in ops.most_common(3) if v)
+        top = ", ".join(f"{op} {100 * v / total:.1f}%" for op, v in ops.most_common(8) if v)
         ex_share = f"{100 * executed / n_ex:5.1f}%" if n_ex else "    -"
         print(f"{seg[0][addr]:>8s} {len(seg):5d} {count['HGMMA']:3d} / {count['UTMALDG']:2d} / "
               f"{count['MUFU.EX2']:3d} {100 * samples / total:5.1f}% {ex_share}  {head[:40]}: {top}")
