@@ -43,6 +43,7 @@ def test_one_row_per_report(tmp_path, capsys):
     assert [(r["D"], r["G"]) for r in rows] == [(128, 1), (64, 4)]
     r = rows[1]
     assert r["gpu"] == "NVIDIA H100 80GB HBM3" and r["config"] == "offset+tma:64x128x4x3x16"
+    assert r["kernel"] == "forward" and r["regions"] == []
     assert (r["w1"], r["w2"], r["B"], r["N"]) == (512, 32, 2, 8192)
     assert r["duration_ms"] == 7.57 and r["sm_active_cycles"] == 13727420.6
     assert r["warp_instructions"] == 3.099e9 and r["spill_requests"] == 2931072
@@ -51,6 +52,32 @@ def test_one_row_per_report(tmp_path, capsys):
     # without the metric: executed IPC x active cycles x SMs
     r = ncu_summary.summarise(REPORT.replace("smsp__inst", "other"))
     assert r["warp_instructions"] == pytest.approx(1.71 * 13727420.6 * 132)
+
+
+GLUON = """\
+# Nsight Compute, session 31, 2026-12-05, NVIDIA H100 80GB HBM3, commit 61bac47: Gluon forward D 128 \
+GQA 64 512x32 B2 N8192 bf16, default variant 128x2
+""" + REPORT.split("\n", 1)[1] + """\
+regions split at SETMAXREG: first address, instructions, ...
+0x7f8e237aea00     8   0 /  0 /   0   0.1%   0.0%  (entry): LDC 0.0%, VIADD 0.0%
+0x7f8e237aeba0  1583  16 /  0 /  66  32.4%  48.9%  USETMAXREG.TRY_ALLOC.CTAPOOL UP0, 0xf0: \
+WARPGROUP.DEPBAR.LE 5.3%, MUFU.EX2 4.7%, @!P0 1.0%
+0x7f8e237b4ec0    75   0 /  4 /   0   4.6%       -  USETMAXREG.DEALLOC.CTAPOOL 0x18: NOP 4.1%
+"""
+
+
+def test_regions_of_a_warp_specialised_kernel():
+    r = ncu_summary.summarise(GLUON)
+    assert r["kernel"] == "Gluon forward" and r["config"] == "default variant 128x2"
+    assert (r["D"], r["G"]) == (128, 64)
+    entry, consumer, loader = r["regions"]
+    assert entry["head"] == "(entry)" and entry["instructions"] == 8
+    assert consumer == {"address": "0x7f8e237aeba0", "instructions": 1583, "hgmma": 16, "utmaldg": 0,
+                        "mufu_ex2": 66, "stall_pct": 32.4, "executed_pct": 48.9,
+                        "head": "USETMAXREG.TRY_ALLOC.CTAPOOL UP0, 0xf0",
+                        "stall_by_opcode_pct": {"WARPGROUP.DEPBAR.LE": 5.3, "MUFU.EX2": 4.7, "@!P0": 1.0}}
+    assert loader["utmaldg"] == 4 and loader["executed_pct"] is None
+    assert loader["stall_by_opcode_pct"] == {"NOP": 4.1}
 
 
 def test_errors_name_the_report(tmp_path, capsys):

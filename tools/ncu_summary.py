@@ -9,10 +9,13 @@ repository root::
     python tools/ncu_summary.py --out benchmarks/results/h100/ncu_fwd_s30.json \\
         benchmarks/results/h100/ncu_fwd_*_s30.txt
 
-Each row holds the launch's duration, its executed warp instructions
-(``smsp__inst_executed.sum`` where the report has it, else executed IPC x active cycles x SMs),
-the issue slots' busy share, registers, occupancy, spill requests, and the shares of warp-stall
-samples and of executed instructions by opcode (``ncu_stalls.py``'s first 15 and 20 rows).
+Each row holds the kernel named in the header (``forward``, ``Gluon forward``, ...), the launch's
+duration, its executed warp instructions (``smsp__inst_executed.sum`` where the report has it, else
+executed IPC x active cycles x SMs), the issue slots' busy share, registers, occupancy, spill
+requests, the shares of warp-stall samples and of executed instructions by opcode
+(``ncu_stalls.py``'s first 15 and 20 rows) and, for a warp-specialised kernel, its regions
+(``ncu_stalls.py``'s SASS split at each SETMAXREG: instructions, HGMMA, TMA loads and MUFU.EX2 in
+each, its shares of the samples and of the executed instructions, its opcodes with most samples).
 """
 import argparse
 import json
@@ -23,8 +26,12 @@ from pathlib import Path
 from simplex_lib.bench_plots import ncu_metric
 
 _HEADER = re.compile(r"^# Nsight Compute, session (?P<session>\d+), (?P<date>[\d-]+), (?P<gpu>[^,]+), "
-                     r"commit (?P<commit>\w+): forward D (?P<D>\d+) GQA (?P<G>\d+) (?P<w1>\d+)x(?P<w2>\d+) "
-                     r"B(?P<B>\d+) N(?P<N>\d+) \w+, config (?P<config>\S+), launch-skip \d+")
+                     r"commit (?P<commit>\w+): (?P<kernel>.*?)\s*D (?P<D>\d+) GQA (?P<G>\d+) "
+                     r"(?P<w1>\d+)x(?P<w2>\d+) B(?P<B>\d+) N(?P<N>\d+) \w+, (?:config )?(?P<config>.+?)"
+                     r"(?:, launch-skip \d+)?\s*$")
+_REGION = re.compile(r"^\s*(?P<address>\S+)\s+(?P<instructions>\d+)\s+(?P<hgmma>\d+) /\s*(?P<utmaldg>\d+) /"
+                     r"\s*(?P<mufu_ex2>\d+)\s+(?P<stall_pct>[\d.]+)%\s+(?:(?P<executed_pct>[\d.]+)%|-)\s+"
+                     r"(?P<head>.*?): (?P<top>.*)$")
 _METRICS = {  # key: the metric's name as `ncu -i` prints it
     "duration_ms": "Duration",
     "sm_active_cycles": "SM Active Cycles",
@@ -63,7 +70,7 @@ def summarise(text: str, name: str = "report") -> dict:
     head = _HEADER.match(lines[0]) if lines else None
     if head is None:
         raise ValueError(f"{name}: the first line is not a profile header ('# Nsight Compute, session ...')")
-    row = {k: (v if k in ("date", "gpu", "commit", "config") else int(v))
+    row = {k: (v if k in ("date", "gpu", "commit", "kernel", "config") else int(v))
            for k, v in head.groupdict().items()}
     for key, label in _METRICS.items():
         try:
@@ -77,7 +84,29 @@ def summarise(text: str, name: str = "report") -> dict:
         row["warp_instructions"] = row["ipc_active"] * row["sm_active_cycles"] * row["sms"]
     row["stall_share_pct"] = _table(lines, "total samples")
     row["executed_share_pct"] = _table(lines, "instructions executed")
+    row["regions"] = _regions(lines)
     return row
+
+
+def _regions(lines) -> list:
+    """``ncu_stalls.py``'s regions of a warp-specialised kernel (the SASS split at each
+    SETMAXREG), one dict each; empty for other kernels."""
+    i = next((k for k, line in enumerate(lines) if line.startswith("regions split at SETMAXREG")), None)
+    out = []
+    for line in lines[i + 1:] if i is not None else []:
+        m = _REGION.match(line)
+        if m is None:
+            break
+        r = m.groupdict()
+        top = {}
+        for item in r.pop("top").split(", "):
+            op, _, pct = item.rpartition(" ")
+            if op and pct.endswith("%"):
+                top[op] = float(pct[:-1])
+        out.append({k: (v if k in ("address", "head") else None if v is None else
+                        float(v) if k.endswith("_pct") else int(v)) for k, v in r.items()}
+                   | {"stall_by_opcode_pct": top})
+    return out
 
 
 def main(argv=None) -> int:
@@ -94,7 +123,7 @@ def main(argv=None) -> int:
         except ValueError as e:
             ap.error(str(e))
     rows.sort(key=lambda r: (-r["D"], r["G"]))
-    Path(a.out).write_text(json.dumps({"what": "Nsight Compute of the forward, one launch each",
+    Path(a.out).write_text(json.dumps({"what": "Nsight Compute, one launch each",
                                        "rows": rows}, indent=1) + "\n")
     print(f"{len(rows)} report(s) -> {a.out}")
     return 0
