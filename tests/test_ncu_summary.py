@@ -17,6 +17,9 @@ GQA 4 512x32 B2 N8192 bf16, config offset+tma:64x128x4x3x16, launch-skip 1
   _fwd_kernel (512, 16, 1)x(128, 1, 1), Context 1, Stream 7, Device 0, CC 9.0
     Duration                         ms          7.57
     SM Active Cycles              cycle 13,727,420.60
+    Elapsed Cycles                cycle    13,850,381
+    Eligible Warps Per Scheduler        warp         0.54
+    INF   Shared is the highest-utilized pipeline (37.5%) based on elapsed cycles in the workload
     Issue Slots Busy               %        42.30
     Local Memory Spilling Requests                        2,931,072
     Registers Per Thread             register/thread             255
@@ -46,6 +49,8 @@ def test_one_row_per_report(tmp_path, capsys):
     assert r["kernel"] == "forward" and r["regions"] == []
     assert (r["w1"], r["w2"], r["B"], r["N"]) == (512, 32, 2, 8192)
     assert r["duration_ms"] == 7.57 and r["sm_active_cycles"] == 13727420.6
+    assert r["elapsed_cycles"] == 13850381 and r["eligible_warps"] == 0.54
+    assert (r["busiest_pipe"], r["busiest_pipe_pct"]) == ("Shared", 37.5)
     assert r["warp_instructions"] == 3.099e9 and r["spill_requests"] == 2931072
     assert r["stall_share_pct"] == {"WARPGROUP.DEPBAR.LE": 15.2, "@!P2": 5.7}
     assert r["executed_share_pct"] == {"HGMMA": 50.0, "MUFU": 50.0}

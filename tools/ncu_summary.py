@@ -10,12 +10,13 @@ repository root::
         benchmarks/results/h100/ncu_fwd_*_s30.txt
 
 Each row holds the kernel named in the header (``forward``, ``Gluon forward``, ...), the launch's
-duration, its executed warp instructions (``smsp__inst_executed.sum`` where the report has it, else
-executed IPC x active cycles x SMs), the issue slots' busy share, registers, occupancy, spill
-requests, the shares of warp-stall samples and of executed instructions by opcode
-(``ncu_stalls.py``'s first 15 and 20 rows) and, for a warp-specialised kernel, its regions
-(``ncu_stalls.py``'s SASS split at each SETMAXREG: instructions, HGMMA, TMA loads and MUFU.EX2 in
-each, its shares of the samples and of the executed instructions, its opcodes with most samples).
+duration, its executed warp instructions (``smsp__inst_executed.sum`` where the report has it,
+else executed IPC x active cycles x SMs), elapsed cycles, the issue slots' busy share, eligible
+warps per scheduler, the busiest pipe and its share, registers, occupancy, spill requests, the
+shares of warp-stall samples and of executed instructions by opcode (``ncu_stalls.py``'s first
+15 and 20 rows) and, for a warp-specialised kernel, its regions (``ncu_stalls.py``'s SASS split
+at each SETMAXREG: instructions, HGMMA, TMA loads and MUFU.EX2 in each, its shares of the
+samples and of the executed instructions, its opcodes with most samples).
 """
 import argparse
 import json
@@ -35,6 +36,8 @@ _REGION = re.compile(r"^\s*(?P<address>\S+)\s+(?P<instructions>\d+)\s+(?P<hgmma>
 _METRICS = {  # key: the metric's name as `ncu -i` prints it
     "duration_ms": "Duration",
     "sm_active_cycles": "SM Active Cycles",
+    "elapsed_cycles": "Elapsed Cycles",
+    "eligible_warps": "Eligible Warps Per Scheduler",
     "issue_busy_pct": "Issue Slots Busy",
     "registers": "Registers Per Thread",
     "achieved_occupancy_pct": "Achieved Occupancy",
@@ -82,6 +85,9 @@ def summarise(text: str, name: str = "report") -> dict:
         row["warp_instructions"] = ncu_metric(text, "smsp__inst_executed.sum")
     except ValueError:
         row["warp_instructions"] = row["ipc_active"] * row["sm_active_cycles"] * row["sms"]
+    # the pipe Nsight Compute names busiest ("Shared": a sum dominated by the tensor pipe)
+    pipe = re.search(r"(\w+) is the highest-utilized pipeline \(([\d.]+)%\)", text)
+    row["busiest_pipe"], row["busiest_pipe_pct"] = (pipe[1], float(pipe[2])) if pipe else (None, None)
     row["stall_share_pct"] = _table(lines, "total samples")
     row["executed_share_pct"] = _table(lines, "instructions executed")
     row["regions"] = _regions(lines)
