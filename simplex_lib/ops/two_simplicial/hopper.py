@@ -31,6 +31,17 @@ consumers' CUDA cores between their GEMMs moves to warps that issue no GEMM. Wit
 ``scaled_values=True`` the group also forms each key's value tile ``V1 * v2[k]``, so that a
 consumer's step is FlashAttention's: one logits GEMM, the softmax, and one GEMM that accumulates
 ``P (V1 * v2[k])`` into the output.
+
+Launch: grid ``(N, B * Hkv)``, one program per query position and key/value head, 12 warps
+(consumers 4 + 4 and the loader's 1, padded to whole warp groups for ``setmaxnreg``; with
+``operands``, three groups of 4); a program owns the 64 rows of its position's output and LSE
+and does ``4 * 64 * D * w1 * w2`` FLOPs.
+
+Where it stands (an H100 profile, chapter 10's "Which warp group waits"): one program fills an
+SM's registers, and each consumer step at D 128 takes about four times the cycles of its GEMMs:
+the consumers wait on their own chain (logits GEMM, softmax, value GEMM, ``v2`` update), and two
+of them cannot keep the tensor cores busy half of the time. ``benchmarks/NOTES.md`` lists the
+directions left.
 """
 
 from __future__ import annotations
