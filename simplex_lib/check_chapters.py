@@ -11,7 +11,7 @@ this environment, whatever other kernels are registered), with the chapter's fol
 directory, as Colab, Binder or JupyterLab would run it. Nothing here needs the book's build
 packages (jupyter-book, myst-nb): only ``nbclient`` and ``ipykernel`` (the ``notebooks`` extra).
 
-The record (JSON) lists per chapter the status (``passed``, ``failed`` or ``timeout``), the seconds
+The record (JSON) lists per chapter the status (``passed``, ``failed`` or ``timeout``), the seconds,
 the first error (exception name, message and the index of the cell that raised) and the three
 slowest code cells (index among all cells, seconds), with the
 provenance of the run (device, versions, date, commit). The command exits with status 1 when any
@@ -26,6 +26,7 @@ import re
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -228,8 +229,7 @@ def slowest_cells(nb, top: int = 3) -> list:
     return sorted(timed, key=lambda t: -t[1])[:top]
 
 
-def _when(stamp: str):
-    from datetime import datetime
+def _when(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
